@@ -1,0 +1,351 @@
+//! Flag definition documents → [`FlagSet`].
+//!
+//! Validates each flag against flagd's schema (state, variants of one type,
+//! default variant, metadata), expands `$ref`, and compiles targeting. A
+//! strict load ([`FlagSet::load`]) rejects the whole set on any problem; a
+//! lenient one ([`FlagSet::load_lenient`]) keeps what it can, the way flagd
+//! does: a flag whose targeting does not compile answers `PARSE_ERROR`.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Number, Value};
+
+use crate::error::{LoadError, LoadErrors};
+use crate::evaluation::ValueType;
+use crate::flag::{Flag, FlagSet, FlagState, Targeting};
+use crate::rule;
+use crate::source::{self, Source};
+
+/// Keys a flag-set document may have at the top level.
+const TOP_LEVEL_KEYS: [&str; 4] = ["flags", "$evaluators", "metadata", "$schema"];
+/// Keys a flag may have (`key` only in the array form).
+const FLAG_KEYS: [&str; 6] = ["state", "variants", "defaultVariant", "targeting", "metadata", "key"];
+
+/// The result of a lenient load: the flags that could be kept, and every
+/// problem found.
+#[derive(Debug)]
+pub struct Compiled {
+    pub flags: FlagSet,
+    pub errors: LoadErrors,
+}
+
+impl FlagSet {
+    /// Loads and compiles flag definitions; any problem rejects the whole
+    /// set, with one error per problem naming file, line and flag.
+    pub fn load(sources: &[Source<'_>]) -> Result<FlagSet, LoadErrors> {
+        let compiled = FlagSet::load_lenient(sources);
+        if compiled.errors.is_empty() { Ok(compiled.flags) } else { Err(compiled.errors) }
+    }
+
+    /// Loads what can be loaded: structurally invalid flags are left out,
+    /// flags whose targeting does not compile answer `PARSE_ERROR`.
+    pub fn load_lenient(sources: &[Source<'_>]) -> Compiled {
+        let mut errors = Vec::new();
+        let mut flags: Vec<Flag> = Vec::new();
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut metadata = Map::new();
+        for source in sources {
+            let document = match source.parse() {
+                Ok(document) => document,
+                Err(error) => {
+                    errors.push(error);
+                    continue;
+                }
+            };
+            let Some((file_metadata, file_flags)) = compile_document(source, document, &mut errors) else { continue };
+            metadata.extend(file_metadata);
+            for flag in file_flags {
+                if let Some(first) = seen.get(&flag.key) {
+                    let mut error =
+                        LoadError::new(source.name, format!("is also defined in {first}")).in_flag(&flag.key);
+                    if let Some(line) = source.locate_key(&flag.key) {
+                        error = error.at_line(line);
+                    }
+                    errors.push(error);
+                    continue;
+                }
+                seen.insert(flag.key.clone(), source.name.to_owned());
+                flags.push(flag);
+            }
+        }
+        Compiled { flags: FlagSet::new(flags, metadata), errors: LoadErrors(errors) }
+    }
+}
+
+/// Compiles one document into its flag-set metadata and flags.
+fn compile_document(
+    source: &Source<'_>,
+    document: Value,
+    errors: &mut Vec<LoadError>,
+) -> Option<(Map<String, Value>, Vec<Flag>)> {
+    let document_error = |message: String| LoadError::new(source.name, message);
+    let Value::Object(mut top) = document else {
+        errors.push(document_error("the document must be an object with a \"flags\" key".into()));
+        return None;
+    };
+    for key in top.keys() {
+        if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
+            let mut error = document_error(format!(
+                "unknown top-level key '{key}' (expected one of: {})",
+                TOP_LEVEL_KEYS.join(", ")
+            ));
+            if let Some(line) = source.locate_key(key) {
+                error = error.at_line(line);
+            }
+            errors.push(error);
+        }
+    }
+    let evaluators = match top.remove("$evaluators") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(evaluators)) => evaluators,
+        Some(_) => {
+            errors.push(document_error("\"$evaluators\" must be an object of named rules".into()));
+            Map::new()
+        }
+    };
+    let metadata = match top.remove("metadata") {
+        None | Some(Value::Null) => Map::new(),
+        Some(value) => match check_metadata(&value) {
+            Ok(map) => map,
+            Err(message) => {
+                errors.push(document_error(format!("flag-set metadata: {message}")));
+                Map::new()
+            }
+        },
+    };
+    let entries: Vec<(String, Value)> = match top.remove("flags") {
+        Some(Value::Object(flags)) => flags.into_iter().collect(),
+        Some(Value::Array(items)) => {
+            let mut entries = Vec::with_capacity(items.len());
+            for (position, item) in items.into_iter().enumerate() {
+                match item.get("key").and_then(Value::as_str) {
+                    Some(key) if !key.is_empty() => entries.push((key.to_owned(), item)),
+                    _ => errors.push(document_error(format!("flags[{position}] has no \"key\" string"))),
+                }
+            }
+            let mut keys = HashMap::new();
+            for (key, _) in &entries {
+                if keys.insert(key.clone(), ()).is_some() {
+                    errors.push(document_error("is defined more than once".into()).in_flag(key.clone()));
+                }
+            }
+            entries
+        }
+        Some(_) => {
+            errors.push(document_error("\"flags\" must be an object keyed by flag key (or an array of flags)".into()));
+            return None;
+        }
+        None => {
+            errors.push(document_error("missing required key \"flags\"".into()));
+            return None;
+        }
+    };
+    let mut flags = Vec::with_capacity(entries.len());
+    for (key, definition) in entries {
+        let locate = |message: String| {
+            let mut error = LoadError::new(source.name, message).in_flag(key.clone());
+            if let Some(line) = source.locate_key(&key) {
+                error = error.at_line(line);
+            }
+            error
+        };
+        match compile_flag(&key, definition, &evaluators, &metadata, source.name) {
+            Ok((flag, targeting_error)) => {
+                if let Some(message) = targeting_error {
+                    errors.push(locate(message));
+                }
+                flags.push(flag);
+            }
+            Err(problems) => errors.extend(problems.into_iter().map(locate)),
+        }
+    }
+    Some((metadata, flags))
+}
+
+/// Compiles one flag. Structural problems are `Err` (the flag cannot be
+/// kept); a targeting problem comes back beside a flag that answers
+/// `PARSE_ERROR`.
+fn compile_flag(
+    key: &str,
+    definition: Value,
+    evaluators: &Map<String, Value>,
+    set_metadata: &Map<String, Value>,
+    source: &str,
+) -> Result<(Flag, Option<String>), Vec<String>> {
+    if key.is_empty() {
+        return Err(vec!["a flag key must not be empty".into()]);
+    }
+    let Value::Object(mut fields) = definition else {
+        return Err(vec!["a flag must be an object".into()]);
+    };
+    fields.remove("key");
+    let mut problems = Vec::new();
+    for field in fields.keys() {
+        if !FLAG_KEYS.contains(&field.as_str()) {
+            problems.push(format!(
+                "unknown key '{field}' (expected one of: state, variants, defaultVariant, targeting, metadata)"
+            ));
+        }
+    }
+    let state = match fields.get("state") {
+        Some(Value::String(s)) if s == "ENABLED" => Some(FlagState::Enabled),
+        Some(Value::String(s)) if s == "DISABLED" => Some(FlagState::Disabled),
+        Some(other) => {
+            problems.push(format!("state must be \"ENABLED\" or \"DISABLED\", found {other}"));
+            None
+        }
+        None => {
+            problems.push("missing required key \"state\"".into());
+            None
+        }
+    };
+    let variants = match fields.get("variants") {
+        Some(Value::Object(variants)) if !variants.is_empty() => match variants_of(variants) {
+            Ok(variants) => Some(variants),
+            Err(message) => {
+                problems.push(message);
+                None
+            }
+        },
+        Some(Value::Object(_)) => {
+            problems.push("variants must not be empty".into());
+            None
+        }
+        Some(_) => {
+            problems.push("variants must be an object of variant name to value".into());
+            None
+        }
+        None => {
+            problems.push("missing required key \"variants\"".into());
+            None
+        }
+    };
+    let metadata = match fields.get("metadata") {
+        None | Some(Value::Null) => Some(Map::new()),
+        Some(value) => check_metadata(value).map_err(|m| problems.push(format!("metadata: {m}"))).ok(),
+    };
+    let default_name = match fields.get("defaultVariant") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) if name.is_empty() => None,
+        Some(Value::String(name)) => Some(name.clone()),
+        Some(other) => {
+            problems.push(format!("defaultVariant must be a variant name or null, found {other}"));
+            None
+        }
+    };
+    let (Some(state), Some((variants, value_type)), Some(flag_metadata)) = (state, variants, metadata) else {
+        return Err(problems);
+    };
+    let default_variant = match &default_name {
+        Some(name) => match variants.iter().position(|(candidate, _)| candidate == name) {
+            Some(index) => Some(index),
+            None => {
+                let names: Vec<&str> = variants.iter().map(|(n, _)| n.as_str()).collect();
+                problems.push(format!("defaultVariant '{name}' is not one of the variants ({})", names.join(", ")));
+                None
+            }
+        },
+        None => None,
+    };
+    let (targeting, targeting_error) = match fields.get_mut("targeting") {
+        None | Some(Value::Null) => (Targeting::None, None),
+        Some(Value::Object(map)) if map.is_empty() => (Targeting::None, None),
+        Some(logic @ Value::Object(_)) => match source::expand_refs(logic, evaluators) {
+            Err(message) => (Targeting::Broken(message.clone()), Some(format!("targeting: {message}"))),
+            Ok(()) => match rule::compile(logic) {
+                Ok(rule) => (Targeting::Rule(rule), None),
+                Err(error) => {
+                    let message = format!("invalid targeting: {}", error.0);
+                    (Targeting::Broken(message.clone()), Some(message))
+                }
+            },
+        },
+        Some(other) => {
+            problems.push(format!("targeting must be a JsonLogic object, found {other}"));
+            (Targeting::None, None)
+        }
+    };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let mut metadata = set_metadata.clone();
+    metadata.extend(flag_metadata);
+    // Serve the normalised variants (floats as floats) everywhere.
+    fields.insert("variants".into(), Value::Object(variants.iter().cloned().collect()));
+    Ok((
+        Flag {
+            key: key.to_owned(),
+            state,
+            variants,
+            default_variant,
+            targeting,
+            metadata,
+            value_type,
+            source: source.to_owned(),
+            definition: Value::Object(fields),
+        },
+        targeting_error,
+    ))
+}
+
+/// Checks that all variants have one type (booleans, strings, numbers or
+/// objects) and normalises numbers: when any variant is written as a float
+/// they are all served as floats, so clients that infer the type from JSON
+/// (OFREP) see `1.0`, not `1`.
+fn variants_of(variants: &Map<String, Value>) -> Result<(Vec<(String, Value)>, ValueType), String> {
+    let type_of = |value: &Value| match value {
+        Value::Bool(_) => Some(ValueType::Bool),
+        Value::String(_) => Some(ValueType::String),
+        Value::Number(n) if n.is_f64() => Some(ValueType::Float),
+        Value::Number(_) => Some(ValueType::Int),
+        Value::Object(_) => Some(ValueType::Object),
+        Value::Null | Value::Array(_) => None,
+    };
+    let mut flag_type: Option<ValueType> = None;
+    for (name, value) in variants {
+        if name.is_empty() {
+            return Err("variant names must not be empty".into());
+        }
+        let Some(this) = type_of(value) else {
+            return Err(format!("variant '{name}' must be a boolean, string, number or object, found {value}"));
+        };
+        flag_type = Some(match (flag_type, this) {
+            (None, t) => t,
+            (Some(a), b) if a == b => a,
+            (Some(ValueType::Int), ValueType::Float) | (Some(ValueType::Float), ValueType::Int) => ValueType::Float,
+            (Some(a), b) => {
+                return Err(format!(
+                    "all variants must have the same type: variant '{name}' is {} but an earlier one is {}",
+                    b.as_str(),
+                    a.as_str()
+                ));
+            }
+        });
+    }
+    let flag_type = flag_type.ok_or("variants must not be empty")?;
+    let normalised = variants
+        .iter()
+        .map(|(name, value)| {
+            let value = match (flag_type, value) {
+                (ValueType::Float, Value::Number(n)) if !n.is_f64() => {
+                    n.as_f64().and_then(Number::from_f64).map(Value::Number).unwrap_or_else(|| value.clone())
+                }
+                _ => value.clone(),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    Ok((normalised, flag_type))
+}
+
+fn check_metadata(value: &Value) -> Result<Map<String, Value>, String> {
+    let Value::Object(map) = value else {
+        return Err("must be an object".into());
+    };
+    for (key, entry) in map {
+        if !matches!(entry, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
+            return Err(format!("'{key}' must be a string, number or boolean, found {entry}"));
+        }
+    }
+    Ok(map.clone())
+}

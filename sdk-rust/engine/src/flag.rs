@@ -1,0 +1,204 @@
+//! Compiled flags and flag sets, and evaluation against them.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::evaluation::{ErrorCode, Evaluation, Reason, Typed, TypedEvaluation, ValueType};
+use crate::rule::eval::Data;
+use crate::rule::{Env, Rule};
+use crate::{Context, Metadata, js};
+
+/// `ENABLED` or `DISABLED` (the kill switch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlagState {
+    Enabled,
+    Disabled,
+}
+
+impl FlagState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagState::Enabled => "ENABLED",
+            FlagState::Disabled => "DISABLED",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Targeting {
+    None,
+    Rule(Rule),
+    /// Targeting that could not be compiled: every evaluation answers
+    /// `PARSE_ERROR` with this message, as flagd does.
+    Broken(String),
+}
+
+/// One compiled flag.
+#[derive(Debug)]
+pub struct Flag {
+    pub(crate) key: String,
+    pub(crate) state: FlagState,
+    pub(crate) variants: Vec<(String, Value)>,
+    pub(crate) default_variant: Option<usize>,
+    pub(crate) targeting: Targeting,
+    pub(crate) metadata: Metadata,
+    pub(crate) value_type: ValueType,
+    pub(crate) source: String,
+    pub(crate) definition: Value,
+}
+
+impl Flag {
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn state(&self) -> FlagState {
+        self.state
+    }
+
+    /// The type of the flag's variants.
+    pub fn value_type(&self) -> ValueType {
+        self.value_type
+    }
+
+    /// Name of the source (file) the flag was loaded from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Flag-set metadata merged with the flag's own.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The flag's definition in flagd's format, `$ref`s expanded.
+    pub fn definition(&self) -> &Value {
+        &self.definition
+    }
+
+    pub fn variants(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.variants.iter().map(|(name, value)| (name.as_str(), value))
+    }
+
+    pub fn default_variant(&self) -> Option<&str> {
+        self.default_variant.map(|index| self.variants[index].0.as_str())
+    }
+
+    fn variant(&self, name: &str) -> Option<(&str, &Value)> {
+        self.variants.iter().find(|(candidate, _)| candidate == name).map(|(n, v)| (n.as_str(), v))
+    }
+
+    /// Evaluates this flag. `now` is unix seconds, for `$flagd.timestamp`.
+    pub fn evaluate<'a>(&'a self, context: &'a Context, now: i64) -> Evaluation<'a> {
+        if self.state == FlagState::Disabled {
+            return self.result(None, Reason::Disabled);
+        }
+        match &self.targeting {
+            Targeting::None => self.default(Reason::Static),
+            Targeting::Broken(message) => Evaluation::error(ErrorCode::ParseError, message.clone(), &self.metadata),
+            Targeting::Rule(rule) => {
+                let env = Env { context, flag_key: &self.key, now };
+                match rule.eval(&env, Data::Root) {
+                    Err(thrown) => Evaluation::error(
+                        ErrorCode::General,
+                        format!("error evaluating the targeting of flag '{}': {}", self.key, thrown.0),
+                        &self.metadata,
+                    ),
+                    Ok(result) => match result.as_ref() {
+                        Value::Null => self.default(Reason::Default),
+                        Value::String(name) => self.chosen(name),
+                        other => self.chosen(&js::to_string(other)),
+                    },
+                }
+            }
+        }
+    }
+
+    fn chosen(&self, name: &str) -> Evaluation<'_> {
+        match self.variant(name) {
+            Some(variant) => self.result(Some(variant), Reason::TargetingMatch),
+            None => Evaluation::error(
+                ErrorCode::General,
+                format!("targeting of flag '{}' chose variant '{name}', which does not exist", self.key),
+                &self.metadata,
+            ),
+        }
+    }
+
+    fn default(&self, reason: Reason) -> Evaluation<'_> {
+        match self.default_variant {
+            Some(index) => {
+                let (name, value) = &self.variants[index];
+                self.result(Some((name, value)), reason)
+            }
+            // No default variant: the caller's code default, always DEFAULT.
+            None => self.result(None, Reason::Default),
+        }
+    }
+
+    fn result<'a>(&'a self, variant: Option<(&'a str, &'a Value)>, reason: Reason) -> Evaluation<'a> {
+        Evaluation {
+            value: variant.map(|(_, value)| value),
+            variant: variant.map(|(name, _)| name),
+            reason,
+            error_code: None,
+            error_message: None,
+            metadata: &self.metadata,
+        }
+    }
+}
+
+/// An immutable, compiled set of flags: one environment's configuration.
+/// Built once per configuration change, then shared by every reader.
+#[derive(Debug, Default)]
+pub struct FlagSet {
+    /// Sorted by key, so iteration (bulk evaluation, listings) is stable.
+    pub(crate) flags: Vec<Flag>,
+    pub(crate) index: HashMap<String, usize>,
+    pub(crate) metadata: Metadata,
+}
+
+impl FlagSet {
+    pub(crate) fn new(mut flags: Vec<Flag>, metadata: Metadata) -> FlagSet {
+        flags.sort_by(|a, b| a.key.cmp(&b.key));
+        let index = flags.iter().enumerate().map(|(i, flag)| (flag.key.clone(), i)).collect();
+        FlagSet { flags, index, metadata }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Flag> {
+        self.index.get(key).map(|&i| &self.flags[i])
+    }
+
+    /// Flags in key order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &Flag> {
+        self.flags.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
+    /// Flag-set metadata (of all sources, later ones winning).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// Evaluates a flag; a missing flag is `FLAG_NOT_FOUND`, not an `Err`.
+    pub fn evaluate<'a>(&'a self, key: &str, context: &'a Context, now: i64) -> Evaluation<'a> {
+        match self.get(key) {
+            Some(flag) => flag.evaluate(context, now),
+            None => Evaluation::error(ErrorCode::FlagNotFound, format!("flag '{key}' not found"), &self.metadata),
+        }
+    }
+
+    /// Evaluates a flag as type `T` (`bool`, `&str`, `i64`, `f64`, or
+    /// `&Map`); a value of another type is `TYPE_MISMATCH`.
+    pub fn resolve<'a, T: Typed<'a>>(&'a self, key: &str, context: &'a Context, now: i64) -> TypedEvaluation<'a, T> {
+        self.evaluate(key, context, now).typed(key)
+    }
+}

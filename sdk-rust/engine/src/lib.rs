@@ -1,0 +1,61 @@
+//! Rampart's evaluation engine: the one place that decides which variant a
+//! context gets. The server and the SDK both embed it, so they can never
+//! disagree.
+//!
+//! # What belongs here
+//!
+//! Parsing flagd flag definitions (JSON or YAML), compiling their JsonLogic
+//! targeting into a typed rule tree once, and evaluating that tree against a
+//! context. Everything is pure: no IO, no async, no clock (the caller passes
+//! `now`), no logging. Transport types (protobuf, HTTP) never appear here.
+//!
+//! # Layout
+//!
+//! - [`source`]: text → JSON document, with line numbers for syntax errors,
+//!   `$evaluators`/`$ref` expansion and a best-effort locator for flag keys.
+//! - [`compile`](mod@compile): document → [`FlagSet`] (validation + rule compilation).
+//! - `rule`: the compiled rule tree and its evaluator; `js` holds the
+//!   JavaScript value semantics (truthiness, coercion, equality) that flagd's
+//!   reference evaluator uses and that we reproduce bit for bit.
+//! - `ops`: flagd's custom operators `fractional` and `sem_ver`.
+//! - [`evaluation`]: results — value, variant, [`Reason`], [`ErrorCode`] —
+//!   and typed resolution with `TYPE_MISMATCH`.
+//! - [`bucket`]: MurmurHash3 bucketing shared by `fractional` and ramps.
+//!
+//! # Example
+//!
+//! ```
+//! use rampart_engine::{FlagSet, Source, Reason};
+//! let text = r#"{"flags": {"new-ui": {"state": "ENABLED",
+//!     "variants": {"on": true, "off": false}, "defaultVariant": "off",
+//!     "targeting": {"if": [{"ends_with": [{"var": "email"}, "@example.com"]}, "on"]}}}}"#;
+//! let set = FlagSet::load(&[Source::json("flags.json", text)]).unwrap();
+//! let ctx = serde_json::json!({"targetingKey": "u1", "email": "a@example.com"});
+//! let result = set.evaluate("new-ui", ctx.as_object().unwrap(), 1_700_000_000);
+//! assert_eq!(result.value, Some(&serde_json::Value::Bool(true)));
+//! assert_eq!(result.reason, Reason::TargetingMatch);
+//! ```
+
+pub mod bucket;
+pub mod compile;
+mod error;
+pub mod evaluation;
+mod flag;
+mod js;
+mod ops;
+mod rule;
+pub use rule::CompiledRule;
+pub mod source;
+
+pub use compile::Compiled;
+pub use error::{LoadError, LoadErrors};
+pub use evaluation::{ErrorCode, Evaluation, Reason, Typed, TypedEvaluation, ValueType};
+pub use flag::{Flag, FlagSet, FlagState};
+pub use source::{Format, Source};
+
+/// An evaluation context: the JSON object an application sends (OFREP's
+/// `context`, flagd's `Struct`). `targetingKey` is an ordinary top-level key.
+pub type Context = serde_json::Map<String, serde_json::Value>;
+
+/// Flag and flag-set metadata: string, number or boolean values.
+pub type Metadata = serde_json::Map<String, serde_json::Value>;

@@ -1,0 +1,593 @@
+//! Evaluation of the compiled rule tree.
+//!
+//! Values are `Cow<Value>`: anything read from the context or the tree is
+//! borrowed, and only computed values (a `cat`, a sum) are owned. Failures
+//! are JavaScript exceptions ([`Throw`]) and end the whole evaluation with
+//! `GENERAL`, exactly where flagd's reference evaluator throws.
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+
+use super::{Args, Arithmetic, Comparator, FlagdProperty, Iteration, Rule, Var, VarPath};
+use crate::Context;
+use crate::js::{self, JsResult, Throw};
+
+/// What a rule is evaluated against: the context and what flagd adds to it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Env<'a> {
+    pub(crate) context: &'a Context,
+    pub(crate) flag_key: &'a str,
+    /// Unix seconds, for `$flagd.timestamp`.
+    pub(crate) now: i64,
+}
+
+/// The data `var` reads: the (enriched) context at the top, the current
+/// element inside `map`, `filter`, `all`, `some`, `none` and `reduce`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Data<'a> {
+    Root,
+    Item(&'a Value),
+}
+
+pub(crate) type Out<'a> = JsResult<Cow<'a, Value>>;
+
+const NULL: Cow<'static, Value> = Cow::Owned(Value::Null);
+
+fn owned(value: Value) -> Cow<'static, Value> {
+    Cow::Owned(value)
+}
+
+/// Evaluates a rule that reads nothing from the context (constant folding).
+pub(crate) fn evaluate_constant(rule: &Rule) -> JsResult<Value> {
+    let context = Map::new();
+    let env = Env { context: &context, flag_key: "", now: 0 };
+    rule.eval(&env, Data::Root).map(Cow::into_owned)
+}
+
+impl Rule {
+    pub(crate) fn eval<'a>(&'a self, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+        match self {
+            Rule::Const(value) => Ok(Cow::Borrowed(value)),
+            Rule::Array(rules) => {
+                let values = rules.iter().map(|r| r.eval(env, data).map(Cow::into_owned)).collect::<JsResult<_>>()?;
+                Ok(owned(Value::Array(values)))
+            }
+            Rule::Var(var) => eval_var(var, env, data),
+            Rule::Missing(args) => {
+                let values = Values::of(args, env, data)?;
+                Ok(owned(missing(values.iter(), env, data)))
+            }
+            Rule::MissingSome(need, options) => {
+                let need = need.eval(env, data)?;
+                let options = options.eval(env, data)?;
+                let Value::Array(options) = options.as_ref() else {
+                    return Err(Throw("'missing_some' expects an array of keys"));
+                };
+                let missing = missing(options.iter(), env, data);
+                let found = options.len() - missing.as_array().map_or(0, Vec::len);
+                let enough = js::js_cmp(&Value::from(found), &need).is_some_and(|o| o.is_ge());
+                Ok(owned(if enough { Value::Array(Vec::new()) } else { missing }))
+            }
+            Rule::If(rules) => eval_if(rules, env, data),
+            Rule::And(rules) => {
+                let mut last = NULL;
+                for rule in rules {
+                    last = rule.eval(env, data)?;
+                    if !js::truthy(&last) {
+                        break;
+                    }
+                }
+                Ok(last)
+            }
+            Rule::Or(rules) => {
+                let mut last = NULL;
+                for rule in rules {
+                    last = rule.eval(env, data)?;
+                    if js::truthy(&last) {
+                        break;
+                    }
+                }
+                Ok(last)
+            }
+            Rule::Not { operand, negate } => {
+                let value = operand.eval(env, data)?;
+                Ok(owned(Value::Bool(js::truthy(&value) != *negate)))
+            }
+            Rule::Compare(comparator, rules) => compare(*comparator, rules, env, data).map(|b| owned(Value::Bool(b))),
+            Rule::Arithmetic(op, args) => arithmetic(*op, &Values::of(args, env, data)?).map(owned),
+            Rule::Extreme { max, args } => {
+                let values = Values::of(args, env, data)?;
+                let mut best: Option<&Value> = None;
+                for value in values.iter() {
+                    let Value::Number(n) = value else {
+                        return Err(Throw("'max' and 'min' accept only numbers"));
+                    };
+                    let better = best.is_none_or(|b| {
+                        let (candidate, current) = (js::as_f64(n), b.as_f64().unwrap_or(f64::NAN));
+                        if *max { candidate > current } else { candidate < current }
+                    });
+                    if better {
+                        best = Some(value);
+                    }
+                }
+                best.cloned().map(owned).ok_or(Throw("'max' and 'min' need at least one number"))
+            }
+            Rule::In(args) => {
+                let values = Values::of(args, env, data)?;
+                eval_in(values.get(0), values.get(1)).map(|b| owned(Value::Bool(b)))
+            }
+            Rule::Cat { args, skip_null } => {
+                let values = Values::of(args, env, data)?;
+                let mut out = String::new();
+                for value in values.iter() {
+                    if !(*skip_null && value.is_null()) {
+                        js::write_string(value, &mut out);
+                    }
+                }
+                Ok(owned(Value::String(out)))
+            }
+            Rule::Substr(args) => {
+                let values = Values::of(args, env, data)?;
+                substr(values.get(0), values.get(1), values.get(2)).map(|s| owned(Value::String(s)))
+            }
+            Rule::Merge(args) => {
+                let values = Values::of(args, env, data)?;
+                let mut merged = Vec::new();
+                for value in values.iter() {
+                    match value {
+                        Value::Array(items) => merged.extend(items.iter().cloned()),
+                        other => merged.push(other.clone()),
+                    }
+                }
+                Ok(owned(Value::Array(merged)))
+            }
+            Rule::Iterate { op, selector, mapper } => iterate(*op, selector, mapper, env, data),
+            Rule::Reduce { selector, mapper, initial } => reduce(selector, mapper, initial.as_deref(), env, data),
+            Rule::Fractional(fractional) => fractional.eval(env, data),
+            Rule::SemVer(semver) => semver.eval(env, data),
+            Rule::Affix { starts, args } => {
+                let values = Values::of(args, env, data)?;
+                Ok(owned(match (values.len(), values.get(0), values.get(1)) {
+                    (2, Some(Value::String(text)), Some(Value::String(affix))) => Value::Bool(if *starts {
+                        text.starts_with(affix.as_str())
+                    } else {
+                        text.ends_with(affix.as_str())
+                    }),
+                    _ => Value::Null,
+                }))
+            }
+        }
+    }
+}
+
+/// Evaluated arguments of an eager operator. Up to four are kept inline,
+/// because operators with one to three arguments are evaluated on every
+/// request and should not allocate.
+pub(crate) struct Values<'a> {
+    len: usize,
+    inline: [Cow<'a, Value>; 4],
+    spill: Vec<Cow<'a, Value>>,
+}
+
+impl<'a> Values<'a> {
+    pub(crate) fn of(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> JsResult<Values<'a>> {
+        let mut values = Values { len: 0, inline: [NULL, NULL, NULL, NULL], spill: Vec::new() };
+        match args {
+            Args::List(rules) => {
+                for rule in rules {
+                    values.push(rule.eval(env, data)?);
+                }
+            }
+            Args::Spread(rule) => match rule.eval(env, data)? {
+                Cow::Borrowed(Value::Array(items)) => items.iter().for_each(|item| values.push(Cow::Borrowed(item))),
+                Cow::Owned(Value::Array(items)) => items.into_iter().for_each(|item| values.push(Cow::Owned(item))),
+                single => values.push(single),
+            },
+        }
+        Ok(values)
+    }
+
+    fn push(&mut self, value: Cow<'a, Value>) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = value;
+        } else {
+            self.spill.push(value);
+        }
+        self.len += 1;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn get(&self, index: usize) -> Option<&Value> {
+        if index >= self.len {
+            None
+        } else if index < self.inline.len() {
+            Some(&self.inline[index])
+        } else {
+            Some(&self.spill[index - self.inline.len()])
+        }
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Value> {
+        (0..self.len).filter_map(|index| self.get(index))
+    }
+}
+
+fn eval_var<'a>(var: &'a Var, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    let found = match &var.path {
+        VarPath::Whole => Some(whole(env, data)),
+        VarPath::Static { segments, flagd } => match (data, flagd) {
+            (Data::Root, Some(property)) => flagd_property(*property, env),
+            _ => lookup(env, data, segments.iter().map(String::as_str)),
+        },
+        VarPath::Dynamic(rule) => {
+            let path = rule.eval(env, data)?;
+            match path.as_ref() {
+                Value::Null => Some(whole(env, data)),
+                other => {
+                    let text = js::to_string(other);
+                    if text.is_empty() {
+                        Some(whole(env, data))
+                    } else {
+                        let segments = super::compile::split_path(&text);
+                        if matches!(data, Data::Root) && segments[0] == "$flagd" {
+                            let property = match (segments.len(), segments.get(1).map(String::as_str)) {
+                                (1, _) => FlagdProperty::Object,
+                                (2, Some("flagKey")) => FlagdProperty::FlagKey,
+                                (2, Some("timestamp")) => FlagdProperty::Timestamp,
+                                _ => FlagdProperty::Unknown,
+                            };
+                            flagd_property(property, env)
+                        } else {
+                            lookup(env, data, segments.iter().map(String::as_str)).map(|v| owned(v.into_owned()))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    // json-logic-engine compiles `var` to `path ?? default`, so a null value
+    // also takes the default.
+    match found {
+        Some(value) if !value.is_null() => Ok(value),
+        _ => match &var.default {
+            Some(default) => default.eval(env, data),
+            None => Ok(NULL),
+        },
+    }
+}
+
+fn whole<'a>(env: &Env<'a>, data: Data<'a>) -> Cow<'a, Value> {
+    match data {
+        Data::Item(item) => Cow::Borrowed(item),
+        Data::Root => {
+            let mut context = env.context.clone();
+            context.insert("$flagd".to_owned(), flagd_object(env));
+            owned(Value::Object(context))
+        }
+    }
+}
+
+fn flagd_object(env: &Env<'_>) -> Value {
+    let mut map = Map::new();
+    map.insert("flagKey".to_owned(), Value::String(env.flag_key.to_owned()));
+    map.insert("timestamp".to_owned(), Value::from(env.now));
+    Value::Object(map)
+}
+
+fn flagd_property<'a>(property: FlagdProperty, env: &Env<'a>) -> Option<Cow<'a, Value>> {
+    match property {
+        FlagdProperty::Object => Some(owned(flagd_object(env))),
+        FlagdProperty::FlagKey => Some(owned(Value::String(env.flag_key.to_owned()))),
+        FlagdProperty::Timestamp => Some(owned(Value::from(env.now))),
+        FlagdProperty::Unknown => None,
+    }
+}
+
+/// Walks a path through objects (by key) and arrays (by index). As in
+/// JavaScript, the last step may also read a string's character or the
+/// `length` of a string or array.
+fn lookup<'a, 's>(env: &Env<'a>, data: Data<'a>, segments: impl Iterator<Item = &'s str>) -> Option<Cow<'a, Value>> {
+    let mut segments = segments.peekable();
+    let mut current = match data {
+        Data::Item(item) => item,
+        Data::Root => env.context.get(segments.next()?)?,
+    };
+    while let Some(segment) = segments.next() {
+        match step(current, segment) {
+            Some(next) => current = next,
+            None if segments.peek().is_none() => return derived_property(current, segment).map(owned),
+            None => return None,
+        }
+    }
+    Some(Cow::Borrowed(current))
+}
+
+fn derived_property(value: &Value, segment: &str) -> Option<Value> {
+    match (value, segment) {
+        (Value::Array(items), "length") => Some(Value::from(items.len())),
+        (Value::String(text), "length") => Some(Value::from(text.encode_utf16().count())),
+        (Value::String(text), index) => {
+            let index = index.parse::<usize>().ok()?;
+            text.chars().nth(index).map(|c| Value::String(c.to_string()))
+        }
+        _ => None,
+    }
+}
+
+fn step<'v>(value: &'v Value, segment: &str) -> Option<&'v Value> {
+    match value {
+        Value::Object(map) => map.get(segment),
+        Value::Array(items) => segment.parse::<usize>().ok().and_then(|index| items.get(index)),
+        _ => None,
+    }
+}
+
+/// JsonLogic `missing`: the keys whose path is absent. A path is absent
+/// when a step meets a falsy value or an undefined property (a present
+/// `null` counts as present), as in json-logic-engine.
+fn missing<'v>(keys: impl Iterator<Item = &'v Value>, env: &Env<'_>, data: Data<'_>) -> Value {
+    let absent = keys
+        .filter(|key| {
+            let path = super::compile::split_path(&js::to_string(key));
+            if matches!(data, Data::Root) && path[0] == "$flagd" {
+                let known = matches!(path.get(1).map(String::as_str), None | Some("flagKey" | "timestamp"));
+                return !(known && path.len() <= 2);
+            }
+            let mut segments = path.iter();
+            let mut current = match data {
+                Data::Item(item) => item,
+                Data::Root => match segments.next().and_then(|first| env.context.get(first)) {
+                    Some(value) => value,
+                    None => return true,
+                },
+            };
+            for segment in segments {
+                if !js::truthy_js(current) {
+                    return true;
+                }
+                match step(current, segment) {
+                    Some(next) => current = next,
+                    None => return true,
+                }
+            }
+            false
+        })
+        .cloned()
+        .collect();
+    Value::Array(absent)
+}
+
+fn eval_if<'a>(rules: &'a [Rule], env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    match rules {
+        [] => Ok(NULL),
+        [only] => only.eval(env, data),
+        _ => {
+            let mut pairs = rules.chunks_exact(2);
+            for pair in pairs.by_ref() {
+                let condition = pair[0].eval(env, data)?;
+                if js::truthy(&condition) {
+                    return pair[1].eval(env, data);
+                }
+            }
+            match pairs.remainder() {
+                [otherwise] => otherwise.eval(env, data),
+                _ => Ok(NULL),
+            }
+        }
+    }
+}
+
+/// Comparators, including the chained `between` form: each operand is
+/// compared with the (coerced) one before it, stopping at the first false.
+fn compare<'a>(comparator: Comparator, rules: &'a [Rule], env: &Env<'a>, data: Data<'a>) -> JsResult<bool> {
+    let mut rules = rules.iter();
+    let Some(first) = rules.next() else { return Ok(false) };
+    let mut previous = first.eval(env, data)?;
+    for rule in rules {
+        let current = rule.eval(env, data)?;
+        let (holds, next) = if comparator.is_strict() {
+            let equal = js::strict_eq(&previous, &current);
+            (equal == (comparator == Comparator::StrictEq), current)
+        } else {
+            let checked = js::compare_check(&current, &previous)?;
+            let holds = checked.with(|right| loose(comparator, &previous, right));
+            let next = checked.with(|right| right.clone());
+            (holds, owned(next))
+        };
+        if !holds {
+            return Ok(false);
+        }
+        previous = next;
+    }
+    Ok(true)
+}
+
+fn loose(comparator: Comparator, left: &Value, right: &Value) -> bool {
+    use std::cmp::Ordering::*;
+    match comparator {
+        Comparator::Eq => js::loose_eq(left, right),
+        Comparator::Ne => !js::loose_eq(left, right),
+        Comparator::Lt => js::js_cmp(left, right) == Some(Less),
+        Comparator::Le => matches!(js::js_cmp(left, right), Some(Less | Equal)),
+        Comparator::Gt => js::js_cmp(left, right) == Some(Greater),
+        Comparator::Ge => matches!(js::js_cmp(left, right), Some(Greater | Equal)),
+        Comparator::StrictEq | Comparator::StrictNe => unreachable!("strict comparators are handled by the caller"),
+    }
+}
+
+fn arithmetic(op: Arithmetic, values: &Values<'_>) -> JsResult<Value> {
+    let mut numbers = values.iter().map(js::to_number);
+    let result = match op {
+        Arithmetic::Add => numbers.try_fold(0.0, |sum, n| n.map(|n| sum + n))?,
+        Arithmetic::Multiply => numbers.try_fold(1.0, |product, n| n.map(|n| product * n))?,
+        Arithmetic::Subtract => {
+            let first = numbers.next().ok_or(Throw("'-' needs at least one argument"))??;
+            if values.len() == 1 {
+                -first
+            } else {
+                numbers.try_fold(first, |difference, n| n.map(|n| difference - n))?
+            }
+        }
+        Arithmetic::Divide => {
+            let first = numbers.next().ok_or(Throw("'/' needs at least one argument"))??;
+            let (mut quotient, divisors) =
+                if values.len() == 1 { (1.0, vec![Ok(first)]) } else { (first, numbers.collect()) };
+            for divisor in divisors {
+                let divisor = divisor?;
+                if divisor == 0.0 || divisor.is_nan() {
+                    return Err(Throw("division by zero"));
+                }
+                quotient /= divisor;
+            }
+            quotient
+        }
+        Arithmetic::Remainder => {
+            if values.len() < 2 {
+                return Err(Throw("'%' needs two arguments"));
+            }
+            let first = numbers.next().ok_or(Throw("'%' needs two arguments"))??;
+            numbers.try_fold(first, |remainder, n| n.map(|n| remainder % n))?
+        }
+    };
+    if result.is_nan() {
+        return Err(Throw("arithmetic on a value that is not a number"));
+    }
+    js::number(result)
+}
+
+/// `(haystack || []).includes(needle)`.
+fn eval_in(needle: Option<&Value>, haystack: Option<&Value>) -> JsResult<bool> {
+    let Some(haystack) = haystack.filter(|h| js::truthy_js(h)) else {
+        return Ok(false);
+    };
+    match haystack {
+        Value::Array(items) => Ok(needle.is_some_and(|needle| items.iter().any(|item| js::strict_eq(item, needle)))),
+        Value::String(text) => {
+            let needle = needle.map_or_else(|| "undefined".to_owned(), js::to_string);
+            Ok(text.contains(needle.as_str()))
+        }
+        _ => Err(Throw("'in' needs an array or a string to search")),
+    }
+}
+
+/// JavaScript's `String.prototype.substr(from, length)`, with JsonLogic's
+/// negative length meaning "stop that many characters before the end".
+fn substr(text: Option<&Value>, from: Option<&Value>, length: Option<&Value>) -> JsResult<String> {
+    let Some(Value::String(text)) = text else {
+        return Err(Throw("'substr' needs a string"));
+    };
+    let chars: Vec<char> = text.chars().collect();
+    let size = chars.len() as f64;
+    let start = {
+        let start = to_integer(from);
+        if start < 0.0 { (size + start).max(0.0) } else { start.min(size) }
+    };
+    let end = match length {
+        None => size,
+        Some(length) => {
+            let length_number = js::to_number(length).unwrap_or(f64::NAN);
+            if length_number < 0.0 {
+                (size + to_integer(Some(length))).max(start)
+            } else {
+                (start + to_integer(Some(length)).max(0.0)).min(size)
+            }
+        }
+    };
+    Ok(chars[start as usize..end.max(start) as usize].iter().collect())
+}
+
+/// JavaScript's ToIntegerOrInfinity, for `substr`'s positions.
+fn to_integer(value: Option<&Value>) -> f64 {
+    let number = value.map(|v| js::to_number(v).unwrap_or(f64::NAN)).unwrap_or(0.0);
+    if number.is_nan() { 0.0 } else { number.trunc() }
+}
+
+fn elements<'a>(selector: &'a Rule, env: &Env<'a>, data: Data<'a>) -> JsResult<Cow<'a, [Value]>> {
+    Ok(match selector.eval(env, data)? {
+        Cow::Borrowed(Value::Array(items)) => Cow::Borrowed(items.as_slice()),
+        Cow::Owned(Value::Array(items)) => Cow::Owned(items),
+        other if !js::truthy_js(&other) => Cow::Owned(Vec::new()),
+        _ => return Err(Throw("expected an array to iterate over")),
+    })
+}
+
+fn iterate<'a>(op: Iteration, selector: &'a Rule, mapper: &'a Rule, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    let items = elements(selector, env, data)?;
+    let apply = |item: &Value| -> JsResult<Value> { mapper.eval(env, Data::Item(item)).map(Cow::into_owned) };
+    let test = |item: &Value| -> JsResult<bool> {
+        let result = mapper.eval(env, Data::Item(item))?;
+        Ok(js::truthy(&result))
+    };
+    let result = match op {
+        Iteration::Map => Value::Array(items.iter().map(apply).collect::<JsResult<_>>()?),
+        Iteration::Filter => {
+            let mut kept = Vec::new();
+            for item in items.iter() {
+                if test(item)? {
+                    kept.push(item.clone());
+                }
+            }
+            Value::Array(kept)
+        }
+        Iteration::All => {
+            let mut all = !items.is_empty();
+            for item in items.iter() {
+                if !test(item)? {
+                    all = false;
+                    break;
+                }
+            }
+            Value::Bool(all)
+        }
+        Iteration::Some | Iteration::None => {
+            let mut some = false;
+            for item in items.iter() {
+                if test(item)? {
+                    some = true;
+                    break;
+                }
+            }
+            Value::Bool(some == (op == Iteration::Some))
+        }
+    };
+    Ok(owned(result))
+}
+
+fn reduce<'a>(
+    selector: &'a Rule,
+    mapper: &'a Rule,
+    initial: Option<&'a Rule>,
+    env: &Env<'a>,
+    data: Data<'a>,
+) -> Out<'a> {
+    let items = elements(selector, env, data)?;
+    let mut items = items.iter();
+    let mut accumulator = match initial {
+        Some(initial) => initial.eval(env, data)?.into_owned(),
+        None => items.next().cloned().ok_or(Throw("'reduce' of an empty array with no initial value"))?,
+    };
+    check_flat(&accumulator)?;
+    for item in items {
+        let mut scope = Map::new();
+        scope.insert("accumulator".to_owned(), accumulator);
+        scope.insert("current".to_owned(), item.clone());
+        let scope = Value::Object(scope);
+        accumulator = mapper.eval(env, Data::Item(&scope))?.into_owned();
+        check_flat(&accumulator)?;
+    }
+    Ok(owned(accumulator))
+}
+
+/// json-logic-engine refuses accumulators that nest arrays or objects.
+fn check_flat(value: &Value) -> JsResult<()> {
+    let nested = match value {
+        Value::Array(items) => items.iter().any(|v| v.is_array() || v.is_object()),
+        Value::Object(map) => map.values().any(|v| v.is_array() || v.is_object()),
+        _ => false,
+    };
+    if nested { Err(Throw("'reduce' accumulator nests arrays or objects")) } else { Ok(()) }
+}

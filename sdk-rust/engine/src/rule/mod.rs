@@ -1,0 +1,181 @@
+//! The compiled rule tree.
+//!
+//! Targeting is JsonLogic. It is compiled once, when a flag set is loaded,
+//! into [`Rule`]: operators resolved to enum variants, `var` paths split,
+//! constant sub-trees folded, `fractional` weights and `sem_ver` targets
+//! pre-parsed. Evaluation then walks the tree without parsing anything and
+//! borrows from the context and the tree wherever it can.
+
+mod compile;
+pub(crate) mod eval;
+
+pub(crate) use compile::compile;
+pub(crate) use eval::Env;
+
+use serde_json::Value;
+
+use crate::ops::{fractional::Fractional, semver::SemVer};
+
+#[derive(Debug)]
+pub(crate) enum Rule {
+    /// A literal, or a sub-tree folded at compile time.
+    Const(Value),
+    /// An array literal with at least one non-constant element.
+    Array(Vec<Rule>),
+    Var(Var),
+    Missing(Args),
+    MissingSome(Box<Rule>, Box<Rule>),
+    If(Vec<Rule>),
+    And(Vec<Rule>),
+    Or(Vec<Rule>),
+    /// `!` (negate = true) and `!!`.
+    Not {
+        operand: Box<Rule>,
+        negate: bool,
+    },
+    Compare(Comparator, Vec<Rule>),
+    Arithmetic(Arithmetic, Args),
+    /// `max` (true) and `min` (false).
+    Extreme {
+        max: bool,
+        args: Args,
+    },
+    In(Args),
+    /// `cat`. json-logic-engine skips nulls when it interprets (constant
+    /// or spread arguments) but prints "null" in compiled code.
+    Cat {
+        args: Args,
+        skip_null: bool,
+    },
+    Substr(Args),
+    Merge(Args),
+    Iterate {
+        op: Iteration,
+        selector: Box<Rule>,
+        mapper: Box<Rule>,
+    },
+    Reduce {
+        selector: Box<Rule>,
+        mapper: Box<Rule>,
+        initial: Option<Box<Rule>>,
+    },
+    Fractional(Box<Fractional>),
+    SemVer(Box<SemVer>),
+    /// `starts_with` (true) and `ends_with` (false).
+    Affix {
+        starts: bool,
+        args: Args,
+    },
+}
+
+/// Arguments of an operator that evaluates them all first. JsonLogic lets
+/// a single expression stand for the whole list: when it evaluates to an
+/// array, that array is the argument list.
+#[derive(Debug)]
+pub(crate) enum Args {
+    List(Vec<Rule>),
+    Spread(Box<Rule>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Var {
+    pub(crate) path: VarPath,
+    pub(crate) default: Option<Box<Rule>>,
+}
+
+#[derive(Debug)]
+pub(crate) enum VarPath {
+    /// `{"var": ""}`: the whole data (the context, or the current element
+    /// inside `map`/`filter`/…).
+    Whole,
+    /// A dotted path split at compile time. `flagd` is set when it starts
+    /// with `$flagd`, whose properties the evaluator supplies itself.
+    Static { segments: Box<[String]>, flagd: Option<FlagdProperty> },
+    /// A path computed by a rule.
+    Dynamic(Box<Rule>),
+}
+
+/// The properties flagd injects into every context as `$flagd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlagdProperty {
+    /// `$flagd` itself: `{flagKey, timestamp}`.
+    Object,
+    FlagKey,
+    Timestamp,
+    /// Anything else under `$flagd`: always null, since flagd replaces a
+    /// user-supplied `$flagd`.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Comparator {
+    Eq,
+    Ne,
+    StrictEq,
+    StrictNe,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Comparator {
+    pub(crate) fn is_strict(self) -> bool {
+        matches!(self, Comparator::StrictEq | Comparator::StrictNe)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Arithmetic {
+    Add,
+    Subtract,
+    Multiply,
+    Divide,
+    Remainder,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Iteration {
+    Map,
+    Filter,
+    All,
+    Some,
+    None,
+}
+
+impl Rule {
+    pub(crate) fn as_const(&self) -> Option<&Value> {
+        match self {
+            Rule::Const(value) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+impl Args {
+    pub(crate) fn all_const(&self) -> bool {
+        match self {
+            Args::List(rules) => rules.iter().all(|r| r.as_const().is_some()),
+            Args::Spread(rule) => rule.as_const().is_some(),
+        }
+    }
+}
+
+/// A JsonLogic rule compiled on its own, outside a flag: for tools that
+/// test a rule against a context, and for the engine's own tables.
+#[derive(Debug)]
+pub struct CompiledRule(Rule);
+
+impl CompiledRule {
+    /// Compiles a rule (with `$ref`s already expanded).
+    pub fn compile(logic: &Value) -> Result<CompiledRule, String> {
+        compile(logic).map(CompiledRule).map_err(|error| error.0)
+    }
+
+    /// Evaluates the rule as the targeting of flag `flag_key`; `Err` carries
+    /// the message of a run-time failure (which makes a flag `GENERAL`).
+    pub fn evaluate(&self, context: &crate::Context, flag_key: &str, now: i64) -> Result<Value, String> {
+        let env = Env { context, flag_key, now };
+        self.0.eval(&env, eval::Data::Root).map(std::borrow::Cow::into_owned).map_err(|thrown| thrown.0.to_owned())
+    }
+}
