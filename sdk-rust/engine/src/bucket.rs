@@ -14,17 +14,24 @@ pub fn hash(parts: &[&str]) -> u32 {
     if let [single] = parts {
         return mur3::murmurhash3_x86_32(single.as_bytes(), 0);
     }
-    if total <= 256 {
-        let mut buffer = [0u8; 256];
-        let mut end = 0;
-        for part in parts {
-            buffer[end..end + part.len()].copy_from_slice(part.as_bytes());
-            end += part.len();
-        }
-        mur3::murmurhash3_x86_32(&buffer[..end], 0)
+    if total <= 64 {
+        hash_joined::<64>(parts, total)
+    } else if total <= 256 {
+        hash_joined::<256>(parts, total)
     } else {
         mur3::murmurhash3_x86_32(parts.concat().as_bytes(), 0)
     }
+}
+
+fn hash_joined<const N: usize>(parts: &[&str], total: usize) -> u32 {
+    let mut buffer = [0u8; N];
+    let mut end = 0;
+    for part in parts {
+        buffer[end..end + part.len()].copy_from_slice(part.as_bytes());
+        end += part.len();
+    }
+    debug_assert_eq!(end, total);
+    mur3::murmurhash3_x86_32(&buffer[..end], 0)
 }
 
 /// flagd v2 bucketing: maps a hash onto `[0, total_weight)` without

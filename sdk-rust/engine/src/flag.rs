@@ -1,6 +1,7 @@
 //! Compiled flags and flag sets, and evaluation against them.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 
@@ -155,7 +156,7 @@ impl Flag {
 pub struct FlagSet {
     /// Sorted by key, so iteration (bulk evaluation, listings) is stable.
     pub(crate) flags: Vec<Flag>,
-    pub(crate) index: HashMap<String, usize>,
+    pub(crate) index: HashMap<String, usize, BuildHasherDefault<KeyHasher>>,
     pub(crate) metadata: Metadata,
 }
 
@@ -200,5 +201,44 @@ impl FlagSet {
     /// `&Map`); a value of another type is `TYPE_MISMATCH`.
     pub fn resolve<'a, T: Typed<'a>>(&'a self, key: &str, context: &'a Context, now: i64) -> TypedEvaluation<'a, T> {
         self.evaluate(key, context, now).typed(key)
+    }
+}
+
+/// A fast hash for the flag-key index. Keys come from configuration, not
+/// from clients, so the DoS resistance of SipHash buys nothing here, while
+/// its cost is a tenth of an evaluation. (The multiply-rotate scheme of
+/// rustc's FxHash.)
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct KeyHasher(u64);
+
+impl KeyHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, mut bytes: &[u8]) {
+        while let Some((chunk, rest)) = bytes.split_first_chunk::<8>() {
+            self.add(u64::from_le_bytes(*chunk));
+            bytes = rest;
+        }
+        if let Some((chunk, rest)) = bytes.split_first_chunk::<4>() {
+            self.add(u64::from(u32::from_le_bytes(*chunk)));
+            bytes = rest;
+        }
+        for &byte in bytes {
+            self.add(u64::from(byte));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }

@@ -30,14 +30,15 @@
 //!     "variants": {"on": true, "off": false}, "defaultVariant": "off",
 //!     "targeting": {"if": [{"ends_with": [{"var": "email"}, "@example.com"]}, "on"]}}}}"#;
 //! let set = FlagSet::load(&[Source::json("flags.json", text)]).unwrap();
-//! let ctx = serde_json::json!({"targetingKey": "u1", "email": "a@example.com"});
-//! let result = set.evaluate("new-ui", ctx.as_object().unwrap(), 1_700_000_000);
+//! let ctx = rampart_engine::Context::with_targeting_key("u1").with("email", "a@example.com");
+//! let result = set.evaluate("new-ui", &ctx, 1_700_000_000);
 //! assert_eq!(result.value, Some(&serde_json::Value::Bool(true)));
 //! assert_eq!(result.reason, Reason::TargetingMatch);
 //! ```
 
 pub mod bucket;
 pub mod compile;
+mod context;
 mod error;
 pub mod evaluation;
 mod flag;
@@ -48,14 +49,11 @@ pub use rule::CompiledRule;
 pub mod source;
 
 pub use compile::Compiled;
+pub use context::{Context, TARGETING_KEY};
 pub use error::{LoadError, LoadErrors};
 pub use evaluation::{ErrorCode, Evaluation, Reason, Typed, TypedEvaluation, ValueType};
 pub use flag::{Flag, FlagSet, FlagState};
 pub use source::{Format, Source};
-
-/// An evaluation context: the JSON object an application sends (OFREP's
-/// `context`, flagd's `Struct`). `targetingKey` is an ordinary top-level key.
-pub type Context = serde_json::Map<String, serde_json::Value>;
 
 /// Flag and flag-set metadata: string, number or boolean values.
 pub type Metadata = serde_json::Map<String, serde_json::Value>;

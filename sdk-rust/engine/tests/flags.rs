@@ -2,7 +2,7 @@
 //! and typed resolution, against `tests/fixtures/flags.json` (shared with
 //! the differential test against flagd's reference evaluator).
 
-use rampart_engine::{Evaluation, FlagSet, Source};
+use rampart_engine::{Context, Evaluation, FlagSet, Source};
 use serde_json::{Map, Value, json};
 
 fn fixture() -> Value {
@@ -28,7 +28,7 @@ fn describe(evaluation: &Evaluation<'_>) -> Value {
     Value::Object(out)
 }
 
-fn typed(set: &FlagSet, key: &str, kind: &str, context: &Map<String, Value>, now: i64) -> Value {
+fn typed(set: &FlagSet, key: &str, kind: &str, context: &Context, now: i64) -> Value {
     let evaluation = set.evaluate(key, context, now);
     macro_rules! narrow {
         ($t:ty) => {{
@@ -75,7 +75,7 @@ fn flag_table() {
     let cases = fixture["cases"].as_array().expect("cases");
     for case in cases {
         let key = case["flag"].as_str().expect("flag");
-        let context = case.get("context").and_then(Value::as_object).cloned().unwrap_or_default();
+        let context = Context::from(case.get("context").and_then(Value::as_object).cloned().unwrap_or_default());
         let now = case.get("now").and_then(Value::as_i64).unwrap_or(1_700_000_000);
         let got = match case.get("type").and_then(Value::as_str) {
             Some(kind) => typed(&set, key, kind, &context, now),
@@ -116,7 +116,7 @@ fn metadata_merges_flag_over_flag_set() {
     let fixture = fixture();
     let text = document_text(&fixture);
     let set = FlagSet::load_lenient(&[Source::json("f.json", &text)]).flags;
-    let context = Map::new();
+    let context = Context::new();
     for case in fixture["metadataCases"].as_array().expect("list") {
         let key = case["flag"].as_str().expect("flag");
         let evaluation = set.evaluate(key, &context, 0);

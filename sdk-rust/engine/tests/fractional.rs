@@ -3,7 +3,7 @@
 //! percentage only adds keys).
 
 use proptest::prelude::*;
-use rampart_engine::{FlagSet, Source};
+use rampart_engine::{Context, FlagSet, Source};
 use serde_json::{Map, Value, json};
 
 const VECTORS: &str = include_str!("fixtures/fractional-v2.yaml");
@@ -16,9 +16,9 @@ fn published_v2_vectors() {
     let vectors = document["vectors"].as_array().expect("vectors");
     assert_eq!(vectors.len(), 26);
     for vector in vectors {
-        let (flag, context, expected) =
-            (vector[0].as_str().expect("key"), vector[1].as_object().expect("ctx"), &vector[2]);
-        let result = set.evaluate(flag, context, 0);
+        let (flag, expected) = (vector[0].as_str().expect("key"), &vector[2]);
+        let context = Context::try_from(vector[1].clone()).expect("ctx");
+        let result = set.evaluate(flag, &context, 0);
         assert_eq!(result.value, Some(expected), "{flag} {context:?}: {result:?}");
     }
 }
@@ -38,8 +38,8 @@ fn uneven_weights_split_many_keys_in_proportion() {
     let n = 100_000;
     let mut counts = [0usize; 3];
     for i in 0..n {
-        let context = json!({"targetingKey": format!("user-{i}")});
-        let variant = set.evaluate("split", context.as_object().expect("object"), 0).variant.expect("variant");
+        let context = Context::with_targeting_key(format!("user-{i}"));
+        let variant = set.evaluate("split", &context, 0).variant.expect("variant");
         counts[weights.iter().position(|(v, _)| *v == variant).expect("known")] += 1;
     }
     for ((variant, weight), count) in weights.iter().zip(counts) {
@@ -59,8 +59,7 @@ proptest! {
     #[test]
     fn buckets_are_sticky_and_ramps_monotonic(key in "[a-zA-Z0-9@._-]{1,40}", low in 0u64..=100, high in 0u64..=100) {
         let (low, high) = if low <= high { (low, high) } else { (high, low) };
-        let context = json!({"targetingKey": key});
-        let context = context.as_object().expect("object");
+        let context = &Context::with_targeting_key(key);
         let at_low = split_flag(&[("on", low), ("off", 100 - low)]);
         let at_high = split_flag(&[("on", high), ("off", 100 - high)]);
         let first = at_low.evaluate("split", context, 0).variant.map(str::to_owned);

@@ -121,7 +121,7 @@ fn a_key_defined_in_two_files_is_rejected() {
 fn both_shapes_of_flags_load_the_same() {
     let object = r#"{"flags": {"f": {"state": "ENABLED", "variants": {"a": 1, "b": 2}, "defaultVariant": "b"}}}"#;
     let array = r#"{"flags": [{"key": "f", "state": "ENABLED", "variants": {"a": 1, "b": 2}, "defaultVariant": "b"}]}"#;
-    let context = serde_json::Map::new();
+    let context = rampart_engine::Context::new();
     let from_object = FlagSet::load(&[Source::json("o.json", object)]).expect("valid");
     let from_array = FlagSet::load(&[Source::json("a.json", array)]).expect("valid");
     assert_eq!(from_object.evaluate("f", &context, 0).value, from_array.evaluate("f", &context, 0).value);

@@ -2,7 +2,7 @@
 //! against `tests/fixtures/rules.json` (shared with the differential test
 //! against flagd's reference evaluator).
 
-use rampart_engine::CompiledRule;
+use rampart_engine::{CompiledRule, Context};
 use serde_json::Value;
 
 #[test]
@@ -12,7 +12,7 @@ fn rule_table() {
     let mut failures = Vec::new();
     for case in cases {
         let rule = &case["rule"];
-        let context = case["data"].as_object().cloned().unwrap_or_default();
+        let context = Context::from(case["data"].as_object().cloned().unwrap_or_default());
         let flag_key = case.get("flagKey").and_then(Value::as_str).unwrap_or("flag");
         let now = case.get("now").and_then(Value::as_i64).unwrap_or(1_700_000_000);
         let got = match CompiledRule::compile(rule) {

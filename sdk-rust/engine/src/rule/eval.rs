@@ -40,124 +40,179 @@ fn owned(value: Value) -> Cow<'static, Value> {
 
 /// Evaluates a rule that reads nothing from the context (constant folding).
 pub(crate) fn evaluate_constant(rule: &Rule) -> JsResult<Value> {
-    let context = Map::new();
+    let context = Context::new();
     let env = Env { context: &context, flag_key: "", now: 0 };
     rule.eval(&env, Data::Root).map(Cow::into_owned)
 }
 
 impl Rule {
+    /// Dispatch only: every operator lives in its own function, and the
+    /// rarely used ones are kept out of line so the recursive hot path
+    /// (constants, `var`, `if`, comparisons) stays small.
     pub(crate) fn eval<'a>(&'a self, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
         match self {
             Rule::Const(value) => Ok(Cow::Borrowed(value)),
-            Rule::Array(rules) => {
-                let values = rules.iter().map(|r| r.eval(env, data).map(Cow::into_owned)).collect::<JsResult<_>>()?;
-                Ok(owned(Value::Array(values)))
-            }
             Rule::Var(var) => eval_var(var, env, data),
-            Rule::Missing(args) => {
-                let values = Values::of(args, env, data)?;
-                Ok(owned(missing(values.iter(), env, data)))
-            }
-            Rule::MissingSome(need, options) => {
-                let need = need.eval(env, data)?;
-                let options = options.eval(env, data)?;
-                let Value::Array(options) = options.as_ref() else {
-                    return Err(Throw("'missing_some' expects an array of keys"));
-                };
-                let missing = missing(options.iter(), env, data);
-                let found = options.len() - missing.as_array().map_or(0, Vec::len);
-                let enough = js::js_cmp(&Value::from(found), &need).is_some_and(|o| o.is_ge());
-                Ok(owned(if enough { Value::Array(Vec::new()) } else { missing }))
-            }
             Rule::If(rules) => eval_if(rules, env, data),
-            Rule::And(rules) => {
-                let mut last = NULL;
-                for rule in rules {
-                    last = rule.eval(env, data)?;
-                    if !js::truthy(&last) {
-                        break;
-                    }
-                }
-                Ok(last)
-            }
-            Rule::Or(rules) => {
-                let mut last = NULL;
-                for rule in rules {
-                    last = rule.eval(env, data)?;
-                    if js::truthy(&last) {
-                        break;
-                    }
-                }
-                Ok(last)
-            }
+            Rule::And(rules) => eval_and_or(rules, false, env, data),
+            Rule::Or(rules) => eval_and_or(rules, true, env, data),
             Rule::Not { operand, negate } => {
                 let value = operand.eval(env, data)?;
                 Ok(owned(Value::Bool(js::truthy(&value) != *negate)))
             }
             Rule::Compare(comparator, rules) => compare(*comparator, rules, env, data).map(|b| owned(Value::Bool(b))),
-            Rule::Arithmetic(op, args) => arithmetic(*op, &Values::of(args, env, data)?).map(owned),
-            Rule::Extreme { max, args } => {
-                let values = Values::of(args, env, data)?;
-                let mut best: Option<&Value> = None;
-                for value in values.iter() {
-                    let Value::Number(n) = value else {
-                        return Err(Throw("'max' and 'min' accept only numbers"));
-                    };
-                    let better = best.is_none_or(|b| {
-                        let (candidate, current) = (js::as_f64(n), b.as_f64().unwrap_or(f64::NAN));
-                        if *max { candidate > current } else { candidate < current }
-                    });
-                    if better {
-                        best = Some(value);
-                    }
-                }
-                best.cloned().map(owned).ok_or(Throw("'max' and 'min' need at least one number"))
-            }
-            Rule::In(args) => {
-                let values = Values::of(args, env, data)?;
-                eval_in(values.get(0), values.get(1)).map(|b| owned(Value::Bool(b)))
-            }
-            Rule::Cat { args, skip_null } => {
-                let values = Values::of(args, env, data)?;
-                let mut out = String::new();
-                for value in values.iter() {
-                    if !(*skip_null && value.is_null()) {
-                        js::write_string(value, &mut out);
-                    }
-                }
-                Ok(owned(Value::String(out)))
-            }
-            Rule::Substr(args) => {
-                let values = Values::of(args, env, data)?;
-                substr(values.get(0), values.get(1), values.get(2)).map(|s| owned(Value::String(s)))
-            }
-            Rule::Merge(args) => {
-                let values = Values::of(args, env, data)?;
-                let mut merged = Vec::new();
-                for value in values.iter() {
-                    match value {
-                        Value::Array(items) => merged.extend(items.iter().cloned()),
-                        other => merged.push(other.clone()),
-                    }
-                }
-                Ok(owned(Value::Array(merged)))
-            }
-            Rule::Iterate { op, selector, mapper } => iterate(*op, selector, mapper, env, data),
-            Rule::Reduce { selector, mapper, initial } => reduce(selector, mapper, initial.as_deref(), env, data),
+            Rule::In(args) => eval_in_rule(args, env, data),
+            Rule::Affix { starts, args } => eval_affix(*starts, args, env, data),
             Rule::Fractional(fractional) => fractional.eval(env, data),
             Rule::SemVer(semver) => semver.eval(env, data),
-            Rule::Affix { starts, args } => {
-                let values = Values::of(args, env, data)?;
-                Ok(owned(match (values.len(), values.get(0), values.get(1)) {
-                    (2, Some(Value::String(text)), Some(Value::String(affix))) => Value::Bool(if *starts {
-                        text.starts_with(affix.as_str())
-                    } else {
-                        text.ends_with(affix.as_str())
-                    }),
-                    _ => Value::Null,
-                }))
-            }
+            Rule::Array(rules) => eval_array(rules, env, data),
+            Rule::Missing(args) => eval_missing(args, env, data),
+            Rule::MissingSome(need, options) => eval_missing_some(need, options, env, data),
+            Rule::Arithmetic(op, args) => eval_arithmetic(*op, args, env, data),
+            Rule::Extreme { max, args } => eval_extreme(*max, args, env, data),
+            Rule::Cat { args, skip_null } => eval_cat(args, *skip_null, env, data),
+            Rule::Substr(args) => eval_substr(args, env, data),
+            Rule::Merge(args) => eval_merge(args, env, data),
+            Rule::Iterate { op, selector, mapper } => iterate(*op, selector, mapper, env, data),
+            Rule::Reduce { selector, mapper, initial } => reduce(selector, mapper, initial.as_deref(), env, data),
         }
+    }
+}
+
+fn eval_and_or<'a>(rules: &'a [Rule], or: bool, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    let mut last = NULL;
+    for rule in rules {
+        last = rule.eval(env, data)?;
+        if js::truthy(&last) == or {
+            break;
+        }
+    }
+    Ok(last)
+}
+
+fn eval_in_rule<'a>(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    if let Some((needle, haystack)) = pair(args, env, data)? {
+        return eval_in(Some(&needle), Some(&haystack)).map(|b| owned(Value::Bool(b)));
+    }
+    eval_in_spread(args, env, data)
+}
+
+#[inline(never)]
+fn eval_in_spread<'a>(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    let values = Values::of(args, env, data)?;
+    eval_in(values.get(0), values.get(1)).map(|b| owned(Value::Bool(b)))
+}
+
+fn eval_affix<'a>(starts: bool, args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    let test = |text: &Value, affix: &Value| match (text, affix) {
+        (Value::String(text), Value::String(affix)) => {
+            Value::Bool(if starts { text.starts_with(affix.as_str()) } else { text.ends_with(affix.as_str()) })
+        }
+        _ => Value::Null,
+    };
+    if let Some((text, affix)) = pair(args, env, data)? {
+        return Ok(owned(test(&text, &affix)));
+    }
+    affix_spread(args, test, env, data)
+}
+
+#[inline(never)]
+fn affix_spread<'a>(args: &'a Args, test: impl Fn(&Value, &Value) -> Value, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    let values = Values::of(args, env, data)?;
+    Ok(owned(match (values.len(), values.get(0), values.get(1)) {
+        (2, Some(text), Some(affix)) => test(text, affix),
+        _ => Value::Null,
+    }))
+}
+
+#[inline(never)]
+fn eval_array<'a>(rules: &'a [Rule], env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    let values = rules.iter().map(|r| r.eval(env, data).map(Cow::into_owned)).collect::<JsResult<_>>()?;
+    Ok(owned(Value::Array(values)))
+}
+
+#[inline(never)]
+fn eval_missing<'a>(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    let values = Values::of(args, env, data)?;
+    Ok(owned(missing(values.iter(), env, data)))
+}
+
+#[inline(never)]
+fn eval_missing_some<'a>(need: &'a Rule, options: &'a Rule, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    let need = need.eval(env, data)?;
+    let options = options.eval(env, data)?;
+    let Value::Array(options) = options.as_ref() else {
+        return Err(Throw("'missing_some' expects an array of keys"));
+    };
+    let missing = missing(options.iter(), env, data);
+    let found = options.len() - missing.as_array().map_or(0, Vec::len);
+    let enough = js::js_cmp(&Value::from(found), &need).is_some_and(|o| o.is_ge());
+    Ok(owned(if enough { Value::Array(Vec::new()) } else { missing }))
+}
+
+#[inline(never)]
+fn eval_arithmetic<'a>(op: Arithmetic, args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    arithmetic(op, &Values::of(args, env, data)?).map(owned)
+}
+
+#[inline(never)]
+fn eval_extreme<'a>(max: bool, args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    let values = Values::of(args, env, data)?;
+    let mut best: Option<&Value> = None;
+    for value in values.iter() {
+        let Value::Number(n) = value else {
+            return Err(Throw("'max' and 'min' accept only numbers"));
+        };
+        let better = best.is_none_or(|b| {
+            let (candidate, current) = (js::as_f64(n), b.as_f64().unwrap_or(f64::NAN));
+            if max { candidate > current } else { candidate < current }
+        });
+        if better {
+            best = Some(value);
+        }
+    }
+    best.cloned().map(owned).ok_or(Throw("'max' and 'min' need at least one number"))
+}
+
+#[inline(never)]
+fn eval_cat<'a>(args: &'a Args, skip_null: bool, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    let values = Values::of(args, env, data)?;
+    let mut out = String::new();
+    for value in values.iter() {
+        if !(skip_null && value.is_null()) {
+            js::write_string(value, &mut out);
+        }
+    }
+    Ok(owned(Value::String(out)))
+}
+
+#[inline(never)]
+fn eval_substr<'a>(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    let values = Values::of(args, env, data)?;
+    substr(values.get(0), values.get(1), values.get(2)).map(|s| owned(Value::String(s)))
+}
+
+#[inline(never)]
+fn eval_merge<'a>(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+    let values = Values::of(args, env, data)?;
+    let mut merged = Vec::new();
+    for value in values.iter() {
+        match value {
+            Value::Array(items) => merged.extend(items.iter().cloned()),
+            other => merged.push(other.clone()),
+        }
+    }
+    Ok(owned(Value::Array(merged)))
+}
+
+/// The two evaluated arguments of a two-argument literal list, without
+/// building a [`Values`]: the common shape of `in`, `starts_with`, `ends_with`.
+#[allow(clippy::type_complexity)]
+#[inline(always)]
+fn pair<'a>(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> JsResult<Option<(Cow<'a, Value>, Cow<'a, Value>)>> {
+    match args {
+        Args::List(rules) if rules.len() == 2 => Ok(Some((rules[0].eval(env, data)?, rules[1].eval(env, data)?))),
+        _ => Ok(None),
     }
 }
 
@@ -216,11 +271,14 @@ impl<'a> Values<'a> {
     }
 }
 
+#[inline(always)]
 fn eval_var<'a>(var: &'a Var, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
     let found = match &var.path {
         VarPath::Whole => Some(whole(env, data)),
-        VarPath::Static { segments, flagd } => match (data, flagd) {
-            (Data::Root, Some(property)) => flagd_property(*property, env),
+        VarPath::Static { segments, flagd } => match (data, flagd, &segments[..]) {
+            (Data::Root, Some(property), _) => flagd_property(*property, env),
+            // The common case, `{"var": "email"}`: one map lookup.
+            (Data::Root, None, [key]) => env.context.get(key).map(Cow::Borrowed),
             _ => lookup(env, data, segments.iter().map(String::as_str)),
         },
         VarPath::Dynamic(rule) => {
@@ -264,7 +322,7 @@ fn whole<'a>(env: &Env<'a>, data: Data<'a>) -> Cow<'a, Value> {
     match data {
         Data::Item(item) => Cow::Borrowed(item),
         Data::Root => {
-            let mut context = env.context.clone();
+            let mut context = env.context.to_map();
             context.insert("$flagd".to_owned(), flagd_object(env));
             owned(Value::Object(context))
         }
@@ -384,24 +442,27 @@ fn eval_if<'a>(rules: &'a [Rule], env: &Env<'a>, data: Data<'a>) -> Out<'a> {
 /// Comparators, including the chained `between` form: each operand is
 /// compared with the (coerced) one before it, stopping at the first false.
 fn compare<'a>(comparator: Comparator, rules: &'a [Rule], env: &Env<'a>, data: Data<'a>) -> JsResult<bool> {
-    let mut rules = rules.iter();
-    let Some(first) = rules.next() else { return Ok(false) };
+    let Some((first, rest)) = rules.split_first() else { return Ok(false) };
     let mut previous = first.eval(env, data)?;
-    for rule in rules {
+    for (index, rule) in rest.iter().enumerate() {
         let current = rule.eval(env, data)?;
-        let (holds, next) = if comparator.is_strict() {
-            let equal = js::strict_eq(&previous, &current);
-            (equal == (comparator == Comparator::StrictEq), current)
+        let last = index + 1 == rest.len();
+        if comparator.is_strict() {
+            if js::strict_eq(&previous, &current) != (comparator == Comparator::StrictEq) {
+                return Ok(false);
+            }
+            previous = current;
         } else {
             let checked = js::compare_check(&current, &previous)?;
-            let holds = checked.with(|right| loose(comparator, &previous, right));
-            let next = checked.with(|right| right.clone());
-            (holds, owned(next))
-        };
-        if !holds {
-            return Ok(false);
+            if !checked.with(|right| loose(comparator, &previous, right)) {
+                return Ok(false);
+            }
+            // Only a chain (`between`) needs the coerced operand again.
+            if !last {
+                let next = checked.with(|right| right.clone());
+                previous = owned(next);
+            }
         }
-        previous = next;
     }
     Ok(true)
 }
@@ -515,6 +576,7 @@ fn elements<'a>(selector: &'a Rule, env: &Env<'a>, data: Data<'a>) -> JsResult<C
     })
 }
 
+#[inline(never)]
 fn iterate<'a>(op: Iteration, selector: &'a Rule, mapper: &'a Rule, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
     let items = elements(selector, env, data)?;
     let apply = |item: &Value| -> JsResult<Value> { mapper.eval(env, Data::Item(item)).map(Cow::into_owned) };
@@ -557,6 +619,7 @@ fn iterate<'a>(op: Iteration, selector: &'a Rule, mapper: &'a Rule, env: &Env<'a
     Ok(owned(result))
 }
 
+#[inline(never)]
 fn reduce<'a>(
     selector: &'a Rule,
     mapper: &'a Rule,
