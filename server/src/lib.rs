@@ -1,1 +1,185 @@
-//! placeholder
+//! The Rampart server: configuration, flag loading and hot reload, the
+//! OFREP HTTP API, health and metrics.
+//!
+//! # Layout
+//!
+//! - [`cli`] and [`config`]: command line, `rampart.yaml` and environment
+//!   variables, merged and validated before anything is bound.
+//! - [`loader`]: flag files and globs → a compiled flag set; the one path
+//!   used by start-up, reload and `rampart validate`.
+//! - [`environment`]: environments, SDK-key lookup, and the atomically
+//!   swapped snapshot each one serves.
+//! - [`watch`]: hot reload of flag files.
+//! - `http`: the application listener (OFREP) and the operator listener
+//!   (health, readiness, metrics).
+//! - [`metrics`]: the Prometheus registry; [`telemetry`]: logging.
+//!
+//! `main.rs` only parses the command line; [`Server`] is the entry point
+//! tests use, with listeners on port 0.
+//!
+//! The server never evaluates anything itself: `rampart-engine` does, the
+//! same engine the SDK embeds.
+
+pub mod cli;
+pub mod config;
+pub mod environment;
+mod http;
+pub mod loader;
+pub mod metrics;
+pub mod telemetry;
+pub mod validate;
+pub mod watch;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use rampart_engine::LoadErrors;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServerConfig;
+use crate::environment::Environments;
+use crate::http::AppState;
+use crate::metrics::Metrics;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid flag files")]
+    Flags(Vec<(String, LoadErrors)>),
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A server whose configuration and flag files are loaded and valid, not
+/// yet listening.
+#[derive(Debug)]
+pub struct Server {
+    config: ServerConfig,
+    state: AppState,
+}
+
+impl Server {
+    /// Loads every environment's flag files.
+    pub fn new(config: ServerConfig) -> Result<Server, StartupError> {
+        let environments = Arc::new(Environments::load(&config).map_err(StartupError::Flags)?);
+        let metrics = Arc::new(Metrics::new(environments.iter().map(|e| e.name.as_str())));
+        for environment in environments.iter() {
+            let snapshot = environment.snapshot();
+            metrics.serving(&environment.name, snapshot.version, snapshot.flags.len());
+        }
+        let state = AppState { environments, metrics, max_body_bytes: config.max_body_bytes };
+        Ok(Server { config, state })
+    }
+
+    /// Binds both listeners.
+    pub fn bind(self) -> Result<BoundServer, StartupError> {
+        let bind = |addr: SocketAddr| TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source });
+        let http = bind(self.config.http_addr)?;
+        let admin = bind(self.config.admin_addr)?;
+        Ok(BoundServer { server: self, http, admin })
+    }
+}
+
+/// A server with bound listeners.
+#[derive(Debug)]
+pub struct BoundServer {
+    server: Server,
+    http: TcpListener,
+    admin: TcpListener,
+}
+
+impl BoundServer {
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().unwrap_or(self.server.config.http_addr)
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().unwrap_or(self.server.config.admin_addr)
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting, lets
+    /// in-flight requests finish (bounded by the shutdown timeout) and stops
+    /// the file watcher. Must run inside an actix system.
+    pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        let (http_addr, admin_addr) = (self.http_addr(), self.admin_addr());
+        let BoundServer { server, http, admin } = self;
+        let Server { config, state } = server;
+        let data = web::Data::new(state.clone());
+        let timeout = config.shutdown_timeout.as_secs();
+
+        let http_data = data.clone();
+        let mut http_server = HttpServer::new(move || {
+            App::new()
+                .app_data(http_data.clone())
+                .wrap(from_fn(|req, next| http::observe("http", req, next)))
+                .configure(http::configure_http)
+                .default_service(web::to(http::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(timeout);
+        let admin_data = data.clone();
+        let mut admin_server = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_data.clone())
+                .wrap(from_fn(|req, next| http::observe("admin", req, next)))
+                .configure(http::configure_admin)
+                .default_service(web::to(http::not_found))
+        })
+        .disable_signals()
+        .shutdown_timeout(timeout);
+        if let Some(workers) = config.workers {
+            http_server = http_server.workers(workers);
+            admin_server = admin_server.workers(workers.min(2));
+        }
+        let http_server = http_server.listen(http)?.run();
+        let admin_server = admin_server.listen(admin)?.run();
+        let (http_handle, admin_handle) = (http_server.handle(), admin_server.handle());
+
+        let watcher = tokio::spawn(watch::run(state.environments.clone(), state.metrics.clone(), shutdown.clone()));
+        let environments: Vec<String> = state.environments.iter().map(|e| e.name.clone()).collect();
+        tracing::info!(
+            %http_addr,
+            %admin_addr,
+            environments = environments.join(","),
+            open_evaluation = config.open_evaluation(),
+            "listening"
+        );
+
+        let stopper = tokio::spawn(async move {
+            shutdown.cancelled().await;
+            tracing::info!("shutting down");
+            tokio::join!(http_handle.stop(true), admin_handle.stop(true));
+        });
+        let (http_result, admin_result) = tokio::join!(http_server, admin_server);
+        stopper.abort();
+        let _ = watcher.await;
+        tracing::info!("stopped");
+        http_result.and(admin_result)
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub async fn cancel_on_signal(token: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        else {
+            tracing::warn!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    token.cancel();
+}

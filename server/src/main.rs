@@ -1,1 +1,63 @@
-fn main() {}
+//! The `rampart` binary: parses the command line and hands over to the
+//! library. Exit codes: 0 success, 1 invalid flag files (`validate`),
+//! 64 invalid configuration, 70 a failure while serving.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use rampart_server::cli::{Cli, Command};
+use rampart_server::config::ServerConfig;
+use rampart_server::{Server, StartupError, telemetry, validate};
+use tokio_util::sync::CancellationToken;
+
+/// `EX_USAGE`: the configuration is invalid.
+const EXIT_CONFIG: u8 = 64;
+/// `EX_SOFTWARE`: serving failed.
+const EXIT_SERVE: u8 = 70;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate(args) => validate::run(&args.files),
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: rampart_server::cli::ServeArgs) -> ExitCode {
+    let config = match ServerConfig::resolve(&args, &|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("rampart: invalid configuration: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    telemetry::init(config.log_format, &config.log_filter);
+    let bound = match Server::new(config).and_then(Server::bind) {
+        Ok(bound) => bound,
+        Err(StartupError::Flags(failures)) => {
+            for (environment, errors) in failures {
+                for error in errors.iter() {
+                    eprintln!("rampart: environment '{environment}': {error}");
+                }
+            }
+            eprintln!("rampart: invalid configuration: the flag files above are invalid; nothing was started");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(error) => {
+            eprintln!("rampart: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = actix_web::rt::System::new().block_on(async move {
+        let shutdown = CancellationToken::new();
+        actix_web::rt::spawn(rampart_server::cancel_on_signal(shutdown.clone()));
+        bound.run(shutdown).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("rampart: {error}");
+            ExitCode::from(EXIT_SERVE)
+        }
+    }
+}

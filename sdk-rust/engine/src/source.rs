@@ -62,7 +62,7 @@ impl<'a> Source<'a> {
                 if self.text.trim().is_empty() {
                     return Err(LoadError::new(self.name, "the document is empty"));
                 }
-                serde_saphyr::from_str::<Value>(self.text).map_err(|e| {
+                serde_saphyr::from_str_with_options::<Value>(self.text, yaml_options()).map_err(|e| {
                     let message = e.to_string();
                     let line = yaml_error_line(&message);
                     let first = message.lines().next().unwrap_or("").trim();
@@ -120,6 +120,16 @@ fn names_key_field(line: &str, key: &str) -> bool {
         return false;
     };
     rest.trim().trim_end_matches(',').trim().trim_matches(['"', '\'']) == key
+}
+
+/// YAML as flag files need it: YAML 1.2 booleans only, so the variant
+/// names `on`, `off`, `yes` and `no` stay strings (with YAML 1.1 rules
+/// `defaultVariant: on` would silently become `true`). Duplicate keys are
+/// rejected.
+pub fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options
 }
 
 /// serde_json appends " at line L column C"; we report the line separately.
@@ -214,6 +224,12 @@ mod tests {
         let yaml =
             Source::yaml("a.yaml", "flags:\n  f:\n    state: ENABLED\n    variants:\n      a: 1.5\n      b: 2\n");
         assert_eq!(json.parse().unwrap(), yaml.parse().unwrap());
+    }
+
+    #[test]
+    fn yaml_on_and_off_are_strings() {
+        let value = Source::yaml("f.yaml", "a: on\nb: off\nc: yes\nd: true\n").parse().unwrap();
+        assert_eq!(value, serde_json::json!({"a": "on", "b": "off", "c": "yes", "d": true}));
     }
 
     #[test]

@@ -10,7 +10,8 @@ const VECTORS: &str = include_str!("fixtures/fractional-v2.yaml");
 
 #[test]
 fn published_v2_vectors() {
-    let document: Value = serde_saphyr::from_str(VECTORS).expect("valid YAML");
+    let document: Value =
+        serde_saphyr::from_str_with_options(VECTORS, rampart_engine::source::yaml_options()).expect("valid YAML");
     let flags_only = json!({"flags": document["flags"]}).to_string();
     let set = FlagSet::load(&[Source::json("fractional-v2", &flags_only)]).expect("valid flags");
     let vectors = document["vectors"].as_array().expect("vectors");

@@ -1,0 +1,71 @@
+//! Command-line interface. Every `serve` option can also come from an
+//! environment variable (`RAMPART_…`), so containers need no arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "rampart", version, about = "Feature flags and progressive delivery, flagd- and OFREP-compatible")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Check flag files the way the server loads them; exit 1 with one line
+    /// per problem if any is invalid.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServeArgs {
+    /// Server configuration file (environments, SDK keys, listeners).
+    #[arg(long, env = "RAMPART_CONFIG", value_name = "FILE", conflicts_with = "flags")]
+    pub config: Option<PathBuf>,
+
+    /// Flag file or glob, served as the environment `default` with open
+    /// evaluation. Repeat for several (the variable takes a comma-separated list).
+    #[arg(long, env = "RAMPART_FLAGS", value_name = "PATH", value_delimiter = ',')]
+    pub flags: Vec<String>,
+
+    /// Address of the application listener (OFREP).
+    #[arg(long, env = "RAMPART_HTTP_ADDR", value_name = "ADDR")]
+    pub http_addr: Option<SocketAddr>,
+
+    /// Address of the operator listener (/healthz, /readyz, /metrics).
+    #[arg(long, env = "RAMPART_ADMIN_ADDR", value_name = "ADDR")]
+    pub admin_addr: Option<SocketAddr>,
+
+    /// Log format.
+    #[arg(long, env = "RAMPART_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter, as RUST_LOG (e.g. `info`, `rampart_server=debug`).
+    #[arg(long, env = "RAMPART_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+
+    /// HTTP worker threads per listener (default: the number of CPUs).
+    #[arg(long, env = "RAMPART_WORKERS", value_name = "N")]
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Flag files (JSON or YAML) or globs.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}

@@ -1,0 +1,400 @@
+//! Server configuration: the `rampart.yaml` file, command-line options and
+//! environment variables, merged and validated completely before anything
+//! is bound or started.
+//!
+//! ```yaml
+//! httpAddr: 127.0.0.1:8016
+//! adminAddr: 127.0.0.1:8014
+//! logFormat: json
+//! environments:
+//!   production:
+//!     flags: [flags/production/*.yaml]      # relative to this file
+//!     sdkKeys:
+//!       - env: RAMPART_PRODUCTION_SDK_KEY   # read from the environment
+//!       - sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
+//!   staging:
+//!     flags: [flags/staging/*.yaml]
+//!     sdkKeys: [{value: staging-key}]       # literal: for local use only
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::cli::{LogFormat, ServeArgs};
+
+pub const DEFAULT_HTTP_PORT: u16 = 8016;
+pub const DEFAULT_ADMIN_PORT: u16 = 8014;
+/// The environment `--flags` serves.
+pub const DEFAULT_ENVIRONMENT: &str = "default";
+/// Largest request body accepted (flagd's default).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1_000_000;
+
+/// A fully validated configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub http_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+    pub workers: Option<usize>,
+    pub environments: Vec<EnvironmentConfig>,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvironmentConfig {
+    pub name: String,
+    /// Flag files or globs, already resolved against the config file's directory.
+    pub flags: Vec<String>,
+    /// SHA-256 digests of the environment's SDK keys; keys themselves are
+    /// never kept.
+    pub sdk_keys: Vec<KeyDigest>,
+}
+
+/// SHA-256 of a secret. Secrets are compared by digest, so a lookup never
+/// depends on how much of a guessed key is right.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyDigest(pub [u8; 32]);
+
+impl KeyDigest {
+    pub fn of(secret: &str) -> KeyDigest {
+        KeyDigest(Sha256::digest(secret.as_bytes()).into())
+    }
+}
+
+/// Never prints the digest either: it identifies a key.
+impl std::fmt::Debug for KeyDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyDigest(…)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ConfigFile {
+    http_addr: Option<String>,
+    admin_addr: Option<String>,
+    log_format: Option<LogFormat>,
+    log: Option<String>,
+    workers: Option<usize>,
+    max_body_bytes: Option<usize>,
+    shutdown_timeout_seconds: Option<u64>,
+    #[serde(default)]
+    environments: BTreeMap<String, EnvironmentFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EnvironmentFile {
+    flags: Vec<String>,
+    #[serde(default)]
+    sdk_keys: Vec<KeySource>,
+}
+
+/// Where an SDK key comes from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+enum KeySource {
+    /// An environment variable holding the key.
+    Env(String),
+    /// The key's SHA-256, in hex: the key itself never touches the file.
+    Sha256(String),
+    /// The key itself (local development only).
+    Value(String),
+}
+
+impl ServerConfig {
+    /// Builds the configuration from the command line (with its environment
+    /// variables) and, when given, the configuration file. `env` reads
+    /// environment variables (a parameter so tests need not mutate the
+    /// process environment).
+    pub fn resolve(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<ServerConfig, ConfigError> {
+        let (file, base) = match &args.config {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                let file: ConfigFile =
+                    serde_saphyr::from_str_with_options(&text, rampart_engine::source::yaml_options()).map_err(
+                        |e| ConfigError::Parse {
+                            path: path.clone(),
+                            message: e.to_string().lines().next().unwrap_or_default().to_owned(),
+                        },
+                    )?;
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                (file, Some(base))
+            }
+            None => (ConfigFile::default(), None),
+        };
+
+        let http_addr = pick_addr(args.http_addr, file.http_addr.as_deref(), "httpAddr", DEFAULT_HTTP_PORT)?;
+        let admin_addr = pick_addr(args.admin_addr, file.admin_addr.as_deref(), "adminAddr", DEFAULT_ADMIN_PORT)?;
+        if http_addr == admin_addr && http_addr.port() != 0 {
+            return Err(ConfigError::Invalid(format!(
+                "the HTTP and admin listeners cannot share the address {http_addr}"
+            )));
+        }
+
+        let environments = match (&args.config, args.flags.is_empty()) {
+            (Some(path), true) => {
+                if file.environments.is_empty() {
+                    return Err(ConfigError::Invalid(format!("{}: no environments are configured", path.display())));
+                }
+                let base = base.unwrap_or_default();
+                file.environments
+                    .into_iter()
+                    .map(|(name, environment)| environment_config(name, environment, &base, env))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            (None, false) => vec![EnvironmentConfig {
+                name: DEFAULT_ENVIRONMENT.to_owned(),
+                flags: args.flags.clone(),
+                sdk_keys: Vec::new(),
+            }],
+            (Some(_), false) => {
+                return Err(ConfigError::Invalid(
+                    "--flags and --config cannot be combined: list flag files per environment in the configuration file"
+                        .into(),
+                ));
+            }
+            (None, true) => {
+                return Err(ConfigError::Invalid(
+                    "nothing to serve: pass --flags FILE (one open environment) or --config rampart.yaml".into(),
+                ));
+            }
+        };
+        check_keys(&environments)?;
+
+        let workers = args.workers.or(file.workers);
+        if workers == Some(0) {
+            return Err(ConfigError::Invalid("workers must be at least 1".into()));
+        }
+        Ok(ServerConfig {
+            http_addr,
+            admin_addr,
+            log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            log_filter: args.log.clone().or(file.log).unwrap_or_else(|| "info".to_owned()),
+            workers,
+            environments,
+            max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            shutdown_timeout: Duration::from_secs(file.shutdown_timeout_seconds.unwrap_or(10)),
+        })
+    }
+
+    /// Whether evaluation needs no SDK key (no environment has any).
+    pub fn open_evaluation(&self) -> bool {
+        self.environments.iter().all(|e| e.sdk_keys.is_empty())
+    }
+}
+
+fn pick_addr(cli: Option<SocketAddr>, file: Option<&str>, name: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    if let Some(addr) = cli {
+        return Ok(addr);
+    }
+    match file {
+        Some(text) => text
+            .parse()
+            .map_err(|_| ConfigError::Invalid(format!("{name}: '{text}' is not an address like 127.0.0.1:{port}"))),
+        None => Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+    }
+}
+
+fn environment_config(
+    name: String,
+    file: EnvironmentFile,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<EnvironmentConfig, ConfigError> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(ConfigError::Invalid(format!(
+            "environment name '{name}' must be non-empty and use only letters, digits, '-' and '_'"
+        )));
+    }
+    if file.flags.is_empty() {
+        return Err(ConfigError::Invalid(format!("environment '{name}': flags must list at least one file or glob")));
+    }
+    let flags = file
+        .flags
+        .into_iter()
+        .map(|pattern| {
+            if Path::new(&pattern).is_absolute() { pattern } else { base.join(pattern).to_string_lossy().into_owned() }
+        })
+        .collect();
+    let mut sdk_keys = Vec::new();
+    for source in file.sdk_keys {
+        let digest = match source {
+            KeySource::Value(key) => key_digest(&key, &name)?,
+            KeySource::Env(variable) => match env(&variable) {
+                Some(key) => key_digest(&key, &name)?,
+                None => {
+                    return Err(ConfigError::Invalid(format!(
+                        "environment '{name}': the SDK key variable {variable} is not set"
+                    )));
+                }
+            },
+            KeySource::Sha256(hex_digest) => {
+                let bytes = hex::decode(hex_digest.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+                KeyDigest(bytes.ok_or_else(|| {
+                    ConfigError::Invalid(format!("environment '{name}': sha256 must be 64 hexadecimal characters"))
+                })?)
+            }
+        };
+        sdk_keys.push(digest);
+    }
+    Ok(EnvironmentConfig { name, flags, sdk_keys })
+}
+
+fn key_digest(key: &str, environment: &str) -> Result<KeyDigest, ConfigError> {
+    if key.trim().len() < 8 {
+        return Err(ConfigError::Invalid(format!(
+            "environment '{environment}': SDK keys must have at least 8 characters"
+        )));
+    }
+    Ok(KeyDigest::of(key.trim()))
+}
+
+/// Keys must select exactly one environment, and either every environment
+/// has keys or there is a single open one.
+fn check_keys(environments: &[EnvironmentConfig]) -> Result<(), ConfigError> {
+    let with_keys = environments.iter().filter(|e| !e.sdk_keys.is_empty()).count();
+    if with_keys == 0 && environments.len() > 1 {
+        return Err(ConfigError::Invalid(
+            "with several environments every environment needs sdkKeys: the key selects the environment".into(),
+        ));
+    }
+    if with_keys > 0 && with_keys < environments.len() {
+        let open: Vec<&str> = environments.iter().filter(|e| e.sdk_keys.is_empty()).map(|e| e.name.as_str()).collect();
+        return Err(ConfigError::Invalid(format!(
+            "environments without sdkKeys could not be reached: {}",
+            open.join(", ")
+        )));
+    }
+    let mut owner: HashMap<KeyDigest, &str> = HashMap::new();
+    for environment in environments {
+        for key in &environment.sdk_keys {
+            if let Some(other) = owner.insert(*key, &environment.name)
+                && other != environment.name
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "the same SDK key is configured for environments '{other}' and '{}'",
+                    environment.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("rampart.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn resolve(args: ServeArgs) -> Result<ServerConfig, ConfigError> {
+        let vars = |name: &str| (name == "PROD_KEY").then(|| "prod-secret-key".to_owned());
+        ServerConfig::resolve(&args, &vars)
+    }
+
+    #[test]
+    fn quick_start_defaults_bind_loopback() {
+        let config = resolve(ServeArgs { flags: vec!["f.json".into()], ..Default::default() }).unwrap();
+        assert_eq!(config.http_addr.to_string(), "127.0.0.1:8016");
+        assert_eq!(config.admin_addr.to_string(), "127.0.0.1:8014");
+        assert_eq!(config.environments[0].name, "default");
+        assert!(config.open_evaluation());
+    }
+
+    #[test]
+    fn file_environments_keys_and_relative_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "httpAddr: 127.0.0.1:9000\nenvironments:\n  production:\n    flags: [prod/*.yaml]\n    sdkKeys: [{env: PROD_KEY}]\n  staging:\n    flags: [/abs/s.json]\n    sdkKeys: [{value: staging-key-1}]\n",
+        );
+        let config = resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap();
+        assert_eq!(config.http_addr.port(), 9000);
+        let production = &config.environments[0];
+        assert_eq!(production.name, "production");
+        assert_eq!(production.flags, vec![dir.path().join("prod/*.yaml").to_string_lossy().into_owned()]);
+        assert_eq!(production.sdk_keys, vec![KeyDigest::of("prod-secret-key")]);
+        assert_eq!(config.environments[1].flags, vec!["/abs/s.json".to_owned()]);
+        assert!(!config.open_evaluation());
+    }
+
+    #[test]
+    fn command_line_wins_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "httpAddr: 127.0.0.1:9000\nenvironments:\n  a:\n    flags: [x.json]\n");
+        let args =
+            ServeArgs { config: Some(path), http_addr: Some("0.0.0.0:7000".parse().unwrap()), ..Default::default() };
+        assert_eq!(resolve(args).unwrap().http_addr.to_string(), "0.0.0.0:7000");
+    }
+
+    #[test]
+    fn invalid_configurations_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("environments:\n  a:\n    flags: [x.json]\n    colour: red\n", "unknown field `colour`"),
+            ("environments: {}\n", "no environments are configured"),
+            ("httpAddr: localhost\nenvironments:\n  a:\n    flags: [x]\n", "httpAddr: 'localhost' is not an address"),
+            ("environments:\n  a:\n    flags: []\n", "flags must list at least one"),
+            ("environments:\n  a b:\n    flags: [x]\n", "environment name 'a b'"),
+            ("environments:\n  a:\n    flags: [x]\n    sdkKeys: [{env: MISSING}]\n", "MISSING is not set"),
+            ("environments:\n  a:\n    flags: [x]\n    sdkKeys: [{sha256: zz}]\n", "64 hexadecimal"),
+            ("environments:\n  a:\n    flags: [x]\n    sdkKeys: [{value: short}]\n", "at least 8 characters"),
+            ("environments:\n  a:\n    flags: [x]\n  b:\n    flags: [y]\n", "every environment needs sdkKeys"),
+            (
+                "environments:\n  a:\n    flags: [x]\n    sdkKeys: [{value: same-key-1}]\n  b:\n    flags: [y]\n    sdkKeys: [{value: same-key-1}]\n",
+                "the same SDK key",
+            ),
+            (
+                "environments:\n  a:\n    flags: [x]\n    sdkKeys: [{value: key-aaaa-1}]\n  b:\n    flags: [y]\n",
+                "could not be reached: b",
+            ),
+        ];
+        for (text, expected) in cases {
+            let path = write(dir.path(), text);
+            let error = resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}\n→ {error}");
+        }
+        let neither = resolve(ServeArgs::default()).unwrap_err().to_string();
+        assert!(neither.contains("nothing to serve"), "{neither}");
+        let same = ServeArgs {
+            flags: vec!["f".into()],
+            http_addr: Some("127.0.0.1:9".parse().unwrap()),
+            admin_addr: Some("127.0.0.1:9".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(resolve(same).unwrap_err().to_string().contains("cannot share"));
+    }
+
+    #[test]
+    fn key_digests_are_not_printed() {
+        assert_eq!(format!("{:?}", KeyDigest::of("secret")), "KeyDigest(…)");
+    }
+}

@@ -1,0 +1,71 @@
+//! The two HTTP listeners.
+//!
+//! The application listener (default `127.0.0.1:8016`) serves OFREP; the
+//! operator listener (default `127.0.0.1:8014`) serves health, readiness and
+//! metrics, and later the admin API. Two listeners let the operator side
+//! stay on a private interface while applications reach the other.
+
+mod body;
+mod ofrep;
+mod ops;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+
+use crate::environment::Environments;
+use crate::metrics::Metrics;
+
+/// State shared by every handler of both listeners: built once, outside the
+/// per-worker app factory, and cloned cheaply into each worker.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) environments: Arc<Environments>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) max_body_bytes: usize,
+}
+
+/// Routes of the application listener.
+pub(crate) fn configure_http(config: &mut web::ServiceConfig) {
+    ofrep::configure(config);
+}
+
+/// Routes of the operator listener.
+pub(crate) fn configure_admin(config: &mut web::ServiceConfig) {
+    ops::configure(config);
+}
+
+/// Unknown paths and methods get a JSON answer like every other error.
+pub(crate) async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(serde_json::json!({"errorDetails": "no such endpoint"}))
+}
+
+pub(crate) async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed().json(serde_json::json!({"errorDetails": "method not allowed on this endpoint"}))
+}
+
+/// Records every request's latency by listener, route pattern (never the
+/// raw path, which would carry flag keys) and status.
+pub(crate) async fn observe(
+    listener: &'static str,
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = request.app_data::<web::Data<AppState>>().map(|state| state.metrics.clone());
+    let response = next.call(request).await?;
+    if let Some(metrics) = metrics {
+        let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+        let status = response.status();
+        metrics
+            .http_duration
+            .with_label_values(&[listener, &route, status.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        tracing::debug!(listener, %route, status = status.as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    }
+    Ok(response)
+}

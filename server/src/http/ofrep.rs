@@ -1,0 +1,258 @@
+//! OpenFeature Remote Evaluation Protocol (OFREP) v1.
+//!
+//! `POST /ofrep/v1/evaluate/flags/{key}` evaluates one flag;
+//! `POST /ofrep/v1/evaluate/flags` evaluates all of them, with an `ETag` so
+//! a polling client gets `304 Not Modified` while nothing changed. Shapes
+//! and status codes follow the protocol, and flagd where it leaves room:
+//! a flag error is a 400 (`PARSE_ERROR`, or `GENERAL` for anything else)
+//! and a missing flag a 404; disabled flags and flags without a default
+//! variant answer 200 with no value ("use your code default"), and carry
+//! `"variant": null` because widely used clients read `variant` without
+//! checking that it is there.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use rampart_engine::{Context, ErrorCode, Evaluation, Metadata, Reason};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::body::{self, BodyError};
+use crate::environment::{Environment, KeyRejection};
+
+pub(crate) fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            web::resource(["/ofrep/v1/evaluate/flags", "/ofrep/v1/evaluate/flags/"])
+                .route(web::post().to(bulk))
+                .default_service(web::to(super::method_not_allowed)),
+        )
+        .service(
+            web::resource("/ofrep/v1/evaluate/flags/{key}")
+                .route(web::post().to(single))
+                .default_service(web::to(super::method_not_allowed)),
+        );
+}
+
+async fn single(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    key: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let key = key.into_inner();
+    let environment = match authenticate(&state, request.headers()) {
+        Ok(environment) => environment,
+        Err(rejection) => return unauthorized(rejection),
+    };
+    let context = match read_context(payload, state.max_body_bytes).await {
+        Ok(context) => context,
+        Err((status, details)) => {
+            let body = Failure { key: &key, error_code: "INVALID_CONTEXT", error_details: &details, metadata: None };
+            return HttpResponse::build(status).json(body);
+        }
+    };
+    let snapshot = environment.snapshot();
+    let evaluation = snapshot.flags.evaluate(&key, &context, now());
+    state.metrics.evaluated(&environment.name, evaluation.reason);
+    let (status, body) = render(&key, &evaluation);
+    HttpResponse::build(status).content_type("application/json").body(body)
+}
+
+async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let environment = match authenticate(&state, request.headers()) {
+        Ok(environment) => environment,
+        Err(rejection) => return unauthorized(rejection),
+    };
+    let context = match read_context(payload, state.max_body_bytes).await {
+        Ok(context) => context,
+        Err((status, details)) => {
+            return HttpResponse::build(status)
+                .json(BulkFailure { error_code: "INVALID_CONTEXT", error_details: &details });
+        }
+    };
+    let snapshot = environment.snapshot();
+    let now = now();
+    let mut body = Vec::with_capacity(128 * snapshot.flags.len());
+    body.extend_from_slice(b"{\"flags\":[");
+    for (index, flag) in snapshot.flags.iter().enumerate() {
+        if index > 0 {
+            body.push(b',');
+        }
+        let evaluation = flag.evaluate(&context, now);
+        state.metrics.evaluated(&environment.name, evaluation.reason);
+        body.extend_from_slice(&render(flag.key(), &evaluation).1);
+    }
+    body.extend_from_slice(b"],\"metadata\":");
+    let _ = serde_json::to_writer(&mut body, snapshot.flags.metadata());
+    body.push(b'}');
+
+    // The ETag is a digest of the answer itself: it changes exactly when
+    // what this client would see changes.
+    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&body)[..16]));
+    let mut response = if if_none_match(request.headers(), &etag) {
+        HttpResponse::NotModified().finish()
+    } else {
+        HttpResponse::Ok().content_type("application/json").body(body)
+    };
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// The environment the request's SDK key selects.
+fn authenticate<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<&'s Environment, KeyRejection> {
+    state.environments.for_key(sdk_key(headers)).map(|environment| &**environment)
+}
+
+fn unauthorized(rejection: KeyRejection) -> HttpResponse {
+    let details = match rejection {
+        KeyRejection::Missing => {
+            "an SDK key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+        }
+        KeyRejection::Unknown => "the SDK key is not valid for any environment",
+    };
+    HttpResponse::Unauthorized()
+        .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+        .json(serde_json::json!({"errorCode": "GENERAL", "errorDetails": details}))
+}
+
+/// `Authorization: Bearer <key>`, else `X-API-Key: <key>`.
+pub(crate) fn sdk_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)).filter(|k| !k.is_empty())
+}
+
+/// The request's `context`. An empty body, `{}`, or a body without
+/// `context` is an empty context (OpenFeature providers send those).
+async fn read_context(payload: web::Payload, limit: usize) -> Result<Context, (StatusCode, String)> {
+    let body = body::read(payload, limit).await.map_err(|error| match error {
+        BodyError::TooLarge(limit) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {limit} bytes"))
+        }
+        BodyError::Read(message) => (StatusCode::BAD_REQUEST, format!("cannot read the request body: {message}")),
+    })?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Context::new());
+    }
+    let request: Value = serde_json::from_slice(&body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("the request body is not valid JSON: {e}")))?;
+    match request {
+        Value::Object(mut fields) => match fields.remove("context") {
+            None | Some(Value::Null) => Ok(Context::new()),
+            Some(Value::Object(context)) => Ok(Context::from(context)),
+            Some(_) => Err((StatusCode::BAD_REQUEST, "\"context\" must be a JSON object".to_owned())),
+        },
+        _ => {
+            Err((StatusCode::BAD_REQUEST, "the request body must be a JSON object like {\"context\": {…}}".to_owned()))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Success<'a> {
+    key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a Value>,
+    variant: Option<&'a str>,
+    reason: &'static str,
+    metadata: &'a Metadata,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Failure<'a> {
+    key: &'a str,
+    error_code: &'static str,
+    error_details: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a Metadata>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkFailure<'a> {
+    error_code: &'static str,
+    error_details: &'a str,
+}
+
+/// Status and JSON body for one evaluation.
+fn render(key: &str, evaluation: &Evaluation<'_>) -> (StatusCode, Vec<u8>) {
+    let (status, body) = match evaluation.error_code {
+        None => (
+            StatusCode::OK,
+            serde_json::to_vec(&Success {
+                key,
+                value: evaluation.value,
+                variant: evaluation.variant,
+                reason: evaluation.reason.as_str(),
+                metadata: evaluation.metadata,
+            }),
+        ),
+        Some(code) => {
+            let (status, error_code) = match code {
+                ErrorCode::FlagNotFound => (StatusCode::NOT_FOUND, "FLAG_NOT_FOUND"),
+                ErrorCode::ParseError => (StatusCode::BAD_REQUEST, "PARSE_ERROR"),
+                ErrorCode::InvalidContext => (StatusCode::BAD_REQUEST, "INVALID_CONTEXT"),
+                ErrorCode::TargetingKeyMissing => (StatusCode::BAD_REQUEST, "TARGETING_KEY_MISSING"),
+                ErrorCode::TypeMismatch | ErrorCode::General => (StatusCode::BAD_REQUEST, "GENERAL"),
+            };
+            let body = Failure {
+                key,
+                error_code,
+                error_details: evaluation.error_message.as_deref().unwrap_or(code.as_str()),
+                metadata: Some(evaluation.metadata),
+            };
+            (status, serde_json::to_vec(&body))
+        }
+    };
+    debug_assert!(evaluation.reason != Reason::Error || status != StatusCode::OK);
+    (status, body.unwrap_or_default())
+}
+
+/// `If-None-Match` holds `etag` (or `*`); weak validators compare equal.
+fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers.get_all(header::IF_NONE_MATCH).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(|candidate| {
+        let candidate = candidate.trim();
+        candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
+    })
+}
+
+fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etag_matching() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"a\", W/\"b\""));
+        assert!(if_none_match(&headers, "\"a\""));
+        assert!(if_none_match(&headers, "\"b\""));
+        assert!(!if_none_match(&headers, "\"c\""));
+        assert!(!if_none_match(&HeaderMap::new(), "\"a\""));
+    }
+
+    #[test]
+    fn sdk_key_from_either_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
+        assert_eq!(sdk_key(&headers), Some("abc"));
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HeaderName::from_static("x-api-key"), HeaderValue::from_static("xyz"));
+        assert_eq!(sdk_key(&headers), Some("xyz"));
+        assert_eq!(sdk_key(&HeaderMap::new()), None);
+    }
+}

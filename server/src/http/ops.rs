@@ -1,0 +1,36 @@
+//! Operator endpoints: `/healthz` (the process runs), `/readyz` (it serves
+//! a loaded configuration) and `/metrics` (Prometheus text format).
+
+use actix_web::{HttpResponse, web};
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+
+pub(crate) fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+/// Ready once every environment has a loaded flag set, which is true from
+/// the moment the listeners are bound; the body says what is served.
+async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let environments: Map<String, Value> = state
+        .environments
+        .iter()
+        .map(|environment| {
+            let snapshot = environment.snapshot();
+            (environment.name.clone(), json!({"version": snapshot.version, "flags": snapshot.flags.len()}))
+        })
+        .collect();
+    HttpResponse::Ok().json(json!({"status": "ready", "environments": environments}))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
+}

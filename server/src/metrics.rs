@@ -1,0 +1,115 @@
+//! Prometheus metrics: one registry, owned by the server and passed to the
+//! parts that record into it (no globals, so tests can run servers side by
+//! side). Labels are bounded: environments, reasons, routes and status
+//! codes — never flag keys from requests or targeting keys.
+
+use std::collections::HashMap;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use rampart_engine::Reason;
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Per environment, per reason (indexed by `Reason::index`), resolved
+    /// once so the evaluation path only increments an atomic.
+    evaluations: HashMap<String, Vec<IntCounter>>,
+    pub http_duration: HistogramVec,
+    pub config_reloads: IntCounterVec,
+    pub config_version: IntGaugeVec,
+    pub config_flags: IntGaugeVec,
+    pub config_last_reload_ok: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new<'a>(environments: impl IntoIterator<Item = &'a str>) -> Metrics {
+        let registry = Registry::new_custom(Some("rampart".into()), None).expect("valid prefix");
+        let evaluations_vec = IntCounterVec::new(
+            Opts::new("evaluations_total", "Flag evaluations, by environment and reason"),
+            &["environment", "reason"],
+        )
+        .expect("valid metric");
+        let http_duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency, by listener, route and status")
+                .buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0]),
+            &["listener", "route", "status"],
+        )
+        .expect("valid metric");
+        let config_reloads = IntCounterVec::new(
+            Opts::new("config_reloads_total", "Flag file reloads, by environment and result (ok, unchanged, failed)"),
+            &["environment", "result"],
+        )
+        .expect("valid metric");
+        let config_version = IntGaugeVec::new(
+            Opts::new("config_version", "Version of the flag configuration being served"),
+            &["environment"],
+        )
+        .expect("valid metric");
+        let config_flags =
+            IntGaugeVec::new(Opts::new("config_flags", "Flags being served"), &["environment"]).expect("valid metric");
+        let config_last_reload_ok = IntGaugeVec::new(
+            Opts::new("config_last_reload_success", "1 when the last reload succeeded, 0 when the files are invalid"),
+            &["environment"],
+        )
+        .expect("valid metric");
+        let build = IntGauge::with_opts(
+            Opts::new("build_info", "Build information").const_label("version", env!("CARGO_PKG_VERSION")),
+        )
+        .expect("valid metric");
+        build.set(1);
+        for collector in [
+            Box::new(evaluations_vec.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(http_duration.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(config_version.clone()),
+            Box::new(config_flags.clone()),
+            Box::new(config_last_reload_ok.clone()),
+            Box::new(build),
+        ] {
+            registry.register(collector).expect("metrics are registered once");
+        }
+        let evaluations = environments
+            .into_iter()
+            .map(|environment| {
+                let counters =
+                    Reason::ALL.iter().map(|r| evaluations_vec.with_label_values(&[environment, r.as_str()])).collect();
+                (environment.to_owned(), counters)
+            })
+            .collect();
+        Metrics {
+            registry,
+            evaluations,
+            http_duration,
+            config_reloads,
+            config_version,
+            config_flags,
+            config_last_reload_ok,
+        }
+    }
+
+    pub fn evaluated(&self, environment: &str, reason: Reason) {
+        if let Some(counters) = self.evaluations.get(environment) {
+            counters[reason.index()].inc();
+        }
+    }
+
+    /// The configuration an environment now serves.
+    pub fn serving(&self, environment: &str, version: u64, flags: usize) {
+        self.config_version.with_label_values(&[environment]).set(version as i64);
+        self.config_flags.with_label_values(&[environment]).set(flags as i64);
+    }
+
+    pub fn reloaded(&self, environment: &str, result: &str) {
+        self.config_reloads.with_label_values(&[environment, result]).inc();
+        self.config_last_reload_ok.with_label_values(&[environment]).set(i64::from(result != "failed"));
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

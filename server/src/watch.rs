@@ -1,0 +1,110 @@
+//! Hot reload of flag files.
+//!
+//! The directories that hold each environment's files are watched (not the
+//! files: editors save by writing a new file and renaming it over the old
+//! one). Events are debounced, then every environment is reloaded; one whose
+//! files did not change keeps its snapshot and version, one whose files are
+//! invalid keeps serving its last good snapshot and the errors are logged
+//! with their file and line.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::environment::{Environments, Reload};
+use crate::loader;
+use crate::metrics::Metrics;
+
+/// Quiet period after the last file event before reloading: long enough to
+/// cover an editor's write-and-rename or a `git checkout`.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Watches the flag directories until `shutdown`, reloading on change.
+pub async fn run(environments: Arc<Environments>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let (events, mut changed) = mpsc::channel::<()>(1);
+    let mut debouncer = match new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
+        match result {
+            // A full channel already means "reload pending".
+            Ok(events_batch) if !events_batch.is_empty() => {
+                let _ = events.try_send(());
+            }
+            Ok(_) => {}
+            Err(errors) => tracing::warn!(?errors, "file watcher error"),
+        }
+    }) {
+        Ok(debouncer) => debouncer,
+        Err(error) => {
+            tracing::error!(%error, "cannot watch flag files; changes will not be reloaded");
+            shutdown.cancelled().await;
+            return;
+        }
+    };
+    for (root, recursive) in watch_roots(&environments) {
+        let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
+        match debouncer.watch(&root, mode) {
+            Ok(()) => tracing::debug!(root = %root.display(), recursive, "watching flag files"),
+            Err(error) => {
+                tracing::error!(root = %root.display(), %error, "cannot watch directory; its files will not be reloaded")
+            }
+        }
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(()) = changed.recv() => {
+                let environments = environments.clone();
+                let metrics = metrics.clone();
+                // Reading and compiling files blocks; keep it off the runtime's threads.
+                let _ = tokio::task::spawn_blocking(move || reload_all(&environments, &metrics)).await;
+            }
+        }
+    }
+    drop(debouncer);
+}
+
+/// Reloads every environment, recording and logging the outcome.
+pub fn reload_all(environments: &Environments, metrics: &Metrics) {
+    for environment in environments.iter() {
+        match environment.reload() {
+            Ok(Reload::Changed(version)) => {
+                let flags = environment.snapshot().flags.len();
+                metrics.reloaded(&environment.name, "ok");
+                metrics.serving(&environment.name, version, flags);
+                tracing::info!(environment = %environment.name, version, flags, "flag files reloaded");
+            }
+            Ok(Reload::Unchanged) => metrics.reloaded(&environment.name, "unchanged"),
+            Err(errors) => {
+                metrics.reloaded(&environment.name, "failed");
+                let serving = environment.snapshot().version;
+                for error in errors.iter() {
+                    tracing::error!(
+                        environment = %environment.name,
+                        file = %error.file,
+                        line = error.line,
+                        flag = error.flag.as_deref(),
+                        serving_version = serving,
+                        "rejected flag files, still serving the last good version: {error}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Directories to watch, each once, recursive if any pattern needs it.
+fn watch_roots(environments: &Environments) -> Vec<(PathBuf, bool)> {
+    let mut roots: BTreeMap<PathBuf, bool> = BTreeMap::new();
+    for environment in environments.iter() {
+        for pattern in &environment.flag_patterns {
+            let (root, recursive) = loader::watch_root(pattern);
+            *roots.entry(root).or_default() |= recursive;
+        }
+    }
+    roots.into_iter().collect()
+}
