@@ -141,7 +141,8 @@ impl BoundServer {
         let admin_server = admin_server.listen(admin)?.run();
         let (http_handle, admin_handle) = (http_server.handle(), admin_server.handle());
 
-        let watcher = tokio::spawn(watch::run(state.environments.clone(), state.metrics.clone(), shutdown.clone()));
+        let watcher = watch::Watcher::start(state.environments.clone(), state.metrics.clone());
+        let watcher = tokio::spawn(watcher.run(shutdown.clone()));
         let environments: Vec<String> = state.environments.iter().map(|e| e.name.clone()).collect();
         tracing::info!(
             %http_addr,

@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, new_debouncer};
+use notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -25,47 +25,72 @@ use crate::metrics::Metrics;
 /// cover an editor's write-and-rename or a `git checkout`.
 const DEBOUNCE: Duration = Duration::from_millis(150);
 
-/// Watches the flag directories until `shutdown`, reloading on change.
-pub async fn run(environments: Arc<Environments>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
-    let (events, mut changed) = mpsc::channel::<()>(1);
-    let mut debouncer = match new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
-        match result {
+/// File watches on every environment's flag directories.
+pub struct Watcher {
+    environments: Arc<Environments>,
+    metrics: Arc<Metrics>,
+    changed: mpsc::Receiver<()>,
+    _debouncer: Option<Debouncer<RecommendedWatcher, RecommendedCache>>,
+}
+
+impl std::fmt::Debug for Watcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watcher").finish_non_exhaustive()
+    }
+}
+
+impl Watcher {
+    /// Registers the watches now, before the server announces itself, so
+    /// no edit made after start-up can be missed; a first reload pass then
+    /// catches edits made between the initial load and the watches.
+    pub fn start(environments: Arc<Environments>, metrics: Arc<Metrics>) -> Watcher {
+        let (events, changed) = mpsc::channel::<()>(1);
+        let initial = events.clone();
+        let debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| match result {
             // A full channel already means "reload pending".
-            Ok(events_batch) if !events_batch.is_empty() => {
+            Ok(batch) if !batch.is_empty() => {
                 let _ = events.try_send(());
             }
             Ok(_) => {}
             Err(errors) => tracing::warn!(?errors, "file watcher error"),
-        }
-    }) {
-        Ok(debouncer) => debouncer,
-        Err(error) => {
-            tracing::error!(%error, "cannot watch flag files; changes will not be reloaded");
-            shutdown.cancelled().await;
-            return;
-        }
-    };
-    for (root, recursive) in watch_roots(&environments) {
-        let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
-        match debouncer.watch(&root, mode) {
-            Ok(()) => tracing::debug!(root = %root.display(), recursive, "watching flag files"),
+        });
+        let debouncer = match debouncer {
+            Ok(mut debouncer) => {
+                for (root, recursive) in watch_roots(&environments) {
+                    let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
+                    match debouncer.watch(&root, mode) {
+                        Ok(()) => tracing::debug!(root = %root.display(), recursive, "watching flag files"),
+                        Err(error) => tracing::error!(
+                            root = %root.display(), %error,
+                            "cannot watch directory; its files will not be reloaded"
+                        ),
+                    }
+                }
+                Some(debouncer)
+            }
             Err(error) => {
-                tracing::error!(root = %root.display(), %error, "cannot watch directory; its files will not be reloaded")
+                tracing::error!(%error, "cannot watch flag files; changes will not be reloaded");
+                None
+            }
+        };
+        let _ = initial.try_send(());
+        Watcher { environments, metrics, changed, _debouncer: debouncer }
+    }
+
+    /// Reloads on every change until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(()) = self.changed.recv() => {
+                    let environments = self.environments.clone();
+                    let metrics = self.metrics.clone();
+                    // Reading and compiling files blocks; keep it off the runtime's threads.
+                    let _ = tokio::task::spawn_blocking(move || reload_all(&environments, &metrics)).await;
+                }
             }
         }
     }
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            Some(()) = changed.recv() => {
-                let environments = environments.clone();
-                let metrics = metrics.clone();
-                // Reading and compiling files blocks; keep it off the runtime's threads.
-                let _ = tokio::task::spawn_blocking(move || reload_all(&environments, &metrics)).await;
-            }
-        }
-    }
-    drop(debouncer);
 }
 
 /// Reloads every environment, recording and logging the outcome.

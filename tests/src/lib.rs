@@ -1,1 +1,261 @@
-//! placeholder
+//! Harness for end-to-end tests: starts the real `rampart` binary on
+//! ephemeral loopback ports, reads its JSON logs, and finds the third-party
+//! clients installed by `scripts/test` (npm and PyPI packages in `.deps/`).
+//!
+//! Nothing here sleeps for a fixed time: waits poll with a deadline
+//! ([`eventually`]), sized for a loaded two-core machine.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// How long a server may take to start, or a change to show up.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+}
+
+/// The `rampart` binary built by `cargo test --workspace` next to the test
+/// executables (or `RAMPART_BIN`).
+pub fn rampart_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("RAMPART_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps");
+    let bin = dir.join(format!("rampart{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "the rampart binary is not at {}: run the whole suite with `cargo test --workspace` (or ./scripts/test), \
+         which builds it, or set RAMPART_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Polls `check` until it returns `Ok` or `deadline` passes; the last error
+/// is in the panic message.
+pub fn eventually<T>(deadline: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    let mut wait = Duration::from_millis(5);
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(error) if start.elapsed() > deadline => panic!("not true after {deadline:?}: {error}"),
+            Err(_) => {
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// A running `rampart serve`, killed when dropped.
+pub struct Rampart {
+    child: Child,
+    pub http: String,
+    pub admin: String,
+    logs: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Rampart {
+    /// Starts `rampart serve` with `args` on ephemeral ports and waits until
+    /// it listens.
+    pub fn start(args: &[&str]) -> Rampart {
+        Rampart::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Rampart {
+        let mut command = Command::new(rampart_bin());
+        command
+            .arg("serve")
+            .args(args)
+            .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"])
+            .env("RAMPART_LOG", "info")
+            .env_remove("RAMPART_CONFIG")
+            .env_remove("RAMPART_FLAGS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start rampart");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let logs: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let entry = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                sink.lock().expect("log lock").push(entry);
+            }
+        });
+        let mut server = Rampart { child, http: String::new(), admin: String::new(), logs };
+        let listening = eventually(DEADLINE, || {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("rampart exited with {status} before listening; logs: {:#?}", server.logs());
+            }
+            server.find_log(|entry| entry["message"] == "listening").ok_or_else(|| "not listening yet".to_owned())
+        });
+        server.http = format!("http://{}", listening["http_addr"].as_str().expect("http_addr"));
+        server.admin = format!("http://{}", listening["admin_addr"].as_str().expect("admin_addr"));
+        server
+    }
+
+    /// Log entries so far (JSON objects; non-JSON lines as strings).
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lock().expect("log lock").clone()
+    }
+
+    pub fn find_log(&self, predicate: impl Fn(&Value) -> bool) -> Option<Value> {
+        self.logs.lock().expect("log lock").iter().find(|entry| predicate(entry)).cloned()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let status =
+            eventually(DEADLINE, || self.child.try_wait().ok().flatten().ok_or_else(|| "still running".into()));
+        status
+    }
+}
+
+impl Drop for Rampart {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP response: status, headers we care about, and JSON body (or Null).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub body: Value,
+    pub text: String,
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client")
+}
+
+/// POSTs `body` (raw text) with `headers` and returns the reply.
+pub fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut request = client().post(url).body(body.to_owned()).header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    reply(request.send().unwrap_or_else(|e| panic!("POST {url}: {e}")))
+}
+
+pub fn get(url: &str) -> Reply {
+    reply(client().get(url).send().unwrap_or_else(|e| panic!("GET {url}: {e}")))
+}
+
+fn reply(response: reqwest::blocking::Response) -> Reply {
+    let status = response.status().as_u16();
+    let etag = response.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let text = response.text().unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, etag, body, text }
+}
+
+/// Where `scripts/test` installs the npm and PyPI packages the interop
+/// tests use (or `RAMPART_TEST_DEPS`).
+pub fn deps_dir() -> PathBuf {
+    std::env::var_os("RAMPART_TEST_DEPS").map(PathBuf::from).unwrap_or_else(|| workspace().join(".deps"))
+}
+
+/// `node` with `NODE_PATH` set to the installed packages; fails loudly when
+/// they are missing.
+pub fn node_command(script: &Path) -> Command {
+    let modules = deps_dir().join("node/node_modules");
+    assert!(
+        modules.join("@openfeature/flagd-core").is_dir(),
+        "npm packages for interop tests are missing in {}: run ./scripts/test, which installs them",
+        modules.display()
+    );
+    let mut command = Command::new("node");
+    command.arg(script).env("NODE_PATH", modules);
+    command
+}
+
+/// `python3` with `PYTHONPATH` set to the installed packages; fails loudly
+/// when they are missing.
+pub fn python_command(script: &Path) -> Command {
+    let site = deps_dir().join("python");
+    assert!(
+        site.join("openfeature").is_dir(),
+        "PyPI packages for interop tests are missing in {}: run ./scripts/test, which installs them",
+        site.display()
+    );
+    let mut command = Command::new("python3");
+    command.arg(script).env("PYTHONPATH", site).env("PYTHONDONTWRITEBYTECODE", "1");
+    command
+}
+
+/// Runs a command with `input` on stdin and returns stdout, panicking with
+/// stderr on failure.
+pub fn run_with_input(mut command: Command, input: &str) -> String {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let output = child.wait_with_output().expect("command output");
+    writer.join().expect("writer").expect("write stdin");
+    assert!(
+        output.status.success(),
+        "{command:?} failed with {}:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+/// A scratch directory with flag files, removed when dropped.
+pub struct FlagDir {
+    pub dir: tempfile::TempDir,
+}
+
+impl FlagDir {
+    pub fn new() -> FlagDir {
+        FlagDir { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a file the way editors do: to a temporary name, then renamed
+    /// over the target, so a reader never sees half a file.
+    pub fn write(&self, name: &str, text: &str) -> String {
+        let target = self.path(name);
+        let temporary = self.path(&format!(".{name}.tmp"));
+        std::fs::write(&temporary, text).expect("write flag file");
+        std::fs::rename(&temporary, &target).expect("rename flag file");
+        target.to_string_lossy().into_owned()
+    }
+}
+
+impl Default for FlagDir {
+    fn default() -> Self {
+        FlagDir::new()
+    }
+}
