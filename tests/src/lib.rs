@@ -57,6 +57,7 @@ pub fn eventually<T>(deadline: Duration, mut check: impl FnMut() -> Result<T, St
 }
 
 /// A running `rampart serve`, killed when dropped.
+#[derive(Debug)]
 pub struct Rampart {
     child: Child,
     pub http: String,
@@ -124,9 +125,7 @@ impl Rampart {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let status =
-            eventually(DEADLINE, || self.child.try_wait().ok().flatten().ok_or_else(|| "still running".into()));
-        status
+        eventually(DEADLINE, || self.child.try_wait().ok().flatten().ok_or_else(|| "still running".into()))
     }
 }
 
@@ -230,6 +229,7 @@ pub fn run_with_input(mut command: Command, input: &str) -> String {
 }
 
 /// A scratch directory with flag files, removed when dropped.
+#[derive(Debug)]
 pub struct FlagDir {
     pub dir: tempfile::TempDir,
 }
