@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
@@ -140,9 +140,29 @@ impl Serialize for Context {
     }
 }
 
+/// Deserialises a JSON object straight into the field vector (no
+/// intermediate map): servers parse one per request.
 impl<'de> Deserialize<'de> for Context {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Context, D::Error> {
-        Map::deserialize(deserializer).map(Context::from)
+        struct ContextVisitor;
+
+        impl<'de> Visitor<'de> for ContextVisitor {
+            type Value = Context;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Context, A::Error> {
+                let mut context = Context { fields: Vec::with_capacity(map.size_hint().unwrap_or(8).min(64)) };
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    context.insert(key, value);
+                }
+                Ok(context)
+            }
+        }
+
+        deserializer.deserialize_map(ContextVisitor)
     }
 }
 
@@ -168,5 +188,8 @@ mod tests {
         let context: Context = serde_json::from_value(json!({"targetingKey": "u", "n": 1})).unwrap();
         assert_eq!(serde_json::to_value(&context).unwrap(), json!({"n": 1, "targetingKey": "u"}));
         assert!(Context::try_from(json!([1])).is_err());
+        assert!(serde_json::from_str::<Context>("[1]").unwrap_err().to_string().contains("expected a JSON object"));
+        let repeated: Context = serde_json::from_str(r#"{"a": 1, "a": 2}"#).unwrap();
+        assert_eq!((repeated.len(), repeated.get("a")), (1, Some(&json!(2))));
     }
 }

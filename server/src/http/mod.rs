@@ -59,7 +59,12 @@ pub(crate) async fn observe(
     let metrics = request.app_data::<web::Data<AppState>>().map(|state| state.metrics.clone());
     let response = next.call(request).await?;
     if let Some(metrics) = metrics {
-        let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+        let path = response.request().path();
+        let route = if path.starts_with("/ofrep/v1/evaluate/flags/") && path.len() > "/ofrep/v1/evaluate/flags/".len() {
+            ofrep::SINGLE_ROUTE.to_owned()
+        } else {
+            response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned())
+        };
         let status = response.status();
         metrics
             .http_duration
