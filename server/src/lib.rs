@@ -26,6 +26,7 @@ pub mod environment;
 mod http;
 pub mod loader;
 pub mod metrics;
+pub mod store;
 pub mod telemetry;
 pub mod validate;
 pub mod watch;
@@ -165,22 +166,31 @@ impl BoundServer {
     }
 }
 
-/// Cancels `token` on SIGINT or SIGTERM.
-pub async fn cancel_on_signal(token: CancellationToken) {
+/// Installs SIGINT and SIGTERM handlers now (so a signal that arrives
+/// before the server is up is not fatal) and returns a future that cancels
+/// `token` when one arrives. Must be called inside a runtime.
+pub fn cancel_on_signal(token: CancellationToken) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-        else {
-            tracing::warn!("cannot install signal handlers");
-            return;
-        };
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                    token.cancel();
+                }
+                _ => tracing::warn!("cannot install signal handlers"),
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    token.cancel();
+    async move {
+        let _ = tokio::signal::ctrl_c().await;
+        token.cancel();
+    }
 }

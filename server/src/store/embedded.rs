@@ -1,0 +1,322 @@
+//! The embedded store: one redb database file in the data directory.
+//!
+//! redb commits are durable (fsync) when `commit` returns, and a crash
+//! leaves the last committed state; so an acknowledged admin write
+//! survives `kill -9`. Values are JSON, keys are tuples so that range scans
+//! give a flag's versions in order.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{
+    AuditEntry, AuditQuery, ChangeKind, Commit, EnvironmentState, Expect, FlagRecord, FlagVersion, StateOverride,
+    Store, StoreError,
+};
+
+/// (environment, flag) → FlagRecord
+const FLAGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("flags");
+/// (environment, flag, version) → FlagVersion
+const VERSIONS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("versions");
+/// (environment, flag) → StateOverride
+const OVERRIDES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("overrides");
+/// sequence → AuditEntry
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+
+#[derive(Debug, Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn unavailable(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Unavailable(format!("corrupt record: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `rampart.redb` in `dir`, creating the directory.
+    pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create the data directory {}: {e}", dir.display())))?;
+        let path = dir.join("rampart.redb");
+        let db = Database::create(&path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(unavailable)?;
+        {
+            txn.open_table(FLAGS).map_err(unavailable)?;
+            txn.open_table(VERSIONS).map_err(unavailable)?;
+            txn.open_table(OVERRIDES).map_err(unavailable)?;
+            txn.open_table(AUDIT).map_err(unavailable)?;
+        }
+        txn.commit().map_err(unavailable)?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || work(&db)).await.map_err(unavailable)?
+    }
+}
+
+fn load(db: &Database) -> Result<BTreeMap<String, EnvironmentState>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let mut state: BTreeMap<String, EnvironmentState> = BTreeMap::new();
+    for entry in txn.open_table(FLAGS).map_err(unavailable)?.iter().map_err(unavailable)? {
+        let (key, value) = entry.map_err(unavailable)?;
+        let (environment, flag) = key.value();
+        let record: FlagRecord = decode(value.value())?;
+        if record.definition.is_some() {
+            state.entry(environment.to_owned()).or_default().flags.insert(flag.to_owned(), record);
+        }
+    }
+    for entry in txn.open_table(OVERRIDES).map_err(unavailable)?.iter().map_err(unavailable)? {
+        let (key, value) = entry.map_err(unavailable)?;
+        let (environment, flag) = key.value();
+        let state_override: StateOverride = decode(value.value())?;
+        state.entry(environment.to_owned()).or_default().overrides.insert(flag.to_owned(), state_override);
+    }
+    Ok(state)
+}
+
+fn commit(db: &Database, commit: Commit) -> Result<Vec<AuditEntry>, StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    let mut entries = Vec::with_capacity(commit.changes.len());
+    {
+        let mut flags = txn.open_table(FLAGS).map_err(unavailable)?;
+        let mut versions = txn.open_table(VERSIONS).map_err(unavailable)?;
+        let mut overrides = txn.open_table(OVERRIDES).map_err(unavailable)?;
+        let mut audit = txn.open_table(AUDIT).map_err(unavailable)?;
+        let mut seq = audit.last().map_err(unavailable)?.map(|(k, _)| k.value()).unwrap_or(0);
+        for change in &commit.changes {
+            let key = (change.environment.as_str(), change.flag.as_str());
+            let current: Option<FlagRecord> =
+                flags.get(key).map_err(unavailable)?.map(|v| decode(v.value())).transpose()?;
+            let live_version = current.as_ref().filter(|r| r.definition.is_some()).map(|r| r.version);
+            let precondition_holds = match change.expect {
+                Expect::Anything => true,
+                Expect::Absent => live_version.is_none(),
+                Expect::Version(version) => live_version == Some(version),
+            };
+            if !precondition_holds {
+                return Err(StoreError::Conflict {
+                    environment: change.environment.clone(),
+                    flag: change.flag.clone(),
+                    expected: match change.expect {
+                        Expect::Absent => "no flag".into(),
+                        Expect::Version(v) => format!("version {v}"),
+                        Expect::Anything => "anything".into(),
+                    },
+                    found: live_version.map_or_else(|| "no flag".into(), |v| format!("version {v}")),
+                });
+            }
+            let version = match &change.kind {
+                ChangeKind::Put(definition) => {
+                    let version = current.as_ref().map_or(1, |r| r.version + 1);
+                    let record = FlagRecord {
+                        version,
+                        definition: Some(definition.clone()),
+                        at: commit.at,
+                        by: commit.actor.clone(),
+                    };
+                    flags.insert(key, encode(&record).as_slice()).map_err(unavailable)?;
+                    Some(version)
+                }
+                ChangeKind::Delete => {
+                    let version = current.as_ref().map_or(1, |r| r.version + 1);
+                    let record = FlagRecord { version, definition: None, at: commit.at, by: commit.actor.clone() };
+                    flags.insert(key, encode(&record).as_slice()).map_err(unavailable)?;
+                    Some(version)
+                }
+                ChangeKind::Override(Some(state)) => {
+                    let record = StateOverride { state: state.clone(), at: commit.at, by: commit.actor.clone() };
+                    overrides.insert(key, encode(&record).as_slice()).map_err(unavailable)?;
+                    None
+                }
+                ChangeKind::Override(None) => {
+                    overrides.remove(key).map_err(unavailable)?;
+                    None
+                }
+            };
+            if let Some(version) = version {
+                let definition = match &change.kind {
+                    ChangeKind::Put(definition) => Some(definition.clone()),
+                    _ => None,
+                };
+                let entry = FlagVersion {
+                    version,
+                    definition,
+                    at: commit.at,
+                    by: commit.actor.clone(),
+                    action: change.action.clone(),
+                    changes: change.changes.clone(),
+                };
+                versions.insert((key.0, key.1, version), encode(&entry).as_slice()).map_err(unavailable)?;
+            }
+            seq += 1;
+            let entry = AuditEntry {
+                seq,
+                at: commit.at,
+                actor: commit.actor.clone(),
+                environment: change.environment.clone(),
+                flag: change.flag.clone(),
+                action: change.action.clone(),
+                version,
+                changes: change.changes.clone(),
+            };
+            audit.insert(seq, encode(&entry).as_slice()).map_err(unavailable)?;
+            entries.push(entry);
+        }
+    }
+    txn.commit().map_err(unavailable)?;
+    Ok(entries)
+}
+
+fn history(db: &Database, environment: &str, flag: &str) -> Result<Vec<FlagVersion>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let table = txn.open_table(VERSIONS).map_err(unavailable)?;
+    let range = table.range((environment, flag, 0)..=(environment, flag, u64::MAX)).map_err(unavailable)?;
+    range.map(|entry| decode(entry.map_err(unavailable)?.1.value())).collect()
+}
+
+fn audit(db: &Database, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let table = txn.open_table(AUDIT).map_err(unavailable)?;
+    let start = query.after.map_or(0, |after| after.saturating_add(1));
+    let mut out = Vec::new();
+    for entry in table.range(start..).map_err(unavailable)? {
+        let entry: AuditEntry = decode(entry.map_err(unavailable)?.1.value())?;
+        let matches = query.environment.as_ref().is_none_or(|e| *e == entry.environment)
+            && query.flag.as_ref().is_none_or(|f| *f == entry.flag)
+            && query.actor.as_ref().is_none_or(|a| *a == entry.actor)
+            && query.since.is_none_or(|since| entry.at >= since)
+            && query.until.is_none_or(|until| entry.at < until);
+        if matches {
+            out.push(entry);
+            if out.len() >= query.limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn load(&self) -> Result<BTreeMap<String, EnvironmentState>, StoreError> {
+        self.blocking(load).await
+    }
+
+    async fn commit(&self, batch: Commit) -> Result<Vec<AuditEntry>, StoreError> {
+        self.blocking(move |db| commit(db, batch)).await
+    }
+
+    async fn history(&self, environment: &str, flag: &str) -> Result<Vec<FlagVersion>, StoreError> {
+        let (environment, flag) = (environment.to_owned(), flag.to_owned());
+        self.blocking(move |db| history(db, &environment, &flag)).await
+    }
+
+    async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.blocking(move |db| audit(db, &query)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::Change;
+
+    fn put(flag: &str, expect: Expect, value: i64) -> Change {
+        Change {
+            environment: "prod".into(),
+            flag: flag.into(),
+            expect,
+            kind: ChangeKind::Put(json!({"state": "ENABLED", "variants": {"v": value}, "defaultVariant": "v"})),
+            action: "update".into(),
+            changes: vec![],
+        }
+    }
+
+    fn commit_of(actor: &str, at: u64, changes: Vec<Change>) -> Commit {
+        Commit { actor: actor.into(), at, changes }
+    }
+
+    #[tokio::test]
+    async fn versions_history_audit_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store.commit(commit_of("ana", 10, vec![put("a", Expect::Absent, 1)])).await.unwrap();
+        store
+            .commit(commit_of("bo", 20, vec![put("a", Expect::Version(1), 2), put("b", Expect::Absent, 3)]))
+            .await
+            .unwrap();
+
+        // A stale precondition fails the whole batch.
+        let stale =
+            store.commit(commit_of("cy", 30, vec![put("b", Expect::Anything, 9), put("a", Expect::Version(1), 4)]));
+        assert!(matches!(stale.await, Err(StoreError::Conflict { .. })));
+
+        let delete = Change { kind: ChangeKind::Delete, action: "delete".into(), ..put("b", Expect::Version(1), 0) };
+        store.commit(commit_of("ana", 40, vec![delete])).await.unwrap();
+        let state = store.load().await.unwrap();
+        assert_eq!(state["prod"].flags.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(state["prod"].flags["a"].version, 2);
+
+        // Re-creating continues the version count.
+        store.commit(commit_of("ana", 50, vec![put("b", Expect::Absent, 5)])).await.unwrap();
+        let history = store.history("prod", "b").await.unwrap();
+        assert_eq!(history.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(history[1].definition.is_none());
+
+        let all = store.audit(AuditQuery { limit: 100, ..Default::default() }).await.unwrap();
+        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+        let by_actor =
+            store.audit(AuditQuery { actor: Some("ana".into()), limit: 100, ..Default::default() }).await.unwrap();
+        assert_eq!(by_actor.len(), 3);
+        let page = store.audit(AuditQuery { after: Some(2), limit: 2, ..Default::default() }).await.unwrap();
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+        let window = store
+            .audit(AuditQuery { since: Some(20), until: Some(41), limit: 100, ..Default::default() })
+            .await
+            .unwrap();
+        assert_eq!(window.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3, 4]);
+
+        drop(store);
+        let reopened = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.load().await.unwrap()["prod"].flags["b"].version, 3);
+    }
+
+    #[tokio::test]
+    async fn overrides_are_set_and_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let set = Change {
+            environment: "prod".into(),
+            flag: "file-flag".into(),
+            expect: Expect::Anything,
+            kind: ChangeKind::Override(Some("DISABLED".into())),
+            action: "disable".into(),
+            changes: vec!["state: ENABLED → DISABLED".into()],
+        };
+        let entries = store.commit(commit_of("ops", 1, vec![set.clone()])).await.unwrap();
+        assert_eq!(entries[0].version, None);
+        assert_eq!(store.load().await.unwrap()["prod"].overrides["file-flag"].state, "DISABLED");
+        let clear = Change { kind: ChangeKind::Override(None), action: "enable".into(), ..set };
+        store.commit(commit_of("ops", 2, vec![clear])).await.unwrap();
+        assert!(store.load().await.unwrap().get("prod").is_none_or(|s| s.overrides.is_empty()));
+    }
+}

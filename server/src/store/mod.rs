@@ -1,0 +1,153 @@
+//! Durable state behind the admin API: flags created through the API, every
+//! version of every flag, kill-switch overrides of file-owned flags, and the
+//! audit log.
+//!
+//! [`Store`] is the boundary: the embedded implementation ([`embedded`],
+//! redb in the data directory) is the default, and a Redis one can
+//! implement the same trait. Every write is one [`Commit`]: a batch of
+//! changes with preconditions, applied atomically together with their
+//! versions and audit entries, and durable when `commit` returns.
+
+pub mod embedded;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The current record of an API-owned flag. `definition` is `None` after a
+/// delete (a tombstone keeps the version counter, so a re-created flag's
+/// history continues).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagRecord {
+    pub version: u64,
+    pub definition: Option<Value>,
+    /// Unix milliseconds.
+    pub at: u64,
+    pub by: String,
+}
+
+/// A kill-switch override of a file-owned flag's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateOverride {
+    /// `ENABLED` or `DISABLED`.
+    pub state: String,
+    pub at: u64,
+    pub by: String,
+}
+
+/// One version of a flag, as kept in its history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlagVersion {
+    pub version: u64,
+    /// `None` for a delete.
+    pub definition: Option<Value>,
+    pub at: u64,
+    pub by: String,
+    pub action: String,
+    pub changes: Vec<String>,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log, from 1, without gaps.
+    pub seq: u64,
+    pub at: u64,
+    pub actor: String,
+    pub environment: String,
+    pub flag: String,
+    /// `create`, `update`, `delete`, `revert`, `promote`, `disable`, `enable`.
+    pub action: String,
+    /// The flag version written, for API-owned flags.
+    pub version: Option<u64>,
+    pub changes: Vec<String>,
+}
+
+/// What a change expects to find, checked inside the write transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Anything,
+    /// No live flag (absent or deleted).
+    Absent,
+    /// The live flag at exactly this version.
+    Version(u64),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChangeKind {
+    /// Create or replace an API-owned flag.
+    Put(Value),
+    /// Delete an API-owned flag.
+    Delete,
+    /// Set (`Some`) or clear (`None`) a file-owned flag's state override.
+    Override(Option<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub environment: String,
+    pub flag: String,
+    pub expect: Expect,
+    pub kind: ChangeKind,
+    pub action: String,
+    pub changes: Vec<String>,
+}
+
+/// Changes applied all together or not at all, by one actor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    pub actor: String,
+    /// Unix milliseconds.
+    pub at: u64,
+    pub changes: Vec<Change>,
+}
+
+/// Everything the server needs in memory, per environment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnvironmentState {
+    /// Live API-owned flags by key (tombstones left out).
+    pub flags: BTreeMap<String, FlagRecord>,
+    pub overrides: BTreeMap<String, StateOverride>,
+}
+
+/// Filters and paging for the audit log.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    pub environment: Option<String>,
+    pub flag: Option<String>,
+    pub actor: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub since: Option<u64>,
+    /// Unix milliseconds, exclusive.
+    pub until: Option<u64>,
+    /// Entries after this sequence number.
+    pub after: Option<u64>,
+    pub limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A precondition failed: someone else changed the flag first.
+    #[error("flag '{flag}' in environment '{environment}' changed: expected {expected}, found {found}")]
+    Conflict { environment: String, flag: String, expected: String, found: String },
+    /// The store cannot be read or written.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// All environments' live state.
+    async fn load(&self) -> Result<BTreeMap<String, EnvironmentState>, StoreError>;
+
+    /// Applies a batch atomically; returns the audit entries written.
+    async fn commit(&self, commit: Commit) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Every version of a flag, oldest first.
+    async fn history(&self, environment: &str, flag: &str) -> Result<Vec<FlagVersion>, StoreError>;
+
+    /// Audit entries matching the query, in order, at most `limit`.
+    async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+}
