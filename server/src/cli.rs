@@ -49,6 +49,21 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_LOG", value_name = "FILTER")]
     pub log: Option<String>,
 
+    /// Directory of the embedded store (flags created through the admin API,
+    /// their history, the audit log).
+    #[arg(long, env = "RAMPART_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// YAML file of admin tokens: `tokens: [{name, role: read|write|admin, env|sha256|value}]`.
+    /// A single admin token can also come from RAMPART_ADMIN_TOKEN.
+    #[arg(long, env = "RAMPART_ADMIN_TOKENS", value_name = "FILE")]
+    pub admin_tokens: Option<PathBuf>,
+
+    /// Serve the admin API without tokens, treating every caller as admin.
+    /// Only allowed when the admin listener is on a loopback address.
+    #[arg(long, env = "RAMPART_ADMIN_INSECURE_LOCAL")]
+    pub admin_insecure_local: bool,
+
     /// HTTP worker threads per listener (default: the number of CPUs).
     #[arg(long, env = "RAMPART_WORKERS", value_name = "N")]
     pub workers: Option<usize>,

@@ -33,6 +33,9 @@ pub const DEFAULT_ADMIN_PORT: u16 = 8014;
 pub const DEFAULT_ENVIRONMENT: &str = "default";
 /// Largest request body accepted (flagd's default).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1_000_000;
+pub const DEFAULT_MAX_API_FLAGS: usize = 10_000;
+/// Admin tokens are long-lived credentials with write access: insist on length.
+const MIN_ADMIN_TOKEN_LENGTH: usize = 16;
 
 /// A fully validated configuration.
 #[derive(Debug, Clone)]
@@ -45,6 +48,45 @@ pub struct ServerConfig {
     pub environments: Vec<EnvironmentConfig>,
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
+    /// Where the embedded store keeps its database.
+    pub data_dir: PathBuf,
+    /// Admin API tokens (digests); empty means the admin API is off unless
+    /// `admin_insecure_local`.
+    pub admin_tokens: Vec<AdminToken>,
+    /// Serve the admin API without tokens (loopback only, local development).
+    pub admin_insecure_local: bool,
+    /// Most flags the admin API may create in one environment.
+    pub max_api_flags: usize,
+}
+
+/// What an admin token may do. Ordered: each role includes the ones before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// GET requests only.
+    Read,
+    /// Flag changes.
+    Write,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// An admin token: its name (the actor in the audit log), role, and digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminToken {
+    pub name: String,
+    pub role: Role,
+    pub digest: KeyDigest,
 }
 
 #[derive(Debug, Clone)]
@@ -100,8 +142,37 @@ struct ConfigFile {
     workers: Option<usize>,
     max_body_bytes: Option<usize>,
     shutdown_timeout_seconds: Option<u64>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    admin_tokens: Vec<TokenFile>,
+    max_api_flags: Option<usize>,
     #[serde(default)]
     environments: BTreeMap<String, EnvironmentFile>,
+}
+
+/// An admin token in `rampart.yaml` or a tokens file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TokenFile {
+    name: String,
+    role: Role,
+    #[serde(flatten)]
+    secret: SecretSource,
+}
+
+/// A tokens file: `tokens: [{name, role, env|sha256|value}]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    tokens: Vec<TokenFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+enum SecretSource {
+    Env(String),
+    Sha256(String),
+    Value(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,12 +226,13 @@ impl ServerConfig {
             )));
         }
 
+        let config_base = base.clone().unwrap_or_default();
         let environments = match (&args.config, args.flags.is_empty()) {
             (Some(path), true) => {
                 if file.environments.is_empty() {
                     return Err(ConfigError::Invalid(format!("{}: no environments are configured", path.display())));
                 }
-                let base = base.unwrap_or_default();
+                let base = base.clone().unwrap_or_default();
                 file.environments
                     .into_iter()
                     .map(|(name, environment)| environment_config(name, environment, &base, env))
@@ -185,6 +257,36 @@ impl ServerConfig {
         };
         check_keys(&environments)?;
 
+        let mut admin_tokens = Vec::new();
+        for token in file.admin_tokens {
+            admin_tokens.push(admin_token(token, env)?);
+        }
+        if let Some(path) = &args.admin_tokens {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            let tokens: TokensFile = serde_saphyr::from_str_with_options(&text, rampart_engine::source::yaml_options())
+                .map_err(|e| ConfigError::Parse {
+                    path: path.clone(),
+                    message: e.to_string().lines().next().unwrap_or_default().to_owned(),
+                })?;
+            for token in tokens.tokens {
+                admin_tokens.push(admin_token(token, env)?);
+            }
+        }
+        if let Some(secret) = env("RAMPART_ADMIN_TOKEN") {
+            admin_tokens.push(AdminToken {
+                name: "admin".into(),
+                role: Role::Admin,
+                digest: secret_digest(&secret, "RAMPART_ADMIN_TOKEN", MIN_ADMIN_TOKEN_LENGTH)?,
+            });
+        }
+        check_tokens(&admin_tokens, &environments)?;
+        if args.admin_insecure_local && !admin_addr.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "--admin-insecure-local serves the admin API without tokens, so it needs a loopback admin address, not {admin_addr}"
+            )));
+        }
+
         let workers = args.workers.or(file.workers);
         if workers == Some(0) {
             return Err(ConfigError::Invalid("workers must be at least 1".into()));
@@ -198,6 +300,14 @@ impl ServerConfig {
             environments,
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             shutdown_timeout: Duration::from_secs(file.shutdown_timeout_seconds.unwrap_or(10)),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir.map(|dir| if dir.is_absolute() { dir } else { config_base.join(dir) }))
+                .unwrap_or_else(|| PathBuf::from("data")),
+            admin_tokens,
+            admin_insecure_local: args.admin_insecure_local,
+            max_api_flags: file.max_api_flags.unwrap_or(DEFAULT_MAX_API_FLAGS),
         })
     }
 
@@ -271,6 +381,54 @@ fn key_digest(key: &str, environment: &str) -> Result<KeyDigest, ConfigError> {
         )));
     }
     Ok(KeyDigest::of(key.trim()))
+}
+
+fn secret_digest(secret: &str, what: &str, min_length: usize) -> Result<KeyDigest, ConfigError> {
+    if secret.trim().len() < min_length {
+        return Err(ConfigError::Invalid(format!("{what}: tokens must have at least {min_length} characters")));
+    }
+    Ok(KeyDigest::of(secret.trim()))
+}
+
+fn admin_token(token: TokenFile, env: &dyn Fn(&str) -> Option<String>) -> Result<AdminToken, ConfigError> {
+    let what = format!("admin token '{}'", token.name);
+    if token.name.is_empty() || token.name.chars().any(char::is_control) {
+        return Err(ConfigError::Invalid("admin tokens need a name (it is the actor in the audit log)".into()));
+    }
+    let digest = match token.secret {
+        SecretSource::Value(secret) => secret_digest(&secret, &what, MIN_ADMIN_TOKEN_LENGTH)?,
+        SecretSource::Env(variable) => match env(&variable) {
+            Some(secret) => secret_digest(&secret, &what, MIN_ADMIN_TOKEN_LENGTH)?,
+            None => return Err(ConfigError::Invalid(format!("{what}: the variable {variable} is not set"))),
+        },
+        SecretSource::Sha256(hex_digest) => {
+            let bytes = hex::decode(hex_digest.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+            KeyDigest(
+                bytes
+                    .ok_or_else(|| ConfigError::Invalid(format!("{what}: sha256 must be 64 hexadecimal characters")))?,
+            )
+        }
+    };
+    Ok(AdminToken { name: token.name, role: token.role, digest })
+}
+
+/// Token names are unique, and no secret is both a token and an SDK key:
+/// each credential must mean one thing.
+fn check_tokens(tokens: &[AdminToken], environments: &[EnvironmentConfig]) -> Result<(), ConfigError> {
+    let mut names = std::collections::HashSet::new();
+    let mut digests = std::collections::HashSet::new();
+    for token in tokens {
+        if !names.insert(token.name.as_str()) {
+            return Err(ConfigError::Invalid(format!("admin token name '{}' is used twice", token.name)));
+        }
+        if !digests.insert(token.digest) {
+            return Err(ConfigError::Invalid(format!("admin token '{}' repeats another token's secret", token.name)));
+        }
+        if environments.iter().any(|e| e.sdk_keys.contains(&token.digest)) {
+            return Err(ConfigError::Invalid(format!("admin token '{}' is also an SDK key", token.name)));
+        }
+    }
+    Ok(())
 }
 
 /// Keys must select exactly one environment, and either every environment

@@ -28,6 +28,7 @@ pub mod loader;
 pub mod metrics;
 pub mod store;
 pub mod telemetry;
+pub mod time;
 pub mod validate;
 pub mod watch;
 
@@ -41,14 +42,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
 use crate::environment::Environments;
+use crate::http::AdminAccess;
 use crate::http::AppState;
 use crate::metrics::Metrics;
+use crate::store::embedded::EmbeddedStore;
+use crate::store::{Store, StoreError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("invalid flag files")]
     Flags(Vec<(String, LoadErrors)>),
+    #[error("{0}")]
+    Store(StoreError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -66,15 +72,26 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads every environment's flag files.
-    pub fn new(config: ServerConfig) -> Result<Server, StartupError> {
-        let environments = Arc::new(Environments::load(&config).map_err(StartupError::Flags)?);
+    /// Opens the store and loads every environment's flag files and stored
+    /// flags. Must run inside a Tokio runtime (the store is async).
+    pub async fn new(config: ServerConfig) -> Result<Server, StartupError> {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.data_dir).map_err(StartupError::Store)?);
+        let stored = store.load().await.map_err(StartupError::Store)?;
+        let environments = Arc::new(Environments::load(&config, stored).map_err(StartupError::Flags)?);
         let metrics = Arc::new(Metrics::new(environments.iter().map(|e| e.name.as_str())));
         for environment in environments.iter() {
             let snapshot = environment.snapshot();
             metrics.serving(&environment.name, snapshot.version, snapshot.flags.len());
         }
-        let state = AppState { environments, metrics, max_body_bytes: config.max_body_bytes };
+        let admin = Arc::new(AdminAccess::new(&config));
+        let state = AppState {
+            environments,
+            metrics,
+            store,
+            admin,
+            max_body_bytes: config.max_body_bytes,
+            max_api_flags: config.max_api_flags,
+        };
         Ok(Server { config, state })
     }
 
@@ -153,6 +170,12 @@ impl BoundServer {
             "listening"
         );
 
+        if matches!(*state.admin, AdminAccess::Disabled) {
+            tracing::warn!(
+                "the admin API is off: no admin token is configured (adminTokens, --admin-tokens, RAMPART_ADMIN_TOKEN); \
+                 pass --admin-insecure-local to use it without tokens on a loopback address"
+            );
+        }
         let stopper = tokio::spawn(async move {
             shutdown.cancelled().await;
             tracing::info!("shutting down");

@@ -7,41 +7,60 @@ use std::path::{Path, PathBuf};
 use rampart_engine::{FlagSet, LoadError, LoadErrors, Source};
 use sha2::{Digest, Sha256};
 
+/// One flag file's name and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileText {
+    pub name: String,
+    pub text: String,
+}
+
+/// Flag files read from disk, not yet compiled.
+#[derive(Debug)]
+pub struct ReadFiles {
+    pub files: Vec<FileText>,
+    /// SHA-256 over file names and contents: equal digests mean nothing changed.
+    pub digest: [u8; 32],
+}
+
 /// A loaded flag set and where it came from.
 #[derive(Debug)]
 pub struct Loaded {
     pub flags: FlagSet,
     pub files: Vec<PathBuf>,
-    /// SHA-256 over file names and contents: equal digests mean nothing changed.
-    pub digest: [u8; 32],
 }
 
 /// Expands files and globs, reads every file, and compiles them as one flag
 /// set. Any problem (a pattern matching nothing, an unreadable file, an
 /// invalid flag) rejects the whole set.
 pub fn load(patterns: &[String]) -> Result<Loaded, LoadErrors> {
-    let files = expand(patterns)?;
-    let mut texts = Vec::with_capacity(files.len());
+    let read = read(patterns)?;
+    let sources: Vec<Source<'_>> = read.files.iter().map(|f| Source::from_path(&f.name, &f.text)).collect();
+    let flags = FlagSet::load(&sources)?;
+    Ok(Loaded { flags, files: read.files.iter().map(|f| PathBuf::from(&f.name)).collect() })
+}
+
+/// Expands files and globs and reads every file.
+pub fn read(patterns: &[String]) -> Result<ReadFiles, LoadErrors> {
+    let paths = expand(patterns)?;
+    let mut files = Vec::with_capacity(paths.len());
     let mut errors = Vec::new();
-    for file in &files {
-        match std::fs::read_to_string(file) {
-            Ok(text) => texts.push((file.to_string_lossy().into_owned(), text)),
-            Err(error) => errors.push(LoadError::new(file.to_string_lossy(), format!("cannot read: {error}"))),
+    for path in &paths {
+        match std::fs::read_to_string(path) {
+            Ok(text) => files.push(FileText { name: path.to_string_lossy().into_owned(), text }),
+            Err(error) => errors.push(LoadError::new(path.to_string_lossy(), format!("cannot read: {error}"))),
         }
     }
     if !errors.is_empty() {
         return Err(LoadErrors(errors));
     }
-    let sources: Vec<Source<'_>> = texts.iter().map(|(name, text)| Source::from_path(name, text)).collect();
-    let flags = FlagSet::load(&sources)?;
     let mut hasher = Sha256::new();
-    for (name, text) in &texts {
-        hasher.update((name.len() as u64).to_le_bytes());
-        hasher.update(name.as_bytes());
-        hasher.update((text.len() as u64).to_le_bytes());
-        hasher.update(text.as_bytes());
+    for file in &files {
+        hasher.update((file.name.len() as u64).to_le_bytes());
+        hasher.update(file.name.as_bytes());
+        hasher.update((file.text.len() as u64).to_le_bytes());
+        hasher.update(file.text.as_bytes());
     }
-    Ok(Loaded { flags, files, digest: hasher.finalize().into() })
+    Ok(ReadFiles { files, digest: hasher.finalize().into() })
 }
 
 /// Files named by the patterns, sorted and without duplicates. A plain path
@@ -119,7 +138,7 @@ mod tests {
         let loaded = load(std::slice::from_ref(&pattern)).unwrap();
         assert_eq!(loaded.flags.len(), 2);
         assert_eq!(loaded.files.len(), 2);
-        assert_eq!(load(&[pattern]).unwrap().digest, loaded.digest);
+        assert_eq!(read(std::slice::from_ref(&pattern)).unwrap().digest, read(&[pattern]).unwrap().digest);
 
         let missing = load(&[format!("{}/nope.json", dir.path().display())]).unwrap_err();
         assert!(missing.to_string().ends_with("nope.json: no such file"), "{missing}");

@@ -32,32 +32,33 @@ fn serve(args: rampart_server::cli::ServeArgs) -> ExitCode {
         }
     };
     telemetry::init(config.log_format, &config.log_filter);
-    let bound = match Server::new(config).and_then(Server::bind) {
-        Ok(bound) => bound,
-        Err(StartupError::Flags(failures)) => {
-            for (environment, errors) in failures {
-                for error in errors.iter() {
-                    eprintln!("rampart: environment '{environment}': {error}");
-                }
-            }
-            eprintln!("rampart: invalid configuration: the flag files above are invalid; nothing was started");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-        Err(error) => {
-            eprintln!("rampart: {error}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    let result = actix_web::rt::System::new().block_on(async move {
+    actix_web::rt::System::new().block_on(async move {
         let shutdown = CancellationToken::new();
-        actix_web::rt::spawn(rampart_server::cancel_on_signal(shutdown.clone()));
-        bound.run(shutdown).await
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("rampart: {error}");
-            ExitCode::from(EXIT_SERVE)
+        // Handlers first: a signal during start-up must stop us cleanly.
+        let signals = rampart_server::cancel_on_signal(shutdown.clone());
+        let bound = match Server::new(config).await.and_then(Server::bind) {
+            Ok(bound) => bound,
+            Err(StartupError::Flags(failures)) => {
+                for (environment, errors) in failures {
+                    for error in errors.iter() {
+                        eprintln!("rampart: environment '{environment}': {error}");
+                    }
+                }
+                eprintln!("rampart: invalid configuration: the flag files above are invalid; nothing was started");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            Err(error) => {
+                eprintln!("rampart: {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        };
+        actix_web::rt::spawn(signals);
+        match bound.run(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("rampart: {error}");
+                ExitCode::from(EXIT_SERVE)
+            }
         }
-    }
+    })
 }

@@ -82,21 +82,16 @@ impl Watcher {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(()) = self.changed.recv() => {
-                    let environments = self.environments.clone();
-                    let metrics = self.metrics.clone();
-                    // Reading and compiling files blocks; keep it off the runtime's threads.
-                    let _ = tokio::task::spawn_blocking(move || reload_all(&environments, &metrics)).await;
-                }
+                Some(()) = self.changed.recv() => reload_all(&self.environments, &self.metrics).await,
             }
         }
     }
 }
 
 /// Reloads every environment, recording and logging the outcome.
-pub fn reload_all(environments: &Environments, metrics: &Metrics) {
+pub async fn reload_all(environments: &Environments, metrics: &Metrics) {
     for environment in environments.iter() {
-        match environment.reload() {
+        match environment.reload_files().await {
             Ok(Reload::Changed(version)) => {
                 let flags = environment.snapshot().flags.len();
                 metrics.reloaded(&environment.name, "ok");

@@ -63,16 +63,30 @@ pub struct Rampart {
     pub http: String,
     pub admin: String,
     logs: Arc<Mutex<Vec<Value>>>,
+    /// The data directory, when the harness made it (removed on drop).
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Rampart {
-    /// Starts `rampart serve` with `args` on ephemeral ports and waits until
-    /// it listens.
+    /// Starts `rampart serve` with `args` on ephemeral ports, with a fresh
+    /// data directory, and waits until it listens.
     pub fn start(args: &[&str]) -> Rampart {
         Rampart::start_with_env(args, &[])
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Rampart {
+        let data = tempfile::tempdir().expect("data dir");
+        let data_dir = data.path().to_string_lossy().into_owned();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--data-dir", &data_dir]);
+        let mut server = Rampart::start_in(&all, env);
+        server._data = Some(data);
+        server
+    }
+
+    /// Starts `rampart serve` with exactly `args` (pass `--data-dir` to keep
+    /// data across restarts).
+    pub fn start_in(args: &[&str], env: &[(&str, &str)]) -> Rampart {
         let mut command = Command::new(rampart_bin());
         command
             .arg("serve")
@@ -81,6 +95,9 @@ impl Rampart {
             .env("RAMPART_LOG", "info")
             .env_remove("RAMPART_CONFIG")
             .env_remove("RAMPART_FLAGS")
+            .env_remove("RAMPART_DATA_DIR")
+            .env_remove("RAMPART_ADMIN_TOKEN")
+            .env_remove("RAMPART_ADMIN_TOKENS")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -97,7 +114,7 @@ impl Rampart {
                 sink.lock().expect("log lock").push(entry);
             }
         });
-        let mut server = Rampart { child, http: String::new(), admin: String::new(), logs };
+        let mut server = Rampart { child, http: String::new(), admin: String::new(), logs, _data: None };
         let listening = eventually(DEADLINE, || {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("rampart exited with {status} before listening; logs: {:#?}", server.logs());
@@ -120,6 +137,12 @@ impl Rampart {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, and waits for it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -156,6 +179,23 @@ pub fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> Reply {
         request = request.header(*name, *value);
     }
     reply(request.send().unwrap_or_else(|e| panic!("POST {url}: {e}")))
+}
+
+/// Sends `method` to `url` with a bearer `token` (if any), JSON `body` (if
+/// any) and extra headers.
+pub fn send(method: &str, url: &str, token: Option<&str>, body: Option<&Value>, headers: &[(&str, &str)]) -> Reply {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let mut request = client().request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.header("content-type", "application/json").body(body.to_string());
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    reply(request.send().unwrap_or_else(|e| panic!("{url}: {e}")))
 }
 
 pub fn get(url: &str) -> Reply {

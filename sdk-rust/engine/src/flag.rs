@@ -18,6 +18,14 @@ pub enum FlagState {
 }
 
 impl FlagState {
+    pub fn parse(text: &str) -> Option<FlagState> {
+        match text {
+            "ENABLED" => Some(FlagState::Enabled),
+            "DISABLED" => Some(FlagState::Disabled),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             FlagState::Enabled => "ENABLED",
@@ -187,6 +195,19 @@ impl FlagSet {
     /// Flag-set metadata (of all sources, later ones winning).
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
+    }
+
+    /// Overrides a flag's state (a kill switch applied on top of its
+    /// definition); returns false when there is no such flag. Only possible
+    /// while the set is still owned, before it is shared.
+    pub fn set_state(&mut self, key: &str, state: FlagState) -> bool {
+        let Some(&index) = self.index.get(key) else { return false };
+        let flag = &mut self.flags[index];
+        flag.state = state;
+        if let Some(definition) = flag.definition.as_object_mut() {
+            definition.insert("state".into(), serde_json::Value::String(state.as_str().into()));
+        }
+        true
     }
 
     /// Evaluates a flag; a missing flag is `FLAG_NOT_FOUND`, not an `Err`.

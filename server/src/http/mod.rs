@@ -5,9 +5,14 @@
 //! metrics, and later the admin API. Two listeners let the operator side
 //! stay on a private interface while applications reach the other.
 
+mod admin;
+mod auth;
 mod body;
+mod error;
 mod ofrep;
 mod ops;
+
+pub(crate) use auth::AdminAccess;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +24,7 @@ use actix_web::{HttpResponse, web};
 
 use crate::environment::Environments;
 use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// State shared by every handler of both listeners: built once, outside the
 /// per-worker app factory, and cloned cheaply into each worker.
@@ -26,7 +32,10 @@ use crate::metrics::Metrics;
 pub(crate) struct AppState {
     pub(crate) environments: Arc<Environments>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) admin: Arc<AdminAccess>,
     pub(crate) max_body_bytes: usize,
+    pub(crate) max_api_flags: usize,
 }
 
 /// Routes of the application listener.
@@ -37,6 +46,13 @@ pub(crate) fn configure_http(config: &mut web::ServiceConfig) {
 /// Routes of the operator listener.
 pub(crate) fn configure_admin(config: &mut web::ServiceConfig) {
     ops::configure(config);
+    admin::configure(config);
+}
+
+/// The admin API's OpenAPI document.
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    admin::ApiDoc::openapi()
 }
 
 /// Unknown paths and methods get a JSON answer like every other error.

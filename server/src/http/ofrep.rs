@@ -140,12 +140,32 @@ async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Pa
     response
 }
 
-/// The environment the request's SDK key selects.
-fn authenticate<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<&'s Environment, KeyRejection> {
-    state.environments.for_key(sdk_key(headers)).map(|environment| &**environment)
+/// Why a request may not evaluate.
+enum Rejection {
+    Key(KeyRejection),
+    AdminToken,
 }
 
-fn unauthorized(rejection: KeyRejection) -> HttpResponse {
+/// The environment the request's SDK key selects. Admin tokens are refused
+/// even where evaluation is open: each credential has one purpose.
+fn authenticate<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<&'s Environment, Rejection> {
+    let key = sdk_key(headers);
+    if key.is_some_and(|key| state.admin.is_token(key)) {
+        return Err(Rejection::AdminToken);
+    }
+    state.environments.for_key(key).map(|environment| &**environment).map_err(Rejection::Key)
+}
+
+fn unauthorized(rejection: Rejection) -> HttpResponse {
+    let rejection = match rejection {
+        Rejection::Key(rejection) => rejection,
+        Rejection::AdminToken => {
+            return HttpResponse::Forbidden().json(serde_json::json!({
+                "errorCode": "GENERAL",
+                "errorDetails": "admin tokens cannot evaluate flags: use an SDK key"
+            }));
+        }
+    };
     let details = match rejection {
         KeyRejection::Missing => {
             "an SDK key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
@@ -179,10 +199,21 @@ async fn read_context(payload: web::Payload, limit: usize) -> Result<Context, (S
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Context::new());
     }
-    serde_json::from_slice::<Request>(&body)
+    let context = serde_json::from_slice::<Request>(&body)
         .map(|request| request.context.unwrap_or_default())
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("the request body must be {{\"context\": {{…}}}}: {e}")))
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("the request body must be {{\"context\": {{…}}}}: {e}")))?;
+    if context.len() > MAX_CONTEXT_FIELDS {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("the context has {} fields; at most {MAX_CONTEXT_FIELDS} are accepted", context.len()),
+        ));
+    }
+    Ok(context)
 }
+
+/// Most top-level fields a context may have. Rules read a handful; a huge
+/// context is a mistake or an attack, and costs every lookup.
+const MAX_CONTEXT_FIELDS: usize = 1000;
 
 /// An OFREP request body; other members are ignored.
 #[derive(serde::Deserialize)]

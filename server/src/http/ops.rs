@@ -10,7 +10,8 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
     config
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+        .route("/metrics", web::get().to(metrics))
+        .route("/openapi.json", web::get().to(openapi));
 }
 
 async fn healthz() -> HttpResponse {
@@ -33,4 +34,9 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(state.metrics.render())
+}
+
+/// The admin API's OpenAPI 3 document, generated from the handlers.
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(super::openapi())
 }

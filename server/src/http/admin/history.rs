@@ -1,0 +1,127 @@
+//! Flag history, revert, and the audit log.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::flags::{Edit, flag_response, write_api_flag};
+use super::views::{AuditPage, History, RevertRequest, VersionView};
+use super::{environment, if_match, json_body};
+use crate::config::Role;
+use crate::http::AppState;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::store::AuditQuery;
+use crate::time;
+
+#[utoipa::path(get, path = "/admin/v1/environments/{environment}/flags/{key}/history", tag = "history",
+    description = "Every version of an API-owned flag, oldest first, with who changed what and when. \
+                   Kill-switch changes of file-owned flags are in the audit log.",
+    params(("environment" = String, Path), ("key" = String, Path)),
+    responses((status = 200, body = History), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn flag_history(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    state.admin.authorize(&request, Role::Read)?;
+    let (name, key) = path.into_inner();
+    let environment = environment(&state, &name)?;
+    let versions = state.store.history(&name, &key).await?;
+    if versions.is_empty() && environment.snapshot().flags.get(&key).is_none() {
+        return Err(ApiError::not_found("FLAG_NOT_FOUND", format!("no flag '{key}' in environment '{name}'")));
+    }
+    let versions = versions.into_iter().map(VersionView::from).collect();
+    Ok(HttpResponse::Ok().json(History { key, environment: name, versions }))
+}
+
+#[utoipa::path(post, path = "/admin/v1/environments/{environment}/flags/{key}/revert", tag = "history",
+    description = "Makes a new version whose content equals an earlier one.",
+    params(("environment" = String, Path), ("key" = String, Path), ("If-Match" = Option<String>, Header)),
+    request_body = RevertRequest,
+    responses((status = 200, body = super::views::FlagView, headers(("ETag" = String))),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn revert_flag(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let caller = state.admin.authorize(&request, Role::Write)?;
+    let (name, key) = path.into_inner();
+    let environment = environment(&state, &name)?;
+    let revert: RevertRequest = json_body(payload, state.max_body_bytes).await?;
+    let expected = if_match(request.headers())?;
+    let history = state.store.history(&name, &key).await?;
+    let Some(target) = history.iter().find(|v| v.version == revert.version) else {
+        return Err(ApiError::not_found(
+            "VERSION_NOT_FOUND",
+            format!("flag '{key}' in environment '{name}' has no version {}", revert.version),
+        ));
+    };
+    let Some(definition) = target.definition.clone() else {
+        return Err(ApiError::conflict(
+            "VERSION_DELETED",
+            format!("version {} of flag '{key}' is its deletion; revert to a version before it", revert.version),
+        ));
+    };
+    let action = format!("revert to {}", revert.version);
+    write_api_flag(&state, environment, &caller, &key, expected, Edit::Replace(definition), Some(&action)).await?;
+    flag_response(StatusCode::OK, &environment.snapshot(), &name, &key)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditParams {
+    environment: Option<String>,
+    flag: Option<String>,
+    actor: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+const MAX_PAGE: usize = 1000;
+
+#[utoipa::path(get, path = "/admin/v1/audit", tag = "audit",
+    description = "Every change, in order, filtered and paged. `since`/`until` are RFC 3339 times \
+                   (UTC, `…Z`) or unix seconds; `after` is the `next` of the previous page.",
+    params(("environment" = Option<String>, Query), ("flag" = Option<String>, Query), ("actor" = Option<String>, Query),
+           ("since" = Option<String>, Query), ("until" = Option<String>, Query),
+           ("after" = Option<u64>, Query, minimum = 0), ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000)),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub(crate) async fn audit(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    state.admin.authorize(&request, Role::Read)?;
+    let params = web::Query::<AuditParams>::from_query(request.query_string())
+        .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?
+        .into_inner();
+    let time = |name: &str, value: Option<String>| -> Result<Option<u64>, ApiError> {
+        value
+            .map(|text| {
+                time::parse(&text).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "{name} '{text}' is not a time: use RFC 3339 in UTC (2026-01-31T12:00:00Z) or unix seconds"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let limit = params.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    let query = AuditQuery {
+        environment: params.environment,
+        flag: params.flag,
+        actor: params.actor,
+        since: time("since", params.since)?,
+        until: time("until", params.until)?,
+        after: params.after,
+        limit,
+    };
+    let entries = state.store.audit(query).await?;
+    let next = (entries.len() == limit).then(|| entries.last().map(|e| e.seq)).flatten();
+    Ok(HttpResponse::Ok().json(AuditPage { entries: entries.into_iter().map(Into::into).collect(), next }))
+}

@@ -1,0 +1,97 @@
+//! The admin API, `/admin/v1/…` on the operator listener.
+//!
+//! Operators change flags without a deploy: create and edit API-owned
+//! flags, flip the kill switch on any flag (file-owned ones included, as a
+//! stored override), read every version of a flag and revert to one, read
+//! the audit log, promote flags between environments and see drift from
+//! the files. Every change is validated by the engine exactly as file
+//! flags are, written durably to the store, and live for evaluation when
+//! the response is sent.
+
+mod changes;
+mod flags;
+mod history;
+mod promote;
+pub(crate) mod views;
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::body::{self, BodyError};
+use super::error::ApiError;
+use crate::config::Role;
+use crate::environment::Environment;
+pub(crate) use views::ApiDoc;
+
+pub(crate) fn configure(config: &mut web::ServiceConfig) {
+    config.service(
+        web::scope("/admin/v1")
+            .route("/environments", web::get().to(flags::list_environments))
+            .route("/environments/{environment}/flags", web::get().to(flags::list_flags))
+            .route("/environments/{environment}/flags/{key}", web::get().to(flags::get_flag))
+            .route("/environments/{environment}/flags/{key}", web::put().to(flags::put_flag))
+            .route("/environments/{environment}/flags/{key}", web::patch().to(flags::patch_flag))
+            .route("/environments/{environment}/flags/{key}", web::delete().to(flags::delete_flag))
+            .route("/environments/{environment}/flags/{key}/history", web::get().to(history::flag_history))
+            .route("/environments/{environment}/flags/{key}/revert", web::post().to(history::revert_flag))
+            .route("/environments/{environment}/promote", web::post().to(promote::promote))
+            .route("/audit", web::get().to(history::audit))
+            .route("/drift", web::get().to(promote::drift))
+            .default_service(web::to(not_found)),
+    );
+}
+
+async fn not_found(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    // Unknown admin paths still need a valid token, so they reveal nothing.
+    state.admin.authorize(&request, Role::Read)?;
+    Err(ApiError::not_found("NOT_FOUND", format!("no admin endpoint {} {}", request.method(), request.path())))
+}
+
+fn environment<'s>(state: &'s AppState, name: &str) -> Result<&'s Environment, ApiError> {
+    state
+        .environments
+        .get(name)
+        .map(|e| &**e)
+        .ok_or_else(|| ApiError::not_found("ENVIRONMENT_NOT_FOUND", format!("no environment '{name}'")))
+}
+
+/// Reads a JSON body with the size limit, as `T`.
+async fn json_body<T: DeserializeOwned>(payload: web::Payload, limit: usize) -> Result<T, ApiError> {
+    let bytes = body::read(payload, limit).await.map_err(|error| match error {
+        BodyError::TooLarge(limit) => ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("the request body is larger than {limit} bytes"),
+        ),
+        BodyError::Read(message) => ApiError::bad_request(format!("cannot read the request body: {message}")),
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(format!("the request body is not valid: {e}"))
+            .with_details(serde_json::json!({"line": e.line(), "column": e.column()}))
+    })
+}
+
+/// `If-Match`: `None` when absent or `*`.
+fn if_match(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
+    let value = value.to_str().map_err(|_| ApiError::bad_request("If-Match is not valid text"))?.trim();
+    if value == "*" { Ok(None) } else { Ok(Some(value.strip_prefix("W/").unwrap_or(value).to_owned())) }
+}
+
+/// Flag keys created through the API: letters, digits, `.`, `_`, `-`, `:`;
+/// at most 256 characters. (File flags may use any key flagd accepts.)
+fn check_key(key: &str) -> Result<(), ApiError> {
+    let valid = !key.is_empty()
+        && key.len() <= 256
+        && key.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "invalid flag key '{key}': use letters, digits, '.', '_', '-' and ':' (starting with a letter or digit), at most 256 characters"
+        )))
+    }
+}

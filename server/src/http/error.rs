@@ -1,0 +1,117 @@
+//! Errors of the admin API, rendered in one place as
+//! `{"error": {"code", "message", "details"}}` with a 4xx (or 503) status.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, ResponseError};
+use rampart_engine::LoadErrors;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::store::StoreError;
+
+#[derive(Debug, Clone)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) details: Value,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    pub(crate) error: ErrorFields,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorFields {
+    /// A stable, machine-readable code, e.g. `FLAG_NOT_FOUND`.
+    pub(crate) code: String,
+    pub(crate) message: String,
+    /// Where and what exactly: e.g. one entry per problem in a flag.
+    pub(crate) details: Value,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), details: Value::Null }
+    }
+
+    pub(crate) fn with_details(mut self, details: Value) -> ApiError {
+        self.details = details;
+        self
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
+    pub(crate) fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+    }
+
+    pub(crate) fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    pub(crate) fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+
+    pub(crate) fn admin_disabled() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ADMIN_DISABLED",
+            "the admin API is off: configure an admin token (adminTokens, --admin-tokens or RAMPART_ADMIN_TOKEN), \
+             or pass --admin-insecure-local on a loopback address",
+        )
+    }
+
+    /// A flag definition the engine rejects: one detail per problem.
+    pub(crate) fn invalid_flag(errors: &LoadErrors) -> ApiError {
+        let details: Vec<Value> = errors
+            .iter()
+            .map(|e| json!({"file": e.file, "line": e.line, "flag": e.flag, "message": e.message}))
+            .collect();
+        let message = errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; ");
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_FLAG", message).with_details(Value::Array(details))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::Conflict { .. } => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED", error.to_string())
+            }
+            StoreError::Unavailable(_) => {
+                tracing::error!(%error, "store write failed");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", error.to_string())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(json!({"error": {"code": self.code, "message": self.message, "details": self.details}}))
+    }
+}

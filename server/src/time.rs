@@ -1,0 +1,91 @@
+//! Wall-clock helpers for records and the API: unix milliseconds, RFC 3339
+//! rendering and parsing (UTC only), without a date library.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn now_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
+}
+
+/// `2026-11-26T15:04:05.123Z`.
+pub fn rfc3339(millis: u64) -> String {
+    let seconds = millis / 1000;
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        millis % 1000
+    )
+}
+
+/// Unix milliseconds from RFC 3339 in UTC (`…Z`, optional fraction) or
+/// from a plain number of unix seconds.
+pub fn parse(text: &str) -> Option<u64> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return seconds.checked_mul(1000);
+    }
+    let text = text.strip_suffix('Z').or_else(|| text.strip_suffix("+00:00"))?;
+    let (date, time) = text.split_once('T')?;
+    let mut date_parts = date.splitn(3, '-').map(str::parse::<i64>);
+    let (year, month, day) = (date_parts.next()?.ok()?, date_parts.next()?.ok()?, date_parts.next()?.ok()?);
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut clock_parts = clock.splitn(3, ':').map(str::parse::<u64>);
+    let (hour, minute, second) = (clock_parts.next()?.ok()?, clock_parts.next()?.ok()?, clock_parts.next()?.ok()?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let millis: u64 = if fraction.is_empty() {
+        0
+    } else {
+        let digits: String = fraction.chars().chain("000".chars()).take(3).collect();
+        digits.parse().ok()?
+    };
+    let days = u64::try_from(days_from_civil(year, month, day)).ok()?;
+    Some(((days * 86_400 + hour * 3600 + minute * 60 + second) * 1000) + millis)
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = if month > 2 { month - 3 } else { month + 9 };
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_705_445_123), "2026-11-26T15:04:05.123Z");
+        assert_eq!(parse("2026-11-26T15:04:05.123Z"), Some(1_795_705_445_123));
+        assert_eq!(parse("2024-02-29T00:00:00Z"), Some(1_709_164_800_000));
+        assert_eq!(parse("1700000000"), Some(1_700_000_000_000));
+        for millis in [0, 951_782_400_000, 1_709_164_799_999, 4_102_444_800_000] {
+            assert_eq!(parse(&rfc3339(millis)), Some(millis));
+        }
+        assert_eq!(parse("yesterday"), None);
+        assert_eq!(parse("2026-13-01T00:00:00Z"), None);
+    }
+}
