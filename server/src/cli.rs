@@ -20,6 +20,31 @@ pub enum Command {
     /// Check flag files the way the server loads them; exit 1 with one line
     /// per problem if any is invalid.
     Validate(ValidateArgs),
+    /// Copy API-owned flags from one environment to another on a running
+    /// server, as one audited change (see the diff first with --dry-run).
+    Promote(PromoteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The environment to copy from.
+    #[arg(long)]
+    pub from: String,
+    /// The environment to copy into.
+    #[arg(long)]
+    pub to: String,
+    /// A flag to copy (repeat for several); all API-owned flags when absent.
+    #[arg(long = "flag", value_name = "KEY")]
+    pub flags: Vec<String>,
+    /// Show what would change without changing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The server's admin listener.
+    #[arg(long, env = "RAMPART_ADMIN_URL", default_value = "http://127.0.0.1:8014")]
+    pub admin_url: String,
+    /// An admin token with the role `write`.
+    #[arg(long, env = "RAMPART_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -26,6 +26,7 @@ pub mod environment;
 mod http;
 pub mod loader;
 pub mod metrics;
+pub mod promote;
 pub mod store;
 pub mod telemetry;
 pub mod time;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use rampart_server::cli::{Cli, Command};
 use rampart_server::config::ServerConfig;
-use rampart_server::{Server, StartupError, telemetry, validate};
+use rampart_server::{Server, StartupError, promote, telemetry, validate};
 use tokio_util::sync::CancellationToken;
 
 /// `EX_USAGE`: the configuration is invalid.
@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(&args.files),
         Command::Serve(args) => serve(args),
+        Command::Promote(args) => promote::run(&args),
     }
 }
 
