@@ -36,7 +36,29 @@ pub fn rampart_bin() -> PathBuf {
          which builds it, or set RAMPART_BIN",
         bin.display()
     );
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    let newest_source =
+        ["server/src", "sdk-rust/engine/src"].iter().filter_map(|dir| newest(&workspace().join(dir))).max();
+    if let (Some(built), Some(source)) = (built, newest_source) {
+        assert!(
+            built >= source,
+            "the rampart binary at {} is older than its sources: `cargo test -p rampart-tests` alone does not rebuild it; \
+             run `cargo build -p rampart-server` or the whole suite (`cargo test --workspace`)",
+            bin.display()
+        );
+    }
     bin
+}
+
+/// The newest modification time of the files under `dir`.
+fn newest(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut latest = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let time = if path.is_dir() { newest(&path) } else { entry.metadata().and_then(|m| m.modified()).ok() };
+        latest = latest.max(time);
+    }
+    latest
 }
 
 /// Polls `check` until it returns `Ok` or `deadline` passes; the last error

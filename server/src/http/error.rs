@@ -16,6 +16,8 @@ pub(crate) struct ApiError {
     pub(crate) code: &'static str,
     pub(crate) message: String,
     pub(crate) details: Value,
+    /// For 405: the methods the resource allows.
+    pub(crate) allow: Option<&'static str>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -34,7 +36,7 @@ pub(crate) struct ErrorFields {
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), details: Value::Null }
+        ApiError { status, code, message: message.into(), details: Value::Null, allow: None }
     }
 
     pub(crate) fn with_details(mut self, details: Value) -> ApiError {
@@ -111,6 +113,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status);
         if self.status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        if let Some(allow) = self.allow {
+            response.insert_header((header::ALLOW, allow));
         }
         response.json(json!({"error": {"code": self.code, "message": self.message, "details": self.details}}))
     }

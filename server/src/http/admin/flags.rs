@@ -3,13 +3,13 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use rampart_engine::FlagState;
+use rampart_engine::{FlagSet, FlagState, Source};
 use serde_json::Value;
 
 use super::views::{self, EnvironmentList, EnvironmentView, FlagList, StateChange};
 use super::{changes, check_key, environment, if_match, json_body};
 use crate::config::Role;
-use crate::environment::{Built, Environment, Inputs, Snapshot};
+use crate::environment::{API_SOURCE, Built, Environment, Inputs, Snapshot};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
@@ -73,7 +73,9 @@ pub(crate) async fn get_flag(
     description = "Creates or replaces an API-owned flag. `If-Match` with the flag's ETag makes the write \
                    conditional (412 when someone changed it first). Flags defined in files cannot be \
                    replaced (409).",
-    params(("environment" = String, Path), ("key" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("environment" = String, Path),
+           ("key" = String, Path, pattern = "^[A-Za-z0-9][A-Za-z0-9._:-]{0,255}$"),
+           ("If-Match" = Option<String>, Header)),
     request_body = views::FlagDefinition,
     responses((status = 200, body = views::FlagView, headers(("ETag" = String))),
               (status = 201, body = views::FlagView, headers(("ETag" = String))),
@@ -99,6 +101,11 @@ pub(crate) async fn put_flag(
             return Err(ApiError::bad_request(format!("the body's key '{body_key}' is not the path's key '{key}'")));
         }
         _ => {}
+    }
+    // The flag on its own first, so a bad body is a 422 whatever else is wrong.
+    let alone = serde_json::json!({"flags": {&key: &definition}}).to_string();
+    if let Err(errors) = FlagSet::load(&[Source::json(API_SOURCE, &alone)]) {
+        return Err(ApiError::invalid_flag(&errors));
     }
     let expected = if_match(request.headers())?;
     let outcome = write_api_flag(&state, environment, &caller, &key, expected, Edit::Replace(definition), None).await?;
@@ -144,7 +151,7 @@ pub(crate) async fn patch_flag(
 
 #[utoipa::path(delete, path = "/admin/v1/environments/{environment}/flags/{key}", tag = "flags",
     params(("environment" = String, Path), ("key" = String, Path), ("If-Match" = Option<String>, Header)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)))]
 pub(crate) async fn delete_flag(
     state: web::Data<AppState>,

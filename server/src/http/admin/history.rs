@@ -79,7 +79,7 @@ pub(crate) struct AuditParams {
     actor: Option<String>,
     since: Option<String>,
     until: Option<String>,
-    after: Option<u64>,
+    after: Option<i64>,
     limit: Option<usize>,
 }
 
@@ -90,7 +90,7 @@ const MAX_PAGE: usize = 1000;
                    (UTC, `…Z`) or unix seconds; `after` is the `next` of the previous page.",
     params(("environment" = Option<String>, Query), ("flag" = Option<String>, Query), ("actor" = Option<String>, Query),
            ("since" = Option<String>, Query), ("until" = Option<String>, Query),
-           ("after" = Option<u64>, Query, minimum = 0), ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000)),
+           ("after" = Option<i64>, Query, minimum = 0), ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000)),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub(crate) async fn audit(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     state.admin.authorize(&request, Role::Read)?;
@@ -118,7 +118,10 @@ pub(crate) async fn audit(state: web::Data<AppState>, request: HttpRequest) -> R
         actor: params.actor,
         since: time("since", params.since)?,
         until: time("until", params.until)?,
-        after: params.after,
+        after: params
+            .after
+            .map(|after| u64::try_from(after).map_err(|_| ApiError::bad_request("after must not be negative")))
+            .transpose()?,
         limit,
     };
     let entries = state.store.audit(query).await?;

@@ -26,21 +26,50 @@ use crate::environment::Environment;
 pub(crate) use views::ApiDoc;
 
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
+    let resource = |path: &str, allow: &'static str| {
+        web::resource(path).default_service(web::to(move |state: web::Data<AppState>, request: HttpRequest| {
+            method_not_allowed(state, request, allow)
+        }))
+    };
     config.service(
         web::scope("/admin/v1")
-            .route("/environments", web::get().to(flags::list_environments))
-            .route("/environments/{environment}/flags", web::get().to(flags::list_flags))
-            .route("/environments/{environment}/flags/{key}", web::get().to(flags::get_flag))
-            .route("/environments/{environment}/flags/{key}", web::put().to(flags::put_flag))
-            .route("/environments/{environment}/flags/{key}", web::patch().to(flags::patch_flag))
-            .route("/environments/{environment}/flags/{key}", web::delete().to(flags::delete_flag))
-            .route("/environments/{environment}/flags/{key}/history", web::get().to(history::flag_history))
-            .route("/environments/{environment}/flags/{key}/revert", web::post().to(history::revert_flag))
-            .route("/environments/{environment}/promote", web::post().to(promote::promote))
-            .route("/audit", web::get().to(history::audit))
-            .route("/drift", web::get().to(promote::drift))
+            .service(resource("/environments", "GET").route(web::get().to(flags::list_environments)))
+            .service(resource("/environments/{environment}/flags", "GET").route(web::get().to(flags::list_flags)))
+            .service(
+                resource("/environments/{environment}/flags/{key}", "GET, PUT, PATCH, DELETE")
+                    .route(web::get().to(flags::get_flag))
+                    .route(web::put().to(flags::put_flag))
+                    .route(web::patch().to(flags::patch_flag))
+                    .route(web::delete().to(flags::delete_flag)),
+            )
+            .service(
+                resource("/environments/{environment}/flags/{key}/history", "GET")
+                    .route(web::get().to(history::flag_history)),
+            )
+            .service(
+                resource("/environments/{environment}/flags/{key}/revert", "POST")
+                    .route(web::post().to(history::revert_flag)),
+            )
+            .service(resource("/environments/{environment}/promote", "POST").route(web::post().to(promote::promote)))
+            .service(resource("/audit", "GET").route(web::get().to(history::audit)))
+            .service(resource("/drift", "GET").route(web::get().to(promote::drift)))
             .default_service(web::to(not_found)),
     );
+}
+
+async fn method_not_allowed(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    allow: &'static str,
+) -> Result<HttpResponse, ApiError> {
+    state.admin.authorize(&request, Role::Read)?;
+    let mut error = ApiError::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        format!("{} is not allowed on {}; use {allow}", request.method(), request.path()),
+    );
+    error.allow = Some(allow);
+    Err(error)
 }
 
 async fn not_found(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -77,7 +106,11 @@ async fn json_body<T: DeserializeOwned>(payload: web::Payload, limit: usize) -> 
 fn if_match(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else { return Ok(None) };
     let value = value.to_str().map_err(|_| ApiError::bad_request("If-Match is not valid text"))?.trim();
-    if value == "*" { Ok(None) } else { Ok(Some(value.strip_prefix("W/").unwrap_or(value).to_owned())) }
+    match value {
+        "" => Err(ApiError::bad_request("If-Match is empty: send the flag's ETag, e.g. \"v3\"")),
+        "*" => Ok(None),
+        tag => Ok(Some(tag.strip_prefix("W/").unwrap_or(tag).to_owned())),
+    }
 }
 
 /// Flag keys created through the API: letters, digits, `.`, `_`, `-`, `:`;

@@ -87,7 +87,7 @@ pub(crate) struct FlagView {
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code)] // documentation only: handlers read the body as JSON
 pub(crate) struct FlagDefinition {
-    /// `ENABLED` or `DISABLED`.
+    #[schema(value_type = FlagStateName)]
     pub(crate) state: String,
     /// Variant name → value; all values of one type (boolean, string, number or object).
     #[schema(value_type = Object)]
@@ -104,8 +104,18 @@ pub(crate) struct FlagDefinition {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StateChange {
-    /// `ENABLED` or `DISABLED`.
+    #[schema(value_type = FlagStateName)]
     pub(crate) state: String,
+}
+
+/// A flag state.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documentation only
+pub(crate) enum FlagStateName {
+    #[schema(rename = "ENABLED")]
+    Enabled,
+    #[schema(rename = "DISABLED")]
+    Disabled,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -145,7 +155,19 @@ pub(crate) struct History {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RevertRequest {
     /// The version whose content becomes the new version.
+    #[serde(deserialize_with = "integral")]
+    #[schema(minimum = 1)]
     pub(crate) version: u64,
+}
+
+/// A non-negative integer, also when written as `3.0` (JSON Schema's
+/// `integer` includes it).
+fn integral<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    number
+        .as_u64()
+        .or_else(|| number.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1.8e19).map(|f| f as u64))
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a non-negative integer, found {number}")))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -335,7 +357,7 @@ pub(crate) fn etag(snapshot: &Snapshot, key: &str) -> Option<String> {
         super::promote::promote,
         super::promote::drift,
     ),
-    components(schemas(crate::http::error::ErrorBody, crate::http::error::ErrorFields, FlagDefinition)),
+    components(schemas(crate::http::error::ErrorBody, crate::http::error::ErrorFields, FlagDefinition, FlagStateName)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
