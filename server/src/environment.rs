@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
-use rampart_engine::{FlagSet, FlagState, LoadError, LoadErrors, Source};
-use serde_json::{Map, Value};
+use rampart_engine::{Flag, FlagSet, FlagState, LoadError, LoadErrors, Source};
+use serde_json::Value;
 use tokio::sync::Mutex;
 
 use crate::config::{EnvironmentConfig, KeyDigest, ServerConfig};
-use crate::loader::{self, FileText};
+use crate::loader::{self, ReadFiles};
 use crate::store::{EnvironmentState, FlagRecord, StateOverride};
 
 /// The source name of flags created through the admin API.
@@ -35,10 +35,10 @@ pub struct Snapshot {
     pub files_digest: [u8; 32],
     pub files: Vec<String>,
     /// API-owned flags, with their versions.
-    pub api: BTreeMap<String, FlagRecord>,
+    pub api: Arc<BTreeMap<String, Arc<FlagRecord>>>,
     /// Kill-switch overrides of file-owned flags (also those whose flag has
     /// since left the files: they show up as drift).
-    pub overrides: BTreeMap<String, StateOverride>,
+    pub overrides: Arc<BTreeMap<String, StateOverride>>,
     /// What the files say for flags whose state is overridden.
     pub file_states: BTreeMap<String, FlagState>,
     pub loaded_at: SystemTime,
@@ -51,35 +51,85 @@ impl Snapshot {
     }
 }
 
-/// The inputs a snapshot is compiled from.
+/// The inputs a snapshot is compiled from. Files and each API flag are
+/// compiled on their own and kept compiled, so a change to one flag
+/// compiles one flag and recombines the rest.
 #[derive(Debug, Clone)]
 pub struct Inputs {
-    pub files: Vec<FileText>,
     pub files_digest: [u8; 32],
-    pub api: BTreeMap<String, FlagRecord>,
-    pub overrides: BTreeMap<String, StateOverride>,
+    pub file_names: Vec<String>,
+    /// The flags of the files alone.
+    pub file_flags: Arc<FlagSet>,
+    /// Shared with the snapshots built from these inputs; copied (shallowly)
+    /// only when a change writes to them.
+    pub api: Arc<BTreeMap<String, Arc<FlagRecord>>>,
+    api_flags: Arc<BTreeMap<String, Arc<Flag>>>,
+    pub overrides: Arc<BTreeMap<String, StateOverride>>,
 }
 
 impl Inputs {
-    /// Compiles files, API flags and overrides into one flag set. A key
-    /// defined both in a file and through the API is an error naming both.
-    pub fn compile(&self) -> Result<Built, LoadErrors> {
-        let api_document = (!self.api.is_empty()).then(|| {
-            let flags: Map<String, Value> = self
-                .api
-                .iter()
-                .filter_map(|(key, record)| record.definition.clone().map(|d| (key.clone(), d)))
-                .collect();
-            serde_json::json!({ "flags": flags }).to_string()
-        });
-        let mut sources: Vec<Source<'_>> =
-            self.files.iter().map(|file| Source::from_path(&file.name, &file.text)).collect();
-        if let Some(text) = &api_document {
-            sources.push(Source::json(API_SOURCE, text));
+    fn new(
+        files: ReadFiles,
+        api: BTreeMap<String, FlagRecord>,
+        overrides: BTreeMap<String, StateOverride>,
+    ) -> Result<Inputs, LoadErrors> {
+        let mut inputs = Inputs {
+            files_digest: [0; 32],
+            file_names: Vec::new(),
+            file_flags: Arc::default(),
+            api: Arc::default(),
+            api_flags: Arc::default(),
+            overrides: Arc::new(overrides),
+        };
+        inputs.set_files(files)?;
+        for (key, record) in api {
+            inputs.put_api(&key, record)?;
         }
-        let mut flags = FlagSet::load(&sources)?;
+        Ok(inputs)
+    }
+
+    /// Compiles the files (alone) and takes them as the new file flags.
+    pub fn set_files(&mut self, files: ReadFiles) -> Result<(), LoadErrors> {
+        let sources: Vec<Source<'_>> = files.files.iter().map(|f| Source::from_path(&f.name, &f.text)).collect();
+        self.file_flags = Arc::new(FlagSet::load(&sources)?);
+        self.files_digest = files.digest;
+        self.file_names = files.files.into_iter().map(|f| f.name).collect();
+        Ok(())
+    }
+
+    /// Compiles one API-owned flag and adds or replaces it.
+    pub fn put_api(&mut self, key: &str, record: FlagRecord) -> Result<(), LoadErrors> {
+        let definition = record.definition.clone().unwrap_or_default();
+        let flag = compile_api_flag(key, &definition)?;
+        Arc::make_mut(&mut self.api).insert(key.to_owned(), Arc::new(record));
+        Arc::make_mut(&mut self.api_flags).insert(key.to_owned(), flag);
+        Ok(())
+    }
+
+    pub fn remove_api(&mut self, key: &str) {
+        Arc::make_mut(&mut self.api).remove(key);
+        Arc::make_mut(&mut self.api_flags).remove(key);
+    }
+
+    /// Records the version the store assigned to a flag just written.
+    pub fn set_api_version(&mut self, key: &str, version: u64) {
+        if let Some(record) = Arc::make_mut(&mut self.api).get_mut(key) {
+            Arc::make_mut(record).version = version;
+        }
+    }
+
+    pub fn overrides_mut(&mut self) -> &mut BTreeMap<String, StateOverride> {
+        Arc::make_mut(&mut self.overrides)
+    }
+
+    /// Combines file flags, API flags and overrides into one flag set. A
+    /// key defined both in a file and through the API is an error naming
+    /// both.
+    pub fn compose(&self) -> Result<Built, LoadErrors> {
+        let all = self.file_flags.shared().cloned().chain(self.api_flags.values().cloned());
+        let mut flags = FlagSet::from_flags(all, self.file_flags.metadata().clone())?;
         let mut file_states = BTreeMap::new();
-        for (key, state_override) in &self.overrides {
+        for (key, state_override) in self.overrides.iter() {
             let file_state = flags.get(key).filter(|f| f.source() != API_SOURCE).map(|f| f.state());
             if let (Some(file_state), Some(state)) = (file_state, FlagState::parse(&state_override.state)) {
                 file_states.insert(key.clone(), file_state);
@@ -88,6 +138,13 @@ impl Inputs {
         }
         Ok(Built { flags, file_states })
     }
+}
+
+/// Compiles an API-owned flag on its own, exactly as a file flag.
+pub fn compile_api_flag(key: &str, definition: &Value) -> Result<Arc<Flag>, LoadErrors> {
+    let text = serde_json::json!({ "flags": { key: definition } }).to_string();
+    let set = FlagSet::load(&[Source::json(API_SOURCE, &text)])?;
+    Ok(set.shared().next().cloned().expect("one flag compiled"))
 }
 
 /// A compiled flag set, with the states the files give the flags that a
@@ -117,7 +174,7 @@ pub enum Reload {
 
 impl Environment {
     fn new(config: &EnvironmentConfig, inputs: Inputs) -> Result<Environment, LoadErrors> {
-        let built = inputs.compile()?;
+        let built = inputs.compose()?;
         let snapshot = snapshot(1, built, &inputs);
         Ok(Environment {
             name: config.name.clone(),
@@ -143,8 +200,9 @@ impl Environment {
         if loaded.digest == inputs.files_digest {
             return Ok(Reload::Unchanged);
         }
-        let candidate = Inputs { files: loaded.files, files_digest: loaded.digest, ..inputs.clone() };
-        let built = candidate.compile()?;
+        let mut candidate = inputs.clone();
+        candidate.set_files(loaded)?;
+        let built = candidate.compose()?;
         *inputs = candidate;
         Ok(Reload::Changed(self.publish(built, &inputs)))
     }
@@ -178,7 +236,7 @@ fn snapshot(version: u64, built: Built, inputs: &Inputs) -> Snapshot {
         flags: built.flags,
         file_states: built.file_states,
         files_digest: inputs.files_digest,
-        files: inputs.files.iter().map(|f| f.name.clone()).collect(),
+        files: inputs.file_names.clone(),
         api: inputs.api.clone(),
         overrides: inputs.overrides.clone(),
         loaded_at: SystemTime::now(),
@@ -219,11 +277,12 @@ impl Environments {
                     continue;
                 }
             };
-            let inputs = Inputs {
-                files: loaded.files,
-                files_digest: loaded.digest,
-                api: state.flags,
-                overrides: state.overrides,
+            let inputs = match Inputs::new(loaded, state.flags, state.overrides) {
+                Ok(inputs) => inputs,
+                Err(errors) => {
+                    failures.push((environment.name.clone(), errors));
+                    continue;
+                }
             };
             match Environment::new(environment, inputs) {
                 Ok(environment) => list.push(Arc::new(environment)),

@@ -2,9 +2,11 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::error::{LoadError, LoadErrors};
 use crate::evaluation::{ErrorCode, Evaluation, Reason, Typed, TypedEvaluation, ValueType};
 use crate::rule::eval::Data;
 use crate::rule::{Env, Rule};
@@ -34,7 +36,7 @@ impl FlagState {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Targeting {
     None,
     Rule(Rule),
@@ -44,7 +46,7 @@ pub(crate) enum Targeting {
 }
 
 /// One compiled flag.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Flag {
     pub(crate) key: String,
     pub(crate) state: FlagState,
@@ -160,28 +162,59 @@ impl Flag {
 
 /// An immutable, compiled set of flags: one environment's configuration.
 /// Built once per configuration change, then shared by every reader.
+/// Flags are reference-counted, so a new set after a change to one flag
+/// reuses every other compiled flag ([`FlagSet::from_flags`]).
 #[derive(Debug, Default)]
 pub struct FlagSet {
     /// Sorted by key, so iteration (bulk evaluation, listings) is stable.
-    pub(crate) flags: Vec<Flag>,
+    pub(crate) flags: Vec<Arc<Flag>>,
     pub(crate) index: HashMap<String, usize, BuildHasherDefault<KeyHasher>>,
     pub(crate) metadata: Metadata,
 }
 
 impl FlagSet {
-    pub(crate) fn new(mut flags: Vec<Flag>, metadata: Metadata) -> FlagSet {
+    pub(crate) fn new(flags: Vec<Flag>, metadata: Metadata) -> FlagSet {
+        FlagSet::sorted(flags.into_iter().map(Arc::new).collect(), metadata)
+    }
+
+    fn sorted(mut flags: Vec<Arc<Flag>>, metadata: Metadata) -> FlagSet {
         flags.sort_by(|a, b| a.key.cmp(&b.key));
         let index = flags.iter().enumerate().map(|(i, flag)| (flag.key.clone(), i)).collect();
         FlagSet { flags, index, metadata }
     }
 
+    /// A set of already compiled flags (from other sets). A key that appears
+    /// twice is an error naming both sources.
+    pub fn from_flags(flags: impl IntoIterator<Item = Arc<Flag>>, metadata: Metadata) -> Result<FlagSet, LoadErrors> {
+        let mut seen: HashMap<&str, &str> = HashMap::new();
+        let flags: Vec<Arc<Flag>> = flags.into_iter().collect();
+        let mut errors = Vec::new();
+        for flag in &flags {
+            if let Some(first) = seen.insert(&flag.key, &flag.source) {
+                errors.push(
+                    LoadError::new(flag.source.clone(), format!("is also defined in {first}"))
+                        .in_flag(flag.key.clone()),
+                );
+            }
+        }
+        if !errors.is_empty() {
+            return Err(LoadErrors(errors));
+        }
+        Ok(FlagSet::sorted(flags, metadata))
+    }
+
+    /// The compiled flags, shareable with another set.
+    pub fn shared(&self) -> impl ExactSizeIterator<Item = &Arc<Flag>> {
+        self.flags.iter()
+    }
+
     pub fn get(&self, key: &str) -> Option<&Flag> {
-        self.index.get(key).map(|&i| &self.flags[i])
+        self.index.get(key).map(|&i| &*self.flags[i])
     }
 
     /// Flags in key order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &Flag> {
-        self.flags.iter()
+        self.flags.iter().map(|flag| &**flag)
     }
 
     pub fn len(&self) -> usize {
@@ -202,7 +235,7 @@ impl FlagSet {
     /// while the set is still owned, before it is shared.
     pub fn set_state(&mut self, key: &str, state: FlagState) -> bool {
         let Some(&index) = self.index.get(key) else { return false };
-        let flag = &mut self.flags[index];
+        let flag = Arc::make_mut(&mut self.flags[index]);
         flag.state = state;
         if let Some(definition) = flag.definition.as_object_mut() {
             definition.insert("state".into(), serde_json::Value::String(state.as_str().into()));

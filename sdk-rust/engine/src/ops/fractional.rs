@@ -23,7 +23,7 @@ use crate::rule::{Args, Env, Rule};
 /// Largest total weight flagd accepts (Go's `math.MaxInt32`).
 const MAX_TOTAL_WEIGHT: u64 = i32::MAX as u64;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Fractional {
     args: Args,
     /// Buckets from the second argument on, when they are constant: used
@@ -36,7 +36,7 @@ pub(crate) struct Fractional {
 
 /// Parsed buckets; `None` where flagd would reject them (the operator then
 /// returns null).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Buckets {
     variants: Vec<Value>,
     weights: Vec<u64>,

@@ -16,7 +16,7 @@ use crate::js;
 use crate::rule::eval::{Data, Out, Values};
 use crate::rule::{Args, Env};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct SemVer {
     args: Args,
     /// Operator and target parsed at compile time when both are constants.

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::ops::{fractional::Fractional, semver::SemVer};
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Rule {
     /// A literal, or a sub-tree folded at compile time.
     Const(Value),
@@ -71,19 +71,19 @@ pub(crate) enum Rule {
 /// Arguments of an operator that evaluates them all first. JsonLogic lets
 /// a single expression stand for the whole list: when it evaluates to an
 /// array, that array is the argument list.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Args {
     List(Vec<Rule>),
     Spread(Box<Rule>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Var {
     pub(crate) path: VarPath,
     pub(crate) default: Option<Box<Rule>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum VarPath {
     /// `{"var": ""}`: the whole data (the context, or the current element
     /// inside `map`/`filter`/…).

@@ -3,13 +3,13 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use rampart_engine::{FlagSet, FlagState, Source};
+use rampart_engine::FlagState;
 use serde_json::Value;
 
 use super::views::{self, EnvironmentList, EnvironmentView, FlagList, StateChange};
 use super::{changes, check_key, environment, if_match, json_body};
 use crate::config::Role;
-use crate::environment::{API_SOURCE, Built, Environment, Inputs, Snapshot};
+use crate::environment::{Built, Environment, Inputs, Snapshot, compile_api_flag};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
@@ -103,10 +103,7 @@ pub(crate) async fn put_flag(
         _ => {}
     }
     // The flag on its own first, so a bad body is a 422 whatever else is wrong.
-    let alone = serde_json::json!({"flags": {&key: &definition}}).to_string();
-    if let Err(errors) = FlagSet::load(&[Source::json(API_SOURCE, &alone)]) {
-        return Err(ApiError::invalid_flag(&errors));
-    }
+    compile_api_flag(&key, &definition).map_err(|errors| ApiError::invalid_flag(&errors))?;
     let expected = if_match(request.headers())?;
     let outcome = write_api_flag(&state, environment, &caller, &key, expected, Edit::Replace(definition), None).await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
@@ -276,13 +273,13 @@ pub(crate) async fn write_api_flag(
             match &definition {
                 Some(definition) => {
                     let placeholder = FlagRecord { version: 0, definition: Some(definition.clone()), at, by: caller.name.clone() };
-                    next.api.insert(key.to_owned(), placeholder);
+                    next.put_api(key, placeholder).map_err(|errors| ApiError::invalid_flag(&errors))?;
                 }
                 None => {
-                    next.api.remove(key);
+                    next.remove_api(key);
                 }
             }
-            let built = next.compile().map_err(|errors| ApiError::invalid_flag(&errors))?;
+            let built = next.compose().map_err(|errors| ApiError::invalid_flag(&errors))?;
             let action = action.unwrap_or(match (&definition, current) {
                 (None, _) => "delete",
                 (Some(_), None) => "create",
@@ -298,8 +295,8 @@ pub(crate) async fn write_api_flag(
             };
             let entries = state.store.commit(Commit { actor: caller.name.clone(), at, changes: vec![change] }).await?;
             let version = entries.first().and_then(|e| e.version);
-            if let (Some(record), Some(version)) = (next.api.get_mut(key), version) {
-                record.version = version;
+            if let Some(version) = version {
+                next.set_api_version(key, version);
             }
             tracing::info!(environment = %environment.name, flag = key, action, version, actor = %caller.name, "flag changed");
             Ok((Some((next, built)), Outcome { created: current.is_none() && definition.is_some() }))
@@ -337,14 +334,14 @@ async fn set_override(
             let mut next = inputs.clone();
             match &new_override {
                 Some(state) => {
-                    next.overrides
-                        .insert(key.to_owned(), StateOverride { state: state.clone(), at, by: caller.name.clone() });
+                    let record = StateOverride { state: state.clone(), at, by: caller.name.clone() };
+                    next.overrides_mut().insert(key.to_owned(), record);
                 }
                 None => {
-                    next.overrides.remove(key);
+                    next.overrides_mut().remove(key);
                 }
             }
-            let built: Built = next.compile().map_err(|errors| ApiError::invalid_flag(&errors))?;
+            let built: Built = next.compose().map_err(|errors| ApiError::invalid_flag(&errors))?;
             let action = if wanted == FlagState::Disabled { "disable" } else { "enable" };
             let mut lines = vec![format!("state: {} → {}", served.as_str(), wanted.as_str())];
             lines.push(match &new_override {

@@ -48,7 +48,7 @@ pub(crate) async fn promote(
     };
     let mut definitions: BTreeMap<String, (Value, u64)> = BTreeMap::new();
     for key in &keys {
-        match (source.api.get(key), source.file_of(key)) {
+        match (source.api.get(key).map(|r| &**r), source.file_of(key)) {
             (Some(FlagRecord { definition: Some(definition), version, .. }), _) => {
                 definitions.insert(key.clone(), (definition.clone(), *version));
             }
@@ -107,10 +107,8 @@ pub(crate) async fn promote(
             let mut batch = Vec::new();
             for item in items.iter().filter(|i| i.action != PromotionAction::Unchanged) {
                 let (definition, source_version) = &definitions[&item.flag];
-                next.api.insert(
-                    item.flag.clone(),
-                    FlagRecord { version: 0, definition: Some(definition.clone()), at, by: caller.name.clone() },
-                );
+                let record = FlagRecord { version: 0, definition: Some(definition.clone()), at, by: caller.name.clone() };
+                next.put_api(&item.flag, record).map_err(|errors| ApiError::invalid_flag(&errors))?;
                 let mut lines = vec![format!("promoted from '{}' version {source_version}", from.name)];
                 lines.extend(item.changes.iter().cloned());
                 batch.push(Change {
@@ -122,11 +120,11 @@ pub(crate) async fn promote(
                     changes: lines,
                 });
             }
-            let built = next.compile().map_err(|errors| ApiError::invalid_flag(&errors))?;
+            let built = next.compose().map_err(|errors| ApiError::invalid_flag(&errors))?;
             let entries = state.store.commit(Commit { actor: caller.name.clone(), at, changes: batch }).await?;
             for entry in entries {
-                if let Some(record) = next.api.get_mut(&entry.flag) {
-                    record.version = entry.version.unwrap_or(record.version);
+                if let Some(version) = entry.version {
+                    next.set_api_version(&entry.flag, version);
                 }
                 if let Some(item) = items.iter_mut().find(|i| i.flag == entry.flag) {
                     item.version = entry.version;
@@ -160,7 +158,7 @@ pub(crate) async fn drift(state: web::Data<AppState>, request: HttpRequest) -> R
             let snapshot = environment.snapshot();
             let mut overrides = Vec::new();
             let mut stale_overrides = Vec::new();
-            for (key, state_override) in &snapshot.overrides {
+            for (key, state_override) in snapshot.overrides.iter() {
                 let file_state = snapshot.file_states.get(key);
                 let drift = OverrideDrift {
                     flag: key.clone(),
