@@ -62,6 +62,18 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_HTTP_ADDR", value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
 
+    /// Address of the gRPC evaluation listener (flagd evaluation v1 and v2).
+    #[arg(long, env = "RAMPART_GRPC_ADDR", value_name = "ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+
+    /// Address of the gRPC sync listener (flagd sync, Rampart sync).
+    #[arg(long, env = "RAMPART_SYNC_ADDR", value_name = "ADDR")]
+    pub sync_addr: Option<SocketAddr>,
+
+    /// Seconds between keep-alive messages on streams (flagd uses 20).
+    #[arg(long, env = "RAMPART_HEARTBEAT_SECONDS", value_name = "SECONDS")]
+    pub heartbeat_seconds: Option<u64>,
+
     /// Address of the operator listener (/healthz, /readyz, /metrics).
     #[arg(long, env = "RAMPART_ADMIN_ADDR", value_name = "ADDR")]
     pub admin_addr: Option<SocketAddr>,

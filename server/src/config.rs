@@ -29,6 +29,8 @@ use crate::cli::{LogFormat, ServeArgs};
 
 pub const DEFAULT_HTTP_PORT: u16 = 8016;
 pub const DEFAULT_ADMIN_PORT: u16 = 8014;
+pub const DEFAULT_GRPC_PORT: u16 = 8013;
+pub const DEFAULT_SYNC_PORT: u16 = 8015;
 /// The environment `--flags` serves.
 pub const DEFAULT_ENVIRONMENT: &str = "default";
 /// Largest request body accepted (flagd's default).
@@ -42,6 +44,10 @@ const MIN_ADMIN_TOKEN_LENGTH: usize = 16;
 pub struct ServerConfig {
     pub http_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub sync_addr: SocketAddr,
+    /// Keep-alive interval of streams.
+    pub heartbeat: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
     pub workers: Option<usize>,
@@ -137,6 +143,9 @@ pub enum ConfigError {
 struct ConfigFile {
     http_addr: Option<String>,
     admin_addr: Option<String>,
+    grpc_addr: Option<String>,
+    sync_addr: Option<String>,
+    heartbeat_seconds: Option<u64>,
     log_format: Option<LogFormat>,
     log: Option<String>,
     workers: Option<usize>,
@@ -220,10 +229,19 @@ impl ServerConfig {
 
         let http_addr = pick_addr(args.http_addr, file.http_addr.as_deref(), "httpAddr", DEFAULT_HTTP_PORT)?;
         let admin_addr = pick_addr(args.admin_addr, file.admin_addr.as_deref(), "adminAddr", DEFAULT_ADMIN_PORT)?;
-        if http_addr == admin_addr && http_addr.port() != 0 {
-            return Err(ConfigError::Invalid(format!(
-                "the HTTP and admin listeners cannot share the address {http_addr}"
-            )));
+        let grpc_addr = pick_addr(args.grpc_addr, file.grpc_addr.as_deref(), "grpcAddr", DEFAULT_GRPC_PORT)?;
+        let sync_addr = pick_addr(args.sync_addr, file.sync_addr.as_deref(), "syncAddr", DEFAULT_SYNC_PORT)?;
+        let listeners = [("HTTP", http_addr), ("admin", admin_addr), ("gRPC", grpc_addr), ("sync", sync_addr)];
+        for (index, (name, addr)) in listeners.iter().enumerate() {
+            if let Some((other, _)) = listeners[..index].iter().find(|(_, a)| a == addr && addr.port() != 0) {
+                return Err(ConfigError::Invalid(format!(
+                    "the {other} and {name} listeners cannot share the address {addr}"
+                )));
+            }
+        }
+        let heartbeat = args.heartbeat_seconds.or(file.heartbeat_seconds).unwrap_or(20);
+        if heartbeat == 0 {
+            return Err(ConfigError::Invalid("heartbeat seconds must be at least 1".into()));
         }
 
         let config_base = base.clone().unwrap_or_default();
@@ -294,6 +312,9 @@ impl ServerConfig {
         Ok(ServerConfig {
             http_addr,
             admin_addr,
+            grpc_addr,
+            sync_addr,
+            heartbeat: Duration::from_secs(heartbeat),
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             log_filter: args.log.clone().or(file.log).unwrap_or_else(|| "info".to_owned()),
             workers,
@@ -549,6 +570,8 @@ mod tests {
             ..Default::default()
         };
         assert!(resolve(same).unwrap_err().to_string().contains("cannot share"));
+        let defaults = resolve(ServeArgs { flags: vec!["f".into()], ..Default::default() }).unwrap();
+        assert_eq!((defaults.grpc_addr.port(), defaults.sync_addr.port()), (8013, 8015));
     }
 
     #[test]

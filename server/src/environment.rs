@@ -10,7 +10,7 @@
 //! published snapshot always matches what the store acknowledged.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -18,6 +18,7 @@ use rampart_engine::{Flag, FlagSet, FlagState, LoadError, LoadErrors, Source};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use crate::changes::{self, ChangeEvent, Changes};
 use crate::config::{EnvironmentConfig, KeyDigest, ServerConfig};
 use crate::loader::{self, ReadFiles};
 use crate::store::{EnvironmentState, FlagRecord, StateOverride};
@@ -42,9 +43,45 @@ pub struct Snapshot {
     /// What the files say for flags whose state is overridden.
     pub file_states: BTreeMap<String, FlagState>,
     pub loaded_at: SystemTime,
+    flagd_json: OnceLock<String>,
+    document_json: OnceLock<String>,
 }
 
 impl Snapshot {
+    /// The whole configuration as flagd's sync payload: every flag with
+    /// `$evaluators` inlined and the flag-set metadata merged into its own,
+    /// `defaultVariant` as `""` when there is none (what flagd sends).
+    /// Serialised once per snapshot, whatever the number of clients.
+    pub fn flagd_json(&self) -> &str {
+        self.flagd_json.get_or_init(|| {
+            let flags: serde_json::Map<String, Value> = self
+                .flags
+                .iter()
+                .map(|flag| {
+                    let mut definition = flag.definition().clone();
+                    if let Some(fields) = definition.as_object_mut() {
+                        fields.insert("metadata".into(), Value::Object(flag.metadata().clone()));
+                        if fields.get("defaultVariant").is_none_or(Value::is_null) {
+                            fields.insert("defaultVariant".into(), Value::String(String::new()));
+                        }
+                    }
+                    (flag.key().to_owned(), definition)
+                })
+                .collect();
+            serde_json::json!({ "flags": flags }).to_string()
+        })
+    }
+
+    /// The whole configuration as a flagd flag-set document (what
+    /// Rampart's own sync sends): `{"flags": {…}, "metadata": {…}}`.
+    pub fn document_json(&self) -> &str {
+        self.document_json.get_or_init(|| {
+            let flags: serde_json::Map<String, Value> =
+                self.flags.iter().map(|flag| (flag.key().to_owned(), flag.definition().clone())).collect();
+            serde_json::json!({ "flags": flags, "metadata": self.flags.metadata() }).to_string()
+        })
+    }
+
     /// The file a flag comes from, when it is file-owned.
     pub fn file_of(&self, key: &str) -> Option<&str> {
         self.flags.get(key).map(|f| f.source()).filter(|s| *s != API_SOURCE)
@@ -161,6 +198,8 @@ pub struct Environment {
     pub flag_patterns: Vec<String>,
     current: ArcSwap<Snapshot>,
     inputs: Mutex<Inputs>,
+    /// Every published change, for the streams.
+    pub changes: Changes,
 }
 
 /// What a reload did.
@@ -181,6 +220,7 @@ impl Environment {
             flag_patterns: config.flags.clone(),
             current: ArcSwap::from_pointee(snapshot),
             inputs: Mutex::new(inputs),
+            changes: Changes::default(),
         })
     }
 
@@ -224,8 +264,12 @@ impl Environment {
     }
 
     fn publish(&self, built: Built, inputs: &Inputs) -> u64 {
-        let version = self.current.load().version + 1;
-        self.current.store(Arc::new(snapshot(version, built, inputs)));
+        let previous = self.current.load_full();
+        let version = previous.version + 1;
+        let changed = changes::diff(&previous.flags, &built.flags);
+        let next = Arc::new(snapshot(version, built, inputs));
+        self.current.store(next.clone());
+        self.changes.publish(ChangeEvent::new(previous.version, next, changed));
         version
     }
 }
@@ -240,6 +284,8 @@ fn snapshot(version: u64, built: Built, inputs: &Inputs) -> Snapshot {
         api: inputs.api.clone(),
         overrides: inputs.overrides.clone(),
         loaded_at: SystemTime::now(),
+        flagd_json: OnceLock::new(),
+        document_json: OnceLock::new(),
     }
 }
 
@@ -249,6 +295,9 @@ pub struct Environments {
     list: Vec<Arc<Environment>>,
     by_key: HashMap<KeyDigest, usize>,
     open: bool,
+    /// Identifies this process's version numbering: versions restart at 1
+    /// with the process, so a client resumes only within the same epoch.
+    pub epoch: String,
 }
 
 /// Why a request could not be given an environment.
@@ -301,7 +350,12 @@ impl Environments {
             .enumerate()
             .flat_map(|(index, environment)| environment.sdk_keys.iter().map(move |key| (*key, index)))
             .collect();
-        Ok(Environments { list, by_key, open: config.open_evaluation() })
+        let epoch = format!(
+            "{:x}-{:x}",
+            SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default(),
+            std::process::id()
+        );
+        Ok(Environments { list, by_key, open: config.open_evaluation(), epoch })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Environment>> {

@@ -20,9 +20,11 @@
 //! The server never evaluates anything itself: `rampart-engine` does, the
 //! same engine the SDK embeds.
 
+pub mod changes;
 pub mod cli;
 pub mod config;
 pub mod environment;
+mod grpc;
 mod http;
 pub mod loader;
 pub mod metrics;
@@ -96,12 +98,14 @@ impl Server {
         Ok(Server { config, state })
     }
 
-    /// Binds both listeners.
+    /// Binds all four listeners.
     pub fn bind(self) -> Result<BoundServer, StartupError> {
         let bind = |addr: SocketAddr| TcpListener::bind(addr).map_err(|source| StartupError::Bind { addr, source });
         let http = bind(self.config.http_addr)?;
         let admin = bind(self.config.admin_addr)?;
-        Ok(BoundServer { server: self, http, admin })
+        let grpc = bind(self.config.grpc_addr)?;
+        let sync = bind(self.config.sync_addr)?;
+        Ok(BoundServer { server: self, http, admin, grpc, sync })
     }
 }
 
@@ -111,6 +115,8 @@ pub struct BoundServer {
     server: Server,
     http: TcpListener,
     admin: TcpListener,
+    grpc: TcpListener,
+    sync: TcpListener,
 }
 
 impl BoundServer {
@@ -127,7 +133,9 @@ impl BoundServer {
     /// the file watcher. Must run inside an actix system.
     pub async fn run(self, shutdown: CancellationToken) -> std::io::Result<()> {
         let (http_addr, admin_addr) = (self.http_addr(), self.admin_addr());
-        let BoundServer { server, http, admin } = self;
+        let grpc_addr = self.grpc.local_addr()?;
+        let sync_addr = self.sync.local_addr()?;
+        let BoundServer { server, http, admin, grpc, sync } = self;
         let Server { config, state } = server;
         let data = web::Data::new(state.clone());
         let timeout = config.shutdown_timeout.as_secs();
@@ -160,12 +168,21 @@ impl BoundServer {
         let admin_server = admin_server.listen(admin)?.run();
         let (http_handle, admin_handle) = (http_server.handle(), admin_server.handle());
 
+        let grpc_state = grpc::GrpcState {
+            environments: state.environments.clone(),
+            metrics: state.metrics.clone(),
+            shutdown: shutdown.clone(),
+            heartbeat: config.heartbeat,
+        };
+        let grpc_thread = grpc::spawn(grpc_state, grpc, sync)?;
         let watcher = watch::Watcher::start(state.environments.clone(), state.metrics.clone());
         let watcher = tokio::spawn(watcher.run(shutdown.clone()));
         let environments: Vec<String> = state.environments.iter().map(|e| e.name.clone()).collect();
         tracing::info!(
             %http_addr,
             %admin_addr,
+            %grpc_addr,
+            %sync_addr,
             environments = environments.join(","),
             open_evaluation = config.open_evaluation(),
             "listening"
@@ -185,8 +202,12 @@ impl BoundServer {
         let (http_result, admin_result) = tokio::join!(http_server, admin_server);
         stopper.abort();
         let _ = watcher.await;
+        let grpc_result = tokio::task::spawn_blocking(move || grpc_thread.join())
+            .await
+            .map_err(std::io::Error::other)?
+            .map_err(|_| std::io::Error::other("the gRPC thread panicked"))?;
         tracing::info!("stopped");
-        http_result.and(admin_result)
+        http_result.and(admin_result).and(grpc_result)
     }
 }
 

@@ -84,6 +84,9 @@ pub struct Rampart {
     child: Child,
     pub http: String,
     pub admin: String,
+    /// `host:port` of the gRPC evaluation and sync listeners.
+    pub grpc: String,
+    pub sync: String,
     logs: Arc<Mutex<Vec<Value>>>,
     /// The data directory, when the harness made it (removed on drop).
     _data: Option<tempfile::TempDir>,
@@ -114,6 +117,7 @@ impl Rampart {
             .arg("serve")
             .args(args)
             .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--grpc-addr", "127.0.0.1:0", "--sync-addr", "127.0.0.1:0"])
             .env("RAMPART_LOG", "info")
             .env_remove("RAMPART_CONFIG")
             .env_remove("RAMPART_FLAGS")
@@ -136,7 +140,15 @@ impl Rampart {
                 sink.lock().expect("log lock").push(entry);
             }
         });
-        let mut server = Rampart { child, http: String::new(), admin: String::new(), logs, _data: None };
+        let mut server = Rampart {
+            child,
+            http: String::new(),
+            admin: String::new(),
+            grpc: String::new(),
+            sync: String::new(),
+            logs,
+            _data: None,
+        };
         let listening = eventually(DEADLINE, || {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!("rampart exited with {status} before listening; logs: {:#?}", server.logs());
@@ -145,6 +157,8 @@ impl Rampart {
         });
         server.http = format!("http://{}", listening["http_addr"].as_str().expect("http_addr"));
         server.admin = format!("http://{}", listening["admin_addr"].as_str().expect("admin_addr"));
+        server.grpc = listening["grpc_addr"].as_str().expect("grpc_addr").to_owned();
+        server.sync = listening["sync_addr"].as_str().expect("sync_addr").to_owned();
         server
     }
 
@@ -319,5 +333,67 @@ impl FlagDir {
 impl Default for FlagDir {
     fn default() -> Self {
         FlagDir::new()
+    }
+}
+
+/// A helper process that answers one JSON line per JSON command line
+/// (the interop drivers in `tests/interop/`).
+#[derive(Debug)]
+pub struct LineClient {
+    child: Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl LineClient {
+    pub fn spawn(mut command: Command) -> LineClient {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr_pipe = child.stderr.take().expect("stderr");
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr: Arc<Mutex<String>> = Arc::default();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+                let mut all = sink.lock().expect("stderr lock");
+                all.push_str(&line);
+                all.push('\n');
+            }
+        });
+        LineClient { child, stdin, lines, stderr }
+    }
+
+    /// Sends a command and waits (up to [`DEADLINE`]) for its answer.
+    pub fn call(&mut self, command: &Value) -> Value {
+        use std::io::Write;
+        writeln!(self.stdin, "{command}").expect("write command");
+        self.stdin.flush().expect("flush command");
+        match self.lines.recv_timeout(DEADLINE) {
+            Ok(line) => serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad answer {line:?}: {e}")),
+            Err(error) => {
+                panic!("no answer to {command} ({error}); stderr:\n{}", self.stderr.lock().expect("stderr lock"))
+            }
+        }
+    }
+}
+
+impl Drop for LineClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
