@@ -31,7 +31,8 @@ fn cases(with_fractional: bool) -> Vec<(&'static str, &'static str, Value, Value
 
 fn start() -> (Rampart, FlagDir) {
     let dir = FlagDir::new();
-    let flags = dir.write("flags.yaml", &std::fs::read_to_string(workspace().join("examples/flags.yaml")).unwrap());
+    let flags = dir
+        .write("flags.yaml", &std::fs::read_to_string(workspace().join("examples/flags.yaml")).expect("example flags"));
     let server =
         Rampart::start_with_env(&["--flags", &flags, "--heartbeat-seconds", "1"], &[("RAMPART_ADMIN_TOKEN", TOKEN)]);
     (server, dir)
@@ -47,15 +48,18 @@ fn ofrep(server: &Rampart, flag: &str, context: &Value, default: &Value) -> Valu
 
 fn numbers_as_f64(value: &Value) -> Value {
     match value {
-        Value::Number(n) => json!(n.as_f64().unwrap()),
+        Value::Number(n) => json!(n.as_f64().expect("finite")),
         Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), numbers_as_f64(v))).collect()),
         other => other.clone(),
     }
 }
 
 fn exercise(mut client: LineClient, server: &Rampart, mode: &str, with_fractional: bool) {
-    let port: u16 =
-        if mode == "rpc" { &server.grpc } else { &server.sync }.rsplit(':').next().unwrap().parse().unwrap();
+    let port: u16 = if mode == "rpc" { &server.grpc } else { &server.sync }
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
     let init = client.call(&json!({"op": "init", "mode": mode, "host": "127.0.0.1", "port": port}));
     assert_eq!(init, json!({"ok": true}), "{mode}");
     for (kind, flag, default, context) in cases(with_fractional) {
