@@ -113,11 +113,15 @@ impl Rampart {
     /// data across restarts).
     pub fn start_in(args: &[&str], env: &[(&str, &str)]) -> Rampart {
         let mut command = Command::new(rampart_bin());
+        command.arg("serve").args(args);
+        // Ephemeral loopback ports, unless the test chose its own.
+        for flag in ["--http-addr", "--admin-addr", "--grpc-addr", "--sync-addr"] {
+            if !args.contains(&flag) {
+                command.args([flag, "127.0.0.1:0"]);
+            }
+        }
         command
-            .arg("serve")
-            .args(args)
-            .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--grpc-addr", "127.0.0.1:0", "--sync-addr", "127.0.0.1:0"])
+            .args(["--log-format", "json"])
             .env("RAMPART_LOG", "info")
             .env_remove("RAMPART_CONFIG")
             .env_remove("RAMPART_FLAGS")
@@ -244,6 +248,12 @@ fn reply(response: reqwest::blocking::Response) -> Reply {
     let text = response.text().unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Reply { status, etag, body, text }
+}
+
+/// A free loopback port (for a server that must come back on the same
+/// address after a restart).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// Where `scripts/test` installs the npm and PyPI packages the interop

@@ -1,0 +1,355 @@
+//! The client: local evaluation, status, change listeners.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use rampart_engine::{Context, ErrorCode, FlagSet, Reason, Source, Typed};
+use serde_json::{Map, Value};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::sync;
+
+/// Where the client stands with the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// No flags yet: not connected, no bootstrap file.
+    NotReady,
+    /// Connected and up to date.
+    Ready,
+    /// Serving the last known (or bootstrap) values while disconnected.
+    Stale,
+    /// The server refuses the client (e.g. an unknown SDK key); it keeps
+    /// serving what it has and keeps retrying.
+    Error(String),
+}
+
+/// One evaluation with its explanation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Details<T> {
+    pub value: T,
+    pub variant: Option<String>,
+    pub reason: Reason,
+    pub error_code: Option<ErrorCode>,
+    pub error_message: Option<String>,
+}
+
+type Listener = Arc<dyn Fn(&[String]) + Send + Sync>;
+
+/// What the client and its sync task share.
+pub(crate) struct State {
+    pub(crate) flags: ArcSwap<FlagSet>,
+    pub(crate) status: watch::Sender<Status>,
+    /// The server's epoch and the last version applied, to resume from.
+    pub(crate) position: Mutex<(String, u64)>,
+    listeners: Mutex<Vec<Listener>>,
+    /// Unix seconds, refreshed by the sync task, so an evaluation needs no
+    /// clock read (`$flagd.timestamp` has one-second resolution anyway).
+    pub(crate) now: AtomicI64,
+    pub(crate) config: Config,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("status", &*self.status.borrow()).finish_non_exhaustive()
+    }
+}
+
+impl State {
+    /// Publishes a new flag set and tells the listeners which keys changed.
+    pub(crate) fn replace(&self, flags: FlagSet, changed: &[String]) {
+        self.flags.store(Arc::new(flags));
+        let listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for listener in listeners {
+            listener(changed);
+        }
+    }
+
+    pub(crate) fn set_status(&self, status: Status) {
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) endpoint: Option<String>,
+    pub(crate) sdk_key: Option<String>,
+    pub(crate) connect_timeout: Duration,
+    /// With no message (heartbeats included) for this long, reconnect.
+    pub(crate) idle_timeout: Duration,
+    pub(crate) backoff_initial: Duration,
+    pub(crate) backoff_max: Duration,
+}
+
+/// A Rampart client. Cheap to clone; the background sync stops when the
+/// last clone is dropped (or on [`Client::close`]).
+#[derive(Debug, Clone)]
+pub struct Client {
+    handle: Arc<Handle>,
+}
+
+#[derive(Debug)]
+struct Handle {
+    state: Arc<State>,
+    stop: CancellationToken,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Configures a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    config: Config,
+    bootstrap: Option<PathBuf>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            config: Config {
+                endpoint: None,
+                sdk_key: None,
+                connect_timeout: Duration::from_secs(5),
+                idle_timeout: Duration::from_secs(65),
+                backoff_initial: Duration::from_millis(100),
+                backoff_max: Duration::from_secs(10),
+            },
+            bootstrap: None,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The server's sync listener, e.g. `http://127.0.0.1:8015`.
+    pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.config.endpoint = Some(endpoint.into());
+        self
+    }
+
+    /// The environment's SDK key (when the server has keys configured).
+    pub fn sdk_key(mut self, key: impl Into<String>) -> Self {
+        self.config.sdk_key = Some(key.into());
+        self
+    }
+
+    /// A flag file (flagd format, JSON or YAML) served until the first sync
+    /// succeeds, so the application starts with sensible values even when
+    /// the server is down.
+    pub fn bootstrap_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.bootstrap = Some(path.into());
+        self
+    }
+
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a silent stream (no heartbeat) is trusted before reconnecting.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Reconnection backoff: doubles from `initial` up to `max`, with jitter.
+    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.config.backoff_initial = initial;
+        self.config.backoff_max = max.max(initial);
+        self
+    }
+
+    /// Starts the client (and its background sync, on the current Tokio
+    /// runtime). Fails only on configuration errors.
+    pub fn build(self) -> Result<Client, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        if self.config.endpoint.is_none() && self.bootstrap.is_none() {
+            return Err(Error::NothingToServe);
+        }
+        let (flags, status) = match &self.bootstrap {
+            Some(path) => (load_bootstrap(path)?, Status::Stale),
+            None => (FlagSet::default(), Status::NotReady),
+        };
+        let state = Arc::new(State {
+            flags: ArcSwap::from_pointee(flags),
+            status: watch::channel(status).0,
+            position: Mutex::new((String::new(), 0)),
+            listeners: Mutex::new(Vec::new()),
+            now: AtomicI64::new(unix_now()),
+            config: self.config,
+        });
+        let stop = CancellationToken::new();
+        runtime.spawn(sync::run(state.clone(), stop.clone()));
+        Ok(Client { handle: Arc::new(Handle { state, stop }) })
+    }
+}
+
+fn load_bootstrap(path: &PathBuf) -> Result<FlagSet, Error> {
+    let name = path.to_string_lossy().into_owned();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Error::Bootstrap { path: name.clone(), message: e.to_string() })?;
+    FlagSet::load(&[Source::from_path(&name, &text)])
+        .map_err(|e| Error::Bootstrap { path: name, message: e.to_string() })
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
+}
+
+impl Client {
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    pub fn status(&self) -> Status {
+        self.handle.state.status.borrow().clone()
+    }
+
+    /// Waits until the client is connected and up to date.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), Error> {
+        let mut status = self.handle.state.status.subscribe();
+        let ready = status.wait_for(|s| *s == Status::Ready);
+        match tokio::time::timeout(timeout, ready).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Closed),
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+
+    /// Calls `listener` with the keys of the flags that changed, after each
+    /// change is applied (from the sync task: keep it short).
+    pub fn on_change(&self, listener: impl Fn(&[String]) + Send + Sync + 'static) {
+        self.handle.state.listeners.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::new(listener));
+    }
+
+    /// Stops the background sync; evaluation keeps answering from the last
+    /// flags.
+    pub fn close(&self) {
+        self.handle.stop.cancel();
+    }
+
+    /// The current flag set (for inspection and bulk use).
+    pub fn flags(&self) -> Arc<FlagSet> {
+        self.handle.state.flags.load_full()
+    }
+
+    fn details<'a, T: Typed<'a>, U>(
+        flags: &'a FlagSet,
+        key: &str,
+        context: &'a Context,
+        now: i64,
+        default: U,
+        convert: impl FnOnce(T) -> U,
+    ) -> Details<U> {
+        let typed = flags.resolve::<T>(key, context, now);
+        Details {
+            value: typed.value.map(convert).unwrap_or(default),
+            variant: typed.variant.map(str::to_owned),
+            reason: typed.reason,
+            error_code: typed.error_code,
+            error_message: typed.error_message,
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.handle.state.now.load(Ordering::Relaxed)
+    }
+
+    pub fn bool_details(&self, key: &str, context: &Context, default: bool) -> Details<bool> {
+        let flags = self.handle.state.flags.load();
+        Client::details::<bool, bool>(&flags, key, context, self.now(), default, |v| v)
+    }
+
+    pub fn string_details(&self, key: &str, context: &Context, default: &str) -> Details<String> {
+        let flags = self.handle.state.flags.load();
+        Client::details::<&str, String>(&flags, key, context, self.now(), default.to_owned(), str::to_owned)
+    }
+
+    pub fn int_details(&self, key: &str, context: &Context, default: i64) -> Details<i64> {
+        let flags = self.handle.state.flags.load();
+        Client::details::<i64, i64>(&flags, key, context, self.now(), default, |v| v)
+    }
+
+    pub fn float_details(&self, key: &str, context: &Context, default: f64) -> Details<f64> {
+        let flags = self.handle.state.flags.load();
+        Client::details::<f64, f64>(&flags, key, context, self.now(), default, |v| v)
+    }
+
+    pub fn json_details(&self, key: &str, context: &Context, default: Value) -> Details<Value> {
+        let flags = self.handle.state.flags.load();
+        Client::details::<&Map<String, Value>, Value>(&flags, key, context, self.now(), default, |m| {
+            Value::Object(m.clone())
+        })
+    }
+
+    /// The flag's boolean value, or `default` when it has none for this
+    /// context (missing, disabled, failed, not a boolean).
+    pub fn bool_value(&self, key: &str, context: &Context, default: bool) -> bool {
+        let flags = self.handle.state.flags.load();
+        flags.resolve::<bool>(key, context, self.now()).value.unwrap_or(default)
+    }
+
+    pub fn string_value(&self, key: &str, context: &Context, default: &str) -> String {
+        self.string_details(key, context, default).value
+    }
+
+    pub fn int_value(&self, key: &str, context: &Context, default: i64) -> i64 {
+        let flags = self.handle.state.flags.load();
+        flags.resolve::<i64>(key, context, self.now()).value.unwrap_or(default)
+    }
+
+    pub fn float_value(&self, key: &str, context: &Context, default: f64) -> f64 {
+        let flags = self.handle.state.flags.load();
+        flags.resolve::<f64>(key, context, self.now()).value.unwrap_or(default)
+    }
+
+    pub fn json_value(&self, key: &str, context: &Context, default: Value) -> Value {
+        self.json_details(key, context, default).value
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bootstrap_serves_without_a_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flags.yaml");
+        std::fs::write(
+            &path,
+            "flags:\n  banner:\n    state: ENABLED\n    variants: {a: hello, b: bye}\n    defaultVariant: a\n",
+        )
+        .unwrap();
+        let client = Client::builder().bootstrap_file(&path).build().unwrap();
+        assert_eq!(client.status(), Status::Stale);
+        let context = Context::new();
+        assert_eq!(client.string_value("banner", &context, "x"), "hello");
+        let details = client.bool_details("banner", &context, true);
+        assert_eq!((details.value, details.error_code), (true, Some(ErrorCode::TypeMismatch)));
+        assert_eq!(client.int_details("missing", &context, 7).error_code, Some(ErrorCode::FlagNotFound));
+        assert!(client.wait_ready(Duration::from_millis(50)).await.is_err());
+    }
+
+    #[test]
+    fn build_needs_a_runtime_and_something_to_serve() {
+        assert!(matches!(Client::builder().endpoint("http://127.0.0.1:1").build(), Err(Error::NoRuntime)));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            assert!(matches!(Client::builder().build(), Err(Error::NothingToServe)));
+            let missing = Client::builder().bootstrap_file("/nonexistent/flags.json").build();
+            assert!(matches!(missing, Err(Error::Bootstrap { .. })));
+        });
+    }
+}

@@ -1,0 +1,202 @@
+//! The background sync: subscribe to `rampart.v1.FlagSync`, apply the
+//! snapshot and deltas, reconnect with capped exponential backoff and
+//! jitter, resume from the last version seen.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_engine::{FlagSet, Source};
+use rampart_proto::rampart::v1::flag_sync_client::FlagSyncClient;
+use rampart_proto::rampart::v1::{Delta, Snapshot, SubscribeRequest, sync_event};
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Endpoint;
+
+use crate::client::{State, Status, unix_now};
+
+/// How a session with the server ended.
+enum Ended {
+    /// The server asked us to reconnect (shutdown, fell behind), or we saw
+    /// a gap: reconnect at once.
+    Reconnect,
+    /// A network or server failure: back off, then retry.
+    Failed(String),
+    /// The server refuses our key: back off (long), then retry.
+    Refused(String),
+}
+
+pub(crate) async fn run(state: Arc<State>, stop: CancellationToken) {
+    tokio::spawn(clock(state.clone(), stop.clone()));
+    let Some(endpoint) = state.config.endpoint.clone() else { return };
+    let mut failures: u32 = 0;
+    let mut jitter = Jitter::new();
+    loop {
+        let ended = tokio::select! {
+            _ = stop.cancelled() => return,
+            ended = session(&state, &endpoint) => ended,
+        };
+        let delay = match ended {
+            Ended::Reconnect => {
+                failures = 0;
+                Duration::from_millis(10)
+            }
+            Ended::Failed(reason) => {
+                failures = failures.saturating_add(1);
+                let has_flags = !state.flags.load().is_empty() || *state.status.borrow() == Status::Ready;
+                state.set_status(if has_flags { Status::Stale } else { Status::NotReady });
+                tracing::debug!(%reason, failures, "rampart sync disconnected");
+                backoff(&state, failures, &mut jitter)
+            }
+            Ended::Refused(reason) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(%reason, "rampart refused the client");
+                state.set_status(Status::Error(reason));
+                state.config.backoff_max
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Keeps the coarse clock evaluations read.
+async fn clock(state: Arc<State>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => state.now.store(unix_now(), std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+}
+
+/// `initial · 2^(failures−1)`, capped, times a random factor in [0.5, 1]
+/// so a fleet of clients does not reconnect in lockstep.
+fn backoff(state: &State, failures: u32, jitter: &mut Jitter) -> Duration {
+    let exponent = failures.saturating_sub(1).min(20);
+    let base = state.config.backoff_initial.saturating_mul(1u32 << exponent).min(state.config.backoff_max);
+    base.mul_f64(0.5 + 0.5 * jitter.next_unit())
+}
+
+/// A small xorshift generator: jitter needs spread, not cryptography.
+struct Jitter(u64);
+
+impl Jitter {
+    fn new() -> Jitter {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9e37_79b9_7f4a_7c15);
+        Jitter(seed | 1)
+    }
+
+    fn next_unit(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+async fn session(state: &State, endpoint: &str) -> Ended {
+    let endpoint = match Endpoint::from_shared(endpoint.to_owned()) {
+        Ok(endpoint) => endpoint.connect_timeout(state.config.connect_timeout).tcp_nodelay(true),
+        Err(error) => return Ended::Refused(format!("invalid endpoint: {error}")),
+    };
+    let channel = match endpoint.connect().await {
+        Ok(channel) => channel,
+        Err(error) => return Ended::Failed(format!("cannot connect: {error}")),
+    };
+    let (epoch, version) = state.position.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut request = tonic::Request::new(SubscribeRequest { epoch, version });
+    if let Some(key) = &state.config.sdk_key
+        && let Ok(value) = format!("Bearer {key}").parse()
+    {
+        request.metadata_mut().insert("authorization", value);
+    }
+    let mut stream = match FlagSyncClient::new(channel).subscribe(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) if matches!(status.code(), Code::Unauthenticated | Code::PermissionDenied) => {
+            return Ended::Refused(status.message().to_owned());
+        }
+        Err(status) => return Ended::Failed(status.message().to_owned()),
+    };
+    loop {
+        let message = match tokio::time::timeout(state.config.idle_timeout, stream.message()).await {
+            Err(_) => return Ended::Failed("no message (not even a heartbeat) within the idle timeout".into()),
+            Ok(Err(status)) => return Ended::Failed(status.message().to_owned()),
+            Ok(Ok(None)) => return Ended::Failed("the stream ended".into()),
+            Ok(Ok(Some(message))) => message,
+        };
+        match message.event {
+            Some(sync_event::Event::Snapshot(snapshot)) => apply_snapshot(state, snapshot),
+            Some(sync_event::Event::Delta(delta)) => {
+                if !apply_delta(state, delta) {
+                    return Ended::Reconnect;
+                }
+            }
+            Some(sync_event::Event::Heartbeat(_)) | None => {}
+            Some(sync_event::Event::Reconnect(reconnect)) => {
+                tracing::debug!(reason = %reconnect.reason, "rampart asked the client to reconnect");
+                return Ended::Reconnect;
+            }
+        }
+    }
+}
+
+fn compile(name: &str, json: &str) -> FlagSet {
+    let compiled = FlagSet::load_lenient(&[Source::json(name, json)]);
+    for error in compiled.errors.iter() {
+        tracing::warn!(%error, "flag from the server not understood by this SDK");
+    }
+    compiled.flags
+}
+
+fn apply_snapshot(state: &State, snapshot: Snapshot) {
+    let flags = compile("rampart snapshot", &snapshot.flags_json);
+    let previous = state.flags.load_full();
+    let mut changed: BTreeSet<String> = BTreeSet::new();
+    for flag in flags.iter() {
+        if previous.get(flag.key()).is_none_or(|old| old.definition() != flag.definition()) {
+            changed.insert(flag.key().to_owned());
+        }
+    }
+    changed.extend(previous.iter().filter(|f| flags.get(f.key()).is_none()).map(|f| f.key().to_owned()));
+    *state.position.lock().unwrap_or_else(|e| e.into_inner()) = (snapshot.epoch, snapshot.version);
+    let changed: Vec<String> = changed.into_iter().collect();
+    state.replace(flags, &changed);
+    state.set_status(Status::Ready);
+}
+
+/// Applies a delta on top of the current flags; false when it does not
+/// follow from the version we have (then we start over with a snapshot).
+fn apply_delta(state: &State, delta: Delta) -> bool {
+    {
+        let mut position = state.position.lock().unwrap_or_else(|e| e.into_inner());
+        if position.0 != delta.epoch || position.1 != delta.from_version {
+            *position = (String::new(), 0);
+            return false;
+        }
+        *position = (delta.epoch.clone(), delta.version);
+    }
+    let upserts = compile("rampart delta", &delta.upserts_json);
+    let current = state.flags.load_full();
+    let replaced = |key: &str| upserts.get(key).is_some() || delta.removed.iter().any(|r| r == key);
+    let kept = current.shared().filter(|flag| !replaced(flag.key())).cloned();
+    let flags = match FlagSet::from_flags(kept.chain(upserts.shared().cloned()), upserts.metadata().clone()) {
+        Ok(flags) => flags,
+        Err(errors) => {
+            tracing::warn!(%errors, "cannot apply a delta; resynchronising");
+            state.position.lock().unwrap_or_else(|e| e.into_inner()).1 = 0;
+            return false;
+        }
+    };
+    let mut changed: Vec<String> = upserts.iter().map(|f| f.key().to_owned()).collect();
+    changed.extend(delta.removed.iter().cloned());
+    state.replace(flags, &changed);
+    state.set_status(Status::Ready);
+    true
+}
