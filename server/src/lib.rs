@@ -94,6 +94,8 @@ impl Server {
             admin,
             max_body_bytes: config.max_body_bytes,
             max_api_flags: config.max_api_flags,
+            shutdown: CancellationToken::new(),
+            heartbeat: config.heartbeat,
         };
         Ok(Server { config, state })
     }
@@ -137,6 +139,7 @@ impl BoundServer {
         let sync_addr = self.sync.local_addr()?;
         let BoundServer { server, http, admin, grpc, sync } = self;
         let Server { config, state } = server;
+        let state = AppState { shutdown: shutdown.clone(), ..state };
         let data = web::Data::new(state.clone());
         let timeout = config.shutdown_timeout.as_secs();
 

@@ -407,3 +407,56 @@ impl Drop for LineClient {
         let _ = self.child.wait();
     }
 }
+
+/// One server-sent event.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+/// Reads server-sent events from a streaming response on a thread.
+#[derive(Debug)]
+pub struct SseReader {
+    pub status: u16,
+    events: std::sync::mpsc::Receiver<SseEvent>,
+}
+
+impl SseReader {
+    pub fn connect(url: &str, headers: &[(&str, &str)]) -> SseReader {
+        let client = reqwest::blocking::Client::builder().timeout(None).build().expect("client");
+        let mut request = client.get(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = response.status().as_u16();
+        let (sender, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut current = SseEvent::default();
+            for line in BufReader::new(response).lines().map_while(Result::ok) {
+                if line.is_empty() {
+                    if (!current.event.is_empty() || !current.data.is_empty())
+                        && sender.send(std::mem::take(&mut current)).is_err()
+                    {
+                        break;
+                    }
+                    current = SseEvent::default();
+                } else if let Some(id) = line.strip_prefix("id: ") {
+                    current.id = Some(id.to_owned());
+                } else if let Some(name) = line.strip_prefix("event: ") {
+                    current.event = name.to_owned();
+                } else if let Some(data) = line.strip_prefix("data: ") {
+                    current.data.push_str(data);
+                }
+            }
+        });
+        SseReader { status, events }
+    }
+
+    /// The next event (comments are skipped), or a panic after [`DEADLINE`].
+    pub fn next(&self) -> SseEvent {
+        self.events.recv_timeout(DEADLINE).unwrap_or_else(|e| panic!("no server-sent event: {e}"))
+    }
+}

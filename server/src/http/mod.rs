@@ -11,6 +11,7 @@ mod body;
 mod error;
 mod ofrep;
 mod ops;
+mod sse;
 
 pub(crate) use auth::AdminAccess;
 
@@ -36,11 +37,16 @@ pub(crate) struct AppState {
     pub(crate) admin: Arc<AdminAccess>,
     pub(crate) max_body_bytes: usize,
     pub(crate) max_api_flags: usize,
+    /// Ends every stream when the server shuts down.
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
+    /// Keep-alive interval of streams.
+    pub(crate) heartbeat: std::time::Duration,
 }
 
 /// Routes of the application listener.
 pub(crate) fn configure_http(config: &mut web::ServiceConfig) {
     ofrep::configure(config);
+    sse::configure(config);
 }
 
 /// Routes of the operator listener.

@@ -124,6 +124,10 @@ async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Pa
     }
     body.extend_from_slice(b"],\"metadata\":");
     let _ = serde_json::to_writer(&mut body, snapshot.flags.metadata());
+    // Change notification (OFREP event streams): refetch on change instead of polling.
+    body.extend_from_slice(
+        br#","eventStreams":[{"type":"sse","endpoint":{"requestUri":"/ofrep/v1/events"},"inactivityDelaySec":120}]"#,
+    );
     body.push(b'}');
 
     // The ETag is a digest of the answer itself: it changes exactly when
