@@ -1,5 +1,6 @@
-//! Benchmarks of Rampart: criterion benches of the engine in `benches/`,
-//! and the server load benchmark in `load/` (a script around `wrk`).
+//! Benchmarks of Rampart: criterion benches of the engine and the SDK in
+//! `benches/`, server load scripts in `load/` (around `wrk`), and the
+//! stream propagation benchmark in `src/bin/propagation.rs`.
 //!
 //! This library holds the flag sets the benchmarks share.
 
@@ -8,8 +9,9 @@ use serde_json::{Map, Value, json};
 
 /// Flags for the engine benchmarks: a static flag, three targeting clauses
 /// followed by a `fractional` split, a three-way split, a `sem_ver` rule,
-/// and 96 more mixed flags for bulk evaluation (100 in all).
-pub fn benchmark_flags() -> FlagSet {
+/// and 96 more mixed flags for bulk evaluation (100 in all), as a flagd
+/// document.
+pub fn benchmark_document() -> String {
     let mut flags = Map::new();
     flags.insert(
         "static".into(),
@@ -50,7 +52,12 @@ pub fn benchmark_flags() -> FlagSet {
     for i in 0..96 {
         flags.insert(format!("bulk-{i:02}"), bulk_flag(i));
     }
-    let document = json!({"flags": flags}).to_string();
+    json!({"flags": flags}).to_string()
+}
+
+/// The benchmark flags, compiled.
+pub fn benchmark_flags() -> FlagSet {
+    let document = benchmark_document();
     FlagSet::load(&[Source::json("bench.json", &document)]).expect("benchmark flags are valid")
 }
 

@@ -1,7 +1,8 @@
 //! The client: local evaluation, status, change listeners.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -43,6 +44,9 @@ type Listener = Arc<dyn Fn(&[String]) + Send + Sync>;
 /// What the client and its sync task share.
 pub(crate) struct State {
     pub(crate) flags: ArcSwap<FlagSet>,
+    /// Bumped with every new flag set, so evaluating threads can keep the
+    /// current set in a thread-local cache and check it with one atomic load.
+    generation: AtomicU64,
     pub(crate) status: watch::Sender<Status>,
     /// The server's epoch and the last version applied, to resume from.
     pub(crate) position: Mutex<(String, u64)>,
@@ -63,6 +67,7 @@ impl State {
     /// Publishes a new flag set and tells the listeners which keys changed.
     pub(crate) fn replace(&self, flags: FlagSet, changed: &[String]) {
         self.flags.store(Arc::new(flags));
+        self.generation.fetch_add(1, Ordering::Release);
         let listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).clone();
         for listener in listeners {
             listener(changed);
@@ -183,6 +188,7 @@ impl ClientBuilder {
         };
         let state = Arc::new(State {
             flags: ArcSwap::from_pointee(flags),
+            generation: AtomicU64::new(0),
             status: watch::channel(status).0,
             position: Mutex::new((String::new(), 0)),
             listeners: Mutex::new(Vec::new()),
@@ -207,7 +213,36 @@ pub(crate) fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
 }
 
+thread_local! {
+    /// Per thread: (client state address, generation, flag set) of the
+    /// clients this thread evaluated with.
+    static CURRENT: RefCell<Vec<(usize, u64, Arc<FlagSet>)>> = const { RefCell::new(Vec::new()) };
+}
+
 impl Client {
+    /// Runs `f` with the current flag set. The hot path is one atomic load
+    /// and a thread-local lookup; the shared `ArcSwap` is read only when
+    /// the set changed since this thread last looked.
+    fn with_flags<R>(&self, f: impl FnOnce(&FlagSet) -> R) -> R {
+        let state = &self.handle.state;
+        let id = Arc::as_ptr(state) as usize;
+        let generation = state.generation.load(Ordering::Acquire);
+        CURRENT.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let index = match cache.iter().position(|(entry, _, _)| *entry == id) {
+                Some(index) => index,
+                None => {
+                    cache.push((id, generation, state.flags.load_full()));
+                    cache.len() - 1
+                }
+            };
+            if cache[index].1 != generation {
+                cache[index] = (id, generation, state.flags.load_full());
+            }
+            f(&cache[index].2)
+        })
+    }
+
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }
@@ -267,37 +302,41 @@ impl Client {
     }
 
     pub fn bool_details(&self, key: &str, context: &Context, default: bool) -> Details<bool> {
-        let flags = self.handle.state.flags.load();
-        Client::details::<bool, bool>(&flags, key, context, self.now(), default, |v| v)
+        let now = self.now();
+        self.with_flags(|flags| Client::details::<bool, bool>(flags, key, context, now, default, |v| v))
     }
 
     pub fn string_details(&self, key: &str, context: &Context, default: &str) -> Details<String> {
-        let flags = self.handle.state.flags.load();
-        Client::details::<&str, String>(&flags, key, context, self.now(), default.to_owned(), str::to_owned)
+        let now = self.now();
+        self.with_flags(|flags| {
+            Client::details::<&str, String>(flags, key, context, now, default.to_owned(), str::to_owned)
+        })
     }
 
     pub fn int_details(&self, key: &str, context: &Context, default: i64) -> Details<i64> {
-        let flags = self.handle.state.flags.load();
-        Client::details::<i64, i64>(&flags, key, context, self.now(), default, |v| v)
+        let now = self.now();
+        self.with_flags(|flags| Client::details::<i64, i64>(flags, key, context, now, default, |v| v))
     }
 
     pub fn float_details(&self, key: &str, context: &Context, default: f64) -> Details<f64> {
-        let flags = self.handle.state.flags.load();
-        Client::details::<f64, f64>(&flags, key, context, self.now(), default, |v| v)
+        let now = self.now();
+        self.with_flags(|flags| Client::details::<f64, f64>(flags, key, context, now, default, |v| v))
     }
 
     pub fn json_details(&self, key: &str, context: &Context, default: Value) -> Details<Value> {
-        let flags = self.handle.state.flags.load();
-        Client::details::<&Map<String, Value>, Value>(&flags, key, context, self.now(), default, |m| {
-            Value::Object(m.clone())
+        let now = self.now();
+        self.with_flags(|flags| {
+            Client::details::<&Map<String, Value>, Value>(flags, key, context, now, default, |m| {
+                Value::Object(m.clone())
+            })
         })
     }
 
     /// The flag's boolean value, or `default` when it has none for this
     /// context (missing, disabled, failed, not a boolean).
     pub fn bool_value(&self, key: &str, context: &Context, default: bool) -> bool {
-        let flags = self.handle.state.flags.load();
-        flags.resolve::<bool>(key, context, self.now()).value.unwrap_or(default)
+        let now = self.now();
+        self.with_flags(|flags| flags.resolve::<bool>(key, context, now).value.unwrap_or(default))
     }
 
     pub fn string_value(&self, key: &str, context: &Context, default: &str) -> String {
@@ -305,13 +344,13 @@ impl Client {
     }
 
     pub fn int_value(&self, key: &str, context: &Context, default: i64) -> i64 {
-        let flags = self.handle.state.flags.load();
-        flags.resolve::<i64>(key, context, self.now()).value.unwrap_or(default)
+        let now = self.now();
+        self.with_flags(|flags| flags.resolve::<i64>(key, context, now).value.unwrap_or(default))
     }
 
     pub fn float_value(&self, key: &str, context: &Context, default: f64) -> f64 {
-        let flags = self.handle.state.flags.load();
-        flags.resolve::<f64>(key, context, self.now()).value.unwrap_or(default)
+        let now = self.now();
+        self.with_flags(|flags| flags.resolve::<f64>(key, context, now).value.unwrap_or(default))
     }
 
     pub fn json_value(&self, key: &str, context: &Context, default: Value) -> Value {
