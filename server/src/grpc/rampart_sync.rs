@@ -9,9 +9,8 @@ use std::sync::Arc;
 
 use rampart_proto::rampart::v1::flag_sync_server::FlagSync;
 use rampart_proto::rampart::v1::{Delta, Heartbeat, Reconnect, Snapshot, SubscribeRequest, SyncEvent, sync_event};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::GrpcState;
@@ -38,6 +37,53 @@ fn delta(epoch: &str, change: &ChangeEvent) -> Result<SyncEvent, Status> {
     }))
 }
 
+/// Where a subscription's stream is.
+struct Subscription {
+    epoch: String,
+    /// What is still to send before following live changes.
+    backlog: std::collections::VecDeque<Result<SyncEvent, Status>>,
+    changes: broadcast::Receiver<Arc<ChangeEvent>>,
+    heartbeat: tokio::time::Interval,
+    shutdown: tokio_util::sync::CancellationToken,
+    sent: u64,
+    finished: bool,
+}
+
+impl Subscription {
+    /// The next message; `None` ends the stream. Polled directly by the
+    /// response (no task, no channel per client: an idle subscriber costs
+    /// its connection and this struct).
+    async fn next(&mut self) -> Option<Result<SyncEvent, Status>> {
+        if let Some(message) = self.backlog.pop_front() {
+            return Some(message);
+        }
+        if self.finished {
+            return None;
+        }
+        loop {
+            let (message, last) = tokio::select! {
+                _ = self.shutdown.cancelled() => {
+                    (event(sync_event::Event::Reconnect(Reconnect { reason: "the server is shutting down".into() })), true)
+                }
+                _ = self.heartbeat.tick() => (event(sync_event::Event::Heartbeat(Heartbeat { version: self.sent })), false),
+                change = self.changes.recv() => match change {
+                    Ok(change) if change.version() <= self.sent => continue,
+                    Ok(change) => {
+                        self.sent = change.version();
+                        (delta(&self.epoch, &change), false)
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        (event(sync_event::Event::Reconnect(Reconnect { reason: "fell too far behind".into() })), true)
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            self.finished = last;
+            return Some(message);
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl FlagSync for RampartSync {
     type SubscribeStream = EventStream;
@@ -46,65 +92,47 @@ impl FlagSync for RampartSync {
         let (metadata, _, body) = request.into_parts();
         let environment = self.state.environment(&metadata, None)?;
         let epoch = self.state.environments.epoch.clone();
-        let mut changes = environment.changes.subscribe();
+        let changes = environment.changes.subscribe();
         let current = environment.snapshot();
         // Resume with deltas when the client's position is still known.
         let missed: Option<Vec<Arc<ChangeEvent>>> =
             (body.epoch == epoch && body.version > 0 && body.version <= current.version)
                 .then(|| environment.changes.since(body.version))
                 .flatten();
-        let (sender, receiver) = mpsc::channel(8);
-        let state = self.state.clone();
-        tokio::spawn(async move {
-            let mut sent = match missed {
-                Some(missed) => {
-                    let mut sent = body.version;
-                    for change in missed.iter().filter(|c| c.version() <= current.version) {
-                        if sender.send(delta(&epoch, change)).await.is_err() {
-                            return;
-                        }
-                        sent = change.version();
-                    }
-                    sent
+        let mut backlog = std::collections::VecDeque::new();
+        let sent = match missed {
+            Some(missed) => {
+                let mut sent = body.version;
+                for change in missed.iter().filter(|c| c.version() <= current.version) {
+                    backlog.push_back(delta(&epoch, change));
+                    sent = change.version();
                 }
-                None => {
-                    let snapshot = Snapshot {
-                        epoch: epoch.clone(),
-                        version: current.version,
-                        environment: environment.name.clone(),
-                        flags_json: current.document_json().to_owned(),
-                    };
-                    if sender.send(event(sync_event::Event::Snapshot(snapshot))).await.is_err() {
-                        return;
-                    }
-                    current.version
-                }
-            };
-            let mut heartbeat = tokio::time::interval(state.heartbeat);
-            heartbeat.tick().await;
-            loop {
-                let (next, last) = tokio::select! {
-                    _ = state.shutdown.cancelled() => {
-                        (event(sync_event::Event::Reconnect(Reconnect { reason: "the server is shutting down".into() })), true)
-                    }
-                    _ = heartbeat.tick() => (event(sync_event::Event::Heartbeat(Heartbeat { version: sent })), false),
-                    change = changes.recv() => match change {
-                        Ok(change) if change.version() <= sent => continue,
-                        Ok(change) => {
-                            sent = change.version();
-                            (delta(&epoch, &change), false)
-                        }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            (event(sync_event::Event::Reconnect(Reconnect { reason: "fell too far behind".into() })), true)
-                        }
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    },
-                };
-                if sender.send(next).await.is_err() || last {
-                    break;
-                }
+                sent
             }
+            None => {
+                backlog.push_back(event(sync_event::Event::Snapshot(Snapshot {
+                    epoch: epoch.clone(),
+                    version: current.version,
+                    environment: environment.name.clone(),
+                    flags_json: current.document_json().to_owned(),
+                })));
+                current.version
+            }
+        };
+        let mut heartbeat = tokio::time::interval(self.state.heartbeat);
+        heartbeat.reset();
+        let subscription = Subscription {
+            epoch,
+            backlog,
+            changes,
+            heartbeat,
+            shutdown: self.state.shutdown.clone(),
+            sent,
+            finished: false,
+        };
+        let stream = futures_util::stream::unfold(subscription, |mut subscription| async move {
+            subscription.next().await.map(|message| (message, subscription))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(Box::pin(stream)))
     }
 }
