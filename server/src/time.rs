@@ -3,6 +3,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Unix seconds, for `$flagd.timestamp` in evaluations.
+pub fn now_seconds() -> i64 {
+    (now_millis() / 1000) as i64
+}
+
 pub fn now_millis() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
 }

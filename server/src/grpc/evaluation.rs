@@ -2,7 +2,6 @@
 //! `EventStream`, evaluated by the same engine as OFREP.
 
 use std::pin::Pin;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use prost_types::Struct;
 use rampart_engine::{Context, ErrorCode, Reason, ValueType};
@@ -16,6 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{from_struct, to_struct};
 use super::{GrpcState, status};
+use crate::time::now_seconds;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Evaluation {
@@ -30,10 +30,6 @@ struct Resolved {
     metadata: Struct,
 }
 
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
-}
-
 impl Evaluation {
     fn resolve(
         &self,
@@ -45,7 +41,7 @@ impl Evaluation {
         let environment = self.state.environment(metadata, None)?;
         let context = Context::from(context.map(from_struct).unwrap_or_default());
         let snapshot = environment.snapshot();
-        let evaluation = snapshot.flags.evaluate(key, &context, now());
+        let evaluation = snapshot.flags.evaluate(key, &context, now_seconds());
         self.state.metrics.evaluated(&environment.name, evaluation.reason);
         if let Some(code) = evaluation.error_code {
             return Err(status(code, evaluation.error_message.as_deref().unwrap_or(code.as_str())));
@@ -87,7 +83,7 @@ impl Evaluation {
         let environment = self.state.environment(metadata, None)?;
         let context = Context::from(context.map(from_struct).unwrap_or_default());
         let snapshot = environment.snapshot();
-        let now = now();
+        let now = now_seconds();
         let mut flags = Vec::with_capacity(snapshot.flags.len());
         for flag in snapshot.flags.iter() {
             let evaluation = flag.evaluate(&context, now);

@@ -10,8 +10,6 @@
 //! `"variant": null` because widely used clients read `variant` without
 //! checking that it is there.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -23,6 +21,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::body::{self, BodyError};
 use crate::environment::{Environment, KeyRejection};
+use crate::time::now_seconds;
 
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
     // One static pattern per resource: a resource with several patterns
@@ -92,7 +91,7 @@ async fn single(state: web::Data<AppState>, request: HttpRequest, key: String, p
         }
     };
     let snapshot = environment.snapshot();
-    let evaluation = snapshot.flags.evaluate(&key, &context, now());
+    let evaluation = snapshot.flags.evaluate(&key, &context, now_seconds());
     state.metrics.evaluated(&environment.name, evaluation.reason);
     let (status, body) = render(&key, &evaluation);
     HttpResponse::build(status).content_type("application/json").body(body)
@@ -111,7 +110,7 @@ async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Pa
         }
     };
     let snapshot = environment.snapshot();
-    let now = now();
+    let now = now_seconds();
     let mut body = Vec::with_capacity(128 * snapshot.flags.len());
     body.extend_from_slice(b"{\"flags\":[");
     for (index, flag) in snapshot.flags.iter().enumerate() {
@@ -293,10 +292,6 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         let candidate = candidate.trim();
         candidate == "*" || candidate.strip_prefix("W/").unwrap_or(candidate) == etag
     })
-}
-
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
 }
 
 #[cfg(test)]
