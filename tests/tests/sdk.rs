@@ -298,3 +298,85 @@ fn a_client_that_never_reads_does_not_delay_the_others() {
         assert!(started.elapsed() < Duration::from_secs(5), "the healthy client lagged {:?}", started.elapsed());
     });
 }
+
+#[test]
+fn sdk_keys_select_the_environment_over_grpc() {
+    let dir = FlagDir::new();
+    dir.write(
+        "prod.json",
+        r#"{"flags": {"where": {"state": "ENABLED", "variants": {"p": "production"}, "defaultVariant": "p"}}}"#,
+    );
+    dir.write(
+        "stage.json",
+        r#"{"flags": {"where": {"state": "ENABLED", "variants": {"s": "staging"}, "defaultVariant": "s"}}}"#,
+    );
+    let config = dir.write(
+        "rampart.yaml",
+        "environments:\n  production:\n    flags: [prod.json]\n    sdkKeys: [{value: grpc-prod-key}]\n  staging:\n    flags: [stage.json]\n    sdkKeys: [{value: grpc-stage-key}]\n",
+    );
+    let server = Rampart::start(&["--config", &config]);
+    runtime().block_on(async {
+        let endpoint = format!("http://{}", server.sync);
+        let refused = FlagSyncClient::connect(endpoint.clone())
+            .await
+            .expect("connect")
+            .subscribe(SubscribeRequest::default())
+            .await;
+        assert_eq!(refused.expect_err("no key").code(), tonic::Code::Unauthenticated);
+
+        let staging = Client::builder().endpoint(endpoint.clone()).sdk_key("grpc-stage-key").build().expect("client");
+        staging.wait_ready(DEADLINE).await.expect("ready");
+        assert_eq!(staging.string_value("where", &Context::new(), "x"), "staging");
+
+        let wrong = Client::builder()
+            .endpoint(endpoint)
+            .sdk_key("not-a-key-at-all")
+            .backoff(Duration::from_millis(20), Duration::from_millis(50))
+            .build()
+            .expect("client");
+        eventually(|| match wrong.status() {
+            Status::Error(message) => Ok(message),
+            other => Err(format!("{other:?}")),
+        })
+        .await;
+    });
+}
+
+#[test]
+fn streams_send_heartbeats_and_say_reconnect_on_shutdown() {
+    let dir = FlagDir::new();
+    let path = dir.write("flags.json", r#"{"flags": {}}"#);
+    let server = Rampart::start(&["--flags", &path, "--heartbeat-seconds", "1"]);
+    runtime().block_on(async {
+        let mut stream = FlagSyncClient::connect(format!("http://{}", server.sync))
+            .await
+            .expect("connect")
+            .subscribe(SubscribeRequest::default())
+            .await
+            .expect("subscribe")
+            .into_inner();
+        assert!(matches!(
+            stream.message().await.expect("message").expect("event").event,
+            Some(sync_event::Event::Snapshot(_))
+        ));
+        assert!(matches!(
+            stream.message().await.expect("message").expect("event").event,
+            Some(sync_event::Event::Heartbeat(_))
+        ));
+        let pid = server.pid();
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        loop {
+            match stream.message().await {
+                Ok(Some(event)) => match event.event {
+                    Some(sync_event::Event::Reconnect(reconnect)) => {
+                        assert!(reconnect.reason.contains("shutting down"), "{}", reconnect.reason);
+                        break;
+                    }
+                    Some(sync_event::Event::Heartbeat(_)) => continue,
+                    other => panic!("unexpected {other:?}"),
+                },
+                other => panic!("the stream ended without a reconnect: {other:?}"),
+            }
+        }
+    });
+}
