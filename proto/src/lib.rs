@@ -7,6 +7,8 @@
 
 #![allow(missing_docs, unreachable_pub, clippy::all, missing_debug_implementations)]
 
+pub mod codec;
+
 pub mod flagd {
     pub mod evaluation {
         pub mod v1 {
