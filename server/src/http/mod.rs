@@ -82,11 +82,13 @@ pub(crate) async fn observe(
     let response = next.call(request).await?;
     if let Some(metrics) = metrics {
         let path = response.request().path();
-        let route = if path.starts_with("/ofrep/v1/evaluate/flags/") && path.len() > "/ofrep/v1/evaluate/flags/".len() {
-            ofrep::SINGLE_ROUTE.to_owned()
-        } else {
-            response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned())
-        };
+        // Single-flag evaluations are the hot path: name their route without allocating.
+        let route: std::borrow::Cow<'static, str> =
+            if path.starts_with("/ofrep/v1/evaluate/flags/") && path.len() > "/ofrep/v1/evaluate/flags/".len() {
+                std::borrow::Cow::Borrowed(ofrep::SINGLE_ROUTE)
+            } else {
+                std::borrow::Cow::Owned(response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned()))
+            };
         let status = response.status();
         metrics
             .http_duration
