@@ -50,6 +50,8 @@ pub struct ChangeEvent {
     pub snapshot: Arc<Snapshot>,
     pub changed: BTreeMap<String, FlagChange>,
     delta_json: OnceLock<String>,
+    /// The SSE `delta` event, rendered once and shared by every SSE client.
+    sse_delta: OnceLock<actix_web::web::Bytes>,
 }
 
 impl ChangeEvent {
@@ -69,6 +71,12 @@ impl ChangeEvent {
                 .collect();
             json!({"flags": flags, "metadata": self.snapshot.flags.metadata()}).to_string()
         })
+    }
+
+    /// The SSE form of this change, rendered by `render` on first use; the
+    /// returned `Bytes` share one buffer.
+    pub fn sse_delta(&self, render: impl FnOnce() -> actix_web::web::Bytes) -> actix_web::web::Bytes {
+        self.sse_delta.get_or_init(render).clone()
     }
 
     pub fn removed(&self) -> impl Iterator<Item = &str> {
@@ -150,6 +158,6 @@ impl Changes {
 
 impl ChangeEvent {
     pub fn new(from_version: u64, snapshot: Arc<Snapshot>, changed: BTreeMap<String, FlagChange>) -> ChangeEvent {
-        ChangeEvent { from_version, snapshot, changed, delta_json: OnceLock::new() }
+        ChangeEvent { from_version, snapshot, changed, delta_json: OnceLock::new(), sse_delta: OnceLock::new() }
     }
 }

@@ -78,7 +78,12 @@ fn event(name: &str, id: Option<&str>, data: &str) -> Bytes {
     Bytes::from(text)
 }
 
+/// A change as an SSE `delta` event, rendered once per change for all clients.
 fn delta_event(epoch: &str, change: &ChangeEvent) -> Bytes {
+    change.sse_delta(|| render_delta(epoch, change))
+}
+
+fn render_delta(epoch: &str, change: &ChangeEvent) -> Bytes {
     let removed: Vec<&str> = change.removed().collect();
     let data = format!(
         "{{\"from\":{},\"version\":{},\"upserts\":{},\"removed\":{}}}",
