@@ -29,6 +29,7 @@ mod http;
 pub mod loader;
 pub mod metrics;
 pub mod promote;
+pub mod ramp;
 pub mod store;
 pub mod telemetry;
 pub mod time;

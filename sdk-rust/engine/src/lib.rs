@@ -44,6 +44,7 @@ pub mod evaluation;
 mod flag;
 mod js;
 mod ops;
+pub mod ramp;
 mod rule;
 pub use rule::CompiledRule;
 pub mod source;

@@ -1,0 +1,596 @@
+//! The ramp controller's decision: a pure function of (run state,
+//! observation, spec, now, operator command), RAMPS.md §5.3.
+//!
+//! No clock, no IO: the runtime observes, calls [`decide`], persists the
+//! new run with compare-and-set and only then changes exposure. Tests drive
+//! it with a simulated clock.
+//!
+//! Order of a tick: guards first (rollback wins over everything, in every
+//! non-terminal state, paused or not), then an operator command, then
+//! missing data, then whether the step may advance — at most one step.
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::{Action, RampSpec};
+use super::stats::{self, Arm, MixtureSprt, Pair};
+use rampart_engine::ramp::FULL;
+
+/// Why a ramp has not started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PendingReason {
+    NotStarted,
+    NotBefore,
+    FlagOff,
+}
+
+/// Why a ramp cannot decide yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HoldReason {
+    NoTraffic,
+    InsufficientSamples,
+    Inconclusive,
+    MetricsUnavailable,
+    StaleData,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PauseReason {
+    Operator,
+    MissingDataLimit,
+    StepTimeout,
+    Regression,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RollbackReason {
+    Regression,
+    AbsoluteCeiling,
+    Aborted,
+    MissingDataLimit,
+    StepTimeout,
+}
+
+/// The state of a run (RAMPS.md §5.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state")]
+pub enum Status {
+    Pending {
+        reason: PendingReason,
+    },
+    /// At a step, collecting evidence (`Baking`).
+    Ramping,
+    Holding {
+        reason: HoldReason,
+    },
+    Paused {
+        reason: PauseReason,
+        by: String,
+    },
+    RolledBack {
+        reason: RollbackReason,
+        by: String,
+    },
+    Completed,
+}
+
+impl Status {
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Status::RolledBack { .. } | Status::Completed)
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Pending { .. } => "Pending",
+            Status::Ramping => "Ramping",
+            Status::Holding { .. } => "Holding",
+            Status::Paused { .. } => "Paused",
+            Status::RolledBack { .. } => "RolledBack",
+            Status::Completed => "Completed",
+        }
+    }
+
+    pub fn reason(&self) -> Option<String> {
+        match self {
+            Status::Pending { reason } => Some(format!("{reason:?}")),
+            Status::Holding { reason } => Some(format!("{reason:?}")),
+            Status::Paused { reason, .. } => Some(format!("{reason:?}")),
+            Status::RolledBack { reason, .. } => Some(format!("{reason:?}")),
+            Status::Ramping => Some("Baking".into()),
+            Status::Completed => None,
+        }
+    }
+
+    pub const NAMES: [&'static str; 6] = ["Pending", "Ramping", "Holding", "Paused", "RolledBack", "Completed"];
+}
+
+/// One run of a ramp, as persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Run {
+    pub run_id: String,
+    pub revision: u64,
+    /// Grows with every persisted change; writes are compare-and-set on it.
+    pub seq: u64,
+    #[serde(flatten)]
+    pub status: Status,
+    /// Index into the spec's steps.
+    pub step: usize,
+    /// Current exposure, derived only from persisted transitions.
+    pub basis_points: u32,
+    /// Unix milliseconds; the hold is wall time since then.
+    pub step_started_at: u64,
+    pub started_at: u64,
+    pub updated_at: u64,
+    /// Consecutive checks without a usable observation.
+    pub failed_checks: u32,
+    pub flag: String,
+    pub treatment: String,
+    pub control: String,
+    pub salt: String,
+}
+
+impl Run {
+    /// A new run, not started.
+    pub fn new(spec: &RampSpec, control: &str, run_id: String, now: u64) -> Run {
+        Run {
+            run_id,
+            revision: spec.revision,
+            seq: 0,
+            status: Status::Pending { reason: PendingReason::NotStarted },
+            step: 0,
+            basis_points: 0,
+            step_started_at: now,
+            started_at: now,
+            updated_at: now,
+            failed_checks: 0,
+            flag: spec.flag.clone(),
+            treatment: spec.treatment.clone(),
+            control: control.to_owned(),
+            salt: spec.salt.clone(),
+        }
+    }
+
+    pub fn percent(&self) -> f64 {
+        f64::from(self.basis_points) / 100.0
+    }
+}
+
+/// What the metric source saw in the current step's window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Observation {
+    /// Closed buckets only (older than the watermark), oldest first.
+    pub buckets: Vec<Pair>,
+    /// Why the observation cannot be used, if it cannot.
+    pub missing: Option<HoldReason>,
+    /// Whether the flag exists and is enabled.
+    pub flag_enabled: bool,
+}
+
+/// An operator's request, applied in a tick after the guards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Pause { by: String },
+    Resume { by: String },
+    Promote { by: String },
+    Abort { by: String },
+    Restart { by: String, run_id: String },
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Pause { .. } => "pause",
+            Command::Resume { .. } => "resume",
+            Command::Promote { .. } => "promote",
+            Command::Abort { .. } => "abort",
+            Command::Restart { .. } => "restart",
+        }
+    }
+}
+
+/// The evidence behind a decision, reported as it is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    pub treatment: Arm,
+    pub control: Arm,
+    pub buckets: usize,
+    pub treatment_rate: Option<f64>,
+    pub control_rate: Option<f64>,
+    /// Mixture SPRT Λ and the threshold 1/α it is compared with.
+    pub lambda: Option<f64>,
+    pub lambda_threshold: Option<f64>,
+    /// Clopper–Pearson lower bound of the treatment's error rate (ceiling check).
+    pub ceiling_lower: Option<f64>,
+    pub ratio_estimate: Option<f64>,
+    pub ratio_upper: Option<f64>,
+    pub difference_upper: Option<f64>,
+    /// Smallest ratio the relative guard could detect by the end of the
+    /// hold at the current traffic (a guide).
+    pub detectable_ratio: Option<f64>,
+    /// What stands between this step and the next.
+    pub missing_to_advance: Vec<String>,
+}
+
+/// A notable change, for audit, metrics and (later) webhooks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// `started`, `advanced`, `holding`, `paused`, `resumed`, `rolled_back`,
+    /// `completed`, `restarted`, `baking`.
+    pub kind: String,
+    pub reason: Option<String>,
+    pub by: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub run: Run,
+    pub events: Vec<Event>,
+    pub evidence: Evidence,
+    /// `Err` when the command does not apply in this state (say why).
+    pub command: Option<Result<(), String>>,
+}
+
+impl Decision {
+    /// Whether anything worth persisting changed.
+    pub fn changed(&self, before: &Run) -> bool {
+        self.run != *before
+    }
+}
+
+const CONTROLLER: &str = "controller";
+
+fn elapsed(now: u64, since: u64) -> u64 {
+    now.saturating_sub(since)
+}
+
+/// The tick (RAMPS.md §5.3).
+pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, command: Option<&Command>) -> Decision {
+    let mut next = run.clone();
+    next.updated_at = now;
+    let evidence = evidence(run, spec, observation, now, false);
+    let mut decision = Decision { run: next, events: Vec::new(), evidence, command: None };
+
+    if run.status.is_terminal() {
+        decision.command = command.map(|command| match command {
+            Command::Restart { by, run_id } => {
+                decision.run = Run::new(spec, &run.control, run_id.clone(), now);
+                decision.run.seq = run.seq + 1;
+                decision.events.push(event("restarted", None, by));
+                Ok(())
+            }
+            other => Err(format!(
+                "the ramp has ended ({}); {} does not apply, only restart",
+                run.status.name(),
+                other.name()
+            )),
+        });
+        return finish(run, decision);
+    }
+    if let Some(Command::Restart { .. }) = command {
+        decision.command = Some(Err(format!("restart applies to ended ramps; this one is {}", run.status.name())));
+    }
+
+    if let Status::Pending { .. } = run.status {
+        match command {
+            Some(Command::Abort { by }) => {
+                roll_back(&mut decision, RollbackReason::Aborted, by);
+                decision.command = Some(Ok(()));
+            }
+            Some(Command::Restart { .. }) | None => {}
+            Some(other) => {
+                decision.command = Some(Err(format!("the ramp has not started; {} does not apply", other.name())))
+            }
+        }
+        if decision.run.status.is_terminal() {
+            return finish(run, decision);
+        }
+        let reason = if spec.not_before.is_some_and(|at| at > now) {
+            Some(PendingReason::NotBefore)
+        } else if !observation.flag_enabled {
+            Some(PendingReason::FlagOff)
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => decision.run.status = Status::Pending { reason },
+            None => {
+                enter_step(&mut decision.run, spec, 0, now);
+                decision.events.push(event("started", None, CONTROLLER));
+            }
+        }
+        return finish(run, decision);
+    }
+
+    // 3: guards, in every active state.
+    if let Some(reason) = guard_failure(&decision.evidence, spec, run.basis_points) {
+        let action = if spec.guard.critical { spec.policy.on_regression } else { Action::Pause };
+        match action {
+            Action::Rollback => roll_back(&mut decision, reason, CONTROLLER),
+            Action::Pause => pause(&mut decision, PauseReason::Regression, CONTROLLER),
+        }
+        if let Some(command) = command {
+            decision.command = Some(Err(format!(
+                "{} was not applied: the guard found a regression in the same check ({reason:?})",
+                command.name()
+            )));
+        }
+        return finish(run, decision);
+    }
+
+    // 4: operator commands.
+    if let Some(command) = command.filter(|c| !matches!(c, Command::Restart { .. })) {
+        let paused = matches!(run.status, Status::Paused { .. });
+        decision.command = Some(match command {
+            Command::Abort { by } => {
+                roll_back(&mut decision, RollbackReason::Aborted, by);
+                Ok(())
+            }
+            Command::Pause { by } if !paused => {
+                pause(&mut decision, PauseReason::Operator, by);
+                Ok(())
+            }
+            Command::Pause { .. } => Err("the ramp is already paused".into()),
+            Command::Resume { by } if paused => {
+                decision.run.status = Status::Ramping;
+                decision.run.failed_checks = 0;
+                decision.events.push(event("resumed", None, by));
+                Ok(())
+            }
+            Command::Resume { .. } => Err(format!("the ramp is not paused ({})", run.status.name())),
+            Command::Promote { by } => {
+                advance(&mut decision, spec, now, by);
+                Ok(())
+            }
+            Command::Restart { .. } => Ok(()),
+        });
+        return finish(run, decision);
+    }
+
+    // 5: missing data.
+    if let Some(missing) = observation.missing {
+        decision.run.failed_checks = run.failed_checks.saturating_add(1);
+        if matches!(run.status, Status::Paused { .. }) {
+            return finish(run, decision);
+        }
+        if decision.run.failed_checks >= spec.policy.pause_after_failed_checks {
+            match spec.policy.on_missing_data {
+                Action::Pause => pause(&mut decision, PauseReason::MissingDataLimit, CONTROLLER),
+                Action::Rollback => roll_back(&mut decision, RollbackReason::MissingDataLimit, CONTROLLER),
+            }
+        } else {
+            decision.run.status = Status::Holding { reason: missing };
+        }
+        return finish(run, decision);
+    }
+    decision.run.failed_checks = 0;
+
+    // 7: a paused ramp stays paused (guards above still ran).
+    if matches!(run.status, Status::Paused { .. }) {
+        return finish(run, decision);
+    }
+
+    // 8: may it advance?
+    match blocking(&decision.evidence, spec, run, now) {
+        None => advance(&mut decision, spec, now, CONTROLLER),
+        Some(blocked) => {
+            let step_age = elapsed(now, run.step_started_at);
+            if step_age >= spec.policy.step_timeout.as_millis() as u64 {
+                match spec.policy.on_step_timeout {
+                    Action::Pause => pause(&mut decision, PauseReason::StepTimeout, CONTROLLER),
+                    Action::Rollback => roll_back(&mut decision, RollbackReason::StepTimeout, CONTROLLER),
+                }
+            } else {
+                decision.run.status = match blocked {
+                    None => Status::Ramping,
+                    Some(reason) => Status::Holding { reason },
+                };
+            }
+        }
+    }
+    finish(run, decision)
+}
+
+/// Adds the events implied by a status change and bumps the sequence.
+fn finish(before: &Run, mut decision: Decision) -> Decision {
+    let after = &decision.run;
+    if after.status != before.status && decision.events.is_empty() {
+        let kind = match &after.status {
+            Status::Holding { .. } => Some("holding"),
+            Status::Ramping if matches!(before.status, Status::Holding { .. }) => Some("baking"),
+            Status::Pending { .. } => Some("pending"),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            decision.events.push(event(kind, after.status.reason(), CONTROLLER));
+        }
+    }
+    let changed_state = after.status != before.status
+        || after.step != before.step
+        || after.basis_points != before.basis_points
+        || after.run_id != before.run_id;
+    if changed_state && after.run_id == before.run_id {
+        decision.run.seq = before.seq + 1;
+    }
+    decision
+}
+
+fn event(kind: &str, reason: Option<String>, by: &str) -> Event {
+    Event { kind: kind.into(), reason, by: by.into() }
+}
+
+fn enter_step(run: &mut Run, spec: &RampSpec, step: usize, now: u64) {
+    run.step = step;
+    run.basis_points = spec.steps.get(step).map_or(FULL, |s| s.basis_points);
+    run.step_started_at = now;
+    run.failed_checks = 0;
+    run.status = Status::Ramping;
+}
+
+fn advance(decision: &mut Decision, spec: &RampSpec, now: u64, by: &str) {
+    let next = decision.run.step + 1;
+    if next >= spec.steps.len() {
+        decision.run.status = Status::Completed;
+        decision.run.basis_points = FULL;
+        decision.run.step_started_at = now;
+        decision.events.push(event("completed", None, by));
+    } else {
+        enter_step(&mut decision.run, spec, next, now);
+        decision.events.push(event("advanced", Some(format!("{}%", decision.run.percent())), by));
+    }
+}
+
+fn roll_back(decision: &mut Decision, reason: RollbackReason, by: &str) {
+    decision.run.status = Status::RolledBack { reason, by: by.into() };
+    decision.run.basis_points = 0;
+    decision.events.push(event("rolled_back", Some(format!("{reason:?}")), by));
+}
+
+fn pause(decision: &mut Decision, reason: PauseReason, by: &str) {
+    if matches!(decision.run.status, Status::Paused { reason: current, .. } if current == reason) {
+        return;
+    }
+    decision.run.status = Status::Paused { reason, by: by.into() };
+    decision.events.push(event("paused", Some(format!("{reason:?}")), by));
+}
+
+/// Layer 1 (absolute ceiling) and Layer 2 (relative mixture SPRT).
+fn guard_failure(evidence: &Evidence, spec: &RampSpec, basis_points: u32) -> Option<RollbackReason> {
+    if let (Some(ceiling), Some(lower)) = (spec.guard.max_error_rate, evidence.ceiling_lower)
+        && lower > ceiling
+    {
+        return Some(RollbackReason::AbsoluteCeiling);
+    }
+    if basis_points < FULL
+        && let (Some(lambda), Some(threshold)) = (evidence.lambda, evidence.lambda_threshold)
+        && lambda >= threshold
+    {
+        return Some(RollbackReason::Regression);
+    }
+    None
+}
+
+/// Why the step cannot advance: `None` if it can; `Some(None)` while the
+/// hold runs (baking); `Some(Some(reason))` to hold.
+fn blocking(evidence: &Evidence, spec: &RampSpec, run: &Run, now: u64) -> Option<Option<HoldReason>> {
+    let step = spec.steps.get(run.step)?;
+    if evidence.treatment.exposures + evidence.control.exposures == 0 {
+        return Some(Some(HoldReason::NoTraffic));
+    }
+    if elapsed(now, run.step_started_at) < step.hold.as_millis() as u64 {
+        return Some(None);
+    }
+    let has_control = run.basis_points < FULL;
+    if evidence.treatment.exposures < step.min_samples || (has_control && evidence.control.exposures < step.min_samples)
+    {
+        return Some(Some(HoldReason::InsufficientSamples));
+    }
+    if has_control && !not_worse(evidence.treatment, evidence.control, spec) {
+        return Some(Some(HoldReason::Inconclusive));
+    }
+    None
+}
+
+/// The non-inferiority proof needed to advance, on either scale.
+fn not_worse(treatment: Arm, control: Arm, spec: &RampSpec) -> bool {
+    let confidence = spec.guard.advance_confidence;
+    stats::ratio_upper(treatment, control, confidence).is_some_and(|r| r <= spec.guard.advance_max_ratio)
+        || stats::difference_upper(treatment, control, confidence).is_some_and(|d| d <= spec.guard.max_increase)
+}
+
+/// The evidence a tick sees, with every statistic an operator may want
+/// (bounds, detectability, what is missing to advance).
+pub fn explain(run: &Run, spec: &RampSpec, observation: &Observation, now: u64) -> Evidence {
+    evidence(run, spec, observation, now, true)
+}
+
+/// The counts and the guard statistics; with `full`, also the advance
+/// proofs and the report (exact bounds cost bisections: a tick computes
+/// them only when it needs them).
+fn evidence(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, full: bool) -> Evidence {
+    let mut treatment = Arm::default();
+    let mut control = Arm::default();
+    for bucket in &observation.buckets {
+        treatment.exposures += bucket.treatment.exposures;
+        treatment.errors += bucket.treatment.errors;
+        control.exposures += bucket.control.exposures;
+        control.errors += bucket.control.errors;
+    }
+    let rate = |arm: Arm| (arm.exposures > 0).then(|| arm.errors as f64 / arm.exposures as f64);
+    let guard = &spec.guard;
+    let has_control = run.basis_points < FULL;
+    let sprt = has_control.then(|| MixtureSprt::compute(guard.tolerance, &observation.buckets));
+    let alpha = 1.0 - guard.relative_confidence;
+    let mut evidence = Evidence {
+        treatment,
+        control,
+        buckets: observation.buckets.len(),
+        treatment_rate: rate(treatment),
+        control_rate: rate(control),
+        lambda: sprt.as_ref().map(|s| s.lambda),
+        lambda_threshold: has_control.then(|| 1.0 / alpha),
+        ceiling_lower: (treatment.exposures > 0 && (full || guard.max_error_rate.is_some()))
+            .then(|| stats::clopper_pearson(treatment.errors, treatment.exposures, guard.absolute_confidence).lower),
+        ratio_estimate: match (rate(treatment), rate(control)) {
+            (Some(t), Some(c)) if c > 0.0 => Some(t / c),
+            _ => None,
+        },
+        ratio_upper: if has_control && full {
+            stats::ratio_upper(treatment, control, guard.advance_confidence)
+        } else {
+            None
+        },
+        difference_upper: if has_control && full {
+            stats::difference_upper(treatment, control, guard.advance_confidence)
+        } else {
+            None
+        },
+        detectable_ratio: None,
+        missing_to_advance: Vec::new(),
+    };
+    let Some(step) = spec.steps.get(run.step) else { return evidence };
+    if !full || matches!(run.status, Status::Pending { .. }) || run.status.is_terminal() {
+        return evidence;
+    }
+    // A guide for operators: errors expected by the end of the hold.
+    let age = elapsed(now, run.step_started_at).max(1) as f64;
+    let hold = step.hold.as_millis() as f64;
+    let total = treatment.exposures + control.exposures;
+    if has_control && total > 0 {
+        let share = treatment.exposures as f64 / total as f64;
+        let errors = (treatment.errors + control.errors) as f64 * (hold / age).max(1.0);
+        evidence.detectable_ratio = stats::detectable_ratio(share, errors, alpha);
+    }
+    let missing = &mut evidence.missing_to_advance;
+    if let Some(reason) = observation.missing {
+        missing.push(format!("a usable observation ({reason:?})"));
+    }
+    let remaining = (hold - age).max(0.0);
+    if remaining > 0.0 {
+        missing.push(format!("hold: {:.0}s left of {:.0}s", remaining / 1000.0, hold / 1000.0));
+    }
+    if treatment.exposures < step.min_samples {
+        missing.push(format!("treatment samples: {} of {}", treatment.exposures, step.min_samples));
+    }
+    if has_control && control.exposures < step.min_samples {
+        missing.push(format!("control samples: {} of {}", control.exposures, step.min_samples));
+    }
+    if has_control && !not_worse(treatment, control, spec) {
+        let ratio = evidence.ratio_upper.map_or("n/a".into(), |r| format!("{r:.3}"));
+        let difference = evidence.difference_upper.map_or("n/a".into(), |d| format!("{:.4}%", d * 100.0));
+        evidence.missing_to_advance.push(format!(
+            "proof that the treatment is not worse: rate-ratio upper bound {ratio} (needs ≤ {}) or \
+             difference upper bound {difference} (needs ≤ {:.4}%)",
+            spec.guard.advance_max_ratio,
+            spec.guard.max_increase * 100.0
+        ));
+    }
+    if matches!(run.status, Status::Paused { .. }) {
+        evidence.missing_to_advance.push("resume (the ramp is paused)".into());
+    }
+    evidence
+}
+
+#[cfg(test)]
+mod tests;

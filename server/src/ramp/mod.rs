@@ -1,0 +1,10 @@
+//! Ramps: progressive delivery from files, guarded by error rates
+//! (RAMPS.md).
+//!
+//! - [`spec`]: the `kind: Ramp` file format, defaults and validation.
+//! - [`stats`]: exact binomial bounds and the always-valid mixture SPRT.
+//! - [`decide`]: the controller's tick as a pure function.
+
+pub mod decide;
+pub mod spec;
+pub mod stats;
