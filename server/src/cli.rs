@@ -58,6 +58,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_FLAGS", value_name = "PATH", value_delimiter = ',')]
     pub flags: Vec<String>,
 
+    /// Ramp file or glob for the `default` environment of --flags. Repeat
+    /// for several (the variable takes a comma-separated list).
+    #[arg(long, env = "RAMPART_RAMPS", value_name = "PATH", value_delimiter = ',', requires = "flags")]
+    pub ramps: Vec<String>,
+
     /// Address of the application listener (OFREP).
     #[arg(long, env = "RAMPART_HTTP_ADDR", value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
@@ -108,7 +113,8 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Flag files (JSON or YAML) or globs.
+    /// Flag files (JSON or YAML), ramp files (`kind: Ramp`) or globs. Ramps
+    /// are checked against the flags given with them.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
 }

@@ -100,6 +100,8 @@ pub struct EnvironmentConfig {
     pub name: String,
     /// Flag files or globs, already resolved against the config file's directory.
     pub flags: Vec<String>,
+    /// Ramp files or globs, resolved the same way.
+    pub ramps: Vec<String>,
     /// SHA-256 digests of the environment's SDK keys; keys themselves are
     /// never kept.
     pub sdk_keys: Vec<KeyDigest>,
@@ -189,6 +191,8 @@ enum SecretSource {
 struct EnvironmentFile {
     flags: Vec<String>,
     #[serde(default)]
+    ramps: Vec<String>,
+    #[serde(default)]
     sdk_keys: Vec<KeySource>,
 }
 
@@ -259,6 +263,7 @@ impl ServerConfig {
             (None, false) => vec![EnvironmentConfig {
                 name: DEFAULT_ENVIRONMENT.to_owned(),
                 flags: args.flags.clone(),
+                ramps: args.ramps.clone(),
                 sdk_keys: Vec::new(),
             }],
             (Some(_), false) => {
@@ -364,13 +369,11 @@ fn environment_config(
     if file.flags.is_empty() {
         return Err(ConfigError::Invalid(format!("environment '{name}': flags must list at least one file or glob")));
     }
-    let flags = file
-        .flags
-        .into_iter()
-        .map(|pattern| {
-            if Path::new(&pattern).is_absolute() { pattern } else { base.join(pattern).to_string_lossy().into_owned() }
-        })
-        .collect();
+    let resolve = |pattern: String| {
+        if Path::new(&pattern).is_absolute() { pattern } else { base.join(pattern).to_string_lossy().into_owned() }
+    };
+    let flags = file.flags.into_iter().map(resolve).collect();
+    let ramps = file.ramps.into_iter().map(resolve).collect();
     let mut sdk_keys = Vec::new();
     for source in file.sdk_keys {
         let digest = match source {
@@ -392,7 +395,7 @@ fn environment_config(
         };
         sdk_keys.push(digest);
     }
-    Ok(EnvironmentConfig { name, flags, sdk_keys })
+    Ok(EnvironmentConfig { name, flags, ramps, sdk_keys })
 }
 
 fn key_digest(key: &str, environment: &str) -> Result<KeyDigest, ConfigError> {

@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
+use rampart_engine::ramp::{self, Exposure};
 use rampart_engine::{Flag, FlagSet, FlagState, LoadError, LoadErrors, Source};
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -102,6 +103,9 @@ pub struct Inputs {
     pub api: Arc<BTreeMap<String, Arc<FlagRecord>>>,
     api_flags: Arc<BTreeMap<String, Arc<Flag>>>,
     pub overrides: Arc<BTreeMap<String, StateOverride>>,
+    /// Ramp exposures by flag key, set by the ramp controller from persisted
+    /// runs only.
+    pub exposures: Arc<BTreeMap<String, Exposure>>,
 }
 
 impl Inputs {
@@ -117,6 +121,7 @@ impl Inputs {
             api: Arc::default(),
             api_flags: Arc::default(),
             overrides: Arc::new(overrides),
+            exposures: Arc::default(),
         };
         inputs.set_files(files)?;
         for (key, record) in api {
@@ -164,6 +169,10 @@ impl Inputs {
     /// both.
     pub fn compose(&self) -> Result<Built, LoadErrors> {
         let all = self.file_flags.shared().cloned().chain(self.api_flags.values().cloned());
+        let all = all.map(|flag| match self.exposures.get(flag.key()) {
+            Some(exposure) => ramped(&flag, exposure),
+            None => flag,
+        });
         let mut flags = FlagSet::from_flags(all, self.file_flags.metadata().clone())?;
         let mut file_states = BTreeMap::new();
         for (key, state_override) in self.overrides.iter() {
@@ -174,6 +183,28 @@ impl Inputs {
             }
         }
         Ok(Built { flags, file_states })
+    }
+}
+
+/// The flag with a ramp's exposure compiled into its targeting (flagd
+/// JsonLogic, see `rampart_engine::ramp`). A ramp whose variants the flag
+/// no longer has leaves the flag as it is.
+fn ramped(flag: &Arc<Flag>, exposure: &Exposure) -> Arc<Flag> {
+    let has = |name: &str| flag.variants().any(|(variant, _)| variant == name);
+    if exposure.basis_points == 0 || !has(&exposure.treatment) || !has(&exposure.control) {
+        return flag.clone();
+    }
+    let mut definition = ramp::ramped_definition(flag.key(), flag.definition(), exposure);
+    if let Some(fields) = definition.as_object_mut() {
+        fields.insert("metadata".into(), Value::Object(flag.metadata().clone()));
+    }
+    let text = serde_json::json!({ "flags": { flag.key(): definition } }).to_string();
+    match FlagSet::load(&[Source::json(flag.source(), &text)]) {
+        Ok(set) => set.shared().next().cloned().unwrap_or_else(|| flag.clone()),
+        Err(errors) => {
+            tracing::error!(flag = flag.key(), %errors, "cannot compile the ramped flag; serving it unramped");
+            flag.clone()
+        }
     }
 }
 
@@ -261,6 +292,31 @@ impl Environment {
             self.publish(built, &inputs);
         }
         Ok(result)
+    }
+
+    /// Sets (or, with `None`, clears) a ramp's exposure of one flag and
+    /// publishes the result. Returns the new version, or `None` when nothing changed.
+    pub async fn set_exposure(&self, flag: &str, exposure: Option<Exposure>) -> Result<Option<u64>, LoadErrors> {
+        let mut inputs = self.inputs.lock().await;
+        if inputs.exposures.get(flag) == exposure.as_ref() {
+            return Ok(None);
+        }
+        let mut candidate = inputs.clone();
+        let exposures = Arc::make_mut(&mut candidate.exposures);
+        match exposure {
+            Some(exposure) => exposures.insert(flag.to_owned(), exposure),
+            None => exposures.remove(flag),
+        };
+        let built = candidate.compose()?;
+        *inputs = candidate;
+        Ok(Some(self.publish(built, &inputs)))
+    }
+
+    /// The flag as its files and the admin API define it, without any ramp
+    /// exposure: what ramps are validated against.
+    pub async fn unramped_flag(&self, key: &str) -> Option<Arc<Flag>> {
+        let inputs = self.inputs.lock().await;
+        inputs.file_flags.shared().find(|f| f.key() == key).or_else(|| inputs.api_flags.get(key)).cloned()
     }
 
     fn publish(&self, built: Built, inputs: &Inputs) -> u64 {

@@ -57,6 +57,8 @@ use crate::store::{Store, StoreError};
 pub enum StartupError {
     #[error("invalid flag files")]
     Flags(Vec<(String, LoadErrors)>),
+    #[error("invalid ramp files")]
+    Ramps(Vec<(String, LoadErrors)>),
     #[error("{0}")]
     Store(StoreError),
     #[error("cannot bind {addr}: {source}")]
@@ -83,6 +85,9 @@ impl Server {
         let stored = store.load().await.map_err(StartupError::Store)?;
         let environments = Arc::new(Environments::load(&config, stored).map_err(StartupError::Flags)?);
         let metrics = Arc::new(Metrics::new(environments.iter().map(|e| e.name.as_str())));
+        let ramps = ramp::controller::Controller::load(&config, store.clone(), environments.clone(), metrics.clone())
+            .await
+            .map_err(StartupError::Ramps)?;
         for environment in environments.iter() {
             let snapshot = environment.snapshot();
             metrics.serving(&environment.name, snapshot.version, snapshot.flags.len());
@@ -92,6 +97,7 @@ impl Server {
             environments,
             metrics,
             store,
+            ramps,
             admin,
             max_body_bytes: config.max_body_bytes,
             max_api_flags: config.max_api_flags,
@@ -175,11 +181,14 @@ impl BoundServer {
         let grpc_state = grpc::GrpcState {
             environments: state.environments.clone(),
             metrics: state.metrics.clone(),
+            store: state.store.clone(),
+            ramps: state.ramps.clone(),
             shutdown: shutdown.clone(),
             heartbeat: config.heartbeat,
         };
         let grpc_thread = grpc::spawn(grpc_state, grpc, sync)?;
-        let watcher = watch::Watcher::start(state.environments.clone(), state.metrics.clone());
+        let watcher = watch::Watcher::start(state.environments.clone(), state.metrics.clone(), state.ramps.clone());
+        let controller = tokio::spawn(state.ramps.clone().run(shutdown.clone()));
         let watcher = tokio::spawn(watcher.run(shutdown.clone()));
         let environments: Vec<String> = state.environments.iter().map(|e| e.name.clone()).collect();
         tracing::info!(
@@ -206,6 +215,7 @@ impl BoundServer {
         let (http_result, admin_result) = tokio::join!(http_server, admin_server);
         stopper.abort();
         let _ = watcher.await;
+        let _ = controller.await;
         let grpc_result = tokio::task::spawn_blocking(move || grpc_thread.join())
             .await
             .map_err(std::io::Error::other)?

@@ -39,13 +39,13 @@ fn serve(args: rampart_server::cli::ServeArgs) -> ExitCode {
         let signals = rampart_server::cancel_on_signal(shutdown.clone());
         let bound = match Server::new(config).await.and_then(Server::bind) {
             Ok(bound) => bound,
-            Err(StartupError::Flags(failures)) => {
+            Err(StartupError::Flags(failures) | StartupError::Ramps(failures)) => {
                 for (environment, errors) in failures {
                     for error in errors.iter() {
                         eprintln!("rampart: environment '{environment}': {error}");
                     }
                 }
-                eprintln!("rampart: invalid configuration: the flag files above are invalid; nothing was started");
+                eprintln!("rampart: invalid configuration: the files above are invalid; nothing was started");
                 return ExitCode::from(EXIT_CONFIG);
             }
             Err(error) => {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use rampart_engine::Reason;
 
@@ -21,6 +21,10 @@ pub struct Metrics {
     pub config_version: IntGaugeVec,
     pub config_flags: IntGaugeVec,
     pub config_last_reload_ok: IntGaugeVec,
+    pub ramp_percent: GaugeVec,
+    pub ramp_state: IntGaugeVec,
+    pub ramp_transitions: IntCounterVec,
+    pub outcomes: IntCounterVec,
 }
 
 impl Metrics {
@@ -54,6 +58,26 @@ impl Metrics {
             &["environment"],
         )
         .expect("valid metric");
+        let ramp_percent = GaugeVec::new(
+            Opts::new("ramp_percent", "Current exposure of each ramp's treatment, in percent"),
+            &["environment", "ramp"],
+        )
+        .expect("valid metric");
+        let ramp_state = IntGaugeVec::new(
+            Opts::new("ramp_state", "1 for the state each ramp is in, 0 for the others"),
+            &["environment", "ramp", "state"],
+        )
+        .expect("valid metric");
+        let ramp_transitions = IntCounterVec::new(
+            Opts::new("ramp_transitions_total", "Ramp transitions, by event and reason"),
+            &["environment", "ramp", "event", "reason"],
+        )
+        .expect("valid metric");
+        let outcomes = IntCounterVec::new(
+            Opts::new("outcomes_total", "Outcome reports received for ramped flags, by result (ok, error, ignored)"),
+            &["environment", "result"],
+        )
+        .expect("valid metric");
         let build = IntGauge::with_opts(
             Opts::new("build_info", "Build information").const_label("version", env!("CARGO_PKG_VERSION")),
         )
@@ -66,6 +90,10 @@ impl Metrics {
             Box::new(config_version.clone()),
             Box::new(config_flags.clone()),
             Box::new(config_last_reload_ok.clone()),
+            Box::new(ramp_percent.clone()),
+            Box::new(ramp_state.clone()),
+            Box::new(ramp_transitions.clone()),
+            Box::new(outcomes.clone()),
             Box::new(build),
         ] {
             registry.register(collector).expect("metrics are registered once");
@@ -86,6 +114,18 @@ impl Metrics {
             config_version,
             config_flags,
             config_last_reload_ok,
+            ramp_percent,
+            ramp_state,
+            ramp_transitions,
+            outcomes,
+        }
+    }
+
+    /// A ramp's current state and exposure.
+    pub fn ramp(&self, environment: &str, ramp: &str, state: &str, percent: f64) {
+        self.ramp_percent.with_label_values(&[environment, ramp]).set(percent);
+        for name in crate::ramp::decide::Status::NAMES {
+            self.ramp_state.with_label_values(&[environment, ramp, name]).set(i64::from(name == state));
         }
     }
 

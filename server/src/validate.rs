@@ -1,24 +1,80 @@
-//! `rampart validate FILE…`: the server's own loader, run once.
+//! `rampart validate FILE…`: the server's own loaders, run once. Flag files
+//! are compiled as one set; ramp files (`kind: Ramp`) are checked on their
+//! own and against the flags given with them.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
+use rampart_engine::{FlagSet, LoadError, Source};
+
 use crate::loader;
+use crate::ramp::{files, spec};
+
+/// Whether a file is a ramp file: it says `kind: Ramp` at the top level.
+fn is_ramp(text: &str) -> bool {
+    text.lines().any(|line| line.trim_end() == "kind: Ramp" || line.trim_end() == "kind: \"Ramp\"")
+}
 
 /// Prints one line per problem and returns 1 when any file is invalid;
-/// prints a summary and returns 0 otherwise.
+/// prints a summary (and any warnings) and returns 0 otherwise.
 #[allow(clippy::print_stdout)] // a command's report
 pub fn run(patterns: &[String]) -> ExitCode {
-    match loader::load(patterns) {
-        Ok(loaded) => {
-            println!("ok: {} flags in {} files", loaded.flags.len(), loaded.files.len());
-            ExitCode::SUCCESS
+    let mut errors: Vec<LoadError> = Vec::new();
+    let read = match loader::read(patterns) {
+        Ok(read) => read,
+        Err(problems) => return report(problems.0),
+    };
+    let (ramp_files, flag_files): (Vec<_>, Vec<_>) = read.files.iter().partition(|f| is_ramp(&f.text));
+    let sources: Vec<Source<'_>> = flag_files.iter().map(|f| Source::from_path(&f.name, &f.text)).collect();
+    let flags = match FlagSet::load(&sources) {
+        Ok(flags) => flags,
+        Err(problems) => {
+            errors.extend(problems.0);
+            FlagSet::default()
         }
-        Err(errors) => {
-            for error in errors.iter() {
-                eprintln!("{error}");
-            }
-            eprintln!("{} problem{} found", errors.len(), if errors.len() == 1 { "" } else { "s" });
-            ExitCode::from(1)
+    };
+    let mut by_environment: BTreeMap<String, Vec<spec::RampSpec>> = BTreeMap::new();
+    for file in &ramp_files {
+        match spec::parse(&file.name, &file.text) {
+            Ok(spec) => by_environment.entry(spec.environment.clone().unwrap_or_default()).or_default().push(spec),
+            Err(problems) => errors.extend(problems),
         }
     }
+    let mut ramps = 0;
+    let mut warnings = Vec::new();
+    for (environment, specs) in by_environment {
+        let lookup = |key: &str| flags.shared().find(|f| f.key() == key).cloned();
+        match files::bind(specs, &environment, lookup) {
+            Ok(bound) => {
+                ramps += bound.len();
+                for ramp in &bound {
+                    warnings.extend(
+                        spec::warnings(&ramp.spec).into_iter().map(|w| format!("{}: warning: {w}", ramp.spec.file)),
+                    );
+                }
+            }
+            Err(problems) => errors.extend(problems.0),
+        }
+    }
+    if !errors.is_empty() {
+        return report(errors);
+    }
+    for warning in warnings {
+        println!("{warning}");
+    }
+    let ramps = match ramps {
+        0 => String::new(),
+        1 => ", 1 ramp".to_owned(),
+        n => format!(", {n} ramps"),
+    };
+    println!("ok: {} flags in {} files{ramps}", flags.len(), flag_files.len());
+    ExitCode::SUCCESS
+}
+
+fn report(errors: Vec<LoadError>) -> ExitCode {
+    for error in &errors {
+        eprintln!("{error}");
+    }
+    eprintln!("{} problem{} found", errors.len(), if errors.len() == 1 { "" } else { "s" });
+    ExitCode::from(1)
 }

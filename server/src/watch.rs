@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::environment::{Environments, Reload};
 use crate::loader;
 use crate::metrics::Metrics;
+use crate::ramp::controller::Controller;
 
 /// Quiet period after the last file event before reloading: long enough to
 /// cover an editor's write-and-rename or a `git checkout`.
@@ -29,6 +30,7 @@ const DEBOUNCE: Duration = Duration::from_millis(150);
 pub struct Watcher {
     environments: Arc<Environments>,
     metrics: Arc<Metrics>,
+    ramps: Arc<Controller>,
     changed: mpsc::Receiver<()>,
     _debouncer: Option<Debouncer<RecommendedWatcher, RecommendedCache>>,
 }
@@ -43,7 +45,7 @@ impl Watcher {
     /// Registers the watches now, before the server announces itself, so
     /// no edit made after start-up can be missed; a first reload pass then
     /// catches edits made between the initial load and the watches.
-    pub fn start(environments: Arc<Environments>, metrics: Arc<Metrics>) -> Watcher {
+    pub fn start(environments: Arc<Environments>, metrics: Arc<Metrics>, ramps: Arc<Controller>) -> Watcher {
         let (events, changed) = mpsc::channel::<()>(1);
         let initial = events.clone();
         let debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| match result {
@@ -56,7 +58,7 @@ impl Watcher {
         });
         let debouncer = match debouncer {
             Ok(mut debouncer) => {
-                for (root, recursive) in watch_roots(&environments) {
+                for (root, recursive) in watch_roots(&environments, &ramps) {
                     let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
                     match debouncer.watch(&root, mode) {
                         Ok(()) => tracing::debug!(root = %root.display(), recursive, "watching flag files"),
@@ -74,7 +76,7 @@ impl Watcher {
             }
         };
         let _ = initial.try_send(());
-        Watcher { environments, metrics, changed, _debouncer: debouncer }
+        Watcher { environments, metrics, ramps, changed, _debouncer: debouncer }
     }
 
     /// Reloads on every change until `shutdown`.
@@ -82,7 +84,11 @@ impl Watcher {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(()) = self.changed.recv() => reload_all(&self.environments, &self.metrics).await,
+                Some(()) = self.changed.recv() => {
+                    reload_all(&self.environments, &self.metrics).await;
+                    // Ramps are checked against the flags just reloaded.
+                    self.ramps.reload().await;
+                }
             }
         }
     }
@@ -118,10 +124,10 @@ pub async fn reload_all(environments: &Environments, metrics: &Metrics) {
 }
 
 /// Directories to watch, each once, recursive if any pattern needs it.
-fn watch_roots(environments: &Environments) -> Vec<(PathBuf, bool)> {
+fn watch_roots(environments: &Environments, ramps: &Controller) -> Vec<(PathBuf, bool)> {
     let mut roots: BTreeMap<PathBuf, bool> = BTreeMap::new();
     for environment in environments.iter() {
-        for pattern in &environment.flag_patterns {
+        for pattern in environment.flag_patterns.iter().chain(ramps.patterns(&environment.name)) {
             let (root, recursive) = loader::watch_root(pattern);
             *roots.entry(root).or_default() |= recursive;
         }

@@ -34,6 +34,33 @@ fn validate_accepts_good_files() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "ok: 2 flags in 2 files\n");
 }
 
+const RAMP: &str = "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata:\n  name: a-ramp\nspec:\n  flag: a\n  treatment: \"off\"\n  steps:\n    - { percent: 5, hold: 1h }\n    - { percent: 50, hold: 1h }\n    - { percent: 100, hold: 1h }\n  guard:\n    absolute: { maxErrorRate: 2% }\n";
+
+#[test]
+fn validate_checks_ramp_files_against_their_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("good.json"), GOOD).unwrap();
+    std::fs::write(dir.path().join("ramp.yaml"), RAMP).unwrap();
+    let output = rampart(&["validate", "good.json", "ramp.yaml"], dir.path());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "ok: 1 flags in 1 files, 1 ramp\n");
+
+    // An unknown variant, and percents that go down: file, line, reason.
+    let bad = RAMP.replace("treatment: \"off\"", "treatment: \"blue\"").replace("percent: 50", "percent: 2");
+    std::fs::write(dir.path().join("ramp.yaml"), bad).unwrap();
+    let output = rampart(&["validate", "good.json", "ramp.yaml"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let errors = stderr(&output);
+    assert!(errors.contains("ramp.yaml:10") && errors.contains("strictly increasing"), "{errors}");
+    let bad = RAMP.replace("treatment: \"off\"", "treatment: \"blue\"");
+    std::fs::write(dir.path().join("ramp.yaml"), bad).unwrap();
+    let errors = stderr(&rampart(&["validate", "good.json", "ramp.yaml"], dir.path()));
+    assert!(
+        errors.contains("ramp.yaml") && errors.contains("treatment 'blue' is not a variant of flag 'a'"),
+        "{errors}"
+    );
+}
+
 #[test]
 fn validate_reports_one_line_per_problem() {
     let dir = tempfile::tempdir().unwrap();

@@ -32,6 +32,8 @@ use crate::metrics::Metrics;
 pub(crate) struct GrpcState {
     pub(crate) environments: Arc<Environments>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) store: Arc<dyn crate::store::Store>,
+    pub(crate) ramps: Arc<crate::ramp::controller::Controller>,
     pub(crate) shutdown: CancellationToken,
     /// How often streams send keep-alives (flagd: 20 s).
     pub(crate) heartbeat: Duration,

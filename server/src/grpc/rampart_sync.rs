@@ -8,7 +8,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use rampart_proto::rampart::v1::flag_sync_server::FlagSync;
-use rampart_proto::rampart::v1::{Delta, Heartbeat, Reconnect, Snapshot, SubscribeRequest, SyncEvent, sync_event};
+use rampart_proto::rampart::v1::{
+    Delta, Heartbeat, OutcomeBatch, OutcomeReply, Reconnect, Snapshot, SubscribeRequest, SyncEvent, sync_event,
+};
 use tokio::sync::broadcast;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -87,6 +89,29 @@ impl Subscription {
 #[tonic::async_trait]
 impl FlagSync for RampartSync {
     type SubscribeStream = EventStream;
+
+    async fn report_outcomes(&self, request: Request<OutcomeBatch>) -> Result<Response<OutcomeReply>, Status> {
+        let (metadata, _, batch) = request.into_parts();
+        let environment = self.state.environment(&metadata, None)?;
+        let reports: Vec<crate::ramp::outcomes::Report> = batch
+            .outcomes
+            .into_iter()
+            .map(|o| crate::ramp::outcomes::Report {
+                flag: o.flag,
+                variant: o.variant,
+                ok: o.ok,
+                error: o.error,
+                targeting_key: Some(o.targeting_key).filter(|k| !k.is_empty()),
+            })
+            .collect();
+        crate::ramp::outcomes::check(&reports).map_err(Status::invalid_argument)?;
+        let state = &self.state;
+        let (accepted, ignored) =
+            crate::ramp::outcomes::record(&*state.store, &state.ramps, &state.metrics, &environment.name, &reports)
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(OutcomeReply { accepted: accepted as u64, ignored: ignored as u64 }))
+    }
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<EventStream>, Status> {
         let (metadata, _, body) = request.into_parts();

@@ -44,6 +44,11 @@ impl ApiError {
         self
     }
 
+    pub(crate) fn with_allow(mut self, allow: &'static str) -> ApiError {
+        self.allow = Some(allow);
+        self
+    }
+
     pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
     }

@@ -11,6 +11,7 @@ mod body;
 mod error;
 mod ofrep;
 mod ops;
+mod outcomes;
 mod sse;
 
 pub(crate) use auth::AdminAccess;
@@ -34,6 +35,7 @@ pub(crate) struct AppState {
     pub(crate) environments: Arc<Environments>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) ramps: Arc<crate::ramp::controller::Controller>,
     pub(crate) admin: Arc<AdminAccess>,
     pub(crate) max_body_bytes: usize,
     pub(crate) max_api_flags: usize,
@@ -47,6 +49,7 @@ pub(crate) struct AppState {
 pub(crate) fn configure_http(config: &mut web::ServiceConfig) {
     ofrep::configure(config);
     sse::configure(config);
+    outcomes::configure(config);
 }
 
 /// Routes of the operator listener.

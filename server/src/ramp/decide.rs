@@ -119,6 +119,10 @@ pub struct Run {
     pub basis_points: u32,
     /// Unix milliseconds; the hold is wall time since then.
     pub step_started_at: u64,
+    /// When the step timeout started counting: the step start, or the
+    /// last `resume` (a resumed ramp gets a full timeout again).
+    #[serde(default)]
+    pub timeout_from: u64,
     pub started_at: u64,
     pub updated_at: u64,
     /// Consecutive checks without a usable observation.
@@ -140,6 +144,7 @@ impl Run {
             step: 0,
             basis_points: 0,
             step_started_at: now,
+            timeout_from: now,
             started_at: now,
             updated_at: now,
             failed_checks: 0,
@@ -335,6 +340,7 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
             Command::Resume { by } if paused => {
                 decision.run.status = Status::Ramping;
                 decision.run.failed_checks = 0;
+                decision.run.timeout_from = now;
                 decision.events.push(event("resumed", None, by));
                 Ok(())
             }
@@ -375,7 +381,7 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
     match blocking(&decision.evidence, spec, run, now) {
         None => advance(&mut decision, spec, now, CONTROLLER),
         Some(blocked) => {
-            let step_age = elapsed(now, run.step_started_at);
+            let step_age = elapsed(now, run.step_started_at.max(run.timeout_from));
             if step_age >= spec.policy.step_timeout.as_millis() as u64 {
                 match spec.policy.on_step_timeout {
                     Action::Pause => pause(&mut decision, PauseReason::StepTimeout, CONTROLLER),
@@ -424,6 +430,7 @@ fn enter_step(run: &mut Run, spec: &RampSpec, step: usize, now: u64) {
     run.step = step;
     run.basis_points = spec.steps.get(step).map_or(FULL, |s| s.basis_points);
     run.step_started_at = now;
+    run.timeout_from = now;
     run.failed_checks = 0;
     run.status = Status::Ramping;
 }
@@ -529,7 +536,7 @@ fn evidence(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, ful
         treatment_rate: rate(treatment),
         control_rate: rate(control),
         lambda: sprt.as_ref().map(|s| s.lambda),
-        lambda_threshold: has_control.then(|| 1.0 / alpha),
+        lambda_threshold: has_control.then(|| ((1.0 / alpha) * 1e6).round() / 1e6),
         ceiling_lower: (treatment.exposures > 0 && (full || guard.max_error_rate.is_some()))
             .then(|| stats::clopper_pearson(treatment.errors, treatment.exposures, guard.absolute_confidence).lower),
         ratio_estimate: match (rate(treatment), rate(control)) {

@@ -5,6 +5,9 @@
 //! - [`stats`]: exact binomial bounds and the always-valid mixture SPRT.
 //! - [`decide`]: the controller's tick as a pure function.
 
+pub mod controller;
 pub mod decide;
+pub mod files;
+pub mod outcomes;
 pub mod spec;
 pub mod stats;

@@ -13,9 +13,10 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    AuditEntry, AuditQuery, ChangeKind, Commit, EnvironmentState, Expect, FlagRecord, FlagVersion, StateOverride,
-    Store, StoreError,
+    AuditEntry, AuditQuery, ChangeKind, Commit, ContextOutcome, EnvironmentState, Expect, FlagRecord, FlagVersion,
+    OutcomeCount, RampDecisionRecord, RampWrite, StateOverride, Store, StoreError, StoredRun,
 };
+use crate::ramp::decide::Run;
 
 /// (environment, flag) → FlagRecord
 const FLAGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("flags");
@@ -25,6 +26,14 @@ const VERSIONS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new
 const OVERRIDES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("overrides");
 /// sequence → AuditEntry
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// (environment, ramp) → Run
+const RAMPS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("ramps");
+/// (environment, ramp, index) → RampDecisionRecord
+const RAMP_DECISIONS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("ramp_decisions");
+/// (environment, flag, second, variant) → (ok, error) as two little-endian u64
+const OUTCOMES: TableDefinition<(&str, &str, u64, &str), &[u8]> = TableDefinition::new("outcomes");
+/// (environment, flag, second, variant, context hash) → 1 if any outcome errored
+const CONTEXT_OUTCOMES: TableDefinition<(&str, &str, u64, &str, u64), u8> = TableDefinition::new("context_outcomes");
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
@@ -57,6 +66,10 @@ impl EmbeddedStore {
             txn.open_table(VERSIONS).map_err(unavailable)?;
             txn.open_table(OVERRIDES).map_err(unavailable)?;
             txn.open_table(AUDIT).map_err(unavailable)?;
+            txn.open_table(RAMPS).map_err(unavailable)?;
+            txn.open_table(RAMP_DECISIONS).map_err(unavailable)?;
+            txn.open_table(OUTCOMES).map_err(unavailable)?;
+            txn.open_table(CONTEXT_OUTCOMES).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db) })
@@ -213,8 +226,231 @@ fn audit(db: &Database, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreErro
     Ok(out)
 }
 
+fn ramp_runs(db: &Database) -> Result<Vec<StoredRun>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let table = txn.open_table(RAMPS).map_err(unavailable)?;
+    let mut runs = Vec::new();
+    for entry in table.iter().map_err(unavailable)? {
+        let (key, value) = entry.map_err(unavailable)?;
+        let (environment, ramp) = key.value();
+        runs.push(StoredRun { environment: environment.into(), ramp: ramp.into(), run: decode(value.value())? });
+    }
+    Ok(runs)
+}
+
+fn write_ramp(db: &Database, write: RampWrite) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    {
+        let key = (write.environment.as_str(), write.ramp.as_str());
+        let mut ramps = txn.open_table(RAMPS).map_err(unavailable)?;
+        let current: Option<Run> = ramps.get(key).map_err(unavailable)?.map(|v| decode(v.value())).transpose()?;
+        let found = current.as_ref().map(|run| (run.run_id.clone(), run.seq));
+        if found != write.expect {
+            let describe = |v: &Option<(String, u64)>| match v {
+                Some((run, seq)) => format!("run {run} at seq {seq}"),
+                None => "no run".into(),
+            };
+            return Err(StoreError::Conflict {
+                environment: write.environment.clone(),
+                flag: format!("ramp {}", write.ramp),
+                expected: describe(&write.expect),
+                found: describe(&found),
+            });
+        }
+        ramps.insert(key, encode(&write.run).as_slice()).map_err(unavailable)?;
+        if let Some(record) = &write.record {
+            let mut decisions = txn.open_table(RAMP_DECISIONS).map_err(unavailable)?;
+            let last = decisions
+                .range((key.0, key.1, 0)..=(key.0, key.1, u64::MAX))
+                .map_err(unavailable)?
+                .next_back()
+                .transpose()
+                .map_err(unavailable)?
+                .map_or(0, |(k, _)| k.value().2);
+            decisions.insert((key.0, key.1, last + 1), encode(record).as_slice()).map_err(unavailable)?;
+        }
+        let mut audit = txn.open_table(AUDIT).map_err(unavailable)?;
+        let mut seq = audit.last().map_err(unavailable)?.map(|(k, _)| k.value()).unwrap_or(0);
+        for (actor, action, changes) in &write.audit {
+            seq += 1;
+            let entry = AuditEntry {
+                seq,
+                at: write.run.updated_at,
+                actor: actor.clone(),
+                environment: write.environment.clone(),
+                flag: write.run.flag.clone(),
+                action: action.clone(),
+                version: None,
+                changes: changes.clone(),
+            };
+            audit.insert(seq, encode(&entry).as_slice()).map_err(unavailable)?;
+        }
+    }
+    txn.commit().map_err(unavailable)
+}
+
+fn ramp_history(
+    db: &Database,
+    environment: &str,
+    ramp: &str,
+    limit: usize,
+) -> Result<Vec<RampDecisionRecord>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let table = txn.open_table(RAMP_DECISIONS).map_err(unavailable)?;
+    let range = table.range((environment, ramp, 0)..=(environment, ramp, u64::MAX)).map_err(unavailable)?;
+    let mut records = range
+        .rev()
+        .take(limit)
+        .map(|entry| decode(entry.map_err(unavailable)?.1.value()))
+        .collect::<Result<Vec<RampDecisionRecord>, _>>()?;
+    records.reverse();
+    Ok(records)
+}
+
+fn counts_of(bytes: &[u8]) -> (u64, u64) {
+    let read = |range: std::ops::Range<usize>| {
+        bytes.get(range).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0)
+    };
+    (read(0..8), read(8..16))
+}
+
+fn record_outcomes(
+    db: &Database,
+    environment: &str,
+    counts: &[OutcomeCount],
+    contexts: &[ContextOutcome],
+) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    {
+        let mut table = txn.open_table(OUTCOMES).map_err(unavailable)?;
+        for count in counts {
+            let key = (environment, count.flag.as_str(), count.second, count.variant.as_str());
+            let (ok, error) = table.get(key).map_err(unavailable)?.map_or((0, 0), |v| counts_of(v.value()));
+            let mut value = [0u8; 16];
+            value[..8].copy_from_slice(&(ok + count.ok).to_le_bytes());
+            value[8..].copy_from_slice(&(error + count.error).to_le_bytes());
+            table.insert(key, value.as_slice()).map_err(unavailable)?;
+        }
+        let mut table = txn.open_table(CONTEXT_OUTCOMES).map_err(unavailable)?;
+        for outcome in contexts {
+            let key = (environment, outcome.flag.as_str(), outcome.second, outcome.variant.as_str(), outcome.context);
+            let errored = table.get(key).map_err(unavailable)?.is_some_and(|v| v.value() == 1);
+            table.insert(key, u8::from(errored || outcome.error)).map_err(unavailable)?;
+        }
+    }
+    txn.commit().map_err(unavailable)
+}
+
+fn outcomes(db: &Database, environment: &str, flag: &str, from: u64, to: u64) -> Result<Vec<OutcomeCount>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let table = txn.open_table(OUTCOMES).map_err(unavailable)?;
+    let mut out = Vec::new();
+    for entry in table.range((environment, flag, from, "")..(environment, flag, to, "")).map_err(unavailable)? {
+        let (key, value) = entry.map_err(unavailable)?;
+        let (_, flag, second, variant) = key.value();
+        let (ok, error) = counts_of(value.value());
+        out.push(OutcomeCount { flag: flag.into(), variant: variant.into(), second, ok, error });
+    }
+    Ok(out)
+}
+
+fn context_outcomes(
+    db: &Database,
+    environment: &str,
+    flag: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<ContextOutcome>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let table = txn.open_table(CONTEXT_OUTCOMES).map_err(unavailable)?;
+    let mut out = Vec::new();
+    let range = table.range((environment, flag, from, "", 0)..(environment, flag, to, "", 0)).map_err(unavailable)?;
+    for entry in range {
+        let (key, value) = entry.map_err(unavailable)?;
+        let (_, flag, second, variant, context) = key.value();
+        out.push(ContextOutcome {
+            flag: flag.into(),
+            variant: variant.into(),
+            second,
+            context,
+            error: value.value() == 1,
+        });
+    }
+    Ok(out)
+}
+
+fn prune_outcomes(db: &Database, environment: &str, flag: &str, before: u64) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    {
+        let mut table = txn.open_table(OUTCOMES).map_err(unavailable)?;
+        table
+            .retain_in((environment, flag, 0, "")..(environment, flag, before, ""), |_, _| false)
+            .map_err(unavailable)?;
+        let mut table = txn.open_table(CONTEXT_OUTCOMES).map_err(unavailable)?;
+        table
+            .retain_in((environment, flag, 0, "", 0)..(environment, flag, before, "", 0), |_, _| false)
+            .map_err(unavailable)?;
+    }
+    txn.commit().map_err(unavailable)
+}
+
 #[async_trait]
 impl Store for EmbeddedStore {
+    async fn ramp_runs(&self) -> Result<Vec<StoredRun>, StoreError> {
+        self.blocking(ramp_runs).await
+    }
+
+    async fn write_ramp(&self, write: RampWrite) -> Result<(), StoreError> {
+        self.blocking(move |db| write_ramp(db, write)).await
+    }
+
+    async fn ramp_history(
+        &self,
+        environment: &str,
+        ramp: &str,
+        limit: usize,
+    ) -> Result<Vec<RampDecisionRecord>, StoreError> {
+        let (environment, ramp) = (environment.to_owned(), ramp.to_owned());
+        self.blocking(move |db| ramp_history(db, &environment, &ramp, limit)).await
+    }
+
+    async fn record_outcomes(
+        &self,
+        environment: &str,
+        counts: Vec<OutcomeCount>,
+        contexts: Vec<ContextOutcome>,
+    ) -> Result<(), StoreError> {
+        let environment = environment.to_owned();
+        self.blocking(move |db| record_outcomes(db, &environment, &counts, &contexts)).await
+    }
+
+    async fn outcomes(
+        &self,
+        environment: &str,
+        flag: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<OutcomeCount>, StoreError> {
+        let (environment, flag) = (environment.to_owned(), flag.to_owned());
+        self.blocking(move |db| outcomes(db, &environment, &flag, from, to)).await
+    }
+
+    async fn context_outcomes(
+        &self,
+        environment: &str,
+        flag: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<ContextOutcome>, StoreError> {
+        let (environment, flag) = (environment.to_owned(), flag.to_owned());
+        self.blocking(move |db| context_outcomes(db, &environment, &flag, from, to)).await
+    }
+
+    async fn prune_outcomes(&self, environment: &str, flag: &str, before: u64) -> Result<(), StoreError> {
+        let (environment, flag) = (environment.to_owned(), flag.to_owned());
+        self.blocking(move |db| prune_outcomes(db, &environment, &flag, before)).await
+    }
+
     async fn load(&self) -> Result<BTreeMap<String, EnvironmentState>, StoreError> {
         self.blocking(load).await
     }

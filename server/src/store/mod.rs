@@ -9,6 +9,9 @@
 //! versions and audit entries, and durable when `commit` returns.
 
 pub mod embedded;
+mod ramps;
+
+pub use ramps::{ContextOutcome, OutcomeCount, RampDecisionRecord, RampWrite, StoredRun};
 
 use std::collections::BTreeMap;
 
@@ -150,4 +153,49 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Audit entries matching the query, in order, at most `limit`.
     async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Every persisted ramp run.
+    async fn ramp_runs(&self) -> Result<Vec<StoredRun>, StoreError>;
+
+    /// Writes a ramp run with compare-and-set on `(run id, seq)`, together
+    /// with its decision record and audit entries, atomically.
+    async fn write_ramp(&self, write: RampWrite) -> Result<(), StoreError>;
+
+    /// A ramp's decision records, newest last, at most `limit`.
+    async fn ramp_history(
+        &self,
+        environment: &str,
+        ramp: &str,
+        limit: usize,
+    ) -> Result<Vec<RampDecisionRecord>, StoreError>;
+
+    /// Adds outcome counts (and per-context outcomes) to their buckets;
+    /// durable when it returns.
+    async fn record_outcomes(
+        &self,
+        environment: &str,
+        counts: Vec<OutcomeCount>,
+        contexts: Vec<ContextOutcome>,
+    ) -> Result<(), StoreError>;
+
+    /// A flag's outcome counts for seconds in `[from, to)`.
+    async fn outcomes(
+        &self,
+        environment: &str,
+        flag: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<OutcomeCount>, StoreError>;
+
+    /// A flag's per-context outcomes for seconds in `[from, to)`.
+    async fn context_outcomes(
+        &self,
+        environment: &str,
+        flag: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<ContextOutcome>, StoreError>;
+
+    /// Drops a flag's outcome buckets older than `before` (seconds).
+    async fn prune_outcomes(&self, environment: &str, flag: &str, before: u64) -> Result<(), StoreError>;
 }

@@ -12,6 +12,7 @@ mod changes;
 mod flags;
 mod history;
 mod promote;
+mod ramps;
 pub(crate) mod views;
 
 use actix_web::http::header::{self, HeaderMap};
@@ -53,6 +54,12 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
             .service(resource("/environments/{environment}/promote", "POST").route(web::post().to(promote::promote)))
             .service(resource("/audit", "GET").route(web::get().to(history::audit)))
             .service(resource("/drift", "GET").route(web::get().to(promote::drift)))
+            .service(resource("/ramps", "GET").route(web::get().to(ramps::list_ramps)))
+            .service(resource("/ramps/{environment}/{name}", "GET").route(web::get().to(ramps::get_ramp)))
+            .service(resource("/ramps/{environment}/{name}/history", "GET").route(web::get().to(ramps::ramp_history)))
+            .service(
+                resource("/ramps/{environment}/{name}/{action}", "POST").route(web::post().to(ramps::ramp_command)),
+            )
             .default_service(web::to(not_found)),
     );
 }

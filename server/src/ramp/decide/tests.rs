@@ -102,6 +102,13 @@ fn no_traffic_holds_and_the_step_timeout_pauses() {
     // Traffic returns: a paused ramp waits for a person.
     let d = decide(&d.run, &spec, &observe(&healthy()), 181 * MINUTE, None);
     assert!(matches!(d.run.status, Status::Paused { .. }));
+    // Resumed, it gets a full timeout again and advances on the step's evidence.
+    let resume = Command::Resume { by: "ops".into() };
+    let resumed = decide(&d.run, &spec, &observe(&[]), 182 * MINUTE, Some(&resume)).run;
+    let d = decide(&resumed, &spec, &observe(&[]), 183 * MINUTE, None);
+    assert_eq!(d.run.status, Status::Holding { reason: HoldReason::NoTraffic });
+    let d = decide(&d.run, &spec, &observe(&healthy()), 184 * MINUTE, None);
+    assert_eq!((d.run.step, d.run.basis_points), (1, 2500));
 }
 
 #[test]

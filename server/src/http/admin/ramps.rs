@@ -1,0 +1,128 @@
+//! Ramps in the admin API: status with evidence, the decision log, and the
+//! operator commands (pause, resume, promote, abort, restart). A command is
+//! applied as an immediate controller tick, so the guards run first: a
+//! regression found in the same check wins over `promote`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Role;
+use crate::http::AppState;
+use crate::http::error::{ApiError, ErrorBody};
+use crate::ramp::controller::{CommandError, RampStatus};
+use crate::ramp::decide::Command;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct RampList {
+    ramps: Vec<RampStatus>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct RampHistory {
+    environment: String,
+    name: String,
+    /// Every decision that changed the ramp's state or reason, oldest first,
+    /// with the counts and statistics behind it.
+    #[schema(value_type = Vec<Object>)]
+    decisions: Vec<crate::store::RampDecisionRecord>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryQuery {
+    /// Most recent decisions to return (default 100, at most 1000).
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/admin/v1/ramps", tag = "ramps",
+    description = "Every ramp of every environment with its state, step, percent and evidence.",
+    responses((status = 200, body = RampList), (status = 401, body = ErrorBody)))]
+pub(crate) async fn list_ramps(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    state.admin.authorize(&request, Role::Read)?;
+    Ok(HttpResponse::Ok().json(RampList { ramps: state.ramps.statuses().await }))
+}
+
+#[utoipa::path(get, path = "/admin/v1/ramps/{environment}/{name}", tag = "ramps",
+    description = "One ramp: state, step, percent, the current evidence and what is missing to advance.",
+    params(("environment" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = RampStatus), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_ramp(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    state.admin.authorize(&request, Role::Read)?;
+    let (environment, name) = path.into_inner();
+    let entry = state.ramps.entry(&environment, &name).ok_or_else(|| not_found(&environment, &name))?;
+    Ok(HttpResponse::Ok().json(state.ramps.status(&entry).await))
+}
+
+#[utoipa::path(get, path = "/admin/v1/ramps/{environment}/{name}/history", tag = "ramps",
+    description = "The ramp's decision log: every change of state or reason with its counts and statistics.",
+    params(("environment" = String, Path), ("name" = String, Path), HistoryQuery),
+    responses((status = 200, body = RampHistory), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub(crate) async fn ramp_history(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    state.admin.authorize(&request, Role::Read)?;
+    let query = web::Query::<HistoryQuery>::from_query(request.query_string())
+        .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > 1000 {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    let (environment, name) = path.into_inner();
+    if state.ramps.entry(&environment, &name).is_none() {
+        return Err(not_found(&environment, &name));
+    }
+    let decisions = state.store.ramp_history(&environment, &name, limit).await?;
+    Ok(HttpResponse::Ok().json(RampHistory { environment, name, decisions }))
+}
+
+#[utoipa::path(post, path = "/admin/v1/ramps/{environment}/{name}/{action}", tag = "ramps",
+    description = "An operator command, applied now as a controller tick (guards first). \
+                   `pause` stops advancing (guards keep running); `resume` continues at the same step; \
+                   `promote` moves to the next step now; `abort` rolls back to 0%; `restart` starts a new \
+                   run of a rolled-back or completed ramp. Every command is in the audit log.",
+    params(("environment" = String, Path), ("name" = String, Path),
+           ("action" = String, Path, description = "pause | resume | promote | abort | restart")),
+    responses((status = 200, body = RampStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn ramp_command(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = state.admin.authorize(&request, Role::Write)?;
+    let (environment, name, action) = path.into_inner();
+    let by = caller.name.clone();
+    let command = match action.as_str() {
+        "pause" => Command::Pause { by },
+        "resume" => Command::Resume { by },
+        "promote" => Command::Promote { by },
+        "abort" => Command::Abort { by },
+        "restart" => Command::Restart { by, run_id: String::new() },
+        other => {
+            return Err(ApiError::not_found(
+                "NOT_FOUND",
+                format!("no ramp command '{other}': use pause, resume, promote, abort or restart"),
+            ));
+        }
+    };
+    match state.ramps.command(&environment, &name, command).await {
+        Ok(status) => Ok(HttpResponse::Ok().json(status)),
+        Err(CommandError::NotFound(environment, name)) => Err(not_found(&environment, &name)),
+        Err(CommandError::Rejected(message)) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "RAMP_COMMAND_REJECTED", message))
+        }
+        Err(CommandError::Store(error)) => Err(error.into()),
+    }
+}
+
+fn not_found(environment: &str, name: &str) -> ApiError {
+    ApiError::not_found("RAMP_NOT_FOUND", format!("no ramp '{name}' in environment '{environment}'"))
+}

@@ -1,0 +1,64 @@
+//! `POST /v1/outcomes` (SDK key): outcome reports for ramps, as
+//! `{"outcomes": [{"flag", "variant", "ok", "error", "targetingKey"?}]}`.
+//! See `ramp::outcomes` for how they are counted.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::body::{self, BodyError};
+use super::error::ApiError;
+use crate::environment::KeyRejection;
+use crate::ramp::outcomes::{self, Report};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    outcomes: Vec<Report>,
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    accepted: usize,
+    ignored: usize,
+}
+
+pub(crate) fn configure(config: &mut web::ServiceConfig) {
+    config.service(web::resource("/v1/outcomes").route(web::post().to(record)).default_service(web::to(|| async {
+        Err::<HttpResponse, _>(
+            ApiError::new(actix_web::http::StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "use POST")
+                .with_allow("POST"),
+        )
+    })));
+}
+
+async fn record(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let key = super::ofrep::sdk_key(request.headers());
+    if key.is_some_and(|key| state.admin.is_token(key)) {
+        return Err(ApiError::forbidden("admin tokens cannot report outcomes: use an SDK key"));
+    }
+    let environment = state.environments.for_key(key).map_err(|rejection| match rejection {
+        KeyRejection::Missing => ApiError::unauthorized(
+            "an SDK key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+        ),
+        KeyRejection::Unknown => ApiError::unauthorized("the SDK key is not valid for any environment"),
+    })?;
+    let bytes = body::read(payload, state.max_body_bytes).await.map_err(|error| match error {
+        BodyError::TooLarge(limit) => ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("the request body is larger than {limit} bytes"),
+        ),
+        BodyError::Read(message) => ApiError::bad_request(format!("cannot read the request body: {message}")),
+    })?;
+    let batch: Batch = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not a valid outcome batch: {e}")))?;
+    outcomes::check(&batch.outcomes).map_err(ApiError::bad_request)?;
+    let (accepted, ignored) =
+        outcomes::record(&*state.store, &state.ramps, &state.metrics, &environment.name, &batch.outcomes).await?;
+    Ok(HttpResponse::Ok().json(Accepted { accepted, ignored }))
+}

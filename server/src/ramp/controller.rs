@@ -1,0 +1,767 @@
+//! The ramp controller at run time: loads ramp files, reconciles them with
+//! the persisted runs, ticks every ramp at its interval, persists each
+//! transition with compare-and-set **before** changing exposure, and applies
+//! operator commands as an immediate tick (so guards run first and a
+//! regression wins over a racing `promote`).
+//!
+//! Each ramp has its own async mutex: a tick, a command and a reload of the
+//! same ramp never interleave.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rampart_engine::ramp::Exposure;
+use rampart_engine::{FlagState, LoadErrors};
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::decide::{self, Command, Evidence, HoldReason, Observation, Run, Status};
+use super::files::{self, Bound};
+use super::spec::{RampSpec, Unit};
+use super::stats::Pair;
+use crate::config::ServerConfig;
+use crate::environment::{Environment, Environments};
+use crate::metrics::Metrics;
+use crate::store::{RampDecisionRecord, RampWrite, Store, StoreError};
+use crate::time::now_millis;
+
+/// How far behind "now" the newest bucket the controller reads ends:
+/// outcome writes are acknowledged only once committed, so after this lag
+/// no more counts can land in a bucket it has read.
+pub const WATERMARK_LAG_MS: u64 = 1500;
+/// How often the loop looks for ramps whose interval has elapsed.
+const POLL: Duration = Duration::from_millis(100);
+
+/// One ramp's live state.
+#[derive(Debug)]
+pub struct Entry {
+    pub environment: String,
+    pub name: String,
+    /// The flag of the current run, readable without waiting for a tick.
+    flag: std::sync::Mutex<String>,
+    state: Mutex<EntryState>,
+}
+
+#[derive(Debug, Clone)]
+struct EntryState {
+    /// The spec in force; edits that may not apply to the running run leave
+    /// the previous one here.
+    spec: Arc<RampSpec>,
+    /// The ramp file is gone: the ramp is frozen at its percent.
+    file_missing: bool,
+    /// A refused edit, reported until the file is fixed or the revision bumped.
+    refused: Option<String>,
+    /// Ramp could not be matched with its file at start-up: frozen.
+    frozen: bool,
+    warnings: Vec<String>,
+    run: Run,
+    last_tick: Option<u64>,
+}
+
+/// Why a command could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("no ramp '{1}' in environment '{0}'")]
+    NotFound(String, String),
+    #[error("{0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A ramp as the admin API shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RampStatus {
+    pub environment: String,
+    pub name: String,
+    pub flag: String,
+    pub file: String,
+    pub run_id: String,
+    pub revision: u64,
+    pub seq: u64,
+    pub state: String,
+    pub reason: Option<String>,
+    /// Who paused or rolled back, when someone did.
+    pub by: Option<String>,
+    /// 1-based step number (0 before the first step).
+    pub step: usize,
+    pub steps: Vec<f64>,
+    pub percent: f64,
+    pub treatment: String,
+    pub control: String,
+    pub salt: String,
+    pub step_started_at: String,
+    /// Seconds of hold left at the current step.
+    pub hold_remaining_seconds: u64,
+    pub failed_checks: u32,
+    pub interval_seconds: f64,
+    /// Set when the ramp file is gone or an edit could not be applied.
+    pub frozen: bool,
+    pub refused_change: Option<String>,
+    pub warnings: Vec<String>,
+    #[schema(value_type = Object)]
+    pub evidence: Option<Evidence>,
+}
+
+#[derive(Debug)]
+pub struct Controller {
+    store: Arc<dyn Store>,
+    environments: Arc<Environments>,
+    metrics: Arc<Metrics>,
+    /// Ramp file patterns per environment.
+    patterns: BTreeMap<String, Vec<String>>,
+    entries: RwLock<BTreeMap<(String, String), Arc<Entry>>>,
+}
+
+fn run_id(now: u64) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let salt = std::process::id().wrapping_mul(2_654_435_761) ^ COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{now:x}-{salt:08x}")
+}
+
+impl Controller {
+    /// Loads every environment's ramp files, reconciles them with the
+    /// persisted runs and applies the persisted exposures. Invalid files
+    /// fail start-up, like invalid flag files.
+    pub async fn load(
+        config: &ServerConfig,
+        store: Arc<dyn Store>,
+        environments: Arc<Environments>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Controller>, Vec<(String, LoadErrors)>> {
+        let patterns: BTreeMap<String, Vec<String>> =
+            config.environments.iter().map(|e| (e.name.clone(), e.ramps.clone())).collect();
+        let controller =
+            Arc::new(Controller { store, environments, metrics, patterns, entries: RwLock::new(BTreeMap::new()) });
+        let mut failures = Vec::new();
+        let mut bound = Vec::new();
+        for environment in controller.environments.iter() {
+            match controller.read(environment).await {
+                Ok(specs) => bound.push((environment.clone(), specs)),
+                Err(errors) => failures.push((environment.name.clone(), errors)),
+            }
+        }
+        if !failures.is_empty() {
+            return Err(failures);
+        }
+        let stored = match controller.store.ramp_runs().await {
+            Ok(stored) => stored,
+            Err(error) => {
+                return Err(vec![(
+                    "<store>".into(),
+                    LoadErrors(vec![rampart_engine::LoadError::new("<store>", error.to_string())]),
+                )]);
+            }
+        };
+        let mut runs: HashMap<(String, String), Run> =
+            stored.into_iter().map(|s| ((s.environment, s.ramp), s.run)).collect();
+        for (environment, specs) in bound {
+            for bound in specs {
+                let key = (environment.name.clone(), bound.spec.name.clone());
+                let stored = runs.remove(&key);
+                if let Err(error) = controller.adopt(&environment, bound, stored).await {
+                    tracing::error!(environment = %environment.name, %error, "cannot start ramp");
+                }
+            }
+        }
+        // Runs whose file is gone stay frozen at their percent.
+        for ((environment, name), run) in runs {
+            let Some(env) = controller.environments.get(&environment).cloned() else { continue };
+            if run.status.is_terminal() && run.basis_points == 0 {
+                continue;
+            }
+            tracing::warn!(%environment, ramp = %name, percent = run.percent(), "ramp file missing: the ramp is frozen at its percent");
+            let spec = Arc::new(placeholder_spec(&name, &run));
+            controller.insert(&env, spec, run, true, None).await;
+        }
+        Ok(controller)
+    }
+
+    async fn read(&self, environment: &Arc<Environment>) -> Result<Vec<Bound>, LoadErrors> {
+        let patterns = self.patterns.get(&environment.name).cloned().unwrap_or_default();
+        let specs = tokio::task::spawn_blocking(move || files::read(&files::expand(&patterns)?))
+            .await
+            .map_err(|e| LoadErrors(vec![rampart_engine::LoadError::new("<ramps>", e.to_string())]))??;
+        let mut flags = BTreeMap::new();
+        for spec in &specs {
+            if let Some(flag) = environment.unramped_flag(&spec.flag).await {
+                flags.insert(spec.flag.clone(), flag);
+            }
+        }
+        files::bind(specs, &environment.name, |key| flags.get(key).cloned())
+    }
+
+    /// Takes a bound spec at start-up (or a new file on reload): continues
+    /// the stored run of the same revision, or starts a new run.
+    async fn adopt(&self, environment: &Arc<Environment>, bound: Bound, stored: Option<Run>) -> Result<(), StoreError> {
+        let spec = bound.spec;
+        let now = now_millis();
+        let warnings = super::spec::warnings(&spec);
+        for warning in &warnings {
+            tracing::warn!(environment = %environment.name, ramp = %spec.name, file = %spec.file, "{warning}");
+        }
+        match stored {
+            Some(mut run) if run.revision == spec.revision => {
+                let refusal = refusal(&spec, &bound.control, &run);
+                if let Some(refused) = &refusal {
+                    tracing::warn!(environment = %environment.name, ramp = %spec.name, "{refused}; the ramp is frozen");
+                } else {
+                    remap_step(&spec, &mut run);
+                }
+                let frozen = refusal.is_some();
+                self.insert(environment, spec, run, frozen, refusal).await;
+                Ok(())
+            }
+            stored => {
+                let mut run = Run::new(&spec, &bound.control, run_id(now), now);
+                let expect = stored.as_ref().map(|r| (r.run_id.clone(), r.seq));
+                if let Some(previous) = &stored {
+                    run.seq = previous.seq + 1;
+                }
+                let audit = vec![(
+                    "file".to_owned(),
+                    "ramp.created".to_owned(),
+                    vec![format!(
+                        "ramp {} run {} (revision {}) from {}",
+                        spec.name, run.run_id, spec.revision, spec.file
+                    )],
+                )];
+                self.store
+                    .write_ramp(RampWrite {
+                        environment: environment.name.clone(),
+                        ramp: spec.name.clone(),
+                        expect,
+                        run: run.clone(),
+                        record: None,
+                        audit,
+                    })
+                    .await?;
+                self.insert(environment, spec, run, false, None).await;
+                Ok(())
+            }
+        }
+    }
+
+    async fn insert(
+        &self,
+        environment: &Arc<Environment>,
+        spec: Arc<RampSpec>,
+        run: Run,
+        frozen: bool,
+        refused: Option<String>,
+    ) {
+        let warnings = super::spec::warnings(&spec);
+        let name = spec.name.clone();
+        let entry = Arc::new(Entry {
+            environment: environment.name.clone(),
+            name: name.clone(),
+            flag: std::sync::Mutex::new(run.flag.clone()),
+            state: Mutex::new(EntryState {
+                spec,
+                file_missing: frozen && refused.is_none(),
+                refused,
+                frozen,
+                warnings,
+                run: run.clone(),
+                last_tick: None,
+            }),
+        });
+        self.apply_exposure(environment, &run).await;
+        self.metrics.ramp(&environment.name, &name, run.status.name(), run.percent());
+        self.entries.write().unwrap_or_else(|e| e.into_inner()).insert((environment.name.clone(), name), entry);
+    }
+
+    async fn apply_exposure(&self, environment: &Environment, run: &Run) {
+        let exposure = (run.basis_points > 0).then(|| Exposure {
+            treatment: run.treatment.clone(),
+            control: run.control.clone(),
+            salt: run.salt.clone(),
+            basis_points: run.basis_points,
+        });
+        match environment.set_exposure(&run.flag, exposure).await {
+            Ok(Some(version)) => {
+                let flags = environment.snapshot().flags.len();
+                self.metrics.serving(&environment.name, version, flags);
+            }
+            Ok(None) => {}
+            Err(errors) => {
+                tracing::error!(environment = %environment.name, flag = %run.flag, %errors, "cannot apply ramp exposure")
+            }
+        }
+    }
+
+    /// The ramp file patterns of an environment (for the file watcher).
+    pub fn patterns(&self, environment: &str) -> &[String] {
+        self.patterns.get(environment).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn entries(&self) -> Vec<Arc<Entry>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    pub fn entry(&self, environment: &str, name: &str) -> Option<Arc<Entry>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).get(&(environment.to_owned(), name.to_owned())).cloned()
+    }
+
+    /// Whether a ramp counts outcomes of this flag (for `/v1/outcomes`).
+    pub fn is_ramped(&self, environment: &str, flag: &str) -> bool {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|e| e.environment == environment && *e.flag.lock().unwrap_or_else(|e| e.into_inner()) == flag)
+    }
+
+    /// Ticks every due ramp until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            for entry in self.entries() {
+                let due = {
+                    let state = entry.state.lock().await;
+                    let interval = state.spec.interval.as_millis() as u64;
+                    !state.frozen
+                        && !state.run.status.is_terminal()
+                        && state.last_tick.is_none_or(|last| now_millis() >= last + interval)
+                };
+                if due && let Err(error) = self.tick(&entry, None).await {
+                    tracing::error!(environment = %entry.environment, ramp = %entry.name, %error, "ramp tick failed");
+                }
+            }
+        }
+    }
+
+    /// Applies an operator command now, as a tick.
+    pub async fn command(&self, environment: &str, name: &str, command: Command) -> Result<RampStatus, CommandError> {
+        let entry = self
+            .entry(environment, name)
+            .ok_or_else(|| CommandError::NotFound(environment.to_owned(), name.to_owned()))?;
+        match self.tick(&entry, Some(command)).await? {
+            Some(Err(message)) => Err(CommandError::Rejected(message)),
+            _ => Ok(self.status(&entry).await),
+        }
+    }
+
+    /// One tick of one ramp; returns the command's result, if any.
+    async fn tick(&self, entry: &Entry, command: Option<Command>) -> Result<Option<Result<(), String>>, StoreError> {
+        let Some(environment) = self.environments.get(&entry.environment).cloned() else { return Ok(None) };
+        let mut state = entry.state.lock().await;
+        let now = now_millis();
+        if state.frozen {
+            // A frozen ramp (file gone, or an edit it cannot take) can still be aborted.
+            return match command {
+                Some(Command::Abort { by }) => {
+                    let mut next = state.run.clone();
+                    next.status = Status::RolledBack { reason: decide::RollbackReason::Aborted, by: by.clone() };
+                    next.basis_points = 0;
+                    next.seq += 1;
+                    next.updated_at = now;
+                    let events = vec![decide::Event { kind: "rolled_back".into(), reason: Some("Aborted".into()), by }];
+                    self.persist(&environment, entry, &mut state, next, events, Evidence::default()).await?;
+                    Ok(Some(Ok(())))
+                }
+                Some(_) => Ok(Some(Err(
+                    "the ramp is frozen (its file is missing or an edit was refused); only abort applies".into(),
+                ))),
+                None => Ok(None),
+            };
+        }
+        let spec = state.spec.clone();
+        let observation = self.observe(&environment, &spec, &state.run, now).await;
+        let command = command.map(|command| match command {
+            Command::Restart { by, .. } => Command::Restart { by, run_id: run_id(now) },
+            other => other,
+        });
+        let decision = decide::decide(&state.run, &spec, &observation, now, command.as_ref());
+        state.last_tick = Some(now);
+        let mut compare = decision.run.clone();
+        compare.updated_at = state.run.updated_at;
+        if compare != state.run {
+            let evidence = decide::explain(&decision.run, &spec, &observation, now);
+            self.persist(&environment, entry, &mut state, decision.run, decision.events, evidence).await?;
+        }
+        Ok(decision.command)
+    }
+
+    /// Writes a transition, then (only then) changes exposure.
+    async fn persist(
+        &self,
+        environment: &Arc<Environment>,
+        entry: &Entry,
+        state: &mut EntryState,
+        next: Run,
+        events: Vec<decide::Event>,
+        evidence: Evidence,
+    ) -> Result<(), StoreError> {
+        let before = state.run.clone();
+        let status_changed = before.status != next.status || before.step != next.step || before.run_id != next.run_id;
+        let record = (status_changed || !events.is_empty()).then(|| RampDecisionRecord {
+            at: next.updated_at,
+            run_id: next.run_id.clone(),
+            seq: next.seq,
+            from: before.status.name().into(),
+            to: next.status.name().into(),
+            reason: next.status.reason(),
+            step: next.step,
+            percent: next.percent(),
+            events: events.clone(),
+            evidence,
+            config: hex::encode(state.spec.digest),
+            by: events.first().map_or_else(|| "controller".into(), |e| e.by.clone()),
+        });
+        let audit = events
+            .iter()
+            .map(|event| {
+                let reason = event.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+                (
+                    event.by.clone(),
+                    format!("ramp.{}", event.kind),
+                    vec![format!(
+                        "ramp {} run {}: {}{reason}, step {} at {}%",
+                        entry.name,
+                        next.run_id,
+                        event.kind,
+                        next.step + 1,
+                        next.percent()
+                    )],
+                )
+            })
+            .collect();
+        self.store
+            .write_ramp(RampWrite {
+                environment: entry.environment.clone(),
+                ramp: entry.name.clone(),
+                expect: Some((before.run_id.clone(), before.seq)),
+                run: next.clone(),
+                record,
+                audit,
+            })
+            .await?;
+        state.run = next.clone();
+        next.flag.clone_into(&mut entry.flag.lock().unwrap_or_else(|e| e.into_inner()));
+        for event in &events {
+            let reason = event.reason.clone().unwrap_or_default();
+            self.metrics
+                .ramp_transitions
+                .with_label_values(&[&entry.environment, &entry.name, &event.kind, &reason])
+                .inc();
+            let level_warn = matches!(event.kind.as_str(), "rolled_back" | "paused" | "holding");
+            if level_warn {
+                tracing::warn!(environment = %entry.environment, ramp = %entry.name, run = %next.run_id, event = %event.kind, reason = %reason, by = %event.by, percent = next.percent(), "ramp {}", event.kind);
+            } else {
+                tracing::info!(environment = %entry.environment, ramp = %entry.name, run = %next.run_id, event = %event.kind, reason = %reason, by = %event.by, percent = next.percent(), "ramp {}", event.kind);
+            }
+        }
+        self.metrics.ramp(&entry.environment, &entry.name, next.status.name(), next.percent());
+        if before.basis_points != next.basis_points || before.run_id != next.run_id {
+            self.apply_exposure(environment, &next).await;
+        }
+        if before.step_started_at != next.step_started_at || before.run_id != next.run_id {
+            let before_second = next.step_started_at / 1000;
+            if let Err(error) = self.store.prune_outcomes(&entry.environment, &next.flag, before_second).await {
+                tracing::warn!(%error, "cannot prune old outcome buckets");
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts of the current step's closed buckets.
+    async fn observe(&self, environment: &Environment, spec: &RampSpec, run: &Run, now: u64) -> Observation {
+        let flag_enabled = environment.snapshot().flags.get(&run.flag).is_some_and(|f| f.state() == FlagState::Enabled);
+        let from = run.step_started_at.div_ceil(1000);
+        let to = now.saturating_sub(WATERMARK_LAG_MS) / 1000;
+        let width = (spec.interval.as_millis() as u64 / 1000).max(1);
+        let mut observation = Observation { buckets: Vec::new(), missing: None, flag_enabled };
+        if to <= from || matches!(run.status, Status::Pending { .. }) {
+            return observation;
+        }
+        let buckets = (to - from).div_ceil(width) as usize;
+        observation.buckets = vec![Pair::default(); buckets];
+        let index = |second: u64| ((second - from) / width) as usize;
+        match spec.guard.unit {
+            Unit::Request => match self.store.outcomes(&environment.name, &run.flag, from, to).await {
+                Ok(counts) => {
+                    for count in counts {
+                        let bucket = &mut observation.buckets[index(count.second)];
+                        let arm = if count.variant == run.treatment {
+                            &mut bucket.treatment
+                        } else if count.variant == run.control {
+                            &mut bucket.control
+                        } else {
+                            continue;
+                        };
+                        arm.exposures += count.ok + count.error;
+                        arm.errors += count.error;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read outcome counts");
+                    observation.missing = Some(HoldReason::MetricsUnavailable);
+                }
+            },
+            Unit::Context => match self.store.context_outcomes(&environment.name, &run.flag, from, to).await {
+                Ok(outcomes) => {
+                    let mut seen: HashMap<(usize, bool, u64), bool> = HashMap::new();
+                    for outcome in outcomes {
+                        let treatment = if outcome.variant == run.treatment {
+                            true
+                        } else if outcome.variant == run.control {
+                            false
+                        } else {
+                            continue;
+                        };
+                        *seen.entry((index(outcome.second), treatment, outcome.context)).or_default() |= outcome.error;
+                    }
+                    for ((bucket, treatment, _), error) in seen {
+                        let bucket = &mut observation.buckets[bucket];
+                        let arm = if treatment { &mut bucket.treatment } else { &mut bucket.control };
+                        arm.exposures += 1;
+                        arm.errors += u64::from(error);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read outcome counts");
+                    observation.missing = Some(HoldReason::MetricsUnavailable);
+                }
+            },
+        }
+        observation
+    }
+
+    /// A ramp's status with fresh evidence.
+    pub async fn status(&self, entry: &Entry) -> RampStatus {
+        let state = entry.state.lock().await.clone();
+        let now = now_millis();
+        let evidence = match self.environments.get(&entry.environment) {
+            Some(environment) if !state.run.status.is_terminal() => {
+                let observation = self.observe(environment, &state.spec, &state.run, now).await;
+                Some(decide::explain(&state.run, &state.spec, &observation, now))
+            }
+            _ => None,
+        };
+        let run = &state.run;
+        let hold = state.spec.steps.get(run.step).map_or(0, |s| s.hold.as_millis() as u64);
+        let active = !matches!(run.status, Status::Pending { .. }) && !run.status.is_terminal();
+        let by = match &run.status {
+            Status::Paused { by, .. } | Status::RolledBack { by, .. } => Some(by.clone()),
+            _ => None,
+        };
+        RampStatus {
+            environment: entry.environment.clone(),
+            name: entry.name.clone(),
+            flag: run.flag.clone(),
+            file: state.spec.file.clone(),
+            run_id: run.run_id.clone(),
+            revision: run.revision,
+            seq: run.seq,
+            state: run.status.name().into(),
+            reason: run.status.reason(),
+            by,
+            step: if active || matches!(run.status, Status::Completed) { run.step + 1 } else { 0 },
+            steps: state.spec.steps.iter().map(|s| f64::from(s.basis_points) / 100.0).collect(),
+            percent: run.percent(),
+            treatment: run.treatment.clone(),
+            control: run.control.clone(),
+            salt: run.salt.clone(),
+            step_started_at: crate::time::rfc3339(run.step_started_at),
+            hold_remaining_seconds: if active { (run.step_started_at + hold).saturating_sub(now) / 1000 } else { 0 },
+            failed_checks: run.failed_checks,
+            interval_seconds: state.spec.interval.as_secs_f64(),
+            frozen: state.frozen,
+            refused_change: state.refused.clone(),
+            warnings: {
+                let mut warnings = state.warnings.clone();
+                if state.file_missing {
+                    warnings.insert(0, "the ramp file is missing: the ramp is frozen at its percent".into());
+                }
+                warnings
+            },
+            evidence,
+        }
+    }
+
+    pub async fn statuses(&self) -> Vec<RampStatus> {
+        let mut out = Vec::new();
+        for entry in self.entries() {
+            out.push(self.status(&entry).await);
+        }
+        out
+    }
+
+    /// Re-reads every environment's ramp files after a change on disk. An
+    /// invalid set is logged with file and line and changes nothing.
+    pub async fn reload(&self) {
+        for environment in self.environments.iter() {
+            let bound = match self.read(environment).await {
+                Ok(bound) => bound,
+                Err(errors) => {
+                    for error in errors.iter() {
+                        tracing::error!(environment = %environment.name, file = %error.file, line = error.line, ramp = error.flag.as_deref(), "rejected ramp files, the ramps keep their last good configuration: {error}");
+                    }
+                    continue;
+                }
+            };
+            let mut present = Vec::new();
+            for bound in bound {
+                present.push(bound.spec.name.clone());
+                if let Err(error) = self.reload_one(environment, bound).await {
+                    tracing::error!(environment = %environment.name, %error, "cannot apply ramp file");
+                }
+            }
+            for entry in self.entries().into_iter().filter(|e| e.environment == environment.name) {
+                if present.contains(&entry.name) {
+                    continue;
+                }
+                let mut state = entry.state.lock().await;
+                if !state.file_missing {
+                    tracing::warn!(environment = %entry.environment, ramp = %entry.name, percent = state.run.percent(), "ramp file removed: the ramp is frozen at its percent");
+                    state.file_missing = true;
+                    state.frozen = true;
+                }
+            }
+        }
+    }
+
+    async fn reload_one(&self, environment: &Arc<Environment>, bound: Bound) -> Result<(), StoreError> {
+        let Some(entry) = self.entry(&environment.name, &bound.spec.name) else {
+            let stored = self
+                .store
+                .ramp_runs()
+                .await?
+                .into_iter()
+                .find(|s| s.environment == environment.name && s.ramp == bound.spec.name)
+                .map(|s| s.run);
+            tracing::info!(environment = %environment.name, ramp = %bound.spec.name, "new ramp file");
+            return self.adopt(environment, bound, stored).await;
+        };
+        let mut state = entry.state.lock().await;
+        if state.spec.digest == bound.spec.digest && !state.file_missing && state.refused.is_none() {
+            return Ok(());
+        }
+        let spec = bound.spec.clone();
+        if spec.revision != state.run.revision {
+            // A new revision: a new run from step 0.
+            let now = now_millis();
+            let mut run = Run::new(&spec, &bound.control, run_id(now), now);
+            run.seq = state.run.seq + 1;
+            let events = vec![decide::Event {
+                kind: "restarted".into(),
+                reason: Some(format!("revision {}", spec.revision)),
+                by: "file".into(),
+            }];
+            state.spec = spec;
+            state.refused = None;
+            state.frozen = false;
+            state.file_missing = false;
+            state.warnings = super::spec::warnings(&state.spec);
+            state.last_tick = None;
+            return self.persist(environment, &entry, &mut state, run, events, Evidence::default()).await;
+        }
+        if let Some(refused) = refusal(&spec, &bound.control, &state.run) {
+            if state.refused.as_deref() != Some(refused.as_str()) {
+                tracing::warn!(environment = %environment.name, ramp = %spec.name, file = %spec.file, "ramp edit refused: {refused}");
+                let audit = vec![(
+                    "file".to_owned(),
+                    "ramp.config_change_refused".to_owned(),
+                    vec![format!("ramp {}: {refused}", spec.name)],
+                )];
+                let write = RampWrite {
+                    environment: environment.name.clone(),
+                    ramp: spec.name.clone(),
+                    expect: Some((state.run.run_id.clone(), state.run.seq)),
+                    run: state.run.clone(),
+                    record: None,
+                    audit,
+                };
+                self.store.write_ramp(write).await?;
+                self.metrics
+                    .ramp_transitions
+                    .with_label_values(&[&environment.name, &spec.name, "config_change_refused", ""])
+                    .inc();
+            }
+            state.refused = Some(refused);
+            state.file_missing = false;
+            return Ok(());
+        }
+        tracing::info!(environment = %environment.name, ramp = %spec.name, "ramp file change applied");
+        remap_step(&spec, &mut state.run);
+        state.spec = spec;
+        state.refused = None;
+        state.file_missing = false;
+        // A frozen run that was refused at start-up thaws when the file is fixed.
+        state.frozen = false;
+        state.warnings = super::spec::warnings(&state.spec);
+        Ok(())
+    }
+}
+
+/// Why a spec cannot drive a run: fixed fields differ, or the run's current
+/// percent is no longer a step.
+fn refusal(spec: &RampSpec, control: &str, run: &Run) -> Option<String> {
+    let running = RampSpec {
+        flag: run.flag.clone(),
+        treatment: run.treatment.clone(),
+        control: Some(run.control.clone()),
+        salt: run.salt.clone(),
+        environment: spec.environment.clone(),
+        ..spec.clone()
+    };
+    let candidate = RampSpec { control: Some(control.to_owned()), ..spec.clone() };
+    let bp =
+        if matches!(run.status, Status::Pending { .. }) || run.status.is_terminal() { 0 } else { run.basis_points };
+    candidate.live_edit_refusal(&running, bp)
+}
+
+/// Points the run's step index at the step with its current percent (steps
+/// may have been inserted or removed before it).
+fn remap_step(spec: &RampSpec, run: &mut Run) {
+    if matches!(run.status, Status::Pending { .. }) || run.status.is_terminal() {
+        return;
+    }
+    if let Some(index) = spec.steps.iter().position(|s| s.basis_points == run.basis_points) {
+        run.step = index;
+    }
+}
+
+/// A spec standing in for a missing file: enough to show the frozen run.
+fn placeholder_spec(name: &str, run: &Run) -> RampSpec {
+    use super::spec::{Action, Guard, Policy};
+    RampSpec {
+        name: name.to_owned(),
+        environment: None,
+        flag: run.flag.clone(),
+        treatment: run.treatment.clone(),
+        control: Some(run.control.clone()),
+        salt: run.salt.clone(),
+        revision: run.revision,
+        not_before: None,
+        interval: super::spec::DEFAULT_INTERVAL,
+        steps: Vec::new(),
+        guard: Guard {
+            unit: Unit::Request,
+            max_error_rate: None,
+            absolute_confidence: super::spec::DEFAULT_ABSOLUTE_CONFIDENCE,
+            max_increase: super::spec::DEFAULT_MAX_INCREASE,
+            tolerance: super::spec::DEFAULT_TOLERANCE,
+            relative_confidence: super::spec::DEFAULT_RELATIVE_CONFIDENCE,
+            advance_max_ratio: 1.0 + 2.0 * super::spec::DEFAULT_TOLERANCE,
+            advance_confidence: super::spec::DEFAULT_ADVANCE_CONFIDENCE,
+            critical: true,
+        },
+        policy: Policy {
+            on_regression: Action::Rollback,
+            pause_after_failed_checks: super::spec::DEFAULT_FAILED_CHECKS,
+            on_missing_data: Action::Pause,
+            step_timeout: super::spec::DEFAULT_STEP_TIMEOUT,
+            on_step_timeout: Action::Pause,
+        },
+        file: "<missing>".into(),
+        digest: [0; 32],
+    }
+}

@@ -1,0 +1,137 @@
+//! Ramp files on disk → specs bound to their flags. The one path used by
+//! start-up, hot reload and `rampart validate`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rampart_engine::{Flag, LoadError, LoadErrors};
+
+use super::spec::{self, RampSpec};
+
+/// A spec whose flag and variants exist, with its control resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bound {
+    pub spec: Arc<RampSpec>,
+    /// The control variant: the spec's, or the flag's default variant.
+    pub control: String,
+}
+
+/// Files named by the patterns. Unlike flag files, a glob may match
+/// nothing: removing the last ramp file is how a team stops managing ramps
+/// from files, and it must not break reloads.
+pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, LoadErrors> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for pattern in patterns {
+        if !crate::loader::is_glob(pattern) {
+            let path = PathBuf::from(pattern);
+            if path.is_file() {
+                files.push(path);
+            } else if !path.parent().is_some_and(|p| p.as_os_str().is_empty() || p.is_dir()) {
+                errors.push(LoadError::new(pattern.as_str(), "no such directory"));
+            }
+            continue;
+        }
+        match glob::glob(pattern) {
+            Err(error) => errors.push(LoadError::new(pattern.as_str(), format!("invalid glob: {error}"))),
+            Ok(paths) => files.extend(paths.filter_map(Result::ok).filter(|p| p.is_file())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(LoadErrors(errors));
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// Reads and parses ramp files; every problem of every file is returned.
+pub fn read(paths: &[PathBuf]) -> Result<Vec<RampSpec>, LoadErrors> {
+    let mut specs = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        let name = path.to_string_lossy().into_owned();
+        match std::fs::read_to_string(path) {
+            Ok(text) => match spec::parse(&name, &text) {
+                Ok(spec) => specs.push(spec),
+                Err(problems) => errors.extend(problems),
+            },
+            Err(error) => errors.push(LoadError::new(name, format!("cannot read: {error}"))),
+        }
+    }
+    if errors.is_empty() { Ok(specs) } else { Err(LoadErrors(errors)) }
+}
+
+/// Checks specs against one environment's flags: the flag and both variants
+/// exist, names are unique, and at most one ramp drives a flag.
+pub fn bind(
+    specs: Vec<RampSpec>,
+    environment: &str,
+    flag: impl Fn(&str) -> Option<Arc<Flag>>,
+) -> Result<Vec<Bound>, LoadErrors> {
+    let mut errors = Vec::new();
+    let mut bound = Vec::new();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut flags: BTreeMap<String, String> = BTreeMap::new();
+    for spec in specs {
+        let error = |message: String| {
+            let mut error = LoadError::new(spec.file.clone(), message);
+            error.flag = Some(spec.name.clone());
+            error
+        };
+        if let Some(declared) = &spec.environment
+            && declared != environment
+        {
+            errors.push(error(format!(
+                "spec.environment is '{declared}' but the file is listed for environment '{environment}'"
+            )));
+            continue;
+        }
+        if let Some(other) = names.insert(spec.name.clone(), spec.file.clone()) {
+            errors.push(error(format!("a ramp named '{}' is also defined in {other}", spec.name)));
+            continue;
+        }
+        if let Some(other) = flags.insert(spec.flag.clone(), spec.name.clone()) {
+            errors.push(error(format!(
+                "flag '{}' is already ramped by '{other}': one ramp per flag and environment",
+                spec.flag
+            )));
+            continue;
+        }
+        let Some(target) = flag(&spec.flag) else {
+            errors.push(error(format!("flag '{}' does not exist in environment '{environment}'", spec.flag)));
+            continue;
+        };
+        let variants: Vec<&str> = target.variants().map(|(name, _)| name).collect();
+        if !variants.contains(&spec.treatment.as_str()) {
+            errors.push(error(format!(
+                "treatment '{}' is not a variant of flag '{}' (variants: {})",
+                spec.treatment,
+                spec.flag,
+                variants.join(", ")
+            )));
+            continue;
+        }
+        let control = match spec.control.as_deref().or(target.default_variant()) {
+            Some(control) => control.to_owned(),
+            None => {
+                errors.push(error(format!(
+                    "flag '{}' has no default variant: name the control variant with spec.control",
+                    spec.flag
+                )));
+                continue;
+            }
+        };
+        if !variants.contains(&control.as_str()) {
+            errors.push(error(format!("control '{control}' is not a variant of flag '{}'", spec.flag)));
+            continue;
+        }
+        if control == spec.treatment {
+            errors.push(error(format!("the control is the flag's default variant '{control}', same as the treatment")));
+            continue;
+        }
+        bound.push(Bound { spec: Arc::new(spec), control });
+    }
+    if errors.is_empty() { Ok(bound) } else { Err(LoadErrors(errors)) }
+}

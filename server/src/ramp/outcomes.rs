@@ -1,0 +1,109 @@
+//! Outcome reports: the built-in metric source of ramps, shared by
+//! `POST /v1/outcomes` and the `rampart.v1` `ReportOutcomes` call.
+//!
+//! SDKs report how requests served with each variant of a flag went.
+//! Counts land in one-second buckets by arrival time and are committed to
+//! the store before the report is acknowledged, so an acknowledged batch is
+//! never lost, and the controller reads only buckets older than its
+//! watermark, so a late batch never makes a closed bucket look clean.
+//! Reports for flags without a ramp are acknowledged and dropped.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::controller::Controller;
+use crate::metrics::Metrics;
+use crate::store::{ContextOutcome, OutcomeCount, Store, StoreError};
+
+/// Most entries in one batch.
+pub const MAX_ENTRIES: usize = 10_000;
+/// Most outcomes one entry may report.
+const MAX_COUNT: u64 = 1_000_000_000;
+
+/// One entry of a batch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Report {
+    pub flag: String,
+    pub variant: String,
+    #[serde(default)]
+    pub ok: u64,
+    #[serde(default)]
+    pub error: u64,
+    /// Set for per-context reports (ramps with `unit: context`).
+    pub targeting_key: Option<String>,
+}
+
+/// Checks a batch; the message names the offending entry.
+pub fn check(reports: &[Report]) -> Result<(), String> {
+    if reports.len() > MAX_ENTRIES {
+        return Err(format!("at most {MAX_ENTRIES} outcome entries per batch"));
+    }
+    for (index, report) in reports.iter().enumerate() {
+        if report.flag.is_empty() || report.variant.is_empty() {
+            return Err(format!("outcomes[{index}]: flag and variant are required"));
+        }
+        if report.ok > MAX_COUNT || report.error > MAX_COUNT {
+            return Err(format!("outcomes[{index}]: counts above {MAX_COUNT}"));
+        }
+    }
+    Ok(())
+}
+
+/// Records a checked batch durably; returns (accepted, ignored) entries.
+pub async fn record(
+    store: &dyn Store,
+    ramps: &Controller,
+    metrics: &Metrics,
+    environment: &str,
+    reports: &[Report],
+) -> Result<(usize, usize), StoreError> {
+    let second = crate::time::now_millis() / 1000;
+    let mut counts: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+    let mut contexts = Vec::new();
+    let mut ignored = 0;
+    for report in reports {
+        if !ramps.is_ramped(environment, &report.flag) {
+            ignored += 1;
+            continue;
+        }
+        let total = counts.entry((&report.flag, &report.variant)).or_default();
+        total.0 += report.ok;
+        total.1 += report.error;
+        if let Some(key) = &report.targeting_key {
+            // The key itself is not stored: a hash tells contexts apart.
+            let digest = Sha256::digest(key.as_bytes());
+            let mut context = [0u8; 8];
+            context.copy_from_slice(&digest[..8]);
+            contexts.push(ContextOutcome {
+                flag: report.flag.clone(),
+                variant: report.variant.clone(),
+                second,
+                context: u64::from_le_bytes(context),
+                error: report.error > 0,
+            });
+        }
+    }
+    let (ok, errors) = counts.values().fold((0, 0), |(a, b), (ok, error)| (a + ok, b + error));
+    let accepted = reports.len() - ignored;
+    if accepted > 0 {
+        let counts = counts
+            .into_iter()
+            .map(|((flag, variant), (ok, error))| OutcomeCount {
+                flag: flag.to_owned(),
+                variant: variant.to_owned(),
+                second,
+                ok,
+                error,
+            })
+            .collect();
+        store.record_outcomes(environment, counts, contexts).await?;
+    }
+    let metric = |result: &str, n: u64| metrics.outcomes.with_label_values(&[environment, result]).inc_by(n);
+    metric("ok", ok);
+    metric("error", errors);
+    metric("ignored", ignored as u64);
+    Ok((accepted, ignored))
+}

@@ -1,0 +1,69 @@
+//! Ramp records kept in the store: runs, their decision log, and the
+//! outcome buckets the built-in metric source counts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ramp::decide::{Event, Evidence, Run};
+
+/// A ramp run, as persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRun {
+    pub environment: String,
+    pub ramp: String,
+    pub run: Run,
+}
+
+/// One decision that changed a ramp's state or reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RampDecisionRecord {
+    /// Unix milliseconds.
+    pub at: u64,
+    pub run_id: String,
+    pub seq: u64,
+    pub from: String,
+    pub to: String,
+    pub reason: Option<String>,
+    pub step: usize,
+    pub percent: f64,
+    pub events: Vec<Event>,
+    pub evidence: Evidence,
+    /// SHA-256 of the ramp file the decision was made under.
+    pub config: String,
+    pub by: String,
+}
+
+/// A compare-and-set write of a ramp run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RampWrite {
+    pub environment: String,
+    pub ramp: String,
+    /// The `(run id, seq)` the stored run must have; `None`: no stored run.
+    pub expect: Option<(String, u64)>,
+    pub run: Run,
+    pub record: Option<RampDecisionRecord>,
+    /// Audit entries to append: (actor, action, changes).
+    pub audit: Vec<(String, String, Vec<String>)>,
+}
+
+/// Outcome counts of one flag variant in one second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeCount {
+    pub flag: String,
+    pub variant: String,
+    /// Unix seconds of the bucket.
+    pub second: u64,
+    pub ok: u64,
+    pub error: u64,
+}
+
+/// One context's outcome in one second (for `unit: context`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextOutcome {
+    pub flag: String,
+    pub variant: String,
+    pub second: u64,
+    /// A hash of the targeting key: the key itself is not stored.
+    pub context: u64,
+    pub error: bool,
+}
