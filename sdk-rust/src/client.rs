@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
+use crate::outcomes::Outcome;
 use crate::sync;
 
 /// Where the client stands with the server.
@@ -55,6 +56,8 @@ pub(crate) struct State {
     /// clock read (`$flagd.timestamp` has one-second resolution anyway).
     pub(crate) now: AtomicI64,
     pub(crate) config: Config,
+    /// Outcome counts waiting to be sent.
+    pub(crate) outcomes: crate::outcomes::Pending,
 }
 
 impl std::fmt::Debug for State {
@@ -92,6 +95,8 @@ pub(crate) struct Config {
     pub(crate) idle_timeout: Duration,
     pub(crate) backoff_initial: Duration,
     pub(crate) backoff_max: Duration,
+    /// How often recorded outcomes are sent.
+    pub(crate) outcome_interval: Duration,
 }
 
 /// A Rampart client. Cheap to clone; the background sync stops when the
@@ -130,6 +135,7 @@ impl Default for ClientBuilder {
                 idle_timeout: Duration::from_secs(65),
                 backoff_initial: Duration::from_millis(100),
                 backoff_max: Duration::from_secs(10),
+                outcome_interval: Duration::from_secs(1),
             },
             bootstrap: None,
         }
@@ -137,6 +143,14 @@ impl Default for ClientBuilder {
 }
 
 impl ClientBuilder {
+    /// How often outcomes recorded with [`Client::record_outcome`] are sent
+    /// (default 1 s). Ramps read only closed buckets, so a shorter interval
+    /// mostly means more requests.
+    pub fn outcome_interval(mut self, interval: Duration) -> Self {
+        self.config.outcome_interval = interval.max(Duration::from_millis(50));
+        self
+    }
+
     /// The server's sync listener, e.g. `http://127.0.0.1:8015`.
     pub fn endpoint(mut self, endpoint: impl Into<String>) -> Self {
         self.config.endpoint = Some(endpoint.into());
@@ -194,9 +208,12 @@ impl ClientBuilder {
             listeners: Mutex::new(Vec::new()),
             now: AtomicI64::new(unix_now()),
             config: self.config,
+            outcomes: crate::outcomes::Pending::default(),
         });
         let stop = CancellationToken::new();
         runtime.spawn(sync::run(state.clone(), stop.clone()));
+        let interval = state.config.outcome_interval;
+        runtime.spawn(crate::outcomes::run(state.clone(), interval, stop.clone()));
         Ok(Client { handle: Arc::new(Handle { state, stop }) })
     }
 }
@@ -272,6 +289,51 @@ impl Client {
     /// flags.
     pub fn close(&self) {
         self.handle.stop.cancel();
+    }
+
+    /// Records how a request served with a flag's variant went, for the
+    /// flag's ramp guard. Evaluations without a variant (defaults, errors)
+    /// are not counted: they say nothing about a variant.
+    pub fn record_outcome<T>(&self, flag: &str, details: &Details<T>, outcome: Outcome) {
+        self.record(flag, details, None, outcome);
+    }
+
+    /// As [`Client::record_outcome`], attributed to the context's targeting
+    /// key, for ramps that count contexts (`unit: context`) rather than
+    /// requests, so one noisy client cannot fake a regression.
+    pub fn record_context_outcome<T>(&self, flag: &str, details: &Details<T>, context: &Context, outcome: Outcome) {
+        let key = context.get(rampart_engine::TARGETING_KEY).and_then(Value::as_str).map(str::to_owned);
+        self.record(flag, details, key, outcome);
+    }
+
+    fn record<T>(&self, flag: &str, details: &Details<T>, key: Option<String>, outcome: Outcome) {
+        let Some(variant) = &details.variant else { return };
+        let (ok, error) = match outcome {
+            Outcome::Ok => (1, 0),
+            Outcome::Error => (0, 1),
+        };
+        self.handle.state.outcomes.add((flag.to_owned(), variant.clone(), key), ok, error);
+    }
+
+    /// Runs `work` and records its result as the outcome of the request
+    /// served with `details`: `Err` counts as an error.
+    pub fn with_outcome<T, R, E>(
+        &self,
+        flag: &str,
+        details: &Details<T>,
+        work: impl FnOnce() -> Result<R, E>,
+    ) -> Result<R, E> {
+        let result = work();
+        let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
+        self.record_outcome(flag, details, outcome);
+        result
+    }
+
+    /// Sends the recorded outcomes now (they are also sent in the background).
+    pub async fn flush_outcomes(&self) -> Result<(), Error> {
+        let state = &self.handle.state;
+        let channel = crate::outcomes::channel(state).ok_or(Error::NothingToServe)?;
+        crate::outcomes::flush(state, &channel).await
     }
 
     /// The current flag set (for inspection and bulk use).

@@ -15,4 +15,6 @@ pub enum Error {
     Timeout(std::time::Duration),
     #[error("the client is closed")]
     Closed,
+    #[error("cannot report outcomes: {0}")]
+    Outcomes(String),
 }

@@ -34,9 +34,11 @@
 
 mod client;
 mod error;
+mod outcomes;
 pub mod provider;
 mod sync;
 
 pub use client::{Client, ClientBuilder, Details, Status};
 pub use error::Error;
+pub use outcomes::Outcome;
 pub use rampart_engine::{Context, ErrorCode, Reason};
