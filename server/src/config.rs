@@ -516,13 +516,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(
             dir.path(),
-            "httpAddr: 127.0.0.1:9000\nenvironments:\n  production:\n    flags: [prod/*.yaml]\n    sdkKeys: [{env: PROD_KEY}]\n  staging:\n    flags: [/abs/s.json]\n    sdkKeys: [{value: staging-key-1}]\n",
+            "httpAddr: 127.0.0.1:9000\nenvironments:\n  production:\n    flags: [prod/*.yaml]\n    ramps: [ramps/*.yaml]\n    sdkKeys: [{env: PROD_KEY}]\n  staging:\n    flags: [/abs/s.json]\n    sdkKeys: [{value: staging-key-1}]\n",
         );
         let config = resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap();
         assert_eq!(config.http_addr.port(), 9000);
         let production = &config.environments[0];
         assert_eq!(production.name, "production");
         assert_eq!(production.flags, vec![dir.path().join("prod/*.yaml").to_string_lossy().into_owned()]);
+        assert_eq!(production.ramps, vec![dir.path().join("ramps/*.yaml").to_string_lossy().into_owned()]);
         assert_eq!(production.sdk_keys, vec![KeyDigest::of("prod-secret-key")]);
         assert_eq!(config.environments[1].flags, vec!["/abs/s.json".to_owned()]);
         assert!(!config.open_evaluation());

@@ -524,3 +524,40 @@ fn exposure_is_monotonic_and_a_flagd_in_process_provider_agrees() {
     }
     provider.call(&json!({"op": "close"}));
 }
+
+/// `unit: context`: a targeting key counts once per bucket, however many
+/// outcomes it reports, so one noisy client cannot fake a regression.
+#[test]
+fn counting_contexts_dedupes_a_noisy_client() {
+    let steps = "    - { percent: 50, hold: 1h }\n    - { percent: 100, hold: 1h }\n";
+    let setup = Setup::new(
+        &ramp_file(1, "s1", steps, "").replace("    minSamples: 40\n", "    minSamples: 40\n    unit: context\n"),
+    );
+    let server = setup.start();
+    wait_for(&server, "a second into the step", |s| {
+        s["percent"] == 50.0 && s["holdRemainingSeconds"].as_u64() < Some(3598)
+    });
+    let mut outcomes: Vec<Value> = (0..20)
+        .map(|i| json!({"flag": "new-checkout", "variant": "on", "ok": 3, "targetingKey": format!("t{i}")}))
+        .collect();
+    outcomes.push(json!({"flag": "new-checkout", "variant": "on", "error": 500, "targetingKey": "noisy"}));
+    outcomes.extend(
+        (0..30).map(|i| json!({"flag": "new-checkout", "variant": "off", "ok": 2, "targetingKey": format!("c{i}")})),
+    );
+    let reply = post(&format!("{}/v1/outcomes", server.http), &json!({"outcomes": outcomes}).to_string(), &[]);
+    assert_eq!((reply.status, reply.body["accepted"].clone()), (200, json!(51)), "{}", reply.text);
+    let status = wait_for(&server, "contexts counted", |s| s["evidence"]["control"]["exposures"] == 30);
+    assert_eq!(status["evidence"]["treatment"], json!({"exposures": 21, "errors": 1}));
+    assert_eq!(status["state"], "Holding", "one noisy client is not a regression: {status}");
+    // Bad batches get a 400 with a JSON error, never a 5xx.
+    for bad in [
+        r#"{"outcomes": [{"flag": "", "variant": "on"}]}"#,
+        r#"{"outcomes": 3}"#,
+        "not json",
+        r#"{"outcomes": [{"flag": "f", "variant": "v", "ok": -1}]}"#,
+    ] {
+        let reply = post(&format!("{}/v1/outcomes", server.http), bad, &[]);
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.text);
+        assert!(reply.body["error"]["message"].is_string(), "{}", reply.text);
+    }
+}
