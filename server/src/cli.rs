@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check flag files the way the server loads them; exit 1 with one line
     /// per problem if any is invalid.
     Validate(ValidateArgs),
@@ -105,6 +105,11 @@ pub struct ServeArgs {
     /// Only allowed when the admin listener is on a loopback address.
     #[arg(long, env = "RAMPART_ADMIN_INSECURE_LOCAL")]
     pub admin_insecure_local: bool,
+
+    /// Prometheus HTTP API (e.g. http://127.0.0.1:9090) for ramps whose
+    /// guard queries Prometheus.
+    #[arg(long, env = "RAMPART_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus_url: Option<String>,
 
     /// HTTP worker threads per listener (default: the number of CPUs).
     #[arg(long, env = "RAMPART_WORKERS", value_name = "N")]

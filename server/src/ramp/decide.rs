@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::{Action, RampSpec};
+use super::spec::{Action, RampSpec, SrmAction};
 use super::stats::{self, Arm, MixtureSprt, Pair};
 use rampart_engine::ramp::FULL;
 
@@ -21,6 +21,8 @@ pub enum PendingReason {
     NotStarted,
     NotBefore,
     FlagOff,
+    /// The metric source does not answer: don't start a ramp you can't watch.
+    ProviderUnreachable,
 }
 
 /// Why a ramp cannot decide yet.
@@ -31,6 +33,7 @@ pub enum HoldReason {
     Inconclusive,
     MetricsUnavailable,
     StaleData,
+    SampleRatioMismatch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +42,7 @@ pub enum PauseReason {
     MissingDataLimit,
     StepTimeout,
     Regression,
+    ApprovalTimeout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +52,8 @@ pub enum RollbackReason {
     Aborted,
     MissingDataLimit,
     StepTimeout,
+    SampleRatioMismatch,
+    ApprovalTimeout,
 }
 
 /// The state of a run (RAMPS.md §5.3).
@@ -59,6 +65,9 @@ pub enum Status {
     },
     /// At a step, collecting evidence (`Baking`).
     Ramping,
+    /// At a step whose evidence passed, waiting for `approve`
+    /// (`Ramping(step, AwaitingApproval)` in RAMPS.md).
+    AwaitingApproval,
     Holding {
         reason: HoldReason,
     },
@@ -81,7 +90,7 @@ impl Status {
     pub fn name(&self) -> &'static str {
         match self {
             Status::Pending { .. } => "Pending",
-            Status::Ramping => "Ramping",
+            Status::Ramping | Status::AwaitingApproval => "Ramping",
             Status::Holding { .. } => "Holding",
             Status::Paused { .. } => "Paused",
             Status::RolledBack { .. } => "RolledBack",
@@ -96,6 +105,7 @@ impl Status {
             Status::Paused { reason, .. } => Some(format!("{reason:?}")),
             Status::RolledBack { reason, .. } => Some(format!("{reason:?}")),
             Status::Ramping => Some("Baking".into()),
+            Status::AwaitingApproval => Some("AwaitingApproval".into()),
             Status::Completed => None,
         }
     }
@@ -127,6 +137,12 @@ pub struct Run {
     pub updated_at: u64,
     /// Consecutive checks without a usable observation.
     pub failed_checks: u32,
+    /// The current step's approval was granted.
+    #[serde(default)]
+    pub approved: bool,
+    /// When the current step asked for approval (unix ms).
+    #[serde(default)]
+    pub approval_requested_at: Option<u64>,
     pub flag: String,
     pub treatment: String,
     pub control: String,
@@ -148,6 +164,8 @@ impl Run {
             started_at: now,
             updated_at: now,
             failed_checks: 0,
+            approved: false,
+            approval_requested_at: None,
             flag: spec.flag.clone(),
             treatment: spec.treatment.clone(),
             control: control.to_owned(),
@@ -169,6 +187,10 @@ pub struct Observation {
     pub missing: Option<HoldReason>,
     /// Whether the flag exists and is enabled.
     pub flag_enabled: bool,
+    /// The treatment's expected share of exposures, when it is known (the
+    /// flag has no rules of its own, so the ramp alone splits): for the
+    /// sample-ratio check.
+    pub expected_share: Option<f64>,
 }
 
 /// An operator's request, applied in a tick after the guards.
@@ -178,6 +200,7 @@ pub enum Command {
     Resume { by: String },
     Promote { by: String },
     Abort { by: String },
+    Approve { by: String },
     Restart { by: String, run_id: String },
 }
 
@@ -188,6 +211,7 @@ impl Command {
             Command::Resume { .. } => "resume",
             Command::Promote { .. } => "promote",
             Command::Abort { .. } => "abort",
+            Command::Approve { .. } => "approve",
             Command::Restart { .. } => "restart",
         }
     }
@@ -213,6 +237,10 @@ pub struct Evidence {
     /// Smallest ratio the relative guard could detect by the end of the
     /// hold at the current traffic (a guide).
     pub detectable_ratio: Option<f64>,
+    /// Sample-ratio check: the expected treatment share and the z statistic
+    /// of the observed one (|z| > 3.29 is a mismatch at α = 0.1 %).
+    pub expected_share: Option<f64>,
+    pub srm_z: Option<f64>,
     /// What stands between this step and the next.
     pub missing_to_advance: Vec<String>,
 }
@@ -295,6 +323,8 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
             Some(PendingReason::NotBefore)
         } else if !observation.flag_enabled {
             Some(PendingReason::FlagOff)
+        } else if observation.missing.is_some() {
+            Some(PendingReason::ProviderUnreachable)
         } else {
             None
         };
@@ -324,8 +354,24 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
         return finish(run, decision);
     }
 
-    // 4: operator commands.
-    if let Some(command) = command.filter(|c| !matches!(c, Command::Restart { .. })) {
+    // 4: operator commands. An approval does not end the tick: the step
+    // advances only if it still passes.
+    if let Some(Command::Approve { by }) = command {
+        if run.status == Status::AwaitingApproval && !approval_expired(run, spec, now) {
+            decision.run.approved = true;
+            decision.events.push(event("approved", None, by));
+            decision.command = Some(Ok(()));
+        } else if matches!(run.status, Status::Paused { reason: PauseReason::ApprovalTimeout, .. })
+            || approval_expired(run, spec, now)
+        {
+            decision.command =
+                Some(Err("the approval request timed out; resume the ramp to ask for approval again".into()));
+            return finish(run, decision);
+        } else {
+            decision.command = Some(Err(format!("no approval is pending ({})", run.status.name())));
+            return finish(run, decision);
+        }
+    } else if let Some(command) = command.filter(|c| !matches!(c, Command::Restart { .. })) {
         let paused = matches!(run.status, Status::Paused { .. });
         decision.command = Some(match command {
             Command::Abort { by } => {
@@ -341,6 +387,7 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
                 decision.run.status = Status::Ramping;
                 decision.run.failed_checks = 0;
                 decision.run.timeout_from = now;
+                decision.run.approval_requested_at = None;
                 decision.events.push(event("resumed", None, by));
                 Ok(())
             }
@@ -349,7 +396,7 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
                 advance(&mut decision, spec, now, by);
                 Ok(())
             }
-            Command::Restart { .. } => Ok(()),
+            Command::Restart { .. } | Command::Approve { .. } => Ok(()),
         });
         return finish(run, decision);
     }
@@ -372,6 +419,15 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
     }
     decision.run.failed_checks = 0;
 
+    // 6: sample-ratio mismatch: the arms are not comparable.
+    if decision.evidence.srm_z.is_some_and(|z| z.abs() > SRM_Z) && !matches!(run.status, Status::Paused { .. }) {
+        match spec.policy.on_sample_ratio_mismatch {
+            SrmAction::Hold => decision.run.status = Status::Holding { reason: HoldReason::SampleRatioMismatch },
+            SrmAction::Rollback => roll_back(&mut decision, RollbackReason::SampleRatioMismatch, CONTROLLER),
+        }
+        return finish(run, decision);
+    }
+
     // 7: a paused ramp stays paused (guards above still ran).
     if matches!(run.status, Status::Paused { .. }) {
         return finish(run, decision);
@@ -379,6 +435,21 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
 
     // 8: may it advance?
     match blocking(&decision.evidence, spec, run, now) {
+        // 10: a step that needs approval waits for it; guards keep running.
+        None if spec.steps.get(run.step).is_some_and(|s| s.approve) && !decision.run.approved => {
+            if approval_expired(run, spec, now) {
+                match spec.policy.on_approval_timeout {
+                    Action::Pause => pause(&mut decision, PauseReason::ApprovalTimeout, CONTROLLER),
+                    Action::Rollback => roll_back(&mut decision, RollbackReason::ApprovalTimeout, CONTROLLER),
+                }
+            } else {
+                if decision.run.approval_requested_at.is_none() {
+                    decision.run.approval_requested_at = Some(now);
+                    decision.events.push(event("approval_requested", None, CONTROLLER));
+                }
+                decision.run.status = Status::AwaitingApproval;
+            }
+        }
         None => advance(&mut decision, spec, now, CONTROLLER),
         Some(blocked) => {
             let step_age = elapsed(now, run.step_started_at.max(run.timeout_from));
@@ -422,6 +493,13 @@ fn finish(before: &Run, mut decision: Decision) -> Decision {
     decision
 }
 
+/// |z| above this is a sample-ratio mismatch (two-sided α = 0.1 %).
+const SRM_Z: f64 = 3.29;
+
+fn approval_expired(run: &Run, spec: &RampSpec, now: u64) -> bool {
+    run.approval_requested_at.is_some_and(|at| elapsed(now, at) >= spec.policy.approval_timeout.as_millis() as u64)
+}
+
 fn event(kind: &str, reason: Option<String>, by: &str) -> Event {
     Event { kind: kind.into(), reason, by: by.into() }
 }
@@ -432,6 +510,8 @@ fn enter_step(run: &mut Run, spec: &RampSpec, step: usize, now: u64) {
     run.step_started_at = now;
     run.timeout_from = now;
     run.failed_checks = 0;
+    run.approved = false;
+    run.approval_requested_at = None;
     run.status = Status::Ramping;
 }
 
@@ -554,8 +634,18 @@ fn evidence(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, ful
             None
         },
         detectable_ratio: None,
+        expected_share: observation.expected_share.filter(|_| has_control),
+        srm_z: None,
         missing_to_advance: Vec::new(),
     };
+    if let Some(expected) = evidence.expected_share {
+        let n = (treatment.exposures + control.exposures) as f64;
+        // Only with enough traffic for the normal approximation.
+        if n * expected >= 10.0 && n * (1.0 - expected) >= 10.0 {
+            let sd = (n * expected * (1.0 - expected)).sqrt();
+            evidence.srm_z = Some((treatment.exposures as f64 - n * expected) / sd);
+        }
+    }
     let Some(step) = spec.steps.get(run.step) else { return evidence };
     if !full || matches!(run.status, Status::Pending { .. }) || run.status.is_terminal() {
         return evidence;
@@ -595,6 +685,16 @@ fn evidence(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, ful
     }
     if matches!(run.status, Status::Paused { .. }) {
         evidence.missing_to_advance.push("resume (the ramp is paused)".into());
+    }
+    if evidence.srm_z.is_some_and(|z| z.abs() > SRM_Z) {
+        evidence.missing_to_advance.push(format!(
+            "a sample ratio matching the split: the treatment has {:.1}% of exposures, {:.1}% expected",
+            100.0 * treatment.exposures as f64 / (treatment.exposures + control.exposures).max(1) as f64,
+            100.0 * evidence.expected_share.unwrap_or_default()
+        ));
+    }
+    if step.approve && !run.approved {
+        evidence.missing_to_advance.push("approval (POST …/approve)".into());
     }
     evidence
 }

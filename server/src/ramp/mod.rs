@@ -9,5 +9,6 @@ pub mod controller;
 pub mod decide;
 pub mod files;
 pub mod outcomes;
+pub mod prometheus;
 pub mod spec;
 pub mod stats;

@@ -35,6 +35,9 @@ pub struct RampSpec {
     pub steps: Vec<Step>,
     pub guard: Guard,
     pub policy: Policy,
+    /// Decide and record, never change exposure.
+    pub dry_run: bool,
+    pub notify: Vec<Notify>,
     /// The file it came from, and a digest of its text.
     pub file: String,
     #[serde(skip)]
@@ -50,6 +53,8 @@ pub struct Step {
     pub hold: Duration,
     /// Per variant, counted within this step.
     pub min_samples: u64,
+    /// Wait for `POST …/approve` before leaving this step.
+    pub approve: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
@@ -61,9 +66,65 @@ pub enum Unit {
     Context,
 }
 
+/// Where a ramp's error counts come from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase", tag = "source")]
+pub enum MetricSource {
+    /// Outcome reports from SDKs (`POST /v1/outcomes`).
+    Builtin,
+    /// Templated PromQL against the Prometheus HTTP API.
+    Prometheus(PrometheusGuard),
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusGuard {
+    /// Overrides the server's `--prometheus-url`.
+    pub url: Option<String>,
+    /// Errors and total requests of one variant over `{{window}}`.
+    pub errors: String,
+    pub total: String,
+    /// How far behind now a window must end to count (≥ 2 scrape intervals).
+    #[serde(with = "millis")]
+    pub lag: Duration,
+    /// An environment variable holding a bearer token.
+    pub token_ref: Option<String>,
+}
+
+/// How loud an event is, for webhook filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+/// A webhook target.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notify {
+    pub webhook: String,
+    /// Environment variable holding the HMAC-SHA256 secret.
+    pub secret_ref: Option<String>,
+    /// Event kinds to send; all when empty.
+    pub events: Vec<String>,
+    pub min_severity: Severity,
+}
+
+/// What a sample-ratio mismatch does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrmAction {
+    Hold,
+    Rollback,
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Guard {
+    #[serde(flatten)]
+    pub source: MetricSource,
     pub unit: Unit,
     /// Fraction (0.02 = 2 %); no ceiling when `None`.
     pub max_error_rate: Option<f64>,
@@ -93,6 +154,10 @@ pub struct Policy {
     #[serde(with = "millis")]
     pub step_timeout: Duration,
     pub on_step_timeout: Action,
+    pub on_sample_ratio_mismatch: SrmAction,
+    #[serde(with = "millis")]
+    pub approval_timeout: Duration,
+    pub on_approval_timeout: Action,
 }
 
 mod millis {
@@ -125,6 +190,9 @@ impl RampSpec {
         }
         if self.environment != running.environment {
             changed.push("environment");
+        }
+        if self.dry_run != running.dry_run {
+            changed.push("dryRun");
         }
         if !changed.is_empty() {
             return Some(format!(
@@ -177,8 +245,29 @@ struct RawSpec {
     policy: RawPolicy,
     windows: Option<serde_json::Value>,
     metrics: Option<serde_json::Value>,
-    notify: Option<serde_json::Value>,
+    #[serde(default)]
+    notify: Vec<RawNotify>,
     dry_run: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawNotify {
+    webhook: String,
+    secret_ref: Option<String>,
+    #[serde(default)]
+    events: Vec<String>,
+    min_severity: Option<Severity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawPrometheus {
+    url: Option<String>,
+    errors: String,
+    total: String,
+    lag: Option<String>,
+    token_ref: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,7 +308,7 @@ impl Number {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawGuard {
     source: Option<String>,
-    prometheus: Option<serde_json::Value>,
+    prometheus: Option<RawPrometheus>,
     min_samples: Option<u64>,
     unit: Option<Unit>,
     #[serde(default)]
@@ -252,8 +341,8 @@ struct RawPolicy {
     on_regression: Option<Action>,
     on_missing_data: Option<RawMissingData>,
     on_step_timeout: Option<RawTimeout>,
-    on_sample_ratio_mismatch: Option<String>,
-    approval_timeout: Option<serde_json::Value>,
+    on_sample_ratio_mismatch: Option<SrmAction>,
+    approval_timeout: Option<RawTimeout>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -281,6 +370,54 @@ pub const DEFAULT_ADVANCE_CONFIDENCE: f64 = 0.95;
 pub const DEFAULT_MAX_INCREASE: f64 = 0.001;
 pub const DEFAULT_FAILED_CHECKS: u32 = 30;
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
+/// Two scrape intervals at Prometheus's default 15 s.
+pub const DEFAULT_PROMETHEUS_LAG: Duration = Duration::from_secs(30);
+/// Event kinds a webhook may subscribe to.
+pub const EVENT_KINDS: [&str; 12] = [
+    "started",
+    "advanced",
+    "holding",
+    "paused",
+    "resumed",
+    "approval_requested",
+    "approved",
+    "rolled_back",
+    "completed",
+    "restarted",
+    "config_change_refused",
+    "baking",
+];
+/// Variables a PromQL template may use.
+pub const TEMPLATE_VARIABLES: [&str; 5] = ["flag", "variant", "environment", "window", "ramp"];
+
+/// Checks that a template only uses known `{{variables}}`.
+pub fn check_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or("an unclosed {{")?;
+        let name = after[..end].trim();
+        if !TEMPLATE_VARIABLES.contains(&name) {
+            return Err(format!(
+                "unknown template variable '{{{{{name}}}}}' (known: {})",
+                TEMPLATE_VARIABLES.join(", ")
+            ));
+        }
+        rest = &after[end + 2..];
+    }
+    Ok(())
+}
+
+/// Fills a template's `{{variables}}`.
+pub fn render_template(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_owned();
+    for (name, value) in values {
+        out = out.replace(&format!("{{{{{name}}}}}", name = name), value);
+        out = out.replace(&format!("{{{{ {name} }}}}", name = name), value);
+    }
+    out
+}
 
 /// Parses a duration like `90s`, `1m`, `1h30m`, `500ms` or `2d`.
 pub fn parse_duration(text: &str) -> Option<Duration> {
@@ -404,28 +541,60 @@ impl Checker<'_> {
             self.error("name", 0, format!("metadata.name '{name}': use letters, digits, '-', '_' and '.'"));
         }
         let spec = raw.spec;
-        for (key, present) in [
-            ("windows", spec.windows.is_some()),
-            ("metrics", spec.metrics.is_some()),
-            ("notify", spec.notify.is_some()),
-            ("dryRun", spec.dry_run == Some(true)),
-            ("prometheus", spec.guard.prometheus.is_some()),
-            ("approvalTimeout", spec.policy.approval_timeout.is_some()),
-            ("approve", spec.steps.iter().any(|s| s.approve == Some(true))),
-        ] {
+        for (key, present) in [("windows", spec.windows.is_some()), ("metrics", spec.metrics.is_some())] {
             if present {
                 self.error(key, 0, format!("{key}: not supported by this version of the server yet"));
             }
         }
-        if let Some(source) = &spec.guard.source
-            && source != "builtin"
-        {
-            self.error("source", 0, format!("guard.source '{source}': only builtin is supported by this version"));
-        }
-        if let Some(srm) = &spec.policy.on_sample_ratio_mismatch
-            && srm != "hold"
-        {
-            self.error("onSampleRatioMismatch", 0, "onSampleRatioMismatch: only hold is supported by this version");
+        let source = match (spec.guard.source.as_deref(), &spec.guard.prometheus) {
+            (None | Some("builtin"), None) => MetricSource::Builtin,
+            (None | Some("prometheus"), Some(prometheus)) => {
+                for (key, query) in [("errors", &prometheus.errors), ("total", &prometheus.total)] {
+                    if let Err(message) = check_template(query) {
+                        self.error(key, 0, format!("guard.prometheus.{key}: {message}"));
+                    }
+                }
+                let lag = match &prometheus.lag {
+                    Some(text) => self.duration("lag", 0, text).unwrap_or(DEFAULT_PROMETHEUS_LAG),
+                    None => DEFAULT_PROMETHEUS_LAG,
+                };
+                MetricSource::Prometheus(PrometheusGuard {
+                    url: prometheus.url.clone(),
+                    errors: prometheus.errors.clone(),
+                    total: prometheus.total.clone(),
+                    lag,
+                    token_ref: prometheus.token_ref.clone(),
+                })
+            }
+            (Some("prometheus"), None) => {
+                self.error("source", 0, "guard.source is prometheus but guard.prometheus (errors, total) is missing");
+                MetricSource::Builtin
+            }
+            (Some(other), _) => {
+                self.error("source", 0, format!("guard.source '{other}': use builtin or prometheus"));
+                MetricSource::Builtin
+            }
+        };
+        let mut notify = Vec::new();
+        for (index, target) in spec.notify.iter().enumerate() {
+            if !(target.webhook.starts_with("http://") || target.webhook.starts_with("https://")) {
+                self.error("webhook", index, format!("notify[{index}].webhook: an http(s) URL is needed"));
+            }
+            for event in &target.events {
+                if !EVENT_KINDS.contains(&event.as_str()) {
+                    self.error(
+                        "events",
+                        index,
+                        format!("notify[{index}]: unknown event '{event}' (known: {})", EVENT_KINDS.join(", ")),
+                    );
+                }
+            }
+            notify.push(Notify {
+                webhook: target.webhook.clone(),
+                secret_ref: target.secret_ref.clone(),
+                events: target.events.clone(),
+                min_severity: target.min_severity.unwrap_or(Severity::Info),
+            });
         }
         if spec.treatment.is_empty() {
             self.error("treatment", 0, "treatment: must name a variant");
@@ -470,7 +639,12 @@ impl Checker<'_> {
                 continue;
             };
             let Some(hold) = self.duration("hold", index, hold_text) else { continue };
-            steps.push(Step { basis_points, hold, min_samples: step.min_samples.unwrap_or(min_samples) });
+            steps.push(Step {
+                basis_points,
+                hold,
+                min_samples: step.min_samples.unwrap_or(min_samples),
+                approve: step.approve.unwrap_or(false),
+            });
         }
         let absolute = &spec.guard.absolute;
         let max_error_rate = absolute.max_error_rate.as_ref().map(|v| self.fraction("maxErrorRate", Some(v), 0.0));
@@ -512,6 +686,14 @@ impl Checker<'_> {
             ),
             None => (DEFAULT_STEP_TIMEOUT, Action::Pause),
         };
+        let (approval_timeout, on_approval_timeout) = match &spec.policy.approval_timeout {
+            Some(timeout) => (
+                self.duration("after", usize::from(spec.policy.on_step_timeout.is_some()), &timeout.after)
+                    .unwrap_or(DEFAULT_APPROVAL_TIMEOUT),
+                timeout.then.unwrap_or(Action::Pause),
+            ),
+            None => (DEFAULT_APPROVAL_TIMEOUT, Action::Pause),
+        };
         let digest: [u8; 32] = Sha256::digest(self.text.as_bytes()).into();
         RampSpec {
             name,
@@ -525,6 +707,7 @@ impl Checker<'_> {
             interval,
             steps,
             guard: Guard {
+                source,
                 unit: spec.guard.unit.unwrap_or(Unit::Request),
                 max_error_rate,
                 absolute_confidence,
@@ -541,7 +724,12 @@ impl Checker<'_> {
                 on_missing_data: missing.and_then(|m| m.then).unwrap_or(Action::Pause),
                 step_timeout,
                 on_step_timeout,
+                on_sample_ratio_mismatch: spec.policy.on_sample_ratio_mismatch.unwrap_or(SrmAction::Hold),
+                approval_timeout,
+                on_approval_timeout,
             },
+            dry_run: spec.dry_run.unwrap_or(false),
+            notify,
             file: self.file.to_owned(),
             digest,
         }
@@ -653,7 +841,8 @@ spec:
             ("      tolerance: 10%", "      tolerance: -5%", 24),
             ("      confidence: 99.9%", "      confidence: 40%", 22),
             ("  interval: 30s", "  interval: soon", 11),
-            ("  interval: 30s", "  interval: 30s\n  windows: { allow: [\"Mon 09:00-16:00\"] }", 12),
+            ("  interval: 30s", "  interval: 30s\n  metrics: [{ name: p99 }]", 12),
+            ("  interval: 30s", "  interval: 30s\n  guard2: 1", 12),
             ("  revision: 2", "  revision: 2\n  colour: red", 11),
         ];
         for (from, to, line) in cases {
@@ -665,6 +854,23 @@ spec:
             assert_eq!(error.line, Some(*line), "{to}: {errors:?}");
             assert!(!error.message.is_empty());
         }
+    }
+
+    #[test]
+    fn prometheus_guards_notify_targets_and_approvals() {
+        let text = GOOD.replace(
+            "    minSamples: 2000\n",
+            "    minSamples: 2000\n    prometheus:\n      errors: 'sum(increase(errors_total{variant=\"{{variant}}\"}[{{window}}]))'\n      total: 'sum(increase(requests_total{variant=\"{{variant}}\"}[{{window}}]))'\n      lag: 45s\n",
+        ).replace("  revision: 2\n", "  revision: 2\n  notify:\n    - { webhook: https://hooks.example.com/r, secretRef: HOOK_SECRET, minSeverity: warning }\n").replace("{ percent: 25, hold: 2h }", "{ percent: 25, hold: 2h, approve: true }");
+        let spec = parse("r.yaml", &text).unwrap();
+        let MetricSource::Prometheus(guard) = &spec.guard.source else { panic!("{:?}", spec.guard.source) };
+        assert_eq!(guard.lag, Duration::from_secs(45));
+        assert_eq!(spec.notify[0].min_severity, Severity::Warning);
+        assert!(spec.steps[1].approve && !spec.steps[0].approve);
+        let bad = text.replace("{{window}}]))'\n      total", "{{windw}}]))'\n      total");
+        let errors = parse("r.yaml", &bad).unwrap_err();
+        assert!(errors[0].message.contains("unknown template variable '{{windw}}'"), "{errors:?}");
+        assert_eq!(errors[0].line, Some(22));
     }
 
     #[test]

@@ -58,6 +58,22 @@ pub(crate) async fn get_ramp(
     Ok(HttpResponse::Ok().json(state.ramps.status(&entry).await))
 }
 
+#[utoipa::path(get, path = "/admin/v1/ramps/{environment}/{name}/explain", tag = "ramps",
+    description = "The current evidence, each guard's statistic against its threshold with a verdict, \
+                   the smallest regression detectable at the current traffic, and what is missing to advance.",
+    params(("environment" = String, Path), ("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn explain_ramp(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    state.admin.authorize(&request, Role::Read)?;
+    let (environment, name) = path.into_inner();
+    let entry = state.ramps.entry(&environment, &name).ok_or_else(|| not_found(&environment, &name))?;
+    Ok(HttpResponse::Ok().json(state.ramps.explain(&entry).await))
+}
+
 #[utoipa::path(get, path = "/admin/v1/ramps/{environment}/{name}/history", tag = "ramps",
     description = "The ramp's decision log: every change of state or reason with its counts and statistics.",
     params(("environment" = String, Path), ("name" = String, Path), HistoryQuery),
@@ -87,9 +103,9 @@ pub(crate) async fn ramp_history(
     description = "An operator command, applied now as a controller tick (guards first). \
                    `pause` stops advancing (guards keep running); `resume` continues at the same step; \
                    `promote` moves to the next step now; `abort` rolls back to 0%; `restart` starts a new \
-                   run of a rolled-back or completed ramp. Every command is in the audit log.",
+                   run of a rolled-back or completed ramp; `approve` grants a step's approval. Every command is in the audit log.",
     params(("environment" = String, Path), ("name" = String, Path),
-           ("action" = String, Path, description = "pause | resume | promote | abort | restart")),
+           ("action" = String, Path, description = "pause | resume | promote | abort | approve | restart")),
     responses((status = 200, body = RampStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn ramp_command(
@@ -105,11 +121,12 @@ pub(crate) async fn ramp_command(
         "resume" => Command::Resume { by },
         "promote" => Command::Promote { by },
         "abort" => Command::Abort { by },
+        "approve" => Command::Approve { by },
         "restart" => Command::Restart { by, run_id: String::new() },
         other => {
             return Err(ApiError::not_found(
                 "NOT_FOUND",
-                format!("no ramp command '{other}': use pause, resume, promote, abort or restart"),
+                format!("no ramp command '{other}': use pause, resume, promote, abort, approve or restart"),
             ));
         }
     };

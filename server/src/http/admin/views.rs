@@ -359,6 +359,7 @@ pub(crate) fn etag(snapshot: &Snapshot, key: &str) -> Option<String> {
         super::ramps::list_ramps,
         super::ramps::get_ramp,
         super::ramps::ramp_history,
+        super::ramps::explain_ramp,
         super::ramps::ramp_command,
     ),
     components(schemas(crate::http::error::ErrorBody, crate::http::error::ErrorFields, FlagDefinition, FlagStateName)),

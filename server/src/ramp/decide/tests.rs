@@ -27,7 +27,7 @@ fn started(spec: &RampSpec, now: u64) -> Run {
 }
 
 fn observe(buckets: &[Pair]) -> Observation {
-    Observation { buckets: buckets.to_vec(), missing: None, flag_enabled: true }
+    Observation { buckets: buckets.to_vec(), missing: None, flag_enabled: true, expected_share: None }
 }
 
 fn pair(t: (u64, u64), c: (u64, u64)) -> Pair {
@@ -370,4 +370,59 @@ fn flapping_near_the_tolerance_does_not_oscillate() {
         }
         assert!(transitions <= 2 * spec.steps.len() + 2, "{transitions} transitions");
     }
+}
+
+/// RAMPS.md §7 scenario 6: the treatment, expected at 25 %, reports 2 %.
+#[test]
+fn a_sample_ratio_mismatch_holds_or_rolls_back() {
+    let spec = standard();
+    let run = Run { step: 1, basis_points: 2500, ..started(&spec, 0) };
+    let starved = Observation { expected_share: Some(0.25), ..observe(&[pair((200, 0), (9800, 10))]) };
+    let d = decide(&run, &spec, &starved, 30 * MINUTE, None);
+    assert_eq!(d.run.status, Status::Holding { reason: HoldReason::SampleRatioMismatch });
+    assert!(d.evidence.srm_z.unwrap() < -3.29);
+    // Never advances however long it holds.
+    let d = decide(&d.run, &spec, &starved, 60 * MINUTE, None);
+    assert_eq!((d.run.step, d.run.status.name()), (1, "Holding"));
+    // A matching split is fine.
+    let matching = Observation { expected_share: Some(0.25), ..observe(&[pair((2500, 0), (7500, 10))]) };
+    assert_eq!(decide(&run, &spec, &matching, 30 * MINUTE, None).run.step, 2);
+    let mut rollback = spec.clone();
+    rollback.policy.on_sample_ratio_mismatch = crate::ramp::spec::SrmAction::Rollback;
+    let d = decide(&run, &rollback, &starved, 30 * MINUTE, None);
+    assert_eq!(d.run.status, Status::RolledBack { reason: RollbackReason::SampleRatioMismatch, by: CONTROLLER.into() });
+}
+
+#[test]
+fn a_step_that_needs_approval_waits_and_times_out() {
+    let mut spec = standard();
+    spec.steps[0].approve = true;
+    spec.policy.approval_timeout = std::time::Duration::from_secs(3600);
+    let run = started(&spec, 0);
+    let approve = Command::Approve { by: "lead".into() };
+    // Too early: nothing to approve.
+    assert!(decide(&run, &spec, &observe(&healthy()), MINUTE, Some(&approve)).command.unwrap().is_err());
+    let waiting = decide(&run, &spec, &observe(&healthy()), 20 * MINUTE, None);
+    assert_eq!((waiting.run.status.clone(), waiting.run.step), (Status::AwaitingApproval, 0));
+    assert_eq!(waiting.events, vec![event("approval_requested", None, CONTROLLER)]);
+    // Asked once; guards still run while waiting.
+    let again = decide(&waiting.run, &spec, &observe(&healthy()), 21 * MINUTE, None);
+    assert!(again.events.is_empty());
+    let spike = decide(&waiting.run, &spec, &observe(&[pair((500, 25), (1500, 7))]), 22 * MINUTE, None);
+    assert!(matches!(spike.run.status, Status::RolledBack { .. }));
+    // Approved while passing: advances in the same tick.
+    let approved = decide(&waiting.run, &spec, &observe(&healthy()), 30 * MINUTE, Some(&approve));
+    assert_eq!((approved.command.clone(), approved.run.step), (Some(Ok(())), 1));
+    assert_eq!(approved.events[0].kind, "approved");
+    // Not approved within the timeout: paused; a late approval is rejected.
+    let timed_out = decide(&waiting.run, &spec, &observe(&healthy()), 81 * MINUTE, None);
+    assert_eq!(timed_out.run.status, Status::Paused { reason: PauseReason::ApprovalTimeout, by: CONTROLLER.into() });
+    let late = decide(&timed_out.run, &spec, &observe(&healthy()), 82 * MINUTE, Some(&approve));
+    assert!(late.command.unwrap().unwrap_err().contains("timed out"));
+    assert_eq!(late.run.step, 0);
+    // Resume asks again.
+    let resumed =
+        decide(&timed_out.run, &spec, &observe(&healthy()), 83 * MINUTE, Some(&Command::Resume { by: "lead".into() }));
+    let asked = decide(&resumed.run, &spec, &observe(&healthy()), 84 * MINUTE, None);
+    assert_eq!(asked.run.status, Status::AwaitingApproval);
 }

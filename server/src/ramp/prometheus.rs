@@ -1,0 +1,187 @@
+//! The Prometheus metric source (RAMPS.md §5.4): two templated queries per
+//! variant — errors and total over `{{window}}` — evaluated at the end of
+//! each closed bucket through the HTTP API.
+//!
+//! Only buckets that ended at least `lag` ago count (Prometheus scrapes
+//! late). A query error, a timeout, NaN, a negative value or an empty
+//! vector is "metrics unavailable" — never zero errors. Counter resets are
+//! PromQL's job (`increase`); results are rounded to whole requests.
+//! Closed buckets are immutable, so their results are cached per step and
+//! re-queried only after a restart.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::spec::{PrometheusGuard, render_template};
+use super::stats::{Arm, Pair};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// How an empty result is reported (a gap in the data, not an outage).
+const EMPTY: &str = "the query returned an empty vector";
+
+#[derive(Debug, Clone)]
+pub struct PrometheusSource {
+    client: reqwest::Client,
+    default_url: Option<String>,
+}
+
+/// Closed buckets already read for one step of one run.
+#[derive(Debug, Default)]
+pub struct Cache {
+    /// (run id, step start) the buckets belong to.
+    key: (String, u64),
+    buckets: BTreeMap<u64, Pair>,
+}
+
+/// What a query's template variables are for one ramp.
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    pub flag: &'a str,
+    pub environment: &'a str,
+    pub ramp: &'a str,
+    pub treatment: &'a str,
+    pub control: &'a str,
+}
+
+impl PrometheusSource {
+    pub fn new(default_url: Option<String>) -> PrometheusSource {
+        let client = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_default();
+        PrometheusSource { client, default_url }
+    }
+
+    fn url<'a>(&'a self, guard: &'a PrometheusGuard) -> Result<&'a str, String> {
+        guard
+            .url
+            .as_deref()
+            .or(self.default_url.as_deref())
+            .ok_or_else(|| "no Prometheus URL: set --prometheus-url or guard.prometheus.url".to_owned())
+    }
+
+    /// One instant query's value: the sum over the returned series.
+    pub async fn query(&self, guard: &PrometheusGuard, query: &str, at_ms: u64) -> Result<f64, String> {
+        let url = format!("{}/api/v1/query", self.url(guard)?.trim_end_matches('/'));
+        let time = format!("{}.{:03}", at_ms / 1000, at_ms % 1000);
+        let mut request = self.client.get(url).query(&[("query", query), ("time", time.as_str())]);
+        if let Some(variable) = &guard.token_ref {
+            let token = std::env::var(variable).map_err(|_| format!("the token variable {variable} is not set"))?;
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| format!("Prometheus unreachable: {e}"))?;
+        let status = response.status();
+        let body: Value =
+            response.json().await.map_err(|e| format!("Prometheus answered {status} without JSON: {e}"))?;
+        if body["status"] != "success" {
+            return Err(format!(
+                "Prometheus query failed ({status}): {}",
+                body["error"].as_str().unwrap_or("no reason")
+            ));
+        }
+        let result = body["data"]["result"].as_array().ok_or("Prometheus answered no result")?;
+        let values: Vec<f64> = match body["data"]["resultType"].as_str() {
+            Some("vector") => {
+                result.iter().filter_map(|s| s["value"][1].as_str()).filter_map(|v| v.parse().ok()).collect()
+            }
+            Some("scalar") => body["data"]["result"][1].as_str().and_then(|v| v.parse().ok()).into_iter().collect(),
+            other => return Err(format!("expected a vector, Prometheus answered {other:?}")),
+        };
+        if values.is_empty() {
+            return Err(format!("{EMPTY}: {query}"));
+        }
+        let sum: f64 = values.iter().sum();
+        if !sum.is_finite() || sum < 0.0 {
+            return Err(format!("the query returned {sum}: {query}"));
+        }
+        Ok(sum)
+    }
+
+    /// Whether Prometheus answers at all (the start-up check).
+    pub async fn ready(&self, guard: &PrometheusGuard, now_ms: u64) -> Result<(), String> {
+        self.query(guard, "vector(1)", now_ms).await.map(|_| ())
+    }
+
+    /// The arms' counts over the `window_ms` ending at `end_ms`.
+    pub async fn bucket(
+        &self,
+        guard: &PrometheusGuard,
+        names: Names<'_>,
+        end_ms: u64,
+        window_ms: u64,
+    ) -> Result<Pair, String> {
+        let window = format!("{}s", (window_ms / 1000).max(1));
+        let mut arms = [Arm::default(); 2];
+        for (arm, variant) in arms.iter_mut().zip([names.treatment, names.control]) {
+            let vars = [
+                ("flag", names.flag),
+                ("variant", variant),
+                ("environment", names.environment),
+                ("window", window.as_str()),
+                ("ramp", names.ramp),
+            ];
+            let total = self.query(guard, &render_template(&guard.total, &vars), end_ms).await?.round() as u64;
+            let errors = self.query(guard, &render_template(&guard.errors, &vars), end_ms).await?.round() as u64;
+            *arm = Arm { exposures: total, errors: errors.min(total) };
+        }
+        Ok(Pair { treatment: arms[0], control: arms[1] })
+    }
+
+    /// Every closed bucket of the step, from the cache or Prometheus.
+    pub async fn buckets(
+        &self,
+        guard: &PrometheusGuard,
+        names: Names<'_>,
+        cache: &std::sync::Mutex<Cache>,
+        (run_id, step_started_at): (&str, u64),
+        interval_ms: u64,
+        now_ms: u64,
+    ) -> Result<Vec<Pair>, String> {
+        let lagged = now_ms.saturating_sub(guard.lag.as_millis() as u64);
+        let closed = lagged.saturating_sub(step_started_at) / interval_ms.max(1);
+        let known = {
+            let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.key != (run_id.to_owned(), step_started_at) {
+                *cache = Cache { key: (run_id.to_owned(), step_started_at), buckets: BTreeMap::new() };
+            }
+            cache.buckets.clone()
+        };
+        let mut buckets = Vec::with_capacity(closed as usize);
+        // Start of the window not yet counted: a bucket with no samples (a
+        // scrape gap, Prometheus restarted) is folded into the next one,
+        // whose window then reaches back to the last counted end. Only the
+        // newest bucket may not be empty: then the data is stale.
+        let mut start = step_started_at;
+        for index in 0..closed {
+            let end = step_started_at + (index + 1) * interval_ms;
+            if let Some(pair) = known.get(&index) {
+                buckets.push(*pair);
+                start = end;
+                continue;
+            }
+            match self.bucket(guard, names, end, end - start).await {
+                Ok(pair) => {
+                    cache.lock().unwrap_or_else(|e| e.into_inner()).buckets.insert(index, pair);
+                    buckets.push(pair);
+                    start = end;
+                }
+                Err(error) if error.starts_with(EMPTY) && index + 1 < closed => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(buckets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::spec::render_template;
+
+    #[test]
+    fn templates_are_filled() {
+        let query = render_template(
+            r#"sum(increase(errors_total{flag="{{flag}}",variant="{{ variant }}"}[{{window}}]))"#,
+            &[("flag", "f"), ("variant", "on"), ("window", "60s")],
+        );
+        assert_eq!(query, r#"sum(increase(errors_total{flag="f",variant="on"}[60s]))"#);
+    }
+}

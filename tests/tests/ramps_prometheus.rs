@@ -1,0 +1,192 @@
+//! Ramps guarded by a real Prometheus (RAMPS.md §7 scenarios 1, 2 and 8):
+//! Prometheus scrapes, every second, an exporter whose per-variant
+//! counters the test drives; the ramp's guard queries Prometheus.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rampart_tests::prometheus::{Exporter, Prometheus};
+use rampart_tests::{FlagDir, Rampart, eventually, send};
+use serde_json::Value;
+
+const FLAGS: &str = "flags:\n  new-checkout:\n    state: ENABLED\n    variants: { \"on\": true, \"off\": false }\n    defaultVariant: \"off\"\n";
+const LONG: Duration = Duration::from_secs(120);
+
+fn ramp_file(steps: &str, policy: &str) -> String {
+    format!(
+        "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata:\n  name: checkout\nspec:\n  flag: new-checkout\n  treatment: \"on\"\n  interval: 3s\n  steps:\n{steps}  guard:\n    minSamples: 40\n    prometheus:\n      errors: 'sum(increase(app_errors_total{{flag=\"{{{{flag}}}}\",variant=\"{{{{variant}}}}\"}}[{{{{window}}}}]))'\n      total: 'sum(increase(app_requests_total{{flag=\"{{{{flag}}}}\",variant=\"{{{{variant}}}}\"}}[{{{{window}}}}]))'\n      lag: 2s\n    absolute: {{ maxErrorRate: 50%, maxIncrease: 10% }}\n{policy}"
+    )
+}
+
+/// Requests per second split by the ramp's current percent, and error rates.
+#[derive(Debug, Clone, Copy)]
+struct Traffic {
+    requests: f64,
+    treatment_errors: f64,
+    control_errors: f64,
+}
+
+/// Counts "served requests" into the exporter's counters every 100 ms,
+/// following the ramp's percent, as an instrumented application would.
+struct App {
+    traffic: Arc<Mutex<Traffic>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl App {
+    fn start(exporter: Arc<Exporter>, admin: String, traffic: Traffic) -> App {
+        for variant in ["on", "off"] {
+            exporter.add(&series("app_requests_total", variant), 0.0);
+            exporter.add(&series("app_errors_total", variant), 0.0);
+        }
+        let traffic = Arc::new(Mutex::new(traffic));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (t, s) = (traffic.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
+            let mut percent = 0.0;
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(status) = client
+                    .get(format!("{admin}/admin/v1/ramps/default/checkout"))
+                    .send()
+                    .and_then(|r| r.json::<Value>())
+                {
+                    percent = status["percent"].as_f64().unwrap_or(percent);
+                }
+                let traffic = *t.lock().expect("lock");
+                let treatment = traffic.requests * percent / 100.0 / 10.0;
+                let control = traffic.requests / 10.0 - treatment;
+                exporter.add(&series("app_requests_total", "on"), treatment);
+                exporter.add(&series("app_requests_total", "off"), control);
+                exporter.add(&series("app_errors_total", "on"), treatment * traffic.treatment_errors);
+                exporter.add(&series("app_errors_total", "off"), control * traffic.control_errors);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        App { traffic, stop, thread: Some(thread) }
+    }
+
+    fn set(&self, traffic: Traffic) {
+        *self.traffic.lock().expect("lock") = traffic;
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn series(name: &str, variant: &str) -> String {
+    format!("{name}{{flag=\"new-checkout\",variant=\"{variant}\"}}")
+}
+
+fn status(server: &Rampart) -> Value {
+    let reply = send("GET", &format!("{}/admin/v1/ramps/default/checkout", server.admin), None, None, &[]);
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body
+}
+
+fn wait_for(server: &Rampart, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    eventually(LONG, || {
+        let status = status(server);
+        if check(&status) { Ok(status) } else { Err(format!("waiting for {what}: {status}")) }
+    })
+}
+
+struct Setup {
+    _dir: FlagDir,
+    exporter: Arc<Exporter>,
+    prometheus: Prometheus,
+    server: Rampart,
+}
+
+fn setup(ramp: &str) -> Setup {
+    let dir = FlagDir::new();
+    let flags = dir.write("flags.yaml", FLAGS);
+    let ramp = dir.write("ramp.yaml", ramp);
+    let exporter = Arc::new(Exporter::start());
+    for variant in ["on", "off"] {
+        exporter.add(&series("app_requests_total", variant), 0.0);
+        exporter.add(&series("app_errors_total", variant), 0.0);
+    }
+    let prometheus = Prometheus::start(std::slice::from_ref(&exporter.address));
+    prometheus.wait_for_series("app_requests_total");
+    let server = Rampart::start(&[
+        "--flags",
+        &flags,
+        "--ramps",
+        &ramp,
+        "--admin-insecure-local",
+        "--prometheus-url",
+        &prometheus.url,
+    ]);
+    Setup { _dir: dir, exporter, prometheus, server }
+}
+
+#[test]
+fn a_prometheus_guarded_ramp_advances_then_rolls_back_on_a_spike() {
+    let steps = "    - { percent: 25, hold: 3s }\n    - { percent: 50, hold: 1h }\n    - { percent: 100, hold: 1h }\n";
+    let setup = setup(&ramp_file(steps, ""));
+    let healthy = Traffic { requests: 400.0, treatment_errors: 0.005, control_errors: 0.005 };
+    let app = App::start(setup.exporter.clone(), setup.server.admin.clone(), healthy);
+    let at50 = wait_for(&setup.server, "advance to 50%", |s| s["percent"] == 50.0);
+    assert_eq!(at50["state"], "Ramping");
+
+    app.set(Traffic { treatment_errors: 0.2, ..healthy });
+    let rolled = wait_for(&setup.server, "rollback", |s| s["state"] == "RolledBack");
+    assert_eq!((rolled["reason"].as_str(), rolled["percent"].as_f64()), (Some("Regression"), Some(0.0)));
+    let history =
+        send("GET", &format!("{}/admin/v1/ramps/default/checkout/history", setup.server.admin), None, None, &[]);
+    let rollback =
+        history.body["decisions"].as_array().unwrap().iter().find(|d| d["to"] == "RolledBack").cloned().unwrap();
+    let evidence = &rollback["evidence"];
+    assert!(evidence["treatment"]["errors"].as_u64() > evidence["control"]["errors"].as_u64(), "{evidence}");
+    drop(app);
+}
+
+/// RAMPS.md §7 scenario 2.
+#[test]
+fn prometheus_down_holds_then_pauses_and_only_holding_recovers_by_itself() {
+    let steps = "    - { percent: 25, hold: 1h }\n    - { percent: 100, hold: 1h }\n";
+    let policy = "  policy:\n    onMissingData: { pauseAfterFailedChecks: 6, then: pause }\n";
+    let mut setup = setup(&ramp_file(steps, policy));
+    let healthy = Traffic { requests: 400.0, treatment_errors: 0.0, control_errors: 0.0 };
+    let _app = App::start(setup.exporter.clone(), setup.server.admin.clone(), healthy);
+    wait_for(&setup.server, "evidence from Prometheus", |s| {
+        s["state"] == "Ramping" && s["evidence"]["treatment"]["exposures"].as_u64() > Some(0)
+    });
+
+    // Down: hold, never advance, count the blind checks.
+    setup.prometheus.stop();
+    let holding = wait_for(&setup.server, "Holding(MetricsUnavailable)", |s| s["reason"] == "MetricsUnavailable");
+    assert_eq!((holding["state"].as_str(), holding["percent"].as_f64()), (Some("Holding"), Some(25.0)));
+    assert!(holding["failedChecks"].as_u64() >= Some(1));
+    // Back: Holding resumes by itself, the gap folded into the next bucket.
+    setup.prometheus.restart();
+    let recovered = wait_for(&setup.server, "recovered", |s| s["failedChecks"] == 0 && s["state"] != "Holding");
+    assert_eq!(recovered["percent"], 25.0);
+
+    // Down long enough: paused for a person; back again: still paused.
+    setup.prometheus.stop();
+    let paused = wait_for(&setup.server, "Paused(MissingDataLimit)", |s| s["state"] == "Paused");
+    assert_eq!((paused["reason"].as_str(), paused["percent"].as_f64()), (Some("MissingDataLimit"), Some(25.0)));
+    setup.prometheus.restart();
+    let seq = paused["seq"].clone();
+    // A complete observation again resets the blind-check count, and the ramp stays paused.
+    let still = wait_for(&setup.server, "a check with data", |s| s["failedChecks"] == 0);
+    assert_eq!(
+        (still["state"].as_str(), still["reason"].as_str(), still["seq"].clone()),
+        (Some("Paused"), Some("MissingDataLimit"), seq)
+    );
+    assert!(
+        send("POST", &format!("{}/admin/v1/ramps/default/checkout/resume", setup.server.admin), None, None, &[]).status
+            == 200
+    );
+}
