@@ -189,6 +189,7 @@ impl BoundServer {
         let grpc_thread = grpc::spawn(grpc_state, grpc, sync)?;
         let watcher = watch::Watcher::start(state.environments.clone(), state.metrics.clone(), state.ramps.clone());
         let controller = tokio::spawn(state.ramps.clone().run(shutdown.clone()));
+        let webhooks = tokio::spawn(ramp::webhooks::run(state.store.clone(), state.metrics.clone(), shutdown.clone()));
         let watcher = tokio::spawn(watcher.run(shutdown.clone()));
         let environments: Vec<String> = state.environments.iter().map(|e| e.name.clone()).collect();
         tracing::info!(
@@ -216,6 +217,7 @@ impl BoundServer {
         stopper.abort();
         let _ = watcher.await;
         let _ = controller.await;
+        let _ = webhooks.await;
         let grpc_result = tokio::task::spawn_blocking(move || grpc_thread.join())
             .await
             .map_err(std::io::Error::other)?

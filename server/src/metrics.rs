@@ -25,6 +25,8 @@ pub struct Metrics {
     pub ramp_state: IntGaugeVec,
     pub ramp_transitions: IntCounterVec,
     pub outcomes: IntCounterVec,
+    pub webhook_deliveries: IntCounterVec,
+    pub webhook_outbox: IntGauge,
 }
 
 impl Metrics {
@@ -78,6 +80,13 @@ impl Metrics {
             &["environment", "result"],
         )
         .expect("valid metric");
+        let webhook_deliveries = IntCounterVec::new(
+            Opts::new("webhook_deliveries_total", "Ramp webhook attempts, by result (delivered, failed, dropped)"),
+            &["result"],
+        )
+        .expect("valid metric");
+        let webhook_outbox =
+            IntGauge::new("webhook_outbox_pending", "Ramp webhooks waiting in the outbox").expect("valid metric");
         let build = IntGauge::with_opts(
             Opts::new("build_info", "Build information").const_label("version", env!("CARGO_PKG_VERSION")),
         )
@@ -94,6 +103,8 @@ impl Metrics {
             Box::new(ramp_state.clone()),
             Box::new(ramp_transitions.clone()),
             Box::new(outcomes.clone()),
+            Box::new(webhook_deliveries.clone()),
+            Box::new(webhook_outbox.clone()),
             Box::new(build),
         ] {
             registry.register(collector).expect("metrics are registered once");
@@ -118,6 +129,8 @@ impl Metrics {
             ramp_state,
             ramp_transitions,
             outcomes,
+            webhook_deliveries,
+            webhook_outbox,
         }
     }
 

@@ -247,6 +247,7 @@ impl Controller {
                         run: run.clone(),
                         record: None,
                         audit,
+                        outbox: Vec::new(),
                     })
                     .await?;
                 self.insert(environment, spec, run, false, None).await;
@@ -421,6 +422,7 @@ impl Controller {
     ) -> Result<(), StoreError> {
         let before = state.run.clone();
         let status_changed = before.status != next.status || before.step != next.step || before.run_id != next.run_id;
+        let evidence_for_hooks = evidence.clone();
         let record = (status_changed || !events.is_empty()).then(|| RampDecisionRecord {
             at: next.updated_at,
             run_id: next.run_id.clone(),
@@ -453,6 +455,7 @@ impl Controller {
                 )
             })
             .collect();
+        let outbox = super::webhooks::deliveries(&state.spec, &entry.environment, &next, &events, &evidence_for_hooks);
         self.store
             .write_ramp(RampWrite {
                 environment: entry.environment.clone(),
@@ -461,6 +464,7 @@ impl Controller {
                 run: next.clone(),
                 record,
                 audit,
+                outbox,
             })
             .await?;
         state.run = next.clone();
@@ -777,6 +781,13 @@ impl Controller {
                     "ramp.config_change_refused".to_owned(),
                     vec![format!("ramp {}: {refused}", spec.name)],
                 )];
+                let event = decide::Event {
+                    kind: "config_change_refused".into(),
+                    reason: Some(refused.clone()),
+                    by: "file".into(),
+                };
+                let outbox =
+                    super::webhooks::deliveries(&spec, &environment.name, &state.run, &[event], &Evidence::default());
                 let write = RampWrite {
                     environment: environment.name.clone(),
                     ramp: spec.name.clone(),
@@ -784,6 +795,7 @@ impl Controller {
                     run: state.run.clone(),
                     record: None,
                     audit,
+                    outbox,
                 };
                 self.store.write_ramp(write).await?;
                 self.metrics

@@ -12,3 +12,4 @@ pub mod outcomes;
 pub mod prometheus;
 pub mod spec;
 pub mod stats;
+pub mod webhooks;

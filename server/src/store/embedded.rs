@@ -10,11 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
-    AuditEntry, AuditQuery, ChangeKind, Commit, ContextOutcome, EnvironmentState, Expect, FlagRecord, FlagVersion,
-    OutcomeCount, RampDecisionRecord, RampWrite, StateOverride, Store, StoreError, StoredRun,
+    AuditEntry, AuditQuery, ChangeKind, Commit, ContextOutcome, Delivery, EnvironmentState, Expect, FlagRecord,
+    FlagVersion, OutcomeCount, RampDecisionRecord, RampWrite, StateOverride, Store, StoreError, StoredRun,
 };
 use crate::ramp::decide::Run;
 
@@ -30,6 +30,8 @@ const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const RAMPS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("ramps");
 /// (environment, ramp, index) → RampDecisionRecord
 const RAMP_DECISIONS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("ramp_decisions");
+/// id → Delivery (webhook outbox)
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// (environment, flag, second, variant) → (ok, error) as two little-endian u64
 const OUTCOMES: TableDefinition<(&str, &str, u64, &str), &[u8]> = TableDefinition::new("outcomes");
 /// (environment, flag, second, variant, context hash) → 1 if any outcome errored
@@ -69,6 +71,7 @@ impl EmbeddedStore {
             txn.open_table(RAMPS).map_err(unavailable)?;
             txn.open_table(RAMP_DECISIONS).map_err(unavailable)?;
             txn.open_table(OUTCOMES).map_err(unavailable)?;
+            txn.open_table(OUTBOX).map_err(unavailable)?;
             txn.open_table(CONTEXT_OUTCOMES).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
@@ -269,6 +272,13 @@ fn write_ramp(db: &Database, write: RampWrite) -> Result<(), StoreError> {
                 .map_or(0, |(k, _)| k.value().2);
             decisions.insert((key.0, key.1, last + 1), encode(record).as_slice()).map_err(unavailable)?;
         }
+        let mut outbox = txn.open_table(OUTBOX).map_err(unavailable)?;
+        let mut id = outbox.last().map_err(unavailable)?.map(|(k, _)| k.value()).unwrap_or(0);
+        for delivery in &write.outbox {
+            id += 1;
+            let delivery = Delivery { id, ..delivery.clone() };
+            outbox.insert(id, encode(&delivery).as_slice()).map_err(unavailable)?;
+        }
         let mut audit = txn.open_table(AUDIT).map_err(unavailable)?;
         let mut seq = audit.last().map_err(unavailable)?.map(|(k, _)| k.value()).unwrap_or(0);
         for (actor, action, changes) in &write.audit {
@@ -305,6 +315,38 @@ fn ramp_history(
         .collect::<Result<Vec<RampDecisionRecord>, _>>()?;
     records.reverse();
     Ok(records)
+}
+
+fn due_deliveries(db: &Database, now: u64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let table = txn.open_table(OUTBOX).map_err(unavailable)?;
+    let mut due = Vec::new();
+    for entry in table.iter().map_err(unavailable)? {
+        let delivery: Delivery = decode(entry.map_err(unavailable)?.1.value())?;
+        if delivery.next_attempt_at <= now {
+            due.push(delivery);
+            if due.len() >= limit {
+                break;
+            }
+        }
+    }
+    Ok(due)
+}
+
+fn finish_delivery(db: &Database, id: u64, retry: Option<Delivery>) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    {
+        let mut table = txn.open_table(OUTBOX).map_err(unavailable)?;
+        match retry {
+            Some(delivery) => {
+                table.insert(id, encode(&Delivery { id, ..delivery }).as_slice()).map_err(unavailable)?;
+            }
+            None => {
+                table.remove(id).map_err(unavailable)?;
+            }
+        }
+    }
+    txn.commit().map_err(unavailable)
 }
 
 fn counts_of(bytes: &[u8]) -> (u64, u64) {
@@ -444,6 +486,22 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<ContextOutcome>, StoreError> {
         let (environment, flag) = (environment.to_owned(), flag.to_owned());
         self.blocking(move |db| context_outcomes(db, &environment, &flag, from, to)).await
+    }
+
+    async fn due_deliveries(&self, now: u64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.blocking(move |db| due_deliveries(db, now, limit)).await
+    }
+
+    async fn pending_deliveries(&self) -> Result<u64, StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(unavailable)?;
+            txn.open_table(OUTBOX).map_err(unavailable)?.len().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn finish_delivery(&self, id: u64, retry: Option<Delivery>) -> Result<(), StoreError> {
+        self.blocking(move |db| finish_delivery(db, id, retry)).await
     }
 
     async fn prune_outcomes(&self, environment: &str, flag: &str, before: u64) -> Result<(), StoreError> {

@@ -11,7 +11,7 @@
 pub mod embedded;
 mod ramps;
 
-pub use ramps::{ContextOutcome, OutcomeCount, RampDecisionRecord, RampWrite, StoredRun};
+pub use ramps::{ContextOutcome, Delivery, OutcomeCount, RampDecisionRecord, RampWrite, StoredRun};
 
 use std::collections::BTreeMap;
 
@@ -195,6 +195,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         from: u64,
         to: u64,
     ) -> Result<Vec<ContextOutcome>, StoreError>;
+
+    /// Outbox deliveries due at `now` (unix ms), oldest first, at most `limit`.
+    async fn due_deliveries(&self, now: u64, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+
+    /// How many deliveries wait in the outbox.
+    async fn pending_deliveries(&self) -> Result<u64, StoreError>;
+
+    /// Removes a delivered message (`None`), or records a failed attempt.
+    async fn finish_delivery(&self, id: u64, retry: Option<Delivery>) -> Result<(), StoreError>;
 
     /// Drops a flag's outcome buckets older than `before` (seconds).
     async fn prune_outcomes(&self, environment: &str, flag: &str, before: u64) -> Result<(), StoreError>;

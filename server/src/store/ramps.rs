@@ -44,6 +44,28 @@ pub struct RampWrite {
     pub record: Option<RampDecisionRecord>,
     /// Audit entries to append: (actor, action, changes).
     pub audit: Vec<(String, String, Vec<String>)>,
+    /// Webhook deliveries to queue, in the same transaction as the state.
+    pub outbox: Vec<Delivery>,
+}
+
+/// A webhook delivery waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// Assigned by the store.
+    #[serde(default)]
+    pub id: u64,
+    /// `ramp:run:seq:event`, also sent to the receiver for deduplication.
+    pub dedup_key: String,
+    pub url: String,
+    /// Environment variable holding the signing secret.
+    pub secret_ref: Option<String>,
+    pub event: String,
+    pub body: String,
+    pub attempts: u32,
+    /// Unix milliseconds.
+    pub next_attempt_at: u64,
+    pub last_error: Option<String>,
 }
 
 /// Outcome counts of one flag variant in one second.
