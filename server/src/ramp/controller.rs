@@ -883,6 +883,7 @@ fn placeholder_spec(name: &str, run: &Run) -> RampSpec {
             approval_timeout: super::spec::DEFAULT_APPROVAL_TIMEOUT,
             on_approval_timeout: Action::Pause,
         },
+        windows: None,
         dry_run: false,
         notify: Vec::new(),
         file: "<missing>".into(),

@@ -23,6 +23,7 @@ pub enum PendingReason {
     FlagOff,
     /// The metric source does not answer: don't start a ramp you can't watch.
     ProviderUnreachable,
+    OutsideWindow,
 }
 
 /// Why a ramp cannot decide yet.
@@ -34,6 +35,8 @@ pub enum HoldReason {
     MetricsUnavailable,
     StaleData,
     SampleRatioMismatch,
+    /// Evidence passed but advancing is outside the ramp's windows.
+    OutsideWindow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -325,6 +328,8 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
             Some(PendingReason::FlagOff)
         } else if observation.missing.is_some() {
             Some(PendingReason::ProviderUnreachable)
+        } else if spec.windows.as_ref().is_some_and(|w| !w.is_open(now)) {
+            Some(PendingReason::OutsideWindow)
         } else {
             None
         };
@@ -434,7 +439,10 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
     }
 
     // 8: may it advance?
+    let window_closed = spec.windows.as_ref().is_some_and(|w| !w.is_open(now));
     match blocking(&decision.evidence, spec, run, now) {
+        // 9: evidence passed, but advancing waits for the window (rollback never does).
+        None if window_closed => decision.run.status = Status::Holding { reason: HoldReason::OutsideWindow },
         // 10: a step that needs approval waits for it; guards keep running.
         None if spec.steps.get(run.step).is_some_and(|s| s.approve) && !decision.run.approved => {
             if approval_expired(run, spec, now) {

@@ -13,3 +13,4 @@ pub mod prometheus;
 pub mod spec;
 pub mod stats;
 pub mod webhooks;
+pub mod windows;

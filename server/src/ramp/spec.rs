@@ -35,6 +35,8 @@ pub struct RampSpec {
     pub steps: Vec<Step>,
     pub guard: Guard,
     pub policy: Policy,
+    /// When advancing is allowed; always when `None`.
+    pub windows: Option<super::windows::Windows>,
     /// Decide and record, never change exposure.
     pub dry_run: bool,
     pub notify: Vec<Notify>,
@@ -243,7 +245,7 @@ struct RawSpec {
     guard: RawGuard,
     #[serde(default)]
     policy: RawPolicy,
-    windows: Option<serde_json::Value>,
+    windows: Option<super::windows::RawWindows>,
     metrics: Option<serde_json::Value>,
     #[serde(default)]
     notify: Vec<RawNotify>,
@@ -541,7 +543,7 @@ impl Checker<'_> {
             self.error("name", 0, format!("metadata.name '{name}': use letters, digits, '-', '_' and '.'"));
         }
         let spec = raw.spec;
-        for (key, present) in [("windows", spec.windows.is_some()), ("metrics", spec.metrics.is_some())] {
+        for (key, present) in [("metrics", spec.metrics.is_some())] {
             if present {
                 self.error(key, 0, format!("{key}: not supported by this version of the server yet"));
             }
@@ -575,6 +577,13 @@ impl Checker<'_> {
                 MetricSource::Builtin
             }
         };
+        let windows = spec.windows.as_ref().and_then(|raw| match super::windows::Windows::parse(raw) {
+            Ok(windows) => Some(windows),
+            Err(message) => {
+                self.error("windows", 0, format!("windows: {message}"));
+                None
+            }
+        });
         let mut notify = Vec::new();
         for (index, target) in spec.notify.iter().enumerate() {
             if !(target.webhook.starts_with("http://") || target.webhook.starts_with("https://")) {
@@ -728,6 +737,7 @@ impl Checker<'_> {
                 approval_timeout,
                 on_approval_timeout,
             },
+            windows,
             dry_run: spec.dry_run.unwrap_or(false),
             notify,
             file: self.file.to_owned(),

@@ -426,3 +426,46 @@ fn a_step_that_needs_approval_waits_and_times_out() {
     let asked = decide(&resumed.run, &spec, &observe(&healthy()), 84 * MINUTE, None);
     assert_eq!(asked.run.status, Status::AwaitingApproval);
 }
+
+/// RAMPS.md §7 scenario 10c: the hold ends at 15:58, the window closes at
+/// 16:00, the tick comes at 16:01: no advance until it reopens, but a
+/// regression at 16:30 still rolls back.
+#[test]
+fn windows_block_advancing_but_never_rollback() {
+    let text = "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata: { name: r }\nspec:\n  flag: f\n  treatment: \"on\"\n  control: \"off\"\n  windows: { timezone: Europe/Paris, allow: [\"Mon-Thu 09:00-16:00\"] }\n  steps:\n    - { percent: 5, hold: 1h }\n    - { percent: 100, hold: 1h }\n  guard: { minSamples: 100, absolute: { maxIncrease: 1% } }\n";
+    let spec = spec::parse("r.yaml", text).unwrap();
+    let at = |rfc3339: &str| crate::time::parse(rfc3339).unwrap();
+    // Started Thursday 14:58 Paris (13:58 UTC); hold ends 15:58.
+    let run = Run::new(&spec, "off", "run-1".into(), at("2026-11-26T13:58:00Z"));
+    let run = decide(&run, &spec, &observe(&[]), at("2026-11-26T13:58:00Z"), None).run;
+    assert_eq!(run.status, Status::Ramping);
+    let late = decide(&run, &spec, &observe(&healthy()), at("2026-11-26T15:01:00Z"), None);
+    assert_eq!((late.run.status.clone(), late.run.step), (Status::Holding { reason: HoldReason::OutsideWindow }, 0));
+    let spike = decide(&late.run, &spec, &observe(&[pair((500, 25), (1500, 7))]), at("2026-11-26T15:30:00Z"), None);
+    assert!(matches!(spike.run.status, Status::RolledBack { .. }), "rollback ignores windows");
+    // Friday is closed too; Monday 09:00 Paris it advances.
+    let friday = decide(&late.run, &spec, &observe(&healthy()), at("2026-11-27T10:00:00Z"), None);
+    assert_eq!(friday.run.step, 0);
+    let monday = decide(&late.run, &spec, &observe(&healthy()), at("2026-11-30T08:00:00Z"), None);
+    assert_eq!(monday.run.step, 1);
+    // A ramp does not start outside its window.
+    let pending = Run::new(&spec, "off", "run-2".into(), 0);
+    let d = decide(&pending, &spec, &observe(&[]), at("2026-11-28T12:00:00Z"), None);
+    assert_eq!(d.run.status, Status::Pending { reason: PendingReason::OutsideWindow });
+}
+
+/// RAMPS.md §7 scenario 10d: a DST change inside a hold neither shortens
+/// nor lengthens it (holds are UTC milliseconds).
+#[test]
+fn a_dst_change_does_not_change_a_hold() {
+    let text = "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata: { name: r }\nspec:\n  flag: f\n  treatment: \"on\"\n  control: \"off\"\n  windows: { timezone: Europe/Paris }\n  steps:\n    - { percent: 5, hold: 3h }\n    - { percent: 100, hold: 1h }\n  guard: { minSamples: 100, absolute: { maxIncrease: 1% } }\n";
+    let spec = spec::parse("r.yaml", text).unwrap();
+    let at = |rfc3339: &str| crate::time::parse(rfc3339).unwrap();
+    // Paris leaves summer time at 03:00 local on 2026-10-25 (01:00 UTC).
+    let start = at("2026-10-25T00:00:00Z");
+    let run = decide(&Run::new(&spec, "off", "r".into(), start), &spec, &observe(&[]), start, None).run;
+    let before = decide(&run, &spec, &observe(&healthy()), at("2026-10-25T02:59:59Z"), None);
+    assert_eq!(before.run.step, 0);
+    let after = decide(&run, &spec, &observe(&healthy()), at("2026-10-25T03:00:00Z"), None);
+    assert_eq!(after.run.step, 1);
+}
