@@ -114,9 +114,13 @@ struct Traffic {
     requests: f64,
     treatment_errors: f64,
     control_errors: f64,
+    /// Share of the treatment's outcomes that get reported (1: all; less
+    /// simulates a treatment that crashes before it reports).
+    treatment_reported: f64,
 }
 
-const HEALTHY: Traffic = Traffic { requests: 400.0, treatment_errors: 0.0, control_errors: 0.0 };
+const HEALTHY: Traffic =
+    Traffic { requests: 400.0, treatment_errors: 0.0, control_errors: 0.0, treatment_reported: 1.0 };
 
 /// Posts outcomes every 100 ms until dropped, following the ramp's percent
 /// (read from the admin API every 200 ms). Errors are spread
@@ -157,8 +161,9 @@ impl Driver {
                         carry[i] -= whole;
                         whole as u64
                     };
-                    let treatment = traffic.requests * percent / 100.0;
-                    let control = traffic.requests - treatment;
+                    let served = traffic.requests * percent / 100.0;
+                    let control = traffic.requests - served;
+                    let treatment = served * traffic.treatment_reported;
                     let t_total = tenth(0, treatment, &mut carry);
                     let c_total = tenth(1, control, &mut carry);
                     let t_err = tenth(2, treatment * traffic.treatment_errors, &mut carry).min(t_total);
@@ -234,7 +239,8 @@ fn an_error_spike_rolls_back_within_an_interval_and_sdks_see_zero_percent() {
     let setup = Setup::new(&ramp_file(1, "s1", steps, ""));
     let server = setup.start();
     // RAMPS.md's spike: 25 % of 2 000 requests per check, 0.5 % errors, then 5 % in the treatment.
-    let baseline = Traffic { requests: 2000.0, control_errors: 0.005, treatment_errors: 0.005 };
+    let baseline =
+        Traffic { requests: 2000.0, control_errors: 0.005, treatment_errors: 0.005, treatment_reported: 1.0 };
     let driver = Driver::start(&server, Some(baseline));
     wait_for(&server, "step 25%", |s| s["percent"] == 25.0 && s["state"] != "Pending");
 
@@ -333,7 +339,8 @@ fn flapping_near_the_tolerance_never_oscillates() {
     let steps = "    - { percent: 25, hold: 2s }\n    - { percent: 50, hold: 2s }\n    - { percent: 100, hold: 1h }\n";
     let setup = Setup::new(&ramp_file(1, "s1", steps, ""));
     let server = setup.start();
-    let base = Traffic { requests: 800.0, treatment_errors: 0.05 * 1.15, control_errors: 0.05 };
+    let base =
+        Traffic { requests: 800.0, treatment_errors: 0.05 * 1.15, control_errors: 0.05, treatment_reported: 1.0 };
     let driver = Driver::start(&server, Some(base));
     let started = Instant::now();
     let mut high = false;
@@ -578,4 +585,64 @@ fn counting_contexts_dedupes_a_noisy_client() {
         assert_eq!(reply.status, 400, "{bad}: {}", reply.text);
         assert!(reply.body["error"]["message"].is_string(), "{}", reply.text);
     }
+}
+
+/// RAMPS.md §7 scenario 6: the treatment, at 25 %, reports like 2 %.
+#[test]
+fn a_starved_treatment_holds_on_sample_ratio_mismatch() {
+    let steps = "    - { percent: 25, hold: 1s }\n    - { percent: 100, hold: 1h }\n";
+    let setup = Setup::new(&ramp_file(1, "s1", steps, ""));
+    let server = setup.start();
+    let _driver = Driver::start(&server, Some(Traffic { treatment_reported: 0.06, ..HEALTHY }));
+    let held = wait_for(&server, "Holding(SampleRatioMismatch)", |s| s["reason"] == "SampleRatioMismatch");
+    assert_eq!((held["state"].as_str(), held["percent"].as_f64()), (Some("Holding"), Some(25.0)));
+    assert!(held["evidence"]["srmZ"].as_f64().unwrap() < -3.29, "{held}");
+    let explain = send("GET", &format!("{}/admin/v1/ramps/default/{RAMP}/explain", server.admin), None, None, &[]);
+    let srm = explain.body["guards"].as_array().unwrap().iter().find(|g| g["name"] == "sample ratio").cloned().unwrap();
+    assert_eq!(srm["verdict"], "fail", "{}", explain.text);
+    assert!(events(&server, "advanced").is_empty());
+}
+
+#[test]
+fn approvals_gate_a_step_and_a_late_approval_is_refused() {
+    let steps = "    - { percent: 5, hold: 1s, approve: true }\n    - { percent: 100, hold: 1h }\n";
+    let policy = "  policy:\n    approvalTimeout: { after: 6s, then: pause }\n";
+    let setup = Setup::new(&ramp_file(1, "s1", steps, policy));
+    let server = setup.start();
+    let _driver = Driver::start(&server, Some(HEALTHY));
+    assert_eq!(command(&server, "approve").status, 409, "nothing to approve yet");
+    let waiting = wait_for(&server, "AwaitingApproval", |s| s["reason"] == "AwaitingApproval");
+    assert_eq!((waiting["state"].as_str(), waiting["percent"].as_f64()), (Some("Ramping"), Some(5.0)));
+    assert_eq!(events(&server, "approval_requested").len(), 1);
+    // Not approved in time: paused; approving now is refused.
+    wait_for(&server, "Paused(ApprovalTimeout)", |s| s["reason"] == "ApprovalTimeout");
+    let late = command(&server, "approve");
+    assert_eq!(late.status, 409);
+    assert!(late.body["error"]["message"].as_str().unwrap().contains("timed out"), "{}", late.text);
+    // Resume asks again; approving in time advances.
+    assert_eq!(command(&server, "resume").status, 200);
+    wait_for(&server, "AwaitingApproval again", |s| s["reason"] == "AwaitingApproval");
+    let approved = command(&server, "approve");
+    assert_eq!(approved.status, 200, "{}", approved.text);
+    assert_eq!(approved.body["percent"], 100.0);
+    let audit = send("GET", &format!("{}/admin/v1/audit?flag=new-checkout&limit=100", server.admin), None, None, &[]);
+    assert!(audit.text.contains("ramp.approved"), "{}", audit.text);
+}
+
+#[test]
+fn a_dry_run_decides_and_records_but_never_exposes_anyone() {
+    let setup = Setup::new(&ramp_file(1, "s1", FAST_STEPS, "  dryRun: true\n"));
+    let server = setup.start();
+    let _driver = Driver::start(&server, Some(HEALTHY));
+    let keys = keys(200);
+    let done = wait_for(&server, "would complete", |s| s["state"] == "Completed");
+    assert_eq!(done["percent"], 100.0, "the run says what it would do");
+    assert!(exposed(&server, &keys).iter().all(|e| !e), "nobody is exposed by a dry run");
+    let would: Vec<Value> = events(&server, "would_advanced");
+    assert_eq!(would.len(), 3, "{would:?}");
+    assert!(events(&server, "advanced").is_empty());
+    // Turning the dry run off needs a new revision (no silent jump to 100 %).
+    setup.rewrite(&ramp_file(1, "s1", FAST_STEPS, ""));
+    wait_for(&server, "refused", |s| s["refusedChange"].as_str().is_some_and(|r| r.contains("dryRun")));
+    assert!(exposed(&server, &keys).iter().all(|e| !e));
 }

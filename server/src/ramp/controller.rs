@@ -281,8 +281,7 @@ impl Controller {
                 last_tick: None,
             }),
         });
-        let dry_run = entry.state.lock().await.spec.dry_run;
-        self.apply_exposure(environment, &run, dry_run).await;
+        self.apply_exposure(environment, &run, run.dry_run).await;
         self.metrics.ramp(&environment.name, &name, run.status.name(), run.percent());
         self.entries.write().unwrap_or_else(|e| e.into_inner()).insert((environment.name.clone(), name), entry);
     }
@@ -394,7 +393,7 @@ impl Controller {
             other => other,
         });
         let mut decision = decide::decide(&state.run, &spec, &observation, now, command.as_ref());
-        if spec.dry_run {
+        if state.run.dry_run {
             // Recorded and logged as what would have happened.
             for event in &mut decision.events {
                 event.kind = format!("would_{}", event.kind);
@@ -484,7 +483,7 @@ impl Controller {
         }
         self.metrics.ramp(&entry.environment, &entry.name, next.status.name(), next.percent());
         if before.basis_points != next.basis_points || before.run_id != next.run_id {
-            self.apply_exposure(environment, &next, state.spec.dry_run).await;
+            self.apply_exposure(environment, &next, next.dry_run).await;
         }
         if before.step_started_at != next.step_started_at || before.run_id != next.run_id {
             let before_second = next.step_started_at / 1000;
@@ -828,6 +827,7 @@ fn refusal(spec: &RampSpec, control: &str, run: &Run) -> Option<String> {
         control: Some(run.control.clone()),
         salt: run.salt.clone(),
         environment: spec.environment.clone(),
+        dry_run: run.dry_run,
         ..spec.clone()
     };
     let candidate = RampSpec { control: Some(control.to_owned()), ..spec.clone() };

@@ -150,6 +150,9 @@ pub struct Run {
     pub treatment: String,
     pub control: String,
     pub salt: String,
+    /// A dry run never exposes anyone; fixed for the run.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 impl Run {
@@ -173,6 +176,7 @@ impl Run {
             treatment: spec.treatment.clone(),
             control: control.to_owned(),
             salt: spec.salt.clone(),
+            dry_run: spec.dry_run,
         }
     }
 
