@@ -28,7 +28,13 @@ fn ramp(c: &mut Criterion) {
     let spec = spec::parse("r.yaml", SPEC).expect("spec");
     let mut run = Run::new(&spec, "off", "run".into(), 0);
     run = decide(&run, &spec, &Observation { flag_enabled: true, ..Default::default() }, 0, None).run;
-    let observation = Observation { buckets: buckets(), missing: None, flag_enabled: true, expected_share: Some(0.25) };
+    let observation = Observation {
+        buckets: buckets(),
+        missing: None,
+        flag_enabled: true,
+        expected_share: Some(0.25),
+        metrics: Vec::new(),
+    };
     let now = 6 * 3600 * 1000;
     c.bench_function("decide, 720 buckets", |b| {
         b.iter(|| black_box(decide(black_box(&run), &spec, black_box(&observation), now, None)))

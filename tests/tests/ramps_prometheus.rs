@@ -190,3 +190,27 @@ fn prometheus_down_holds_then_pauses_and_only_holding_recovers_by_itself() {
             == 200
     );
 }
+
+/// A latency gate (paired sign test per bucket) lets the ramp advance when
+/// the treatment is as fast as the control, and holds it when it is slower.
+#[test]
+fn a_latency_gate_passes_at_equal_speed_and_holds_a_slower_treatment() {
+    let steps = "    - { percent: 25, hold: 3s }\n    - { percent: 50, hold: 3s }\n    - { percent: 100, hold: 1h }\n";
+    let metrics = "  metrics:\n    - name: p99-latency\n      role: gate\n      query: 'max_over_time(app_latency_seconds{flag=\"{{flag}}\",variant=\"{{variant}}\"}[{{window}}])'\n      relative: { tolerance: 15% }\n      minBuckets: 5\n";
+    let setup = setup(&ramp_file(steps, metrics));
+    setup.exporter.add(&series("app_latency_seconds", "on"), 0.2);
+    setup.exporter.add(&series("app_latency_seconds", "off"), 0.2);
+    let healthy = Traffic { requests: 400.0, treatment_errors: 0.0, control_errors: 0.0 };
+    let _app = App::start(setup.exporter.clone(), setup.server.admin.clone(), healthy);
+    wait_for(&setup.server, "advance to 50%", |s| s["percent"] == 50.0);
+    // Now the treatment is 2.5× slower: the gate fails and the ramp holds at 50 %.
+    setup.exporter.add(&series("app_latency_seconds", "on"), 0.3);
+    let explain_url = format!("{}/admin/v1/ramps/default/checkout/explain", setup.server.admin);
+    let failing = eventually(LONG, || {
+        let explain = send("GET", &explain_url, None, None, &[]).body;
+        if explain["evidence"]["metrics"][0]["verdict"] == "fail" { Ok(explain) } else { Err(format!("{explain}")) }
+    });
+    assert_eq!(failing["percent"], 50.0);
+    let status = wait_for(&setup.server, "held by the gate", |s| s["state"] == "Holding");
+    assert_eq!((status["reason"].as_str(), status["percent"].as_f64()), (Some("Inconclusive"), Some(50.0)));
+}

@@ -514,7 +514,44 @@ impl Controller {
                 .is_none_or(|t| t.is_null() || t.as_object().is_some_and(|o| o.is_empty()))
         });
         let expected_share = rules_free.then(|| f64::from(run.basis_points) / f64::from(rampart_engine::ramp::FULL));
-        let mut observation = Observation { buckets: Vec::new(), missing: None, flag_enabled, expected_share };
+        let mut observation =
+            Observation { buckets: Vec::new(), missing: None, flag_enabled, expected_share, metrics: Vec::new() };
+        if !spec.metrics.is_empty() && !matches!(run.status, Status::Pending { .. }) {
+            let names = Names {
+                flag: &run.flag,
+                environment: &environment.name,
+                ramp: &entry.name,
+                treatment: &run.treatment,
+                control: &run.control,
+            };
+            let interval = spec.interval.as_millis() as u64;
+            // Extra metrics use the guard's Prometheus (URL, token, lag) or the server's.
+            let default_guard;
+            let guard = match &spec.guard.source {
+                MetricSource::Prometheus(guard) => guard,
+                MetricSource::Builtin => {
+                    default_guard = super::spec::PrometheusGuard {
+                        url: None,
+                        errors: String::new(),
+                        total: String::new(),
+                        lag: super::spec::DEFAULT_PROMETHEUS_LAG,
+                        token_ref: None,
+                    };
+                    &default_guard
+                }
+            };
+            for metric in &spec.metrics {
+                let values = self
+                    .prometheus
+                    .metric_values(guard, metric, names, (&run.run_id, run.step_started_at), interval, now)
+                    .await
+                    .map_err(|error| {
+                        tracing::warn!(ramp = %entry.name, metric = %metric.name, %error, "metric unavailable");
+                    })
+                    .ok();
+                observation.metrics.push((metric.name.clone(), values));
+            }
+        }
         if let MetricSource::Prometheus(guard) = &spec.guard.source {
             let result = if matches!(run.status, Status::Pending { .. }) {
                 self.prometheus.ready(guard, now).await.map(|()| Vec::new())
@@ -883,6 +920,7 @@ fn placeholder_spec(name: &str, run: &Run) -> RampSpec {
             approval_timeout: super::spec::DEFAULT_APPROVAL_TIMEOUT,
             on_approval_timeout: Action::Pause,
         },
+        metrics: Vec::new(),
         windows: None,
         dry_run: false,
         notify: Vec::new(),

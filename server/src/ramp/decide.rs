@@ -57,6 +57,8 @@ pub enum RollbackReason {
     StepTimeout,
     SampleRatioMismatch,
     ApprovalTimeout,
+    /// An extra metric with role `guard` regressed (its name is in the event).
+    MetricRegression,
 }
 
 /// The state of a run (RAMPS.md §5.3).
@@ -198,6 +200,9 @@ pub struct Observation {
     /// flag has no rules of its own, so the ramp alone splits): for the
     /// sample-ratio check.
     pub expected_share: Option<f64>,
+    /// Extra metrics' per-bucket (treatment, control) values, by name;
+    /// `None` when the source could not answer.
+    pub metrics: Vec<(String, Option<Vec<(f64, f64)>>)>,
 }
 
 /// An operator's request, applied in a tick after the guards.
@@ -248,8 +253,78 @@ pub struct Evidence {
     /// of the observed one (|z| > 3.29 is a mismatch at α = 0.1 %).
     pub expected_share: Option<f64>,
     pub srm_z: Option<f64>,
+    /// Extra metrics and their paired sign tests.
+    #[serde(default)]
+    pub metrics: Vec<MetricVerdict>,
     /// What stands between this step and the next.
     pub missing_to_advance: Vec<String>,
+}
+
+/// An extra metric's comparison at this check.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricVerdict {
+    pub name: String,
+    pub role: String,
+    pub dry_run: bool,
+    /// Buckets with a value for both arms.
+    pub buckets: u64,
+    /// Buckets where the treatment was worse than control beyond the tolerance.
+    pub worse: u64,
+    /// Sign-test p-values: of a regression, and of "not worse".
+    pub p_regression: Option<f64>,
+    pub p_not_worse: Option<f64>,
+    /// `fail`, `pass`, `inconclusive`, `unavailable` or `not applicable`.
+    pub verdict: String,
+}
+
+fn metric_verdicts(spec: &RampSpec, observation: &Observation, has_control: bool) -> Vec<MetricVerdict> {
+    spec.metrics
+        .iter()
+        .map(|metric| {
+            let role = format!("{:?}", metric.role).to_lowercase();
+            let mut verdict =
+                MetricVerdict { name: metric.name.clone(), role, dry_run: metric.dry_run, ..Default::default() };
+            if !has_control {
+                verdict.verdict = "not applicable".into();
+                return verdict;
+            }
+            let values =
+                observation.metrics.iter().find(|(name, _)| *name == metric.name).and_then(|(_, v)| v.as_ref());
+            let Some(values) = values else {
+                verdict.verdict = "unavailable".into();
+                return verdict;
+            };
+            let pairs: Vec<&(f64, f64)> = values.iter().filter(|(t, c)| t.is_finite() && c.is_finite()).collect();
+            let worse = pairs
+                .iter()
+                .filter(|(t, c)| match metric.direction {
+                    super::spec::Direction::LowerIsBetter => *t > c * (1.0 + metric.tolerance),
+                    super::spec::Direction::HigherIsBetter => *t < c * (1.0 - metric.tolerance).max(0.0),
+                })
+                .count() as u64;
+            let n = pairs.len() as u64;
+            verdict.buckets = n;
+            verdict.worse = worse;
+            if n < metric.min_buckets {
+                verdict.verdict = "inconclusive".into();
+                return verdict;
+            }
+            let p_regression = stats::sign_test(n, worse);
+            let p_not_worse = stats::sign_test(n, n - worse);
+            verdict.p_regression = Some(p_regression);
+            verdict.p_not_worse = Some(p_not_worse);
+            verdict.verdict = if p_regression < 1.0 - metric.confidence {
+                "fail"
+            } else if p_not_worse < 1.0 - metric.advance_confidence {
+                "pass"
+            } else {
+                "inconclusive"
+            }
+            .into();
+            verdict
+        })
+        .collect()
 }
 
 /// A notable change, for audit, metrics and (later) webhooks.
@@ -348,11 +423,24 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
     }
 
     // 3: guards, in every active state.
-    if let Some(reason) = guard_failure(&decision.evidence, spec, run.basis_points) {
+    let failed_metric = spec
+        .metrics
+        .iter()
+        .zip(&decision.evidence.metrics)
+        .find(|(metric, verdict)| {
+            metric.role == super::spec::MetricRole::Guard && !metric.dry_run && verdict.verdict == "fail"
+        })
+        .map(|(metric, _)| metric.name.clone());
+    let failure = guard_failure(&decision.evidence, spec, run.basis_points)
+        .or(failed_metric.as_ref().map(|_| RollbackReason::MetricRegression));
+    if let Some(reason) = failure {
         let action = if spec.guard.critical { spec.policy.on_regression } else { Action::Pause };
         match action {
             Action::Rollback => roll_back(&mut decision, reason, CONTROLLER),
             Action::Pause => pause(&mut decision, PauseReason::Regression, CONTROLLER),
+        }
+        if let (Some(metric), Some(event)) = (failed_metric, decision.events.last_mut()) {
+            event.reason = Some(format!("MetricRegression({metric})"));
         }
         if let Some(command) = command {
             decision.command = Some(Err(format!(
@@ -588,6 +676,16 @@ fn blocking(evidence: &Evidence, spec: &RampSpec, run: &Run, now: u64) -> Option
     if has_control && !not_worse(evidence.treatment, evidence.control, spec) {
         return Some(Some(HoldReason::Inconclusive));
     }
+    // Gates must pass (dry-run gates only record).
+    for (metric, verdict) in spec.metrics.iter().zip(&evidence.metrics) {
+        if metric.role == super::spec::MetricRole::Gate && !metric.dry_run {
+            match verdict.verdict.as_str() {
+                "pass" | "not applicable" => {}
+                "unavailable" => return Some(Some(HoldReason::MetricsUnavailable)),
+                _ => return Some(Some(HoldReason::Inconclusive)),
+            }
+        }
+    }
     None
 }
 
@@ -648,6 +746,7 @@ fn evidence(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, ful
         detectable_ratio: None,
         expected_share: observation.expected_share.filter(|_| has_control),
         srm_z: None,
+        metrics: metric_verdicts(spec, observation, has_control),
         missing_to_advance: Vec::new(),
     };
     if let Some(expected) = evidence.expected_share {

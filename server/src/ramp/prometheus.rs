@@ -21,11 +21,16 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// How an empty result is reported (a gap in the data, not an outage).
 const EMPTY: &str = "the query returned an empty vector";
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PrometheusSource {
     client: reqwest::Client,
     default_url: Option<String>,
+    /// Extra metrics' closed buckets, per ramp and metric: (run id, step
+    /// start) they belong to, and the values by bucket index.
+    metric_cache: std::sync::Mutex<MetricCache>,
 }
+
+type MetricCache = std::collections::HashMap<String, ((String, u64), BTreeMap<u64, Option<(f64, f64)>>)>;
 
 /// Closed buckets already read for one step of one run.
 #[derive(Debug, Default)]
@@ -48,7 +53,7 @@ pub struct Names<'a> {
 impl PrometheusSource {
     pub fn new(default_url: Option<String>) -> PrometheusSource {
         let client = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_default();
-        PrometheusSource { client, default_url }
+        PrometheusSource { client, default_url, metric_cache: std::sync::Mutex::default() }
     }
 
     fn url<'a>(&'a self, guard: &'a PrometheusGuard) -> Result<&'a str, String> {
@@ -169,6 +174,67 @@ impl PrometheusSource {
             }
         }
         Ok(buckets)
+    }
+}
+
+impl PrometheusSource {
+    /// An extra metric's (treatment, control) value in every closed bucket
+    /// of the step; buckets where either arm has no value are left out.
+    pub async fn metric_values(
+        &self,
+        guard: &PrometheusGuard,
+        metric: &super::spec::Metric,
+        names: Names<'_>,
+        (run_id, step_started_at): (&str, u64),
+        interval_ms: u64,
+        now_ms: u64,
+    ) -> Result<Vec<(f64, f64)>, String> {
+        let lagged = now_ms.saturating_sub(guard.lag.as_millis() as u64);
+        let closed = lagged.saturating_sub(step_started_at) / interval_ms.max(1);
+        let key = format!("{}/{}", names.ramp, metric.name);
+        let step = (run_id.to_owned(), step_started_at);
+        let known = {
+            let mut cache = self.metric_cache.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = cache.entry(key.clone()).or_insert_with(|| (step.clone(), BTreeMap::new()));
+            if entry.0 != step {
+                *entry = (step.clone(), BTreeMap::new());
+            }
+            entry.1.clone()
+        };
+        let window = format!("{}s", (interval_ms / 1000).max(1));
+        let mut values = Vec::new();
+        for index in 0..closed {
+            let value = match known.get(&index) {
+                Some(value) => *value,
+                None => {
+                    let end = step_started_at + (index + 1) * interval_ms;
+                    let mut arms = [0.0; 2];
+                    let mut missing = false;
+                    for (arm, variant) in arms.iter_mut().zip([names.treatment, names.control]) {
+                        let vars = [
+                            ("flag", names.flag),
+                            ("variant", variant),
+                            ("environment", names.environment),
+                            ("window", window.as_str()),
+                            ("ramp", names.ramp),
+                        ];
+                        match self.query(guard, &render_template(&metric.query, &vars), end).await {
+                            Ok(value) => *arm = value,
+                            Err(error) if error.starts_with(EMPTY) => missing = true,
+                            Err(error) => return Err(error),
+                        }
+                    }
+                    let value = (!missing).then_some((arms[0], arms[1]));
+                    let mut cache = self.metric_cache.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(entry) = cache.get_mut(&key).filter(|e| e.0 == step) {
+                        entry.1.insert(index, value);
+                    }
+                    value
+                }
+            };
+            values.extend(value);
+        }
+        Ok(values)
     }
 }
 

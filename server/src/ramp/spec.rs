@@ -35,6 +35,8 @@ pub struct RampSpec {
     pub steps: Vec<Step>,
     pub guard: Guard,
     pub policy: Policy,
+    /// Extra metrics (roles guard, gate, monitor).
+    pub metrics: Vec<Metric>,
     /// When advancing is allowed; always when `None`.
     pub windows: Option<super::windows::Windows>,
     /// Decide and record, never change exposure.
@@ -91,6 +93,47 @@ pub struct PrometheusGuard {
     pub lag: Duration,
     /// An environment variable holding a bearer token.
     pub token_ref: Option<String>,
+}
+
+/// What an extra metric may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricRole {
+    /// A confirmed regression rolls back.
+    Guard,
+    /// Must show "not worse" before the step may advance.
+    Gate,
+    /// Recorded only.
+    Monitor,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    LowerIsBetter,
+    HigherIsBetter,
+}
+
+/// A metric beyond the error guard (latency, saturation …), compared
+/// per time bucket with the paired sign test (RAMPS.md §5.4).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Metric {
+    pub name: String,
+    pub role: MetricRole,
+    /// PromQL with `{{variant}}` and the other template variables: one
+    /// value per variant per bucket.
+    pub query: String,
+    pub direction: Direction,
+    pub tolerance: f64,
+    /// For the regression decision.
+    pub confidence: f64,
+    /// For the "not worse" proof.
+    pub advance_confidence: f64,
+    /// Buckets with both values needed before the metric decides anything.
+    pub min_buckets: u64,
+    /// Evaluated and recorded, never acts.
+    pub dry_run: bool,
 }
 
 /// How loud an event is, for webhook filters.
@@ -246,10 +289,26 @@ struct RawSpec {
     #[serde(default)]
     policy: RawPolicy,
     windows: Option<super::windows::RawWindows>,
-    metrics: Option<serde_json::Value>,
+    #[serde(default)]
+    metrics: Vec<RawMetric>,
     #[serde(default)]
     notify: Vec<RawNotify>,
     dry_run: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawMetric {
+    name: String,
+    role: MetricRole,
+    source: Option<String>,
+    query: String,
+    direction: Option<Direction>,
+    #[serde(default)]
+    relative: RawRelative,
+    min_buckets: Option<u64>,
+    #[serde(default)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -543,10 +602,41 @@ impl Checker<'_> {
             self.error("name", 0, format!("metadata.name '{name}': use letters, digits, '-', '_' and '.'"));
         }
         let spec = raw.spec;
-        for (key, present) in [("metrics", spec.metrics.is_some())] {
-            if present {
-                self.error(key, 0, format!("{key}: not supported by this version of the server yet"));
+        let mut metrics = Vec::new();
+        for (index, metric) in spec.metrics.iter().enumerate() {
+            if metric.source.as_deref().is_some_and(|s| s != "prometheus") {
+                self.error("source", index, format!("metrics[{index}]: only prometheus metrics are supported"));
             }
+            if let Err(message) = check_template(&metric.query) {
+                self.error("query", index, format!("metrics[{index}].query: {message}"));
+            }
+            if !metric.query.contains("{{variant}}") && !metric.query.contains("{{ variant }}") {
+                self.error(
+                    "query",
+                    index,
+                    format!("metrics[{index}].query: needs {{{{variant}}}} to compare the arms"),
+                );
+            }
+            let tolerance = self.fraction("tolerance", metric.relative.tolerance.as_ref(), DEFAULT_TOLERANCE);
+            let confidence =
+                self.confidence("confidence", 0, metric.relative.confidence.as_ref(), DEFAULT_RELATIVE_CONFIDENCE);
+            let advance_confidence = self.confidence(
+                "advanceConfidence",
+                0,
+                metric.relative.advance_confidence.as_ref(),
+                DEFAULT_ADVANCE_CONFIDENCE,
+            );
+            metrics.push(Metric {
+                name: metric.name.clone(),
+                role: metric.role,
+                query: metric.query.clone(),
+                direction: metric.direction.unwrap_or(Direction::LowerIsBetter),
+                tolerance: tolerance.max(0.0),
+                confidence,
+                advance_confidence,
+                min_buckets: metric.min_buckets.unwrap_or(6).max(1),
+                dry_run: metric.dry_run,
+            });
         }
         let source = match (spec.guard.source.as_deref(), &spec.guard.prometheus) {
             (None | Some("builtin"), None) => MetricSource::Builtin,
@@ -737,6 +827,7 @@ impl Checker<'_> {
                 approval_timeout,
                 on_approval_timeout,
             },
+            metrics,
             windows,
             dry_run: spec.dry_run.unwrap_or(false),
             notify,

@@ -194,6 +194,17 @@ impl MixtureSprt {
     }
 }
 
+/// `P(X ≥ k)` for `X ~ Binomial(n, 1/2)`: the one-sided sign test.
+pub fn sign_test(n: u64, k: u64) -> f64 {
+    if k == 0 {
+        return 1.0;
+    }
+    if k > n {
+        return 0.0;
+    }
+    incomplete_beta(k as f64, (n - k + 1) as f64, 0.5)
+}
+
 /// Upper bound of the rate ratio r = λ_t/λ_c at `confidence`, from the
 /// exact bound on the treatment's share of the errors, mapped back through
 /// `p = r·n_t / (r·n_t + n_c)` with the step's total exposures. `None`
@@ -347,6 +358,13 @@ mod tests {
         assert!(healthy.lambda < 1.0, "{}", healthy.lambda);
         // No errors at all: no evidence either way.
         assert_eq!(MixtureSprt::compute(0.2, &[pair((500, 0), (1500, 0))]).lambda, 1.0);
+    }
+
+    #[test]
+    fn sign_test_tails() {
+        assert!(close(sign_test(6, 6), 1.0 / 64.0, 1e-9));
+        assert!(close(sign_test(10, 8), 56.0 / 1024.0, 1e-9));
+        assert_eq!(sign_test(5, 0), 1.0);
     }
 
     #[test]
