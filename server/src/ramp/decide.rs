@@ -187,6 +187,10 @@ impl Run {
     }
 }
 
+/// An extra metric's (treatment, control) value per closed bucket, or
+/// `None` when its source could not answer.
+pub type MetricValues = Option<Vec<(f64, f64)>>;
+
 /// What the metric source saw in the current step's window.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observation {
@@ -202,7 +206,7 @@ pub struct Observation {
     pub expected_share: Option<f64>,
     /// Extra metrics' per-bucket (treatment, control) values, by name;
     /// `None` when the source could not answer.
-    pub metrics: Vec<(String, Option<Vec<(f64, f64)>>)>,
+    pub metrics: Vec<(String, MetricValues)>,
 }
 
 /// An operator's request, applied in a tick after the guards.
