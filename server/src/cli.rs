@@ -23,6 +23,41 @@ pub enum Command {
     /// Copy API-owned flags from one environment to another on a running
     /// server, as one audited change (see the diff first with --dry-run).
     Promote(PromoteArgs),
+    /// Ramp tools.
+    #[command(subcommand)]
+    Ramp(RampCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RampCommand {
+    /// Run a Prometheus-guarded ramp's decisions over past data and print
+    /// what would have happened, to tune a guard before it acts.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The ramp file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Flag files, to resolve the control variant when the ramp does not name it.
+    #[arg(long, value_name = "PATH")]
+    pub flags: Vec<String>,
+    /// Prometheus HTTP API (unless the ramp names one).
+    #[arg(long, env = "RAMPART_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus_url: Option<String>,
+    /// Start of the replay (RFC 3339).
+    #[arg(long)]
+    pub from: String,
+    /// End of the replay (RFC 3339).
+    #[arg(long)]
+    pub to: String,
+    /// The environment name used in query templates.
+    #[arg(long, default_value = "default")]
+    pub environment: String,
+    /// One JSON object per decision instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

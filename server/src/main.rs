@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args.files),
         Command::Serve(args) => serve(*args),
         Command::Promote(args) => promote::run(&args),
+        Command::Ramp(rampart_server::cli::RampCommand::Replay(args)) => rampart_server::ramp::replay::run(&args),
     }
 }
 

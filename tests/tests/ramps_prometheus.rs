@@ -102,6 +102,8 @@ fn wait_for(server: &Rampart, what: &str, check: impl Fn(&Value) -> bool) -> Val
 
 struct Setup {
     _dir: FlagDir,
+    ramp_path: String,
+    flags_path: String,
     exporter: Arc<Exporter>,
     prometheus: Prometheus,
     server: Rampart,
@@ -127,7 +129,7 @@ fn setup(ramp: &str) -> Setup {
         "--prometheus-url",
         &prometheus.url,
     ]);
-    Setup { _dir: dir, exporter, prometheus, server }
+    Setup { _dir: dir, ramp_path: ramp, flags_path: flags, exporter, prometheus, server }
 }
 
 #[test]
@@ -149,6 +151,56 @@ fn a_prometheus_guarded_ramp_advances_then_rolls_back_on_a_spike() {
     let evidence = &rollback["evidence"];
     assert!(evidence["treatment"]["errors"].as_u64() > evidence["control"]["errors"].as_u64(), "{evidence}");
     drop(app);
+
+    // Replaying the same Prometheus history gives the same decisions.
+    let decisions = history.body["decisions"].as_array().unwrap();
+    let kinds = ["started", "advanced", "rolled_back"];
+    let live: Vec<(String, f64)> = decisions
+        .iter()
+        .flat_map(|d| {
+            d["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |e| (e["kind"].as_str().unwrap().to_owned(), d["percent"].as_f64().unwrap()))
+        })
+        .filter(|(kind, _)| kinds.contains(&kind.as_str()))
+        .collect();
+    let rfc3339 = |ms: u64| {
+        let output = std::process::Command::new("date")
+            .args(["-u", "-d", &format!("@{}.{:03}", ms / 1000, ms % 1000), "+%Y-%m-%dT%H:%M:%S.%3NZ"])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let from = rfc3339(decisions[0]["at"].as_u64().unwrap());
+    let to = rfc3339(rollback["at"].as_u64().unwrap() + 15_000);
+    let output = std::process::Command::new(rampart_tests::rampart_bin())
+        .args([
+            "ramp",
+            "replay",
+            &setup.ramp_path,
+            "--flags",
+            &setup.flags_path,
+            "--prometheus-url",
+            &setup.prometheus.url,
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let replayed: Vec<(String, f64)> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .map(|e| (e["event"].as_str().unwrap().to_owned(), e["percent"].as_f64().unwrap()))
+        .filter(|(kind, _)| kinds.contains(&kind.as_str()))
+        .collect();
+    assert_eq!(replayed, live, "replay from {from} to {to}");
 }
 
 /// RAMPS.md §7 scenario 2.

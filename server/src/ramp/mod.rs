@@ -10,6 +10,7 @@ pub mod decide;
 pub mod files;
 pub mod outcomes;
 pub mod prometheus;
+pub mod replay;
 pub mod spec;
 pub mod stats;
 pub mod webhooks;
