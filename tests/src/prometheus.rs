@@ -149,6 +149,13 @@ impl Exporter {
         Exporter { address, counters, stop }
     }
 
+    /// Sets every series back to zero, as a restarted application would.
+    pub fn reset(&self) {
+        for value in self.counters.lock().expect("counters").values_mut() {
+            *value = 0.0;
+        }
+    }
+
     /// Adds to a counter series, e.g. `app_requests_total{variant="on"}`.
     pub fn add(&self, series: &str, amount: f64) {
         *self.counters.lock().expect("counters").entry(series.to_owned()).or_default() += amount;

@@ -211,9 +211,18 @@ fn prometheus_down_holds_then_pauses_and_only_holding_recovers_by_itself() {
     let mut setup = setup(&ramp_file(steps, policy));
     let healthy = Traffic { requests: 400.0, treatment_errors: 0.0, control_errors: 0.0 };
     let _app = App::start(setup.exporter.clone(), setup.server.admin.clone(), healthy);
-    wait_for(&setup.server, "evidence from Prometheus", |s| {
+    let before = wait_for(&setup.server, "evidence from Prometheus", |s| {
         s["state"] == "Ramping" && s["evidence"]["treatment"]["exposures"].as_u64() > Some(0)
     });
+
+    // RAMPS.md §7 scenario 8: a counter reset (the application restarted)
+    // neither loses nor inflates counts, and is not a data outage.
+    let counted = |s: &Value| s["evidence"]["treatment"]["exposures"].as_u64().unwrap_or(0);
+    setup.exporter.reset();
+    let after = wait_for(&setup.server, "counting past the reset", |s| counted(s) > counted(&before) + 100);
+    let (t, c) = (counted(&after) as f64, after["evidence"]["control"]["exposures"].as_f64().unwrap());
+    assert!((t / (t + c) - 0.25).abs() < 0.05, "the split survives the reset: {after}");
+    assert_eq!((after["failedChecks"].as_u64(), after["state"].as_str()), (Some(0), Some("Ramping")));
 
     // Down: hold, never advance, count the blind checks.
     setup.prometheus.stop();
