@@ -571,7 +571,13 @@ impl Controller {
                 Ok(buckets) => observation.buckets = buckets,
                 Err(error) => {
                     tracing::warn!(environment = %environment.name, ramp = %entry.name, %error, "Prometheus metrics unavailable");
-                    observation.missing = Some(HoldReason::MetricsUnavailable);
+                    // Prometheus answers but has nothing for the newest closed
+                    // bucket: the data is late, not zero.
+                    observation.missing = Some(if super::prometheus::is_empty_result(&error) {
+                        HoldReason::StaleData
+                    } else {
+                        HoldReason::MetricsUnavailable
+                    });
                 }
             }
             return observation;

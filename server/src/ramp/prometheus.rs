@@ -21,6 +21,11 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// How an empty result is reported (a gap in the data, not an outage).
 const EMPTY: &str = "the query returned an empty vector";
 
+/// Whether an error says the query answered with no data.
+pub fn is_empty_result(error: &str) -> bool {
+    error.starts_with(EMPTY)
+}
+
 #[derive(Debug)]
 pub struct PrometheusSource {
     client: reqwest::Client,
