@@ -26,6 +26,22 @@ pub enum Command {
     /// Ramp tools.
     #[command(subcommand)]
     Ramp(RampCommand),
+    /// Probe a running server for container health checks: exit 0 when
+    /// `/healthz` (or, with --ready, `/readyz`) answers 200, 1 otherwise.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The server's operator listener.
+    #[arg(long, env = "RAMPART_ADMIN_URL", default_value = "http://127.0.0.1:8014")]
+    pub url: String,
+    /// Check readiness (every environment serving) instead of liveness.
+    #[arg(long)]
+    pub ready: bool,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 2)]
+    pub timeout_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,6 +22,26 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Promote(args) => promote::run(&args),
         Command::Ramp(rampart_server::cli::RampCommand::Replay(args)) => rampart_server::ramp::replay::run(&args),
+        Command::Health(args) => health(&args),
+    }
+}
+
+/// `rampart health`: one GET, for container probes (no shell or curl needed in the image).
+fn health(args: &rampart_server::cli::HealthArgs) -> ExitCode {
+    let path = if args.ready { "/readyz" } else { "/healthz" };
+    let url = format!("{}{path}", args.url.trim_end_matches('/'));
+    let client =
+        reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(args.timeout_seconds)).build();
+    match client.and_then(|c| c.get(&url).send()) {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("rampart health: {url} answered {}", response.status());
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            eprintln!("rampart health: {url}: {error}");
+            ExitCode::from(1)
+        }
     }
 }
 
