@@ -25,3 +25,22 @@ fn the_health_probe_exits_zero_only_when_the_server_answers() {
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stderr).contains("rampart health"));
 }
+
+#[test]
+fn every_response_carries_a_request_id() {
+    let dir = FlagDir::new();
+    let flags =
+        dir.write("flags.yaml", "flags:\n  f:\n    state: ENABLED\n    variants: {a: 1}\n    defaultVariant: a\n");
+    let server = Rampart::start(&["--flags", &flags]);
+    let client = rampart_tests::client();
+    let url = format!("{}/ofrep/v1/evaluate/flags/f", server.http);
+    let given = client.post(&url).header("x-request-id", "trace-abc_123").body("{}").send().expect("post");
+    assert_eq!(given.headers()["x-request-id"], "trace-abc_123");
+    let made = client.post(&url).body("{}").send().expect("post");
+    let first = made.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+    let again = client.post(&url).body("{}").send().expect("post");
+    assert_ne!(again.headers()["x-request-id"].to_str().expect("ascii"), first, "ids are unique");
+    // A hostile id is replaced, not echoed.
+    let hostile = client.post(&url).header("x-request-id", "a b<script>").body("{}").send().expect("post");
+    assert_ne!(hostile.headers()["x-request-id"], "a b<script>");
+}

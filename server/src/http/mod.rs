@@ -73,6 +73,20 @@ pub(crate) async fn method_not_allowed() -> HttpResponse {
     HttpResponse::MethodNotAllowed().json(serde_json::json!({"errorDetails": "method not allowed on this endpoint"}))
 }
 
+/// The caller's `X-Request-Id` when it is a sane token, else a new one:
+/// logs of the request carry it, and the response echoes it.
+fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|id| {
+        !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    });
+    match given {
+        Some(id) => id.to_owned(),
+        None => format!("{:x}-{:x}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)),
+    }
+}
+
 /// Records every request's latency by listener, route pattern (never the
 /// raw path, which would carry flag keys) and status.
 pub(crate) async fn observe(
@@ -80,9 +94,15 @@ pub(crate) async fn observe(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    use tracing::Instrument;
     let started = Instant::now();
     let metrics = request.app_data::<web::Data<AppState>>().map(|state| state.metrics.clone());
-    let response = next.call(request).await?;
+    let request_id = request_id(request.headers());
+    let span = tracing::info_span!("request", request_id = %request_id);
+    let mut response = next.call(request).instrument(span).await?;
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-request-id"), value);
+    }
     if let Some(metrics) = metrics {
         let path = response.request().path();
         // Single-flag evaluations are the hot path: name their route without allocating.
@@ -97,7 +117,7 @@ pub(crate) async fn observe(
             .http_duration
             .with_label_values(&[listener, &route, status.as_str()])
             .observe(started.elapsed().as_secs_f64());
-        tracing::debug!(listener, %route, status = status.as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+        tracing::debug!(listener, %route, status = status.as_u16(), elapsed_us = started.elapsed().as_micros() as u64, %request_id, "request");
     }
     Ok(response)
 }
