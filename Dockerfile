@@ -1,0 +1,36 @@
+# Rampart server image. Written and reviewed, not built here (no container
+# engine on the development machine).
+#
+#   docker build -t rampart .
+#   docker run -p 8016:8016 -p 8015:8015 -v $PWD/flags:/etc/rampart/flags rampart \
+#     --flags /etc/rampart/flags/flags.yaml
+#
+# Inside a container the listeners bind 0.0.0.0 (loopback would be
+# unreachable); publish the operator port (8014: admin API, metrics) only on
+# a private network.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+# Protobuf compiles with protox: no protoc needed.
+RUN cargo build --release --locked -p rampart-server \
+ && install -D target/release/rampart /out/rampart
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home /var/lib/rampart --create-home rampart
+COPY --from=build /out/rampart /usr/local/bin/rampart
+USER rampart
+ENV RAMPART_HTTP_ADDR=0.0.0.0:8016 \
+    RAMPART_GRPC_ADDR=0.0.0.0:8013 \
+    RAMPART_SYNC_ADDR=0.0.0.0:8015 \
+    RAMPART_ADMIN_ADDR=0.0.0.0:8014 \
+    RAMPART_DATA_DIR=/var/lib/rampart \
+    RAMPART_LOG_FORMAT=json
+VOLUME /var/lib/rampart
+EXPOSE 8013 8014 8015 8016
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD ["rampart", "health", "--url", "http://127.0.0.1:8014", "--ready"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["rampart", "serve"]
