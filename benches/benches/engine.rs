@@ -35,6 +35,28 @@ fn engine(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // Flags under a 25 % ramp, compiled exactly as the server serves them.
+    let document: serde_json::Value = serde_json::from_str(&rampart_benches::benchmark_document()).expect("json");
+    let exposure = rampart_engine::ramp::Exposure {
+        treatment: "on".into(),
+        control: "off".into(),
+        salt: "bench".into(),
+        basis_points: 2500,
+    };
+    let plain = json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"});
+    let ramped = json!({"flags": {
+        "ramped-static": rampart_engine::ramp::ramped_definition("ramped-static", &plain, &exposure),
+        "ramped-three-clauses": rampart_engine::ramp::ramped_definition(
+            "ramped-three-clauses", &document["flags"]["three-clauses-and-split"], &exposure),
+    }})
+    .to_string();
+    let ramped = rampart_engine::FlagSet::load(&[rampart_engine::Source::json("ramped.json", &ramped)]).expect("valid");
+    let mut group = c.benchmark_group("evaluate-ramped-25%");
+    for key in ["ramped-static", "ramped-three-clauses"] {
+        group.bench_function(key, |b| b.iter(|| black_box(ramped.evaluate(black_box(key), context, now).variant)));
+    }
+    group.finish();
 }
 
 criterion_group!(benches, engine);
