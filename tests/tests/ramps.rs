@@ -566,8 +566,15 @@ fn counting_contexts_dedupes_a_noisy_client() {
     outcomes.extend(
         (0..30).map(|i| json!({"flag": "new-checkout", "variant": "off", "ok": 2, "targetingKey": format!("c{i}")})),
     );
+    // A variant that is neither arm is not stored.
+    outcomes.push(json!({"flag": "new-checkout", "variant": "blue", "ok": 9, "targetingKey": "x"}));
     let reply = post(&format!("{}/v1/outcomes", server.http), &json!({"outcomes": outcomes}).to_string(), &[]);
-    assert_eq!((reply.status, reply.body["accepted"].clone()), (200, json!(51)), "{}", reply.text);
+    assert_eq!(
+        (reply.status, reply.body["accepted"].clone(), reply.body["ignored"].clone()),
+        (200, json!(51), json!(1)),
+        "{}",
+        reply.text
+    );
     let status = wait_for(&server, "contexts counted", |s| s["evidence"]["control"]["exposures"] == 30);
     assert_eq!(status["evidence"]["treatment"], json!({"exposures": 21, "errors": 1}));
     assert!(

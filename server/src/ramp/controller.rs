@@ -39,8 +39,9 @@ const POLL: Duration = Duration::from_millis(100);
 pub struct Entry {
     pub environment: String,
     pub name: String,
-    /// The flag of the current run, readable without waiting for a tick.
-    flag: std::sync::Mutex<String>,
+    /// What the current run counts outcomes for — (flag, treatment,
+    /// control) — while it is active; readable without waiting for a tick.
+    counting: std::sync::Mutex<Option<Counting>>,
     /// Prometheus results of the current step's closed buckets.
     prometheus_cache: std::sync::Mutex<super::prometheus::Cache>,
     state: Mutex<EntryState>,
@@ -60,6 +61,24 @@ struct EntryState {
     warnings: Vec<String>,
     run: Run,
     last_tick: Option<u64>,
+}
+
+/// The flag and variants an active run counts outcomes for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Counting {
+    flag: String,
+    treatment: String,
+    control: String,
+}
+
+impl Counting {
+    fn of(run: &Run) -> Option<Counting> {
+        (!run.status.is_terminal()).then(|| Counting {
+            flag: run.flag.clone(),
+            treatment: run.treatment.clone(),
+            control: run.control.clone(),
+        })
+    }
 }
 
 /// Why a command could not be applied.
@@ -269,7 +288,7 @@ impl Controller {
         let entry = Arc::new(Entry {
             environment: environment.name.clone(),
             name: name.clone(),
-            flag: std::sync::Mutex::new(run.flag.clone()),
+            counting: std::sync::Mutex::new(Counting::of(&run)),
             prometheus_cache: std::sync::Mutex::default(),
             state: Mutex::new(EntryState {
                 spec,
@@ -320,13 +339,18 @@ impl Controller {
         self.entries.read().unwrap_or_else(|e| e.into_inner()).get(&(environment.to_owned(), name.to_owned())).cloned()
     }
 
-    /// Whether a ramp counts outcomes of this flag (for `/v1/outcomes`).
-    pub fn is_ramped(&self, environment: &str, flag: &str) -> bool {
-        self.entries
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .any(|e| e.environment == environment && *e.flag.lock().unwrap_or_else(|e| e.into_inner()) == flag)
+    /// Whether an active ramp counts outcomes of this flag variant (for
+    /// `/v1/outcomes`): only its treatment and control, only while the run
+    /// is active, so reports cannot grow the store without bound.
+    pub fn counts(&self, environment: &str, flag: &str, variant: &str) -> bool {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).values().any(|e| {
+            e.environment == environment
+                && e.counting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .is_some_and(|c| c.flag == flag && (c.treatment == variant || c.control == variant))
+        })
     }
 
     /// Ticks every due ramp until `shutdown`.
@@ -467,7 +491,7 @@ impl Controller {
             })
             .await?;
         state.run = next.clone();
-        next.flag.clone_into(&mut entry.flag.lock().unwrap_or_else(|e| e.into_inner()));
+        *entry.counting.lock().unwrap_or_else(|e| e.into_inner()) = Counting::of(&next);
         for event in &events {
             let reason = event.reason.clone().unwrap_or_default();
             self.metrics
@@ -485,7 +509,13 @@ impl Controller {
         if before.basis_points != next.basis_points || before.run_id != next.run_id {
             self.apply_exposure(environment, &next, next.dry_run).await;
         }
-        if before.step_started_at != next.step_started_at || before.run_id != next.run_id {
+        if next.status.is_terminal() {
+            // An ended run counts nothing more: drop its buckets.
+            let all = next.updated_at / 1000 + 1;
+            if let Err(error) = self.store.prune_outcomes(&entry.environment, &next.flag, all).await {
+                tracing::warn!(%error, "cannot prune outcome buckets");
+            }
+        } else if before.step_started_at != next.step_started_at || before.run_id != next.run_id {
             let before_second = next.step_started_at / 1000;
             if let Err(error) = self.store.prune_outcomes(&entry.environment, &next.flag, before_second).await {
                 tracing::warn!(%error, "cannot prune old outcome buckets");

@@ -6,7 +6,9 @@
 //! the store before the report is acknowledged, so an acknowledged batch is
 //! never lost, and the controller reads only buckets older than its
 //! watermark, so a late batch never makes a closed bucket look clean.
-//! Reports for flags without a ramp are acknowledged and dropped.
+//! Reports for flags without an active ramp, and for variants other than
+//! its treatment and control, are acknowledged and dropped (counted as
+//! `ignored`), so reports cannot grow the store without bound.
 
 use std::collections::BTreeMap;
 
@@ -65,7 +67,7 @@ pub async fn record(
     let mut contexts = Vec::new();
     let mut ignored = 0;
     for report in reports {
-        if !ramps.is_ramped(environment, &report.flag) {
+        if !ramps.counts(environment, &report.flag, &report.variant) {
             ignored += 1;
             continue;
         }
