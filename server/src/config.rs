@@ -6,9 +6,11 @@
 //! httpAddr: 127.0.0.1:8016
 //! adminAddr: 127.0.0.1:8014
 //! logFormat: json
+//! prometheusUrl: http://prometheus:9090     # for Prometheus-guarded ramps
 //! environments:
 //!   production:
 //!     flags: [flags/production/*.yaml]      # relative to this file
+//!     ramps: [ramps/production/*.yaml]      # optional
 //!     sdkKeys:
 //!       - env: RAMPART_PRODUCTION_SDK_KEY   # read from the environment
 //!       - sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
@@ -558,6 +560,7 @@ mod tests {
             ("environments: {}\n", "no environments are configured"),
             ("httpAddr: localhost\nenvironments:\n  a:\n    flags: [x]\n", "httpAddr: 'localhost' is not an address"),
             ("environments:\n  a:\n    flags: []\n", "flags must list at least one"),
+            ("prometheusUrl: localhost:9090\nenvironments:\n  a:\n    flags: [x]\n", "must be an http(s) URL"),
             ("environments:\n  a b:\n    flags: [x]\n", "environment name 'a b'"),
             ("environments:\n  a:\n    flags: [x]\n    sdkKeys: [{env: MISSING}]\n", "MISSING is not set"),
             ("environments:\n  a:\n    flags: [x]\n    sdkKeys: [{sha256: zz}]\n", "64 hexadecimal"),
