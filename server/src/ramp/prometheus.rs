@@ -55,6 +55,22 @@ pub struct Names<'a> {
     pub control: &'a str,
 }
 
+impl Names<'_> {
+    /// A query template filled for one variant and window.
+    fn render(&self, template: &str, variant: &str, window: &str) -> String {
+        render_template(
+            template,
+            &[
+                ("flag", self.flag),
+                ("variant", variant),
+                ("environment", self.environment),
+                ("window", window),
+                ("ramp", self.ramp),
+            ],
+        )
+    }
+}
+
 impl PrometheusSource {
     pub fn new(default_url: Option<String>) -> PrometheusSource {
         let client = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_default();
@@ -122,15 +138,9 @@ impl PrometheusSource {
         let window = format!("{}s", (window_ms / 1000).max(1));
         let mut arms = [Arm::default(); 2];
         for (arm, variant) in arms.iter_mut().zip([names.treatment, names.control]) {
-            let vars = [
-                ("flag", names.flag),
-                ("variant", variant),
-                ("environment", names.environment),
-                ("window", window.as_str()),
-                ("ramp", names.ramp),
-            ];
-            let total = self.query(guard, &render_template(&guard.total, &vars), end_ms).await?.round() as u64;
-            let errors = self.query(guard, &render_template(&guard.errors, &vars), end_ms).await?.round() as u64;
+            let total = self.query(guard, &names.render(&guard.total, variant, &window), end_ms).await?.round() as u64;
+            let errors =
+                self.query(guard, &names.render(&guard.errors, variant, &window), end_ms).await?.round() as u64;
             *arm = Arm { exposures: total, errors: errors.min(total) };
         }
         Ok(Pair { treatment: arms[0], control: arms[1] })
@@ -216,14 +226,7 @@ impl PrometheusSource {
                     let mut arms = [0.0; 2];
                     let mut missing = false;
                     for (arm, variant) in arms.iter_mut().zip([names.treatment, names.control]) {
-                        let vars = [
-                            ("flag", names.flag),
-                            ("variant", variant),
-                            ("environment", names.environment),
-                            ("window", window.as_str()),
-                            ("ramp", names.ramp),
-                        ];
-                        match self.query(guard, &render_template(&metric.query, &vars), end).await {
+                        match self.query(guard, &names.render(&metric.query, variant, &window), end).await {
                             Ok(value) => *arm = value,
                             Err(error) if error.starts_with(EMPTY) => missing = true,
                             Err(error) => return Err(error),

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Role;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::ramp::controller::{CommandError, RampStatus};
+use crate::ramp::controller::{CommandError, Entry, RampStatus};
 use crate::ramp::decide::Command;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -53,8 +53,7 @@ pub(crate) async fn get_ramp(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     state.admin.authorize(&request, Role::Read)?;
-    let (environment, name) = path.into_inner();
-    let entry = state.ramps.entry(&environment, &name).ok_or_else(|| not_found(&environment, &name))?;
+    let entry = find(&state, path.into_inner())?;
     Ok(HttpResponse::Ok().json(state.ramps.status(&entry).await))
 }
 
@@ -69,8 +68,7 @@ pub(crate) async fn explain_ramp(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     state.admin.authorize(&request, Role::Read)?;
-    let (environment, name) = path.into_inner();
-    let entry = state.ramps.entry(&environment, &name).ok_or_else(|| not_found(&environment, &name))?;
+    let entry = find(&state, path.into_inner())?;
     Ok(HttpResponse::Ok().json(state.ramps.explain(&entry).await))
 }
 
@@ -138,6 +136,10 @@ pub(crate) async fn ramp_command(
         }
         Err(CommandError::Store(error)) => Err(error.into()),
     }
+}
+
+fn find(state: &AppState, (environment, name): (String, String)) -> Result<std::sync::Arc<Entry>, ApiError> {
+    state.ramps.entry(&environment, &name).ok_or_else(|| not_found(&environment, &name))
 }
 
 fn not_found(environment: &str, name: &str) -> ApiError {
