@@ -89,6 +89,21 @@ impl ApiError {
     }
 }
 
+impl From<super::body::BodyError> for ApiError {
+    fn from(error: super::body::BodyError) -> ApiError {
+        match error {
+            super::body::BodyError::TooLarge(limit) => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                format!("the request body is larger than {limit} bytes"),
+            ),
+            super::body::BodyError::Read(message) => {
+                ApiError::bad_request(format!("cannot read the request body: {message}"))
+            }
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::body::{self, BodyError};
+use super::body;
 use super::error::ApiError;
 use crate::environment::KeyRejection;
 use crate::ramp::outcomes::{self, Report};
@@ -47,14 +47,7 @@ async fn record(
         ),
         KeyRejection::Unknown => ApiError::unauthorized("the SDK key is not valid for any environment"),
     })?;
-    let bytes = body::read(payload, state.max_body_bytes).await.map_err(|error| match error {
-        BodyError::TooLarge(limit) => ApiError::new(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
-            format!("the request body is larger than {limit} bytes"),
-        ),
-        BodyError::Read(message) => ApiError::bad_request(format!("cannot read the request body: {message}")),
-    })?;
+    let bytes = body::read(payload, state.max_body_bytes).await?;
     let batch: Batch = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not a valid outcome batch: {e}")))?;
     outcomes::check(&batch.outcomes).map_err(ApiError::bad_request)?;

@@ -20,7 +20,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use super::body::{self, BodyError};
+use super::body;
 use super::error::ApiError;
 use crate::config::Role;
 use crate::environment::Environment;
@@ -96,14 +96,7 @@ fn environment<'s>(state: &'s AppState, name: &str) -> Result<&'s Environment, A
 
 /// Reads a JSON body with the size limit, as `T`.
 async fn json_body<T: DeserializeOwned>(payload: web::Payload, limit: usize) -> Result<T, ApiError> {
-    let bytes = body::read(payload, limit).await.map_err(|error| match error {
-        BodyError::TooLarge(limit) => ApiError::new(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "PAYLOAD_TOO_LARGE",
-            format!("the request body is larger than {limit} bytes"),
-        ),
-        BodyError::Read(message) => ApiError::bad_request(format!("cannot read the request body: {message}")),
-    })?;
+    let bytes = body::read(payload, limit).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(format!("the request body is not valid: {e}"))
             .with_details(serde_json::json!({"line": e.line(), "column": e.column()}))
