@@ -165,6 +165,21 @@ pub struct ServeArgs {
     /// HTTP worker threads per listener (default: the number of CPUs).
     #[arg(long, env = "RAMPART_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
+
+    /// Share state with other replicas through Redis instead of the
+    /// embedded store: `redis://host:6379/0`, or `rediss://…` for TLS.
+    /// The password is best given in RAMPART_REDIS_PASSWORD.
+    #[arg(long, env = "RAMPART_REDIS_URL", value_name = "URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel (default `rampart`).
+    #[arg(long, env = "RAMPART_REDIS_PREFIX", value_name = "PREFIX")]
+    pub redis_prefix: Option<String>,
+
+    /// Seconds a replica's lease on a ramp lasts without renewal: how long
+    /// a ramp waits for another replica after its driver dies (default 15).
+    #[arg(long, env = "RAMPART_RAMP_LEASE_SECONDS", value_name = "SECONDS")]
+    pub ramp_lease_seconds: Option<f64>,
 }
 
 #[derive(Debug, Args)]

@@ -67,7 +67,39 @@ pub struct ServerConfig {
     pub max_api_flags: usize,
     /// Prometheus HTTP API for ramps guarded by Prometheus queries.
     pub prometheus_url: Option<String>,
+    /// Where API-owned flags, history, audit and ramp state live.
+    pub store: StoreConfig,
+    /// How long a ramp lease lasts without renewal.
+    pub ramp_lease: Duration,
 }
+
+/// The store: embedded (one process) or Redis (replicas).
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    Embedded,
+    Redis(crate::store::redis::RedisOptions),
+}
+
+/// The `store:` section: `store: {redis: {url, passwordEnv, prefix, timeoutMs}}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct StoreFile {
+    redis: Option<RedisFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RedisFile {
+    /// The URL, or `env` naming a variable holding it (it may carry a password).
+    url: Option<String>,
+    url_env: Option<String>,
+    password_env: Option<String>,
+    prefix: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+pub const DEFAULT_RAMP_LEASE: Duration = Duration::from_secs(15);
+const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What an admin token may do. Ordered: each role includes the ones before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
@@ -162,6 +194,8 @@ struct ConfigFile {
     admin_tokens: Vec<TokenFile>,
     max_api_flags: Option<usize>,
     prometheus_url: Option<String>,
+    store: Option<StoreFile>,
+    ramp_lease_seconds: Option<f64>,
     #[serde(default)]
     environments: BTreeMap<String, EnvironmentFile>,
 }
@@ -319,6 +353,18 @@ impl ServerConfig {
         if workers == Some(0) {
             return Err(ConfigError::Invalid("workers must be at least 1".into()));
         }
+        let store = store_config(args, file.store.as_ref(), env)?;
+        let ramp_lease = match args.ramp_lease_seconds.or(file.ramp_lease_seconds) {
+            None => DEFAULT_RAMP_LEASE,
+            Some(seconds) if seconds.is_finite() && (0.5..=3600.0).contains(&seconds) => {
+                Duration::from_secs_f64(seconds)
+            }
+            Some(seconds) => {
+                return Err(ConfigError::Invalid(format!(
+                    "rampLeaseSeconds must be between 0.5 and 3600, not {seconds}"
+                )));
+            }
+        };
         Ok(ServerConfig {
             http_addr,
             admin_addr,
@@ -348,6 +394,8 @@ impl ServerConfig {
                 }
                 None => None,
             },
+            store,
+            ramp_lease,
         })
     }
 
@@ -355,6 +403,51 @@ impl ServerConfig {
     pub fn open_evaluation(&self) -> bool {
         self.environments.iter().all(|e| e.sdk_keys.is_empty())
     }
+}
+
+/// The store: Redis when a URL is given (command line, environment or
+/// file), else embedded.
+fn store_config(
+    args: &ServeArgs,
+    file: Option<&StoreFile>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<StoreConfig, ConfigError> {
+    let redis = file.and_then(|f| f.redis.as_ref());
+    let url = match (&args.redis_url, redis) {
+        (Some(url), _) => Some(url.clone()),
+        (None, Some(RedisFile { url: Some(url), .. })) => Some(url.clone()),
+        (None, Some(RedisFile { url_env: Some(name), .. })) => Some(
+            env(name)
+                .ok_or_else(|| ConfigError::Invalid(format!("store.redis.urlEnv names {name}, which is not set")))?,
+        ),
+        (None, Some(_)) => {
+            return Err(ConfigError::Invalid("store.redis needs url or urlEnv".into()));
+        }
+        (None, None) => None,
+    };
+    let Some(url) = url else { return Ok(StoreConfig::Embedded) };
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(ConfigError::Invalid(format!(
+            "the Redis URL {} must start with redis:// or rediss:// (TLS)",
+            crate::store::redis::redact(&url)
+        )));
+    }
+    let password =
+        match redis.and_then(|r| r.password_env.as_deref()) {
+            Some(name) => Some(env(name).ok_or_else(|| {
+                ConfigError::Invalid(format!("store.redis.passwordEnv names {name}, which is not set"))
+            })?),
+            None => env("RAMPART_REDIS_PASSWORD"),
+        };
+    let prefix =
+        args.redis_prefix.clone().or_else(|| redis.and_then(|r| r.prefix.clone())).unwrap_or_else(|| "rampart".into());
+    if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(ConfigError::Invalid(format!(
+            "the Redis prefix '{prefix}' may only use letters, digits, '-', '_' and '.'"
+        )));
+    }
+    let timeout = redis.and_then(|r| r.timeout_ms).map_or(DEFAULT_REDIS_TIMEOUT, Duration::from_millis);
+    Ok(StoreConfig::Redis(crate::store::redis::RedisOptions { url, password, prefix, timeout }))
 }
 
 fn pick_addr(cli: Option<SocketAddr>, file: Option<&str>, name: &str, port: u16) -> Result<SocketAddr, ConfigError> {

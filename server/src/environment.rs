@@ -22,7 +22,7 @@ use tokio::sync::Mutex;
 use crate::changes::{self, ChangeEvent, Changes};
 use crate::config::{EnvironmentConfig, KeyDigest, ServerConfig};
 use crate::loader::{self, ReadFiles};
-use crate::store::{EnvironmentState, FlagRecord, StateOverride};
+use crate::store::{Committed, EnvironmentState, FlagRecord, StateOverride};
 
 /// The source name of flags created through the admin API.
 pub const API_SOURCE: &str = "<admin api>";
@@ -106,6 +106,8 @@ pub struct Inputs {
     /// Ramp exposures by flag key, set by the ramp controller from persisted
     /// runs only.
     pub exposures: Arc<BTreeMap<String, Exposure>>,
+    /// The shared store's revision these inputs reflect (0: embedded store).
+    pub revision: u64,
 }
 
 impl Inputs {
@@ -113,6 +115,7 @@ impl Inputs {
         files: ReadFiles,
         api: BTreeMap<String, FlagRecord>,
         overrides: BTreeMap<String, StateOverride>,
+        revision: u64,
     ) -> Result<Inputs, LoadErrors> {
         let mut inputs = Inputs {
             files_digest: [0; 32],
@@ -122,6 +125,7 @@ impl Inputs {
             api_flags: Arc::default(),
             overrides: Arc::new(overrides),
             exposures: Arc::default(),
+            revision,
         };
         inputs.set_files(files)?;
         for (key, record) in api {
@@ -157,6 +161,18 @@ impl Inputs {
     pub fn set_api_version(&mut self, key: &str, version: u64) {
         if let Some(record) = Arc::make_mut(&mut self.api).get_mut(key) {
             Arc::make_mut(record).version = version;
+        }
+    }
+
+    /// Takes the revision a local commit produced when it directly follows
+    /// this one. Otherwise other replicas' changes came in between: their
+    /// messages (or a resynchronisation) bring them, and the revision moves
+    /// on only then, so none of them is skipped.
+    pub fn committed(&mut self, environment: &str, committed: &Committed) {
+        if let Some(&revision) = committed.revisions.get(environment)
+            && revision == self.revision + 1
+        {
+            self.revision = revision;
         }
     }
 
@@ -231,6 +247,17 @@ pub struct Environment {
     inputs: Mutex<Inputs>,
     /// Every published change, for the streams.
     pub changes: Changes,
+}
+
+/// What applying another replica's change did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Replicated {
+    /// Taken; the new snapshot version when the flags changed.
+    Applied(Option<u64>),
+    /// Already had it.
+    Stale,
+    /// A revision between was missed: resynchronise.
+    Gap { have: u64 },
 }
 
 /// What a reload did.
@@ -312,6 +339,99 @@ impl Environment {
         Ok(Some(self.publish(built, &inputs)))
     }
 
+    /// Applies a change another replica committed at `revision` (flags:
+    /// `None` for deleted; overrides: `None` for cleared). A revision this
+    /// environment has is ignored; one that skips a revision is not applied
+    /// and asks for a resynchronisation.
+    pub async fn apply_replicated(
+        &self,
+        revision: u64,
+        flags: BTreeMap<String, Option<FlagRecord>>,
+        overrides: BTreeMap<String, Option<StateOverride>>,
+    ) -> Result<Replicated, LoadErrors> {
+        let mut inputs = self.inputs.lock().await;
+        if revision <= inputs.revision {
+            return Ok(Replicated::Stale);
+        }
+        if revision != inputs.revision + 1 {
+            return Ok(Replicated::Gap { have: inputs.revision });
+        }
+        let mut candidate = inputs.clone();
+        let mut changed = false;
+        for (key, record) in flags {
+            match record.filter(|r| r.definition.is_some()) {
+                Some(record) if candidate.api.get(&key).is_some_and(|r| **r == record) => {}
+                Some(record) => {
+                    candidate.put_api(&key, record)?;
+                    changed = true;
+                }
+                None if candidate.api.contains_key(&key) => {
+                    candidate.remove_api(&key);
+                    changed = true;
+                }
+                None => {}
+            }
+        }
+        for (key, state_override) in overrides {
+            if candidate.overrides.get(&key) != state_override.as_ref() {
+                match state_override {
+                    Some(state_override) => candidate.overrides_mut().insert(key, state_override),
+                    None => candidate.overrides_mut().remove(&key),
+                };
+                changed = true;
+            }
+        }
+        candidate.revision = revision;
+        if !changed {
+            *inputs = candidate;
+            return Ok(Replicated::Applied(None));
+        }
+        let built = candidate.compose()?;
+        *inputs = candidate;
+        Ok(Replicated::Applied(Some(self.publish(built, &inputs))))
+    }
+
+    /// Replaces the API-owned flags and overrides with a full read of the
+    /// shared store, unless this environment is already at least as new
+    /// (or, with `restart`, whatever the revisions: the store's data was
+    /// lost or replaced and its numbering started again).
+    pub async fn resync(&self, state: EnvironmentState, restart: bool) -> Result<Replicated, LoadErrors> {
+        let mut inputs = self.inputs.lock().await;
+        if state.revision <= inputs.revision && !restart {
+            return Ok(Replicated::Stale);
+        }
+        let mut candidate = inputs.clone();
+        let mut changed = false;
+        let gone: Vec<String> = candidate.api.keys().filter(|k| !state.flags.contains_key(*k)).cloned().collect();
+        for key in gone {
+            candidate.remove_api(&key);
+            changed = true;
+        }
+        for (key, record) in state.flags {
+            if candidate.api.get(&key).is_none_or(|r| **r != record) {
+                candidate.put_api(&key, record)?;
+                changed = true;
+            }
+        }
+        if *candidate.overrides != state.overrides {
+            candidate.overrides = Arc::new(state.overrides);
+            changed = true;
+        }
+        candidate.revision = state.revision;
+        if !changed {
+            *inputs = candidate;
+            return Ok(Replicated::Applied(None));
+        }
+        let built = candidate.compose()?;
+        *inputs = candidate;
+        Ok(Replicated::Applied(Some(self.publish(built, &inputs))))
+    }
+
+    /// The shared store's revision this environment serves.
+    pub async fn revision(&self) -> u64 {
+        self.inputs.lock().await.revision
+    }
+
     /// The flag as its files and the admin API define it, without any ramp
     /// exposure: what ramps are validated against.
     pub async fn unramped_flag(&self, key: &str) -> Option<Arc<Flag>> {
@@ -382,7 +502,7 @@ impl Environments {
                     continue;
                 }
             };
-            let inputs = match Inputs::new(loaded, state.flags, state.overrides) {
+            let inputs = match Inputs::new(loaded, state.flags, state.overrides, state.revision) {
                 Ok(inputs) => inputs,
                 Err(errors) => {
                     failures.push((environment.name.clone(), errors));

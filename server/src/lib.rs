@@ -30,6 +30,7 @@ pub mod loader;
 pub mod metrics;
 pub mod promote;
 pub mod ramp;
+pub mod replica;
 pub mod store;
 pub mod telemetry;
 pub mod time;
@@ -44,12 +45,13 @@ use actix_web::{App, HttpServer, web};
 use rampart_engine::LoadErrors;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ServerConfig;
+use crate::config::{ServerConfig, StoreConfig};
 use crate::environment::Environments;
 use crate::http::AdminAccess;
 use crate::http::AppState;
 use crate::metrics::Metrics;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::RedisStore;
 use crate::store::{Store, StoreError};
 
 /// Why the server could not start.
@@ -75,13 +77,27 @@ pub enum StartupError {
 pub struct Server {
     config: ServerConfig,
     state: AppState,
+    /// Keeps this replica in step with the others (Redis store only).
+    replica: Option<(replica::Replica, tokio::sync::mpsc::UnboundedReceiver<store::redis::Notice>)>,
 }
 
 impl Server {
     /// Opens the store and loads every environment's flag files and stored
     /// flags. Must run inside a Tokio runtime (the store is async).
     pub async fn new(config: ServerConfig) -> Result<Server, StartupError> {
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.data_dir).map_err(StartupError::Store)?);
+        // Subscribed before anything is read, so no change falls between the
+        // read and the subscription.
+        let (store, redis): (Arc<dyn Store>, _) = match &config.store {
+            StoreConfig::Embedded => {
+                (Arc::new(EmbeddedStore::open(&config.data_dir).map_err(StartupError::Store)?), None)
+            }
+            StoreConfig::Redis(options) => {
+                let (redis, notices) = RedisStore::connect(options).await.map_err(StartupError::Store)?;
+                let redis = Arc::new(redis);
+                tracing::info!(url = %store::redis::redact(&options.url), prefix = %options.prefix, "using the redis store");
+                (redis.clone(), Some((redis, notices)))
+            }
+        };
         let stored = store.load().await.map_err(StartupError::Store)?;
         let environments = Arc::new(Environments::load(&config, stored).map_err(StartupError::Flags)?);
         let metrics = Arc::new(Metrics::new(environments.iter().map(|e| e.name.as_str())));
@@ -92,6 +108,23 @@ impl Server {
             let snapshot = environment.snapshot();
             metrics.serving(&environment.name, snapshot.version, snapshot.flags.len());
         }
+        metrics.store_up.set(1);
+        let replica = match redis {
+            Some((redis, notices)) => {
+                let (ramps_revision, _) = redis.load_ramps().await.map_err(StartupError::Store)?;
+                let epoch = redis.epoch().await.map_err(StartupError::Store)?;
+                let replica = replica::Replica {
+                    epoch,
+                    store: redis,
+                    environments: environments.clone(),
+                    controller: ramps.clone(),
+                    metrics: metrics.clone(),
+                    ramps_revision,
+                };
+                Some((replica, notices))
+            }
+            None => None,
+        };
         let admin = Arc::new(AdminAccess::new(&config));
         let state = AppState {
             environments,
@@ -104,7 +137,7 @@ impl Server {
             shutdown: CancellationToken::new(),
             heartbeat: config.heartbeat,
         };
-        Ok(Server { config, state })
+        Ok(Server { config, state, replica })
     }
 
     /// Binds all four listeners.
@@ -145,7 +178,7 @@ impl BoundServer {
         let grpc_addr = self.grpc.local_addr()?;
         let sync_addr = self.sync.local_addr()?;
         let BoundServer { server, http, admin, grpc, sync } = self;
-        let Server { config, state } = server;
+        let Server { config, state, replica } = server;
         let state = AppState { shutdown: shutdown.clone(), ..state };
         let data = web::Data::new(state.clone());
         let timeout = config.shutdown_timeout.as_secs();
@@ -189,7 +222,13 @@ impl BoundServer {
         let grpc_thread = grpc::spawn(grpc_state, grpc, sync)?;
         let watcher = watch::Watcher::start(state.environments.clone(), state.metrics.clone(), state.ramps.clone());
         let controller = tokio::spawn(state.ramps.clone().run(shutdown.clone()));
-        let webhooks = tokio::spawn(ramp::webhooks::run(state.store.clone(), state.metrics.clone(), shutdown.clone()));
+        let webhooks = tokio::spawn(ramp::webhooks::run(
+            state.store.clone(),
+            state.metrics.clone(),
+            (state.ramps.holder().to_owned(), config.ramp_lease),
+            shutdown.clone(),
+        ));
+        let replica = replica.map(|(replica, notices)| tokio::spawn(replica.run(notices, shutdown.clone())));
         let watcher = tokio::spawn(watcher.run(shutdown.clone()));
         let environments: Vec<String> = state.environments.iter().map(|e| e.name.clone()).collect();
         tracing::info!(
@@ -218,6 +257,9 @@ impl BoundServer {
         let _ = watcher.await;
         let _ = controller.await;
         let _ = webhooks.await;
+        if let Some(replica) = replica {
+            let _ = replica.await;
+        }
         let grpc_result = tokio::task::spawn_blocking(move || grpc_thread.join())
             .await
             .map_err(std::io::Error::other)?

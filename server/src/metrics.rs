@@ -27,6 +27,10 @@ pub struct Metrics {
     pub outcomes: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
     pub webhook_outbox: IntGauge,
+    pub store_up: IntGauge,
+    pub replication_resyncs: IntCounterVec,
+    pub ramp_leader: IntGaugeVec,
+    pub ramp_fenced_writes: IntCounterVec,
 }
 
 impl Metrics {
@@ -87,6 +91,30 @@ impl Metrics {
         .expect("valid metric");
         let webhook_outbox =
             IntGauge::new("webhook_outbox_pending", "Ramp webhooks waiting in the outbox").expect("valid metric");
+        let store_up =
+            IntGauge::new("store_up", "1 while the store answers, 0 while it does not (writes fail with 503)")
+                .expect("valid metric");
+        let replication_resyncs = IntCounterVec::new(
+            Opts::new(
+                "replication_resyncs_total",
+                "Full reads of an environment from the shared store after a missed change or reconnect",
+            ),
+            &["environment"],
+        )
+        .expect("valid metric");
+        let ramp_leader = IntGaugeVec::new(
+            Opts::new("ramp_leader", "1 when this replica holds the ramp's lease and drives it"),
+            &["environment", "ramp"],
+        )
+        .expect("valid metric");
+        let ramp_fenced_writes = IntCounterVec::new(
+            Opts::new(
+                "ramp_fenced_writes_total",
+                "Ramp state writes rejected because this replica's lease token was stale",
+            ),
+            &["environment", "ramp"],
+        )
+        .expect("valid metric");
         let build = IntGauge::with_opts(
             Opts::new("build_info", "Build information").const_label("version", env!("CARGO_PKG_VERSION")),
         )
@@ -105,6 +133,10 @@ impl Metrics {
             Box::new(outcomes.clone()),
             Box::new(webhook_deliveries.clone()),
             Box::new(webhook_outbox.clone()),
+            Box::new(store_up.clone()),
+            Box::new(replication_resyncs.clone()),
+            Box::new(ramp_leader.clone()),
+            Box::new(ramp_fenced_writes.clone()),
             Box::new(build),
         ] {
             registry.register(collector).expect("metrics are registered once");
@@ -131,6 +163,10 @@ impl Metrics {
             outcomes,
             webhook_deliveries,
             webhook_outbox,
+            store_up,
+            replication_resyncs,
+            ramp_leader,
+            ramp_fenced_writes,
         }
     }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod prometheus;
+pub mod redis;
 
 /// How long a server may take to start, or a change to show up.
 pub const DEADLINE: Duration = Duration::from_secs(30);

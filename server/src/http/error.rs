@@ -110,9 +110,18 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { .. } => {
                 ApiError::new(StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED", error.to_string())
             }
+            StoreError::Fenced { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "CONCURRENT_CHANGE",
+                format!("{error}; the change was not applied, retry it"),
+            ),
             StoreError::Unavailable(_) => {
                 tracing::error!(%error, "store write failed");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE", error.to_string())
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "STORE_UNAVAILABLE",
+                    format!("{error}; nothing was changed unless the flag's history shows it, retry later"),
+                )
             }
         }
     }

@@ -24,7 +24,7 @@ use super::stats::Pair;
 use crate::config::ServerConfig;
 use crate::environment::{Environment, Environments};
 use crate::metrics::Metrics;
-use crate::store::{RampDecisionRecord, RampWrite, Store, StoreError};
+use crate::store::{Fence, RampDecisionRecord, RampWrite, Store, StoreError};
 use crate::time::now_millis;
 
 /// How far behind "now" the newest bucket the controller reads ends:
@@ -44,7 +44,33 @@ pub struct Entry {
     counting: std::sync::Mutex<Option<Counting>>,
     /// Prometheus results of the current step's closed buckets.
     prometheus_cache: std::sync::Mutex<super::prometheus::Cache>,
+    /// The fencing token of this replica's lease on the ramp, while it
+    /// holds it: only the holder ticks the ramp.
+    lease: std::sync::Mutex<Option<u64>>,
     state: Mutex<EntryState>,
+}
+
+impl Entry {
+    /// The lease's name in the store.
+    fn lease_name(&self) -> String {
+        lease_name(&self.environment, &self.name)
+    }
+
+    fn token(&self) -> Option<u64> {
+        *self.lease.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_token(&self, token: Option<u64>) {
+        *self.lease.lock().unwrap_or_else(|e| e.into_inner()) = token;
+    }
+
+    fn fence(&self) -> Option<Fence> {
+        self.token().map(|token| Fence { lease: self.lease_name(), token })
+    }
+}
+
+fn lease_name(environment: &str, ramp: &str) -> String {
+    format!("ramp:{environment}/{ramp}")
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +162,17 @@ pub struct Controller {
     /// Ramp file patterns per environment.
     patterns: BTreeMap<String, Vec<String>>,
     entries: RwLock<BTreeMap<(String, String), Arc<Entry>>>,
+    /// This replica's name in leases.
+    holder: String,
+    /// How long a lease lasts without renewal: the longest a ramp goes
+    /// undriven after its holder dies.
+    lease_ttl: Duration,
+}
+
+/// A name for this process in leases: host, process id and start time.
+fn replica_id() -> String {
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "rampart".into());
+    format!("{host}-{}-{:x}", std::process::id(), now_millis())
 }
 
 fn run_id(now: u64) -> String {
@@ -164,6 +201,8 @@ impl Controller {
             prometheus: super::prometheus::PrometheusSource::new(config.prometheus_url.clone()),
             patterns,
             entries: RwLock::new(BTreeMap::new()),
+            holder: replica_id(),
+            lease_ttl: config.ramp_lease,
         });
         let mut failures = Vec::new();
         let mut bound = Vec::new();
@@ -191,7 +230,23 @@ impl Controller {
             for bound in specs {
                 let key = (environment.name.clone(), bound.spec.name.clone());
                 let stored = runs.remove(&key);
-                if let Err(error) = controller.adopt(&environment, bound, stored).await {
+                let lease = lease_name(&environment.name, &bound.spec.name);
+                let token = match controller.store.acquire_lease(&lease, &controller.holder, controller.lease_ttl).await
+                {
+                    Ok(token) => token,
+                    Err(error) => {
+                        tracing::warn!(environment = %environment.name, ramp = %bound.spec.name, %error, "cannot take the ramp's lease");
+                        None
+                    }
+                };
+                let adopted = match token {
+                    Some(token) => controller.adopt(&environment, bound, stored, token).await,
+                    None => {
+                        controller.follow(&environment, bound, stored).await;
+                        Ok(())
+                    }
+                };
+                if let Err(error) = adopted {
                     tracing::error!(environment = %environment.name, %error, "cannot start ramp");
                 }
             }
@@ -204,7 +259,7 @@ impl Controller {
             }
             tracing::warn!(%environment, ramp = %name, percent = run.percent(), "ramp file missing: the ramp is frozen at its percent");
             let spec = Arc::new(placeholder_spec(&name, &run));
-            controller.insert(&env, spec, run, true, None).await;
+            controller.insert(&env, spec, run, true, None, None).await;
         }
         Ok(controller)
     }
@@ -225,7 +280,13 @@ impl Controller {
 
     /// Takes a bound spec at start-up (or a new file on reload): continues
     /// the stored run of the same revision, or starts a new run.
-    async fn adopt(&self, environment: &Arc<Environment>, bound: Bound, stored: Option<Run>) -> Result<(), StoreError> {
+    async fn adopt(
+        &self,
+        environment: &Arc<Environment>,
+        bound: Bound,
+        stored: Option<Run>,
+        token: u64,
+    ) -> Result<(), StoreError> {
         let spec = bound.spec;
         let now = now_millis();
         let warnings = super::spec::warnings(&spec);
@@ -241,7 +302,7 @@ impl Controller {
                     remap_step(&spec, &mut run);
                 }
                 let frozen = refusal.is_some();
-                self.insert(environment, spec, run, frozen, refusal).await;
+                self.insert(environment, spec, run, frozen, refusal, Some(token)).await;
                 Ok(())
             }
             stored => {
@@ -258,7 +319,8 @@ impl Controller {
                         spec.name, run.run_id, spec.revision, spec.file
                     )],
                 )];
-                self.store
+                let written = self
+                    .store
                     .write_ramp(RampWrite {
                         environment: environment.name.clone(),
                         ramp: spec.name.clone(),
@@ -267,10 +329,22 @@ impl Controller {
                         record: None,
                         audit,
                         outbox: Vec::new(),
+                        fence: Some(Fence { lease: lease_name(&environment.name, &spec.name), token }),
                     })
-                    .await?;
-                self.insert(environment, spec, run, false, None).await;
-                Ok(())
+                    .await;
+                match written {
+                    Ok(()) => {
+                        self.insert(environment, spec, run, false, None, Some(token)).await;
+                        Ok(())
+                    }
+                    // Another replica started the run first: follow it.
+                    Err(StoreError::Conflict { .. } | StoreError::Fenced { .. }) => {
+                        let stored = self.stored_run(&environment.name, &spec.name).await?;
+                        self.follow(environment, Bound { spec, control: bound.control }, stored).await;
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
+                }
             }
         }
     }
@@ -282,14 +356,17 @@ impl Controller {
         run: Run,
         frozen: bool,
         refused: Option<String>,
+        token: Option<u64>,
     ) {
         let warnings = super::spec::warnings(&spec);
         let name = spec.name.clone();
+        self.metrics.ramp_leader.with_label_values(&[&environment.name, &name]).set(i64::from(token.is_some()));
         let entry = Arc::new(Entry {
             environment: environment.name.clone(),
             name: name.clone(),
             counting: std::sync::Mutex::new(Counting::of(&run)),
             prometheus_cache: std::sync::Mutex::default(),
+            lease: std::sync::Mutex::new(token),
             state: Mutex::new(EntryState {
                 spec,
                 file_missing: frozen && refused.is_none(),
@@ -303,6 +380,117 @@ impl Controller {
         self.apply_exposure(environment, &run, run.dry_run).await;
         self.metrics.ramp(&environment.name, &name, run.status.name(), run.percent());
         self.entries.write().unwrap_or_else(|e| e.into_inner()).insert((environment.name.clone(), name), entry);
+    }
+
+    /// Takes a ramp another replica drives: its stored run, or until that
+    /// replica has written one, a run not started (shown as pending).
+    async fn follow(&self, environment: &Arc<Environment>, bound: Bound, stored: Option<Run>) {
+        let spec = bound.spec;
+        let run = match stored {
+            Some(run) => run,
+            None => Run::new(&spec, &bound.control, run_id(now_millis()), now_millis()),
+        };
+        self.insert(environment, spec, run, false, None, None).await;
+    }
+
+    async fn stored_run(&self, environment: &str, ramp: &str) -> Result<Option<Run>, StoreError> {
+        Ok(self
+            .store
+            .ramp_runs()
+            .await?
+            .into_iter()
+            .find(|s| s.environment == environment && s.ramp == ramp)
+            .map(|s| s.run))
+    }
+
+    /// Takes a run another replica wrote (or this one, echoed back): newer
+    /// runs replace the entry's and move exposure; older or equal ones are
+    /// ignored.
+    pub async fn apply_remote(&self, environment: &str, ramp: &str, run: Run) {
+        let Some(entry) = self.entry(environment, ramp) else { return };
+        let Some(env) = self.environments.get(environment).cloned() else { return };
+        let mut state = entry.state.lock().await;
+        let newer = run.seq > state.run.seq || (run.run_id != state.run.run_id && run.seq >= state.run.seq);
+        if !newer || state.run == run {
+            return;
+        }
+        self.take_run(&env, &entry, &mut state, run).await;
+    }
+
+    /// Replaces the entry's run with a stored one.
+    async fn take_run(&self, environment: &Arc<Environment>, entry: &Entry, state: &mut EntryState, run: Run) {
+        let exposure_changed = state.run.basis_points != run.basis_points
+            || state.run.run_id != run.run_id
+            || state.run.dry_run != run.dry_run;
+        *entry.counting.lock().unwrap_or_else(|e| e.into_inner()) = Counting::of(&run);
+        self.metrics.ramp(&entry.environment, &entry.name, run.status.name(), run.percent());
+        state.run = run.clone();
+        if exposure_changed {
+            self.apply_exposure(environment, &run, run.dry_run).await;
+        }
+    }
+
+    /// Reads the entry's run from the store again (after a lost
+    /// compare-and-set or on taking a lease over).
+    async fn refresh(&self, environment: &Arc<Environment>, entry: &Entry, state: &mut EntryState) {
+        match self.stored_run(&entry.environment, &entry.name).await {
+            Ok(Some(run)) if run != state.run => {
+                tracing::info!(environment = %entry.environment, ramp = %entry.name, seq = run.seq, state = run.status.name(), "ramp state read from the store");
+                self.take_run(environment, entry, state, run).await;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(environment = %entry.environment, ramp = %entry.name, %error, "cannot read the ramp from the store")
+            }
+        }
+    }
+
+    /// Takes or renews the lease of every ramp. A replica that takes one
+    /// over first reads the ramp's state from the store, so it resumes at
+    /// the step the previous holder persisted.
+    async fn maintain_leases(&self) {
+        for entry in self.entries() {
+            let before = entry.token();
+            match self.store.acquire_lease(&entry.lease_name(), &self.holder, self.lease_ttl).await {
+                Ok(Some(token)) => {
+                    if before != Some(token) {
+                        let Some(environment) = self.environments.get(&entry.environment).cloned() else { continue };
+                        let mut state = entry.state.lock().await;
+                        self.refresh(&environment, &entry, &mut state).await;
+                        state.last_tick = None;
+                        entry.set_token(Some(token));
+                        if before.is_none() {
+                            tracing::info!(environment = %entry.environment, ramp = %entry.name, token, step = state.run.step + 1, state = state.run.status.name(), "took the ramp's lease: this replica drives it");
+                        }
+                    }
+                }
+                Ok(None) => {
+                    if before.is_some() {
+                        tracing::warn!(environment = %entry.environment, ramp = %entry.name, "lost the ramp's lease: another replica drives it");
+                        entry.set_token(None);
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(environment = %entry.environment, ramp = %entry.name, %error, "cannot renew the ramp's lease");
+                }
+            }
+            self.metrics
+                .ramp_leader
+                .with_label_values(&[&entry.environment, &entry.name])
+                .set(i64::from(entry.token().is_some()));
+        }
+    }
+
+    /// Gives every held lease up, so another replica takes over at once.
+    pub async fn release_leases(&self) {
+        for entry in self.entries() {
+            if entry.token().is_some() {
+                entry.set_token(None);
+                if let Err(error) = self.store.release_lease(&entry.lease_name(), &self.holder).await {
+                    tracing::warn!(environment = %entry.environment, ramp = %entry.name, %error, "cannot release the ramp's lease");
+                }
+            }
+        }
     }
 
     /// Sets the environment's exposure from a persisted run; a dry-run ramp
@@ -324,6 +512,11 @@ impl Controller {
                 tracing::error!(environment = %environment.name, flag = %run.flag, %errors, "cannot apply ramp exposure")
             }
         }
+    }
+
+    /// This replica's name in leases.
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// The ramp file patterns of an environment (for the file watcher).
@@ -353,14 +546,24 @@ impl Controller {
         })
     }
 
-    /// Ticks every due ramp until `shutdown`.
+    /// Ticks every due ramp this replica holds the lease of, and renews
+    /// the leases, until `shutdown`; then gives the leases up.
+    ///
+    /// Ticks run before renewal: a replica that was paused past its lease
+    /// writes with its old token and is refused by the store (the fencing
+    /// token), rather than trusting its own clock.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let renew_every = (self.lease_ttl / 3).max(Duration::from_millis(100));
+        let mut next_renewal = tokio::time::Instant::now() + renew_every;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(POLL) => {}
             }
             for entry in self.entries() {
+                if entry.token().is_none() {
+                    continue;
+                }
                 let due = {
                     let state = entry.state.lock().await;
                     let interval = state.spec.interval.as_millis() as u64;
@@ -372,7 +575,12 @@ impl Controller {
                     tracing::error!(environment = %entry.environment, ramp = %entry.name, %error, "ramp tick failed");
                 }
             }
+            if tokio::time::Instant::now() >= next_renewal {
+                self.maintain_leases().await;
+                next_renewal = tokio::time::Instant::now() + renew_every;
+            }
         }
+        self.release_leases().await;
     }
 
     /// Applies an operator command now, as a tick.
@@ -380,7 +588,13 @@ impl Controller {
         let entry = self
             .entry(environment, name)
             .ok_or_else(|| CommandError::NotFound(environment.to_owned(), name.to_owned()))?;
-        match self.tick(&entry, Some(command)).await? {
+        // A write that lost a race with the ramp's driver re-reads the
+        // stored run; the command is then decided again on it.
+        let result = match self.tick(&entry, Some(command.clone())).await {
+            Err(StoreError::Conflict { .. } | StoreError::Fenced { .. }) => self.tick(&entry, Some(command)).await?,
+            result => result?,
+        };
+        match result {
             Some(Err(message)) => Err(CommandError::Rejected(message)),
             _ => Ok(self.status(&entry).await),
         }
@@ -479,7 +693,8 @@ impl Controller {
             })
             .collect();
         let outbox = super::webhooks::deliveries(&state.spec, &entry.environment, &next, &events, &evidence_for_hooks);
-        self.store
+        let written = self
+            .store
             .write_ramp(RampWrite {
                 environment: entry.environment.clone(),
                 ramp: entry.name.clone(),
@@ -488,8 +703,25 @@ impl Controller {
                 record,
                 audit,
                 outbox,
+                fence: entry.fence(),
             })
-            .await?;
+            .await;
+        match written {
+            Ok(()) => {}
+            Err(error @ StoreError::Fenced { .. }) => {
+                tracing::warn!(environment = %entry.environment, ramp = %entry.name, %error, "late write of a stale lease holder refused; another replica drives the ramp");
+                self.metrics.ramp_fenced_writes.with_label_values(&[&entry.environment, &entry.name]).inc();
+                self.metrics.ramp_leader.with_label_values(&[&entry.environment, &entry.name]).set(0);
+                entry.set_token(None);
+                self.refresh(environment, entry, state).await;
+                return Err(error);
+            }
+            Err(error @ StoreError::Conflict { .. }) => {
+                self.refresh(environment, entry, state).await;
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        }
         state.run = next.clone();
         *entry.counting.lock().unwrap_or_else(|e| e.into_inner()) = Counting::of(&next);
         for event in &events {
@@ -820,13 +1052,31 @@ impl Controller {
                 .find(|s| s.environment == environment.name && s.ramp == bound.spec.name)
                 .map(|s| s.run);
             tracing::info!(environment = %environment.name, ramp = %bound.spec.name, "new ramp file");
-            return self.adopt(environment, bound, stored).await;
+            let lease = lease_name(&environment.name, &bound.spec.name);
+            return match self.store.acquire_lease(&lease, &self.holder, self.lease_ttl).await? {
+                Some(token) => self.adopt(environment, bound, stored, token).await,
+                None => {
+                    self.follow(environment, bound, stored).await;
+                    Ok(())
+                }
+            };
         };
+        let leading = entry.token().is_some();
         let mut state = entry.state.lock().await;
         if state.spec.digest == bound.spec.digest && !state.file_missing && state.refused.is_none() {
             return Ok(());
         }
         let spec = bound.spec.clone();
+        if spec.revision != state.run.revision && !leading {
+            // The replica driving the ramp starts the new run; it arrives
+            // here through the store.
+            state.spec = spec;
+            state.refused = None;
+            state.frozen = false;
+            state.file_missing = false;
+            state.warnings = super::spec::warnings(&state.spec);
+            return Ok(());
+        }
         if spec.revision != state.run.revision {
             // A new revision: a new run from step 0.
             let now = now_millis();
@@ -846,7 +1096,7 @@ impl Controller {
             return self.persist(environment, &entry, &mut state, run, events, Evidence::default()).await;
         }
         if let Some(refused) = refusal(&spec, &bound.control, &state.run) {
-            if state.refused.as_deref() != Some(refused.as_str()) {
+            if leading && state.refused.as_deref() != Some(refused.as_str()) {
                 tracing::warn!(environment = %environment.name, ramp = %spec.name, file = %spec.file, "ramp edit refused: {refused}");
                 let audit = vec![(
                     "file".to_owned(),
@@ -868,6 +1118,7 @@ impl Controller {
                     record: None,
                     audit,
                     outbox,
+                    fence: entry.fence(),
                 };
                 self.store.write_ramp(write).await?;
                 self.metrics

@@ -104,13 +104,27 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Delivers the outbox until `shutdown`.
-pub async fn run(store: Arc<dyn Store>, metrics: Arc<crate::metrics::Metrics>, shutdown: CancellationToken) {
+/// The lease whose holder delivers webhooks.
+const LEASE: &str = "webhooks";
+
+/// Delivers the outbox until `shutdown`, then gives the lease up.
+///
+/// With replicas, only the holder of the `webhooks` lease delivers, so one
+/// message is not sent by several replicas at once.
+pub async fn run(
+    store: Arc<dyn Store>,
+    metrics: Arc<crate::metrics::Metrics>,
+    (holder, lease_ttl): (String, Duration),
+    shutdown: CancellationToken,
+) {
     let client = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(POLL) => {}
+        }
+        if !matches!(store.acquire_lease(LEASE, &holder, lease_ttl).await, Ok(Some(_))) {
+            continue;
         }
         if let Ok(pending) = store.pending_deliveries().await {
             metrics.webhook_outbox.set(pending as i64);
@@ -157,6 +171,7 @@ pub async fn run(store: Arc<dyn Store>, metrics: Arc<crate::metrics::Metrics>, s
             }
         }
     }
+    let _ = store.release_lease(LEASE, &holder).await;
 }
 
 async fn send(client: &reqwest::Client, delivery: &Delivery) -> Result<(), String> {

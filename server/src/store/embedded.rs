@@ -13,8 +13,9 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
-    AuditEntry, AuditQuery, ChangeKind, Commit, ContextOutcome, Delivery, EnvironmentState, Expect, FlagRecord,
-    FlagVersion, OutcomeCount, RampDecisionRecord, RampWrite, StateOverride, Store, StoreError, StoredRun,
+    AuditEntry, AuditQuery, ChangeKind, Commit, Committed, ContextOutcome, Delivery, EnvironmentState, Expect,
+    FlagRecord, FlagVersion, OutcomeCount, RampDecisionRecord, RampWrite, StateOverride, Store, StoreError,
+    StoreHealth, StoredRun,
 };
 use crate::ramp::decide::Run;
 
@@ -513,8 +514,13 @@ impl Store for EmbeddedStore {
         self.blocking(load).await
     }
 
-    async fn commit(&self, batch: Commit) -> Result<Vec<AuditEntry>, StoreError> {
-        self.blocking(move |db| commit(db, batch)).await
+    async fn commit(&self, batch: Commit) -> Result<Committed, StoreError> {
+        let entries = self.blocking(move |db| commit(db, batch)).await?;
+        Ok(Committed { entries, revisions: BTreeMap::new() })
+    }
+
+    fn health(&self) -> StoreHealth {
+        StoreHealth { kind: "embedded", state: "ok", error: None }
     }
 
     async fn history(&self, environment: &str, flag: &str) -> Result<Vec<FlagVersion>, StoreError> {
@@ -606,7 +612,7 @@ mod tests {
             action: "disable".into(),
             changes: vec!["state: ENABLED → DISABLED".into()],
         };
-        let entries = store.commit(commit_of("ops", 1, vec![set.clone()])).await.unwrap();
+        let entries = store.commit(commit_of("ops", 1, vec![set.clone()])).await.unwrap().entries;
         assert_eq!(entries[0].version, None);
         assert_eq!(store.load().await.unwrap()["prod"].overrides["file-flag"].state, "DISABLED");
         let clear = Change { kind: ChangeKind::Override(None), action: "enable".into(), ..set };

@@ -3,17 +3,23 @@
 //! audit log.
 //!
 //! [`Store`] is the boundary: the embedded implementation ([`embedded`],
-//! redb in the data directory) is the default, and a Redis one can
-//! implement the same trait. Every write is one [`Commit`]: a batch of
+//! redb in the data directory) is the default; [`redis`] shares the same
+//! data between replicas. Every write is one [`Commit`]: a batch of
 //! changes with preconditions, applied atomically together with their
 //! versions and audit entries, and durable when `commit` returns.
+//!
+//! A shared store numbers each environment's changes (its *revision*) and
+//! publishes them; replicas apply them in order and resynchronise from a
+//! full read when they find a gap (see `crate::replica`).
 
 pub mod embedded;
 mod ramps;
+pub mod redis;
 
 pub use ramps::{ContextOutcome, Delivery, OutcomeCount, RampDecisionRecord, RampWrite, StoredRun};
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -110,6 +116,8 @@ pub struct Commit {
 /// Everything the server needs in memory, per environment.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EnvironmentState {
+    /// The environment's revision in a shared store (0 in the embedded one).
+    pub revision: u64,
     /// Live API-owned flags by key (tombstones left out).
     pub flags: BTreeMap<String, FlagRecord>,
     pub overrides: BTreeMap<String, StateOverride>,
@@ -130,6 +138,34 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
+/// What a commit wrote.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Committed {
+    pub entries: Vec<AuditEntry>,
+    /// The new revision of each environment written, in a shared store.
+    pub revisions: BTreeMap<String, u64>,
+}
+
+/// A held lease's fencing token, carried by every write its holder makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub token: u64,
+}
+
+/// How the store is doing, for `/readyz` and the metrics.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreHealth {
+    /// `embedded` or `redis`.
+    pub kind: &'static str,
+    /// `ok` or `unavailable`.
+    pub state: &'static str,
+    /// The last error, while unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A precondition failed: someone else changed the flag first.
@@ -138,6 +174,10 @@ pub enum StoreError {
     /// The store cannot be read or written.
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// A write carried a fencing token older than the lease's newest: its
+    /// writer lost the lease (paused, partitioned) and another holds it.
+    #[error("lease '{lease}' moved on: token {token} is stale (now {current})")]
+    Fenced { lease: String, token: u64, current: u64 },
 }
 
 #[async_trait]
@@ -146,7 +186,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn load(&self) -> Result<BTreeMap<String, EnvironmentState>, StoreError>;
 
     /// Applies a batch atomically; returns the audit entries written.
-    async fn commit(&self, commit: Commit) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn commit(&self, commit: Commit) -> Result<Committed, StoreError>;
 
     /// Every version of a flag, oldest first.
     async fn history(&self, environment: &str, flag: &str) -> Result<Vec<FlagVersion>, StoreError>;
@@ -207,4 +247,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Drops a flag's outcome buckets older than `before` (seconds).
     async fn prune_outcomes(&self, environment: &str, flag: &str, before: u64) -> Result<(), StoreError>;
+
+    /// Takes or renews the lease `name` for `holder` for `ttl`; returns its
+    /// fencing token, or `None` while another holder has it. A store used
+    /// by one process has nobody to share with: the lease is always held.
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<Option<u64>, StoreError> {
+        let _ = (name, holder, ttl);
+        Ok(Some(0))
+    }
+
+    /// Gives a held lease up (at shutdown), so another replica takes over
+    /// at once rather than after the lease time.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let _ = (name, holder);
+        Ok(())
+    }
+
+    fn health(&self) -> StoreHealth;
 }

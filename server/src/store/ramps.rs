@@ -46,6 +46,9 @@ pub struct RampWrite {
     pub audit: Vec<(String, String, Vec<String>)>,
     /// Webhook deliveries to queue, in the same transaction as the state.
     pub outbox: Vec<Delivery>,
+    /// The ramp lease's token when the controller driving the ramp writes;
+    /// `None` for operator commands, which rely on compare-and-set alone.
+    pub fence: Option<super::Fence>,
 }
 
 /// A webhook delivery waiting in the outbox.

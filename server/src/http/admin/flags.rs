@@ -293,8 +293,9 @@ pub(crate) async fn write_api_flag(
                 action: action.to_owned(),
                 changes: changes::describe(old, definition.as_ref()),
             };
-            let entries = state.store.commit(Commit { actor: caller.name.clone(), at, changes: vec![change] }).await?;
-            let version = entries.first().and_then(|e| e.version);
+            let committed = state.store.commit(Commit { actor: caller.name.clone(), at, changes: vec![change] }).await?;
+            next.committed(&environment.name, &committed);
+            let version = committed.entries.first().and_then(|e| e.version);
             if let Some(version) = version {
                 next.set_api_version(key, version);
             }
@@ -356,7 +357,9 @@ async fn set_override(
                 action: action.to_owned(),
                 changes: lines,
             };
-            state.store.commit(Commit { actor: caller.name.clone(), at, changes: vec![change] }).await?;
+            let committed =
+                state.store.commit(Commit { actor: caller.name.clone(), at, changes: vec![change] }).await?;
+            next.committed(&environment.name, &committed);
             tracing::info!(environment = %environment.name, flag = key, action, actor = %caller.name, "kill switch");
             Ok((Some((next, built)), ()))
         })

@@ -121,8 +121,9 @@ pub(crate) async fn promote(
                 });
             }
             let built = next.compose().map_err(|errors| ApiError::invalid_flag(&errors))?;
-            let entries = state.store.commit(Commit { actor: caller.name.clone(), at, changes: batch }).await?;
-            for entry in entries {
+            let committed = state.store.commit(Commit { actor: caller.name.clone(), at, changes: batch }).await?;
+            next.committed(&to.name, &committed);
+            for entry in committed.entries {
                 if let Some(version) = entry.version {
                     next.set_api_version(&entry.flag, version);
                 }
