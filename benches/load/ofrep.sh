@@ -25,7 +25,10 @@ cores=$(nproc)
 server_core=0
 client_core=$(( cores > 1 ? 1 : 0 ))
 
-taskset -c "$server_core" ./target/release/rampart serve --flags examples/flags.yaml \
+# RAMPART_BENCH_REDIS_URL: run on the Redis store instead of the embedded one.
+store=()
+if [ -n "${RAMPART_BENCH_REDIS_URL:-}" ]; then store=(--redis-url "$RAMPART_BENCH_REDIS_URL" --redis-prefix "ofrep$$"); fi
+taskset -c "$server_core" ./target/release/rampart serve --flags examples/flags.yaml "${store[@]}" \
   --http-addr "127.0.0.1:$port" --admin-addr "127.0.0.1:$((port + 1))" --workers "$workers" --log warn &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT

@@ -14,6 +14,8 @@ use crate::{DEADLINE, eventually, free_port};
 #[derive(Debug)]
 pub struct Redis {
     child: Option<Child>,
+    /// Extra `redis-server` arguments (e.g. `--requirepass`).
+    args: Vec<String>,
     pub port: u16,
     /// `redis://127.0.0.1:port/0`.
     pub url: String,
@@ -22,9 +24,14 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    pub fn start_with(args: &[&str]) -> Redis {
         let dir = tempfile::tempdir().expect("redis dir");
         let port = free_port();
-        let mut redis = Redis { child: None, port, url: format!("redis://127.0.0.1:{port}/0"), dir };
+        let args = args.iter().map(|a| (*a).to_owned()).collect();
+        let mut redis = Redis { child: None, args, port, url: format!("redis://127.0.0.1:{port}/0"), dir };
         redis.restart();
         redis
     }
@@ -36,6 +43,7 @@ impl Redis {
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -45,7 +53,7 @@ impl Redis {
             });
         self.child = Some(child);
         eventually(DEADLINE, || match self.command(&["PING"]) {
-            Ok(reply) if reply.starts_with("+PONG") => Ok(()),
+            Ok(reply) if reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") => Ok(()),
             Ok(reply) => Err(format!("redis answered {reply:?}")),
             Err(error) => Err(format!("redis not up: {error}")),
         });

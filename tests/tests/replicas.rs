@@ -436,3 +436,29 @@ fn one_replica_drives_a_ramp_and_another_takes_over() {
     assert_eq!(events("started").len(), 1);
     assert_eq!(events("completed").len(), 1);
 }
+
+#[test]
+fn a_replica_stopped_gracefully_hands_its_ramps_over_at_once() {
+    let redis = Redis::start();
+    let dir = FlagDir::new();
+    let flags = dir.write("flags.yaml", RAMP_FLAGS);
+    let ramp = dir.write("ramp.yaml", RAMP);
+    // A lease far longer than the test: only a release explains a quick takeover.
+    let extra = ["--ramps", &ramp, "--ramp-lease-seconds", "120"];
+    let a = replica(&redis, &flags, &extra);
+    eventually(DEADLINE, || if metric(&a, "rampart_ramp_leader") == 1.0 { Ok(()) } else { Err("a leads".to_owned()) });
+    let b = replica(&redis, &flags, &extra);
+    assert_eq!(metric(&b, "rampart_ramp_leader"), 0.0);
+    let stopped = Instant::now();
+    let stream = SseReader::connect(&format!("{}/v1/stream", a.http), &[]);
+    assert_eq!(stream.next().event, "snapshot");
+    let status = a.terminate();
+    assert!(status.success(), "{status}");
+    // Stream clients are told to reconnect (to another replica) before the end.
+    assert_eq!(stream.next().event, "reconnect");
+    eventually(
+        DEADLINE,
+        || if metric(&b, "rampart_ramp_leader") == 1.0 { Ok(()) } else { Err("no takeover".to_owned()) },
+    );
+    assert!(stopped.elapsed() < Duration::from_secs(10), "took {:?} with a 120 s lease", stopped.elapsed());
+}

@@ -6,7 +6,11 @@
 //! `propagation --sync 127.0.0.1:8015 --http http://127.0.0.1:8016 --admin http://127.0.0.1:8014
 //!  --token T --clients 1000 --protocol grpc --rounds 20 [--server-pid PID]`
 //!
-//! Run by `benches/load/propagation.sh`.
+//! `--sync` and `--http` take comma-separated lists: clients are spread
+//! over them (one replica each), while changes go to `--admin` — the
+//! cross-replica case. Each client counts versions from its own replica's.
+//!
+//! Run by `benches/load/propagation.sh` and `benches/load/replicas.sh`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -129,9 +133,15 @@ async fn main() -> anyhow::Result<()> {
     let (sender, mut receipts) = mpsc::unbounded_channel::<Receipt>();
     let failures = Arc::new(AtomicUsize::new(0));
     let connecting = Arc::new(tokio::sync::Semaphore::new(200));
+    let syncs: Vec<&str> = args.sync.split(',').collect();
+    let https: Vec<&str> = args.http.split(',').collect();
     for index in 0..args.clients {
         let sender = sender.clone();
-        let (sync, http, protocol) = (format!("http://{}", args.sync), args.http.clone(), args.protocol.clone());
+        let (sync, http, protocol) = (
+            format!("http://{}", syncs[index % syncs.len()]),
+            https[index % https.len()].to_owned(),
+            args.protocol.clone(),
+        );
         let failures = failures.clone();
         let permit = connecting.clone().acquire_owned().await?;
         tokio::spawn(async move {
@@ -155,13 +165,13 @@ async fn main() -> anyhow::Result<()> {
 
     // Everyone connected and has the snapshot.
     let mut connected = 0;
-    let mut base_version = 0;
+    let mut bases = vec![0u64; args.clients];
     let deadline = Instant::now() + Duration::from_secs(120);
     while connected < args.clients {
         let receipt = tokio::time::timeout_at(deadline.into(), receipts.recv()).await;
         match receipt {
             Ok(Some((_, 0, _))) => connected += 1,
-            Ok(Some((_, version, _))) => base_version = base_version.max(version),
+            Ok(Some((index, version, _))) => bases[index] = bases[index].max(version),
             _ => bail!(
                 "only {connected} of {} clients connected ({} failed)",
                 args.clients,
@@ -169,8 +179,8 @@ async fn main() -> anyhow::Result<()> {
             ),
         }
     }
-    while let Ok(Some((_, version, _))) = tokio::time::timeout(Duration::from_millis(200), receipts.recv()).await {
-        base_version = base_version.max(version);
+    while let Ok(Some((index, version, _))) = tokio::time::timeout(Duration::from_millis(200), receipts.recv()).await {
+        bases[index] = bases[index].max(version);
     }
     // Let allocations settle, then weigh the server.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -191,20 +201,20 @@ async fn main() -> anyhow::Result<()> {
         if !response.status().is_success() {
             bail!("admin write failed: {}", response.status());
         }
-        let expected = base_version + round as u64 + 1;
+        let step = round as u64 + 1;
         let mut received = 0;
         let mut latest = Duration::ZERO;
         let deadline = Instant::now() + Duration::from_secs(30);
         while received < args.clients {
             match tokio::time::timeout_at(deadline.into(), receipts.recv()).await {
-                Ok(Some((_, version, at))) if version == expected => {
+                Ok(Some((index, version, at))) if version == bases[index] + step => {
                     let latency = at.saturating_duration_since(acknowledged);
                     latest = latest.max(latency);
                     latencies.push(latency);
                     received += 1;
                 }
                 Ok(Some(_)) => {}
-                _ => bail!("round {round}: only {received} of {} clients received version {expected}", args.clients),
+                _ => bail!("round {round}: only {received} of {} clients received change {step}", args.clients),
             }
         }
         all_within.push(latest);

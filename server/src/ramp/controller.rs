@@ -553,7 +553,9 @@ impl Controller {
     /// writes with its old token and is refused by the store (the fencing
     /// token), rather than trusting its own clock.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
-        let renew_every = (self.lease_ttl / 3).max(Duration::from_millis(100));
+        // Often enough to renew well within the lease, and to take a
+        // released or expired lease over within a second.
+        let renew_every = (self.lease_ttl / 3).clamp(Duration::from_millis(100), Duration::from_secs(1));
         let mut next_renewal = tokio::time::Instant::now() + renew_every;
         loop {
             tokio::select! {

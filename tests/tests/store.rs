@@ -1,0 +1,255 @@
+//! The `Store` contract, run against both implementations: the embedded
+//! one and the Redis one on a real `redis-server`. Same calls, same
+//! answers — plus what only a shared store does: revisions, published
+//! changes, leases and fencing tokens.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_server::ramp::decide::Run;
+use rampart_server::ramp::spec;
+use rampart_server::store::embedded::EmbeddedStore;
+use rampart_server::store::redis::{Notice, RedisOptions, RedisStore};
+use rampart_server::store::{
+    AuditQuery, Change, ChangeKind, Commit, ContextOutcome, Delivery, Expect, Fence, OutcomeCount, RampWrite, Store,
+    StoreError,
+};
+use rampart_tests::redis::Redis;
+use serde_json::json;
+
+fn put(flag: &str, expect: Expect, value: i64) -> Change {
+    Change {
+        environment: "prod".into(),
+        flag: flag.into(),
+        expect,
+        kind: ChangeKind::Put(
+            json!({"state": "ENABLED", "variants": {"v": value, "big": 12345678901234567u64, "empty": {}}, "defaultVariant": "v"}),
+        ),
+        action: "update".into(),
+        changes: vec![format!("v → {value}")],
+    }
+}
+
+fn commit(actor: &str, at: u64, changes: Vec<Change>) -> Commit {
+    Commit { actor: actor.into(), at, changes }
+}
+
+fn run(id: &str, seq: u64) -> Run {
+    let text = "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata: { name: r }\nspec:\n  flag: f\n  treatment: \"on\"\n  control: \"off\"\n  steps:\n    - { percent: 5, hold: 1m }\n    - { percent: 100, hold: 1m }\n";
+    let spec = spec::parse("r.yaml", text).expect("spec");
+    let mut run = Run::new(&spec, "off", id.into(), 1000);
+    run.seq = seq;
+    run
+}
+
+fn ramp_write(expect: Option<(&str, u64)>, run: Run, fence: Option<Fence>) -> RampWrite {
+    RampWrite {
+        environment: "prod".into(),
+        ramp: "r".into(),
+        expect: expect.map(|(id, seq)| (id.to_owned(), seq)),
+        run,
+        record: None,
+        audit: vec![("controller".into(), "ramp.advanced".into(), vec!["step 2".into()])],
+        outbox: vec![Delivery {
+            id: 0,
+            dedup_key: "r:run:1:advanced".into(),
+            url: "http://127.0.0.1:1/hook".into(),
+            secret_ref: None,
+            event: "advanced".into(),
+            body: "{}".into(),
+            attempts: 0,
+            next_attempt_at: 5,
+            last_error: None,
+        }],
+        fence,
+    }
+}
+
+/// What every store must do alike.
+async fn contract(store: Arc<dyn Store>) {
+    let written = store.commit(commit("ana", 10, vec![put("a", Expect::Absent, 1)])).await.expect("create");
+    assert_eq!(written.entries[0].version, Some(1));
+    store
+        .commit(commit("bo", 20, vec![put("a", Expect::Version(1), 2), put("b", Expect::Absent, 3)]))
+        .await
+        .expect("batch");
+    // A stale precondition fails the whole batch; nothing of it is written.
+    let stale =
+        store.commit(commit("cy", 30, vec![put("c", Expect::Absent, 9), put("a", Expect::Version(1), 4)])).await;
+    assert!(matches!(stale, Err(StoreError::Conflict { .. })), "{stale:?}");
+    let delete = Change { kind: ChangeKind::Delete, action: "delete".into(), ..put("b", Expect::Version(1), 0) };
+    store.commit(commit("ana", 40, vec![delete])).await.expect("delete");
+    store.commit(commit("ana", 50, vec![put("b", Expect::Absent, 5)])).await.expect("re-create");
+    let set = Change {
+        kind: ChangeKind::Override(Some("DISABLED".into())),
+        action: "disable".into(),
+        expect: Expect::Anything,
+        ..put("file-flag", Expect::Anything, 0)
+    };
+    store.commit(commit("ops", 60, vec![set])).await.expect("override");
+
+    let state = store.load().await.expect("load");
+    let prod = &state["prod"];
+    assert_eq!(prod.flags.keys().collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(prod.flags["a"].version, 2);
+    assert_eq!(prod.flags["b"].version, 3);
+    // Definitions pass through byte for byte (no float rounding, {} stays {}).
+    assert_eq!(prod.flags["a"].definition.as_ref().expect("live")["variants"]["big"], json!(12345678901234567u64));
+    assert_eq!(prod.flags["a"].definition.as_ref().expect("live")["variants"]["empty"], json!({}));
+    assert_eq!(prod.overrides["file-flag"].state, "DISABLED");
+    assert!(!state.contains_key("c"));
+
+    let history = store.history("prod", "b").await.expect("history");
+    assert_eq!(history.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(history[1].definition.is_none());
+    let all = store.audit(AuditQuery { limit: 100, ..Default::default() }).await.expect("audit");
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(all[5].version, None);
+    let page = store.audit(AuditQuery { after: Some(2), limit: 2, ..Default::default() }).await.expect("page");
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+    let by_actor = store.audit(AuditQuery { actor: Some("ana".into()), limit: 100, ..Default::default() }).await;
+    assert_eq!(by_actor.expect("by actor").len(), 3);
+
+    // Ramp runs: compare-and-set on (run, seq), with audit and outbox.
+    store.write_ramp(ramp_write(None, run("run-1", 1), None)).await.expect("first run");
+    let again = store.write_ramp(ramp_write(None, run("run-1", 1), None)).await;
+    assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
+    store.write_ramp(ramp_write(Some(("run-1", 1)), run("run-1", 2), None)).await.expect("advance");
+    let lost = store.write_ramp(ramp_write(Some(("run-1", 1)), run("run-1", 2), None)).await;
+    assert!(matches!(lost, Err(StoreError::Conflict { .. })), "the same step twice: {lost:?}");
+    let runs = store.ramp_runs().await.expect("runs");
+    assert_eq!((runs.len(), runs[0].run.seq), (1, 2));
+    assert_eq!(store.pending_deliveries().await.expect("pending"), 2);
+    let due = store.due_deliveries(5, 10).await.expect("due");
+    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), [1, 2]);
+    store.finish_delivery(1, None).await.expect("delivered");
+    store
+        .finish_delivery(2, Some(Delivery { attempts: 1, next_attempt_at: 99, ..due[1].clone() }))
+        .await
+        .expect("retry");
+    assert!(store.due_deliveries(5, 10).await.expect("due").is_empty());
+    assert_eq!(store.due_deliveries(99, 10).await.expect("due")[0].attempts, 1);
+
+    // Outcome buckets: summed per second, read by range, pruned.
+    let count = |second, variant: &str, ok, error| OutcomeCount {
+        flag: "f".into(),
+        variant: variant.into(),
+        second,
+        ok,
+        error,
+    };
+    let context =
+        |second, context, error| ContextOutcome { flag: "f".into(), variant: "on".into(), second, context, error };
+    store
+        .record_outcomes("prod", vec![count(10, "on", 5, 1), count(10, "off", 7, 0)], vec![context(10, 1, false)])
+        .await
+        .expect("record");
+    store
+        .record_outcomes(
+            "prod",
+            vec![count(10, "on", 1, 1), count(12, "on", 3, 0)],
+            vec![context(10, 1, true), context(10, 2, false)],
+        )
+        .await
+        .expect("record");
+    let read = store.outcomes("prod", "f", 10, 12).await.expect("outcomes");
+    assert_eq!(read, vec![count(10, "off", 7, 0), count(10, "on", 6, 2)]);
+    let contexts = store.context_outcomes("prod", "f", 0, 100).await.expect("contexts");
+    assert_eq!(contexts, vec![context(10, 1, true), context(10, 2, false)]);
+    store.prune_outcomes("prod", "f", 11).await.expect("prune");
+    assert_eq!(store.outcomes("prod", "f", 0, 100).await.expect("outcomes"), vec![count(12, "on", 3, 0)]);
+    assert!(store.context_outcomes("prod", "f", 0, 100).await.expect("contexts").is_empty());
+}
+
+#[tokio::test]
+async fn the_embedded_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = EmbeddedStore::open(dir.path()).expect("open");
+    assert_eq!(store.acquire_lease("any", "me", Duration::from_secs(1)).await.expect("lease"), Some(0));
+    contract(Arc::new(store)).await;
+}
+
+fn options(redis: &Redis) -> RedisOptions {
+    RedisOptions { url: redis.url.clone(), password: None, prefix: "contract".into(), timeout: Duration::from_secs(2) }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_redis_store_keeps_the_contract_and_publishes_every_change() {
+    let redis = Redis::start();
+    let (store, mut notices) = RedisStore::connect(&options(&redis)).await.expect("connect");
+    let store = Arc::new(store);
+    contract(store.clone()).await;
+
+    // Revisions: one per commit of the environment, published in order
+    // with the records written.
+    let state = store.load_environment("prod").await.expect("state");
+    assert_eq!(state.revision, 5);
+    let mut revisions = Vec::new();
+    while revisions.len() < 5 {
+        let notice =
+            tokio::time::timeout(Duration::from_secs(5), notices.recv()).await.expect("a notice").expect("open");
+        if let Notice::Environment { revision, flags, .. } = notice {
+            if revision == 1 {
+                assert_eq!(flags["a"].as_ref().expect("record").version, 1);
+            }
+            revisions.push(revision);
+        }
+    }
+    assert_eq!(revisions, [1, 2, 3, 4, 5]);
+    let (ramps_revision, runs) = store.load_ramps().await.expect("ramps");
+    assert_eq!((ramps_revision, runs.len()), (2, 1));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_lease_holder_cannot_write() {
+    let redis = Redis::start();
+    let (store, _notices) = RedisStore::connect(&options(&redis)).await.expect("connect");
+    let lease = "ramp:prod/r";
+    let ttl = Duration::from_millis(300);
+    let first = store.acquire_lease(lease, "replica-a", ttl).await.expect("acquire").expect("free");
+    assert_eq!(store.acquire_lease(lease, "replica-b", ttl).await.expect("acquire"), None, "held by a");
+    assert_eq!(
+        store.acquire_lease(lease, "replica-a", ttl).await.expect("renew"),
+        Some(first),
+        "renewal keeps the token"
+    );
+    let fence = |token| Some(Fence { lease: lease.into(), token });
+    store.write_ramp(ramp_write(None, run("run-1", 1), fence(first))).await.expect("holder writes");
+
+    // a pauses past its lease; b takes over with a larger token and writes.
+    let second = rampart_tests::eventually(Duration::from_secs(5), || {
+        let acquired = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(store.acquire_lease(lease, "replica-b", ttl))
+        });
+        acquired.expect("acquire").ok_or_else(|| "a still holds it".to_owned())
+    });
+    assert!(second > first);
+    store.write_ramp(ramp_write(Some(("run-1", 1)), run("run-1", 2), fence(second))).await.expect("b writes");
+    // a wakes up and writes what it decided before: refused by the token,
+    // even where compare-and-set alone would have let it through.
+    let late = store.write_ramp(ramp_write(Some(("run-1", 2)), run("run-1", 3), fence(first))).await;
+    assert!(
+        matches!(late, Err(StoreError::Fenced { token, current, .. }) if token == first && current == second),
+        "{late:?}"
+    );
+    assert_eq!(store.ramp_runs().await.expect("runs")[0].run.seq, 2);
+    // Released at shutdown: another replica takes it at once.
+    store.release_lease(lease, "replica-b").await.expect("release");
+    assert!(store.acquire_lease(lease, "replica-c", Duration::from_secs(10)).await.expect("acquire").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_is_required_and_never_shown() {
+    let redis = Redis::start_with(&["--requirepass", "s3cret-redis-pass"]);
+    let wrong = RedisOptions { password: Some("wrong-password".into()), ..options(&redis) };
+    let error = RedisStore::connect(&wrong).await.expect_err("a wrong password is refused").to_string();
+    assert!(!error.contains("wrong-password"), "{error}");
+    let in_url =
+        RedisOptions { url: format!("redis://:s3cret-redis-pass@127.0.0.1:{}/0", redis.port), ..options(&redis) };
+    assert!(!format!("{in_url:?}").contains("s3cret"), "the password is redacted from Debug");
+    let (store, _) = RedisStore::connect(&in_url).await.expect("password in the URL");
+    assert!(store.load().await.expect("load").is_empty());
+    let separate = RedisOptions { password: Some("s3cret-redis-pass".into()), ..options(&redis) };
+    let (store, _) = RedisStore::connect(&separate).await.expect("password given separately");
+    assert!(store.load().await.expect("load").is_empty());
+}
