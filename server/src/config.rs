@@ -7,6 +7,9 @@
 //! adminAddr: 127.0.0.1:8014
 //! logFormat: json
 //! prometheusUrl: http://prometheus:9090     # for Prometheus-guarded ramps
+//! store:                                    # omit for the embedded store
+//!   redis: { urlEnv: RAMPART_REDIS_URL, passwordEnv: RAMPART_REDIS_PASSWORD }
+//! rampLeaseSeconds: 15                      # replicas: takeover of a dead driver's ramps
 //! environments:
 //!   production:
 //!     flags: [flags/production/*.yaml]      # relative to this file
@@ -643,6 +646,50 @@ mod tests {
         let args =
             ServeArgs { config: Some(path), http_addr: Some("0.0.0.0:7000".parse().unwrap()), ..Default::default() };
         assert_eq!(resolve(args).unwrap().http_addr.to_string(), "0.0.0.0:7000");
+    }
+
+    #[test]
+    fn the_redis_store_is_configured_from_the_file_or_the_command_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let flags = "environments:\n  a:\n    flags: [x]\n";
+        let embedded = resolve(ServeArgs { flags: vec!["f".into()], ..Default::default() }).unwrap();
+        assert!(matches!(embedded.store, StoreConfig::Embedded));
+        assert_eq!(embedded.ramp_lease, DEFAULT_RAMP_LEASE);
+
+        let path = write(
+            dir.path(),
+            &format!("store:\n  redis:\n    urlEnv: PROD_KEY_URL\n    prefix: team-a\nrampLeaseSeconds: 5\n{flags}"),
+        );
+        let vars = |name: &str| (name == "PROD_KEY_URL").then(|| "redis://:pw@cache:6379/2".to_owned());
+        let config = ServerConfig::resolve(&ServeArgs { config: Some(path), ..Default::default() }, &vars).unwrap();
+        let StoreConfig::Redis(redis) = &config.store else { panic!("redis expected") };
+        assert_eq!((redis.url.as_str(), redis.prefix.as_str()), ("redis://:pw@cache:6379/2", "team-a"));
+        assert_eq!(config.ramp_lease, Duration::from_secs(5));
+        assert!(!format!("{config:?}").contains(":pw@"), "the password is not in Debug output");
+
+        let cli = ServeArgs {
+            flags: vec!["f".into()],
+            redis_url: Some("rediss://cache:6380".into()),
+            ramp_lease_seconds: Some(2.5),
+            ..Default::default()
+        };
+        let config = resolve(cli).unwrap();
+        assert!(
+            matches!(&config.store, StoreConfig::Redis(r) if r.url == "rediss://cache:6380" && r.prefix == "rampart")
+        );
+
+        for (text, expected) in [
+            ("store:\n  redis:\n    url: http://cache:6379\n", "must start with redis://"),
+            ("store:\n  redis:\n    urlEnv: NOPE\n", "NOPE, which is not set"),
+            ("store:\n  redis:\n    prefix: x\n", "needs url or urlEnv"),
+            ("store:\n  redis:\n    url: redis://c\n    prefix: 'a b'\n", "may only use letters"),
+            ("rampLeaseSeconds: 0.1\n", "between 0.5 and 3600"),
+            ("store:\n  sqlite: {}\n", "unknown field `sqlite`"),
+        ] {
+            let path = write(dir.path(), &format!("{text}{flags}"));
+            let error = resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}\n→ {error}");
+        }
     }
 
     #[test]
