@@ -51,22 +51,25 @@ impl Replica {
         let mut ramps_behind: Option<u64> = None;
         let mut check = tokio::time::interval(CHECK);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Set when the subscription dropped: the next check that reaches
+        // Redis reads every lagging environment at once.
+        let mut force = false;
         loop {
-            let force = tokio::select! {
+            tokio::select! {
                 _ = shutdown.cancelled() => return,
                 notice = notices.recv() => match notice {
                     None => return,
                     Some(Notice::Disconnected) => {
                         tracing::warn!("lost the change subscription; resynchronising when redis answers");
-                        true
+                        force = true;
                     }
                     Some(notice) => {
                         self.apply(notice).await;
                         continue;
                     }
                 },
-                _ = check.tick() => false,
-            };
+                _ = check.tick() => {}
+            }
             self.store.ping_subscriber().await;
             let Ok(revisions) = self.store.revisions(&names).await else {
                 self.metrics.store_up.set(0);
@@ -100,6 +103,7 @@ impl Replica {
             } else {
                 ramps_behind = Some(ramps);
             }
+            force = false;
         }
     }
 

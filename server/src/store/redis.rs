@@ -652,6 +652,9 @@ impl Store for RedisStore {
         counts: Vec<OutcomeCount>,
         contexts: Vec<ContextOutcome>,
     ) -> Result<(), StoreError> {
+        if counts.is_empty() && contexts.is_empty() {
+            return Ok(());
+        }
         let mut pipe = ::redis::pipe();
         pipe.atomic();
         for count in &counts {
