@@ -128,16 +128,7 @@ fn commit(db: &Database, commit: Commit) -> Result<Vec<AuditEntry>, StoreError> 
                 Expect::Version(version) => live_version == Some(version),
             };
             if !precondition_holds {
-                return Err(StoreError::Conflict {
-                    environment: change.environment.clone(),
-                    flag: change.flag.clone(),
-                    expected: match change.expect {
-                        Expect::Absent => "no flag".into(),
-                        Expect::Version(v) => format!("version {v}"),
-                        Expect::Anything => "anything".into(),
-                    },
-                    found: live_version.map_or_else(|| "no flag".into(), |v| format!("version {v}")),
-                });
+                return Err(StoreError::flag_conflict(change, live_version));
             }
             let version = match &change.kind {
                 ChangeKind::Put(definition) => {
@@ -183,16 +174,7 @@ fn commit(db: &Database, commit: Commit) -> Result<Vec<AuditEntry>, StoreError> 
                 versions.insert((key.0, key.1, version), encode(&entry).as_slice()).map_err(unavailable)?;
             }
             seq += 1;
-            let entry = AuditEntry {
-                seq,
-                at: commit.at,
-                actor: commit.actor.clone(),
-                environment: change.environment.clone(),
-                flag: change.flag.clone(),
-                action: change.action.clone(),
-                version,
-                changes: change.changes.clone(),
-            };
+            let entry = AuditEntry::of(&commit, change, seq, version);
             audit.insert(seq, encode(&entry).as_slice()).map_err(unavailable)?;
             entries.push(entry);
         }
@@ -215,12 +197,7 @@ fn audit(db: &Database, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreErro
     let mut out = Vec::new();
     for entry in table.range(start..).map_err(unavailable)? {
         let entry: AuditEntry = decode(entry.map_err(unavailable)?.1.value())?;
-        let matches = query.environment.as_ref().is_none_or(|e| *e == entry.environment)
-            && query.flag.as_ref().is_none_or(|f| *f == entry.flag)
-            && query.actor.as_ref().is_none_or(|a| *a == entry.actor)
-            && query.since.is_none_or(|since| entry.at >= since)
-            && query.until.is_none_or(|until| entry.at < until);
-        if matches {
+        if query.matches(&entry) {
             out.push(entry);
             if out.len() >= query.limit {
                 break;
@@ -248,18 +225,9 @@ fn write_ramp(db: &Database, write: RampWrite) -> Result<(), StoreError> {
         let key = (write.environment.as_str(), write.ramp.as_str());
         let mut ramps = txn.open_table(RAMPS).map_err(unavailable)?;
         let current: Option<Run> = ramps.get(key).map_err(unavailable)?.map(|v| decode(v.value())).transpose()?;
-        let found = current.as_ref().map(|run| (run.run_id.clone(), run.seq));
-        if found != write.expect {
-            let describe = |v: &Option<(String, u64)>| match v {
-                Some((run, seq)) => format!("run {run} at seq {seq}"),
-                None => "no run".into(),
-            };
-            return Err(StoreError::Conflict {
-                environment: write.environment.clone(),
-                flag: format!("ramp {}", write.ramp),
-                expected: describe(&write.expect),
-                found: describe(&found),
-            });
+        let found = current.as_ref().map(|run| (run.run_id.as_str(), run.seq));
+        if found != write.expect.as_ref().map(|(run, seq)| (run.as_str(), *seq)) {
+            return Err(StoreError::ramp_conflict(&write, found));
         }
         ramps.insert(key, encode(&write.run).as_slice()).map_err(unavailable)?;
         if let Some(record) = &write.record {

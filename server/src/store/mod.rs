@@ -138,6 +138,63 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
+impl StoreError {
+    /// A flag precondition that failed; `found` is the live version.
+    pub fn flag_conflict(change: &Change, found: Option<u64>) -> StoreError {
+        StoreError::Conflict {
+            environment: change.environment.clone(),
+            flag: change.flag.clone(),
+            expected: match change.expect {
+                Expect::Absent => "no flag".into(),
+                Expect::Version(v) => format!("version {v}"),
+                Expect::Anything => "anything".into(),
+            },
+            found: found.map_or_else(|| "no flag".into(), |v| format!("version {v}")),
+        }
+    }
+
+    /// A ramp write whose expected `(run id, seq)` was not the stored one.
+    pub fn ramp_conflict(write: &RampWrite, found: Option<(&str, u64)>) -> StoreError {
+        let describe = |v: Option<(&str, u64)>| match v {
+            Some((run, seq)) => format!("run {run} at seq {seq}"),
+            None => "no run".into(),
+        };
+        StoreError::Conflict {
+            environment: write.environment.clone(),
+            flag: format!("ramp {}", write.ramp),
+            expected: describe(write.expect.as_ref().map(|(run, seq)| (run.as_str(), *seq))),
+            found: describe(found),
+        }
+    }
+}
+
+impl AuditEntry {
+    /// The entry a commit writes for one of its changes.
+    pub fn of(commit: &Commit, change: &Change, seq: u64, version: Option<u64>) -> AuditEntry {
+        AuditEntry {
+            seq,
+            at: commit.at,
+            actor: commit.actor.clone(),
+            environment: change.environment.clone(),
+            flag: change.flag.clone(),
+            action: change.action.clone(),
+            version,
+            changes: change.changes.clone(),
+        }
+    }
+}
+
+impl AuditQuery {
+    /// Whether an entry passes the filters (paging aside).
+    pub fn matches(&self, entry: &AuditEntry) -> bool {
+        self.environment.as_ref().is_none_or(|e| *e == entry.environment)
+            && self.flag.as_ref().is_none_or(|f| *f == entry.flag)
+            && self.actor.as_ref().is_none_or(|a| *a == entry.actor)
+            && self.since.is_none_or(|since| entry.at >= since)
+            && self.until.is_none_or(|until| entry.at < until)
+    }
+}
+
 /// What a commit wrote.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Committed {

@@ -462,16 +462,7 @@ impl Store for RedisStore {
                 action: change.action.clone(),
                 changes: change.changes.clone(),
             };
-            let audit = AuditEntry {
-                seq: 0,
-                at: commit.at,
-                actor: commit.actor.clone(),
-                environment: change.environment.clone(),
-                flag: change.flag.clone(),
-                action: change.action.clone(),
-                version: None,
-                changes: change.changes.clone(),
-            };
+            let audit = AuditEntry::of(&commit, change, 0, None);
             invocation
                 .arg(&change.environment)
                 .arg(&change.flag)
@@ -489,33 +480,15 @@ impl Store for RedisStore {
             let index: usize = reply.get(1).and_then(|i| i.parse().ok()).unwrap_or(0);
             let found: i64 = reply.get(2).and_then(|v| v.parse().ok()).unwrap_or(-1);
             let change = &commit.changes[index.min(commit.changes.len().saturating_sub(1))];
-            return Err(StoreError::Conflict {
-                environment: change.environment.clone(),
-                flag: change.flag.clone(),
-                expected: match change.expect {
-                    Expect::Absent => "no flag".into(),
-                    Expect::Version(v) => format!("version {v}"),
-                    Expect::Anything => "anything".into(),
-                },
-                found: if found < 0 { "no flag".into() } else { format!("version {found}") },
-            });
+            return Err(StoreError::flag_conflict(change, u64::try_from(found).ok()));
         }
         let split = reply.iter().position(|r| r == "|").unwrap_or(reply.len());
         let numbers = &reply[1..split];
         let mut committed = Committed::default();
         for (change, pair) in commit.changes.iter().zip(numbers.chunks(2)) {
             let seq = pair.first().and_then(|s| s.parse().ok()).unwrap_or_default();
-            let version = pair.get(1).and_then(|v| v.parse::<i64>().ok()).filter(|v| *v >= 0).map(|v| v as u64);
-            committed.entries.push(AuditEntry {
-                seq,
-                at: commit.at,
-                actor: commit.actor.clone(),
-                environment: change.environment.clone(),
-                flag: change.flag.clone(),
-                action: change.action.clone(),
-                version,
-                changes: change.changes.clone(),
-            });
+            let version = pair.get(1).and_then(|v| v.parse::<i64>().ok()).and_then(|v| u64::try_from(v).ok());
+            committed.entries.push(AuditEntry::of(&commit, change, seq, version));
         }
         for pair in reply[(split + 1).min(reply.len())..].chunks(2) {
             if let [environment, revision] = pair {
@@ -543,12 +516,7 @@ impl Store for RedisStore {
             for text in page {
                 let entry: AuditEntry = decode(&text)?;
                 start = entry.seq + 1;
-                let matches = query.environment.as_ref().is_none_or(|e| *e == entry.environment)
-                    && query.flag.as_ref().is_none_or(|f| *f == entry.flag)
-                    && query.actor.as_ref().is_none_or(|a| *a == entry.actor)
-                    && query.since.is_none_or(|since| entry.at >= since)
-                    && query.until.is_none_or(|until| entry.at < until);
-                if matches {
+                if query.matches(&entry) {
                     out.push(entry);
                     if out.len() >= query.limit {
                         return Ok(out);
@@ -618,15 +586,11 @@ impl Store for RedisStore {
                 token: fence_token,
                 current: reply.get(1).and_then(|c| c.parse().ok()).unwrap_or_default(),
             }),
-            "conflict" => Err(StoreError::Conflict {
-                environment: write.environment.clone(),
-                flag: format!("ramp {}", write.ramp),
-                expected: write.expect.as_ref().map_or("no run".into(), |(run, seq)| format!("run {run} at seq {seq}")),
-                found: reply
-                    .get(1)
-                    .and_then(|f| f.split_once('\n'))
-                    .map_or("no run".into(), |(run, seq)| format!("run {run} at seq {seq}")),
-            }),
+            "conflict" => {
+                let found = reply.get(1).and_then(|f| f.split_once('\n'));
+                let found = found.map(|(run, seq)| (run, seq.parse().unwrap_or_default()));
+                Err(StoreError::ramp_conflict(&write, found))
+            }
             _ => Ok(()),
         }
     }
