@@ -250,19 +250,9 @@ fn write_ramp(db: &Database, write: RampWrite) -> Result<(), StoreError> {
         }
         let mut audit = txn.open_table(AUDIT).map_err(unavailable)?;
         let mut seq = audit.last().map_err(unavailable)?.map(|(k, _)| k.value()).unwrap_or(0);
-        for (actor, action, changes) in &write.audit {
+        for line in &write.audit {
             seq += 1;
-            let entry = AuditEntry {
-                seq,
-                at: write.run.updated_at,
-                actor: actor.clone(),
-                environment: write.environment.clone(),
-                flag: write.run.flag.clone(),
-                action: action.clone(),
-                version: None,
-                changes: changes.clone(),
-            };
-            audit.insert(seq, encode(&entry).as_slice()).map_err(unavailable)?;
+            audit.insert(seq, encode(&write.audit_entry(line, seq)).as_slice()).map_err(unavailable)?;
         }
     }
     txn.commit().map_err(unavailable)
@@ -586,31 +576,5 @@ mod tests {
         let clear = Change { kind: ChangeKind::Override(None), action: "enable".into(), ..set };
         store.commit(commit_of("ops", 2, vec![clear])).await.unwrap();
         assert!(store.load().await.unwrap().get("prod").is_none_or(|s| s.overrides.is_empty()));
-    }
-}
-
-#[cfg(test)]
-mod outcome_tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn outcomes_are_summed_per_second_and_read_back_by_range() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = EmbeddedStore::open(dir.path()).unwrap();
-        let count = |second, variant: &str, ok, error| OutcomeCount {
-            flag: "f".into(),
-            variant: variant.into(),
-            second,
-            ok,
-            error,
-        };
-        store.record_outcomes("prod", vec![count(10, "on", 5, 1), count(10, "off", 7, 0)], vec![]).await.unwrap();
-        store.record_outcomes("prod", vec![count(10, "on", 1, 1), count(12, "on", 3, 0)], vec![]).await.unwrap();
-        store.record_outcomes("staging", vec![count(10, "on", 100, 0)], vec![]).await.unwrap();
-        let read = store.outcomes("prod", "f", 10, 12).await.unwrap();
-        assert_eq!(read, vec![count(10, "off", 7, 0), count(10, "on", 6, 2)]);
-        assert_eq!(store.outcomes("prod", "f", 0, 100).await.unwrap().len(), 3);
-        store.prune_outcomes("prod", "f", 11).await.unwrap();
-        assert_eq!(store.outcomes("prod", "f", 0, 100).await.unwrap(), vec![count(12, "on", 3, 0)]);
     }
 }

@@ -51,6 +51,22 @@ pub struct RampWrite {
     pub fence: Option<super::Fence>,
 }
 
+impl RampWrite {
+    /// The audit entry for one of the write's `audit` lines.
+    pub fn audit_entry(&self, (actor, action, changes): &(String, String, Vec<String>), seq: u64) -> super::AuditEntry {
+        super::AuditEntry {
+            seq,
+            at: self.run.updated_at,
+            actor: actor.clone(),
+            environment: self.environment.clone(),
+            flag: self.run.flag.clone(),
+            action: action.clone(),
+            version: None,
+            changes: changes.clone(),
+        }
+    }
+}
+
 /// A webhook delivery waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

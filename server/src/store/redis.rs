@@ -562,18 +562,8 @@ impl Store for RedisStore {
             .arg(write.audit.len())
             .arg(write.outbox.len())
             .arg(message);
-        for (actor, action, changes) in &write.audit {
-            let entry = AuditEntry {
-                seq: 0,
-                at: write.run.updated_at,
-                actor: actor.clone(),
-                environment: write.environment.clone(),
-                flag: write.run.flag.clone(),
-                action: action.clone(),
-                version: None,
-                changes: changes.clone(),
-            };
-            invocation.arg(tail(&entry, &["seq"]));
+        for line in &write.audit {
+            invocation.arg(tail(&write.audit_entry(line, 0), &["seq"]));
         }
         for delivery in &write.outbox {
             invocation.arg(tail(delivery, &["id"]));
