@@ -10,6 +10,7 @@
 //! published snapshot always matches what the store acknowledged.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -245,6 +246,9 @@ pub struct Environment {
     pub flag_patterns: Vec<String>,
     current: ArcSwap<Snapshot>,
     inputs: Mutex<Inputs>,
+    /// `inputs.revision`, readable without waiting for the inputs' lock
+    /// (held across store writes, which can take the store's timeout).
+    revision: AtomicU64,
     /// Every published change, for the streams.
     pub changes: Changes,
 }
@@ -277,6 +281,7 @@ impl Environment {
             name: config.name.clone(),
             flag_patterns: config.flags.clone(),
             current: ArcSwap::from_pointee(snapshot),
+            revision: AtomicU64::new(inputs.revision),
             inputs: Mutex::new(inputs),
             changes: Changes::default(),
         })
@@ -316,6 +321,7 @@ impl Environment {
         let (publish, result) = change(&inputs).await?;
         if let Some((next, built)) = publish {
             *inputs = next;
+            self.revision.store(inputs.revision, Ordering::Relaxed);
             self.publish(built, &inputs);
         }
         Ok(result)
@@ -382,13 +388,7 @@ impl Environment {
             }
         }
         candidate.revision = revision;
-        if !changed {
-            *inputs = candidate;
-            return Ok(Replicated::Applied(None));
-        }
-        let built = candidate.compose()?;
-        *inputs = candidate;
-        Ok(Replicated::Applied(Some(self.publish(built, &inputs))))
+        self.install(&mut inputs, candidate, changed)
     }
 
     /// Replaces the API-owned flags and overrides with a full read of the
@@ -418,18 +418,21 @@ impl Environment {
             changed = true;
         }
         candidate.revision = state.revision;
-        if !changed {
-            *inputs = candidate;
-            return Ok(Replicated::Applied(None));
-        }
-        let built = candidate.compose()?;
+        self.install(&mut inputs, candidate, changed)
+    }
+
+    /// Takes replicated inputs: compiles and publishes them when the flags
+    /// changed; otherwise only the revision moves.
+    fn install(&self, inputs: &mut Inputs, candidate: Inputs, changed: bool) -> Result<Replicated, LoadErrors> {
+        let built = if changed { Some(candidate.compose()?) } else { None };
         *inputs = candidate;
-        Ok(Replicated::Applied(Some(self.publish(built, &inputs))))
+        self.revision.store(inputs.revision, Ordering::Relaxed);
+        Ok(Replicated::Applied(built.map(|built| self.publish(built, inputs))))
     }
 
     /// The shared store's revision this environment serves.
-    pub async fn revision(&self) -> u64 {
-        self.inputs.lock().await.revision
+    pub fn revision(&self) -> u64 {
+        self.revision.load(Ordering::Relaxed)
     }
 
     /// The flag as its files and the admin API define it, without any ramp

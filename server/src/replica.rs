@@ -83,7 +83,7 @@ impl Replica {
             let ramps = revisions.ramps;
             for (name, revision) in names.iter().zip(revisions.environments) {
                 let Some(environment) = self.environments.get(name).cloned() else { continue };
-                let have = environment.revision().await;
+                let have = environment.revision();
                 if revision <= have {
                     behind.remove(name);
                     continue;

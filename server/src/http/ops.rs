@@ -2,7 +2,7 @@
 //! a loaded configuration) and `/metrics` (Prometheus text format).
 
 use actix_web::{HttpResponse, web};
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 
 use super::AppState;
 
@@ -21,16 +21,17 @@ async fn healthz() -> HttpResponse {
 /// Ready once every environment has a loaded flag set, which is true from
 /// the moment the listeners are bound; the body says what is served.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let mut environments = Map::new();
-    for environment in state.environments.iter() {
-        let snapshot = environment.snapshot();
-        // `revision`: the shared store's, the same on every replica that is in step.
-        let revision = environment.revision().await;
-        environments.insert(
-            environment.name.clone(),
-            json!({"version": snapshot.version, "flags": snapshot.flags.len(), "revision": revision}),
-        );
-    }
+    // `revision`: the shared store's, the same on every replica in step.
+    let environments: Map<String, Value> = state
+        .environments
+        .iter()
+        .map(|environment| {
+            let snapshot = environment.snapshot();
+            let served =
+                json!({"version": snapshot.version, "flags": snapshot.flags.len(), "revision": environment.revision()});
+            (environment.name.clone(), served)
+        })
+        .collect();
     // A store outage stops writes, not evaluations: the replica stays ready
     // (taking every replica out of the load balancer would turn a write
     // outage into a read outage) and says so here and in rampart_store_up.
