@@ -172,6 +172,10 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_REDIS_URL", value_name = "URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// PEM file of the CA that signed Redis's certificate (with rediss://).
+    #[arg(long, env = "RAMPART_REDIS_CA_FILE", value_name = "FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
     /// Prefix of every Redis key and channel (default `rampart`).
     #[arg(long, env = "RAMPART_REDIS_PREFIX", value_name = "PREFIX")]
     pub redis_prefix: Option<String>,

@@ -99,6 +99,8 @@ struct RedisFile {
     password_env: Option<String>,
     prefix: Option<String>,
     timeout_ms: Option<u64>,
+    /// PEM CA certificate for `rediss://` with a private CA.
+    ca_file: Option<PathBuf>,
 }
 
 pub const DEFAULT_RAMP_LEASE: Duration = Duration::from_secs(15);
@@ -356,7 +358,7 @@ impl ServerConfig {
         if workers == Some(0) {
             return Err(ConfigError::Invalid("workers must be at least 1".into()));
         }
-        let store = store_config(args, file.store.as_ref(), env)?;
+        let store = store_config(args, file.store.as_ref(), &config_base, env)?;
         let ramp_lease = match args.ramp_lease_seconds.or(file.ramp_lease_seconds) {
             None => DEFAULT_RAMP_LEASE,
             Some(seconds) if seconds.is_finite() && (0.5..=3600.0).contains(&seconds) => {
@@ -413,6 +415,7 @@ impl ServerConfig {
 fn store_config(
     args: &ServeArgs,
     file: Option<&StoreFile>,
+    base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<StoreConfig, ConfigError> {
     let redis = file.and_then(|f| f.redis.as_ref());
@@ -450,7 +453,13 @@ fn store_config(
         )));
     }
     let timeout = redis.and_then(|r| r.timeout_ms).map_or(DEFAULT_REDIS_TIMEOUT, Duration::from_millis);
-    Ok(StoreConfig::Redis(crate::store::redis::RedisOptions { url, password, prefix, timeout }))
+    let ca_file = args.redis_ca_file.clone().or_else(|| {
+        redis.and_then(|r| r.ca_file.clone()).map(|file| if file.is_absolute() { file } else { base.join(file) })
+    });
+    if ca_file.is_some() && !url.starts_with("rediss://") {
+        return Err(ConfigError::Invalid("a Redis CA file needs a rediss:// (TLS) URL".into()));
+    }
+    Ok(StoreConfig::Redis(crate::store::redis::RedisOptions { url, password, prefix, timeout, ca_file }))
 }
 
 fn pick_addr(cli: Option<SocketAddr>, file: Option<&str>, name: &str, port: u16) -> Result<SocketAddr, ConfigError> {
@@ -684,6 +693,7 @@ mod tests {
             ("store:\n  redis:\n    prefix: x\n", "needs url or urlEnv"),
             ("store:\n  redis:\n    url: redis://c\n    prefix: 'a b'\n", "may only use letters"),
             ("rampLeaseSeconds: 0.1\n", "between 0.5 and 3600"),
+            ("store:\n  redis:\n    url: redis://c\n    caFile: ca.pem\n", "needs a rediss://"),
             ("store:\n  sqlite: {}\n", "unknown field `sqlite`"),
         ] {
             let path = write(dir.path(), &format!("{text}{flags}"));

@@ -38,8 +38,23 @@ impl Redis {
 
     /// Starts the process (again, on the same port and data) and waits until it answers.
     pub fn restart(&mut self) {
+        self.spawn();
+        eventually(DEADLINE, || match self.command(&["PING"]) {
+            Ok(reply) if reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") => Ok(()),
+            Ok(reply) => Err(format!("redis answered {reply:?}")),
+            Err(error) => Err(format!("redis not up: {error}")),
+        });
+    }
+
+    fn spawn(&mut self) {
+        let port_args = if self.args.iter().any(|a| a == "--tls-port") {
+            vec![]
+        } else {
+            vec!["--port".to_owned(), self.port.to_string()]
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(port_args)
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -52,11 +67,6 @@ impl Redis {
                 panic!("cannot start redis-server ({e}): install it with scripts/install-test-deps (Debian package redis-server)")
             });
         self.child = Some(child);
-        eventually(DEADLINE, || match self.command(&["PING"]) {
-            Ok(reply) if reply.starts_with("+PONG") || reply.starts_with("-NOAUTH") => Ok(()),
-            Ok(reply) => Err(format!("redis answered {reply:?}")),
-            Err(error) => Err(format!("redis not up: {error}")),
-        });
     }
 
     /// Stops the process (SIGTERM, then waits): an outage.
@@ -65,6 +75,84 @@ impl Redis {
             let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
             let _ = child.wait();
         }
+    }
+
+    /// A Redis serving only TLS, with a certificate for 127.0.0.1 signed by
+    /// a fresh test CA (made with `openssl`); `url` is `rediss://…` and the
+    /// CA's PEM file is returned.
+    pub fn start_tls() -> (Redis, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("redis dir");
+        let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+        std::fs::write(path("san.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("san");
+        let openssl = |args: &[&str]| {
+            let status = Command::new("openssl").args(args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "openssl {args:?} failed: install it with scripts/install-test-deps (Debian package openssl)"
+            );
+        };
+        let (ca_key, ca, key, csr, cert) =
+            (path("ca.key"), path("ca.pem"), path("server.key"), path("server.csr"), path("server.pem"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &ca_key,
+            "-out",
+            &ca,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rampart-test-ca",
+        ]);
+        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", "/CN=127.0.0.1"]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &path("san.cnf"),
+        ]);
+        let port = free_port();
+        let args = ["--port", "0", "--tls-port", &port.to_string(), "--tls-cert-file", &cert, "--tls-key-file", &key]
+            .into_iter()
+            .chain(["--tls-ca-cert-file", &ca, "--tls-auth-clients", "no"])
+            .map(str::to_owned)
+            .collect();
+        let mut redis = Redis { child: None, args, port, url: format!("rediss://127.0.0.1:{port}/0"), dir };
+        redis.spawn();
+        let ca_path = redis.dir.path().join("ca.pem");
+        eventually(DEADLINE, || {
+            let output = Command::new("redis-cli")
+                .args([
+                    "--tls",
+                    "--cacert",
+                    &ca_path.to_string_lossy(),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "ping",
+                ])
+                .output()
+                .map_err(|e| format!("redis-cli: {e} (Debian package redis-tools)"))?;
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            if text.contains("PONG") { Ok(()) } else { Err(format!("redis (TLS) not up: {text}")) }
+        });
+        (redis, ca_path)
     }
 
     /// Sends one command (inline protocol) and returns the raw reply.

@@ -170,7 +170,13 @@ async fn the_embedded_store_keeps_the_contract() {
 }
 
 fn options(redis: &Redis) -> RedisOptions {
-    RedisOptions { url: redis.url.clone(), password: None, prefix: "contract".into(), timeout: Duration::from_secs(2) }
+    RedisOptions {
+        url: redis.url.clone(),
+        password: None,
+        prefix: "contract".into(),
+        timeout: Duration::from_secs(2),
+        ca_file: None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -252,4 +258,16 @@ async fn a_password_is_required_and_never_shown() {
     let separate = RedisOptions { password: Some("s3cret-redis-pass".into()), ..options(&redis) };
     let (store, _) = RedisStore::connect(&separate).await.expect("password given separately");
     assert!(store.load().await.expect("load").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_a_private_ca() {
+    let (redis, ca) = Redis::start_tls();
+    let trusted = RedisOptions { ca_file: Some(ca), ..options(&redis) };
+    let (store, _) = RedisStore::connect(&trusted).await.expect("TLS with the CA");
+    store.commit(commit("ana", 1, vec![put("a", Expect::Absent, 1)])).await.expect("write over TLS");
+    assert_eq!(store.load().await.expect("load")["prod"].flags["a"].version, 1);
+    // Without the CA the server's certificate is not trusted.
+    let untrusted = RedisOptions { ca_file: None, ..options(&redis) };
+    assert!(RedisStore::connect(&untrusted).await.is_err(), "an unknown CA must be refused");
 }

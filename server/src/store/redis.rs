@@ -64,6 +64,9 @@ pub struct RedisOptions {
     pub prefix: String,
     /// Longest a single store call may take.
     pub timeout: Duration,
+    /// PEM file of the CA that signed the server's certificate (`rediss://`
+    /// with a private CA); the system's roots otherwise.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for RedisOptions {
@@ -73,6 +76,7 @@ impl std::fmt::Debug for RedisOptions {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -186,6 +190,11 @@ impl RedisStore {
     /// returned receiver.
     pub async fn connect(options: &RedisOptions) -> Result<(RedisStore, mpsc::UnboundedReceiver<Notice>), StoreError> {
         let redacted = redact(&options.url);
+        if options.url.starts_with("rediss://") {
+            // rustls needs a process-wide crypto provider; ring is the one
+            // built in. Already installed (a second connection) is fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let mut info: ::redis::ConnectionInfo = ::redis::IntoConnectionInfo::into_connection_info(options.url.as_str())
             .map_err(|e| StoreError::Unavailable(format!("invalid redis URL {redacted}: {e}")))?;
         let mut settings = info.redis_settings().clone().set_protocol(::redis::ProtocolVersion::RESP3);
@@ -193,7 +202,17 @@ impl RedisStore {
             settings = settings.set_password(password);
         }
         info = info.set_redis_settings(settings);
-        let client = ::redis::Client::open(info).map_err(|e| StoreError::Unavailable(format!("{redacted}: {e}")))?;
+        let client = match &options.ca_file {
+            None => ::redis::Client::open(info),
+            Some(path) => {
+                let root_cert = std::fs::read(path).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot read the Redis CA file {}: {e}", path.display()))
+                })?;
+                let certificates = ::redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
+                ::redis::Client::build_with_tls(info, certificates)
+            }
+        }
+        .map_err(|e| StoreError::Unavailable(format!("{redacted}: {e}")))?;
         // Fail fast while Redis is away: a few quick retries, then the call
         // errors (and the next call tries again), so writes get a 503
         // instead of hanging.
