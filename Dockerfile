@@ -5,6 +5,9 @@
 #   docker run -p 8016:8016 -p 8015:8015 -v $PWD/flags:/etc/rampart/flags rampart \
 #     --flags /etc/rampart/flags/flags.yaml
 #
+# Replicas share a Redis: add -e RAMPART_REDIS_URL=rediss://… and
+# -e RAMPART_REDIS_PASSWORD=… (docs/deploy.md); the data volume is then unused.
+#
 # Inside a container the listeners bind 0.0.0.0 (loopback would be
 # unreachable); publish the operator port (8014: admin API, metrics) only on
 # a private network.
