@@ -466,3 +466,29 @@ fn a_replica_stopped_gracefully_hands_its_ramps_over_at_once() {
     );
     assert!(stopped.elapsed() < Duration::from_secs(10), "took {:?} with a 120 s lease", stopped.elapsed());
 }
+
+#[test]
+fn a_redis_that_lost_its_data_is_followed_loudly() {
+    let redis = Redis::start();
+    let dir = FlagDir::new();
+    let flags = dir.write("flags.yaml", FLAGS);
+    let (a, b) = (replica(&redis, &flags, &[]), replica(&redis, &flags, &[]));
+    assert_eq!(put(&a, "api-flag", 1).status, 201);
+    eventually(DEADLINE, || served(&b, "api-flag").ok_or_else(|| "not yet".to_owned()));
+    // Redis restarted empty (no persistence) or was replaced: its revisions
+    // start again, so comparing numbers would miss it; the epoch does not.
+    assert!(redis.command(&["FLUSHALL"]).expect("flushall").starts_with("+OK"));
+    for server in [&a, &b] {
+        eventually(DEADLINE, || {
+            if served(server, "api-flag").is_none() { Ok(()) } else { Err("still served".to_owned()) }
+        });
+        assert!(
+            server.find_log(|l| l["message"].as_str().is_some_and(|m| m.contains("redis lost its data"))).is_some()
+        );
+        // File-owned flags are untouched.
+        assert_eq!(post(&format!("{}/ofrep/v1/evaluate/flags/file-flag", server.http), "{}", &[]).status, 200);
+    }
+    // Writes number from 1 again, and reach the other replica.
+    assert_eq!(put(&b, "api-flag", 2).status, 201);
+    eventually(DEADLINE, || served(&a, "api-flag").filter(|v| *v == 2).ok_or_else(|| "a not updated".to_owned()));
+}
