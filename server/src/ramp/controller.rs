@@ -770,7 +770,8 @@ impl Controller {
         let flag_enabled = environment.snapshot().flags.get(&run.flag).is_some_and(|f| f.state() == FlagState::Enabled);
         let from = run.step_started_at.div_ceil(1000);
         let to = now.saturating_sub(WATERMARK_LAG_MS) / 1000;
-        let width = (spec.interval.as_millis() as u64 / 1000).max(1);
+        let interval = spec.interval.as_millis() as u64;
+        let width = (interval / 1000).max(1);
         // The expected split is known when the ramp alone splits the flag.
         let rules_free = environment.unramped_flag(&run.flag).await.is_some_and(|flag| {
             flag.definition()
@@ -780,15 +781,14 @@ impl Controller {
         let expected_share = rules_free.then(|| f64::from(run.basis_points) / f64::from(rampart_engine::ramp::FULL));
         let mut observation =
             Observation { buckets: Vec::new(), missing: None, flag_enabled, expected_share, metrics: Vec::new() };
+        let names = Names {
+            flag: &run.flag,
+            environment: &environment.name,
+            ramp: &entry.name,
+            treatment: &run.treatment,
+            control: &run.control,
+        };
         if !spec.metrics.is_empty() && !matches!(run.status, Status::Pending { .. }) {
-            let names = Names {
-                flag: &run.flag,
-                environment: &environment.name,
-                ramp: &entry.name,
-                treatment: &run.treatment,
-                control: &run.control,
-            };
-            let interval = spec.interval.as_millis() as u64;
             // Extra metrics use the guard's Prometheus (URL, token, lag) or the server's.
             let default_guard;
             let guard = match &spec.guard.source {
@@ -820,14 +820,6 @@ impl Controller {
             let result = if matches!(run.status, Status::Pending { .. }) {
                 self.prometheus.ready(guard, now).await.map(|()| Vec::new())
             } else {
-                let names = Names {
-                    flag: &run.flag,
-                    environment: &environment.name,
-                    ramp: &entry.name,
-                    treatment: &run.treatment,
-                    control: &run.control,
-                };
-                let interval = spec.interval.as_millis() as u64;
                 let step = (run.run_id.as_str(), run.step_started_at);
                 self.prometheus.buckets(guard, names, &entry.prometheus_cache, step, interval, now).await
             };
