@@ -10,11 +10,13 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Number, Value};
 
+use crate::bounded::NodeBudget;
 use crate::error::{LoadError, LoadErrors};
 use crate::evaluation::ValueType;
 use crate::flag::{Flag, FlagSet, FlagState, Targeting};
+use crate::limits::{InputLimits, Limit};
 use crate::rule;
-use crate::source::{self, Source};
+use crate::source::{RefExpander, Source};
 
 /// Keys a flag-set document may have at the top level.
 const TOP_LEVEL_KEYS: [&str; 4] = ["flags", "$evaluators", "metadata", "$schema"];
@@ -33,26 +35,56 @@ impl FlagSet {
     /// Loads and compiles flag definitions; any problem rejects the whole
     /// set, with one error per problem naming file, line and flag.
     pub fn load(sources: &[Source<'_>]) -> Result<FlagSet, LoadErrors> {
-        let compiled = FlagSet::load_lenient(sources);
+        FlagSet::load_with(sources, &InputLimits::default())
+    }
+
+    /// [`FlagSet::load`] with other input limits.
+    pub fn load_with(sources: &[Source<'_>], limits: &InputLimits) -> Result<FlagSet, LoadErrors> {
+        let compiled = FlagSet::load_lenient_with(sources, limits);
         if compiled.errors.is_empty() { Ok(compiled.flags) } else { Err(compiled.errors) }
     }
 
     /// Loads what can be loaded: structurally invalid flags are left out,
     /// flags whose targeting does not compile answer `PARSE_ERROR`.
     pub fn load_lenient(sources: &[Source<'_>]) -> Compiled {
+        FlagSet::load_lenient_with(sources, &InputLimits::default())
+    }
+
+    /// [`FlagSet::load_lenient`] with other input limits. The limits hold
+    /// for all sources together: their bytes, and their values after
+    /// `$ref` expansion.
+    pub fn load_lenient_with(sources: &[Source<'_>], limits: &InputLimits) -> Compiled {
         let mut errors = Vec::new();
         let mut flags: Vec<Flag> = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut metadata = Map::new();
+        let mut budget = NodeBudget::new(limits.max_nodes);
+        let mut bytes = 0usize;
         for source in sources {
-            let document = match source.parse() {
+            bytes = bytes.saturating_add(source.text.len());
+            if bytes > limits.max_bytes && source.text.len() <= limits.max_bytes {
+                errors.push(
+                    LoadError::new(
+                        source.name,
+                        format!(
+                            "the flag documents of this set take {bytes} bytes with this one, more than the limit of {}",
+                            limits.max_bytes
+                        ),
+                    )
+                    .with_limit(Limit::DocumentBytes),
+                );
+                continue;
+            }
+            let document = match source.parse(limits, &mut budget) {
                 Ok(document) => document,
                 Err(error) => {
                     errors.push(error);
                     continue;
                 }
             };
-            let Some((file_metadata, file_flags)) = compile_document(source, document, &mut errors) else { continue };
+            let Some((file_metadata, file_flags)) = compile_document(source, document, &mut budget, &mut errors) else {
+                continue;
+            };
             metadata.extend(file_metadata);
             for flag in file_flags {
                 if let Some(first) = seen.get(&flag.key) {
@@ -76,6 +108,7 @@ impl FlagSet {
 fn compile_document(
     source: &Source<'_>,
     document: Value,
+    budget: &mut NodeBudget,
     errors: &mut Vec<LoadError>,
 ) -> Option<(Map<String, Value>, Vec<Flag>)> {
     let document_error = |message: String| LoadError::new(source.name, message);
@@ -141,6 +174,7 @@ fn compile_document(
         }
     };
     let mut flags = Vec::with_capacity(entries.len());
+    let mut expander = RefExpander::new(&evaluators);
     for (key, definition) in entries {
         let locate = |message: String| {
             let mut error = LoadError::new(source.name, message).in_flag(key.clone());
@@ -149,10 +183,14 @@ fn compile_document(
             }
             error
         };
-        match compile_flag(&key, definition, &evaluators, &metadata, source.name) {
+        match compile_flag(&key, definition, &mut expander, budget, &metadata, source.name) {
             Ok((flag, targeting_error)) => {
-                if let Some(message) = targeting_error {
-                    errors.push(locate(message));
+                if let Some(problem) = targeting_error {
+                    let error = locate(problem.message);
+                    errors.push(match problem.limit {
+                        Some(limit) => error.with_limit(limit),
+                        None => error,
+                    });
                 }
                 flags.push(flag);
             }
@@ -162,16 +200,48 @@ fn compile_document(
     Some((metadata, flags))
 }
 
+/// A flag's targeting that cannot be compiled: the flag answers
+/// `PARSE_ERROR`.
+#[derive(Debug)]
+struct TargetingProblem {
+    message: String,
+    limit: Option<Limit>,
+}
+
+impl Flag {
+    /// Compiles one flag definition on its own (a flag created through an
+    /// API: no `$evaluators`, no flag-set metadata); any problem, its
+    /// targeting included, is an error.
+    pub fn compile(key: &str, definition: Value, source: &str) -> Result<Flag, LoadErrors> {
+        let evaluators = Map::new();
+        let mut expander = RefExpander::new(&evaluators);
+        let mut budget = NodeBudget::new(usize::MAX);
+        let error = |message: String, limit: Option<Limit>| {
+            let error = LoadError::new(source, message).in_flag(key);
+            match limit {
+                Some(limit) => error.with_limit(limit),
+                None => error,
+            }
+        };
+        match compile_flag(key, definition, &mut expander, &mut budget, &Map::new(), source) {
+            Ok((flag, None)) => Ok(flag),
+            Ok((_, Some(problem))) => Err(error(problem.message, problem.limit).into()),
+            Err(problems) => Err(LoadErrors(problems.into_iter().map(|m| error(m, None)).collect())),
+        }
+    }
+}
+
 /// Compiles one flag. Structural problems are `Err` (the flag cannot be
 /// kept); a targeting problem comes back beside a flag that answers
 /// `PARSE_ERROR`.
 fn compile_flag(
     key: &str,
     definition: Value,
-    evaluators: &Map<String, Value>,
+    expander: &mut RefExpander<'_>,
+    budget: &mut NodeBudget,
     set_metadata: &Map<String, Value>,
     source: &str,
-) -> Result<(Flag, Option<String>), Vec<String>> {
+) -> Result<(Flag, Option<TargetingProblem>), Vec<String>> {
     if key.is_empty() {
         return Err(vec!["a flag key must not be empty".into()]);
     }
@@ -250,13 +320,16 @@ fn compile_flag(
     let (targeting, targeting_error) = match fields.get_mut("targeting") {
         None | Some(Value::Null) => (Targeting::None, None),
         Some(Value::Object(map)) if map.is_empty() => (Targeting::None, None),
-        Some(logic @ Value::Object(_)) => match source::expand_refs(logic, evaluators) {
-            Err(message) => (Targeting::Broken(message.clone()), Some(format!("targeting: {message}"))),
+        Some(logic @ Value::Object(_)) => match expander.expand(logic, budget) {
+            Err(error) => (
+                Targeting::Broken(error.message.clone()),
+                Some(TargetingProblem { message: format!("targeting: {}", error.message), limit: error.limit }),
+            ),
             Ok(()) => match rule::compile(logic) {
                 Ok(rule) => (Targeting::Rule(rule), None),
                 Err(error) => {
-                    let message = format!("invalid targeting: {}", error.0);
-                    (Targeting::Broken(message.clone()), Some(message))
+                    let message = format!("invalid targeting: {}", error.message);
+                    (Targeting::Broken(message.clone()), Some(TargetingProblem { message, limit: error.limit }))
                 }
             },
         },

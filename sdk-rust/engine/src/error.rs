@@ -10,15 +10,22 @@ pub struct LoadError {
     pub line: Option<usize>,
     pub flag: Option<String>,
     pub message: String,
+    /// The input limit that was exceeded, when that is the problem.
+    pub limit: Option<crate::limits::Limit>,
 }
 
 impl LoadError {
     pub fn new(file: impl Into<String>, message: impl Into<String>) -> Self {
-        LoadError { file: file.into(), line: None, flag: None, message: message.into() }
+        LoadError { file: file.into(), line: None, flag: None, message: message.into(), limit: None }
     }
 
     pub fn at_line(mut self, line: usize) -> Self {
         self.line = Some(line);
+        self
+    }
+
+    pub fn with_limit(mut self, limit: crate::limits::Limit) -> Self {
+        self.limit = Some(limit);
         self
     }
 

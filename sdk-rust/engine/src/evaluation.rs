@@ -116,6 +116,9 @@ pub struct Evaluation<'a> {
     pub error_message: Option<String>,
     /// Flag-set metadata merged with the flag's own (the flag's wins).
     pub metadata: &'a Metadata,
+    /// The evaluation budget that ended a failed evaluation, if one did
+    /// (see [`crate::limits`]).
+    pub limit: Option<crate::limits::Limit>,
 }
 
 impl<'a> Evaluation<'a> {
@@ -127,6 +130,7 @@ impl<'a> Evaluation<'a> {
             error_code: Some(code),
             error_message: Some(message),
             metadata,
+            limit: None,
         }
     }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::error::{LoadError, LoadErrors};
 use crate::evaluation::{ErrorCode, Evaluation, Reason, Typed, TypedEvaluation, ValueType};
 use crate::rule::eval::Data;
-use crate::rule::{Env, Rule};
+use crate::rule::{Budget, Env, Rule};
 use crate::{Context, Metadata, js};
 
 /// `ENABLED` or `DISABLED` (the kill switch).
@@ -109,13 +109,18 @@ impl Flag {
             Targeting::None => self.default(Reason::Static),
             Targeting::Broken(message) => Evaluation::error(ErrorCode::ParseError, message.clone(), &self.metadata),
             Targeting::Rule(rule) => {
-                let env = Env { context, flag_key: &self.key, now };
+                let budget = Budget::evaluation();
+                let env = Env { context, flag_key: &self.key, now, budget: &budget };
                 match rule.eval(&env, Data::Root) {
-                    Err(thrown) => Evaluation::error(
-                        ErrorCode::General,
-                        format!("error evaluating the targeting of flag '{}': {}", self.key, thrown.0),
-                        &self.metadata,
-                    ),
+                    Err(thrown) => {
+                        let mut evaluation = Evaluation::error(
+                            ErrorCode::General,
+                            format!("error evaluating the targeting of flag '{}': {}", self.key, thrown.0),
+                            &self.metadata,
+                        );
+                        evaluation.limit = budget.exceeded();
+                        evaluation
+                    }
                     Ok(result) => match result.as_ref() {
                         Value::Null => self.default(Reason::Default),
                         Value::String(name) => self.chosen(name),
@@ -156,6 +161,7 @@ impl Flag {
             error_code: None,
             error_message: None,
             metadata: &self.metadata,
+            limit: None,
         }
     }
 }

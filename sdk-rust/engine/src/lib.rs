@@ -21,6 +21,9 @@
 //! - [`evaluation`]: results — value, variant, [`Reason`], [`ErrorCode`] —
 //!   and typed resolution with `TYPE_MISMATCH`.
 //! - [`bucket`]: MurmurHash3 bucketing shared by `fractional` and ramps.
+//! - [`limits`]: what one input may cost — document size, rule size,
+//!   constant folding, and each evaluation's steps and bytes — checked
+//!   while the work is done.
 //!
 //! # Example
 //!
@@ -36,6 +39,7 @@
 //! assert_eq!(result.reason, Reason::TargetingMatch);
 //! ```
 
+mod bounded;
 pub mod bucket;
 pub mod compile;
 mod context;
@@ -43,6 +47,7 @@ mod error;
 pub mod evaluation;
 mod flag;
 mod js;
+pub mod limits;
 mod ops;
 pub mod ramp;
 mod rule;
@@ -54,6 +59,7 @@ pub use context::{Context, TARGETING_KEY};
 pub use error::{LoadError, LoadErrors};
 pub use evaluation::{ErrorCode, Evaluation, Reason, Typed, TypedEvaluation, ValueType};
 pub use flag::{Flag, FlagSet, FlagState};
+pub use limits::{InputLimits, Limit};
 pub use source::{Format, Source};
 
 /// Flag and flag-set metadata: string, number or boolean values.

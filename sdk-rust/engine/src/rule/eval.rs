@@ -6,12 +6,14 @@
 //! `GENERAL`, exactly where flagd's reference evaluator throws.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use serde_json::{Map, Value};
 
 use super::{Args, Arithmetic, Comparator, FlagdProperty, Iteration, Rule, Var, VarPath};
 use crate::Context;
 use crate::js::{self, JsResult, Throw};
+use crate::limits::{self, Limit, value_size};
 
 /// What a rule is evaluated against: the context and what flagd adds to it.
 #[derive(Debug, Clone, Copy)]
@@ -20,6 +22,67 @@ pub(crate) struct Env<'a> {
     pub(crate) flag_key: &'a str,
     /// Unix seconds, for `$flagd.timestamp`.
     pub(crate) now: i64,
+    pub(crate) budget: &'a Budget,
+}
+
+/// What one evaluation may still spend: steps and bytes built (see
+/// [`crate::limits`]). Only operators whose work grows with their data
+/// charge it, so the common operators (`var`, `if`, comparisons,
+/// `fractional`) cost nothing extra.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    steps: Cell<u64>,
+    bytes: Cell<u64>,
+    /// Set when the evaluation failed because the budget ran out.
+    exceeded: Cell<Option<Limit>>,
+}
+
+const OUT_OF_STEPS: &str = "the rule took more steps than an evaluation may (see the engine's limits)";
+const OUT_OF_BYTES: &str = "the rule built more data than an evaluation may (see the engine's limits)";
+
+impl Budget {
+    pub(crate) fn new(steps: u64, bytes: u64) -> Budget {
+        Budget { steps: Cell::new(steps), bytes: Cell::new(bytes), exceeded: Cell::new(None) }
+    }
+
+    pub(crate) fn evaluation() -> Budget {
+        Budget::new(limits::EVALUATION_STEPS, limits::EVALUATION_BYTES)
+    }
+
+    /// Which limit ended the evaluation, if one did.
+    pub(crate) fn exceeded(&self) -> Option<Limit> {
+        self.exceeded.get()
+    }
+
+    #[inline]
+    pub(crate) fn steps(&self, steps: u64) -> JsResult<()> {
+        let left = self.steps.get();
+        if steps > left {
+            self.exceeded.set(Some(Limit::EvaluationSteps));
+            return Err(Throw(OUT_OF_STEPS));
+        }
+        self.steps.set(left - steps);
+        Ok(())
+    }
+
+    #[inline]
+    pub(crate) fn bytes(&self, bytes: u64) -> JsResult<()> {
+        let left = self.bytes.get();
+        if bytes > left {
+            self.exceeded.set(Some(Limit::EvaluationBytes));
+            return Err(Throw(OUT_OF_BYTES));
+        }
+        self.bytes.set(left - bytes);
+        Ok(())
+    }
+
+    /// Charges the copy of `value` and returns it owned.
+    fn copy<'v>(&self, value: Cow<'v, Value>) -> JsResult<Value> {
+        if let Cow::Borrowed(value) = &value {
+            self.bytes(value_size(value))?;
+        }
+        Ok(value.into_owned())
+    }
 }
 
 /// The data `var` reads: the (enriched) context at the top, the current
@@ -38,10 +101,11 @@ fn owned(value: Value) -> Cow<'static, Value> {
     Cow::Owned(value)
 }
 
-/// Evaluates a rule that reads nothing from the context (constant folding).
-pub(crate) fn evaluate_constant(rule: &Rule) -> JsResult<Value> {
+/// Evaluates a rule that reads nothing from the context (constant
+/// folding), within `budget`.
+pub(crate) fn evaluate_constant(rule: &Rule, budget: &Budget) -> JsResult<Value> {
     let context = Context::new();
-    let env = Env { context: &context, flag_key: "", now: 0 };
+    let env = Env { context: &context, flag_key: "", now: 0, budget };
     rule.eval(&env, Data::Root).map(Cow::into_owned)
 }
 
@@ -73,8 +137,10 @@ impl Rule {
             Rule::Cat { args, skip_null } => eval_cat(args, *skip_null, env, data),
             Rule::Substr(args) => eval_substr(args, env, data),
             Rule::Merge(args) => eval_merge(args, env, data),
-            Rule::Iterate { op, selector, mapper } => iterate(*op, selector, mapper, env, data),
-            Rule::Reduce { selector, mapper, initial } => reduce(selector, mapper, initial.as_deref(), env, data),
+            Rule::Iterate { op, selector, mapper, cost } => iterate(*op, selector, mapper, *cost, env, data),
+            Rule::Reduce { selector, mapper, initial, cost } => {
+                reduce(selector, mapper, initial.as_deref(), *cost, env, data)
+            }
         }
     }
 }
@@ -92,7 +158,7 @@ fn eval_and_or<'a>(rules: &'a [Rule], or: bool, env: &Env<'a>, data: Data<'a>) -
 
 fn eval_in_rule<'a>(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
     if let Some((needle, haystack)) = pair(args, env, data)? {
-        return eval_in(Some(&needle), Some(&haystack)).map(|b| owned(Value::Bool(b)));
+        return eval_in(Some(&needle), Some(&haystack), env.budget).map(|b| owned(Value::Bool(b)));
     }
     eval_in_spread(args, env, data)
 }
@@ -100,7 +166,7 @@ fn eval_in_rule<'a>(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
 #[inline(never)]
 fn eval_in_spread<'a>(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
     let values = Values::of(args, env, data)?;
-    eval_in(values.get(0), values.get(1)).map(|b| owned(Value::Bool(b)))
+    eval_in(values.get(0), values.get(1), env.budget).map(|b| owned(Value::Bool(b)))
 }
 
 fn eval_affix<'a>(starts: bool, args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
@@ -127,13 +193,15 @@ fn affix_spread<'a>(args: &'a Args, test: impl Fn(&Value, &Value) -> Value, env:
 
 #[inline(never)]
 fn eval_array<'a>(rules: &'a [Rule], env: &Env<'a>, data: Data<'a>) -> Out<'a> {
-    let values = rules.iter().map(|r| r.eval(env, data).map(Cow::into_owned)).collect::<JsResult<_>>()?;
+    env.budget.bytes(16 * rules.len() as u64)?;
+    let values = rules.iter().map(|r| env.budget.copy(r.eval(env, data)?)).collect::<JsResult<_>>()?;
     Ok(owned(Value::Array(values)))
 }
 
 #[inline(never)]
 fn eval_missing<'a>(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
     let values = Values::of(args, env, data)?;
+    env.budget.steps(values.len() as u64)?;
     Ok(owned(missing(values.iter(), env, data)))
 }
 
@@ -144,6 +212,7 @@ fn eval_missing_some<'a>(need: &'a Rule, options: &'a Rule, env: &Env<'a>, data:
     let Value::Array(options) = options.as_ref() else {
         return Err(Throw("'missing_some' expects an array of keys"));
     };
+    env.budget.steps(options.len() as u64)?;
     let missing = missing(options.iter(), env, data);
     let found = options.len() - missing.as_array().map_or(0, Vec::len);
     let enough = js::js_cmp(&Value::from(found), &need).is_some_and(|o| o.is_ge());
@@ -180,7 +249,13 @@ fn eval_cat<'a>(args: &'a Args, skip_null: bool, env: &Env<'a>, data: Data<'a>) 
     let mut out = String::new();
     for value in values.iter() {
         if !(skip_null && value.is_null()) {
+            let before = out.len();
+            // A nested array prints its elements: price it before writing it.
+            if !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null) {
+                env.budget.bytes(value_size(value))?;
+            }
             js::write_string(value, &mut out);
+            env.budget.bytes((out.len() - before) as u64)?;
         }
     }
     Ok(owned(Value::String(out)))
@@ -189,6 +264,9 @@ fn eval_cat<'a>(args: &'a Args, skip_null: bool, env: &Env<'a>, data: Data<'a>) 
 #[inline(never)]
 fn eval_substr<'a>(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
     let values = Values::of(args, env, data)?;
+    if let Some(Value::String(text)) = values.get(0) {
+        env.budget.bytes(4 * text.len() as u64)?;
+    }
     substr(values.get(0), values.get(1), values.get(2)).map(|s| owned(Value::String(s)))
 }
 
@@ -198,8 +276,15 @@ fn eval_merge<'a>(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
     let mut merged = Vec::new();
     for value in values.iter() {
         match value {
-            Value::Array(items) => merged.extend(items.iter().cloned()),
-            other => merged.push(other.clone()),
+            Value::Array(items) => {
+                env.budget.steps(items.len() as u64)?;
+                env.budget.bytes(value_size(value))?;
+                merged.extend(items.iter().cloned());
+            }
+            other => {
+                env.budget.bytes(value_size(other))?;
+                merged.push(other.clone());
+            }
         }
     }
     Ok(owned(Value::Array(merged)))
@@ -274,7 +359,7 @@ impl<'a> Values<'a> {
 #[inline(always)]
 fn eval_var<'a>(var: &'a Var, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
     let found = match &var.path {
-        VarPath::Whole => Some(whole(env, data)),
+        VarPath::Whole => Some(whole(env, data)?),
         VarPath::Static { segments, flagd } => match (data, flagd, &segments[..]) {
             (Data::Root, Some(property), _) => flagd_property(*property, env),
             // The common case, `{"var": "email"}`: one map lookup.
@@ -284,11 +369,11 @@ fn eval_var<'a>(var: &'a Var, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
         VarPath::Dynamic(rule) => {
             let path = rule.eval(env, data)?;
             match path.as_ref() {
-                Value::Null => Some(whole(env, data)),
+                Value::Null => Some(whole(env, data)?),
                 other => {
                     let text = js::to_string(other);
                     if text.is_empty() {
-                        Some(whole(env, data))
+                        Some(whole(env, data)?)
                     } else {
                         let segments = super::compile::split_path(&text);
                         if matches!(data, Data::Root) && segments[0] == "$flagd" {
@@ -300,7 +385,10 @@ fn eval_var<'a>(var: &'a Var, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
                             };
                             flagd_property(property, env)
                         } else {
-                            lookup(env, data, segments.iter().map(String::as_str)).map(|v| owned(v.into_owned()))
+                            match lookup(env, data, segments.iter().map(String::as_str)) {
+                                Some(found) => Some(owned(env.budget.copy(found)?)),
+                                None => None,
+                            }
                         }
                     }
                 }
@@ -318,15 +406,19 @@ fn eval_var<'a>(var: &'a Var, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
     }
 }
 
-fn whole<'a>(env: &Env<'a>, data: Data<'a>) -> Cow<'a, Value> {
-    match data {
+/// `{"var": ""}`: the current element, or a copy of the whole context
+/// (charged to the budget).
+fn whole<'a>(env: &Env<'a>, data: Data<'a>) -> JsResult<Cow<'a, Value>> {
+    Ok(match data {
         Data::Item(item) => Cow::Borrowed(item),
         Data::Root => {
             let mut context = env.context.to_map();
             context.insert("$flagd".to_owned(), flagd_object(env));
-            owned(Value::Object(context))
+            let context = Value::Object(context);
+            env.budget.bytes(value_size(&context))?;
+            owned(context)
         }
-    }
+    })
 }
 
 fn flagd_object(env: &Env<'_>) -> Value {
@@ -520,13 +612,17 @@ fn arithmetic(op: Arithmetic, values: &Values<'_>) -> JsResult<Value> {
     js::number(result)
 }
 
-/// `(haystack || []).includes(needle)`.
-fn eval_in(needle: Option<&Value>, haystack: Option<&Value>) -> JsResult<bool> {
+/// `(haystack || []).includes(needle)`; scanning an array costs a step per
+/// element.
+fn eval_in(needle: Option<&Value>, haystack: Option<&Value>, budget: &Budget) -> JsResult<bool> {
     let Some(haystack) = haystack.filter(|h| js::truthy_js(h)) else {
         return Ok(false);
     };
     match haystack {
-        Value::Array(items) => Ok(needle.is_some_and(|needle| items.iter().any(|item| js::strict_eq(item, needle)))),
+        Value::Array(items) => {
+            budget.steps(items.len() as u64)?;
+            Ok(needle.is_some_and(|needle| items.iter().any(|item| js::strict_eq(item, needle))))
+        }
         Value::String(text) => {
             let needle = needle.map_or_else(|| "undefined".to_owned(), js::to_string);
             Ok(text.contains(needle.as_str()))
@@ -576,11 +672,26 @@ fn elements<'a>(selector: &'a Rule, env: &Env<'a>, data: Data<'a>) -> JsResult<C
     })
 }
 
+/// `map`, `filter`, `all`, `some`, `none`: each element visited costs as
+/// many steps as the mapper has operators (`cost`).
 #[inline(never)]
-fn iterate<'a>(op: Iteration, selector: &'a Rule, mapper: &'a Rule, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
+fn iterate<'a>(
+    op: Iteration,
+    selector: &'a Rule,
+    mapper: &'a Rule,
+    cost: u64,
+    env: &Env<'a>,
+    data: Data<'a>,
+) -> Out<'a> {
     let items = elements(selector, env, data)?;
-    let apply = |item: &Value| -> JsResult<Value> { mapper.eval(env, Data::Item(item)).map(Cow::into_owned) };
+    let apply = |item: &Value| -> JsResult<Value> {
+        env.budget.steps(cost)?;
+        let mapped = mapper.eval(env, Data::Item(item))?;
+        env.budget.bytes(16)?;
+        env.budget.copy(mapped)
+    };
     let test = |item: &Value| -> JsResult<bool> {
+        env.budget.steps(cost)?;
         let result = mapper.eval(env, Data::Item(item))?;
         Ok(js::truthy(&result))
     };
@@ -590,6 +701,7 @@ fn iterate<'a>(op: Iteration, selector: &'a Rule, mapper: &'a Rule, env: &Env<'a
             let mut kept = Vec::new();
             for item in items.iter() {
                 if test(item)? {
+                    env.budget.bytes(value_size(item))?;
                     kept.push(item.clone());
                 }
             }
@@ -619,27 +731,34 @@ fn iterate<'a>(op: Iteration, selector: &'a Rule, mapper: &'a Rule, env: &Env<'a
     Ok(owned(result))
 }
 
+/// `reduce`: each element costs as many steps as the mapper has operators,
+/// and each new accumulator its size in bytes, so an accumulator that grows
+/// (let alone doubles) runs out of budget instead of memory.
 #[inline(never)]
 fn reduce<'a>(
     selector: &'a Rule,
     mapper: &'a Rule,
     initial: Option<&'a Rule>,
+    cost: u64,
     env: &Env<'a>,
     data: Data<'a>,
 ) -> Out<'a> {
     let items = elements(selector, env, data)?;
     let mut items = items.iter();
     let mut accumulator = match initial {
-        Some(initial) => initial.eval(env, data)?.into_owned(),
+        Some(initial) => env.budget.copy(initial.eval(env, data)?)?,
         None => items.next().cloned().ok_or(Throw("'reduce' of an empty array with no initial value"))?,
     };
     check_flat(&accumulator)?;
     for item in items {
+        env.budget.steps(cost)?;
+        env.budget.bytes(value_size(item))?;
         let mut scope = Map::new();
         scope.insert("accumulator".to_owned(), accumulator);
         scope.insert("current".to_owned(), item.clone());
         let scope = Value::Object(scope);
-        accumulator = mapper.eval(env, Data::Item(&scope))?.into_owned();
+        // An operator charged what it built; a value it passed through is copied here.
+        accumulator = env.budget.copy(mapper.eval(env, Data::Item(&scope))?)?;
         check_flat(&accumulator)?;
     }
     Ok(owned(accumulator))

@@ -10,7 +10,7 @@ mod compile;
 pub(crate) mod eval;
 
 pub(crate) use compile::compile;
-pub(crate) use eval::Env;
+pub(crate) use eval::{Budget, Env};
 
 use serde_json::Value;
 
@@ -49,15 +49,18 @@ pub(crate) enum Rule {
     },
     Substr(Args),
     Merge(Args),
+    /// `cost`: the mapper's operators, the steps one element costs.
     Iterate {
         op: Iteration,
         selector: Box<Rule>,
         mapper: Box<Rule>,
+        cost: u64,
     },
     Reduce {
         selector: Box<Rule>,
         mapper: Box<Rule>,
         initial: Option<Box<Rule>>,
+        cost: u64,
     },
     Fractional(Box<Fractional>),
     SemVer(Box<SemVer>),
@@ -144,6 +147,45 @@ pub(crate) enum Iteration {
 }
 
 impl Rule {
+    /// Nodes of the compiled tree (a folded constant is one): what one
+    /// evaluation of it costs in steps, as iterations charge it per element.
+    pub(crate) fn operators(&self) -> u64 {
+        let args = |args: &Args| match args {
+            Args::List(rules) => rules.iter().map(Rule::operators).sum::<u64>(),
+            Args::Spread(rule) => rule.operators(),
+        };
+        let all = |rules: &[Rule]| rules.iter().map(Rule::operators).sum::<u64>();
+        1 + match self {
+            Rule::Const(_) => 0,
+            Rule::Array(rules) | Rule::If(rules) | Rule::And(rules) | Rule::Or(rules) | Rule::Compare(_, rules) => {
+                all(rules)
+            }
+            Rule::Var(var) => {
+                let path = match &var.path {
+                    VarPath::Dynamic(rule) => rule.operators(),
+                    _ => 0,
+                };
+                path + var.default.as_ref().map_or(0, |d| d.operators())
+            }
+            Rule::MissingSome(need, options) => need.operators() + options.operators(),
+            Rule::Not { operand, .. } => operand.operators(),
+            Rule::Missing(a)
+            | Rule::Arithmetic(_, a)
+            | Rule::Extreme { args: a, .. }
+            | Rule::In(a)
+            | Rule::Cat { args: a, .. }
+            | Rule::Substr(a)
+            | Rule::Merge(a)
+            | Rule::Affix { args: a, .. } => args(a),
+            Rule::Iterate { selector, cost, .. } => selector.operators() + cost,
+            Rule::Reduce { selector, initial, cost, .. } => {
+                selector.operators() + cost + initial.as_ref().map_or(0, |i| i.operators())
+            }
+            // Their arguments are few and mostly constant.
+            Rule::Fractional(_) | Rule::SemVer(_) => 4,
+        }
+    }
+
     pub(crate) fn as_const(&self) -> Option<&Value> {
         match self {
             Rule::Const(value) => Some(value),
@@ -169,13 +211,14 @@ pub struct CompiledRule(Rule);
 impl CompiledRule {
     /// Compiles a rule (with `$ref`s already expanded).
     pub fn compile(logic: &Value) -> Result<CompiledRule, String> {
-        compile(logic).map(CompiledRule).map_err(|error| error.0)
+        compile(logic).map(CompiledRule).map_err(|error| error.message)
     }
 
     /// Evaluates the rule as the targeting of flag `flag_key`; `Err` carries
     /// the message of a run-time failure (which makes a flag `GENERAL`).
     pub fn evaluate(&self, context: &crate::Context, flag_key: &str, now: i64) -> Result<Value, String> {
-        let env = Env { context, flag_key, now };
+        let budget = Budget::evaluation();
+        let env = Env { context, flag_key, now, budget: &budget };
         self.0.eval(&env, eval::Data::Root).map(std::borrow::Cow::into_owned).map_err(|thrown| thrown.0.to_owned())
     }
 }
