@@ -12,8 +12,10 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
 
-use rampart_engine::FlagSet;
+use actix_web::web::Bytes;
+use rampart_engine::{Flag, FlagSet, Metadata};
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
@@ -23,6 +25,9 @@ use crate::environment::Snapshot;
 pub const SUBSCRIBER_BUFFER: usize = 64;
 /// Recent events kept per environment for resuming clients.
 const HISTORY: usize = 256;
+/// Changed flags the kept events may reference together: a reload that
+/// replaces a hundred thousand flags must not keep them alive 256 times.
+const HISTORY_FLAGS: usize = 20_000;
 
 /// How a flag changed, in flagd's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,39 +48,60 @@ impl FlagChange {
     }
 }
 
-/// One published change of an environment.
+/// One published change of an environment: what changed, not the whole
+/// configuration (that is the current snapshot's), so keeping recent
+/// events for resuming clients costs the changed flags only.
 #[derive(Debug)]
 pub struct ChangeEvent {
     pub from_version: u64,
-    pub snapshot: Arc<Snapshot>,
+    pub version: u64,
+    /// When the change was published.
+    pub at: SystemTime,
     pub changed: BTreeMap<String, FlagChange>,
+    /// The changed and added flags, shared with the snapshot.
+    upserts: Vec<Arc<Flag>>,
+    metadata: Metadata,
     delta_json: OnceLock<String>,
     /// The SSE `delta` event, rendered once and shared by every SSE client.
-    sse_delta: OnceLock<actix_web::web::Bytes>,
+    sse_delta: OnceLock<Bytes>,
 }
 
 impl ChangeEvent {
+    pub fn new(from_version: u64, snapshot: &Snapshot, changed: BTreeMap<String, FlagChange>) -> ChangeEvent {
+        let upserts = changed
+            .iter()
+            .filter(|(_, change)| **change != FlagChange::Delete)
+            .filter_map(|(key, _)| snapshot.flags.shared_flag(key).cloned())
+            .collect();
+        ChangeEvent {
+            from_version,
+            version: snapshot.version,
+            at: snapshot.loaded_at,
+            changed,
+            upserts,
+            metadata: snapshot.flags.metadata().clone(),
+            delta_json: OnceLock::new(),
+            sse_delta: OnceLock::new(),
+        }
+    }
+
     pub fn version(&self) -> u64 {
-        self.snapshot.version
+        self.version
     }
 
     /// Changed and added flags as a flagd flag-set document (JSON),
     /// serialised once for all subscribers.
     pub fn upserts_json(&self) -> &str {
         self.delta_json.get_or_init(|| {
-            let flags: Map<String, Value> = self
-                .changed
-                .iter()
-                .filter(|(_, change)| **change != FlagChange::Delete)
-                .filter_map(|(key, _)| self.snapshot.flags.get(key).map(|f| (key.clone(), f.definition().clone())))
-                .collect();
-            json!({"flags": flags, "metadata": self.snapshot.flags.metadata()}).to_string()
+            let flags: Map<String, Value> =
+                self.upserts.iter().map(|flag| (flag.key().to_owned(), flag.definition().clone())).collect();
+            json!({"flags": flags, "metadata": self.metadata}).to_string()
         })
     }
 
     /// The SSE form of this change, rendered by `render` on first use; the
     /// returned `Bytes` share one buffer.
-    pub fn sse_delta(&self, render: impl FnOnce() -> actix_web::web::Bytes) -> actix_web::web::Bytes {
+    pub fn sse_delta(&self, render: impl FnOnce() -> Bytes) -> Bytes {
         self.sse_delta.get_or_init(render).clone()
     }
 
@@ -113,12 +139,26 @@ pub fn diff(before: &FlagSet, after: &FlagSet) -> BTreeMap<String, FlagChange> {
 #[derive(Debug)]
 pub struct Changes {
     sender: broadcast::Sender<Arc<ChangeEvent>>,
-    recent: Mutex<VecDeque<Arc<ChangeEvent>>>,
+    recent: Mutex<Recent>,
+    /// The SSE `snapshot` event of the current version, rendered once for
+    /// every client that connects to that version.
+    sse_snapshot: Mutex<Option<(u64, Bytes)>>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    events: VecDeque<Arc<ChangeEvent>>,
+    /// Changed flags the kept events reference.
+    flags: usize,
 }
 
 impl Default for Changes {
     fn default() -> Self {
-        Changes { sender: broadcast::channel(SUBSCRIBER_BUFFER).0, recent: Mutex::new(VecDeque::new()) }
+        Changes {
+            sender: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            recent: Mutex::default(),
+            sse_snapshot: Mutex::new(None),
+        }
     }
 }
 
@@ -128,10 +168,13 @@ impl Changes {
         let event = Arc::new(event);
         {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            if recent.len() == HISTORY {
-                recent.pop_front();
+            recent.flags += event.changed.len();
+            recent.events.push_back(event.clone());
+            while recent.events.len() > HISTORY || (recent.flags > HISTORY_FLAGS && recent.events.len() > 1) {
+                if let Some(old) = recent.events.pop_front() {
+                    recent.flags -= old.changed.len();
+                }
             }
-            recent.push_back(event.clone());
         }
         let _ = self.sender.send(event);
     }
@@ -143,7 +186,7 @@ impl Changes {
     /// The events after `version`, if every one of them is still kept.
     pub fn since(&self, version: u64) -> Option<Vec<Arc<ChangeEvent>>> {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let missed: Vec<_> = recent.iter().filter(|e| e.version() > version).cloned().collect();
+        let missed: Vec<_> = recent.events.iter().filter(|e| e.version() > version).cloned().collect();
         match missed.first() {
             None => Some(Vec::new()),
             Some(first) if first.from_version == version => Some(missed),
@@ -154,10 +197,17 @@ impl Changes {
     pub fn subscribers(&self) -> usize {
         self.sender.receiver_count()
     }
-}
 
-impl ChangeEvent {
-    pub fn new(from_version: u64, snapshot: Arc<Snapshot>, changed: BTreeMap<String, FlagChange>) -> ChangeEvent {
-        ChangeEvent { from_version, snapshot, changed, delta_json: OnceLock::new(), sse_delta: OnceLock::new() }
+    /// The SSE snapshot event of `version`, rendered by `render` once.
+    pub fn sse_snapshot(&self, version: u64, render: impl FnOnce() -> Bytes) -> Bytes {
+        let mut cached = self.sse_snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((cached_version, bytes)) if *cached_version == version => bytes.clone(),
+            _ => {
+                let bytes = render();
+                *cached = Some((version, bytes.clone()));
+                bytes
+            }
+        }
     }
 }

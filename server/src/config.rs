@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub store: StoreConfig,
     /// How long a ramp lease lasts without renewal.
     pub ramp_lease: Duration,
+    /// What inputs, clients and history may cost.
+    pub limits: crate::limits::Limits,
 }
 
 /// The store: embedded (one process) or Redis (replicas).
@@ -201,6 +203,8 @@ struct ConfigFile {
     prometheus_url: Option<String>,
     store: Option<StoreFile>,
     ramp_lease_seconds: Option<f64>,
+    #[serde(default)]
+    limits: crate::limits::LimitsFile,
     #[serde(default)]
     environments: BTreeMap<String, EnvironmentFile>,
 }
@@ -370,6 +374,7 @@ impl ServerConfig {
                 )));
             }
         };
+        let limits = file.limits.resolve().map_err(ConfigError::Invalid)?;
         Ok(ServerConfig {
             http_addr,
             admin_addr,
@@ -401,6 +406,7 @@ impl ServerConfig {
             },
             store,
             ramp_lease,
+            limits,
         })
     }
 

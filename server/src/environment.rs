@@ -22,6 +22,7 @@ use tokio::sync::Mutex;
 
 use crate::changes::{self, ChangeEvent, Changes};
 use crate::config::{EnvironmentConfig, KeyDigest, ServerConfig};
+use crate::limits::Limits;
 use crate::loader::{self, ReadFiles};
 use crate::store::{Committed, EnvironmentState, FlagRecord, StateOverride};
 
@@ -109,6 +110,8 @@ pub struct Inputs {
     pub exposures: Arc<BTreeMap<String, Exposure>>,
     /// The shared store's revision these inputs reflect (0: embedded store).
     pub revision: u64,
+    /// What the files may cost.
+    limits: Arc<Limits>,
 }
 
 impl Inputs {
@@ -117,6 +120,7 @@ impl Inputs {
         api: BTreeMap<String, FlagRecord>,
         overrides: BTreeMap<String, StateOverride>,
         revision: u64,
+        limits: Arc<Limits>,
     ) -> Result<Inputs, LoadErrors> {
         let mut inputs = Inputs {
             files_digest: [0; 32],
@@ -127,6 +131,7 @@ impl Inputs {
             overrides: Arc::new(overrides),
             exposures: Arc::default(),
             revision,
+            limits,
         };
         inputs.set_files(files)?;
         for (key, record) in api {
@@ -138,7 +143,7 @@ impl Inputs {
     /// Compiles the files (alone) and takes them as the new file flags.
     pub fn set_files(&mut self, files: ReadFiles) -> Result<(), LoadErrors> {
         let sources: Vec<Source<'_>> = files.files.iter().map(|f| Source::from_path(&f.name, &f.text)).collect();
-        self.file_flags = Arc::new(FlagSet::load(&sources)?);
+        self.file_flags = Arc::new(FlagSet::load_with(&sources, &self.limits.flag_files)?);
         self.files_digest = files.digest;
         self.file_names = files.files.into_iter().map(|f| f.name).collect();
         Ok(())
@@ -215,9 +220,8 @@ fn ramped(flag: &Arc<Flag>, exposure: &Exposure) -> Arc<Flag> {
     if let Some(fields) = definition.as_object_mut() {
         fields.insert("metadata".into(), Value::Object(flag.metadata().clone()));
     }
-    let text = serde_json::json!({ "flags": { flag.key(): definition } }).to_string();
-    match FlagSet::load(&[Source::json(flag.source(), &text)]) {
-        Ok(set) => set.shared().next().cloned().unwrap_or_else(|| flag.clone()),
+    match Flag::compile(flag.key(), definition, flag.source()) {
+        Ok(ramped) => Arc::new(ramped),
         Err(errors) => {
             tracing::error!(flag = flag.key(), %errors, "cannot compile the ramped flag; serving it unramped");
             flag.clone()
@@ -225,11 +229,11 @@ fn ramped(flag: &Arc<Flag>, exposure: &Exposure) -> Arc<Flag> {
     }
 }
 
-/// Compiles an API-owned flag on its own, exactly as a file flag.
+/// Compiles an API-owned flag on its own, exactly as a file flag (from the
+/// value itself: nothing is re-serialised, so the nesting limit is the
+/// definition's own).
 pub fn compile_api_flag(key: &str, definition: &Value) -> Result<Arc<Flag>, LoadErrors> {
-    let text = serde_json::json!({ "flags": { key: definition } }).to_string();
-    let set = FlagSet::load(&[Source::json(API_SOURCE, &text)])?;
-    Ok(set.shared().next().cloned().expect("one flag compiled"))
+    Flag::compile(key, definition.clone(), API_SOURCE).map(Arc::new)
 }
 
 /// A compiled flag set, with the states the files give the flags that a
@@ -244,6 +248,7 @@ pub struct Built {
 pub struct Environment {
     pub name: String,
     pub flag_patterns: Vec<String>,
+    limits: Arc<Limits>,
     current: ArcSwap<Snapshot>,
     inputs: Mutex<Inputs>,
     /// `inputs.revision`, readable without waiting for the inputs' lock
@@ -280,6 +285,7 @@ impl Environment {
         Ok(Environment {
             name: config.name.clone(),
             flag_patterns: config.flags.clone(),
+            limits: inputs.limits.clone(),
             current: ArcSwap::from_pointee(snapshot),
             revision: AtomicU64::new(inputs.revision),
             inputs: Mutex::new(inputs),
@@ -296,7 +302,8 @@ impl Environment {
     /// the current snapshot keeps serving.
     pub async fn reload_files(&self) -> Result<Reload, LoadErrors> {
         let patterns = self.flag_patterns.clone();
-        let loaded = tokio::task::spawn_blocking(move || loader::read(&patterns))
+        let limits = self.limits.clone();
+        let loaded = tokio::task::spawn_blocking(move || loader::read(&patterns, &limits))
             .await
             .map_err(|e| LoadErrors(vec![LoadError::new("<reload>", e.to_string())]))??;
         let mut inputs = self.inputs.lock().await;
@@ -313,10 +320,13 @@ impl Environment {
     /// Runs `change` with the environment's inputs locked: it may compile a
     /// candidate, write to the store, and return the inputs to publish.
     /// The snapshot is swapped only when it returns `Ok(Some(inputs))`.
+    /// Returns the change's result and the snapshot it published (or, when
+    /// it published nothing, the one current under the lock): exactly what
+    /// this change wrote, whatever other writers do next.
     pub async fn change<T, E>(
         &self,
         change: impl AsyncFnOnce(&Inputs) -> Result<(Option<(Inputs, Built)>, T), E>,
-    ) -> Result<T, E> {
+    ) -> Result<(T, Arc<Snapshot>), E> {
         let mut inputs = self.inputs.lock().await;
         let (publish, result) = change(&inputs).await?;
         if let Some((next, built)) = publish {
@@ -324,7 +334,7 @@ impl Environment {
             self.revision.store(inputs.revision, Ordering::Relaxed);
             self.publish(built, &inputs);
         }
-        Ok(result)
+        Ok((result, self.snapshot()))
     }
 
     /// Sets (or, with `None`, clears) a ramp's exposure of one flag and
@@ -448,7 +458,7 @@ impl Environment {
         let changed = changes::diff(&previous.flags, &built.flags);
         let next = Arc::new(snapshot(version, built, inputs));
         self.current.store(next.clone());
-        self.changes.publish(ChangeEvent::new(previous.version, next, changed));
+        self.changes.publish(ChangeEvent::new(previous.version, &next, changed));
         version
     }
 }
@@ -496,16 +506,17 @@ impl Environments {
     ) -> Result<Environments, Vec<(String, LoadErrors)>> {
         let mut list = Vec::new();
         let mut failures = Vec::new();
+        let limits = Arc::new(config.limits.clone());
         for environment in &config.environments {
             let state = stored.remove(&environment.name).unwrap_or_default();
-            let loaded = match loader::read(&environment.flags) {
+            let loaded = match loader::read(&environment.flags, &limits) {
                 Ok(loaded) => loaded,
                 Err(errors) => {
                     failures.push((environment.name.clone(), errors));
                     continue;
                 }
             };
-            let inputs = match Inputs::new(loaded, state.flags, state.overrides, state.revision) {
+            let inputs = match Inputs::new(loaded, state.flags, state.overrides, state.revision, limits.clone()) {
                 Ok(inputs) => inputs,
                 Err(errors) => {
                     failures.push((environment.name.clone(), errors));

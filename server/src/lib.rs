@@ -26,8 +26,10 @@ pub mod config;
 pub mod environment;
 mod grpc;
 mod http;
+pub mod limits;
 pub mod loader;
 pub mod metrics;
+pub mod paths;
 pub mod promote;
 pub mod ramp;
 pub mod replica;
@@ -84,7 +86,9 @@ pub struct Server {
 impl Server {
     /// Opens the store and loads every environment's flag files and stored
     /// flags. Must run inside a Tokio runtime (the store is async).
-    pub async fn new(config: ServerConfig) -> Result<Server, StartupError> {
+    pub async fn new(mut config: ServerConfig) -> Result<Server, StartupError> {
+        let descriptors = config.limits.fit_descriptors();
+        tracing::debug!(descriptors, connections = config.limits.connections_per_listener, "connection limits");
         // Subscribed before anything is read, so no change falls between the
         // read and the subscription.
         let (store, redis): (Arc<dyn Store>, _) = match &config.store {
@@ -134,6 +138,7 @@ impl Server {
             admin,
             max_body_bytes: config.max_body_bytes,
             max_api_flags: config.max_api_flags,
+            limits: Arc::new(config.limits.clone()),
             shutdown: CancellationToken::new(),
             heartbeat: config.heartbeat,
         };
@@ -203,10 +208,14 @@ impl BoundServer {
         })
         .disable_signals()
         .shutdown_timeout(timeout);
-        if let Some(workers) = config.workers {
-            http_server = http_server.workers(workers);
-            admin_server = admin_server.workers(workers.min(2));
-        }
+        let workers = config.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let admin_workers = workers.min(2);
+        http_server = http_server.workers(workers);
+        admin_server = admin_server.workers(admin_workers);
+        // `max_connections` is per worker: together they make the listener's cap.
+        let cap = config.limits.connections_per_listener;
+        http_server = http_server.max_connections(cap.div_ceil(workers).max(1));
+        admin_server = admin_server.max_connections(cap.div_ceil(admin_workers).max(1));
         let http_server = http_server.listen(http)?.run();
         let admin_server = admin_server.listen(admin)?.run();
         let (http_handle, admin_handle) = (http_server.handle(), admin_server.handle());
@@ -218,6 +227,8 @@ impl BoundServer {
             ramps: state.ramps.clone(),
             shutdown: shutdown.clone(),
             heartbeat: config.heartbeat,
+            limits: state.limits.clone(),
+            max_message_bytes: config.max_body_bytes,
         };
         let grpc_thread = grpc::spawn(grpc_state, grpc, sync)?;
         let watcher = watch::Watcher::start(state.environments.clone(), state.metrics.clone(), state.ramps.clone());

@@ -2,10 +2,14 @@
 //! server at start-up and on every reload, and by `rampart validate`, so the
 //! two can never disagree about what is valid.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use rampart_engine::{FlagSet, LoadError, LoadErrors, Source};
+use rampart_engine::{FlagSet, InputLimits, Limit, LoadError, LoadErrors, Source};
 use sha2::{Digest, Sha256};
+
+use crate::limits::Limits;
+use crate::paths::{self, GlobError};
 
 /// One flag file's name and text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,23 +35,29 @@ pub struct Loaded {
 
 /// Expands files and globs, reads every file, and compiles them as one flag
 /// set. Any problem (a pattern matching nothing, an unreadable file, an
-/// invalid flag) rejects the whole set.
-pub fn load(patterns: &[String]) -> Result<Loaded, LoadErrors> {
-    let read = read(patterns)?;
+/// invalid flag, a limit exceeded) rejects the whole set.
+pub fn load(patterns: &[String], limits: &Limits) -> Result<Loaded, LoadErrors> {
+    let read = read(patterns, limits)?;
     let sources: Vec<Source<'_>> = read.files.iter().map(|f| Source::from_path(&f.name, &f.text)).collect();
-    let flags = FlagSet::load(&sources)?;
+    let flags = FlagSet::load_with(&sources, &limits.flag_files)?;
     Ok(Loaded { flags, files: read.files.iter().map(|f| PathBuf::from(&f.name)).collect() })
 }
 
-/// Expands files and globs and reads every file.
-pub fn read(patterns: &[String]) -> Result<ReadFiles, LoadErrors> {
-    let paths = expand(patterns)?;
+/// Expands files and globs and reads every file. The files' sizes are
+/// checked before they are read, so a file over the limit costs nothing.
+pub fn read(patterns: &[String], limits: &Limits) -> Result<ReadFiles, LoadErrors> {
+    let paths = expand(patterns, limits.glob_files)?;
     let mut files = Vec::with_capacity(paths.len());
     let mut errors = Vec::new();
+    let mut total = 0usize;
     for path in &paths {
-        match std::fs::read_to_string(path) {
-            Ok(text) => files.push(FileText { name: path.to_string_lossy().into_owned(), text }),
-            Err(error) => errors.push(LoadError::new(path.to_string_lossy(), format!("cannot read: {error}"))),
+        let name = path.to_string_lossy();
+        match read_bounded(path, &limits.flag_files, &mut total) {
+            Ok(text) => files.push(FileText { name: name.into_owned(), text }),
+            Err(error) => {
+                errors.push(LoadError { file: name.into_owned(), ..error });
+                break;
+            }
         }
     }
     if !errors.is_empty() {
@@ -63,9 +73,39 @@ pub fn read(patterns: &[String]) -> Result<ReadFiles, LoadErrors> {
     Ok(ReadFiles { files, digest: hasher.finalize().into() })
 }
 
+/// Reads a file if it fits in what is left of the budget (`total` is what
+/// earlier files took); a file that grows while it is read is cut at the
+/// limit and refused.
+pub fn read_bounded(path: &Path, limits: &InputLimits, total: &mut usize) -> Result<String, LoadError> {
+    let too_large = |size: u64| {
+        LoadError::new(
+            "",
+            format!(
+                "is {size} bytes; with the files before it that is more than the limit of {} bytes (limits.flagFileBytes)",
+                limits.max_bytes
+            ),
+        )
+        .with_limit(Limit::DocumentBytes)
+    };
+    let left = limits.max_bytes.saturating_sub(*total) as u64;
+    let file = std::fs::File::open(path).map_err(|e| LoadError::new("", format!("cannot read: {e}")))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > left {
+        return Err(too_large(size));
+    }
+    let mut text = String::with_capacity(size as usize);
+    file.take(left + 1).read_to_string(&mut text).map_err(|e| LoadError::new("", format!("cannot read: {e}")))?;
+    if text.len() as u64 > left {
+        return Err(too_large(text.len() as u64));
+    }
+    *total += text.len();
+    Ok(text)
+}
+
 /// Files named by the patterns, sorted and without duplicates. A plain path
-/// must exist; a glob must match at least one file.
-pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, LoadErrors> {
+/// must exist; a glob must match at least one file, and at most
+/// `glob_files` (limits.globFiles).
+pub fn expand(patterns: &[String], glob_files: usize) -> Result<Vec<PathBuf>, LoadErrors> {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     for pattern in patterns {
@@ -78,15 +118,12 @@ pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, LoadErrors> {
             }
             continue;
         }
-        match glob::glob(pattern) {
-            Err(error) => errors.push(LoadError::new(pattern.as_str(), format!("invalid glob: {error}"))),
-            Ok(paths) => {
-                let before = files.len();
-                files.extend(paths.filter_map(Result::ok).filter(|p| p.is_file()));
-                if files.len() == before {
-                    errors.push(LoadError::new(pattern.as_str(), "no files match this pattern"));
-                }
+        match paths::matching(pattern, glob_files) {
+            Err(error) => errors.push(glob_error(pattern, error)),
+            Ok(paths) if paths.is_empty() => {
+                errors.push(LoadError::new(pattern.as_str(), "no files match this pattern"));
             }
+            Ok(paths) => files.extend(paths),
         }
     }
     if !errors.is_empty() {
@@ -97,8 +134,12 @@ pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, LoadErrors> {
     Ok(files)
 }
 
-pub fn is_glob(pattern: &str) -> bool {
-    pattern.contains(['*', '?', '['])
+pub use crate::paths::is_glob;
+
+/// A glob that cannot be expanded, as a load error (too many files is the
+/// `glob_files` limit).
+pub fn glob_error(pattern: &str, error: GlobError) -> LoadError {
+    LoadError::new(pattern, error.to_string())
 }
 
 /// The directory to watch for a pattern, and whether to watch it
@@ -135,15 +176,36 @@ mod tests {
         std::fs::write(dir.path().join("b.yaml"), "flags:\n  g:\n    state: ENABLED\n    variants: {x: true}\n")
             .unwrap();
         let pattern = format!("{}/*", dir.path().display());
-        let loaded = load(std::slice::from_ref(&pattern)).unwrap();
+        let limits = Limits::default();
+        let loaded = load(std::slice::from_ref(&pattern), &limits).unwrap();
         assert_eq!(loaded.flags.len(), 2);
         assert_eq!(loaded.files.len(), 2);
-        assert_eq!(read(std::slice::from_ref(&pattern)).unwrap().digest, read(&[pattern]).unwrap().digest);
+        assert_eq!(
+            read(std::slice::from_ref(&pattern), &limits).unwrap().digest,
+            read(&[pattern], &limits).unwrap().digest
+        );
 
-        let missing = load(&[format!("{}/nope.json", dir.path().display())]).unwrap_err();
+        let missing = load(&[format!("{}/nope.json", dir.path().display())], &limits).unwrap_err();
         assert!(missing.to_string().ends_with("nope.json: no such file"), "{missing}");
-        let empty = load(&[format!("{}/*.toml", dir.path().display())]).unwrap_err();
+        let empty = load(&[format!("{}/*.toml", dir.path().display())], &limits).unwrap_err();
         assert!(empty.to_string().contains("no files match"), "{empty}");
+    }
+
+    #[test]
+    fn files_over_the_byte_limit_are_refused_before_they_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.json"), FLAG).unwrap();
+        std::fs::write(dir.path().join("b.json"), FLAG.replace("\"f\"", "\"g\"")).unwrap();
+        let pattern = format!("{}/*.json", dir.path().display());
+        let mut limits = Limits::default();
+        limits.flag_files.max_bytes = FLAG.len() + 10;
+        let errors = read(std::slice::from_ref(&pattern), &limits).unwrap_err();
+        let error = errors.iter().next().unwrap();
+        assert!(error.file.ends_with("b.json"), "{error}");
+        assert_eq!(error.limit, Some(Limit::DocumentBytes));
+        assert!(error.message.contains("limits.flagFileBytes"), "{error}");
+        limits.flag_files.max_bytes = 2 * FLAG.len() + 10;
+        assert_eq!(load(&[pattern], &limits).unwrap().flags.len(), 2);
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub replication_resyncs: IntCounterVec,
     pub ramp_leader: IntGaugeVec,
     pub ramp_fenced_writes: IntCounterVec,
+    /// Inputs refused (or cut off) by a limit, by limit name.
+    pub limit_rejections: IntCounterVec,
 }
 
 impl Metrics {
@@ -115,6 +117,20 @@ impl Metrics {
             &["environment", "ramp"],
         )
         .expect("valid metric");
+        let limit_rejections = IntCounterVec::new(
+            Opts::new(
+                "limit_rejections_total",
+                "Inputs refused or cut off by a limit (see docs/limits.md), by limit",
+            ),
+            &["limit"],
+        )
+        .expect("valid metric");
+        for rejection in crate::limits::Rejection::ALL
+            .into_iter()
+            .chain(rampart_engine::Limit::ALL.into_iter().map(crate::limits::Rejection::Engine))
+        {
+            limit_rejections.with_label_values(&[rejection.as_str()]);
+        }
         let build = IntGauge::with_opts(
             Opts::new("build_info", "Build information").const_label("version", env!("CARGO_PKG_VERSION")),
         )
@@ -137,6 +153,7 @@ impl Metrics {
             Box::new(replication_resyncs.clone()),
             Box::new(ramp_leader.clone()),
             Box::new(ramp_fenced_writes.clone()),
+            Box::new(limit_rejections.clone()),
             Box::new(build),
         ] {
             registry.register(collector).expect("metrics are registered once");
@@ -167,6 +184,19 @@ impl Metrics {
             replication_resyncs,
             ramp_leader,
             ramp_fenced_writes,
+            limit_rejections,
+        }
+    }
+
+    /// Counts an input refused by a limit.
+    pub fn rejected(&self, rejection: crate::limits::Rejection) {
+        self.limit_rejections.with_label_values(&[rejection.as_str()]).inc();
+    }
+
+    /// Counts the limits among a flag set's load errors.
+    pub fn rejected_load(&self, errors: &rampart_engine::LoadErrors) {
+        for limit in errors.iter().filter_map(|e| e.limit) {
+            self.rejected(crate::limits::Rejection::Engine(limit));
         }
     }
 

@@ -20,13 +20,16 @@ fn is_ramp(text: &str) -> bool {
 #[allow(clippy::print_stdout)] // a command's report
 pub fn run(patterns: &[String]) -> ExitCode {
     let mut errors: Vec<LoadError> = Vec::new();
-    let read = match loader::read(patterns) {
+    // The server's default limits: a file that validates loads on a server
+    // that keeps them.
+    let limits = crate::limits::Limits::default();
+    let read = match loader::read(patterns, &limits) {
         Ok(read) => read,
         Err(problems) => return report(problems.0),
     };
     let (ramp_files, flag_files): (Vec<_>, Vec<_>) = read.files.iter().partition(|f| is_ramp(&f.text));
     let sources: Vec<Source<'_>> = flag_files.iter().map(|f| Source::from_path(&f.name, &f.text)).collect();
-    let flags = match FlagSet::load(&sources) {
+    let flags = match FlagSet::load_with(&sources, &limits.flag_files) {
         Ok(flags) => flags,
         Err(problems) => {
             errors.extend(problems.0);

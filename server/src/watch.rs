@@ -50,7 +50,7 @@ impl Watcher {
         let initial = events.clone();
         let debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| match result {
             // A full channel already means "reload pending".
-            Ok(batch) if !batch.is_empty() => {
+            Ok(batch) if batch.iter().any(|event| is_change(event)) => {
                 let _ = events.try_send(());
             }
             Ok(_) => {}
@@ -107,6 +107,7 @@ pub async fn reload_all(environments: &Environments, metrics: &Metrics) {
             Ok(Reload::Unchanged) => metrics.reloaded(&environment.name, "unchanged"),
             Err(errors) => {
                 metrics.reloaded(&environment.name, "failed");
+                metrics.rejected_load(&errors);
                 let serving = environment.snapshot().version;
                 for error in errors.iter() {
                     tracing::error!(
@@ -123,6 +124,21 @@ pub async fn reload_all(environments: &Environments, metrics: &Metrics) {
     }
 }
 
+/// Whether an event can change what a file says: writes, creations,
+/// renames and removals. Opening and reading a file (the server's own
+/// reload does both) are not, so an idle server never reloads itself.
+fn is_change(event: &notify::Event) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    match event.kind {
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Any | EventKind::Other => true,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(_) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+    }
+}
+
 /// Directories to watch, each once, recursive if any pattern needs it.
 fn watch_roots(environments: &Environments, ramps: &Controller) -> Vec<(PathBuf, bool)> {
     let mut roots: BTreeMap<PathBuf, bool> = BTreeMap::new();
@@ -133,4 +149,36 @@ fn watch_roots(environments: &Environments, ramps: &Controller) -> Vec<(PathBuf,
         }
     }
     roots.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RenameMode};
+    use notify::{Event, EventKind};
+
+    use super::is_change;
+
+    #[test]
+    fn only_changes_reload() {
+        let changes = [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Content)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Remove(notify::event::RemoveKind::File),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+        ];
+        for kind in changes {
+            assert!(is_change(&Event::new(kind)), "{kind:?}");
+        }
+        // What the server's own reload causes: opening and reading.
+        let reads = [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::AccessTime)),
+        ];
+        for kind in reads {
+            assert!(!is_change(&Event::new(kind)), "{kind:?}");
+        }
+    }
 }

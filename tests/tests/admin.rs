@@ -184,8 +184,15 @@ fn bad_requests_get_clear_errors() {
             "PUT",
             "/environments/production/flags/x",
             Some(json!({"key": "y", "state": "ENABLED", "variants": {"a": 1}})),
-            400,
-            "BAD_REQUEST",
+            422,
+            "KEY_MISMATCH",
+        ),
+        (
+            "PUT",
+            "/environments/production/flags/x",
+            Some(json!({"key": 5, "state": "ENABLED", "variants": {"a": 1}})),
+            422,
+            "KEY_MISMATCH",
         ),
         (
             "PUT",
@@ -401,7 +408,7 @@ fn promotion_with_dry_run() {
     setup.call("PUT", "/environments/production/flags/same", WRITER, Some(flag("same")));
 
     let dry =
-        setup.call("POST", "/environments/staging/promote", WRITER, Some(json!({"to": "production", "dryRun": true})));
+        setup.call("POST", "/environments/staging/promote", ADMIN, Some(json!({"to": "production", "dryRun": true})));
     assert_eq!(dry.status, 200, "{}", dry.text);
     assert_eq!((dry.body["dryRun"].as_bool(), dry.body["applied"].as_bool()), (Some(true), Some(false)));
     let actions: Vec<(&str, &str)> = dry.body["changes"]
@@ -419,7 +426,7 @@ fn promotion_with_dry_run() {
     // The command line shows the same diff.
     let cli = std::process::Command::new(rampart_bin())
         .args(["promote", "--from", "staging", "--to", "production", "--dry-run", "--admin-url", &setup.server.admin])
-        .env("RAMPART_ADMIN_TOKEN", WRITER)
+        .env("RAMPART_ADMIN_TOKEN", ADMIN)
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&cli.stdout);
@@ -442,7 +449,7 @@ fn promotion_with_dry_run() {
             "--admin-url",
             &setup.server.admin,
             "--token",
-            WRITER,
+            ADMIN,
         ])
         .output()
         .unwrap();
@@ -450,10 +457,10 @@ fn promotion_with_dry_run() {
     assert_eq!(setup.evaluate(PROD_KEY, "banner").body["value"], "winter");
     assert_eq!(setup.evaluate(PROD_KEY, "new-search").status, 404);
 
-    let applied = setup.call("POST", "/environments/staging/promote", WRITER, Some(json!({"to": "production"})));
+    let applied = setup.call("POST", "/environments/staging/promote", ADMIN, Some(json!({"to": "production"})));
     assert_eq!(applied.body["applied"], true);
     assert_eq!(setup.evaluate(PROD_KEY, "new-search").body["value"], "fast");
-    let audit = setup.call("GET", "/audit?environment=production&actor=ci-bot", READER, None);
+    let audit = setup.call("GET", "/audit?environment=production&actor=ana", READER, None);
     let promoted: Vec<&Value> =
         audit.body["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "promote").collect();
     assert_eq!(promoted.len(), 2);
@@ -464,23 +471,26 @@ fn promotion_with_dry_run() {
     let file_owned = setup.call(
         "POST",
         "/environments/staging/promote",
-        WRITER,
+        ADMIN,
         Some(json!({"to": "production", "flags": ["checkout"]})),
     );
     assert_eq!((file_owned.status, error_code(&file_owned)), (409, "SOURCE_FILE_OWNED"));
     let unknown = setup.call(
         "POST",
         "/environments/staging/promote",
-        WRITER,
+        ADMIN,
         Some(json!({"to": "production", "flags": ["nope"]})),
     );
     assert_eq!(unknown.status, 404);
-    let same = setup.call("POST", "/environments/staging/promote", WRITER, Some(json!({"to": "staging"})));
+    let same = setup.call("POST", "/environments/staging/promote", ADMIN, Some(json!({"to": "staging"})));
     assert_eq!(same.status, 400);
-    let nowhere = setup.call("POST", "/environments/staging/promote", WRITER, Some(json!({"to": "qa"})));
+    let nowhere = setup.call("POST", "/environments/staging/promote", ADMIN, Some(json!({"to": "qa"})));
     assert_eq!((nowhere.status, error_code(&nowhere)), (404, "ENVIRONMENT_NOT_FOUND"));
-    let reader = setup.call("POST", "/environments/staging/promote", READER, Some(json!({"to": "production"})));
-    assert_eq!(reader.status, 403);
+    // Promotion into another environment needs the admin role.
+    for token in [READER, WRITER] {
+        let refused = setup.call("POST", "/environments/staging/promote", token, Some(json!({"to": "production"})));
+        assert_eq!(refused.status, 403, "{}", refused.text);
+    }
 }
 
 #[test]

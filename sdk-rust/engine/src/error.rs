@@ -12,11 +12,14 @@ pub struct LoadError {
     pub message: String,
     /// The input limit that was exceeded, when that is the problem.
     pub limit: Option<crate::limits::Limit>,
+    /// The text is not JSON (or YAML) at all, as opposed to a document
+    /// that is well formed but invalid.
+    pub malformed: bool,
 }
 
 impl LoadError {
     pub fn new(file: impl Into<String>, message: impl Into<String>) -> Self {
-        LoadError { file: file.into(), line: None, flag: None, message: message.into(), limit: None }
+        LoadError { file: file.into(), line: None, flag: None, message: message.into(), limit: None, malformed: false }
     }
 
     pub fn at_line(mut self, line: usize) -> Self {

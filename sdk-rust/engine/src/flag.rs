@@ -218,6 +218,11 @@ impl FlagSet {
         self.index.get(key).map(|&i| &*self.flags[i])
     }
 
+    /// A flag, shareable with another set.
+    pub fn shared_flag(&self, key: &str) -> Option<&Arc<Flag>> {
+        self.index.get(key).map(|&i| &self.flags[i])
+    }
+
     /// Flags in key order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &Flag> {
         self.flags.iter().map(|flag| &**flag)

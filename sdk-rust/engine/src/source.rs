@@ -67,7 +67,10 @@ impl<'a> Source<'a> {
         }
         let result = match self.format {
             Format::Json => bounded::json(self.text, budget).map_err(|e| {
-                LoadError::new(self.name, format!("invalid JSON: {}", strip_position(&e.to_string()))).at_line(e.line())
+                let mut error = LoadError::new(self.name, format!("invalid JSON: {}", strip_position(&e.to_string())))
+                    .at_line(e.line());
+                error.malformed = matches!(e.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof);
+                error
             }),
             Format::Yaml => {
                 if self.text.trim().is_empty() {

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{from_struct, to_struct};
 use super::{GrpcState, status};
+use crate::limits::MAX_CONTEXT_FIELDS;
 use crate::time::now_seconds;
 
 #[derive(Debug, Clone)]
@@ -39,7 +40,7 @@ impl Evaluation {
         kind: ValueType,
     ) -> Result<Resolved, Status> {
         let environment = self.state.environment(metadata, None)?;
-        let context = Context::from(context.map(from_struct).unwrap_or_default());
+        let context = self.context(context)?;
         let snapshot = environment.snapshot();
         let evaluation = snapshot.flags.evaluate(key, &context, now_seconds());
         self.state.metrics.evaluated(&environment.name, evaluation.reason);
@@ -57,6 +58,18 @@ impl Evaluation {
             variant: evaluation.variant.map(str::to_owned),
             metadata: to_struct(evaluation.metadata),
         })
+    }
+
+    /// The request's context, with the field limit OFREP has.
+    fn context(&self, context: Option<Struct>) -> Result<Context, Status> {
+        let fields = context.as_ref().map_or(0, |c| c.fields.len());
+        if fields > MAX_CONTEXT_FIELDS {
+            self.state.metrics.rejected(crate::limits::Rejection::ContextFields);
+            return Err(Status::invalid_argument(format!(
+                "the context has {fields} fields; at most {MAX_CONTEXT_FIELDS} are accepted"
+            )));
+        }
+        Ok(Context::from(context.map(from_struct).unwrap_or_default()))
     }
 
     /// v1 has no "no value": a code default is NOT_FOUND there, except for
@@ -81,7 +94,7 @@ impl Evaluation {
         context: Option<Struct>,
     ) -> Result<(Vec<(String, Resolved)>, Struct), Status> {
         let environment = self.state.environment(metadata, None)?;
-        let context = Context::from(context.map(from_struct).unwrap_or_default());
+        let context = self.context(context)?;
         let snapshot = environment.snapshot();
         let now = now_seconds();
         let mut flags = Vec::with_capacity(snapshot.flags.len());

@@ -2,23 +2,55 @@
 //! again after every change, for flagd providers evaluating in-process.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use rampart_proto::flagd::sync::v1::flag_sync_service_server::FlagSyncService;
 use rampart_proto::flagd::sync::v1::{
     FetchAllFlagsRequest, FetchAllFlagsResponse, GetMetadataRequest, GetMetadataResponse, SyncFlagsRequest,
     SyncFlagsResponse,
 };
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_stream::Stream;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::GrpcState;
 use super::convert::to_struct;
+use crate::environment::Environment;
 
 #[derive(Debug, Clone)]
 pub(crate) struct FlagdSync {
     pub(crate) state: GrpcState,
+}
+
+/// Where one `SyncFlags` subscriber is.
+struct Follow {
+    environment: Arc<Environment>,
+    changes: broadcast::Receiver<Arc<crate::changes::ChangeEvent>>,
+    shutdown: tokio_util::sync::CancellationToken,
+    /// The version last sent (`None` before the first message).
+    sent: Option<u64>,
+}
+
+impl Follow {
+    /// The next configuration to send: the current one, once it is newer
+    /// than what was sent; `None` ends the stream.
+    async fn next(&mut self) -> Option<String> {
+        loop {
+            let current = self.environment.snapshot();
+            if self.sent.is_none_or(|sent| current.version > sent) {
+                self.sent = Some(current.version);
+                return Some(current.flagd_json().to_owned());
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                event = self.changes.recv() => match event {
+                    // Missed events are fine: the current configuration covers them.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            }
+        }
+    }
 }
 
 type SyncStream = Pin<Box<dyn Stream<Item = Result<SyncFlagsResponse, Status>> + Send + 'static>>;
@@ -27,43 +59,23 @@ type SyncStream = Pin<Box<dyn Stream<Item = Result<SyncFlagsResponse, Status>> +
 impl FlagSyncService for FlagdSync {
     type SyncFlagsStream = SyncStream;
 
+    /// The configuration now, then again after every change. The stream is
+    /// polled by the response itself (no task, no queue per client) and
+    /// always sends the *latest* configuration: a client that is slow to
+    /// read skips the versions it missed rather than queueing them, so it
+    /// holds at most the one message its connection is sending.
     async fn sync_flags(&self, request: Request<SyncFlagsRequest>) -> Result<Response<SyncStream>, Status> {
         let (metadata, _, body) = request.into_parts();
         let environment = self.state.environment(&metadata, Some(&body.selector))?;
         // Subscribe before reading the snapshot, so no change falls between.
-        let mut changes = environment.changes.subscribe();
-        let first = environment.snapshot();
-        let (sender, receiver) = mpsc::channel(4);
-        let shutdown = self.state.shutdown.clone();
-        tokio::spawn(async move {
-            let message =
-                |json: &str| Ok(SyncFlagsResponse { flag_configuration: json.to_owned(), sync_context: None });
-            if sender.send(message(first.flagd_json())).await.is_err() {
-                return;
-            }
-            let mut sent = first.version;
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    event = changes.recv() => match event {
-                        Ok(event) if event.version() <= sent => continue,
-                        Ok(event) => {
-                            sent = event.version();
-                            message(event.snapshot.flagd_json())
-                        }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            Err(Status::unavailable("this stream fell behind; reconnect to resynchronise"))
-                        }
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    },
-                };
-                let failed = next.is_err();
-                if sender.send(next).await.is_err() || failed {
-                    break;
-                }
-            }
+        let changes = environment.changes.subscribe();
+        let follow = Follow { environment, changes, shutdown: self.state.shutdown.clone(), sent: None };
+        let stream = futures_util::stream::unfold(follow, |mut follow| async move {
+            let configuration = follow.next().await?;
+            let message = SyncFlagsResponse { flag_configuration: configuration, sync_context: None };
+            Some((Ok(message), follow))
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn fetch_all_flags(

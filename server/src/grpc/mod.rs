@@ -6,6 +6,7 @@
 //! (actix-web runs one single-threaded runtime per worker). Every stream
 //! ends when the server shuts down, so shutdown never waits on a client.
 
+mod connections;
 mod convert;
 mod evaluation;
 mod flagd_sync;
@@ -18,7 +19,6 @@ use std::time::Duration;
 use rampart_proto::flagd::evaluation::{v1, v2};
 use rampart_proto::flagd::sync::v1::flag_sync_service_server::FlagSyncServiceServer;
 use rampart_proto::rampart::v1::flag_sync_server::FlagSyncServer;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
@@ -37,6 +37,9 @@ pub(crate) struct GrpcState {
     pub(crate) shutdown: CancellationToken,
     /// How often streams send keep-alives (flagd: 20 s).
     pub(crate) heartbeat: Duration,
+    pub(crate) limits: Arc<crate::limits::Limits>,
+    /// Largest request message (the HTTP listeners' body limit).
+    pub(crate) max_message_bytes: usize,
 }
 
 impl GrpcState {
@@ -65,6 +68,12 @@ impl GrpcState {
     }
 }
 
+/// Concurrent streams per connection on the evaluation listener (unary
+/// calls and event streams) and on the sync listener (a provider opens one
+/// or two).
+const EVALUATION_STREAMS: u32 = 256;
+const SYNC_STREAMS: u32 = 16;
+
 /// Serves both gRPC listeners on a dedicated thread until `shutdown`.
 pub(crate) fn spawn(
     state: GrpcState,
@@ -80,24 +89,48 @@ pub(crate) fn spawn(
         runtime.block_on(async move {
             evaluation.set_nonblocking(true)?;
             sync.set_nonblocking(true)?;
-            let evaluation = tokio::net::TcpListener::from_std(evaluation)?;
-            let sync = tokio::net::TcpListener::from_std(sync)?;
+            let incoming = |listener: TcpListener| -> std::io::Result<_> {
+                Ok(connections::incoming(
+                    tokio::net::TcpListener::from_std(listener)?,
+                    state.limits.connections_per_listener,
+                    state.limits.handshake_timeout,
+                    state.metrics.clone(),
+                ))
+            };
+            let (evaluation, sync) = (incoming(evaluation)?, incoming(sync)?);
+            let limit = state.max_message_bytes;
             let service = evaluation::Evaluation { state: state.clone() };
-            let evaluation_server = Server::builder()
-                .add_service(v1::service_server::ServiceServer::new(service.clone()))
-                .add_service(v2::service_server::ServiceServer::new(service))
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(evaluation),
-                    state.shutdown.clone().cancelled_owned(),
-                );
-            let sync_server = Server::builder()
-                .add_service(FlagSyncServiceServer::new(flagd_sync::FlagdSync { state: state.clone() }))
-                .add_service(FlagSyncServer::new(rampart_sync::RampartSync { state: state.clone() }))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(sync), state.shutdown.clone().cancelled_owned());
+            let evaluation_server = builder(EVALUATION_STREAMS)
+                .add_service(v1::service_server::ServiceServer::new(service.clone()).max_decoding_message_size(limit))
+                .add_service(v2::service_server::ServiceServer::new(service).max_decoding_message_size(limit))
+                .serve_with_incoming_shutdown(evaluation, state.shutdown.clone().cancelled_owned());
+            let sync_server = builder(SYNC_STREAMS)
+                .add_service(
+                    FlagSyncServiceServer::new(flagd_sync::FlagdSync { state: state.clone() })
+                        .max_decoding_message_size(limit),
+                )
+                .add_service(
+                    FlagSyncServer::new(rampart_sync::RampartSync { state: state.clone() })
+                        .max_decoding_message_size(limit),
+                )
+                .serve_with_incoming_shutdown(sync, state.shutdown.clone().cancelled_owned());
             let (a, b) = tokio::join!(evaluation_server, sync_server);
             a.and(b).map_err(std::io::Error::other)
         })
     })
+}
+
+/// A server with keep-alive pings: a peer that stops answering them (gone,
+/// or not reading at all) is disconnected, and its stream's buffers freed.
+/// `streams` bounds the streams one connection may open at once, so the
+/// connection cap also bounds the streams (each of which may hold one
+/// message that its client has not read yet).
+fn builder(streams: u32) -> Server {
+    Server::builder()
+        .max_concurrent_streams(Some(streams))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
 }
 
 /// A failed evaluation as a gRPC status, as flagd maps them.

@@ -47,6 +47,7 @@ struct Subscription {
     changes: broadcast::Receiver<Arc<ChangeEvent>>,
     heartbeat: tokio::time::Interval,
     shutdown: tokio_util::sync::CancellationToken,
+    metrics: Arc<crate::metrics::Metrics>,
     sent: u64,
     finished: bool,
 }
@@ -75,6 +76,7 @@ impl Subscription {
                         (delta(&self.epoch, &change), false)
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
+                        self.metrics.rejected(crate::limits::Rejection::StreamBacklog);
                         (event(sync_event::Event::Reconnect(Reconnect { reason: "fell too far behind".into() })), true)
                     }
                     Err(broadcast::error::RecvError::Closed) => return None,
@@ -152,6 +154,7 @@ impl FlagSync for RampartSync {
             changes,
             heartbeat,
             shutdown: self.state.shutdown.clone(),
+            metrics: self.state.metrics.clone(),
             sent,
             finished: false,
         };

@@ -65,6 +65,10 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    pub(crate) fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
     pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, code, message)
     }
@@ -91,16 +95,13 @@ impl ApiError {
 
 impl From<super::body::BodyError> for ApiError {
     fn from(error: super::body::BodyError) -> ApiError {
-        match error {
-            super::body::BodyError::TooLarge(limit) => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
-                format!("the request body is larger than {limit} bytes"),
-            ),
-            super::body::BodyError::Read(message) => {
-                ApiError::bad_request(format!("cannot read the request body: {message}"))
-            }
-        }
+        let (status, message) = error.describe();
+        let code = match error {
+            super::body::BodyError::TooLarge(_) => "PAYLOAD_TOO_LARGE",
+            super::body::BodyError::Timeout(_) => "REQUEST_TIMEOUT",
+            super::body::BodyError::Read(_) => "BAD_REQUEST",
+        };
+        ApiError::new(status, code, message)
     }
 }
 

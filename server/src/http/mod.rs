@@ -15,6 +15,7 @@ mod outcomes;
 mod sse;
 
 pub(crate) use auth::AdminAccess;
+pub(crate) use body::read_body;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +40,7 @@ pub(crate) struct AppState {
     pub(crate) admin: Arc<AdminAccess>,
     pub(crate) max_body_bytes: usize,
     pub(crate) max_api_flags: usize,
+    pub(crate) limits: Arc<crate::limits::Limits>,
     /// Ends every stream when the server shuts down.
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
     /// Keep-alive interval of streams.

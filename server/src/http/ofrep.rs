@@ -19,7 +19,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::body::{self, BodyError};
+use super::body;
 use crate::environment::{Environment, KeyRejection};
 use crate::time::now_seconds;
 
@@ -83,7 +83,7 @@ async fn single(state: web::Data<AppState>, request: HttpRequest, key: String, p
         Ok(environment) => environment,
         Err(rejection) => return unauthorized(rejection),
     };
-    let context = match read_context(payload, state.max_body_bytes).await {
+    let context = match read_context(&state, payload).await {
         Ok(context) => context,
         Err((status, details)) => {
             let body = Failure { key: &key, error_code: "INVALID_CONTEXT", error_details: &details, metadata: None };
@@ -102,7 +102,7 @@ async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Pa
         Ok(environment) => environment,
         Err(rejection) => return unauthorized(rejection),
     };
-    let context = match read_context(payload, state.max_body_bytes).await {
+    let context = match read_context(&state, payload).await {
         Ok(context) => context,
         Err((status, details)) => {
             return HttpResponse::build(status)
@@ -192,13 +192,8 @@ pub(crate) fn sdk_key(headers: &HeaderMap) -> Option<&str> {
 
 /// The request's `context`. An empty body, `{}`, or a body without
 /// `context` is an empty context (OpenFeature providers send those).
-async fn read_context(payload: web::Payload, limit: usize) -> Result<Context, (StatusCode, String)> {
-    let body = body::read(payload, limit).await.map_err(|error| match error {
-        BodyError::TooLarge(limit) => {
-            (StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is larger than {limit} bytes"))
-        }
-        BodyError::Read(message) => (StatusCode::BAD_REQUEST, format!("cannot read the request body: {message}")),
-    })?;
+async fn read_context(state: &AppState, payload: web::Payload) -> Result<Context, (StatusCode, String)> {
+    let body = body::read_body(state, payload, state.max_body_bytes).await.map_err(|error| error.describe())?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Context::new());
     }
@@ -206,6 +201,7 @@ async fn read_context(payload: web::Payload, limit: usize) -> Result<Context, (S
         .map(|request| request.context.unwrap_or_default())
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("the request body must be {{\"context\": {{…}}}}: {e}")))?;
     if context.len() > MAX_CONTEXT_FIELDS {
+        state.metrics.rejected(crate::limits::Rejection::ContextFields);
         return Err((
             StatusCode::BAD_REQUEST,
             format!("the context has {} fields; at most {MAX_CONTEXT_FIELDS} are accepted", context.len()),
@@ -214,9 +210,7 @@ async fn read_context(payload: web::Payload, limit: usize) -> Result<Context, (S
     Ok(context)
 }
 
-/// Most top-level fields a context may have. Rules read a handful; a huge
-/// context is a mistake or an attack, and costs every lookup.
-const MAX_CONTEXT_FIELDS: usize = 1000;
+use crate::limits::MAX_CONTEXT_FIELDS;
 
 /// An OFREP request body; other members are ignored.
 #[derive(serde::Deserialize)]

@@ -47,7 +47,7 @@ async fn record(
         ),
         KeyRejection::Unknown => ApiError::unauthorized("the SDK key is not valid for any environment"),
     })?;
-    let bytes = body::read(payload, state.max_body_bytes).await?;
+    let bytes = body::read_body(&state, payload, state.max_body_bytes).await?;
     let batch: Batch = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not a valid outcome batch: {e}")))?;
     outcomes::check(&batch.outcomes).map_err(ApiError::bad_request)?;

@@ -18,9 +18,7 @@ use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
-use tokio::sync::{broadcast, mpsc};
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::broadcast;
 
 use super::AppState;
 use super::ofrep::sdk_key;
@@ -55,12 +53,20 @@ fn environment(state: &AppState, request: &HttpRequest) -> Result<Arc<Environmen
     })
 }
 
-fn sse_response(receiver: mpsc::Receiver<Bytes>) -> HttpResponse {
+/// Events are sent in slices of this many bytes: the HTTP layer copies one
+/// slice at a time into a client's write buffer, so a client that stops
+/// reading holds a slice, not a copy of the configuration.
+const SLICE: usize = 16 << 10;
+
+fn sse_response(feed: Feed) -> HttpResponse {
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        feed.next().await.map(|bytes| (Ok::<_, actix_web::Error>(bytes), feed))
+    });
     HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(ReceiverStream::new(receiver).map(Ok::<_, actix_web::Error>))
+        .streaming(stream)
 }
 
 fn event(name: &str, id: Option<&str>, data: &str) -> Bytes {
@@ -95,13 +101,113 @@ fn render_delta(epoch: &str, change: &ChangeEvent) -> Bytes {
     event("delta", Some(&format!("{epoch}:{}", change.version())), &data)
 }
 
+/// What a stream sends for each change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `/v1/stream`: the delta.
+    Deltas,
+    /// `/ofrep/v1/events`: "refetch".
+    Refetch,
+}
+
+/// One client's stream, polled by the response itself: no task and no
+/// queue per client. Events are shared `Bytes`, sent in slices; a client
+/// that falls more than the broadcast buffer behind is told to reconnect
+/// (and resumes from its last event id) instead of being waited for.
+struct Feed {
+    kind: Kind,
+    epoch: String,
+    changes: broadcast::Receiver<Arc<ChangeEvent>>,
+    /// Whole events still to send, then the rest of the one being sent.
+    pending: std::collections::VecDeque<Bytes>,
+    current: Bytes,
+    keep_alive: tokio::time::Interval,
+    shutdown: tokio_util::sync::CancellationToken,
+    metrics: Arc<crate::metrics::Metrics>,
+    /// The last version sent.
+    sent: u64,
+    finished: bool,
+}
+
+impl Feed {
+    fn new(state: &AppState, kind: Kind, changes: broadcast::Receiver<Arc<ChangeEvent>>, sent: u64) -> Feed {
+        let mut keep_alive = tokio::time::interval(state.heartbeat);
+        keep_alive.reset();
+        Feed {
+            kind,
+            epoch: state.environments.epoch.clone(),
+            changes,
+            pending: std::collections::VecDeque::new(),
+            current: Bytes::new(),
+            keep_alive,
+            shutdown: state.shutdown.clone(),
+            metrics: state.metrics.clone(),
+            sent,
+            finished: false,
+        }
+    }
+
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if !self.current.is_empty() {
+                let size = self.current.len().min(SLICE);
+                return Some(self.current.split_to(size));
+            }
+            if let Some(next) = self.pending.pop_front() {
+                self.current = next;
+                continue;
+            }
+            if self.finished {
+                return None;
+            }
+            let (next, last) = tokio::select! {
+                _ = self.shutdown.cancelled() => (match self.kind {
+                    Kind::Deltas => event("reconnect", None, "{\"reason\":\"the server is shutting down\"}"),
+                    Kind::Refetch => Bytes::new(),
+                }, true),
+                _ = self.keep_alive.tick() => (Bytes::from_static(b": keep-alive\n\n"), false),
+                change = self.changes.recv() => match change {
+                    Ok(change) if change.version() <= self.sent => continue,
+                    Ok(change) => {
+                        self.sent = change.version();
+                        (self.render(&change), false)
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => match self.kind {
+                        Kind::Deltas => {
+                            self.metrics.rejected(crate::limits::Rejection::StreamBacklog);
+                            (event("reconnect", None, "{\"reason\":\"fell too far behind\"}"), true)
+                        }
+                        // Missed events: one refetch covers them all.
+                        Kind::Refetch => (event("message", None, "{\"type\":\"refetchEvaluation\"}"), false),
+                    },
+                    Err(broadcast::error::RecvError::Closed) => (Bytes::new(), true),
+                },
+            };
+            self.finished = last;
+            self.current = next;
+        }
+    }
+
+    fn render(&self, change: &ChangeEvent) -> Bytes {
+        match self.kind {
+            Kind::Deltas => delta_event(&self.epoch, change),
+            Kind::Refetch => {
+                let modified =
+                    change.at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+                let data = format!("{{\"type\":\"refetchEvaluation\",\"lastModified\":{modified}}}");
+                event("message", Some(&format!("{}:{}", self.epoch, change.version())), &data)
+            }
+        }
+    }
+}
+
 async fn stream(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     let environment = match environment(&state, &request) {
         Ok(environment) => environment,
         Err(response) => return *response,
     };
     let epoch = state.environments.epoch.clone();
-    let mut changes = environment.changes.subscribe();
+    let changes = environment.changes.subscribe();
     let current = environment.snapshot();
     // Last-Event-ID: "<epoch>:<version>".
     let resume_from = request
@@ -113,56 +219,30 @@ async fn stream(state: web::Data<AppState>, request: HttpRequest) -> HttpRespons
         .and_then(|(_, version)| version.parse::<u64>().ok())
         .filter(|version| *version <= current.version);
     let missed = resume_from.and_then(|version| environment.changes.since(version));
-    let (sender, receiver) = mpsc::channel::<Bytes>(8);
-    let shutdown = state.shutdown.clone();
-    let heartbeat = state.heartbeat;
-    actix_web::rt::spawn(async move {
-        let mut sent = match missed {
-            Some(missed) => {
-                let mut sent = resume_from.unwrap_or_default();
-                for change in missed.iter().filter(|c| c.version() <= current.version) {
-                    if sender.send(delta_event(&epoch, change)).await.is_err() {
-                        return;
-                    }
-                    sent = change.version();
-                }
-                sent
+    let mut feed = Feed::new(&state, Kind::Deltas, changes, current.version);
+    match missed {
+        Some(missed) => {
+            let mut sent = resume_from.unwrap_or_default();
+            for change in missed.iter().filter(|c| c.version() <= current.version) {
+                feed.pending.push_back(delta_event(&epoch, change));
+                sent = change.version();
             }
-            None => {
+            feed.sent = sent;
+        }
+        None => {
+            let snapshot = environment.changes.sse_snapshot(current.version, || {
                 let data = format!(
                     "{{\"version\":{},\"environment\":{},\"document\":{}}}",
                     current.version,
                     serde_json::to_string(&environment.name).unwrap_or_default(),
                     current.document_json()
                 );
-                if sender.send(event("snapshot", Some(&format!("{epoch}:{}", current.version)), &data)).await.is_err() {
-                    return;
-                }
-                current.version
-            }
-        };
-        let mut keep_alive = tokio::time::interval(heartbeat);
-        keep_alive.tick().await;
-        loop {
-            let (next, last) = tokio::select! {
-                _ = shutdown.cancelled() => (event("reconnect", None, "{\"reason\":\"the server is shutting down\"}"), true),
-                _ = keep_alive.tick() => (Bytes::from_static(b": keep-alive\n\n"), false),
-                change = changes.recv() => match change {
-                    Ok(change) if change.version() <= sent => continue,
-                    Ok(change) => {
-                        sent = change.version();
-                        (delta_event(&epoch, &change), false)
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => (event("reconnect", None, "{\"reason\":\"fell too far behind\"}"), true),
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
-            };
-            if sender.send(next).await.is_err() || last {
-                break;
-            }
+                event("snapshot", Some(&format!("{epoch}:{}", current.version)), &data)
+            });
+            feed.pending.push_back(snapshot);
         }
-    });
-    sse_response(receiver)
+    }
+    sse_response(feed)
 }
 
 /// OFREP change notification: a `refetchEvaluation` message after every
@@ -172,38 +252,8 @@ async fn ofrep_events(state: web::Data<AppState>, request: HttpRequest) -> HttpR
         Ok(environment) => environment,
         Err(response) => return *response,
     };
-    let epoch = state.environments.epoch.clone();
-    let mut changes = environment.changes.subscribe();
-    let (sender, receiver) = mpsc::channel::<Bytes>(8);
-    let shutdown = state.shutdown.clone();
-    let heartbeat = state.heartbeat;
-    actix_web::rt::spawn(async move {
-        if sender.send(Bytes::from_static(b": connected\n\n")).await.is_err() {
-            return;
-        }
-        let mut keep_alive = tokio::time::interval(heartbeat);
-        keep_alive.tick().await;
-        loop {
-            let (next, last) = tokio::select! {
-                _ = shutdown.cancelled() => (Bytes::new(), true),
-                _ = keep_alive.tick() => (Bytes::from_static(b": keep-alive\n\n"), false),
-                change = changes.recv() => match change {
-                    Ok(change) => {
-                        let modified = change.snapshot.loaded_at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
-                        let data = format!("{{\"type\":\"refetchEvaluation\",\"lastModified\":{modified}}}");
-                        (event("message", Some(&format!("{epoch}:{}", change.version())), &data), false)
-                    }
-                    // Missed events: one refetch covers them all.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        (event("message", None, "{\"type\":\"refetchEvaluation\"}"), false)
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break,
-                },
-            };
-            if (!next.is_empty() && sender.send(next).await.is_err()) || last {
-                break;
-            }
-        }
-    });
-    sse_response(receiver)
+    let changes = environment.changes.subscribe();
+    let mut feed = Feed::new(&state, Kind::Refetch, changes, environment.snapshot().version);
+    feed.pending.push_back(Bytes::from_static(b": connected\n\n"));
+    sse_response(feed)
 }

@@ -161,6 +161,8 @@ pub struct Controller {
     prometheus: super::prometheus::PrometheusSource,
     /// Ramp file patterns per environment.
     patterns: BTreeMap<String, Vec<String>>,
+    /// Most files the patterns of one environment may match.
+    glob_files: usize,
     entries: RwLock<BTreeMap<(String, String), Arc<Entry>>>,
     /// This replica's name in leases.
     holder: String,
@@ -200,6 +202,7 @@ impl Controller {
             metrics,
             prometheus: super::prometheus::PrometheusSource::new(config.prometheus_url.clone()),
             patterns,
+            glob_files: config.limits.glob_files,
             entries: RwLock::new(BTreeMap::new()),
             holder: replica_id(),
             lease_ttl: config.ramp_lease,
@@ -266,7 +269,8 @@ impl Controller {
 
     async fn read(&self, environment: &Arc<Environment>) -> Result<Vec<Bound>, LoadErrors> {
         let patterns = self.patterns.get(&environment.name).cloned().unwrap_or_default();
-        let specs = tokio::task::spawn_blocking(move || files::read(&files::expand(&patterns)?))
+        let glob_files = self.glob_files;
+        let specs = tokio::task::spawn_blocking(move || files::read(&files::expand(&patterns, glob_files)?))
             .await
             .map_err(|e| LoadErrors(vec![rampart_engine::LoadError::new("<ramps>", e.to_string())]))??;
         let mut flags = BTreeMap::new();

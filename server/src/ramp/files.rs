@@ -20,7 +20,7 @@ pub struct Bound {
 /// Files named by the patterns. Unlike flag files, a glob may match
 /// nothing: removing the last ramp file is how a team stops managing ramps
 /// from files, and it must not break reloads.
-pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, LoadErrors> {
+pub fn expand(patterns: &[String], glob_files: usize) -> Result<Vec<PathBuf>, LoadErrors> {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     for pattern in patterns {
@@ -33,9 +33,9 @@ pub fn expand(patterns: &[String]) -> Result<Vec<PathBuf>, LoadErrors> {
             }
             continue;
         }
-        match glob::glob(pattern) {
-            Err(error) => errors.push(LoadError::new(pattern.as_str(), format!("invalid glob: {error}"))),
-            Ok(paths) => files.extend(paths.filter_map(Result::ok).filter(|p| p.is_file())),
+        match crate::paths::matching(pattern, glob_files) {
+            Err(error) => errors.push(crate::loader::glob_error(pattern, error)),
+            Ok(paths) => files.extend(paths),
         }
     }
     if !errors.is_empty() {

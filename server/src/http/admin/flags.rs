@@ -1,5 +1,7 @@
 //! Environments and flags: list, get, create or replace, kill switch, delete.
 
+use std::sync::Arc;
+
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -13,6 +15,7 @@ use crate::environment::{Built, Environment, Inputs, Snapshot, compile_api_flag}
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::limits::Rejection;
 use crate::store::{Change, ChangeKind, Commit, Expect, FlagRecord, StateOverride};
 use crate::time::now_millis;
 
@@ -92,22 +95,32 @@ pub(crate) async fn put_flag(
     let (name, key) = path.into_inner();
     check_key(&key)?;
     let environment = environment(&state, &name)?;
-    let mut definition: Value = json_body(payload, state.max_body_bytes).await?;
+    let mut definition = definition_body(&state, payload).await?;
     let Some(fields) = definition.as_object_mut() else {
         return Err(ApiError::bad_request("the body must be a flag definition object (state, variants, …)"));
     };
     match fields.remove("key") {
-        Some(Value::String(body_key)) if body_key != key => {
-            return Err(ApiError::bad_request(format!("the body's key '{body_key}' is not the path's key '{key}'")));
+        None => {}
+        Some(Value::String(body_key)) if body_key == key => {}
+        Some(Value::String(body_key)) => {
+            return Err(ApiError::unprocessable(
+                "KEY_MISMATCH",
+                format!("the body's key '{body_key}' is not the path's key '{key}'"),
+            ));
         }
-        _ => {}
+        Some(other) => {
+            return Err(ApiError::unprocessable(
+                "KEY_MISMATCH",
+                format!("the body's key must be the flag key '{key}' as a string, not {other}"),
+            ));
+        }
     }
     // The flag on its own first, so a bad body is a 422 whatever else is wrong.
     compile_api_flag(&key, &definition).map_err(|errors| ApiError::invalid_flag(&errors))?;
     let expected = if_match(request.headers())?;
     let outcome = write_api_flag(&state, environment, &caller, &key, expected, Edit::Replace(definition), None).await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
-    flag_response(status, &environment.snapshot(), &name, &key)
+    flag_response(status, &outcome.snapshot, &name, &key)
 }
 
 #[utoipa::path(patch, path = "/admin/v1/environments/{environment}/flags/{key}", tag = "flags",
@@ -129,7 +142,7 @@ pub(crate) async fn patch_flag(
     let caller = state.admin.authorize(&request, Role::Write)?;
     let (name, key) = path.into_inner();
     let environment = environment(&state, &name)?;
-    let change: StateChange = json_body(payload, state.max_body_bytes).await?;
+    let change: StateChange = json_body(&state, payload).await?;
     let Some(wanted) = FlagState::parse(&change.state) else {
         return Err(ApiError::bad_request(format!(
             "state must be \"ENABLED\" or \"DISABLED\", not \"{}\"",
@@ -137,13 +150,13 @@ pub(crate) async fn patch_flag(
         )));
     };
     let expected = if_match(request.headers())?;
-    if environment.snapshot().api.contains_key(&key) {
+    let snapshot = if environment.snapshot().api.contains_key(&key) {
         let action = if wanted == FlagState::Disabled { "disable" } else { "enable" };
-        write_api_flag(&state, environment, &caller, &key, expected, Edit::SetState(wanted), Some(action)).await?;
+        write_api_flag(&state, environment, &caller, &key, expected, Edit::SetState(wanted), Some(action)).await?.snapshot
     } else {
-        set_override(&state, environment, &caller, &key, expected, wanted).await?;
-    }
-    flag_response(StatusCode::OK, &environment.snapshot(), &name, &key)
+        set_override(&state, environment, &caller, &key, expected, wanted).await?
+    };
+    flag_response(StatusCode::OK, &snapshot, &name, &key)
 }
 
 #[utoipa::path(delete, path = "/admin/v1/environments/{environment}/flags/{key}", tag = "flags",
@@ -163,6 +176,38 @@ pub(crate) async fn delete_flag(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Reads a flag definition: within `limits.flagDefinitionBytes`, parsed by
+/// the engine's bounded parser (so a key given twice is refused, as it is
+/// in YAML files, and nesting has the documented limit).
+async fn definition_body(state: &AppState, payload: web::Payload) -> Result<Value, ApiError> {
+    let limit = state.limits.definition_bytes;
+    let bytes = crate::http::read_body(state, payload, state.max_body_bytes).await?;
+    if bytes.len() > limit {
+        state.metrics.rejected(Rejection::DefinitionBytes);
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "DEFINITION_TOO_LARGE",
+            format!(
+                "the flag definition is {} bytes; at most {limit} are allowed (limits.flagDefinitionBytes)",
+                bytes.len()
+            ),
+        ));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
+    let limits = rampart_engine::InputLimits { max_bytes: limit, max_nodes: limit };
+    rampart_engine::Source::json("<request body>", text).parse_value(&limits).map_err(|error| {
+        if let Some(limit) = error.limit {
+            state.metrics.rejected(Rejection::Engine(limit));
+        }
+        let details = serde_json::json!({"line": error.line, "message": error.message});
+        if error.malformed {
+            ApiError::bad_request(format!("the request body is not valid: {}", error.message)).with_details(details)
+        } else {
+            ApiError::unprocessable("INVALID_FLAG", error.message).with_details(details)
+        }
+    })
+}
+
 pub(crate) fn flag_response(
     status: StatusCode,
     snapshot: &Snapshot,
@@ -180,9 +225,11 @@ pub(crate) fn flag_response(
 }
 
 /// The result of a write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Outcome {
     pub(crate) created: bool,
+    /// The snapshot this write published: what the answer describes.
+    pub(crate) snapshot: Arc<Snapshot>,
 }
 
 fn file_owned(snapshot: &Snapshot, key: &str) -> Result<(), ApiError> {
@@ -266,7 +313,7 @@ pub(crate) async fn write_api_flag(
             }
             let old = current.and_then(|r| r.definition.as_ref());
             if definition.as_ref() == old {
-                return Ok((None, Outcome { created: false }));
+                return Ok((None, false));
             }
             let at = now_millis();
             let mut next = inputs.clone();
@@ -300,9 +347,10 @@ pub(crate) async fn write_api_flag(
                 next.set_api_version(key, version);
             }
             tracing::info!(environment = %environment.name, flag = key, action, version, actor = %caller.name, "flag changed");
-            Ok((Some((next, built)), Outcome { created: current.is_none() && definition.is_some() }))
+            Ok((Some((next, built)), current.is_none() && definition.is_some()))
         })
         .await
+        .map(|(created, snapshot)| Outcome { created, snapshot })
 }
 
 /// Sets or clears the state override of a file-owned flag.
@@ -313,7 +361,7 @@ async fn set_override(
     key: &str,
     expected: Option<String>,
     wanted: FlagState,
-) -> Result<(), ApiError> {
+) -> Result<Arc<Snapshot>, ApiError> {
     environment
         .change(async |inputs: &Inputs| {
             let snapshot = environment.snapshot();
@@ -364,4 +412,5 @@ async fn set_override(
             Ok((Some((next, built)), ()))
         })
         .await
+        .map(|((), snapshot)| snapshot)
 }

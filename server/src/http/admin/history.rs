@@ -51,7 +51,7 @@ pub(crate) async fn revert_flag(
     let caller = state.admin.authorize(&request, Role::Write)?;
     let (name, key) = path.into_inner();
     let environment = environment(&state, &name)?;
-    let revert: RevertRequest = json_body(payload, state.max_body_bytes).await?;
+    let revert: RevertRequest = json_body(&state, payload).await?;
     let expected = if_match(request.headers())?;
     let history = state.store.history(&name, &key).await?;
     let Some(target) = history.iter().find(|v| v.version == revert.version) else {
@@ -67,8 +67,9 @@ pub(crate) async fn revert_flag(
         ));
     };
     let action = format!("revert to {}", revert.version);
-    write_api_flag(&state, environment, &caller, &key, expected, Edit::Replace(definition), Some(&action)).await?;
-    flag_response(StatusCode::OK, &environment.snapshot(), &name, &key)
+    let outcome =
+        write_api_flag(&state, environment, &caller, &key, expected, Edit::Replace(definition), Some(&action)).await?;
+    flag_response(StatusCode::OK, &outcome.snapshot, &name, &key)
 }
 
 #[derive(Debug, Deserialize)]

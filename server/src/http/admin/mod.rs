@@ -20,7 +20,6 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use super::body;
 use super::error::ApiError;
 use crate::config::Role;
 use crate::environment::Environment;
@@ -94,9 +93,9 @@ fn environment<'s>(state: &'s AppState, name: &str) -> Result<&'s Environment, A
         .ok_or_else(|| ApiError::not_found("ENVIRONMENT_NOT_FOUND", format!("no environment '{name}'")))
 }
 
-/// Reads a JSON body with the size limit, as `T`.
-async fn json_body<T: DeserializeOwned>(payload: web::Payload, limit: usize) -> Result<T, ApiError> {
-    let bytes = body::read(payload, limit).await?;
+/// Reads a JSON body with the size limit and deadline, as `T`.
+async fn json_body<T: DeserializeOwned>(state: &AppState, payload: web::Payload) -> Result<T, ApiError> {
+    let bytes = super::read_body(state, payload, state.max_body_bytes).await?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(format!("the request body is not valid: {e}"))
             .with_details(serde_json::json!({"line": e.line(), "column": e.column()}))

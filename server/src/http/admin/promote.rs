@@ -32,10 +32,10 @@ pub(crate) async fn promote(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = state.admin.authorize(&request, Role::Write)?;
+    let caller = state.admin.authorize(&request, Role::Admin)?;
     let from_name = path.into_inner();
     let from = environment(&state, &from_name)?;
-    let body: PromoteRequest = json_body(payload, state.max_body_bytes).await?;
+    let body: PromoteRequest = json_body(&state, payload).await?;
     let to = environment(&state, &body.to)?;
     if from.name == to.name {
         return Err(ApiError::bad_request("promotion needs two different environments"));
@@ -67,7 +67,7 @@ pub(crate) async fn promote(
         }
     }
 
-    let items = to
+    let (items, _) = to
         .change(async |inputs: &Inputs| {
             let target = to.snapshot();
             let mut items = Vec::with_capacity(definitions.len());

@@ -101,7 +101,8 @@ pub(crate) async fn ramp_history(
     description = "An operator command, applied now as a controller tick (guards first). \
                    `pause` stops advancing (guards keep running); `resume` continues at the same step; \
                    `promote` moves to the next step now; `abort` rolls back to 0%; `restart` starts a new \
-                   run of a rolled-back or completed ramp; `approve` grants a step's approval. Every command is in the audit log.",
+                   run of a rolled-back or completed ramp; `approve` grants a step's approval. Every command is in the audit log. \
+                   `pause`, `resume` and `approve` need the `write` role; `promote`, `abort` and `restart` need `admin`.",
     params(("environment" = String, Path), ("name" = String, Path),
            ("action" = String, Path, description = "pause | resume | promote | abort | approve | restart")),
     responses((status = 200, body = RampStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -111,8 +112,16 @@ pub(crate) async fn ramp_command(
     request: HttpRequest,
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = state.admin.authorize(&request, Role::Write)?;
     let (environment, name, action) = path.into_inner();
+    // Holding a ramp back is everyday work; moving it on without its
+    // evidence, rolling it back or starting it over changes what users get
+    // outside the ramp's own checks.
+    let needed = match action.as_str() {
+        "pause" | "resume" | "approve" => Role::Write,
+        "promote" | "abort" | "restart" => Role::Admin,
+        _ => Role::Read,
+    };
+    let caller = state.admin.authorize(&request, needed)?;
     let by = caller.name.clone();
     let command = match action.as_str() {
         "pause" => Command::Pause { by },

@@ -1,0 +1,283 @@
+//! Every bound the server puts on what clients and files may cost, in one
+//! place, with its default and its `limits:` key in `rampart.yaml`
+//! (docs/limits.md lists them all, with the engine's own).
+//!
+//! ```yaml
+//! limits:
+//!   flagFileBytes: 67108864          # one environment's flag files together
+//!   flagFileNodes: 4000000           # their values, after $ref expansion
+//!   flagDefinitionBytes: 262144      # one API-owned flag's definition
+//!   bodyReadTimeoutSeconds: 10       # a request body must arrive within this
+//!   connectionsPerListener: 10000    # open connections on each listener
+//!   handshakeTimeoutSeconds: 10      # gRPC: the HTTP/2 preface must arrive within this
+//!   historyVersionsPerFlag: 200      # versions kept per API-owned flag
+//!   auditRetentionDays: 400          # audit entries kept
+//!   responseBytes: 8388608           # one page of history or audit
+//!   globFiles: 10000                 # files one set of patterns may match
+//!   outcomeCountPerEntry: 100000     # ok + error in one outcome entry
+//!   outcomeReportsPerSecond: 200     # outcome requests per SDK key (burst: twice this)
+//! ```
+
+use std::time::Duration;
+
+/// Most top-level fields an evaluation context may have, on every
+/// transport. Rules read a handful; a huge context is a mistake or an
+/// attack, and costs every lookup.
+pub const MAX_CONTEXT_FIELDS: usize = 1000;
+
+use rampart_engine::InputLimits;
+use serde::Deserialize;
+
+/// The server's limits, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// An environment's flag files together (and what `rampart validate`
+    /// reads): bytes, and values after `$ref` expansion.
+    pub flag_files: InputLimits,
+    /// One API-owned flag's definition, as JSON.
+    pub definition_bytes: usize,
+    /// How long a request body may take to arrive once the headers have.
+    pub body_read_timeout: Duration,
+    /// Open connections per listener; more wait in the kernel's backlog.
+    pub connections_per_listener: usize,
+    /// How long a gRPC connection may take to send the HTTP/2 preface.
+    pub handshake_timeout: Duration,
+    /// Versions kept per API-owned flag (the newest); older ones are
+    /// pruned when a flag is written.
+    pub history_versions: usize,
+    /// Audit entries older than this are pruned.
+    pub audit_retention: Duration,
+    /// Most bytes of one history or audit page; a page ends early (with
+    /// `next`) rather than exceed it.
+    pub response_bytes: usize,
+    /// Files one environment's flag or ramp patterns may match.
+    pub glob_files: usize,
+    /// `ok + error` of one outcome entry.
+    pub outcome_count_per_entry: u64,
+    /// Outcome requests per second per SDK key, with a burst of twice this.
+    pub outcome_reports_per_second: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            flag_files: InputLimits::default(),
+            definition_bytes: 256 << 10,
+            body_read_timeout: Duration::from_secs(10),
+            connections_per_listener: 10_000,
+            handshake_timeout: Duration::from_secs(10),
+            history_versions: 200,
+            audit_retention: Duration::from_secs(400 * 24 * 3600),
+            response_bytes: 8 << 20,
+            glob_files: 10_000,
+            outcome_count_per_entry: 100_000,
+            outcome_reports_per_second: 200,
+        }
+    }
+}
+
+/// Descriptors kept for everything but client connections: files,
+/// the store, the watcher, Prometheus and webhooks.
+const RESERVED_DESCRIPTORS: u64 = 128;
+
+impl Limits {
+    /// Raises the process's open-file limit to what it may (the hard
+    /// limit), then makes sure the four listeners' connection caps fit in
+    /// it, so one listener flooded with connections can never take the
+    /// descriptors the others need. Returns the descriptor limit.
+    pub fn fit_descriptors(&mut self) -> u64 {
+        let available = raise_descriptor_limit();
+        let share = (available.saturating_sub(RESERVED_DESCRIPTORS) / 4).max(16) as usize;
+        if self.connections_per_listener > share {
+            tracing::warn!(
+                configured = self.connections_per_listener,
+                descriptors = available,
+                "connectionsPerListener lowered to {share} to fit four listeners in the open-file limit; \
+                 raise the limit (ulimit -n, LimitNOFILE) for more"
+            );
+            self.connections_per_listener = share;
+        }
+        available
+    }
+}
+
+#[cfg(unix)]
+fn raise_descriptor_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft).unwrap_or(1024)
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_descriptor_limit() -> u64 {
+    u64::MAX
+}
+
+/// The `limits:` section of `rampart.yaml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct LimitsFile {
+    flag_file_bytes: Option<usize>,
+    flag_file_nodes: Option<usize>,
+    flag_definition_bytes: Option<usize>,
+    body_read_timeout_seconds: Option<f64>,
+    connections_per_listener: Option<usize>,
+    handshake_timeout_seconds: Option<f64>,
+    history_versions_per_flag: Option<usize>,
+    audit_retention_days: Option<u64>,
+    response_bytes: Option<usize>,
+    glob_files: Option<usize>,
+    outcome_count_per_entry: Option<u64>,
+    outcome_reports_per_second: Option<u32>,
+}
+
+impl LimitsFile {
+    /// The limits, each checked against a sane range.
+    pub(crate) fn resolve(&self) -> Result<Limits, String> {
+        let d = Limits::default();
+        fn within<T: PartialOrd + std::fmt::Display + Copy>(
+            name: &str,
+            value: Option<T>,
+            default: T,
+            low: T,
+            high: T,
+        ) -> Result<T, String> {
+            match value {
+                None => Ok(default),
+                Some(v) if v >= low && v <= high => Ok(v),
+                Some(v) => Err(format!("limits.{name} must be between {low} and {high}, not {v}")),
+            }
+        }
+        let seconds = |name: &str, value: Option<f64>, default: Duration| -> Result<Duration, String> {
+            match value {
+                None => Ok(default),
+                Some(s) if s.is_finite() && (0.1..=3600.0).contains(&s) => Ok(Duration::from_secs_f64(s)),
+                Some(s) => Err(format!("limits.{name} must be between 0.1 and 3600, not {s}")),
+            }
+        };
+        Ok(Limits {
+            flag_files: InputLimits {
+                max_bytes: within("flagFileBytes", self.flag_file_bytes, d.flag_files.max_bytes, 1 << 10, 4 << 30)?,
+                max_nodes: within("flagFileNodes", self.flag_file_nodes, d.flag_files.max_nodes, 100, 1 << 30)?,
+            },
+            definition_bytes: within(
+                "flagDefinitionBytes",
+                self.flag_definition_bytes,
+                d.definition_bytes,
+                1 << 10,
+                64 << 20,
+            )?,
+            body_read_timeout: seconds("bodyReadTimeoutSeconds", self.body_read_timeout_seconds, d.body_read_timeout)?,
+            connections_per_listener: within(
+                "connectionsPerListener",
+                self.connections_per_listener,
+                d.connections_per_listener,
+                1,
+                1 << 20,
+            )?,
+            handshake_timeout: seconds("handshakeTimeoutSeconds", self.handshake_timeout_seconds, d.handshake_timeout)?,
+            history_versions: within(
+                "historyVersionsPerFlag",
+                self.history_versions_per_flag,
+                d.history_versions,
+                1,
+                1_000_000,
+            )?,
+            audit_retention: Duration::from_secs(
+                within("auditRetentionDays", self.audit_retention_days, 400, 1, 100 * 365)? * 24 * 3600,
+            ),
+            response_bytes: within("responseBytes", self.response_bytes, d.response_bytes, 64 << 10, 1 << 30)?,
+            glob_files: within("globFiles", self.glob_files, d.glob_files, 1, 10_000_000)?,
+            outcome_count_per_entry: within(
+                "outcomeCountPerEntry",
+                self.outcome_count_per_entry,
+                d.outcome_count_per_entry,
+                1,
+                1_000_000_000,
+            )?,
+            outcome_reports_per_second: within(
+                "outcomeReportsPerSecond",
+                self.outcome_reports_per_second,
+                d.outcome_reports_per_second,
+                1,
+                1_000_000,
+            )?,
+        })
+    }
+}
+
+/// Why something was refused, as the `limit` label of
+/// `rampart_limit_rejections_total`: stable names, a bounded set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// One of the engine's input or evaluation limits.
+    Engine(rampart_engine::Limit),
+    RequestBody,
+    BodyReadTimeout,
+    ContextFields,
+    DefinitionBytes,
+    Connections,
+    Handshake,
+    StreamBacklog,
+    ResponseBytes,
+    GlobFiles,
+    OutcomeCount,
+    OutcomeRate,
+    OutcomeImplausible,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 12] = [
+        Rejection::RequestBody,
+        Rejection::BodyReadTimeout,
+        Rejection::ContextFields,
+        Rejection::DefinitionBytes,
+        Rejection::Connections,
+        Rejection::Handshake,
+        Rejection::StreamBacklog,
+        Rejection::ResponseBytes,
+        Rejection::GlobFiles,
+        Rejection::OutcomeCount,
+        Rejection::OutcomeRate,
+        Rejection::OutcomeImplausible,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Engine(limit) => limit.as_str(),
+            Rejection::RequestBody => "request_body",
+            Rejection::BodyReadTimeout => "body_read_timeout",
+            Rejection::ContextFields => "context_fields",
+            Rejection::DefinitionBytes => "definition_bytes",
+            Rejection::Connections => "connections",
+            Rejection::Handshake => "handshake",
+            Rejection::StreamBacklog => "stream_backlog",
+            Rejection::ResponseBytes => "response_bytes",
+            Rejection::GlobFiles => "glob_files",
+            Rejection::OutcomeCount => "outcome_count",
+            Rejection::OutcomeRate => "outcome_rate",
+            Rejection::OutcomeImplausible => "outcome_implausible",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        assert_eq!(LimitsFile::default().resolve().unwrap(), Limits::default());
+        let file: LimitsFile = serde_saphyr::from_str("flagFileBytes: 2048\nbodyReadTimeoutSeconds: 0.5\n").unwrap();
+        let limits = file.resolve().unwrap();
+        assert_eq!(limits.flag_files.max_bytes, 2048);
+        assert_eq!(limits.body_read_timeout, Duration::from_millis(500));
+        let bad: LimitsFile = serde_saphyr::from_str("connectionsPerListener: 0\n").unwrap();
+        assert!(bad.resolve().unwrap_err().contains("limits.connectionsPerListener must be between"));
+        assert!(serde_saphyr::from_str::<LimitsFile>("nope: 1\n").is_err());
+    }
+}
