@@ -90,6 +90,9 @@ impl State {
 pub(crate) struct Config {
     pub(crate) endpoint: Option<String>,
     pub(crate) sdk_key: Option<String>,
+    /// Sent with outcome reports instead of the SDK key, for environments
+    /// that accept outcomes only from reporter keys.
+    pub(crate) reporter_key: Option<String>,
     pub(crate) connect_timeout: Duration,
     /// With no message (heartbeats included) for this long, reconnect.
     pub(crate) idle_timeout: Duration,
@@ -131,6 +134,7 @@ impl Default for ClientBuilder {
             config: Config {
                 endpoint: None,
                 sdk_key: None,
+                reporter_key: None,
                 connect_timeout: Duration::from_secs(5),
                 idle_timeout: Duration::from_secs(65),
                 backoff_initial: Duration::from_millis(100),
@@ -160,6 +164,14 @@ impl ClientBuilder {
     /// The environment's SDK key (when the server has keys configured).
     pub fn sdk_key(mut self, key: impl Into<String>) -> Self {
         self.config.sdk_key = Some(key.into());
+        self
+    }
+
+    /// A reporter key for outcome reports (an environment with
+    /// `reporterKeys` accepts outcomes only from those). Keep it on
+    /// servers: unlike an SDK key it is a secret.
+    pub fn reporter_key(mut self, key: impl Into<String>) -> Self {
+        self.config.reporter_key = Some(key.into());
         self
     }
 

@@ -82,7 +82,7 @@ pub(crate) async fn flush(state: &State, channel: &Channel) -> Result<(), Error>
         })
         .collect();
     let mut request = tonic::Request::new(OutcomeBatch { outcomes });
-    if let Some(key) = &state.config.sdk_key
+    if let Some(key) = state.config.reporter_key.as_ref().or(state.config.sdk_key.as_ref())
         && let Ok(value) = format!("Bearer {key}").parse()
     {
         request.metadata_mut().insert("authorization", value);

@@ -148,6 +148,10 @@ pub struct EnvironmentConfig {
     /// SHA-256 digests of the environment's SDK keys; keys themselves are
     /// never kept.
     pub sdk_keys: Vec<KeyDigest>,
+    /// Digests of reporter keys: when any are configured, only they may
+    /// report outcomes (SDK keys ship inside client apps, so they are
+    /// public; a reporter key stays on the servers that report).
+    pub reporter_keys: Vec<KeyDigest>,
 }
 
 /// SHA-256 of a secret. Secrets are compared by digest, so a lookup never
@@ -242,6 +246,8 @@ struct EnvironmentFile {
     ramps: Vec<String>,
     #[serde(default)]
     sdk_keys: Vec<KeySource>,
+    #[serde(default)]
+    reporter_keys: Vec<KeySource>,
 }
 
 /// Where an SDK key comes from.
@@ -313,6 +319,7 @@ impl ServerConfig {
                 flags: args.flags.clone(),
                 ramps: args.ramps.clone(),
                 sdk_keys: Vec::new(),
+                reporter_keys: Vec::new(),
             }],
             (Some(_), false) => {
                 return Err(ConfigError::Invalid(
@@ -499,28 +506,34 @@ fn environment_config(
     };
     let flags = file.flags.into_iter().map(resolve).collect();
     let ramps = file.ramps.into_iter().map(resolve).collect();
-    let mut sdk_keys = Vec::new();
-    for source in file.sdk_keys {
-        let digest = match source {
-            KeySource::Value(key) => key_digest(&key, &name)?,
-            KeySource::Env(variable) => match env(&variable) {
-                Some(key) => key_digest(&key, &name)?,
-                None => {
-                    return Err(ConfigError::Invalid(format!(
-                        "environment '{name}': the SDK key variable {variable} is not set"
-                    )));
+    let digests = |sources: Vec<KeySource>, what: &str| -> Result<Vec<KeyDigest>, ConfigError> {
+        sources
+            .into_iter()
+            .map(|source| match source {
+                KeySource::Value(key) => key_digest(&key, &name),
+                KeySource::Env(variable) => match env(&variable) {
+                    Some(key) => key_digest(&key, &name),
+                    None => Err(ConfigError::Invalid(format!(
+                        "environment '{name}': the {what} variable {variable} is not set"
+                    ))),
+                },
+                KeySource::Sha256(hex_digest) => {
+                    let bytes = hex::decode(hex_digest.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+                    bytes.map(KeyDigest).ok_or_else(|| {
+                        ConfigError::Invalid(format!("environment '{name}': sha256 must be 64 hexadecimal characters"))
+                    })
                 }
-            },
-            KeySource::Sha256(hex_digest) => {
-                let bytes = hex::decode(hex_digest.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
-                KeyDigest(bytes.ok_or_else(|| {
-                    ConfigError::Invalid(format!("environment '{name}': sha256 must be 64 hexadecimal characters"))
-                })?)
-            }
-        };
-        sdk_keys.push(digest);
+            })
+            .collect()
+    };
+    let sdk_keys = digests(file.sdk_keys, "SDK key")?;
+    let reporter_keys = digests(file.reporter_keys, "reporter key")?;
+    if reporter_keys.iter().any(|digest| sdk_keys.contains(digest)) {
+        return Err(ConfigError::Invalid(format!(
+            "environment '{name}': a reporter key must not also be an SDK key (SDK keys are public)"
+        )));
     }
-    Ok(EnvironmentConfig { name, flags, ramps, sdk_keys })
+    Ok(EnvironmentConfig { name, flags, ramps, sdk_keys, reporter_keys })
 }
 
 fn key_digest(key: &str, environment: &str) -> Result<KeyDigest, ConfigError> {
@@ -573,7 +586,7 @@ fn check_tokens(tokens: &[AdminToken], environments: &[EnvironmentConfig]) -> Re
         if !digests.insert(token.digest) {
             return Err(ConfigError::Invalid(format!("admin token '{}' repeats another token's secret", token.name)));
         }
-        if environments.iter().any(|e| e.sdk_keys.contains(&token.digest)) {
+        if environments.iter().any(|e| e.sdk_keys.contains(&token.digest) || e.reporter_keys.contains(&token.digest)) {
             return Err(ConfigError::Invalid(format!("admin token '{}' is also an SDK key", token.name)));
         }
     }

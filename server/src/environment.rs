@@ -483,6 +483,9 @@ fn snapshot(version: u64, built: Built, inputs: &Inputs) -> Snapshot {
 pub struct Environments {
     list: Vec<Arc<Environment>>,
     by_key: HashMap<KeyDigest, usize>,
+    /// Reporter keys, and which environments accept outcomes only from them.
+    reporters: HashMap<KeyDigest, usize>,
+    reporters_only: Vec<bool>,
     open: bool,
     /// Identifies this process's version numbering: versions restart at 1
     /// with the process, so a client resumes only within the same epoch.
@@ -494,6 +497,25 @@ pub struct Environments {
 pub enum KeyRejection {
     Missing,
     Unknown,
+    /// An SDK key, where the environment accepts outcomes only from its
+    /// reporter keys.
+    NotAReporter,
+}
+
+impl KeyRejection {
+    /// What the client is told, the same on every transport.
+    pub fn message(&self) -> &'static str {
+        match self {
+            KeyRejection::Missing => {
+                "an SDK key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>' \
+                 (streams also take ?key=, gRPC the flagd selector)"
+            }
+            KeyRejection::Unknown => "the SDK key is not valid for any environment",
+            KeyRejection::NotAReporter => {
+                "this environment accepts outcome reports only from its reporter keys (reporterKeys), not SDK keys"
+            }
+        }
+    }
 }
 
 impl Environments {
@@ -545,7 +567,14 @@ impl Environments {
             SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default(),
             std::process::id()
         );
-        Ok(Environments { list, by_key, open: config.open_evaluation(), epoch })
+        let reporters = config
+            .environments
+            .iter()
+            .enumerate()
+            .flat_map(|(index, environment)| environment.reporter_keys.iter().map(move |key| (*key, index)))
+            .collect();
+        let reporters_only = config.environments.iter().map(|e| !e.reporter_keys.is_empty()).collect();
+        Ok(Environments { list, by_key, reporters, reporters_only, open: config.open_evaluation(), epoch })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Environment>> {
@@ -564,5 +593,16 @@ impl Environments {
         }
         let key = key.ok_or(KeyRejection::Missing)?;
         self.by_key.get(&KeyDigest::of(key)).map(|&index| &self.list[index]).ok_or(KeyRejection::Unknown)
+    }
+
+    /// The environment an outcome report's key selects: a reporter key, or
+    /// an SDK key of an environment that has no reporter keys.
+    pub fn for_reporter(&self, key: Option<&str>) -> Result<&Arc<Environment>, KeyRejection> {
+        if let Some(&index) = key.and_then(|key| self.reporters.get(&KeyDigest::of(key))) {
+            return Ok(&self.list[index]);
+        }
+        let environment = self.for_key(key)?;
+        let index = self.list.iter().position(|e| Arc::ptr_eq(e, environment)).unwrap_or_default();
+        if self.reporters_only[index] { Err(KeyRejection::NotAReporter) } else { Ok(environment) }
     }
 }

@@ -102,6 +102,7 @@ impl Server {
                 (redis.clone(), Some((redis, notices)))
             }
         };
+        store.retain_versions(config.limits.history_versions);
         let stored = store.load().await.map_err(StartupError::Store)?;
         let environments = Arc::new(Environments::load(&config, stored).map_err(StartupError::Flags)?);
         let metrics = Arc::new(Metrics::new(environments.iter().map(|e| e.name.as_str())));
@@ -139,6 +140,7 @@ impl Server {
             max_body_bytes: config.max_body_bytes,
             max_api_flags: config.max_api_flags,
             limits: Arc::new(config.limits.clone()),
+            outcomes: Arc::new(ramp::outcome_gate::OutcomeGate::new(&config.limits)),
             shutdown: CancellationToken::new(),
             heartbeat: config.heartbeat,
         };
@@ -228,6 +230,7 @@ impl BoundServer {
             shutdown: shutdown.clone(),
             heartbeat: config.heartbeat,
             limits: state.limits.clone(),
+            outcomes: state.outcomes.clone(),
             max_message_bytes: config.max_body_bytes,
         };
         let grpc_thread = grpc::spawn(grpc_state, grpc, sync)?;
@@ -240,6 +243,8 @@ impl BoundServer {
             shutdown.clone(),
         ));
         let replica = replica.map(|(replica, notices)| tokio::spawn(replica.run(notices, shutdown.clone())));
+        let retention =
+            tokio::spawn(prune_history(state.store.clone(), config.limits.audit_retention, shutdown.clone()));
         let watcher = tokio::spawn(watcher.run(shutdown.clone()));
         let environments: Vec<String> = state.environments.iter().map(|e| e.name.clone()).collect();
         tracing::info!(
@@ -268,6 +273,7 @@ impl BoundServer {
         let _ = watcher.await;
         let _ = controller.await;
         let _ = webhooks.await;
+        let _ = retention.await;
         if let Some(replica) = replica {
             let _ = replica.await;
         }
@@ -277,6 +283,25 @@ impl BoundServer {
             .map_err(|_| std::io::Error::other("the gRPC thread panicked"))?;
         tracing::info!("stopped");
         http_result.and(admin_result).and(grpc_result)
+    }
+}
+
+/// Applies the history retention (`limits.auditRetentionDays`,
+/// `limits.historyVersionsPerFlag`) at start-up and then hourly.
+async fn prune_history(store: Arc<dyn Store>, retention: std::time::Duration, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                let before = time::now_millis().saturating_sub(retention.as_millis() as u64);
+                match store.prune(before).await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "pruned audit entries and flag versions past their retention"),
+                    Err(error) => tracing::warn!(%error, "cannot prune the history"),
+                }
+            }
+        }
     }
 }
 

@@ -118,10 +118,7 @@ impl Metrics {
         )
         .expect("valid metric");
         let limit_rejections = IntCounterVec::new(
-            Opts::new(
-                "limit_rejections_total",
-                "Inputs refused or cut off by a limit (see docs/limits.md), by limit",
-            ),
+            Opts::new("limit_rejections_total", "Inputs refused or cut off by a limit (see docs/limits.md), by limit"),
             &["limit"],
         )
         .expect("valid metric");

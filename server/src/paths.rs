@@ -18,17 +18,18 @@ use glob::{MatchOptions, Pattern};
 pub enum GlobError {
     Invalid(String),
     /// More files matched, or more entries had to be looked at, than allowed.
-    TooMany { limit: usize },
+    TooMany {
+        limit: usize,
+    },
 }
 
 impl std::fmt::Display for GlobError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             GlobError::Invalid(message) => write!(f, "invalid glob: {message}"),
-            GlobError::TooMany { limit } => write!(
-                f,
-                "the pattern reaches more than {limit} files and directories (limits.globFiles); narrow it"
-            ),
+            GlobError::TooMany { limit } => {
+                write!(f, "the pattern reaches more than {limit} files and directories (limits.globFiles); narrow it")
+            }
         }
     }
 }
@@ -43,7 +44,8 @@ pub fn is_glob(pattern: &str) -> bool {
 pub fn matching(pattern: &str, limit: usize) -> Result<Vec<PathBuf>, GlobError> {
     let compiled = Pattern::new(pattern).map_err(|e| GlobError::Invalid(e.to_string()))?;
     let (root, depth) = root_and_depth(pattern);
-    let options = MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: false };
+    let options =
+        MatchOptions { case_sensitive: true, require_literal_separator: true, require_literal_leading_dot: false };
     let mut walk = Walk { limit, seen: 0, visited: HashSet::new(), found: Vec::new() };
     walk.directory(&root, depth, &|path: &Path| compiled.matches_path_with(strip_dot(path), options))?;
     walk.found.sort();
@@ -61,7 +63,12 @@ struct Walk {
 
 impl Walk {
     /// Walks `dir` down to `depth` more levels (`None`: any depth).
-    fn directory(&mut self, dir: &Path, depth: Option<usize>, matches: &dyn Fn(&Path) -> bool) -> Result<(), GlobError> {
+    fn directory(
+        &mut self,
+        dir: &Path,
+        depth: Option<usize>,
+        matches: &dyn Fn(&Path) -> bool,
+    ) -> Result<(), GlobError> {
         let Ok(real) = dir.canonicalize() else { return Ok(()) };
         if !self.visited.insert(real) {
             return Ok(());

@@ -39,9 +39,14 @@ fn table() -> BTreeMap<(&'static str, &'static str, &'static str), &'static str>
         (("GET", leaked(format!("{r}/history")), ""), "read"),
         (("GET", leaked(format!("{r}/explain")), ""), "read"),
     ]);
-    for (action, role) in
-        [("pause", "write"), ("resume", "write"), ("approve", "write"), ("promote", "admin"), ("abort", "admin"), ("restart", "admin")]
-    {
+    for (action, role) in [
+        ("pause", "write"),
+        ("resume", "write"),
+        ("approve", "write"),
+        ("promote", "admin"),
+        ("abort", "admin"),
+        ("restart", "admin"),
+    ] {
         table.insert(("POST", leaked(format!("{r}/{{action}}")), action), role);
     }
     table

@@ -99,9 +99,12 @@ async fn contract(store: Arc<dyn Store>) {
     assert_eq!(prod.overrides["file-flag"].state, "DISABLED");
     assert!(!state.contains_key("c"));
 
-    let history = store.history("prod", "b").await.expect("history");
+    let history = store.history("prod", "b", 0, 100).await.expect("history");
     assert_eq!(history.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2, 3]);
     assert!(history[1].definition.is_none());
+    let page = store.history("prod", "b", 1, 1).await.expect("page");
+    assert_eq!(page.iter().map(|v| v.version).collect::<Vec<_>>(), [2]);
+    assert!(store.history("prod", "b", 3, 10).await.expect("past the end").is_empty());
     let all = store.audit(AuditQuery { limit: 100, ..Default::default() }).await.expect("audit");
     assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
     assert_eq!(all[5].version, None);
@@ -159,6 +162,29 @@ async fn contract(store: Arc<dyn Store>) {
     store.prune_outcomes("prod", "f", 11).await.expect("prune");
     assert_eq!(store.outcomes("prod", "f", 0, 100).await.expect("outcomes"), vec![count(12, "on", 3, 0)]);
     assert!(store.context_outcomes("prod", "f", 0, 100).await.expect("contexts").is_empty());
+
+    // Retention: the newest versions per flag, and audit entries by age.
+    for value in 0..5 {
+        store
+            .commit(commit("ana", 10_000 + value as u64, vec![put("kept", Expect::Anything, value)]))
+            .await
+            .expect("put");
+    }
+    store.retain_versions(3);
+    store.commit(commit("ana", 20_000, vec![put("kept", Expect::Anything, 9)])).await.expect("put");
+    let kept = store.history("prod", "kept", 0, 100).await.expect("history");
+    assert_eq!(kept.iter().map(|v| v.version).collect::<Vec<_>>(), [4, 5, 6], "the newest three");
+    let paged = store.history("prod", "kept", 1, 2).await.expect("page from a pruned version");
+    assert_eq!(paged.iter().map(|v| v.version).collect::<Vec<_>>(), [4, 5]);
+    let removed = store.prune(10_003).await.expect("prune");
+    let kept = store.history("prod", "kept", 0, 100).await.expect("history");
+    assert_eq!(kept.iter().map(|v| v.version).collect::<Vec<_>>(), [4, 5, 6]);
+    // Flags written before the retention was lowered are trimmed by prune.
+    let b = store.history("prod", "b", 0, 100).await.expect("history");
+    assert_eq!(b.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2, 3]);
+    let audit = store.audit(AuditQuery { limit: 1000, ..Default::default() }).await.expect("audit");
+    assert!(audit.iter().all(|e| e.at >= 10_003), "{audit:?}");
+    assert!(removed >= 10, "{removed}");
 }
 
 #[tokio::test]
@@ -187,11 +213,11 @@ async fn the_redis_store_keeps_the_contract_and_publishes_every_change() {
     contract(store.clone()).await;
 
     // Revisions: one per commit of the environment, published in order
-    // with the records written.
+    // with the records written (five, then six for the retention checks).
     let state = store.load_environment("prod").await.expect("state");
-    assert_eq!(state.revision, 5);
+    assert_eq!(state.revision, 11);
     let mut revisions = Vec::new();
-    while revisions.len() < 5 {
+    while revisions.len() < 11 {
         let notice =
             tokio::time::timeout(Duration::from_secs(5), notices.recv()).await.expect("a notice").expect("open");
         if let Notice::Environment { revision, flags, .. } = notice {
@@ -201,7 +227,7 @@ async fn the_redis_store_keeps_the_contract_and_publishes_every_change() {
             revisions.push(revision);
         }
     }
-    assert_eq!(revisions, [1, 2, 3, 4, 5]);
+    assert_eq!(revisions, (1..=11).collect::<Vec<u64>>());
     let (ramps_revision, runs) = store.load_ramps().await.expect("ramps");
     assert_eq!((ramps_revision, runs.len()), (2, 1));
 }

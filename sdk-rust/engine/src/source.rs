@@ -69,7 +69,8 @@ impl<'a> Source<'a> {
             Format::Json => bounded::json(self.text, budget).map_err(|e| {
                 let mut error = LoadError::new(self.name, format!("invalid JSON: {}", strip_position(&e.to_string())))
                     .at_line(e.line());
-                error.malformed = matches!(e.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof);
+                error.malformed =
+                    matches!(e.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof);
                 error
             }),
             Format::Yaml => {

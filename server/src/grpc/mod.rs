@@ -38,6 +38,7 @@ pub(crate) struct GrpcState {
     /// How often streams send keep-alives (flagd: 20 s).
     pub(crate) heartbeat: Duration,
     pub(crate) limits: Arc<crate::limits::Limits>,
+    pub(crate) outcomes: Arc<crate::ramp::outcome_gate::OutcomeGate>,
     /// Largest request message (the HTTP listeners' body limit).
     pub(crate) max_message_bytes: usize,
 }
@@ -58,13 +59,25 @@ impl GrpcState {
             .or_else(|| header("x-api-key"))
             .or_else(|| header("flagd-selector"))
             .or(selector.filter(|s| !s.is_empty()));
-        match self.environments.for_key(key) {
-            Ok(environment) => Ok(environment.clone()),
-            Err(KeyRejection::Missing) => Err(Status::unauthenticated(
-                "an SDK key is required: send it as 'authorization: Bearer <key>', 'x-api-key', or the flagd selector",
-            )),
-            Err(KeyRejection::Unknown) => Err(Status::unauthenticated("the SDK key is not valid for any environment")),
-        }
+        self.environments.for_key(key).cloned().map_err(|rejection| rejection_status(&rejection))
+    }
+
+    /// The environment an outcome report's key selects (a reporter key
+    /// where the environment has them).
+    pub(crate) fn reporter(&self, metadata: &MetadataMap) -> Result<Arc<Environment>, Status> {
+        let header =
+            |name: &str| metadata.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+        let key = header("authorization")
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .or_else(|| header("x-api-key"));
+        self.environments.for_reporter(key).cloned().map_err(|rejection| rejection_status(&rejection))
+    }
+}
+
+fn rejection_status(rejection: &KeyRejection) -> Status {
+    match rejection {
+        KeyRejection::NotAReporter => Status::permission_denied(rejection.message()),
+        KeyRejection::Missing | KeyRejection::Unknown => Status::unauthenticated(rejection.message()),
     }
 }
 

@@ -17,6 +17,8 @@ use tonic::{Request, Response, Status};
 
 use super::GrpcState;
 use crate::changes::ChangeEvent;
+use crate::ramp::outcome_gate::Refused;
+use crate::ramp::outcomes::RecordError;
 
 #[derive(Debug, Clone)]
 pub(crate) struct RampartSync {
@@ -94,7 +96,22 @@ impl FlagSync for RampartSync {
 
     async fn report_outcomes(&self, request: Request<OutcomeBatch>) -> Result<Response<OutcomeReply>, Status> {
         let (metadata, _, batch) = request.into_parts();
-        let environment = self.state.environment(&metadata, None)?;
+        let environment = self.state.reporter(&metadata)?;
+        let state = &self.state;
+        let key = metadata
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .or_else(|| metadata.get("x-api-key").and_then(|v| v.to_str().ok()))
+            .map(str::trim);
+        let refused = |refused: Refused| {
+            state.metrics.rejected(refused.rejection());
+            match refused {
+                Refused::Rate { .. } => Status::resource_exhausted(refused.to_string()),
+                _ => Status::invalid_argument(refused.to_string()),
+            }
+        };
+        state.outcomes.admit(&environment.name, key, crate::time::now_millis()).map_err(refused)?;
         let reports: Vec<crate::ramp::outcomes::Report> = batch
             .outcomes
             .into_iter()
@@ -107,11 +124,20 @@ impl FlagSync for RampartSync {
             })
             .collect();
         crate::ramp::outcomes::check(&reports).map_err(Status::invalid_argument)?;
-        let state = &self.state;
-        let (accepted, ignored) =
-            crate::ramp::outcomes::record(&*state.store, &state.ramps, &state.metrics, &environment.name, &reports)
-                .await
-                .map_err(|e| Status::unavailable(e.to_string()))?;
+        state.outcomes.check_counts(&reports).map_err(refused)?;
+        let (accepted, ignored) = crate::ramp::outcomes::record(
+            &*state.store,
+            &state.ramps,
+            &state.outcomes,
+            &state.metrics,
+            &environment.name,
+            &reports,
+        )
+        .await
+        .map_err(|error| match error {
+            RecordError::Refused(outcome) => refused(outcome),
+            RecordError::Store(error) => Status::unavailable(error.to_string()),
+        })?;
         Ok(Response::new(OutcomeReply { accepted: accepted as u64, ignored: ignored as u64 }))
     }
 

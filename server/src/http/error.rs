@@ -18,6 +18,8 @@ pub(crate) struct ApiError {
     pub(crate) details: Value,
     /// For 405: the methods the resource allows.
     pub(crate) allow: Option<&'static str>,
+    /// For 429: when to try again.
+    pub(crate) retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -36,7 +38,7 @@ pub(crate) struct ErrorFields {
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), details: Value::Null, allow: None }
+        ApiError { status, code, message: message.into(), details: Value::Null, allow: None, retry_after: None }
     }
 
     pub(crate) fn with_details(mut self, details: Value) -> ApiError {
@@ -46,6 +48,11 @@ impl ApiError {
 
     pub(crate) fn with_allow(mut self, allow: &'static str) -> ApiError {
         self.allow = Some(allow);
+        self
+    }
+
+    pub(crate) fn with_retry_after(mut self, after: std::time::Duration) -> ApiError {
+        self.retry_after = Some(after);
         self
     }
 
@@ -146,6 +153,9 @@ impl ResponseError for ApiError {
         }
         if let Some(allow) = self.allow {
             response.insert_header((header::ALLOW, allow));
+        }
+        if let Some(after) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, after.as_secs_f64().ceil().max(1.0).to_string()));
         }
         response.json(json!({"error": {"code": self.code, "message": self.message, "details": self.details}}))
     }

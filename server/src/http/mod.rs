@@ -41,6 +41,7 @@ pub(crate) struct AppState {
     pub(crate) max_body_bytes: usize,
     pub(crate) max_api_flags: usize,
     pub(crate) limits: Arc<crate::limits::Limits>,
+    pub(crate) outcomes: Arc<crate::ramp::outcome_gate::OutcomeGate>,
     /// Ends every stream when the server shuts down.
     pub(crate) shutdown: tokio_util::sync::CancellationToken,
     /// Keep-alive interval of streams.

@@ -169,12 +169,7 @@ fn unauthorized(rejection: Rejection) -> HttpResponse {
             }));
         }
     };
-    let details = match rejection {
-        KeyRejection::Missing => {
-            "an SDK key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-        }
-        KeyRejection::Unknown => "the SDK key is not valid for any environment",
-    };
+    let details = rejection.message();
     HttpResponse::Unauthorized()
         .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
         .json(serde_json::json!({"errorCode": "GENERAL", "errorDetails": details}))

@@ -9,7 +9,8 @@ use super::AppState;
 use super::body;
 use super::error::ApiError;
 use crate::environment::KeyRejection;
-use crate::ramp::outcomes::{self, Report};
+use crate::ramp::outcome_gate::Refused;
+use crate::ramp::outcomes::{self, RecordError, Report};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,19 +40,47 @@ async fn record(
 ) -> Result<HttpResponse, ApiError> {
     let key = super::ofrep::sdk_key(request.headers());
     if key.is_some_and(|key| state.admin.is_token(key)) {
-        return Err(ApiError::forbidden("admin tokens cannot report outcomes: use an SDK key"));
+        return Err(ApiError::forbidden("admin tokens cannot report outcomes: use a reporter or SDK key"));
     }
-    let environment = state.environments.for_key(key).map_err(|rejection| match rejection {
-        KeyRejection::Missing => ApiError::unauthorized(
-            "an SDK key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-        ),
-        KeyRejection::Unknown => ApiError::unauthorized("the SDK key is not valid for any environment"),
+    let environment = state.environments.for_reporter(key).map_err(|rejection| match rejection {
+        KeyRejection::NotAReporter => ApiError::forbidden(rejection.message()),
+        KeyRejection::Missing | KeyRejection::Unknown => ApiError::unauthorized(rejection.message()),
     })?;
+    state
+        .outcomes
+        .admit(&environment.name, key, crate::time::now_millis())
+        .map_err(|refused| refusal(&state, refused))?;
     let bytes = body::read_body(&state, payload, state.max_body_bytes).await?;
     let batch: Batch = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not a valid outcome batch: {e}")))?;
     outcomes::check(&batch.outcomes).map_err(ApiError::bad_request)?;
-    let (accepted, ignored) =
-        outcomes::record(&*state.store, &state.ramps, &state.metrics, &environment.name, &batch.outcomes).await?;
+    state.outcomes.check_counts(&batch.outcomes).map_err(|refused| refusal(&state, refused))?;
+    let (accepted, ignored) = outcomes::record(
+        &*state.store,
+        &state.ramps,
+        &state.outcomes,
+        &state.metrics,
+        &environment.name,
+        &batch.outcomes,
+    )
+    .await
+    .map_err(|error| match error {
+        RecordError::Refused(refused) => refusal(&state, refused),
+        RecordError::Store(error) => error.into(),
+    })?;
     Ok(HttpResponse::Ok().json(Accepted { accepted, ignored }))
+}
+
+/// A refused report as an HTTP error (counted, with `Retry-After` for the rate).
+fn refusal(state: &AppState, refused: Refused) -> ApiError {
+    state.metrics.rejected(refused.rejection());
+    let message = refused.to_string();
+    match refused {
+        Refused::EntryCount { .. } | Refused::RequestCount { .. } => ApiError::bad_request(message),
+        Refused::Rate { retry_after } => {
+            ApiError::new(actix_web::http::StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
+                .with_retry_after(retry_after)
+        }
+        Refused::Implausible { .. } => ApiError::unprocessable("OUTCOMES_IMPLAUSIBLE", message),
+    }
 }

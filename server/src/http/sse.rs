@@ -23,7 +23,7 @@ use tokio::sync::broadcast;
 use super::AppState;
 use super::ofrep::sdk_key;
 use crate::changes::ChangeEvent;
-use crate::environment::{Environment, KeyRejection};
+use crate::environment::Environment;
 
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
     config.route("/v1/stream", web::get().to(stream)).route("/ofrep/v1/events", web::get().to(ofrep_events));
@@ -41,10 +41,7 @@ fn environment(state: &AppState, request: &HttpRequest) -> Result<Arc<Environmen
         return Err(Box::new(HttpResponse::Forbidden().json(body)));
     }
     state.environments.for_key(key.as_deref()).cloned().map_err(|rejection| {
-        let details = match rejection {
-            KeyRejection::Missing => "an SDK key is required (Authorization: Bearer, X-API-Key, or ?key=)",
-            KeyRejection::Unknown => "the SDK key is not valid for any environment",
-        };
+        let details = rejection.message();
         Box::new(
             HttpResponse::Unauthorized()
                 .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
@@ -192,8 +189,7 @@ impl Feed {
         match self.kind {
             Kind::Deltas => delta_event(&self.epoch, change),
             Kind::Refetch => {
-                let modified =
-                    change.at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+                let modified = change.at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
                 let data = format!("{{\"type\":\"refetchEvaluation\",\"lastModified\":{modified}}}");
                 event("message", Some(&format!("{}:{}", self.epoch, change.version())), &data)
             }

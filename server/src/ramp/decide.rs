@@ -426,6 +426,26 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
         return finish(run, decision);
     }
 
+    // 3a: data that cannot be trusted. Far more treatment outcomes than the
+    // split allows is what forged reports look like (SDK keys are public),
+    // not what a failing treatment looks like (it reports fewer): acting
+    // on it would let anyone roll a ramp back. Hold instead.
+    if decision.evidence.srm_z.is_some_and(|z| z > SRM_UNTRUSTED_Z) {
+        match spec.policy.on_sample_ratio_mismatch {
+            SrmAction::Rollback => roll_back(&mut decision, RollbackReason::SampleRatioMismatch, CONTROLLER),
+            SrmAction::Hold if matches!(run.status, Status::Paused { .. }) => {}
+            SrmAction::Hold => decision.run.status = Status::Holding { reason: HoldReason::SampleRatioMismatch },
+        }
+        if let Some(command) = command {
+            decision.command = Some(Err(format!(
+                "{} was not applied: the treatment has far more outcomes than its share allows, so the data \
+                 is not trusted (sample-ratio mismatch)",
+                command.name()
+            )));
+        }
+        return finish(run, decision);
+    }
+
     // 3: guards, in every active state.
     let failed_metric = spec
         .metrics
@@ -599,6 +619,9 @@ fn finish(before: &Run, mut decision: Decision) -> Decision {
 
 /// |z| above this is a sample-ratio mismatch (two-sided α = 0.1 %).
 const SRM_Z: f64 = 3.29;
+/// Beyond this z the treatment's excess of outcomes is not chance or a
+/// slightly broken split but data that cannot be trusted; see `decide` (3a).
+const SRM_UNTRUSTED_Z: f64 = 10.0;
 
 fn approval_expired(run: &Run, spec: &RampSpec, now: u64) -> bool {
     run.approval_requested_at.is_some_and(|at| elapsed(now, at) >= spec.policy.approval_timeout.as_millis() as u64)

@@ -16,13 +16,12 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::controller::Controller;
+use super::outcome_gate::{OutcomeGate, Refused};
 use crate::metrics::Metrics;
 use crate::store::{ContextOutcome, OutcomeCount, Store, StoreError};
 
 /// Most entries in one batch.
 pub const MAX_ENTRIES: usize = 10_000;
-/// Most outcomes one entry may report.
-const MAX_COUNT: u64 = 1_000_000_000;
 
 /// One entry of a batch.
 #[derive(Debug, Clone, Deserialize)]
@@ -38,7 +37,7 @@ pub struct Report {
     pub targeting_key: Option<String>,
 }
 
-/// Checks a batch; the message names the offending entry.
+/// Checks a batch's shape; the message names the offending entry.
 pub fn check(reports: &[Report]) -> Result<(), String> {
     if reports.len() > MAX_ENTRIES {
         return Err(format!("at most {MAX_ENTRIES} outcome entries per batch"));
@@ -47,21 +46,30 @@ pub fn check(reports: &[Report]) -> Result<(), String> {
         if report.flag.is_empty() || report.variant.is_empty() {
             return Err(format!("outcomes[{index}]: flag and variant are required"));
         }
-        if report.ok > MAX_COUNT || report.error > MAX_COUNT {
-            return Err(format!("outcomes[{index}]: counts above {MAX_COUNT}"));
-        }
     }
     Ok(())
 }
 
-/// Records a checked batch durably; returns (accepted, ignored) entries.
+/// Why a batch was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("{0}")]
+    Refused(Refused),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Records a checked batch durably, once its counts are plausible for the
+/// ramps they feed (see [`OutcomeGate`]); returns (accepted, ignored)
+/// entries.
 pub async fn record(
     store: &dyn Store,
     ramps: &Controller,
+    gate: &OutcomeGate,
     metrics: &Metrics,
     environment: &str,
     reports: &[Report],
-) -> Result<(usize, usize), StoreError> {
+) -> Result<(usize, usize), RecordError> {
     let second = crate::time::now_millis() / 1000;
     let mut counts: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
     let mut contexts = Vec::new();
@@ -89,6 +97,14 @@ pub async fn record(
         }
     }
     let (ok, errors) = counts.values().fold((0, 0), |(a, b), (ok, error)| (a + ok, b + error));
+    let mut per_flag: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for ((flag, _), (ok, error)) in &counts {
+        *per_flag.entry(flag).or_default() += ok + error;
+    }
+    if let Err(refused) = gate.plausible(environment, &per_flag, second) {
+        metrics.rejected(refused.rejection());
+        return Err(RecordError::Refused(refused));
+    }
     let accepted = reports.len() - ignored;
     if accepted > 0 {
         let counts = counts

@@ -37,8 +37,8 @@ fn replay(args: &ReplayArgs) -> Result<Vec<String>, String> {
     let control = match &spec.control {
         Some(control) => control.clone(),
         None => {
-            let loaded =
-                crate::loader::load(&args.flags, &crate::limits::Limits::default()).map_err(|e| format!("{e} (pass --flags to resolve the control)"))?;
+            let loaded = crate::loader::load(&args.flags, &crate::limits::Limits::default())
+                .map_err(|e| format!("{e} (pass --flags to resolve the control)"))?;
             let flag = loaded.flags.get(&spec.flag).ok_or_else(|| format!("flag '{}' is not in --flags", spec.flag))?;
             flag.default_variant().ok_or("the flag has no default variant: name spec.control")?.to_owned()
         }

@@ -41,6 +41,8 @@ const CONTEXT_OUTCOMES: TableDefinition<(&str, &str, u64, &str, u64), u8> = Tabl
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// Versions kept per flag.
+    keep: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn unavailable(error: impl std::fmt::Display) -> StoreError {
@@ -76,7 +78,7 @@ impl EmbeddedStore {
             txn.open_table(CONTEXT_OUTCOMES).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        Ok(EmbeddedStore { db: Arc::new(db), keep: Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX)) })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -108,7 +110,7 @@ fn load(db: &Database) -> Result<BTreeMap<String, EnvironmentState>, StoreError>
     Ok(state)
 }
 
-fn commit(db: &Database, commit: Commit) -> Result<Vec<AuditEntry>, StoreError> {
+fn commit(db: &Database, commit: Commit, keep: usize) -> Result<Vec<AuditEntry>, StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
     let mut entries = Vec::with_capacity(commit.changes.len());
     {
@@ -172,6 +174,17 @@ fn commit(db: &Database, commit: Commit) -> Result<Vec<AuditEntry>, StoreError> 
                     changes: change.changes.clone(),
                 };
                 versions.insert((key.0, key.1, version), encode(&entry).as_slice()).map_err(unavailable)?;
+                // The versions that fall out of the retention (one, once it is steady).
+                if let Some(newest_dropped) = version.checked_sub(keep as u64).filter(|v| *v > 0) {
+                    let old: Vec<u64> = versions
+                        .range((key.0, key.1, 0)..=(key.0, key.1, newest_dropped))
+                        .map_err(unavailable)?
+                        .map(|entry| entry.map(|(k, _)| k.value().2).map_err(unavailable))
+                        .collect::<Result<_, _>>()?;
+                    for dropped in old {
+                        versions.remove((key.0, key.1, dropped)).map_err(unavailable)?;
+                    }
+                }
             }
             seq += 1;
             let entry = AuditEntry::of(&commit, change, seq, version);
@@ -183,11 +196,64 @@ fn commit(db: &Database, commit: Commit) -> Result<Vec<AuditEntry>, StoreError> 
     Ok(entries)
 }
 
-fn history(db: &Database, environment: &str, flag: &str) -> Result<Vec<FlagVersion>, StoreError> {
+fn history(
+    db: &Database,
+    environment: &str,
+    flag: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<FlagVersion>, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
     let table = txn.open_table(VERSIONS).map_err(unavailable)?;
-    let range = table.range((environment, flag, 0)..=(environment, flag, u64::MAX)).map_err(unavailable)?;
-    range.map(|entry| decode(entry.map_err(unavailable)?.1.value())).collect()
+    let start = after.saturating_add(1);
+    let range = table.range((environment, flag, start)..=(environment, flag, u64::MAX)).map_err(unavailable)?;
+    range.take(limit).map(|entry| decode(entry.map_err(unavailable)?.1.value())).collect()
+}
+
+/// Removes audit entries older than `before` (the log is in time order,
+/// so the scan stops at the first newer one) and each flag's versions
+/// beyond the newest `keep`.
+fn prune(db: &Database, before: u64, keep: usize) -> Result<u64, StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    let mut removed = 0;
+    {
+        let mut audit = txn.open_table(AUDIT).map_err(unavailable)?;
+        let mut old = Vec::new();
+        for entry in audit.iter().map_err(unavailable)? {
+            let (seq, value) = entry.map_err(unavailable)?;
+            let entry: AuditEntry = decode(value.value())?;
+            if entry.at >= before {
+                break;
+            }
+            old.push(seq.value());
+        }
+        for seq in old {
+            audit.remove(seq).map_err(unavailable)?;
+            removed += 1;
+        }
+        let mut versions = txn.open_table(VERSIONS).map_err(unavailable)?;
+        let flags = txn.open_table(FLAGS).map_err(unavailable)?;
+        let mut stale = Vec::new();
+        for entry in flags.iter().map_err(unavailable)? {
+            let (key, value) = entry.map_err(unavailable)?;
+            let (environment, flag) = key.value();
+            let record: FlagRecord = decode(value.value())?;
+            let Some(newest_dropped) = record.version.checked_sub(keep as u64).filter(|v| *v > 0) else { continue };
+            for old in
+                versions.range((environment, flag, 0)..=(environment, flag, newest_dropped)).map_err(unavailable)?
+            {
+                let (key, _) = old.map_err(unavailable)?;
+                let (e, f, v) = key.value();
+                stale.push((e.to_owned(), f.to_owned(), v));
+            }
+        }
+        for (environment, flag, version) in stale {
+            versions.remove((environment.as_str(), flag.as_str(), version)).map_err(unavailable)?;
+            removed += 1;
+        }
+    }
+    txn.commit().map_err(unavailable)?;
+    Ok(removed)
 }
 
 fn audit(db: &Database, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
@@ -473,7 +539,8 @@ impl Store for EmbeddedStore {
     }
 
     async fn commit(&self, batch: Commit) -> Result<Committed, StoreError> {
-        let entries = self.blocking(move |db| commit(db, batch)).await?;
+        let keep = self.keep.load(std::sync::atomic::Ordering::Relaxed);
+        let entries = self.blocking(move |db| commit(db, batch, keep)).await?;
         Ok(Committed { entries, revisions: BTreeMap::new() })
     }
 
@@ -481,9 +548,24 @@ impl Store for EmbeddedStore {
         StoreHealth { kind: "embedded", state: "ok", error: None }
     }
 
-    async fn history(&self, environment: &str, flag: &str) -> Result<Vec<FlagVersion>, StoreError> {
+    async fn history(
+        &self,
+        environment: &str,
+        flag: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FlagVersion>, StoreError> {
         let (environment, flag) = (environment.to_owned(), flag.to_owned());
-        self.blocking(move |db| history(db, &environment, &flag)).await
+        self.blocking(move |db| history(db, &environment, &flag, after, limit)).await
+    }
+
+    fn retain_versions(&self, versions: usize) {
+        self.keep.store(versions.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn prune(&self, before: u64) -> Result<u64, StoreError> {
+        let keep = self.keep.load(std::sync::atomic::Ordering::Relaxed);
+        self.blocking(move |db| prune(db, before, keep)).await
     }
 
     async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
@@ -536,7 +618,7 @@ mod tests {
 
         // Re-creating continues the version count.
         store.commit(commit_of("ana", 50, vec![put("b", Expect::Absent, 5)])).await.unwrap();
-        let history = store.history("prod", "b").await.unwrap();
+        let history = store.history("prod", "b", 0, 100).await.unwrap();
         assert_eq!(history.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2, 3]);
         assert!(history[1].definition.is_none());
 

@@ -245,8 +245,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Applies a batch atomically; returns the audit entries written.
     async fn commit(&self, commit: Commit) -> Result<Committed, StoreError>;
 
-    /// Every version of a flag, oldest first.
-    async fn history(&self, environment: &str, flag: &str) -> Result<Vec<FlagVersion>, StoreError>;
+    /// A page of a flag's versions, oldest first: those after version
+    /// `after`, at most `limit`. Versions beyond the retention are gone.
+    async fn history(
+        &self,
+        environment: &str,
+        flag: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FlagVersion>, StoreError>;
+
+    /// Keeps at most `versions` versions of each flag from now on: each
+    /// commit drops the versions that fall out ([`Store::prune`] drops
+    /// older ones left from a larger setting).
+    fn retain_versions(&self, versions: usize);
+
+    /// Drops audit entries older than `before` (unix ms) and versions
+    /// beyond the retention; returns how many records were removed.
+    async fn prune(&self, before: u64) -> Result<u64, StoreError>;
 
     /// Audit entries matching the query, in order, at most `limit`.
     async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;

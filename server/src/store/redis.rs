@@ -150,6 +150,8 @@ pub struct RedisStore {
     write_ramp_script: Arc<Script>,
     acquire_script: Arc<Script>,
     release_script: Arc<Script>,
+    /// Versions kept per flag (0: all).
+    keep: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -253,6 +255,7 @@ impl RedisStore {
             write_ramp_script: Arc::new(Script::new(scripts::WRITE_RAMP)),
             acquire_script: Arc::new(Script::new(scripts::ACQUIRE)),
             release_script: Arc::new(Script::new(scripts::RELEASE)),
+            keep: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         };
         Ok((store, receiver))
     }
@@ -446,7 +449,8 @@ impl Store for RedisStore {
 
     async fn commit(&self, commit: Commit) -> Result<Committed, StoreError> {
         let mut invocation = self.commit_script.prepare_invoke();
-        invocation.arg(&self.prefix).arg(commit.changes.len());
+        let keep = self.keep.load(std::sync::atomic::Ordering::Relaxed);
+        invocation.arg(&self.prefix).arg(commit.changes.len()).arg(keep);
         for change in &commit.changes {
             let (expect, expected) = match change.expect {
                 Expect::Anything => ("any", 0),
@@ -517,10 +521,68 @@ impl Store for RedisStore {
         Ok(committed)
     }
 
-    async fn history(&self, environment: &str, flag: &str) -> Result<Vec<FlagVersion>, StoreError> {
+    async fn history(
+        &self,
+        environment: &str,
+        flag: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FlagVersion>, StoreError> {
+        // Versions are consecutive in the list, so the page is found from
+        // the first one kept without reading the others.
         let key = self.key(&["versions", environment, flag]);
-        let items: Vec<String> = self.call(async |mut c| c.lrange(&key, 0, -1).await).await?;
+        let first: Option<String> = self.call(async |mut c| c.lindex(&key, 0).await).await?;
+        let Some(first) = first else { return Ok(Vec::new()) };
+        let first = decode::<FlagVersion>(&first)?.version;
+        let start = after.saturating_add(1).saturating_sub(first) as isize;
+        let stop = start.saturating_add(limit as isize).saturating_sub(1);
+        let items: Vec<String> = self.call(async |mut c| c.lrange(&key, start, stop).await).await?;
         items.iter().map(|text| decode(text)).collect()
+    }
+
+    fn retain_versions(&self, versions: usize) {
+        self.keep.store(versions.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn prune(&self, before: u64) -> Result<u64, StoreError> {
+        // Audit: oldest first, until an entry is new enough.
+        const PAGE: isize = 500;
+        let key = self.key(&["audit"]);
+        let mut removed = 0u64;
+        loop {
+            let page: Vec<String> = self.call(async |mut c| c.zrange(&key, 0, PAGE - 1).await).await?;
+            let old: Vec<&String> =
+                page.iter().take_while(|text| decode::<AuditEntry>(text).is_ok_and(|e| e.at < before)).collect();
+            if old.is_empty() {
+                break;
+            }
+            let count = old.len();
+            let members: Vec<String> = old.into_iter().cloned().collect();
+            let _: i64 = self.call(async |mut c| c.zrem(&key, &members).await).await?;
+            removed += count as u64;
+            if count < page.len() || page.len() < PAGE as usize {
+                break;
+            }
+        }
+        // Versions beyond the retention (left from a larger setting).
+        let keep = self.keep.load(std::sync::atomic::Ordering::Relaxed);
+        if keep > 0 {
+            let environments: Vec<String> =
+                self.call(async |mut c| c.smembers(self.key(&["environments"])).await).await?;
+            for environment in environments {
+                let meta = self.key(&["meta", &environment]);
+                let flags: Vec<String> = self.call(async |mut c| c.hkeys(&meta).await).await?;
+                for flag in flags {
+                    let versions = self.key(&["versions", &environment, &flag]);
+                    let length: usize = self.call(async |mut c| c.llen(&versions).await).await?;
+                    if length > keep {
+                        let _: () = self.call(async |mut c| c.ltrim(&versions, -(keep as isize), -1).await).await?;
+                        removed += (length - keep) as u64;
+                    }
+                }
+            }
+        }
+        Ok(removed)
     }
 
     async fn audit(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {

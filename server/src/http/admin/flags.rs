@@ -152,7 +152,9 @@ pub(crate) async fn patch_flag(
     let expected = if_match(request.headers())?;
     let snapshot = if environment.snapshot().api.contains_key(&key) {
         let action = if wanted == FlagState::Disabled { "disable" } else { "enable" };
-        write_api_flag(&state, environment, &caller, &key, expected, Edit::SetState(wanted), Some(action)).await?.snapshot
+        write_api_flag(&state, environment, &caller, &key, expected, Edit::SetState(wanted), Some(action))
+            .await?
+            .snapshot
     } else {
         set_override(&state, environment, &caller, &key, expected, wanted).await?
     };

@@ -13,25 +13,73 @@ use crate::http::error::{ApiError, ErrorBody};
 use crate::store::AuditQuery;
 use crate::time;
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryParams {
+    after: Option<i64>,
+    limit: Option<usize>,
+}
+
 #[utoipa::path(get, path = "/admin/v1/environments/{environment}/flags/{key}/history", tag = "history",
-    description = "Every version of an API-owned flag, oldest first, with who changed what and when. \
-                   Kill-switch changes of file-owned flags are in the audit log.",
-    params(("environment" = String, Path), ("key" = String, Path)),
-    responses((status = 200, body = History), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    description = "The versions of an API-owned flag, oldest first and paged, with who changed what and when. \
+                   `after` is the `next` of the previous page. The newest `limits.historyVersionsPerFlag` \
+                   versions are kept. Kill-switch changes of file-owned flags are in the audit log.",
+    params(("environment" = String, Path), ("key" = String, Path),
+           ("after" = Option<i64>, Query, minimum = 0), ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000)),
+    responses((status = 200, body = History), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 pub(crate) async fn flag_history(
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     state.admin.authorize(&request, Role::Read)?;
+    let params = web::Query::<HistoryParams>::from_query(request.query_string())
+        .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?
+        .into_inner();
+    let limit = page_limit(params.limit)?;
+    let after = params
+        .after
+        .map(|after| u64::try_from(after).map_err(|_| ApiError::bad_request("after must not be negative")))
+        .transpose()?
+        .unwrap_or(0);
     let (name, key) = path.into_inner();
     let environment = environment(&state, &name)?;
-    let versions = state.store.history(&name, &key).await?;
-    if versions.is_empty() && environment.snapshot().flags.get(&key).is_none() {
+    let versions = state.store.history(&name, &key, after, limit).await?;
+    if versions.is_empty() && after == 0 && environment.snapshot().flags.get(&key).is_none() {
         return Err(ApiError::not_found("FLAG_NOT_FOUND", format!("no flag '{key}' in environment '{name}'")));
     }
-    let versions = versions.into_iter().map(VersionView::from).collect();
-    Ok(HttpResponse::Ok().json(History { key, environment: name, versions }))
+    let full = versions.len() == limit;
+    let (versions, cut) = within_bytes(&state, versions.into_iter().map(VersionView::from));
+    let next = (full || cut).then(|| versions.last().map(|v| v.version)).flatten();
+    Ok(HttpResponse::Ok().json(History { key, environment: name, versions, next }))
+}
+
+/// A page's size: `limit`, 100 by default, at most [`MAX_PAGE`].
+fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
+    }
+    Ok(limit)
+}
+
+/// Takes items while the page stays within `limits.responseBytes` (always
+/// at least one); `true` when some were left for the next page.
+fn within_bytes<T: serde::Serialize>(state: &AppState, items: impl Iterator<Item = T>) -> (Vec<T>, bool) {
+    let budget = state.limits.response_bytes;
+    let mut used = 0usize;
+    let mut page = Vec::new();
+    for item in items {
+        let size = serde_json::to_vec(&item).map_or(0, |bytes| bytes.len());
+        if !page.is_empty() && used + size > budget {
+            state.metrics.rejected(crate::limits::Rejection::ResponseBytes);
+            return (page, true);
+        }
+        used += size;
+        page.push(item);
+    }
+    (page, false)
 }
 
 #[utoipa::path(post, path = "/admin/v1/environments/{environment}/flags/{key}/revert", tag = "history",
@@ -53,7 +101,7 @@ pub(crate) async fn revert_flag(
     let environment = environment(&state, &name)?;
     let revert: RevertRequest = json_body(&state, payload).await?;
     let expected = if_match(request.headers())?;
-    let history = state.store.history(&name, &key).await?;
+    let history = state.store.history(&name, &key, revert.version.saturating_sub(1), 1).await?;
     let Some(target) = history.iter().find(|v| v.version == revert.version) else {
         return Err(ApiError::not_found(
             "VERSION_NOT_FOUND",
@@ -109,10 +157,7 @@ pub(crate) async fn audit(state: web::Data<AppState>, request: HttpRequest) -> R
             })
             .transpose()
     };
-    let limit = params.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_PAGE}")));
-    }
+    let limit = page_limit(params.limit)?;
     let query = AuditQuery {
         environment: params.environment,
         flag: params.flag,
@@ -126,6 +171,8 @@ pub(crate) async fn audit(state: web::Data<AppState>, request: HttpRequest) -> R
         limit,
     };
     let entries = state.store.audit(query).await?;
-    let next = (entries.len() == limit).then(|| entries.last().map(|e| e.seq)).flatten();
-    Ok(HttpResponse::Ok().json(AuditPage { entries: entries.into_iter().map(Into::into).collect(), next }))
+    let full = entries.len() == limit;
+    let (entries, cut) = within_bytes(&state, entries.into_iter().map(super::views::AuditView::from));
+    let next = (full || cut).then(|| entries.last().map(|e| e.seq)).flatten();
+    Ok(HttpResponse::Ok().json(AuditPage { entries, next }))
 }

@@ -149,6 +149,8 @@ pub(crate) struct History {
     pub(crate) key: String,
     pub(crate) environment: String,
     pub(crate) versions: Vec<VersionView>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub(crate) next: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -523,3 +523,26 @@ fn a_latency_gate_must_pass_and_a_latency_guard_rolls_back() {
     let d = decide(&Run { basis_points: 2500, ..started(&monitor, 0) }, &monitor, &slow, 20 * MINUTE, None);
     assert_eq!(d.run.step, 1, "a monitor never acts");
 }
+
+#[test]
+fn forged_treatment_errors_hold_the_ramp_instead_of_rolling_it_back() {
+    // The report: 10,000 entries of a billion errors each for the treatment
+    // at a 5% split. The sample ratio is off by millions of deviations.
+    let spec = standard();
+    let run = started(&spec, 0);
+    let forged = pair((10_000_000_000_000, 10_000_000_000_000), (9500, 10));
+    let poisoned = Observation { expected_share: Some(0.05), ..observe(&[forged]) };
+    let d = decide(&run, &spec, &poisoned, MINUTE, None);
+    assert!(d.evidence.srm_z.unwrap() > 1e6, "{:?}", d.evidence.srm_z);
+    assert_eq!(d.run.status, Status::Holding { reason: HoldReason::SampleRatioMismatch });
+    assert_eq!(d.run.basis_points, run.basis_points);
+    // A real regression with a matching split still rolls back.
+    let failing = Observation { expected_share: Some(0.05), ..observe(&[pair((500, 400), (9500, 10))]) };
+    let d = decide(&run, &spec, &failing, MINUTE, None);
+    assert!(matches!(d.run.status, Status::RolledBack { .. }), "{:?}", d.run.status);
+    // A treatment that crashes before reporting has fewer outcomes than its
+    // share: the guards still act on its errors.
+    let crashing = Observation { expected_share: Some(0.05), ..observe(&[pair((100, 90), (9900, 10))]) };
+    let d = decide(&run, &spec, &crashing, MINUTE, None);
+    assert!(matches!(d.run.status, Status::RolledBack { .. }), "{:?}", d.run.status);
+}

@@ -10,8 +10,8 @@
 //! Every key shares the `{prefix}` hash tag: on a Redis Cluster they all
 //! live in one slot, which multi-key scripts need.
 
-/// Applies a commit. ARGV: prefix, change count, then nine values per
-/// change: environment, flag, expect (`any`/`absent`/`v`), expected version,
+/// Applies a commit. ARGV: prefix, change count, versions kept per flag
+/// (0: all), then nine values per change: environment, flag, expect (`any`/`absent`/`v`), expected version,
 /// kind (`put`/`delete`/`oset`/`oclear`), body (flag record without its
 /// version, or the override), version entry without its version, audit
 /// entry without seq and version, the flag key as a JSON string.
@@ -21,6 +21,7 @@
 pub(super) const COMMIT: &str = r#"
 local p = ARGV[1]
 local n = tonumber(ARGV[2])
+local keep = tonumber(ARGV[3])
 local function live(env, flag)
   local meta = redis.call('HGET', p .. ':meta:' .. env, flag)
   if not meta then return nil end
@@ -29,7 +30,7 @@ local function live(env, flag)
   return nil
 end
 for i = 0, n - 1 do
-  local b = 3 + i * 9
+  local b = 4 + i * 9
   local expect = ARGV[b + 2]
   if expect ~= 'any' then
     local found = live(ARGV[b], ARGV[b + 1])
@@ -41,7 +42,7 @@ end
 local out = {'ok'}
 local order, flags, overrides = {}, {}, {}
 for i = 0, n - 1 do
-  local b = 3 + i * 9
+  local b = 4 + i * 9
   local env, flag, kind = ARGV[b], ARGV[b + 1], ARGV[b + 4]
   if not flags[env] then
     order[#order + 1] = env
@@ -57,7 +58,9 @@ for i = 0, n - 1 do
     redis.call('HSET', p .. ':meta:' .. env, flag, version .. ':' .. alive)
     local record = '{"version":' .. version .. ',' .. ARGV[b + 5]
     redis.call('HSET', p .. ':flags:' .. env, flag, record)
-    redis.call('RPUSH', p .. ':versions:' .. env .. ':' .. flag, '{"version":' .. version .. ',' .. ARGV[b + 6])
+    local versions = p .. ':versions:' .. env .. ':' .. flag
+    redis.call('RPUSH', versions, '{"version":' .. version .. ',' .. ARGV[b + 6])
+    if keep > 0 then redis.call('LTRIM', versions, -keep, -1) end
     table.insert(flags[env], ARGV[b + 8] .. ':' .. record)
   elseif kind == 'oset' then
     redis.call('HSET', p .. ':overrides:' .. env, flag, ARGV[b + 5])
