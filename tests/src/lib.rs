@@ -182,6 +182,24 @@ impl Rampart {
         self.child.id()
     }
 
+    /// The process's resident memory now, in bytes (Linux).
+    pub fn rss(&self) -> u64 {
+        rss_of(self.child.id())
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The value of one sample on `/metrics` (`name` with its labels as
+    /// printed, e.g. `rampart_limit_rejections_total{limit="connections"}`),
+    /// 0 when absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let text = client().get(format!("{}/metrics", self.admin)).send().and_then(|r| r.text()).unwrap_or_default();
+        text.lines().find_map(|line| line.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+    }
+
     /// Kills the process with SIGKILL, as a crash would, and waits for it.
     pub fn kill(mut self) {
         let _ = self.child.kill();
@@ -251,6 +269,16 @@ fn reply(response: reqwest::blocking::Response) -> Reply {
     let text = response.text().unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Reply { status, etag, body, text }
+}
+
+/// Resident memory of a process, in bytes, from `/proc/<pid>/status`.
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
 }
 
 /// A free loopback port (for a server that must come back on the same

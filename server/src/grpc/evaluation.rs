@@ -44,6 +44,9 @@ impl Evaluation {
         let snapshot = environment.snapshot();
         let evaluation = snapshot.flags.evaluate(key, &context, now_seconds());
         self.state.metrics.evaluated(&environment.name, evaluation.reason);
+        if let Some(limit) = evaluation.limit {
+            self.state.metrics.rejected(crate::limits::Rejection::Engine(limit));
+        }
         if let Some(code) = evaluation.error_code {
             return Err(status(code, evaluation.error_message.as_deref().unwrap_or(code.as_str())));
         }
@@ -101,6 +104,9 @@ impl Evaluation {
         for flag in snapshot.flags.iter() {
             let evaluation = flag.evaluate(&context, now);
             self.state.metrics.evaluated(&environment.name, evaluation.reason);
+            if let Some(limit) = evaluation.limit {
+                self.state.metrics.rejected(crate::limits::Rejection::Engine(limit));
+            }
             // Like flagd: flags without a value (disabled, failed, no default) are left out.
             if let Some(value) = evaluation.value {
                 flags.push((

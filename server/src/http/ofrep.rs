@@ -93,6 +93,9 @@ async fn single(state: web::Data<AppState>, request: HttpRequest, key: String, p
     let snapshot = environment.snapshot();
     let evaluation = snapshot.flags.evaluate(&key, &context, now_seconds());
     state.metrics.evaluated(&environment.name, evaluation.reason);
+    if let Some(limit) = evaluation.limit {
+        state.metrics.rejected(crate::limits::Rejection::Engine(limit));
+    }
     let (status, body) = render(&key, &evaluation);
     HttpResponse::build(status).content_type("application/json").body(body)
 }
@@ -119,6 +122,9 @@ async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Pa
         }
         let evaluation = flag.evaluate(&context, now);
         state.metrics.evaluated(&environment.name, evaluation.reason);
+        if let Some(limit) = evaluation.limit {
+            state.metrics.rejected(crate::limits::Rejection::Engine(limit));
+        }
         body.extend_from_slice(&render(flag.key(), &evaluation).1);
     }
     body.extend_from_slice(b"],\"metadata\":");
