@@ -1,14 +1,17 @@
 //! Change notification: what every stream (gRPC sync, flagd event stream,
 //! SSE) sends when an environment's flags change.
 //!
-//! Each change becomes one [`ChangeEvent`], broadcast to every subscriber
-//! of the environment. Its wire forms (flagd's full configuration, a
-//! Rampart delta) are serialised once, lazily, and shared by all clients,
-//! so a change costs the same work with one client or ten thousand. The
-//! broadcast channel is bounded and never blocks the sender: a client that
-//! falls too far behind misses events, is disconnected, and resumes.
-//! Recent events are kept so a client that reconnects after a short outage
-//! receives only what it missed.
+//! Each change becomes one [`ChangeEvent`], kept in a short history and
+//! announced to every subscriber of the environment (a `watch` of the
+//! newest version: announcing never blocks and never queues per client).
+//! A subscriber then takes the events after the version it sent from the
+//! history. Their wire forms (a Rampart delta, the SSE event) are
+//! serialised once, lazily, and shared by all clients, so a change costs
+//! the same work with one client or ten thousand. The history is bounded by
+//! count and by the size of the flags it holds, so it never keeps large
+//! configurations alive: a client whose missed events are no longer kept is
+//! told to reconnect (and gets the current configuration). A client that
+//! reconnects after a short outage receives only what it missed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,17 +20,16 @@ use std::time::SystemTime;
 use actix_web::web::Bytes;
 use rampart_engine::{Flag, FlagSet, Metadata};
 use serde_json::{Map, Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
 use crate::environment::Snapshot;
 
-/// Events each subscriber may be behind before it is disconnected.
-pub const SUBSCRIBER_BUFFER: usize = 64;
 /// Recent events kept per environment for resuming clients.
 const HISTORY: usize = 256;
-/// Changed flags the kept events may reference together: a reload that
-/// replaces a hundred thousand flags must not keep them alive 256 times.
-const HISTORY_FLAGS: usize = 20_000;
+/// Bytes of changed flags the kept events may hold together: a reload that
+/// replaces a hundred thousand flags, or a megabyte flag changed twenty
+/// times, must not stay in memory for the sake of the history.
+const HISTORY_BYTES: u64 = 4 << 20;
 
 /// How a flag changed, in flagd's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +63,9 @@ pub struct ChangeEvent {
     /// The changed and added flags, shared with the snapshot.
     upserts: Vec<Arc<Flag>>,
     metadata: Metadata,
+    /// The size of the changed flags' definitions: what keeping this
+    /// event costs.
+    weight: u64,
     delta_json: OnceLock<String>,
     /// The SSE `delta` event, rendered once and shared by every SSE client.
     sse_delta: OnceLock<Bytes>,
@@ -68,12 +73,15 @@ pub struct ChangeEvent {
 
 impl ChangeEvent {
     pub fn new(from_version: u64, snapshot: &Snapshot, changed: BTreeMap<String, FlagChange>) -> ChangeEvent {
-        let upserts = changed
+        let upserts: Vec<Arc<Flag>> = changed
             .iter()
             .filter(|(_, change)| **change != FlagChange::Delete)
             .filter_map(|(key, _)| snapshot.flags.shared_flag(key).cloned())
             .collect();
+        let weight = upserts.iter().map(|flag| rampart_engine::limits::value_size(flag.definition())).sum::<u64>()
+            + 64 * changed.len() as u64;
         ChangeEvent {
+            weight,
             from_version,
             version: snapshot.version,
             at: snapshot.loaded_at,
@@ -135,10 +143,11 @@ pub fn diff(before: &FlagSet, after: &FlagSet) -> BTreeMap<String, FlagChange> {
     changed
 }
 
-/// The broadcast side of one environment.
+/// The announcing side of one environment.
 #[derive(Debug)]
 pub struct Changes {
-    sender: broadcast::Sender<Arc<ChangeEvent>>,
+    /// The newest published version.
+    latest: watch::Sender<u64>,
     recent: Mutex<Recent>,
     /// The SSE `snapshot` event of the current version, rendered once for
     /// every client that connects to that version.
@@ -148,39 +157,82 @@ pub struct Changes {
 #[derive(Debug, Default)]
 struct Recent {
     events: VecDeque<Arc<ChangeEvent>>,
-    /// Changed flags the kept events reference.
-    flags: usize,
+    /// The kept events' weight.
+    bytes: u64,
 }
 
-impl Default for Changes {
-    fn default() -> Self {
-        Changes {
-            sender: broadcast::channel(SUBSCRIBER_BUFFER).0,
-            recent: Mutex::default(),
-            sse_snapshot: Mutex::new(None),
+/// What a subscriber finds when it looks for changes.
+#[derive(Debug)]
+pub enum Next {
+    /// The events after the version it asked about, oldest first.
+    Changes(Vec<Arc<ChangeEvent>>),
+    /// Some of them are no longer kept: it must start again from the
+    /// current configuration.
+    Behind,
+    /// The environment is gone (shutdown).
+    Closed,
+}
+
+/// One subscriber: a receiver of version announcements.
+#[derive(Debug)]
+pub struct Subscription {
+    changes: Arc<Changes>,
+    latest: watch::Receiver<u64>,
+}
+
+impl Subscription {
+    /// Waits until there is a version after `version`, then returns the
+    /// events after it.
+    pub async fn after(&mut self, version: u64) -> Next {
+        loop {
+            let latest = *self.latest.borrow_and_update();
+            if latest > version {
+                return match self.changes.since(version) {
+                    Some(events) if !events.is_empty() => Next::Changes(events),
+                    _ => Next::Behind,
+                };
+            }
+            if self.latest.changed().await.is_err() {
+                return Next::Closed;
+            }
         }
+    }
+
+    /// Waits for any version after `version`; false when closed.
+    pub async fn newer_than(&mut self, version: u64) -> bool {
+        self.latest.wait_for(|latest| *latest > version).await.is_ok()
     }
 }
 
 impl Changes {
-    /// Publishes a change to every subscriber (never blocks).
+    /// Starts at `version` (the environment's first snapshot).
+    pub fn new(version: u64) -> Arc<Changes> {
+        Arc::new(Changes {
+            latest: watch::channel(version).0,
+            recent: Mutex::default(),
+            sse_snapshot: Mutex::new(None),
+        })
+    }
+
+    /// Keeps a change and announces it (never blocks).
     pub fn publish(&self, event: ChangeEvent) {
-        let event = Arc::new(event);
+        let version = event.version;
         {
             let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-            recent.flags += event.changed.len();
-            recent.events.push_back(event.clone());
-            while recent.events.len() > HISTORY || (recent.flags > HISTORY_FLAGS && recent.events.len() > 1) {
-                if let Some(old) = recent.events.pop_front() {
-                    recent.flags -= old.changed.len();
+            recent.bytes += event.weight;
+            recent.events.push_back(Arc::new(event));
+            while recent.events.len() > HISTORY || recent.bytes > HISTORY_BYTES {
+                match recent.events.pop_front() {
+                    Some(old) => recent.bytes -= old.weight,
+                    None => break,
                 }
             }
         }
-        let _ = self.sender.send(event);
+        self.latest.send_replace(version);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ChangeEvent>> {
-        self.sender.subscribe()
+    pub fn subscribe(self: &Arc<Self>) -> Subscription {
+        Subscription { changes: self.clone(), latest: self.latest.subscribe() }
     }
 
     /// The events after `version`, if every one of them is still kept.
@@ -195,7 +247,7 @@ impl Changes {
     }
 
     pub fn subscribers(&self) -> usize {
-        self.sender.receiver_count()
+        self.latest.receiver_count()
     }
 
     /// The SSE snapshot event of `version`, rendered by `render` once.

@@ -255,7 +255,7 @@ pub struct Environment {
     /// (held across store writes, which can take the store's timeout).
     revision: AtomicU64,
     /// Every published change, for the streams.
-    pub changes: Changes,
+    pub changes: Arc<Changes>,
 }
 
 /// What applying another replica's change did.
@@ -289,7 +289,7 @@ impl Environment {
             current: ArcSwap::from_pointee(snapshot),
             revision: AtomicU64::new(inputs.revision),
             inputs: Mutex::new(inputs),
-            changes: Changes::default(),
+            changes: Changes::new(1),
         })
     }
 

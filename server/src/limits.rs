@@ -40,6 +40,10 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// Open connections per listener; more wait in the kernel's backlog.
     pub connections_per_listener: usize,
+    /// Whether `connections_per_listener` was configured (a configured
+    /// value that does not fit the descriptor limit is worth a warning; the
+    /// default is fitted quietly).
+    pub connections_configured: bool,
     /// How long a gRPC connection may take to send the HTTP/2 preface.
     pub handshake_timeout: Duration,
     /// Versions kept per API-owned flag (the newest); older ones are
@@ -65,6 +69,7 @@ impl Default for Limits {
             definition_bytes: 256 << 10,
             body_read_timeout: Duration::from_secs(10),
             connections_per_listener: 10_000,
+            connections_configured: false,
             handshake_timeout: Duration::from_secs(10),
             history_versions: 200,
             audit_retention: Duration::from_secs(400 * 24 * 3600),
@@ -89,12 +94,14 @@ impl Limits {
         let available = raise_descriptor_limit();
         let share = (available.saturating_sub(RESERVED_DESCRIPTORS) / 4).max(16) as usize;
         if self.connections_per_listener > share {
-            tracing::warn!(
-                configured = self.connections_per_listener,
-                descriptors = available,
-                "connectionsPerListener lowered to {share} to fit four listeners in the open-file limit; \
-                 raise the limit (ulimit -n, LimitNOFILE) for more"
-            );
+            if self.connections_configured {
+                tracing::warn!(
+                    configured = self.connections_per_listener,
+                    descriptors = available,
+                    "connectionsPerListener lowered to {share} to fit four listeners in the open-file limit; \
+                     raise the limit (ulimit -n, LimitNOFILE) for more"
+                );
+            }
             self.connections_per_listener = share;
         }
         available
@@ -179,6 +186,7 @@ impl LimitsFile {
                 1,
                 1 << 20,
             )?,
+            connections_configured: self.connections_per_listener.is_some(),
             handshake_timeout: seconds("handshakeTimeoutSeconds", self.handshake_timeout_seconds, d.handshake_timeout)?,
             history_versions: within(
                 "historyVersionsPerFlag",

@@ -293,7 +293,7 @@ fn symlink_loops_in_a_ramps_glob_neither_hang_nor_stop_reloads() {
 
 #[test]
 fn each_put_answers_with_the_version_it_wrote() {
-    let setup = Setup::new("");
+    let setup = Setup::new("limits:\n  historyVersionsPerFlag: 1000\n");
     let url = format!("{}/admin/v1/environments/production/flags/contested", setup.server.admin);
     let answers: Vec<(u64, String)> = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..8)

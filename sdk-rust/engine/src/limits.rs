@@ -113,7 +113,7 @@ impl Limit {
 
 /// The approximate size of a value in memory: what copying it costs.
 /// Walks the value, so it costs as much as the copy it prices.
-pub(crate) fn value_size(value: &serde_json::Value) -> u64 {
+pub fn value_size(value: &serde_json::Value) -> u64 {
     use serde_json::Value;
     const SLOT: u64 = 16;
     match value {

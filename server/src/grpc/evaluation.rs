@@ -7,7 +7,7 @@ use prost_types::Struct;
 use rampart_engine::{Context, ErrorCode, Reason, ValueType};
 use rampart_proto::flagd::evaluation::{v1, v2};
 use serde_json::{Map, Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{from_struct, to_struct};
 use super::{GrpcState, status};
+use crate::changes::Next;
 use crate::limits::MAX_CONTEXT_FIELDS;
 use crate::time::now_seconds;
 
@@ -130,6 +131,7 @@ impl Evaluation {
         let (sender, receiver) = mpsc::channel(8);
         let state = self.state.clone();
         let mut changes = environment.changes.subscribe();
+        let mut sent = environment.snapshot().version;
         tokio::spawn(async move {
             if sender.send(Ok(("provider_ready".into(), Map::new()))).await.is_err() {
                 return;
@@ -140,18 +142,20 @@ impl Evaluation {
                 let message = tokio::select! {
                     _ = state.shutdown.cancelled() => break,
                     _ = keep_alive.tick() => Ok(("keep_alive".into(), Map::new())),
-                    event = changes.recv() => match event {
-                        Ok(event) => {
-                            let flags: Map<String, Value> =
-                                event.changed.iter().map(|(key, change)| (key.clone(), json!({"type": change.as_str()}))).collect();
+                    next = changes.after(sent) => match next {
+                        Next::Changes(events) => {
+                            sent = events.last().map_or(sent, |e| e.version());
+                            let flags: Map<String, Value> = events
+                                .iter()
+                                .flat_map(|event| event.changed.iter())
+                                .map(|(key, change)| (key.clone(), json!({"type": change.as_str()})))
+                                .collect();
                             let mut data = Map::new();
                             data.insert("flags".into(), Value::Object(flags));
                             Ok(("configuration_change".into(), data))
                         }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {
-                            Err(Status::unavailable("this stream fell behind; reconnect to resynchronise"))
-                        }
-                        Err(broadcast::error::RecvError::Closed) => break,
+                        Next::Behind => Err(Status::unavailable("this stream fell behind; reconnect to resynchronise")),
+                        Next::Closed => break,
                     },
                 };
                 let failed = message.is_err();

@@ -9,7 +9,6 @@ use rampart_proto::flagd::sync::v1::{
     FetchAllFlagsRequest, FetchAllFlagsResponse, GetMetadataRequest, GetMetadataResponse, SyncFlagsRequest,
     SyncFlagsResponse,
 };
-use tokio::sync::broadcast;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -25,7 +24,7 @@ pub(crate) struct FlagdSync {
 /// Where one `SyncFlags` subscriber is.
 struct Follow {
     environment: Arc<Environment>,
-    changes: broadcast::Receiver<Arc<crate::changes::ChangeEvent>>,
+    changes: crate::changes::Subscription,
     shutdown: tokio_util::sync::CancellationToken,
     /// The version last sent (`None` before the first message).
     sent: Option<u64>,
@@ -41,13 +40,11 @@ impl Follow {
                 self.sent = Some(current.version);
                 return Some(current.flagd_json().to_owned());
             }
+            let sent = self.sent.unwrap_or_default();
             tokio::select! {
                 _ = self.shutdown.cancelled() => return None,
-                event = self.changes.recv() => match event {
-                    // Missed events are fine: the current configuration covers them.
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
+                // Missed versions are fine: the current configuration covers them.
+                newer = self.changes.newer_than(sent) => if !newer { return None },
             }
         }
     }

@@ -11,12 +11,11 @@ use rampart_proto::rampart::v1::flag_sync_server::FlagSync;
 use rampart_proto::rampart::v1::{
     Delta, Heartbeat, OutcomeBatch, OutcomeReply, Reconnect, Snapshot, SubscribeRequest, SyncEvent, sync_event,
 };
-use tokio::sync::broadcast;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::GrpcState;
-use crate::changes::ChangeEvent;
+use crate::changes::{ChangeEvent, Next};
 use crate::ramp::outcome_gate::Refused;
 use crate::ramp::outcomes::RecordError;
 
@@ -46,7 +45,7 @@ struct Subscription {
     epoch: String,
     /// What is still to send before following live changes.
     backlog: std::collections::VecDeque<Result<SyncEvent, Status>>,
-    changes: broadcast::Receiver<Arc<ChangeEvent>>,
+    changes: crate::changes::Subscription,
     heartbeat: tokio::time::Interval,
     shutdown: tokio_util::sync::CancellationToken,
     metrics: Arc<crate::metrics::Metrics>,
@@ -71,17 +70,20 @@ impl Subscription {
                     (event(sync_event::Event::Reconnect(Reconnect { reason: "the server is shutting down".into() })), true)
                 }
                 _ = self.heartbeat.tick() => (event(sync_event::Event::Heartbeat(Heartbeat { version: self.sent })), false),
-                change = self.changes.recv() => match change {
-                    Ok(change) if change.version() <= self.sent => continue,
-                    Ok(change) => {
-                        self.sent = change.version();
-                        (delta(&self.epoch, &change), false)
+                next = self.changes.after(self.sent) => match next {
+                    Next::Changes(changes) => {
+                        self.sent = changes.last().map_or(self.sent, |c| c.version());
+                        self.backlog.extend(changes.iter().map(|change| delta(&self.epoch, change)));
+                        match self.backlog.pop_front() {
+                            Some(message) => return Some(message),
+                            None => continue,
+                        }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                    Next::Behind => {
                         self.metrics.rejected(crate::limits::Rejection::StreamBacklog);
                         (event(sync_event::Event::Reconnect(Reconnect { reason: "fell too far behind".into() })), true)
                     }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+                    Next::Closed => return None,
                 },
             };
             self.finished = last;

@@ -18,11 +18,10 @@ use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
-use tokio::sync::broadcast;
 
 use super::AppState;
 use super::ofrep::sdk_key;
-use crate::changes::ChangeEvent;
+use crate::changes::{ChangeEvent, Next, Subscription};
 use crate::environment::Environment;
 
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
@@ -109,12 +108,12 @@ enum Kind {
 
 /// One client's stream, polled by the response itself: no task and no
 /// queue per client. Events are shared `Bytes`, sent in slices; a client
-/// that falls more than the broadcast buffer behind is told to reconnect
-/// (and resumes from its last event id) instead of being waited for.
+/// whose missed events are no longer kept is told to reconnect (and gets
+/// the current configuration) instead of being waited for.
 struct Feed {
     kind: Kind,
     epoch: String,
-    changes: broadcast::Receiver<Arc<ChangeEvent>>,
+    changes: Subscription,
     /// Whole events still to send, then the rest of the one being sent.
     pending: std::collections::VecDeque<Bytes>,
     current: Bytes,
@@ -127,7 +126,7 @@ struct Feed {
 }
 
 impl Feed {
-    fn new(state: &AppState, kind: Kind, changes: broadcast::Receiver<Arc<ChangeEvent>>, sent: u64) -> Feed {
+    fn new(state: &AppState, kind: Kind, changes: Subscription, sent: u64) -> Feed {
         let mut keep_alive = tokio::time::interval(state.heartbeat);
         keep_alive.reset();
         Feed {
@@ -163,21 +162,26 @@ impl Feed {
                     Kind::Refetch => Bytes::new(),
                 }, true),
                 _ = self.keep_alive.tick() => (Bytes::from_static(b": keep-alive\n\n"), false),
-                change = self.changes.recv() => match change {
-                    Ok(change) if change.version() <= self.sent => continue,
-                    Ok(change) => {
-                        self.sent = change.version();
-                        (self.render(&change), false)
+                next = self.changes.after(self.sent) => match next {
+                    Next::Changes(changes) => {
+                        self.sent = changes.last().map_or(self.sent, |c| c.version());
+                        match self.kind {
+                            Kind::Deltas => {
+                                self.pending.extend(changes.iter().map(|c| delta_event(&self.epoch, c)));
+                                continue;
+                            }
+                            // One refetch covers them all.
+                            Kind::Refetch => (self.render(changes.last().expect("not empty")), false),
+                        }
                     }
-                    Err(broadcast::error::RecvError::Lagged(_)) => match self.kind {
+                    Next::Behind => match self.kind {
                         Kind::Deltas => {
                             self.metrics.rejected(crate::limits::Rejection::StreamBacklog);
                             (event("reconnect", None, "{\"reason\":\"fell too far behind\"}"), true)
                         }
-                        // Missed events: one refetch covers them all.
                         Kind::Refetch => (event("message", None, "{\"type\":\"refetchEvaluation\"}"), false),
                     },
-                    Err(broadcast::error::RecvError::Closed) => (Bytes::new(), true),
+                    Next::Closed => (Bytes::new(), true),
                 },
             };
             self.finished = last;
