@@ -360,3 +360,96 @@ fn history_is_paged_capped_and_retained() {
     assert!(audit.body["next"].is_u64());
     assert!(setup.server.metric(r#"rampart_limit_rejections_total{limit="response_bytes"}"#) >= 1.0);
 }
+
+mod generated_bodies {
+    //! Generated request bodies — JSON of every shape, and text that is not
+    //! JSON — against OFREP and the admin API: always a 2xx or 4xx with a
+    //! JSON body, never a 5xx, and the server keeps serving.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "\\PC{0,20}".prop_map(Value::from),
+            prop_oneof![Just("ENABLED"), Just("DISABLED"), Just("state"), Just("variants"), Just("targetingKey")]
+                .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(5, 64, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("state".to_owned()),
+                        Just("variants".to_owned()),
+                        Just("defaultVariant".to_owned()),
+                        Just("targeting".to_owned()),
+                        Just("context".to_owned()),
+                        Just("key".to_owned()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn body() -> impl Strategy<Value = String> {
+        prop_oneof![
+            json_value().prop_map(|v| v.to_string()),
+            json_value().prop_map(|v| json!({"context": v}).to_string()),
+            json_value().prop_map(|v| json!({"state": "ENABLED", "variants": {"a": 1}, "targeting": v}).to_string()),
+            "\\PC{0,60}",
+        ]
+    }
+
+    #[test]
+    fn generated_bodies_never_get_a_server_error() {
+        let mut setup = Setup::new("");
+        let client = rampart_tests::client();
+        let mut runner =
+            proptest::test_runner::TestRunner::new(ProptestConfig { cases: 150, ..ProptestConfig::default() });
+        runner
+            .run(&body(), |text| {
+                for (method, url, auth) in [
+                    (
+                        "POST",
+                        format!("{}/ofrep/v1/evaluate/flags/steady", setup.server.http),
+                        ("x-api-key", SDK_KEY.to_owned()),
+                    ),
+                    (
+                        "POST",
+                        format!("{}/ofrep/v1/evaluate/flags", setup.server.http),
+                        ("x-api-key", SDK_KEY.to_owned()),
+                    ),
+                    (
+                        "PUT",
+                        format!("{}/admin/v1/environments/production/flags/generated", setup.server.admin),
+                        ("authorization", format!("Bearer {ADMIN}")),
+                    ),
+                    ("POST", format!("{}/v1/outcomes", setup.server.http), ("x-api-key", SDK_KEY.to_owned())),
+                ] {
+                    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+                    let response =
+                        client.request(method, &url).header(auth.0, &auth.1).body(text.clone()).send().expect("answer");
+                    let status = response.status().as_u16();
+                    let answer = response.text().unwrap_or_default();
+                    prop_assert!(status < 500, "{url} answered {status} to {text:?}: {answer}");
+                    prop_assert!(
+                        (200..300).contains(&status) || serde_json::from_str::<Value>(&answer).is_ok(),
+                        "{url}: a {status} without a JSON body: {answer:?}"
+                    );
+                }
+                Ok(())
+            })
+            .expect("no server errors");
+        setup.assert_healthy();
+    }
+}
