@@ -152,6 +152,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_ADMIN_TOKENS", value_name = "FILE")]
     pub admin_tokens: Option<PathBuf>,
 
+    /// Refuse a flag-file change as a whole when any flag in it is invalid
+    /// (the last good set keeps serving). By default, as flagd does, an
+    /// invalid flag answers PARSE_ERROR and every other flag is served.
+    #[arg(long, env = "RAMPART_STRICT_FLAGS")]
+    pub strict_flags: bool,
+
     /// Serve the admin API without tokens, treating every caller as admin.
     /// Only allowed when the admin listener is on a loopback address.
     #[arg(long, env = "RAMPART_ADMIN_INSECURE_LOCAL")]

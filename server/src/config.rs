@@ -76,6 +76,9 @@ pub struct ServerConfig {
     pub ramp_lease: Duration,
     /// What inputs, clients and history may cost.
     pub limits: crate::limits::Limits,
+    /// Refuse flag files as a whole when any flag is invalid (otherwise the
+    /// invalid flag answers PARSE_ERROR, as in flagd).
+    pub strict_flags: bool,
 }
 
 /// The store: embedded (one process) or Redis (replicas).
@@ -152,6 +155,9 @@ pub struct EnvironmentConfig {
     /// report outcomes (SDK keys ship inside client apps, so they are
     /// public; a reporter key stays on the servers that report).
     pub reporter_keys: Vec<KeyDigest>,
+    /// What the server adds to every evaluation context of the
+    /// environment (flagd's `context-value` and `context-from-header`).
+    pub context: crate::enrichment::Enrichment,
 }
 
 /// SHA-256 of a secret. Secrets are compared by digest, so a lookup never
@@ -209,6 +215,7 @@ struct ConfigFile {
     ramp_lease_seconds: Option<f64>,
     #[serde(default)]
     limits: crate::limits::LimitsFile,
+    strict_flags: Option<bool>,
     #[serde(default)]
     environments: BTreeMap<String, EnvironmentFile>,
 }
@@ -248,6 +255,12 @@ struct EnvironmentFile {
     sdk_keys: Vec<KeySource>,
     #[serde(default)]
     reporter_keys: Vec<KeySource>,
+    /// Static values added to every evaluation context.
+    #[serde(default)]
+    context: serde_json::Map<String, serde_json::Value>,
+    /// Request header → context key.
+    #[serde(default)]
+    context_from_headers: BTreeMap<String, String>,
 }
 
 /// Where an SDK key comes from.
@@ -320,6 +333,7 @@ impl ServerConfig {
                 ramps: args.ramps.clone(),
                 sdk_keys: Vec::new(),
                 reporter_keys: Vec::new(),
+                context: crate::enrichment::Enrichment::default(),
             }],
             (Some(_), false) => {
                 return Err(ConfigError::Invalid(
@@ -414,6 +428,7 @@ impl ServerConfig {
             store,
             ramp_lease,
             limits,
+            strict_flags: args.strict_flags || file.strict_flags.unwrap_or(false),
         })
     }
 
@@ -533,7 +548,9 @@ fn environment_config(
             "environment '{name}': a reporter key must not also be an SDK key (SDK keys are public)"
         )));
     }
-    Ok(EnvironmentConfig { name, flags, ramps, sdk_keys, reporter_keys })
+    let context = crate::enrichment::Enrichment::new(file.context, file.context_from_headers)
+        .map_err(|message| ConfigError::Invalid(format!("environment '{name}': {message}")))?;
+    Ok(EnvironmentConfig { name, flags, ramps, sdk_keys, reporter_keys, context })
 }
 
 fn key_digest(key: &str, environment: &str) -> Result<KeyDigest, ConfigError> {

@@ -45,6 +45,9 @@ pub struct Snapshot {
     pub overrides: Arc<BTreeMap<String, StateOverride>>,
     /// What the files say for flags whose state is overridden.
     pub file_states: BTreeMap<String, FlagState>,
+    /// Flags of the files that cannot be used: each answers `PARSE_ERROR`
+    /// (empty with `strictFlags`, which refuses such files instead).
+    pub problems: Arc<Vec<LoadError>>,
     pub loaded_at: SystemTime,
     flagd_json: OnceLock<String>,
     document_json: OnceLock<String>,
@@ -60,6 +63,7 @@ impl Snapshot {
             let flags: serde_json::Map<String, Value> = self
                 .flags
                 .iter()
+                .filter(|flag| !flag.definition().is_null())
                 .map(|flag| {
                     let mut definition = flag.definition().clone();
                     if let Some(fields) = definition.as_object_mut() {
@@ -79,8 +83,12 @@ impl Snapshot {
     /// Rampart's own sync sends): `{"flags": {…}, "metadata": {…}}`.
     pub fn document_json(&self) -> &str {
         self.document_json.get_or_init(|| {
-            let flags: serde_json::Map<String, Value> =
-                self.flags.iter().map(|flag| (flag.key().to_owned(), flag.definition().clone())).collect();
+            let flags: serde_json::Map<String, Value> = self
+                .flags
+                .iter()
+                .filter(|flag| !flag.definition().is_null())
+                .map(|flag| (flag.key().to_owned(), flag.definition().clone()))
+                .collect();
             serde_json::json!({ "flags": flags, "metadata": self.flags.metadata() }).to_string()
         })
     }
@@ -112,6 +120,11 @@ pub struct Inputs {
     pub revision: u64,
     /// What the files may cost.
     limits: Arc<Limits>,
+    /// Refuse files with an invalid flag instead of serving it as
+    /// `PARSE_ERROR`.
+    strict: bool,
+    /// The problems of the flags the files define.
+    pub problems: Arc<Vec<LoadError>>,
 }
 
 impl Inputs {
@@ -121,6 +134,7 @@ impl Inputs {
         overrides: BTreeMap<String, StateOverride>,
         revision: u64,
         limits: Arc<Limits>,
+        strict: bool,
     ) -> Result<Inputs, LoadErrors> {
         let mut inputs = Inputs {
             files_digest: [0; 32],
@@ -132,6 +146,8 @@ impl Inputs {
             exposures: Arc::default(),
             revision,
             limits,
+            strict,
+            problems: Arc::default(),
         };
         inputs.set_files(files)?;
         for (key, record) in api {
@@ -140,10 +156,19 @@ impl Inputs {
         Ok(inputs)
     }
 
-    /// Compiles the files (alone) and takes them as the new file flags.
+    /// Compiles the files (alone) and takes them as the new file flags. A
+    /// problem with a whole document (syntax, size) refuses the set; a
+    /// problem with one flag does too with `strictFlags`, and otherwise
+    /// leaves that flag answering `PARSE_ERROR`, as flagd does.
     pub fn set_files(&mut self, files: ReadFiles) -> Result<(), LoadErrors> {
         let sources: Vec<Source<'_>> = files.files.iter().map(|f| Source::from_path(&f.name, &f.text)).collect();
-        self.file_flags = Arc::new(FlagSet::load_with(&sources, &self.limits.flag_files)?);
+        let compiled = FlagSet::load_lenient_with(&sources, &self.limits.flag_files);
+        let whole_set = compiled.errors.iter().any(|error| error.flag.is_none());
+        if !compiled.errors.is_empty() && (self.strict || whole_set) {
+            return Err(compiled.errors);
+        }
+        self.file_flags = Arc::new(compiled.flags);
+        self.problems = Arc::new(compiled.errors.0);
         self.files_digest = files.digest;
         self.file_names = files.files.into_iter().map(|f| f.name).collect();
         Ok(())
@@ -248,6 +273,8 @@ pub struct Built {
 pub struct Environment {
     pub name: String,
     pub flag_patterns: Vec<String>,
+    /// What the server adds to every evaluation context here.
+    pub context: crate::enrichment::Enrichment,
     limits: Arc<Limits>,
     current: ArcSwap<Snapshot>,
     inputs: Mutex<Inputs>,
@@ -256,6 +283,8 @@ pub struct Environment {
     revision: AtomicU64,
     /// Every published change, for the streams.
     pub changes: Arc<Changes>,
+    /// Where each published snapshot is reported (set once at start-up).
+    metrics: OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 /// What applying another replica's change did.
@@ -285,12 +314,21 @@ impl Environment {
         Ok(Environment {
             name: config.name.clone(),
             flag_patterns: config.flags.clone(),
+            context: config.context.clone(),
             limits: inputs.limits.clone(),
             current: ArcSwap::from_pointee(snapshot),
             revision: AtomicU64::new(inputs.revision),
             inputs: Mutex::new(inputs),
             changes: Changes::new(1),
+            metrics: OnceLock::new(),
         })
+    }
+
+    /// Reports what this environment serves to `metrics`, now and after
+    /// every change, whatever made it (files, admin API, ramps, replicas).
+    pub fn report_to(&self, metrics: Arc<crate::metrics::Metrics>) {
+        metrics.serving(&self.name, &self.snapshot());
+        let _ = self.metrics.set(metrics);
     }
 
     /// The snapshot to serve a request from.
@@ -458,6 +496,9 @@ impl Environment {
         let changed = changes::diff(&previous.flags, &built.flags);
         let next = Arc::new(snapshot(version, built, inputs));
         self.current.store(next.clone());
+        if let Some(metrics) = self.metrics.get() {
+            metrics.serving(&self.name, &next);
+        }
         self.changes.publish(ChangeEvent::new(previous.version, &next, changed));
         version
     }
@@ -472,6 +513,7 @@ fn snapshot(version: u64, built: Built, inputs: &Inputs) -> Snapshot {
         files: inputs.file_names.clone(),
         api: inputs.api.clone(),
         overrides: inputs.overrides.clone(),
+        problems: inputs.problems.clone(),
         loaded_at: SystemTime::now(),
         flagd_json: OnceLock::new(),
         document_json: OnceLock::new(),
@@ -538,7 +580,14 @@ impl Environments {
                     continue;
                 }
             };
-            let inputs = match Inputs::new(loaded, state.flags, state.overrides, state.revision, limits.clone()) {
+            let inputs = match Inputs::new(
+                loaded,
+                state.flags,
+                state.overrides,
+                state.revision,
+                limits.clone(),
+                config.strict_flags,
+            ) {
                 Ok(inputs) => inputs,
                 Err(errors) => {
                     failures.push((environment.name.clone(), errors));

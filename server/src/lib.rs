@@ -23,6 +23,7 @@
 pub mod changes;
 pub mod cli;
 pub mod config;
+pub mod enrichment;
 pub mod environment;
 mod grpc;
 mod http;
@@ -110,8 +111,8 @@ impl Server {
             .await
             .map_err(StartupError::Ramps)?;
         for environment in environments.iter() {
-            let snapshot = environment.snapshot();
-            metrics.serving(&environment.name, snapshot.version, snapshot.flags.len());
+            environment.report_to(metrics.clone());
+            log_problems(environment);
         }
         metrics.store_up.set(1);
         let replica = match redis {
@@ -283,6 +284,20 @@ impl BoundServer {
             .map_err(|_| std::io::Error::other("the gRPC thread panicked"))?;
         tracing::info!("stopped");
         http_result.and(admin_result).and(grpc_result)
+    }
+}
+
+/// Logs each flag of the files that cannot be used (it answers
+/// `PARSE_ERROR`), with its file and line.
+pub(crate) fn log_problems(environment: &environment::Environment) {
+    for problem in environment.snapshot().problems.iter() {
+        tracing::error!(
+            environment = %environment.name,
+            file = %problem.file,
+            line = problem.line,
+            flag = problem.flag.as_deref(),
+            "this flag cannot be used and answers PARSE_ERROR: {problem}"
+        );
     }
 }
 

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub config_version: IntGaugeVec,
     pub config_flags: IntGaugeVec,
     pub config_last_reload_ok: IntGaugeVec,
+    pub config_flag_errors: IntGaugeVec,
     pub ramp_percent: GaugeVec,
     pub ramp_state: IntGaugeVec,
     pub ramp_transitions: IntCounterVec,
@@ -63,6 +64,11 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("config_flags", "Flags being served"), &["environment"]).expect("valid metric");
         let config_last_reload_ok = IntGaugeVec::new(
             Opts::new("config_last_reload_success", "1 when the last reload succeeded, 0 when the files are invalid"),
+            &["environment"],
+        )
+        .expect("valid metric");
+        let config_flag_errors = IntGaugeVec::new(
+            Opts::new("config_flag_errors", "Flags in the files that cannot be used and answer PARSE_ERROR"),
             &["environment"],
         )
         .expect("valid metric");
@@ -140,6 +146,7 @@ impl Metrics {
             Box::new(config_version.clone()),
             Box::new(config_flags.clone()),
             Box::new(config_last_reload_ok.clone()),
+            Box::new(config_flag_errors.clone()),
             Box::new(ramp_percent.clone()),
             Box::new(ramp_state.clone()),
             Box::new(ramp_transitions.clone()),
@@ -171,6 +178,7 @@ impl Metrics {
             config_version,
             config_flags,
             config_last_reload_ok,
+            config_flag_errors,
             ramp_percent,
             ramp_state,
             ramp_transitions,
@@ -212,9 +220,10 @@ impl Metrics {
     }
 
     /// The configuration an environment now serves.
-    pub fn serving(&self, environment: &str, version: u64, flags: usize) {
-        self.config_version.with_label_values(&[environment]).set(version as i64);
-        self.config_flags.with_label_values(&[environment]).set(flags as i64);
+    pub fn serving(&self, environment: &str, snapshot: &crate::environment::Snapshot) {
+        self.config_version.with_label_values(&[environment]).set(snapshot.version as i64);
+        self.config_flags.with_label_values(&[environment]).set(snapshot.flags.len() as i64);
+        self.config_flag_errors.with_label_values(&[environment]).set(snapshot.problems.len() as i64);
     }
 
     pub fn reloaded(&self, environment: &str, result: &str) {

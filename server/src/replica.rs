@@ -113,7 +113,6 @@ impl Replica {
                 let Some(env) = self.environments.get(&environment).cloned() else { return };
                 match env.apply_replicated(revision, flags, overrides).await {
                     Ok(Replicated::Applied(Some(version))) => {
-                        self.metrics.serving(&env.name, version, env.snapshot().flags.len());
                         tracing::debug!(environment = %env.name, revision, version, "applied a change from the store");
                     }
                     Ok(Replicated::Applied(None) | Replicated::Stale) => {}
@@ -167,10 +166,7 @@ impl Replica {
         };
         let revision = state.revision;
         match environment.resync(state, restart).await {
-            Ok(Replicated::Applied(version)) => {
-                if let Some(version) = version {
-                    self.metrics.serving(&environment.name, version, environment.snapshot().flags.len());
-                }
+            Ok(Replicated::Applied(_)) => {
                 tracing::info!(environment = %environment.name, revision, "resynchronised from the store");
             }
             Ok(_) => {}

@@ -99,10 +99,16 @@ pub async fn reload_all(environments: &Environments, metrics: &Metrics) {
     for environment in environments.iter() {
         match environment.reload_files().await {
             Ok(Reload::Changed(version)) => {
-                let flags = environment.snapshot().flags.len();
+                let snapshot = environment.snapshot();
                 metrics.reloaded(&environment.name, "ok");
-                metrics.serving(&environment.name, version, flags);
-                tracing::info!(environment = %environment.name, version, flags, "flag files reloaded");
+                tracing::info!(
+                    environment = %environment.name,
+                    version,
+                    flags = snapshot.flags.len(),
+                    invalid = snapshot.problems.len(),
+                    "flag files reloaded"
+                );
+                crate::log_problems(environment);
             }
             Ok(Reload::Unchanged) => metrics.reloaded(&environment.name, "unchanged"),
             Err(errors) => {

@@ -137,6 +137,9 @@ fn create_replace_delete_with_preconditions() {
     // Live for evaluation on the next request, in that environment only.
     assert_eq!(setup.evaluate(PROD_KEY, "banner").body["value"], "hello");
     assert_eq!(setup.evaluate(STAGING_KEY, "banner").status, 404);
+    // And the serving metrics say so (version 1 was the files alone).
+    assert_eq!(setup.server.metric(r#"rampart_config_version{environment="production"}"#), 2.0);
+    assert_eq!(setup.server.metric(r#"rampart_config_flags{environment="production"}"#), 2.0);
 
     let got = setup.call("GET", path, READER, None);
     assert_eq!((got.status, got.etag.as_deref()), (200, Some("\"v1\"")));

@@ -201,7 +201,10 @@ fn health_readiness_and_metrics() {
     assert_eq!(get(&format!("{}/healthz", server.admin)).status, 200);
     let ready = get(&format!("{}/readyz", server.admin));
     assert_eq!(ready.status, 200);
-    assert_eq!(ready.body["environments"]["default"], json!({"version": 1, "flags": 8, "revision": 0}));
+    assert_eq!(
+        ready.body["environments"]["default"],
+        json!({"version": 1, "flags": 8, "revision": 0, "invalidFlags": []})
+    );
     assert_eq!(ready.body["store"], json!({"kind": "embedded", "state": "ok"}));
 
     let metrics = get(&format!("{}/metrics", server.admin)).text;

@@ -33,7 +33,7 @@ fn metric(server: &Rampart, line_prefix: &str) -> f64 {
 fn valid_edits_go_live_and_invalid_ones_keep_the_last_good_set() {
     let dir = FlagDir::new();
     let path = dir.write("flags.json", &flag("hello"));
-    let server = Rampart::start(&["--flags", &path]);
+    let server = Rampart::start(&["--flags", &path, "--admin-insecure-local"]);
     assert_eq!(greeting(&server), json!("hello"));
 
     dir.write("flags.json", &flag("hi"));
@@ -55,7 +55,8 @@ fn valid_edits_go_live_and_invalid_ones_keep_the_last_good_set() {
     assert_eq!(version(&server), 2);
     assert_eq!(metric(&server, "rampart_config_last_reload_success{environment=\"default\"}"), 0.0);
 
-    // A semantically invalid edit is rejected too, naming the flag.
+    // A flag that is invalid in a valid document: as in flagd, that flag
+    // answers PARSE_ERROR (logged, naming it) and the others are served.
     dir.write(
         "flags.json",
         r#"{"flags": {"greeting": {"state": "ENABLED", "variants": {"v": "x"}, "defaultVariant": "w"}}}"#,
@@ -64,18 +65,27 @@ fn valid_edits_go_live_and_invalid_ones_keep_the_last_good_set() {
         server
             .find_log(|entry| {
                 entry["flag"] == "greeting"
-                    && entry["message"].as_str().is_some_and(|m| m.contains("defaultVariant 'w'"))
+                    && entry["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("answers PARSE_ERROR") && m.contains("defaultVariant 'w'"))
             })
-            .ok_or_else(|| "no rejection logged".to_owned())
+            .ok_or_else(|| "no problem logged".to_owned())
     });
-    assert_eq!(greeting(&server), json!("hi"));
+    let broken = post(&format!("{}/ofrep/v1/evaluate/flags/greeting", server.http), "{}", &[]);
+    assert_eq!((broken.status, broken.body["errorCode"].as_str()), (400, Some("PARSE_ERROR")));
+    assert_eq!(metric(&server, "rampart_config_flag_errors{environment=\"default\"}"), 1.0);
+    let invalid = &get(&format!("{}/readyz", server.admin)).body["environments"]["default"]["invalidFlags"][0];
+    assert_eq!((invalid["flag"].as_str(), invalid["file"].as_str()), (Some("greeting"), Some(path.as_str())));
+    let view = get(&format!("{}/admin/v1/environments/default/flags/greeting", server.admin)).body;
+    assert!(view["error"].as_str().is_some_and(|e| e.contains("defaultVariant 'w'")), "{view}");
 
     // Fixing the file serves the fix.
     dir.write("flags.json", &flag("fixed"));
     eventually(DEADLINE, || if greeting(&server) == json!("fixed") { Ok(()) } else { Err("not reloaded".into()) });
-    assert_eq!(version(&server), 3);
+    assert_eq!(version(&server), 4);
+    assert_eq!(metric(&server, "rampart_config_flag_errors{environment=\"default\"}"), 0.0);
     assert_eq!(metric(&server, "rampart_config_last_reload_success{environment=\"default\"}"), 1.0);
-    assert!(metric(&server, "rampart_config_reloads_total{environment=\"default\",result=\"failed\"}") >= 2.0);
+    assert!(metric(&server, "rampart_config_reloads_total{environment=\"default\",result=\"failed\"}") >= 1.0);
 
     // Rewriting identical content does not make a new version.
     let unchanged_before =
@@ -85,7 +95,48 @@ fn valid_edits_go_live_and_invalid_ones_keep_the_last_good_set() {
         let now = metric(&server, "rampart_config_reloads_total{environment=\"default\",result=\"unchanged\"}");
         if now > unchanged_before { Ok(()) } else { Err("no reload yet".into()) }
     });
-    assert_eq!(version(&server), 3);
+    assert_eq!(version(&server), 4);
+}
+
+#[test]
+fn strict_flags_refuse_a_file_with_an_invalid_flag() {
+    let dir = FlagDir::new();
+    let path = dir.write("flags.json", &flag("hello"));
+    let server = Rampart::start(&["--flags", &path, "--strict-flags"]);
+    dir.write(
+        "flags.json",
+        r#"{"flags": {"greeting": {"state": "ENABLED", "variants": {"v": "x"}, "defaultVariant": "w"},
+            "other": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"}}}"#,
+    );
+    eventually(DEADLINE, || {
+        server
+            .find_log(|entry| {
+                entry["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("rejected flag files") && m.contains("defaultVariant 'w'"))
+            })
+            .ok_or_else(|| "no rejection logged".to_owned())
+    });
+    assert_eq!(greeting(&server), json!("hello"), "the last good set serves on");
+    assert_eq!(post(&format!("{}/ofrep/v1/evaluate/flags/other", server.http), "{}", &[]).status, 404);
+    // And at start-up such a file is refused.
+    let output = std::process::Command::new(rampart_tests::rampart_bin())
+        .args([
+            "serve",
+            "--flags",
+            &path,
+            "--strict-flags",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--grpc-addr", "127.0.0.1:0", "--sync-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path("data"))
+        .output()
+        .expect("serve");
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("defaultVariant 'w'"));
 }
 
 #[test]

@@ -194,7 +194,13 @@ fn compile_document(
                 }
                 flags.push(flag);
             }
-            Err(problems) => errors.extend(problems.into_iter().map(locate)),
+            Err(problems) => {
+                // Kept as a flag that answers PARSE_ERROR (as flagd serves a
+                // flag it cannot use), so a lenient load names it rather than
+                // pretending it does not exist.
+                flags.push(Flag::broken(&key, problems.join("; "), source.name));
+                errors.extend(problems.into_iter().map(locate));
+            }
         }
     }
     Some((metadata, flags))

@@ -60,6 +60,31 @@ pub struct Flag {
 }
 
 impl Flag {
+    /// A flag whose definition could not be used: every evaluation answers
+    /// `PARSE_ERROR` with `message`.
+    pub(crate) fn broken(key: &str, message: String, source: &str) -> Flag {
+        Flag {
+            key: key.to_owned(),
+            state: FlagState::Enabled,
+            variants: Vec::new(),
+            default_variant: None,
+            targeting: Targeting::Broken(format!("flag '{key}' is invalid: {message}")),
+            metadata: Metadata::new(),
+            value_type: ValueType::Object,
+            source: source.to_owned(),
+            definition: Value::Null,
+        }
+    }
+
+    /// Why the flag cannot be evaluated, when its definition or targeting
+    /// is invalid (it then answers `PARSE_ERROR`).
+    pub fn problem(&self) -> Option<&str> {
+        match &self.targeting {
+            Targeting::Broken(message) => Some(message),
+            _ => None,
+        }
+    }
+
     pub fn key(&self) -> &str {
         &self.key
     }

@@ -41,7 +41,7 @@ impl Evaluation {
         kind: ValueType,
     ) -> Result<Resolved, Status> {
         let environment = self.state.environment(metadata, None)?;
-        let context = self.context(context)?;
+        let context = enrich(&environment, self.context(context)?, metadata);
         let snapshot = environment.snapshot();
         let evaluation = snapshot.flags.evaluate(key, &context, now_seconds());
         self.state.metrics.evaluated(&environment.name, evaluation.reason);
@@ -98,7 +98,7 @@ impl Evaluation {
         context: Option<Struct>,
     ) -> Result<(Vec<(String, Resolved)>, Struct), Status> {
         let environment = self.state.environment(metadata, None)?;
-        let context = self.context(context)?;
+        let context = enrich(&environment, self.context(context)?, metadata);
         let snapshot = environment.snapshot();
         let now = now_seconds();
         let mut flags = Vec::with_capacity(snapshot.flags.len());
@@ -166,6 +166,12 @@ impl Evaluation {
         });
         Ok(ReceiverStream::new(receiver))
     }
+}
+
+/// The request's context with what the environment adds to it (headers are
+/// the call's metadata).
+fn enrich(environment: &crate::environment::Environment, context: Context, metadata: &MetadataMap) -> Context {
+    environment.context.apply(context, |name| metadata.get(name).and_then(|v| v.to_str().ok()))
 }
 
 /// A flagd event: its type and data.

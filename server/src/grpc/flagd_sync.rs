@@ -67,10 +67,16 @@ impl FlagSyncService for FlagdSync {
         // Subscribe before reading the snapshot, so no change falls between.
         let changes = environment.changes.subscribe();
         let follow = Follow { environment, changes, shutdown: self.state.shutdown.clone(), sent: None };
-        let stream = futures_util::stream::unfold(follow, |mut follow| async move {
-            let configuration = follow.next().await?;
-            let message = SyncFlagsResponse { flag_configuration: configuration, sync_context: None };
-            Some((Ok(message), follow))
+        // The environment's static context values, which in-process
+        // providers add to every evaluation (flagd's `sync_context`).
+        let values = follow.environment.context.values();
+        let sync_context = (!values.is_empty()).then(|| to_struct(values));
+        let stream = futures_util::stream::unfold(follow, move |mut follow| {
+            let sync_context = sync_context.clone();
+            async move {
+                let configuration = follow.next().await?;
+                Some((Ok(SyncFlagsResponse { flag_configuration: configuration, sync_context }), follow))
+            }
         });
         Ok(Response::new(Box::pin(stream)))
     }

@@ -84,7 +84,7 @@ async fn single(state: web::Data<AppState>, request: HttpRequest, key: String, p
         Err(rejection) => return unauthorized(rejection),
     };
     let context = match read_context(&state, payload).await {
-        Ok(context) => context,
+        Ok(context) => enrich(environment, context, &request),
         Err((status, details)) => {
             let body = Failure { key: &key, error_code: "INVALID_CONTEXT", error_details: &details, metadata: None };
             return HttpResponse::build(status).json(body);
@@ -106,7 +106,7 @@ async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Pa
         Err(rejection) => return unauthorized(rejection),
     };
     let context = match read_context(&state, payload).await {
-        Ok(context) => context,
+        Ok(context) => enrich(environment, context, &request),
         Err((status, details)) => {
             return HttpResponse::build(status)
                 .json(BulkFailure { error_code: "INVALID_CONTEXT", error_details: &details });
@@ -147,6 +147,11 @@ async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Pa
         response.headers_mut().insert(header::ETAG, value);
     }
     response
+}
+
+/// The request's context with what the environment adds to it.
+fn enrich(environment: &Environment, context: Context, request: &HttpRequest) -> Context {
+    environment.context.apply(context, |name| request.headers().get(name).and_then(|v| v.to_str().ok()))
 }
 
 /// Why a request may not evaluate.

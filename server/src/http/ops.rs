@@ -27,8 +27,17 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         .iter()
         .map(|environment| {
             let snapshot = environment.snapshot();
-            let served =
-                json!({"version": snapshot.version, "flags": snapshot.flags.len(), "revision": environment.revision()});
+            let invalid: Vec<Value> = snapshot
+                .problems
+                .iter()
+                .map(|p| json!({"flag": p.flag, "file": p.file, "line": p.line, "message": p.message}))
+                .collect();
+            let served = json!({
+                "version": snapshot.version,
+                "flags": snapshot.flags.len(),
+                "revision": environment.revision(),
+                "invalidFlags": invalid,
+            });
             (environment.name.clone(), served)
         })
         .collect();

@@ -507,11 +507,7 @@ impl Controller {
             basis_points: run.basis_points,
         });
         match environment.set_exposure(&run.flag, exposure).await {
-            Ok(Some(version)) => {
-                let flags = environment.snapshot().flags.len();
-                self.metrics.serving(&environment.name, version, flags);
-            }
-            Ok(None) => {}
+            Ok(_) => {}
             Err(errors) => {
                 tracing::error!(environment = %environment.name, flag = %run.flag, %errors, "cannot apply ramp exposure")
             }

@@ -49,6 +49,9 @@ pub(crate) struct FlagSummary {
     pub(crate) state: String,
     /// Whether a stored kill-switch override sets the state.
     pub(crate) overridden: bool,
+    /// Why the flag cannot be used (it answers `PARSE_ERROR`), if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -80,6 +83,9 @@ pub(crate) struct FlagView {
     pub(crate) updated_by: Option<String>,
     #[serde(rename = "override")]
     pub(crate) state_override: Option<OverrideView>,
+    /// Why the flag cannot be used (it answers `PARSE_ERROR`), if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
 }
 
 /// A flag in flagd's flag-definition format.
@@ -298,6 +304,7 @@ pub(crate) fn summary(snapshot: &Snapshot, key: &str) -> Option<FlagSummary> {
         version: api.map(|r| r.version),
         state: flag.state().as_str().to_owned(),
         overridden: snapshot.file_states.contains_key(key),
+        error: flag.problem().map(str::to_owned),
     })
 }
 
@@ -321,6 +328,7 @@ pub(crate) fn view(snapshot: &Snapshot, environment: &str, key: &str) -> Option<
             by: o.by.clone(),
             at: rfc3339(o.at),
         }),
+        error: flag.problem().map(str::to_owned),
     })
 }
 
