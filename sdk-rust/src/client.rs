@@ -18,6 +18,7 @@ use crate::sync;
 
 /// Where the client stands with the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Status {
     /// No flags yet: not connected, no bootstrap file.
     NotReady,
@@ -44,6 +45,9 @@ type Listener = Arc<dyn Fn(&[String]) + Send + Sync>;
 
 /// What the client and its sync task share.
 pub(crate) struct State {
+    /// Unique in the process: what the thread-local cache keys on (an
+    /// address can be reused by the next client).
+    id: u64,
     pub(crate) flags: ArcSwap<FlagSet>,
     /// Bumped with every new flag set, so evaluating threads can keep the
     /// current set in a thread-local cache and check it with one atomic load.
@@ -208,11 +212,16 @@ impl ClientBuilder {
         if self.config.endpoint.is_none() && self.bootstrap.is_none() {
             return Err(Error::NothingToServe);
         }
+        if let Some(endpoint) = &self.config.endpoint {
+            check_endpoint(endpoint)?;
+        }
         let (flags, status) = match &self.bootstrap {
             Some(path) => (load_bootstrap(path)?, Status::Stale),
             None => (FlagSet::default(), Status::NotReady),
         };
+        static NEXT_CLIENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let state = Arc::new(State {
+            id: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
             flags: ArcSwap::from_pointee(flags),
             generation: AtomicU64::new(0),
             status: watch::channel(status).0,
@@ -230,6 +239,17 @@ impl ClientBuilder {
     }
 }
 
+/// An endpoint is an `http://` or `https://` URI with a host: caught here,
+/// at build time, rather than as endless reconnect attempts.
+fn check_endpoint(endpoint: &str) -> Result<(), Error> {
+    let invalid = || Error::Endpoint(endpoint.to_owned());
+    let uri: tonic::transport::Uri = endpoint.parse().map_err(|_| invalid())?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(host)) if !host.is_empty() => Ok(()),
+        _ => Err(invalid()),
+    }
+}
+
 fn load_bootstrap(path: &PathBuf) -> Result<FlagSet, Error> {
     let name = path.to_string_lossy().into_owned();
     let text =
@@ -242,10 +262,24 @@ pub(crate) fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
 }
 
+/// One client's flag set as a thread last saw it.
+struct Cached {
+    id: u64,
+    /// Dead once the client is gone: the entry is then dropped.
+    owner: std::sync::Weak<State>,
+    generation: u64,
+    flags: Arc<FlagSet>,
+}
+
 thread_local! {
-    /// Per thread: (client state address, generation, flag set) of the
-    /// clients this thread evaluated with.
-    static CURRENT: RefCell<Vec<(usize, u64, Arc<FlagSet>)>> = const { RefCell::new(Vec::new()) };
+    /// Per thread: the flag sets of the clients this thread evaluated with.
+    static CURRENT: RefCell<Vec<Cached>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Flag sets this thread keeps for clients (for tests of the eviction).
+#[cfg(test)]
+pub(crate) fn cached_sets() -> usize {
+    CURRENT.with(|cache| cache.borrow().len())
 }
 
 impl Client {
@@ -254,21 +288,29 @@ impl Client {
     /// the set changed since this thread last looked.
     fn with_flags<R>(&self, f: impl FnOnce(&FlagSet) -> R) -> R {
         let state = &self.handle.state;
-        let id = Arc::as_ptr(state) as usize;
         let generation = state.generation.load(Ordering::Acquire);
         CURRENT.with(|cache| {
             let mut cache = cache.borrow_mut();
-            let index = match cache.iter().position(|(entry, _, _)| *entry == id) {
-                Some(index) => index,
-                None => {
-                    cache.push((id, generation, state.flags.load_full()));
+            let index = match cache.iter().position(|entry| entry.id == state.id) {
+                Some(index) if cache[index].generation == generation => index,
+                found => {
+                    // A miss or a new set (rare): drop what dropped clients
+                    // left behind on this thread, then refresh.
+                    let fresh = Cached {
+                        id: state.id,
+                        owner: Arc::downgrade(state),
+                        generation,
+                        flags: state.flags.load_full(),
+                    };
+                    if let Some(index) = found {
+                        cache.remove(index);
+                    }
+                    cache.retain(|entry| entry.owner.strong_count() > 0);
+                    cache.push(fresh);
                     cache.len() - 1
                 }
             };
-            if cache[index].1 != generation {
-                cache[index] = (id, generation, state.flags.load_full());
-            }
-            f(&cache[index].2)
+            f(&cache[index].flags)
         })
     }
 
@@ -397,13 +439,26 @@ impl Client {
         self.with_flags(|flags| Client::details::<f64, f64>(flags, key, context, now, default, |v| v))
     }
 
+    /// Any flag's value as JSON, whatever its type: never `TYPE_MISMATCH`.
     pub fn json_details(&self, key: &str, context: &Context, default: Value) -> Details<Value> {
+        let now = self.now();
+        self.with_flags(|flags| Client::details::<&Value, Value>(flags, key, context, now, default, Value::clone))
+    }
+
+    /// An object flag's value (OpenFeature's structure type): a flag of
+    /// another type is `TYPE_MISMATCH`.
+    pub fn object_details(&self, key: &str, context: &Context, default: Value) -> Details<Value> {
         let now = self.now();
         self.with_flags(|flags| {
             Client::details::<&Map<String, Value>, Value>(flags, key, context, now, default, |m| {
                 Value::Object(m.clone())
             })
         })
+    }
+
+    /// How long [`Client::wait_ready`] is worth waiting at start-up.
+    pub fn connect_timeout(&self) -> Duration {
+        self.handle.state.config.connect_timeout
     }
 
     /// The flag's boolean value, or `default` when it has none for this
@@ -453,6 +508,59 @@ mod tests {
         assert_eq!((details.value, details.error_code), (true, Some(ErrorCode::TypeMismatch)));
         assert_eq!(client.int_details("missing", &context, 7).error_code, Some(ErrorCode::FlagNotFound));
         assert!(client.wait_ready(Duration::from_millis(50)).await.is_err());
+    }
+
+    #[test]
+    fn a_new_client_never_sees_a_dropped_clients_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            for (round, value) in ["first", "second", "third"].into_iter().enumerate() {
+                let path = dir.path().join(format!("flags-{round}.yaml"));
+                std::fs::write(
+                    &path,
+                    format!(
+                        "flags:\n  banner:\n    state: ENABLED\n    variants: {{v: {value}}}\n    defaultVariant: v\n"
+                    ),
+                )
+                .unwrap();
+                let client = Client::builder().bootstrap_file(&path).build().unwrap();
+                assert_eq!(client.string_value("banner", &Context::new(), "x"), value, "round {round}");
+                drop(client);
+                // Let the client's tasks end so its state is freed.
+                tokio::task::yield_now().await;
+            }
+            // Dropped clients' sets are swept when the thread next misses.
+            assert!(cached_sets() <= 2, "{} sets kept", cached_sets());
+        });
+    }
+
+    #[test]
+    fn invalid_endpoints_fail_at_build_time() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            for endpoint in ["localhost:8015", "ftp://host:1", "not a uri", "http://"] {
+                let built = Client::builder().endpoint(endpoint).build();
+                assert!(matches!(built, Err(Error::Endpoint(_))), "{endpoint}: {built:?}");
+            }
+            assert!(Client::builder().endpoint("http://127.0.0.1:8015").build().is_ok());
+        });
+    }
+
+    #[test]
+    fn json_takes_any_type_and_object_only_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flags.yaml");
+        std::fs::write(&path, "flags:\n  count:\n    state: ENABLED\n    variants: {n: 3}\n    defaultVariant: n\n")
+            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let client = Client::builder().bootstrap_file(&path).build().unwrap();
+            let any = client.json_details("count", &Context::new(), Value::Null);
+            assert_eq!((any.value, any.error_code), (serde_json::json!(3), None));
+            let object = client.object_details("count", &Context::new(), Value::Null);
+            assert_eq!(object.error_code, Some(ErrorCode::TypeMismatch));
+        });
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::error::Error;
 
 /// How a request served with a flag's variant went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     Ok,
     Error,

@@ -123,9 +123,20 @@ impl FeatureProvider for RampartProvider {
         &self.metadata
     }
 
+    /// Waits (up to the client's connect timeout) for the first
+    /// configuration, so an application that awaits the provider's
+    /// initialisation starts with real values; with a bootstrap file it is
+    /// ready at once. A server that stays away leaves the provider
+    /// `NotReady` or `STALE`, which `status` reports.
+    async fn initialize(&mut self, _context: &EvaluationContext) {
+        let timeout = self.client.connect_timeout();
+        let _ = self.client.wait_ready(timeout).await;
+    }
+
     fn status(&self) -> ProviderStatus {
         match self.client.status() {
-            Status::Ready | Status::Stale => ProviderStatus::Ready,
+            Status::Ready => ProviderStatus::Ready,
+            Status::Stale => ProviderStatus::STALE,
             Status::NotReady => ProviderStatus::NotReady,
             Status::Error(_) => ProviderStatus::Error,
         }
@@ -156,7 +167,7 @@ impl FeatureProvider for RampartProvider {
         key: &str,
         of: &EvaluationContext,
     ) -> EvaluationResult<ResolutionDetails<StructValue>> {
-        let details = self.client.json_details(key, &context(of), Value::Null);
+        let details = self.client.object_details(key, &context(of), Value::Null);
         let details = Details {
             value: match to_open_feature(&details.value) {
                 OfValue::Struct(value) => value,

@@ -104,6 +104,7 @@ impl Server {
             }
         };
         store.retain_versions(config.limits.history_versions);
+        let secret = store.installation_secret().await.map_err(StartupError::Store)?;
         let stored = store.load().await.map_err(StartupError::Store)?;
         let environments = Arc::new(Environments::load(&config, stored).map_err(StartupError::Flags)?);
         let metrics = Arc::new(Metrics::new(environments.iter().map(|e| e.name.as_str())));
@@ -141,7 +142,7 @@ impl Server {
             max_body_bytes: config.max_body_bytes,
             max_api_flags: config.max_api_flags,
             limits: Arc::new(config.limits.clone()),
-            outcomes: Arc::new(ramp::outcome_gate::OutcomeGate::new(&config.limits)),
+            outcomes: Arc::new(ramp::outcome_gate::OutcomeGate::new(&config.limits, secret)),
             shutdown: CancellationToken::new(),
             heartbeat: config.heartbeat,
         };

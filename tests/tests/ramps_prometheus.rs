@@ -275,3 +275,44 @@ fn a_latency_gate_passes_at_equal_speed_and_holds_a_slower_treatment() {
     let status = wait_for(&setup.server, "held by the gate", |s| s["state"] == "Holding");
     assert_eq!((status["reason"].as_str(), status["percent"].as_f64()), (Some("Inconclusive"), Some(50.0)));
 }
+
+/// A Prometheus that accepts connections and never answers: a tick may not
+/// hold its ramp (and its lease renewals) for the query timeout, so an
+/// operator command is answered within a fraction of the lease.
+#[test]
+fn a_hanging_prometheus_never_holds_a_ramp_longer_than_its_tick_budget() {
+    let hanging = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = hanging.local_addr().expect("address");
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for stream in hanging.incoming().flatten() {
+            keep.lock().expect("lock").push(stream);
+        }
+    });
+    let dir = FlagDir::new();
+    let flags = dir.write("flags.yaml", FLAGS);
+    let ramp = dir.write("ramp.yaml", &ramp_file("    - { percent: 50, hold: 1h }\n", ""));
+    let server = Rampart::start(&[
+        "--flags",
+        &flags,
+        "--ramps",
+        &ramp,
+        "--admin-insecure-local",
+        "--prometheus-url",
+        &format!("http://{address}"),
+        "--ramp-lease-seconds",
+        "3",
+    ]);
+    // Let the controller start waiting on the silent Prometheus.
+    eventually(Duration::from_secs(30), || {
+        if held.lock().expect("lock").is_empty() { Err("no query yet".to_owned()) } else { Ok(()) }
+    });
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let reply = send("POST", &format!("{}/admin/v1/ramps/default/checkout/pause", server.admin), None, None, &[]);
+        assert!(reply.status < 500, "{}", reply.text);
+        // Budget: a third of the 3 s lease (the query timeout is 5 s).
+        assert!(started.elapsed() < Duration::from_millis(2500), "the command waited {:?}", started.elapsed());
+    }
+}

@@ -163,6 +163,11 @@ async fn contract(store: Arc<dyn Store>) {
     assert_eq!(store.outcomes("prod", "f", 0, 100).await.expect("outcomes"), vec![count(12, "on", 3, 0)]);
     assert!(store.context_outcomes("prod", "f", 0, 100).await.expect("contexts").is_empty());
 
+    // One secret per installation, created once.
+    let secret = store.installation_secret().await.expect("secret");
+    assert_ne!(secret, [0; 32]);
+    assert_eq!(store.installation_secret().await.expect("secret"), secret);
+
     // Retention: the newest versions per flag, and audit entries by age.
     for value in 0..5 {
         store
@@ -193,6 +198,11 @@ async fn the_embedded_store_keeps_the_contract() {
     let store = EmbeddedStore::open(dir.path()).expect("open");
     assert_eq!(store.acquire_lease("any", "me", Duration::from_secs(1)).await.expect("lease"), Some(0));
     contract(Arc::new(store)).await;
+    let reopened = EmbeddedStore::open(dir.path()).expect("reopen");
+    let first = reopened.installation_secret().await.expect("secret");
+    drop(reopened);
+    let again = EmbeddedStore::open(dir.path()).expect("reopen").installation_secret().await.expect("secret");
+    assert_eq!(first, again, "the secret survives restarts");
 }
 
 fn options(redis: &Redis) -> RedisOptions {

@@ -235,6 +235,14 @@ impl<'a> Typed<'a> for f64 {
     }
 }
 
+/// Any value, whatever its type (a JSON accessor).
+impl<'a> Typed<'a> for &'a Value {
+    const TYPE: ValueType = ValueType::Object;
+    fn from_value(value: &'a Value) -> Option<Self> {
+        Some(value)
+    }
+}
+
 impl<'a> Typed<'a> for &'a Map<String, Value> {
     const TYPE: ValueType = ValueType::Object;
     fn from_value(value: &'a Value) -> Option<Self> {

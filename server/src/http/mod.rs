@@ -81,12 +81,36 @@ pub(crate) async fn method_not_allowed() -> HttpResponse {
 fn request_id(headers: &actix_web::http::header::HeaderMap) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let given = headers.get("x-request-id").and_then(|v| v.to_str().ok()).filter(|id| {
         !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
     });
     match given {
         Some(id) => id.to_owned(),
-        None => format!("{:x}-{:x}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)),
+        None => format!("{}-{:x}", PREFIX.get_or_init(process_prefix), NEXT.fetch_add(1, Ordering::Relaxed)),
+    }
+}
+
+/// 64 random bits, drawn once per process: what keeps generated request ids
+/// apart between replicas (in containers every replica is PID 1).
+fn process_prefix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    // `RandomState` is seeded from the operating system's randomness.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
+    );
+    format!("{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn generated_request_ids_do_not_depend_on_the_process_id() {
+        let (a, b) = (super::process_prefix(), super::process_prefix());
+        assert_ne!(a, b, "two draws must differ");
+        assert_eq!(a.len(), 16);
+        assert_ne!(a.trim_start_matches('0'), format!("{:x}", std::process::id()));
     }
 }
 

@@ -200,7 +200,9 @@ impl Controller {
             store,
             environments,
             metrics,
-            prometheus: super::prometheus::PrometheusSource::new(config.prometheus_url.clone()),
+            prometheus: super::prometheus::PrometheusSource::new(config.prometheus_url.clone()).map_err(|error| {
+                vec![("*".to_owned(), rampart_engine::LoadError::new("prometheus", error.to_string()).into())]
+            })?,
             patterns,
             glob_files: config.limits.glob_files,
             entries: RwLock::new(BTreeMap::new()),
@@ -562,6 +564,12 @@ impl Controller {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(POLL) => {}
             }
+            // Leases are renewed after each tick when due, not after all of
+            // them: every tick is bounded (`tick_budget`), so however many
+            // ramps there are, a renewal is never more than one tick late
+            // (and a tick still runs before the renewal after a pause, so a
+            // replica resumed after SIGSTOP writes with its old token and is
+            // refused rather than trusting its own clock).
             for entry in self.entries() {
                 if entry.token().is_none() {
                     continue;
@@ -575,6 +583,10 @@ impl Controller {
                 };
                 if due && let Err(error) = self.tick(&entry, None).await {
                     tracing::error!(environment = %entry.environment, ramp = %entry.name, %error, "ramp tick failed");
+                }
+                if tokio::time::Instant::now() >= next_renewal {
+                    self.maintain_leases().await;
+                    next_renewal = tokio::time::Instant::now() + renew_every;
                 }
             }
             if tokio::time::Instant::now() >= next_renewal {
@@ -627,7 +639,7 @@ impl Controller {
             };
         }
         let spec = state.spec.clone();
-        let observation = self.observe(&environment, entry, &spec, &state.run, now).await;
+        let observation = self.observe_within_budget(&environment, entry, &spec, &state.run, now).await;
         let command = command.map(|command| match command {
             Command::Restart { by, .. } => Command::Restart { by, run_id: run_id(now) },
             other => other,
@@ -759,6 +771,35 @@ impl Controller {
     }
 
     /// Counts of the current step's closed buckets.
+    /// [`Controller::observe`] bounded by a third of the lease (a tick holds
+    /// its ramp's lock, and leases are renewed between ticks): a metric
+    /// source slower than that is an unavailable one for this tick.
+    async fn observe_within_budget(
+        &self,
+        environment: &Environment,
+        entry: &Entry,
+        spec: &RampSpec,
+        run: &Run,
+        now: u64,
+    ) -> Observation {
+        let budget = (self.lease_ttl / 3).max(Duration::from_millis(500));
+        match tokio::time::timeout(budget, self.observe(environment, entry, spec, run, now)).await {
+            Ok(observation) => observation,
+            Err(_) => {
+                tracing::warn!(environment = %entry.environment, ramp = %entry.name, ?budget, "metrics took longer than a tick may");
+                let flag_enabled =
+                    environment.snapshot().flags.get(&run.flag).is_some_and(|f| f.state() == FlagState::Enabled);
+                Observation {
+                    buckets: Vec::new(),
+                    missing: Some(HoldReason::MetricsUnavailable),
+                    flag_enabled,
+                    expected_share: None,
+                    metrics: Vec::new(),
+                }
+            }
+        }
+    }
+
     async fn observe(
         &self,
         environment: &Environment,
@@ -900,7 +941,7 @@ impl Controller {
         let now = now_millis();
         let evidence = match self.environments.get(&entry.environment) {
             Some(environment) if !state.run.status.is_terminal() => {
-                let observation = self.observe(environment, entry, &state.spec, &state.run, now).await;
+                let observation = self.observe_within_budget(environment, entry, &state.spec, &state.run, now).await;
                 Some(decide::explain(&state.run, &state.spec, &observation, now))
             }
             _ => None,

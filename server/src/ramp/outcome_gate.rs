@@ -112,6 +112,8 @@ impl Volume {
 /// The admission state shared by the HTTP and gRPC outcome endpoints.
 #[derive(Debug)]
 pub struct OutcomeGate {
+    /// Key of the hash that stands for a targeting key in stored outcomes.
+    context_key: [u8; 32],
     per_entry: u64,
     per_second: f64,
     /// One per key that reported (keys are configured ones: bounded).
@@ -121,13 +123,29 @@ pub struct OutcomeGate {
 }
 
 impl OutcomeGate {
-    pub fn new(limits: &Limits) -> OutcomeGate {
+    /// `context_key`: the installation's secret (see
+    /// [`crate::store::Store::installation_secret`]).
+    pub fn new(limits: &Limits, context_key: [u8; 32]) -> OutcomeGate {
         OutcomeGate {
+            context_key,
             per_entry: limits.outcome_count_per_entry,
             per_second: f64::from(limits.outcome_reports_per_second),
             buckets: Mutex::default(),
             volumes: Mutex::default(),
         }
+    }
+
+    /// What is stored for a targeting key: a keyed hash (HMAC-SHA256 with
+    /// the installation's secret), so the stored value cannot be reversed
+    /// by hashing a list of likely keys (emails), as a plain hash could.
+    pub fn context_id(&self, targeting_key: &str) -> u64 {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.context_key).expect("any key length");
+        mac.update(targeting_key.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&digest[..8]);
+        u64::from_le_bytes(id)
     }
 
     /// Takes one request from the key's bucket (`now` in unix ms).
@@ -196,7 +214,20 @@ mod tests {
     fn gate(per_entry: u64, per_second: u32) -> OutcomeGate {
         let limits =
             Limits { outcome_count_per_entry: per_entry, outcome_reports_per_second: per_second, ..Limits::default() };
-        OutcomeGate::new(&limits)
+        OutcomeGate::new(&limits, [7; 32])
+    }
+
+    #[test]
+    fn context_ids_are_keyed_by_the_installation() {
+        use sha2::Digest;
+        let limits = Limits::default();
+        let (a, b) = (OutcomeGate::new(&limits, [1; 32]), OutcomeGate::new(&limits, [2; 32]));
+        let email = "alice@example.com";
+        assert_eq!(a.context_id(email), a.context_id(email));
+        assert_ne!(a.context_id(email), b.context_id(email));
+        let plain = sha2::Sha256::digest(email.as_bytes());
+        let plain = u64::from_le_bytes(plain[..8].try_into().unwrap());
+        assert_ne!(a.context_id(email), plain, "not a dictionary-reversible plain hash");
     }
 
     #[test]

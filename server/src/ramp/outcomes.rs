@@ -13,7 +13,6 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use super::controller::Controller;
 use super::outcome_gate::{OutcomeGate, Refused};
@@ -83,15 +82,12 @@ pub async fn record(
         total.0 += report.ok;
         total.1 += report.error;
         if let Some(key) = &report.targeting_key {
-            // The key itself is not stored: a hash tells contexts apart.
-            let digest = Sha256::digest(key.as_bytes());
-            let mut context = [0u8; 8];
-            context.copy_from_slice(&digest[..8]);
+            // The key itself is not stored: a keyed hash tells contexts apart.
             contexts.push(ContextOutcome {
                 flag: report.flag.clone(),
                 variant: report.variant.clone(),
                 second,
-                context: u64::from_le_bytes(context),
+                context: gate.context_id(key),
                 error: report.error > 0,
             });
         }

@@ -72,9 +72,11 @@ impl Names<'_> {
 }
 
 impl PrometheusSource {
-    pub fn new(default_url: Option<String>) -> PrometheusSource {
-        let client = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_default();
-        PrometheusSource { client, default_url, metric_cache: std::sync::Mutex::default() }
+    /// Fails only when no HTTP client can be built (a broken TLS set-up):
+    /// never falls back to one without a timeout.
+    pub fn new(default_url: Option<String>) -> Result<PrometheusSource, reqwest::Error> {
+        let client = reqwest::Client::builder().timeout(TIMEOUT).build()?;
+        Ok(PrometheusSource { client, default_url, metric_cache: std::sync::Mutex::default() })
     }
 
     fn url<'a>(&'a self, guard: &'a PrometheusGuard) -> Result<&'a str, String> {
@@ -206,7 +208,8 @@ impl PrometheusSource {
     ) -> Result<Vec<(f64, f64)>, String> {
         let lagged = now_ms.saturating_sub(guard.lag.as_millis() as u64);
         let closed = lagged.saturating_sub(step_started_at) / interval_ms.max(1);
-        let key = format!("{}/{}", names.ramp, metric.name);
+        // Ramps are named per environment: the same name may exist in two.
+        let key = format!("{}/{}/{}", names.environment, names.ramp, metric.name);
         let step = (run_id.to_owned(), step_started_at);
         let known = {
             let mut cache = self.metric_cache.lock().unwrap_or_else(|e| e.into_inner());

@@ -45,7 +45,7 @@ fn replay(args: &ReplayArgs) -> Result<Vec<String>, String> {
     };
     let from = crate::time::parse(&args.from).ok_or("--from is not an RFC 3339 time")?;
     let to = crate::time::parse(&args.to).ok_or("--to is not an RFC 3339 time")?;
-    let source = PrometheusSource::new(args.prometheus_url.clone());
+    let source = PrometheusSource::new(args.prometheus_url.clone()).map_err(|e| e.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let interval = spec.interval.as_millis() as u64;
     let cache = std::sync::Mutex::new(Cache::default());

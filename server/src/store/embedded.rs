@@ -35,6 +35,8 @@ const RAMP_DECISIONS: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinitio
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// (environment, flag, second, variant) → (ok, error) as two little-endian u64
 const OUTCOMES: TableDefinition<(&str, &str, u64, &str), &[u8]> = TableDefinition::new("outcomes");
+/// name → value: installation-wide settings (the secret)
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// (environment, flag, second, variant, context hash) → 1 if any outcome errored
 const CONTEXT_OUTCOMES: TableDefinition<(&str, &str, u64, &str, u64), u8> = TableDefinition::new("context_outcomes");
 
@@ -76,6 +78,7 @@ impl EmbeddedStore {
             txn.open_table(OUTCOMES).map_err(unavailable)?;
             txn.open_table(OUTBOX).map_err(unavailable)?;
             txn.open_table(CONTEXT_OUTCOMES).map_err(unavailable)?;
+            txn.open_table(META).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore { db: Arc::new(db), keep: Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX)) })
@@ -546,6 +549,28 @@ impl Store for EmbeddedStore {
 
     fn health(&self) -> StoreHealth {
         StoreHealth { kind: "embedded", state: "ok", error: None }
+    }
+
+    async fn installation_secret(&self) -> Result<[u8; 32], StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_write().map_err(unavailable)?;
+            let secret = {
+                let mut meta = txn.open_table(META).map_err(unavailable)?;
+                let existing =
+                    meta.get("secret").map_err(unavailable)?.and_then(|v| <[u8; 32]>::try_from(v.value()).ok());
+                match existing {
+                    Some(secret) => secret,
+                    None => {
+                        let secret = super::random_secret()?;
+                        meta.insert("secret", secret.as_slice()).map_err(unavailable)?;
+                        secret
+                    }
+                }
+            };
+            txn.commit().map_err(unavailable)?;
+            Ok(secret)
+        })
+        .await
     }
 
     async fn history(

@@ -336,5 +336,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// This installation's secret (32 random bytes), created on first use
+    /// and the same for every replica sharing the store: the key of the
+    /// keyed hashes that stand for targeting keys in stored outcomes.
+    async fn installation_secret(&self) -> Result<[u8; 32], StoreError>;
+
     fn health(&self) -> StoreHealth;
+}
+
+/// 32 bytes from the operating system's randomness.
+pub fn random_secret() -> Result<[u8; 32], StoreError> {
+    let mut secret = [0u8; 32];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut secret)
+        .map_err(|_| StoreError::Unavailable("no randomness for the installation secret".into()))?;
+    Ok(secret)
 }

@@ -521,6 +521,20 @@ impl Store for RedisStore {
         Ok(committed)
     }
 
+    async fn installation_secret(&self) -> Result<[u8; 32], StoreError> {
+        // The first replica's secret wins (SET NX); everyone reads it back.
+        let key = self.key(&["secret"]);
+        let candidate = hex::encode(super::random_secret()?);
+        let _: Option<String> = self
+            .call(async |mut c| redis::cmd("SET").arg(&key).arg(&candidate).arg("NX").query_async(&mut c).await)
+            .await?;
+        let stored: Option<String> = self.call(async |mut c| c.get(&key).await).await?;
+        stored
+            .and_then(|text| hex::decode(text).ok())
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .ok_or_else(|| StoreError::Unavailable("redis: the installation secret is not readable".into()))
+    }
+
     async fn history(
         &self,
         environment: &str,
