@@ -103,17 +103,6 @@ fn process_prefix() -> String {
     format!("{:016x}", hasher.finish())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn generated_request_ids_do_not_depend_on_the_process_id() {
-        let (a, b) = (super::process_prefix(), super::process_prefix());
-        assert_ne!(a, b, "two draws must differ");
-        assert_eq!(a.len(), 16);
-        assert_ne!(a.trim_start_matches('0'), format!("{:x}", std::process::id()));
-    }
-}
-
 /// Records every request's latency by listener, route pattern (never the
 /// raw path, which would carry flag keys) and status.
 pub(crate) async fn observe(
@@ -147,4 +136,15 @@ pub(crate) async fn observe(
         tracing::debug!(listener, %route, status = status.as_u16(), elapsed_us = started.elapsed().as_micros() as u64, %request_id, "request");
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn generated_request_ids_do_not_depend_on_the_process_id() {
+        let (a, b) = (super::process_prefix(), super::process_prefix());
+        assert_ne!(a, b, "two draws must differ");
+        assert_eq!(a.len(), 16);
+        assert_ne!(a.trim_start_matches('0'), format!("{:x}", std::process::id()));
+    }
 }
