@@ -39,6 +39,7 @@ def resolve(cmd):
         "variant": d.variant,
         "reason": getattr(d.reason, "value", d.reason),
         "errorCode": getattr(d.error_code, "value", d.error_code),
+        "metadata": dict(d.flag_metadata or {}),
     }
 
 

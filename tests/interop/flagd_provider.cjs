@@ -21,7 +21,13 @@ let changes = 0;
 
 async function resolve(cmd) {
   const d = await client[methods[cmd.type]](cmd.flag, cmd.default, cmd.context || {});
-  return { value: d.value, variant: d.variant ?? null, reason: d.reason, errorCode: d.errorCode ?? null };
+  return {
+    value: d.value,
+    variant: d.variant ?? null,
+    reason: d.reason,
+    errorCode: d.errorCode ?? null,
+    metadata: d.flagMetadata ?? {},
+  };
 }
 
 async function handle(cmd) {
