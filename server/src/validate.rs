@@ -36,11 +36,14 @@ pub fn run(patterns: &[String]) -> ExitCode {
             FlagSet::default()
         }
     };
+    // Every problem in one run: a file with errors is still checked
+    // against the flags as far as it could be read.
     let mut by_environment: BTreeMap<String, Vec<spec::RampSpec>> = BTreeMap::new();
     for file in &ramp_files {
-        match spec::parse(&file.name, &file.text) {
-            Ok(spec) => by_environment.entry(spec.environment.clone().unwrap_or_default()).or_default().push(spec),
-            Err(problems) => errors.extend(problems),
+        let (spec, problems) = spec::parse_all(&file.name, &file.text);
+        errors.extend(problems);
+        if let Some(spec) = spec {
+            by_environment.entry(spec.environment.clone().unwrap_or_default()).or_default().push(spec);
         }
     }
     let mut ramps = 0;

@@ -94,9 +94,14 @@ fn serve_exits_64_on_invalid_configuration() {
     std::fs::write(dir.path().join("bad.yaml"), BAD_YAML).unwrap();
     std::fs::write(dir.path().join("rampart.yaml"), "environments:\n  a:\n    flags: [x.json]\n    colour: red\n")
         .unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    std::fs::write(dir.path().join("broken.json"), "{\"flags\": {,}}").unwrap();
+    let cases: [(&[&str], &str); 6] = [
         (&["serve"], "nothing to serve"),
-        (&["serve", "--flags", "bad.yaml"], "bad.yaml:2: flag 'b'"),
+        // By default an invalid flag is served as PARSE_ERROR; a file that
+        // is not a flag document at all, or any invalid flag with
+        // --strict-flags, refuses start-up.
+        (&["serve", "--flags", "bad.yaml", "--strict-flags"], "bad.yaml:2: flag 'b'"),
+        (&["serve", "--flags", "broken.json"], "broken.json:1: invalid JSON"),
         (&["serve", "--flags", "missing.json"], "missing.json: no such file"),
         (&["serve", "--config", "rampart.yaml"], "unknown field `colour`"),
         (&["serve", "--flags", "bad.yaml", "--http-addr", "nonsense"], "invalid value 'nonsense'"),
@@ -124,4 +129,44 @@ fn environment_variables_configure_serve() {
     assert_eq!(output.status.code(), Some(64));
     let text = stderr(&output);
     assert!(text.contains("one.json: no such file") && text.contains("two.json: no such file"), "{text}");
+}
+
+#[test]
+fn validate_reports_every_ramp_problem_in_one_run_with_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("flags.json"), GOOD).unwrap();
+    // Four problems: a percent above 100, a hold that is not a duration, a
+    // flag that does not exist … and (would be) a treatment that is not a variant.
+    std::fs::write(
+        dir.path().join("ramp.yaml"),
+        "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata:\n  name: search-v2\nspec:\n  flag: nope\n  treatment: \"maybe\"\n  \
+         steps:\n    - { percent: 150, hold: 1h }\n    - { percent: 100, hold: soon }\n",
+    )
+    .unwrap();
+    let output = rampart(&["validate", "flags.json", "ramp.yaml"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let report = stderr(&output);
+    let lines: Vec<&str> = report.lines().filter(|l| l.starts_with("ramp.yaml:")).collect();
+    assert!(lines.len() >= 3, "{report}");
+    for line in &lines {
+        assert!(line.contains("ramp 'search-v2'"), "names the ramp as a ramp: {line}");
+        assert!(!line.contains("flag 'search-v2'") && !line.contains("environment ''"), "{line}");
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("ramp.yaml:6:") && l.contains("flag 'nope' does not exist")),
+        "{report}"
+    );
+    assert!(lines.iter().any(|l| l.contains("150")), "{report}");
+    assert!(lines.iter().any(|l| l.contains("soon")), "{report}");
+
+    // With the flag fixed, the treatment is checked too, on its line.
+    std::fs::write(
+        dir.path().join("ramp.yaml"),
+        "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata:\n  name: search-v2\nspec:\n  flag: a\n  treatment: \"maybe\"\n  \
+         steps:\n    - { percent: 150, hold: 1h }\n",
+    )
+    .unwrap();
+    let report = stderr(&rampart(&["validate", "flags.json", "ramp.yaml"], dir.path()));
+    assert!(report.lines().any(|l| l.starts_with("ramp.yaml:7:") && l.contains("treatment 'maybe'")), "{report}");
+    assert!(report.contains("150"), "{report}");
 }

@@ -15,11 +15,22 @@ pub struct LoadError {
     /// The text is not JSON (or YAML) at all, as opposed to a document
     /// that is well formed but invalid.
     pub malformed: bool,
+    /// The ramp the problem is in, for tools that report ramp files with
+    /// flag files (the server's `rampart validate`).
+    pub ramp: Option<String>,
 }
 
 impl LoadError {
     pub fn new(file: impl Into<String>, message: impl Into<String>) -> Self {
-        LoadError { file: file.into(), line: None, flag: None, message: message.into(), limit: None, malformed: false }
+        LoadError {
+            file: file.into(),
+            line: None,
+            flag: None,
+            message: message.into(),
+            limit: None,
+            malformed: false,
+            ramp: None,
+        }
     }
 
     pub fn at_line(mut self, line: usize) -> Self {
@@ -29,6 +40,11 @@ impl LoadError {
 
     pub fn with_limit(mut self, limit: crate::limits::Limit) -> Self {
         self.limit = Some(limit);
+        self
+    }
+
+    pub fn in_ramp(mut self, ramp: impl Into<String>) -> Self {
+        self.ramp = Some(ramp.into());
         self
     }
 
@@ -47,7 +63,9 @@ impl fmt::Display for LoadError {
             write!(f, ":{line}")?;
         }
         write!(f, ": ")?;
-        if let Some(flag) = &self.flag {
+        if let Some(ramp) = &self.ramp {
+            write!(f, "ramp '{ramp}': ")?;
+        } else if let Some(flag) = &self.flag {
             write!(f, "flag '{flag}': ")?;
         }
         write!(f, "{}", self.message)

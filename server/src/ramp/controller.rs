@@ -1051,7 +1051,7 @@ impl Controller {
                 Ok(bound) => bound,
                 Err(errors) => {
                     for error in errors.iter() {
-                        tracing::error!(environment = %environment.name, file = %error.file, line = error.line, ramp = error.flag.as_deref(), "rejected ramp files, the ramps keep their last good configuration: {error}");
+                        tracing::error!(environment = %environment.name, file = %error.file, line = error.line, ramp = error.ramp.as_deref(), "rejected ramp files, the ramps keep their last good configuration: {error}");
                     }
                     continue;
                 }
@@ -1248,5 +1248,6 @@ fn placeholder_spec(name: &str, run: &Run) -> RampSpec {
         notify: Vec::new(),
         file: "<missing>".into(),
         digest: [0; 32],
+        lines: super::spec::KeyLines::default(),
     }
 }

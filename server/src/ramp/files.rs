@@ -74,14 +74,21 @@ pub fn bind(
     let mut bound = Vec::new();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut flags: BTreeMap<String, String> = BTreeMap::new();
+    // "in environment 'x'" where there is one (`rampart validate` checks
+    // files against the flag files it is given, with no environment).
+    let place = if environment.is_empty() { String::new() } else { format!(" in environment '{environment}'") };
     for spec in specs {
-        let error = |message: String| {
-            let mut error = LoadError::new(spec.file.clone(), message);
-            error.flag = Some(spec.name.clone());
-            error
+        let error_at = |line: Option<usize>, message: String| {
+            let error = LoadError::new(spec.file.clone(), message).in_ramp(spec.name.clone());
+            match line {
+                Some(line) => error.at_line(line),
+                None => error,
+            }
         };
+        let error = |message: String| error_at(None, message);
         if let Some(declared) = &spec.environment
             && declared != environment
+            && !environment.is_empty()
         {
             errors.push(error(format!(
                 "spec.environment is '{declared}' but the file is listed for environment '{environment}'"
@@ -93,24 +100,27 @@ pub fn bind(
             continue;
         }
         if let Some(other) = flags.insert(spec.flag.clone(), spec.name.clone()) {
-            errors.push(error(format!(
-                "flag '{}' is already ramped by '{other}': one ramp per flag and environment",
-                spec.flag
-            )));
+            errors.push(error_at(
+                spec.lines.flag,
+                format!("flag '{}' is already ramped by '{other}': one ramp per flag and environment", spec.flag),
+            ));
             continue;
         }
         let Some(target) = flag(&spec.flag) else {
-            errors.push(error(format!("flag '{}' does not exist in environment '{environment}'", spec.flag)));
+            errors.push(error_at(spec.lines.flag, format!("flag '{}' does not exist{place}", spec.flag)));
             continue;
         };
         let variants: Vec<&str> = target.variants().map(|(name, _)| name).collect();
         if !variants.contains(&spec.treatment.as_str()) {
-            errors.push(error(format!(
-                "treatment '{}' is not a variant of flag '{}' (variants: {})",
-                spec.treatment,
-                spec.flag,
-                variants.join(", ")
-            )));
+            errors.push(error_at(
+                spec.lines.treatment,
+                format!(
+                    "treatment '{}' is not a variant of flag '{}' (variants: {})",
+                    spec.treatment,
+                    spec.flag,
+                    variants.join(", ")
+                ),
+            ));
             continue;
         }
         let control = match spec.control.as_deref().or(target.default_variant()) {
@@ -124,7 +134,10 @@ pub fn bind(
             }
         };
         if !variants.contains(&control.as_str()) {
-            errors.push(error(format!("control '{control}' is not a variant of flag '{}'", spec.flag)));
+            errors.push(error_at(
+                spec.lines.control,
+                format!("control '{control}' is not a variant of flag '{}'", spec.flag),
+            ));
             continue;
         }
         if control == spec.treatment {

@@ -46,6 +46,17 @@ pub struct RampSpec {
     pub file: String,
     #[serde(skip)]
     pub digest: [u8; 32],
+    /// Lines of the keys that binding to a flag checks, for its messages.
+    #[serde(skip)]
+    pub lines: KeyLines,
+}
+
+/// Where `flag`, `treatment` and `control` are written in a ramp file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct KeyLines {
+    pub flag: Option<usize>,
+    pub treatment: Option<usize>,
+    pub control: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -509,18 +520,35 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 
 /// A ramp file's problems, and its spec when there are none.
 pub fn parse(file: &str, text: &str) -> Result<RampSpec, Vec<LoadError>> {
-    let raw: RawFile =
-        serde_saphyr::from_str_with_options(text, rampart_engine::source::yaml_options()).map_err(|e| {
+    match parse_all(file, text) {
+        (Some(spec), errors) if errors.is_empty() => Ok(spec),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Every problem of a ramp file, and the spec as far as it could be read
+/// (`None` only when the YAML itself cannot be read), so a tool can check
+/// the rest of it too and report everything in one run.
+pub fn parse_all(file: &str, text: &str) -> (Option<RampSpec>, Vec<LoadError>) {
+    let raw: RawFile = match serde_saphyr::from_str_with_options(text, rampart_engine::source::yaml_options()) {
+        Ok(raw) => raw,
+        Err(e) => {
             let message = e.to_string();
             let mut error = LoadError::new(file, first_line(&message));
             if let Some(line) = error_line(&message) {
                 error = error.at_line(line);
             }
-            vec![error]
-        })?;
+            return (None, vec![error]);
+        }
+    };
     let mut check = Checker { file, text, name: raw.metadata.name.clone(), errors: Vec::new() };
-    let spec = check.spec(raw);
-    if check.errors.is_empty() { Ok(spec) } else { Err(check.errors) }
+    let mut spec = check.spec(raw);
+    spec.lines = KeyLines {
+        flag: line_of(text, "flag", 0),
+        treatment: line_of(text, "treatment", 0),
+        control: line_of(text, "control", 0),
+    };
+    (Some(spec), check.errors)
 }
 
 /// Warnings about a valid spec (RAMPS.md §5.2): what weakens its guard.
@@ -550,8 +578,7 @@ struct Checker<'a> {
 
 impl Checker<'_> {
     fn error(&mut self, key: &str, occurrence: usize, message: impl Into<String>) {
-        let mut error = LoadError::new(self.file, message);
-        error.flag = Some(self.name.clone());
+        let mut error = LoadError::new(self.file, message).in_ramp(self.name.clone());
         if let Some(line) = line_of(self.text, key, occurrence) {
             error = error.at_line(line);
         }
@@ -721,8 +748,13 @@ impl Checker<'_> {
         for (index, step) in spec.steps.iter().enumerate() {
             let basis_points = match step.percent.percent() {
                 Some(p) if p > 0.0 && p <= 100.0 => (p * 100.0).round() as u32,
-                _ => {
-                    self.error("percent", index, format!("step {}: percent must be in (0, 100]", index + 1));
+                found => {
+                    let found = found.map_or_else(|| "not a number".to_owned(), |p| p.to_string());
+                    self.error(
+                        "percent",
+                        index,
+                        format!("step {}: percent must be in (0, 100], found {found}", index + 1),
+                    );
                     continue;
                 }
             };
@@ -833,6 +865,7 @@ impl Checker<'_> {
             notify,
             file: self.file.to_owned(),
             digest,
+            lines: KeyLines::default(),
         }
     }
 }
