@@ -317,6 +317,12 @@ fn kill_9_mid_ramp_resumes_at_the_same_step_with_the_same_users() {
     for field in ["runId", "step", "percent", "stepStartedAt", "revision"] {
         assert_eq!(after[field], before[field], "{field}");
     }
+    // The log says where it picked up.
+    let resumed = server
+        .find_log(|entry| entry["message"] == "ramp resumed from the store")
+        .expect("a log line about the resumed ramp");
+    assert_eq!((resumed["step"].clone(), resumed["percent"].clone()), (before["step"].clone(), json!(25.0)));
+    assert!(resumed["hold_remaining_seconds"].as_u64().is_some_and(|s| s <= 6), "{resumed}");
     assert_eq!(exposed(&server, &keys), exposed_before, "the same users stay exposed");
     let done = wait_for(&server, "step 100%", |s| s["percent"] == 100.0);
     assert_eq!(done["runId"], before["runId"]);
@@ -416,6 +422,29 @@ fn file_edits_apply_or_are_refused_rollback_is_sticky_and_revision_restarts() {
     setup.rewrite(&edited);
     wait_for(&server, "edit accepted again", |s| s["refusedChange"].is_null());
 
+    // (b2) An invalid edit: shown in the status with its line, counted,
+    // audited once however often the file is read again; fixed, it clears.
+    let invalid = edited.replace("percent: 35", "percent: 350");
+    setup.rewrite(&invalid);
+    let rejected = wait_for(&server, "rejected edit", |s| s["fileErrors"].as_array().is_some_and(|e| !e.is_empty()));
+    let problem = rejected["fileErrors"][0].as_str().unwrap().to_owned();
+    assert!(problem.contains("350") && problem.contains("ramp.yaml:"), "{problem}");
+    assert_eq!(rejected["percent"], 25.0, "the last good configuration keeps driving it");
+    let reload_ok = r#"rampart_config_last_reload_success{environment="default"}"#;
+    assert_eq!(server.metric(reload_ok), 0.0);
+    setup.rewrite(&format!("{invalid}# saved again\n"));
+    setup.rewrite(&invalid);
+    let rejections = || {
+        let audit = send("GET", &format!("{}/admin/v1/audit?limit=1000", server.admin), None, None, &[]);
+        audit.body["entries"].as_array().unwrap().iter().filter(|e| e["action"] == "ramp.file_rejected").count()
+    };
+    setup.rewrite(&edited);
+    wait_for(&server, "invalid edit fixed", |s| s["fileErrors"].as_array().is_some_and(Vec::is_empty));
+    assert_eq!(server.metric(reload_ok), 1.0);
+    assert_eq!(rejections(), 1, "audited once per edit, not per read");
+    let logged = server.logs().iter().filter(|l| l["message"].as_str().is_some_and(|m| m.contains("350"))).count();
+    assert_eq!(logged, 1, "logged once");
+
     // (c) After a rollback, reloading the same file does not restart it…
     assert_eq!(command(&server, "abort").status, 200);
     let aborted = status(&server);
@@ -442,6 +471,12 @@ fn file_edits_apply_or_are_refused_rollback_is_sticky_and_revision_restarts() {
     let definition = json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "on"});
     assert_eq!(send("PUT", &flag_url, None, Some(&definition), &[]).status, 409);
     assert_eq!(command(&server, "promote").status, 409);
+    let promote_url = format!("{}/admin/v1/ramps/default/{RAMP}/promote", server.admin);
+    let unexplained = send("POST", &promote_url, None, Some(&json!({"force": true})), &[]);
+    assert_eq!((unexplained.status, unexplained.text.contains("needs a reason")), (400, true), "{}", unexplained.text);
+    let forced = send("POST", &promote_url, None, Some(&json!({"force": true, "reason": "hotfix"})), &[]);
+    assert_eq!(forced.status, 409, "a frozen ramp is not promoted, forced or not");
+    assert!(forced.body["error"]["details"].get("evidence").is_some(), "{}", forced.text);
     let abort = command(&server, "abort");
     assert_eq!(abort.status, 200, "{}", abort.text);
     assert_eq!(abort.body["state"], "RolledBack");

@@ -133,7 +133,8 @@ pub struct RampStatus {
     pub reason: Option<String>,
     /// Who paused or rolled back, when someone did.
     pub by: Option<String>,
-    /// 1-based step number (0 before the first step).
+    /// The step the run is at, or ended at: numbered from 1 (0 before the
+    /// first step), as in the history and the logs.
     pub step: usize,
     pub steps: Vec<f64>,
     pub percent: f64,
@@ -148,6 +149,9 @@ pub struct RampStatus {
     /// Set when the ramp file is gone or an edit could not be applied.
     pub frozen: bool,
     pub refused_change: Option<String>,
+    /// Problems of the last edit of the ramp's file, which was rejected
+    /// (the ramp keeps its last good configuration until it is fixed).
+    pub file_errors: Vec<String>,
     pub warnings: Vec<String>,
     #[schema(value_type = Object)]
     pub evidence: Option<Evidence>,
@@ -163,6 +167,10 @@ pub struct Controller {
     patterns: BTreeMap<String, Vec<String>>,
     /// Most files the patterns of one environment may match.
     glob_files: usize,
+    /// Each environment's ramp-file problems as last reported, so a
+    /// rejected edit is logged and audited once, and shown in the status
+    /// until it is fixed.
+    rejected: std::sync::Mutex<BTreeMap<String, Vec<rampart_engine::LoadError>>>,
     entries: RwLock<BTreeMap<(String, String), Arc<Entry>>>,
     /// This replica's name in leases.
     holder: String,
@@ -205,6 +213,7 @@ impl Controller {
             })?,
             patterns,
             glob_files: config.limits.glob_files,
+            rejected: std::sync::Mutex::default(),
             entries: RwLock::new(BTreeMap::new()),
             holder: replica_id(),
             lease_ttl: config.ramp_lease,
@@ -306,6 +315,20 @@ impl Controller {
                     tracing::warn!(environment = %environment.name, ramp = %spec.name, "{refused}; the ramp is frozen");
                 } else {
                     remap_step(&spec, &mut run);
+                    // Say where it picks up: after a restart (or a crash) this
+                    // is the first word about the ramp.
+                    let hold = spec.steps.get(run.step).map_or(0, |s| s.hold.as_millis() as u64);
+                    let remaining = (run.step_started_at + hold).saturating_sub(now) / 1000;
+                    tracing::info!(
+                        environment = %environment.name,
+                        ramp = %spec.name,
+                        run = %run.run_id,
+                        state = run.status.name(),
+                        step = run.step + 1,
+                        percent = run.percent(),
+                        hold_remaining_seconds = remaining,
+                        "ramp resumed from the store"
+                    );
                 }
                 let frozen = refusal.is_some();
                 self.insert(environment, spec, run, frozen, refusal, Some(token)).await;
@@ -964,7 +987,7 @@ impl Controller {
             state: run.status.name().into(),
             reason: run.status.reason(),
             by,
-            step: if active || matches!(run.status, Status::Completed) { run.step + 1 } else { 0 },
+            step: if matches!(run.status, Status::Pending { .. }) { 0 } else { run.step + 1 },
             steps: state.spec.steps.iter().map(|s| f64::from(s.basis_points) / 100.0).collect(),
             percent: run.percent(),
             treatment: run.treatment.clone(),
@@ -976,6 +999,7 @@ impl Controller {
             interval_seconds: state.spec.interval.as_secs_f64(),
             frozen: state.frozen,
             refused_change: state.refused.clone(),
+            file_errors: self.file_errors(&entry.environment, &entry.name, &state.spec.file),
             warnings: {
                 let mut warnings = state.warnings.clone();
                 if state.file_missing {
@@ -1048,11 +1072,12 @@ impl Controller {
     pub async fn reload(&self) {
         for environment in self.environments.iter() {
             let bound = match self.read(environment).await {
-                Ok(bound) => bound,
+                Ok(bound) => {
+                    self.rejected.lock().unwrap_or_else(|e| e.into_inner()).remove(&environment.name);
+                    bound
+                }
                 Err(errors) => {
-                    for error in errors.iter() {
-                        tracing::error!(environment = %environment.name, file = %error.file, line = error.line, ramp = error.ramp.as_deref(), "rejected ramp files, the ramps keep their last good configuration: {error}");
-                    }
+                    self.reject(environment, errors).await;
                     continue;
                 }
             };
@@ -1075,6 +1100,68 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// An invalid edit of an environment's ramp files: the ramps keep their
+    /// last good configuration; the problems are logged, audited (on the
+    /// ramps whose files they are in) and shown in their status — once per
+    /// edit, however often the files are read again — and the environment's
+    /// `rampart_config_last_reload_success` is 0 until they are fixed.
+    async fn reject(&self, environment: &Arc<Environment>, errors: LoadErrors) {
+        self.metrics.config_last_reload_ok.with_label_values(&[&environment.name]).set(0);
+        let new = {
+            let mut rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+            let previous = rejected.insert(environment.name.clone(), errors.0.clone());
+            previous.as_ref() != Some(&errors.0)
+        };
+        if !new {
+            return;
+        }
+        for error in errors.iter() {
+            tracing::error!(environment = %environment.name, file = %error.file, line = error.line, ramp = error.ramp.as_deref(), "rejected ramp files, the ramps keep their last good configuration: {error}");
+        }
+        for entry in self.entries().into_iter().filter(|e| e.environment == environment.name) {
+            if entry.token().is_none() {
+                continue;
+            }
+            let state = entry.state.lock().await;
+            let lines: Vec<String> = errors
+                .iter()
+                .filter(|e| e.file == state.spec.file || e.ramp.as_deref() == Some(entry.name.as_str()))
+                .map(ToString::to_string)
+                .collect();
+            if lines.is_empty() {
+                continue;
+            }
+            let write = RampWrite {
+                environment: environment.name.clone(),
+                ramp: entry.name.clone(),
+                expect: Some((state.run.run_id.clone(), state.run.seq)),
+                run: state.run.clone(),
+                record: None,
+                audit: vec![("file".to_owned(), "ramp.file_rejected".to_owned(), lines)],
+                outbox: Vec::new(),
+                fence: entry.fence(),
+            };
+            if let Err(error) = self.store.write_ramp(write).await {
+                tracing::warn!(environment = %environment.name, ramp = %entry.name, %error, "cannot audit the rejected ramp file");
+            }
+        }
+    }
+
+    /// The problems of the last rejected edit of a ramp's file, if any.
+    fn file_errors(&self, environment: &str, ramp: &str, file: &str) -> Vec<String> {
+        let rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
+        rejected
+            .get(environment)
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter(|e| e.file == file || e.ramp.as_deref() == Some(ramp))
+                    .map(ToString::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     async fn reload_one(&self, environment: &Arc<Environment>, bound: Bound) -> Result<(), StoreError> {

@@ -212,12 +212,28 @@ pub struct Observation {
 /// An operator's request, applied in a tick after the guards.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Pause { by: String },
-    Resume { by: String },
-    Promote { by: String },
-    Abort { by: String },
-    Approve { by: String },
-    Restart { by: String, run_id: String },
+    Pause {
+        by: String,
+    },
+    Resume {
+        by: String,
+    },
+    /// `force`: the reason to promote although the current estimate is
+    /// worse than the tolerance (without it such a promote is refused).
+    Promote {
+        by: String,
+        force: Option<String>,
+    },
+    Abort {
+        by: String,
+    },
+    Approve {
+        by: String,
+    },
+    Restart {
+        by: String,
+        run_id: String,
+    },
 }
 
 impl Command {
@@ -428,9 +444,16 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
 
     // 3a: data that cannot be trusted. Far more treatment outcomes than the
     // split allows is what forged reports look like (SDK keys are public),
-    // not what a failing treatment looks like (it reports fewer): acting
-    // on it would let anyone roll a ramp back. Hold instead.
-    if decision.evidence.srm_z.is_some_and(|z| z > SRM_UNTRUSTED_Z) {
+    // not what a failing treatment looks like (it reports fewer), nor what
+    // clients still on the previous (lower) percent cause: acting on it
+    // would let anyone roll a ramp back. Hold instead. Every bucket counts
+    // here, the step's first included.
+    let untrusted = observation
+        .expected_share
+        .filter(|_| run.basis_points < rampart_engine::ramp::FULL)
+        .and_then(|expected| sample_ratio_z(&observation.buckets, expected, 10.0))
+        .is_some_and(|z| z > SRM_UNTRUSTED_Z);
+    if untrusted {
         match spec.policy.on_sample_ratio_mismatch {
             SrmAction::Rollback => roll_back(&mut decision, RollbackReason::SampleRatioMismatch, CONTROLLER),
             SrmAction::Hold if matches!(run.status, Status::Paused { .. }) => {}
@@ -513,9 +536,25 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
                 Ok(())
             }
             Command::Resume { .. } => Err(format!("the ramp is not paused ({})", run.status.name())),
-            Command::Promote { by } => {
-                advance(&mut decision, spec, now, by);
-                Ok(())
+            Command::Promote { by, force } => {
+                // The guards found no proven regression, but a treatment that
+                // looks worse than the tolerance is not promoted on a whim.
+                let worse = decision.evidence.ratio_estimate.filter(|ratio| *ratio > 1.0 + spec.guard.tolerance);
+                match (worse, force) {
+                    (Some(ratio), None) => Err(format!(
+                        "promote refused: the treatment's error rate is {ratio:.2} times the control's, worse than \
+                         the tolerance ({:.0}%) though not yet proven; promote with force and a reason to override",
+                        spec.guard.tolerance * 100.0
+                    )),
+                    (_, force) => {
+                        advance(&mut decision, spec, now, by);
+                        if let (Some(reason), Some(event)) = (force, decision.events.last_mut()) {
+                            let step = event.reason.take().unwrap_or_default();
+                            event.reason = Some(format!("{step} (forced: {reason})").trim_start().to_owned());
+                        }
+                        Ok(())
+                    }
+                }
             }
             Command::Restart { .. } | Command::Approve { .. } => Ok(()),
         });
@@ -619,6 +658,21 @@ fn finish(before: &Run, mut decision: Decision) -> Decision {
 
 /// |z| above this is a sample-ratio mismatch (two-sided α = 0.1 %).
 const SRM_Z: f64 = 3.29;
+/// Expected outcomes per arm before a sample ratio is judged.
+const SRM_MIN_EXPECTED: f64 = 100.0;
+
+/// The treatment's deviation from its expected share, in standard
+/// deviations, over `buckets`; `None` below `min_expected` per arm.
+fn sample_ratio_z(buckets: &[Pair], expected: f64, min_expected: f64) -> Option<f64> {
+    let (treatment, control) =
+        buckets.iter().fold((0u64, 0u64), |(t, c), b| (t + b.treatment.exposures, c + b.control.exposures));
+    let n = (treatment + control) as f64;
+    if n * expected < min_expected || n * (1.0 - expected) < min_expected {
+        return None;
+    }
+    let sd = (n * expected * (1.0 - expected)).sqrt();
+    Some((treatment as f64 - n * expected) / sd)
+}
 /// Beyond this z the treatment's excess of outcomes is not chance or a
 /// slightly broken split but data that cannot be trusted; see `decide` (3a).
 const SRM_UNTRUSTED_Z: f64 = 10.0;
@@ -690,7 +744,9 @@ fn guard_failure(evidence: &Evidence, spec: &RampSpec, basis_points: u32) -> Opt
 fn blocking(evidence: &Evidence, spec: &RampSpec, run: &Run, now: u64) -> Option<Option<HoldReason>> {
     let step = spec.steps.get(run.step)?;
     if evidence.treatment.exposures + evidence.control.exposures == 0 {
-        return Some(Some(HoldReason::NoTraffic));
+        // Before the step's first bucket has closed there is nothing to
+        // judge yet: waiting, not "no traffic".
+        return Some((evidence.buckets > 0).then_some(HoldReason::NoTraffic));
     }
     if elapsed(now, run.step_started_at) < step.hold.as_millis() as u64 {
         return Some(None);
@@ -777,12 +833,10 @@ fn evidence(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, ful
         missing_to_advance: Vec::new(),
     };
     if let Some(expected) = evidence.expected_share {
-        let n = (treatment.exposures + control.exposures) as f64;
-        // Only with enough traffic for the normal approximation.
-        if n * expected >= 10.0 && n * (1.0 - expected) >= 10.0 {
-            let sd = (n * expected * (1.0 - expected)).sqrt();
-            evidence.srm_z = Some((treatment.exposures as f64 - n * expected) / sd);
-        }
+        // The step's first closed bucket still holds outcomes of clients
+        // that had not yet received the new percent: it is left out, and a
+        // verdict needs a hundred expected outcomes in each arm.
+        evidence.srm_z = sample_ratio_z(observation.buckets.get(1..).unwrap_or_default(), expected, SRM_MIN_EXPECTED);
     }
     let Some(step) = spec.steps.get(run.step) else { return evidence };
     if !full || matches!(run.status, Status::Pending { .. }) || run.status.is_terminal() {

@@ -93,7 +93,14 @@ pub(crate) async fn ramp_history(
     if state.ramps.entry(&environment, &name).is_none() {
         return Err(not_found(&environment, &name));
     }
-    let decisions = state.store.ramp_history(&environment, &name, limit).await?;
+    let mut decisions = state.store.ramp_history(&environment, &name, limit).await?;
+    // Steps are numbered from 1 in every answer, as in the status (the
+    // store keeps the run's index); 0 only before the first step.
+    for decision in &mut decisions {
+        if decision.to != "Pending" {
+            decision.step += 1;
+        }
+    }
     Ok(HttpResponse::Ok().json(RampHistory { environment, name, decisions }))
 }
 
@@ -105,12 +112,15 @@ pub(crate) async fn ramp_history(
                    `pause`, `resume` and `approve` need the `write` role; `promote`, `abort` and `restart` need `admin`.",
     params(("environment" = String, Path), ("name" = String, Path),
            ("action" = String, Path, description = "pause | resume | promote | abort | approve | restart")),
-    responses((status = 200, body = RampStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    request_body(content = Option<CommandBody>, description = "Optional: `{\"reason\"}`; `promote` also takes `force` (with a reason) to promote while the treatment looks worse than the tolerance."),
+    responses((status = 200, body = RampStatus), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 413, body = ErrorBody)))]
 pub(crate) async fn ramp_command(
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<(String, String, String)>,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (environment, name, action) = path.into_inner();
     // Holding a ramp back is everyday work; moving it on without its
@@ -123,10 +133,19 @@ pub(crate) async fn ramp_command(
     };
     let caller = state.admin.authorize(&request, needed)?;
     let by = caller.name.clone();
+    let body = command_body(&state, payload).await?;
+    if body.force && action != "promote" {
+        return Err(ApiError::bad_request("force applies to promote only"));
+    }
+    let force = match (body.force, body.reason) {
+        (true, Some(reason)) if !reason.trim().is_empty() => Some(reason),
+        (true, _) => return Err(ApiError::bad_request("force needs a reason (it is kept in the audit log)")),
+        (false, _) => None,
+    };
     let command = match action.as_str() {
         "pause" => Command::Pause { by },
         "resume" => Command::Resume { by },
-        "promote" => Command::Promote { by },
+        "promote" => Command::Promote { by, force },
         "abort" => Command::Abort { by },
         "approve" => Command::Approve { by },
         "restart" => Command::Restart { by, run_id: String::new() },
@@ -141,10 +160,36 @@ pub(crate) async fn ramp_command(
         Ok(status) => Ok(HttpResponse::Ok().json(status)),
         Err(CommandError::NotFound(environment, name)) => Err(not_found(&environment, &name)),
         Err(CommandError::Rejected(message)) => {
-            Err(ApiError::new(StatusCode::CONFLICT, "RAMP_COMMAND_REJECTED", message))
+            // With the evidence the decision was made on.
+            let evidence = match state.ramps.entry(&environment, &name) {
+                Some(entry) => serde_json::to_value(state.ramps.status(&entry).await.evidence).unwrap_or_default(),
+                None => serde_json::Value::Null,
+            };
+            Err(ApiError::new(StatusCode::CONFLICT, "RAMP_COMMAND_REJECTED", message)
+                .with_details(serde_json::json!({"evidence": evidence})))
         }
         Err(CommandError::Store(error)) => Err(error.into()),
     }
+}
+
+/// An operator command's optional body: `{"reason"?, "force"?}`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CommandBody {
+    /// Why (required with `force`; kept in the audit log).
+    reason: Option<String>,
+    /// `promote` only: promote although the treatment currently looks worse
+    /// than the tolerance.
+    #[serde(default)]
+    force: bool,
+}
+
+async fn command_body(state: &AppState, payload: web::Payload) -> Result<CommandBody, ApiError> {
+    let bytes = crate::http::read_body(state, payload, 64 << 10).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(CommandBody::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("the request body is not valid: {e}")))
 }
 
 fn find(state: &AppState, (environment, name): (String, String)) -> Result<std::sync::Arc<Entry>, ApiError> {

@@ -95,14 +95,17 @@ fn the_hold_must_elapse_before_advancing() {
 fn no_traffic_holds_and_the_step_timeout_pauses() {
     let spec = standard();
     let run = started(&spec, 0);
-    let d = decide(&run, &spec, &observe(&[]), 30 * MINUTE, None);
+    // Before a bucket has closed there is nothing to judge: no hold.
+    let early = decide(&run, &spec, &observe(&[]), 500, None);
+    assert_eq!((early.run.status.clone(), early.events.len()), (Status::Ramping, 0));
+    let d = decide(&run, &spec, &observe(&[Pair::default()]), 30 * MINUTE, None);
     assert_eq!(d.run.status, Status::Holding { reason: HoldReason::NoTraffic });
     assert_eq!(d.events, vec![event("holding", Some("NoTraffic".into()), CONTROLLER)]);
     // Holding again with the same reason emits nothing.
-    let again = decide(&d.run, &spec, &observe(&[]), 31 * MINUTE, None);
+    let again = decide(&d.run, &spec, &observe(&[Pair::default()]), 31 * MINUTE, None);
     assert!(again.events.is_empty());
     assert_eq!(again.run.seq, d.run.seq);
-    let d = decide(&again.run, &spec, &observe(&[]), 180 * MINUTE, None);
+    let d = decide(&again.run, &spec, &observe(&[Pair::default()]), 180 * MINUTE, None);
     assert_eq!(d.run.status, Status::Paused { reason: PauseReason::StepTimeout, by: CONTROLLER.into() });
     assert_eq!(d.run.basis_points, 500);
     // Traffic returns: a paused ramp waits for a person.
@@ -110,8 +113,8 @@ fn no_traffic_holds_and_the_step_timeout_pauses() {
     assert!(matches!(d.run.status, Status::Paused { .. }));
     // Resumed, it gets a full timeout again and advances on the step's evidence.
     let resume = Command::Resume { by: "ops".into() };
-    let resumed = decide(&d.run, &spec, &observe(&[]), 182 * MINUTE, Some(&resume)).run;
-    let d = decide(&resumed, &spec, &observe(&[]), 183 * MINUTE, None);
+    let resumed = decide(&d.run, &spec, &observe(&[Pair::default()]), 182 * MINUTE, Some(&resume)).run;
+    let d = decide(&resumed, &spec, &observe(&[Pair::default()]), 183 * MINUTE, None);
     assert_eq!(d.run.status, Status::Holding { reason: HoldReason::NoTraffic });
     let d = decide(&d.run, &spec, &observe(&healthy()), 184 * MINUTE, None);
     assert_eq!((d.run.step, d.run.basis_points), (1, 2500));
@@ -173,11 +176,13 @@ fn rollback_is_sticky_and_wins_over_promote() {
     let spec = standard();
     let run = started(&spec, 0);
     let spike = [pair((500, 25), (1500, 7))];
-    let d = decide(&run, &spec, &observe(&spike), MINUTE, Some(&Command::Promote { by: "alice".into() }));
+    let d = decide(&run, &spec, &observe(&spike), MINUTE, Some(&Command::Promote { by: "alice".into(), force: None }));
     assert!(matches!(d.run.status, Status::RolledBack { .. }));
     assert!(d.command.as_ref().unwrap().is_err());
     // Healthy again, resumed, promoted: nothing moves.
-    for command in [None, Some(Command::Resume { by: "a".into() }), Some(Command::Promote { by: "a".into() })] {
+    for command in
+        [None, Some(Command::Resume { by: "a".into() }), Some(Command::Promote { by: "a".into(), force: None })]
+    {
         let again = decide(&d.run, &spec, &observe(&healthy()), 100 * MINUTE, command.as_ref());
         assert_eq!(again.run.status, d.run.status);
         assert_eq!(again.run.basis_points, 0);
@@ -203,7 +208,13 @@ fn operator_commands() {
     assert!(decide(&paused, &spec, &observe(&healthy()), 30 * MINUTE, Some(&pause)).command.unwrap().is_err());
     let resumed = decide(&paused, &spec, &observe(&healthy()), 30 * MINUTE, Some(&Command::Resume { by: "b".into() }));
     assert_eq!((resumed.run.status.clone(), resumed.run.step), (Status::Ramping, 0));
-    let promoted = decide(&resumed.run, &spec, &observe(&[]), 31 * MINUTE, Some(&Command::Promote { by: "b".into() }));
+    let promoted = decide(
+        &resumed.run,
+        &spec,
+        &observe(&[]),
+        31 * MINUTE,
+        Some(&Command::Promote { by: "b".into(), force: None }),
+    );
     assert_eq!((promoted.run.step, promoted.run.basis_points), (1, 2500));
     let aborted = decide(&promoted.run, &spec, &observe(&[]), 32 * MINUTE, Some(&Command::Abort { by: "c".into() }));
     assert_eq!(aborted.run.status, Status::RolledBack { reason: RollbackReason::Aborted, by: "c".into() });
@@ -383,7 +394,9 @@ fn flapping_near_the_tolerance_does_not_oscillate() {
 fn a_sample_ratio_mismatch_holds_or_rolls_back() {
     let spec = standard();
     let run = Run { step: 1, basis_points: 2500, ..started(&spec, 0) };
-    let starved = Observation { expected_share: Some(0.25), ..observe(&[pair((200, 0), (9800, 10))]) };
+    // Two buckets: the step's first is left out of the ratio (clients may
+    // still be on the previous percent).
+    let starved = Observation { expected_share: Some(0.25), ..observe(&[pair((200, 0), (9800, 10)); 2]) };
     let d = decide(&run, &spec, &starved, 30 * MINUTE, None);
     assert_eq!(d.run.status, Status::Holding { reason: HoldReason::SampleRatioMismatch });
     assert!(d.evidence.srm_z.unwrap() < -3.29);
@@ -391,7 +404,7 @@ fn a_sample_ratio_mismatch_holds_or_rolls_back() {
     let d = decide(&d.run, &spec, &starved, 60 * MINUTE, None);
     assert_eq!((d.run.step, d.run.status.name()), (1, "Holding"));
     // A matching split is fine.
-    let matching = Observation { expected_share: Some(0.25), ..observe(&[pair((2500, 0), (7500, 10))]) };
+    let matching = Observation { expected_share: Some(0.25), ..observe(&[pair((2500, 0), (7500, 10)); 2]) };
     assert_eq!(decide(&run, &spec, &matching, 30 * MINUTE, None).run.step, 2);
     let mut rollback = spec.clone();
     rollback.policy.on_sample_ratio_mismatch = crate::ramp::spec::SrmAction::Rollback;
@@ -531,7 +544,11 @@ fn forged_treatment_errors_hold_the_ramp_instead_of_rolling_it_back() {
     let spec = standard();
     let run = started(&spec, 0);
     let forged = pair((10_000_000_000_000, 10_000_000_000_000), (9500, 10));
+    // In the step's first bucket: the untrusted check counts every bucket.
     let poisoned = Observation { expected_share: Some(0.05), ..observe(&[forged]) };
+    let d = decide(&run, &spec, &poisoned, MINUTE, None);
+    assert_eq!(d.run.status, Status::Holding { reason: HoldReason::SampleRatioMismatch });
+    let poisoned = Observation { expected_share: Some(0.05), ..observe(&[pair((500, 0), (9500, 10)), forged]) };
     let d = decide(&run, &spec, &poisoned, MINUTE, None);
     assert!(d.evidence.srm_z.unwrap() > 1e6, "{:?}", d.evidence.srm_z);
     assert_eq!(d.run.status, Status::Holding { reason: HoldReason::SampleRatioMismatch });
@@ -545,4 +562,41 @@ fn forged_treatment_errors_hold_the_ramp_instead_of_rolling_it_back() {
     let crashing = Observation { expected_share: Some(0.05), ..observe(&[pair((100, 90), (9900, 10))]) };
     let d = decide(&run, &spec, &crashing, MINUTE, None);
     assert!(matches!(d.run.status, Status::RolledBack { .. }), "{:?}", d.run.status);
+}
+
+#[test]
+fn a_handful_of_outcomes_or_the_first_bucket_give_no_sample_ratio_verdict() {
+    let spec = standard();
+    let run = Run { step: 1, basis_points: 2500, ..started(&spec, 0) };
+    // The report's case: 219 against 295 in the step's first bucket (z ≈ -3.35).
+    let first = Observation { expected_share: Some(0.25), ..observe(&[pair((219, 0), (881, 0))]) };
+    let d = decide(&run, &spec, &first, 30 * MINUTE, None);
+    assert_eq!(d.evidence.srm_z, None);
+    assert_ne!(d.run.status, Status::Holding { reason: HoldReason::SampleRatioMismatch });
+    // A handful of outcomes after it: still no verdict.
+    let few = Observation { expected_share: Some(0.25), ..observe(&[pair((219, 0), (881, 0)), pair((0, 0), (30, 0))]) };
+    assert_eq!(decide(&run, &spec, &few, 30 * MINUTE, None).evidence.srm_z, None);
+}
+
+#[test]
+fn promote_is_refused_while_the_treatment_looks_worse_unless_forced() {
+    let spec = standard();
+    let run = started(&spec, 0);
+    // Three times the control's error rate, not yet proven by the guards.
+    let worse = observe(&[pair((500, 3), (9500, 19))]);
+    let promote = Command::Promote { by: "ana".into(), force: None };
+    let d = decide(&run, &spec, &worse, MINUTE, Some(&promote));
+    assert!(
+        matches!(&d.command, Some(Err(message)) if message.contains("worse than the tolerance")),
+        "{:?}",
+        d.command
+    );
+    assert_eq!((d.run.step, d.run.status.clone()), (0, Status::Ramping));
+    let forced = Command::Promote { by: "ana".into(), force: Some("hotfix validated by hand".into()) };
+    let d = decide(&run, &spec, &worse, MINUTE, Some(&forced));
+    assert_eq!((d.command, d.run.step), (Some(Ok(())), 1));
+    assert!(d.events[0].reason.as_deref().is_some_and(|r| r.contains("forced: hotfix validated by hand")));
+    // Looking as good as the control: promote needs no force.
+    let d = decide(&run, &spec, &observe(&healthy()), MINUTE, Some(&promote));
+    assert_eq!(d.command, Some(Ok(())));
 }
