@@ -93,7 +93,7 @@ pub struct PromoteArgs {
     /// The server's admin listener.
     #[arg(long, env = "RAMPART_ADMIN_URL", default_value = "http://127.0.0.1:8014")]
     pub admin_url: String,
-    /// An admin token with the role `write`.
+    /// An admin token with the role `admin` (promotion changes another environment).
     #[arg(long, env = "RAMPART_ADMIN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
 }
