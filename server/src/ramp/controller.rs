@@ -793,7 +793,6 @@ impl Controller {
         Ok(())
     }
 
-    /// Counts of the current step's closed buckets.
     /// [`Controller::observe`] bounded by a third of the lease (a tick holds
     /// its ramp's lock, and leases are renewed between ticks): a metric
     /// source slower than that is an unavailable one for this tick.
@@ -810,12 +809,10 @@ impl Controller {
             Ok(observation) => observation,
             Err(_) => {
                 tracing::warn!(environment = %entry.environment, ramp = %entry.name, ?budget, "metrics took longer than a tick may");
-                let flag_enabled =
-                    environment.snapshot().flags.get(&run.flag).is_some_and(|f| f.state() == FlagState::Enabled);
                 Observation {
                     buckets: Vec::new(),
                     missing: Some(HoldReason::MetricsUnavailable),
-                    flag_enabled,
+                    flag_enabled: flag_enabled(environment, &run.flag),
                     expected_share: None,
                     metrics: Vec::new(),
                 }
@@ -823,6 +820,7 @@ impl Controller {
         }
     }
 
+    /// Counts of the current step's closed buckets.
     async fn observe(
         &self,
         environment: &Environment,
@@ -831,7 +829,7 @@ impl Controller {
         run: &Run,
         now: u64,
     ) -> Observation {
-        let flag_enabled = environment.snapshot().flags.get(&run.flag).is_some_and(|f| f.state() == FlagState::Enabled);
+        let flag_enabled = flag_enabled(environment, &run.flag);
         let from = run.step_started_at.div_ceil(1000);
         let to = now.saturating_sub(WATERMARK_LAG_MS) / 1000;
         let interval = spec.interval.as_millis() as u64;
@@ -1337,4 +1335,10 @@ fn placeholder_spec(name: &str, run: &Run) -> RampSpec {
         digest: [0; 32],
         lines: super::spec::KeyLines::default(),
     }
+}
+
+/// Whether the environment serves `flag` enabled (a disabled flag gets no
+/// traffic, which the decision must not read as missing data).
+fn flag_enabled(environment: &Environment, flag: &str) -> bool {
+    environment.snapshot().flags.get(flag).is_some_and(|f| f.state() == FlagState::Enabled)
 }
