@@ -113,7 +113,7 @@ impl Server {
             .map_err(StartupError::Ramps)?;
         for environment in environments.iter() {
             environment.report_to(metrics.clone());
-            log_problems(environment);
+            log_problems(environment, &metrics);
         }
         metrics.store_up.set(1);
         let replica = match redis {
@@ -289,9 +289,12 @@ impl BoundServer {
 }
 
 /// Logs each flag of the files that cannot be used (it answers
-/// `PARSE_ERROR`), with its file and line.
-pub(crate) fn log_problems(environment: &environment::Environment) {
-    for problem in environment.snapshot().problems.iter() {
+/// `PARSE_ERROR`), with its file and line, and counts those refused by a
+/// limit: a flag served leniently hit its budget all the same.
+pub(crate) fn log_problems(environment: &environment::Environment, metrics: &Metrics) {
+    let problems = environment.snapshot().problems.clone();
+    metrics.rejected_load(&problems);
+    for problem in problems.iter() {
         tracing::error!(
             environment = %environment.name,
             file = %problem.file,

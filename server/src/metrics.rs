@@ -199,7 +199,7 @@ impl Metrics {
     }
 
     /// Counts the limits among a flag set's load errors.
-    pub fn rejected_load(&self, errors: &rampart_engine::LoadErrors) {
+    pub fn rejected_load(&self, errors: &[rampart_engine::LoadError]) {
         for limit in errors.iter().filter_map(|e| e.limit) {
             self.rejected(crate::limits::Rejection::Engine(limit));
         }

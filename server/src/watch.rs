@@ -108,12 +108,12 @@ pub async fn reload_all(environments: &Environments, metrics: &Metrics) {
                     invalid = snapshot.problems.len(),
                     "flag files reloaded"
                 );
-                crate::log_problems(environment);
+                crate::log_problems(environment, metrics);
             }
             Ok(Reload::Unchanged) => metrics.reloaded(&environment.name, "unchanged"),
             Err(errors) => {
                 metrics.reloaded(&environment.name, "failed");
-                metrics.rejected_load(&errors);
+                metrics.rejected_load(&errors.0);
                 let serving = environment.snapshot().version;
                 for error in errors.iter() {
                     tracing::error!(

@@ -321,6 +321,34 @@ pub fn python_command(script: &Path) -> Command {
     command
 }
 
+/// Runs a command that is expected to exit, and returns its output; a
+/// command still running after `deadline` is killed and the test fails
+/// (instead of hanging the suite when, say, a server starts after all).
+pub fn output_within(mut command: Command, deadline: Duration) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().expect("command output"),
+            Ok(None) if started.elapsed() > deadline => {
+                let _ = child.kill();
+                let output = child.wait_with_output().expect("command output");
+                panic!(
+                    "{command:?} was still running after {deadline:?}; stderr: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(error) => panic!("wait for {command:?}: {error}"),
+        }
+    }
+}
+
 /// Runs a command with `input` on stdin and returns stdout, panicking with
 /// stderr on failure.
 pub fn run_with_input(mut command: Command, input: &str) -> String {

@@ -115,10 +115,9 @@ fn admin_api_is_off_without_tokens_unless_insecure_local() {
     assert_eq!(reply.body["environments"][0]["name"], "default");
 
     // Refused on a non-loopback admin address: exit 64 before binding.
-    let output = std::process::Command::new(rampart_bin())
-        .args(["serve", "--flags", &flags, "--admin-insecure-local", "--admin-addr", "0.0.0.0:0"])
-        .output()
-        .unwrap();
+    let mut command = std::process::Command::new(rampart_bin());
+    command.args(["serve", "--flags", &flags, "--admin-insecure-local", "--admin-addr", "0.0.0.0:0"]);
+    let output = rampart_tests::output_within(command, DEADLINE);
     assert_eq!(output.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
 }

@@ -209,17 +209,38 @@ fn a_ref_bomb_is_refused_by_validate_reload_and_start_up() {
     assert!(setup.server.rss().saturating_sub(before) < 100 * MIB);
     setup.assert_healthy();
 
-    // Present at start-up: a clear refusal, not an abort.
+    // Present at start-up: no abort. Served leniently (the default), the
+    // bomb answers PARSE_ERROR and the other flags serve; strictly, a clear
+    // refusal.
     let Setup { server, dir, data } = setup;
     server.kill();
-    let config = dir.path("rampart.yaml");
+    let config = dir.path("rampart.yaml").to_string_lossy().into_owned();
+    let data_dir = data.path().to_string_lossy().into_owned();
     let started = Instant::now();
-    let output = std::process::Command::new(rampart_bin())
-        .args(["serve", "--config", &config.to_string_lossy(), "--data-dir", &data.path().to_string_lossy()])
+    let lenient = Rampart::start_in(&["--config", &config, "--data-dir", &data_dir], &[]);
+    assert!(started.elapsed() < QUICK, "start-up took {:?}", started.elapsed());
+    assert!(lenient.metric(r#"rampart_limit_rejections_total{limit="rule_nodes"}"#) >= 1.0);
+    let evaluate = |flag: &str| {
+        send(
+            "POST",
+            &format!("{}/ofrep/v1/evaluate/flags/{flag}", lenient.http),
+            None,
+            Some(&json!({"context": {}})),
+            &[("Authorization", &format!("Bearer {SDK_KEY}"))],
+        )
+    };
+    let bomb = evaluate("bomb");
+    assert_eq!((bomb.status, &bomb.body["errorCode"]), (400, &json!("PARSE_ERROR")), "{}", bomb.text);
+    assert_eq!(evaluate("steady").status, 200);
+    lenient.kill();
+
+    let started = Instant::now();
+    let mut command = std::process::Command::new(rampart_bin());
+    command
+        .args(["serve", "--config", &config, "--data-dir", &data_dir, "--strict-flags"])
         .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"])
-        .args(["--grpc-addr", "127.0.0.1:0", "--sync-addr", "127.0.0.1:0"])
-        .output()
-        .expect("serve");
+        .args(["--grpc-addr", "127.0.0.1:0", "--sync-addr", "127.0.0.1:0"]);
+    let output = rampart_tests::output_within(command, DEADLINE);
     assert!(started.elapsed() < QUICK, "start-up took {:?}", started.elapsed());
     assert_eq!(output.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&output.stderr).contains("more than the limit of 50000"));

@@ -5,8 +5,9 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
-use rampart_tests::{Rampart, rampart_bin, send, workspace};
+use rampart_tests::{Rampart, output_within, rampart_bin, send, workspace};
 use serde_json::{Value, json};
 
 const STAGING_KEY: &str = "staging-key-0001";
@@ -93,13 +94,20 @@ fn expand(pattern: &str) -> Vec<String> {
     matches
 }
 
+/// Runs `rampart` with exactly the given variables of ours (none inherited
+/// from the caller's shell can change what the README promises).
 fn run_rampart(arguments: &[String], env: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(rampart_bin());
     command.args(arguments).current_dir(workspace());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("RAMPART_") {
+            command.env_remove(key);
+        }
+    }
     for (key, value) in env {
         command.env(key, value);
     }
-    command.output().expect("run rampart")
+    output_within(command, Duration::from_secs(30))
 }
 
 #[test]

@@ -120,7 +120,8 @@ fn strict_flags_refuse_a_file_with_an_invalid_flag() {
     assert_eq!(greeting(&server), json!("hello"), "the last good set serves on");
     assert_eq!(post(&format!("{}/ofrep/v1/evaluate/flags/other", server.http), "{}", &[]).status, 404);
     // And at start-up such a file is refused.
-    let output = std::process::Command::new(rampart_tests::rampart_bin())
+    let mut command = std::process::Command::new(rampart_tests::rampart_bin());
+    command
         .args([
             "serve",
             "--flags",
@@ -132,9 +133,8 @@ fn strict_flags_refuse_a_file_with_an_invalid_flag() {
             "127.0.0.1:0",
         ])
         .args(["--grpc-addr", "127.0.0.1:0", "--sync-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path("data"))
-        .output()
-        .expect("serve");
+        .arg(dir.path("data"));
+    let output = rampart_tests::output_within(command, DEADLINE);
     assert_eq!(output.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&output.stderr).contains("defaultVariant 'w'"));
 }
