@@ -7,9 +7,11 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rampart_server::ramp::decide::{Observation, Run, decide, explain};
+use rampart_server::model::{Arm, Pair};
+use rampart_server::ramp::decide::decide;
+use rampart_server::ramp::evidence::{Observation, explain};
 use rampart_server::ramp::spec;
-use rampart_server::ramp::stats::{Arm, MixtureSprt, Pair, clopper_pearson};
+use rampart_server::ramp::stats::{MixtureSprt, clopper_pearson};
 
 const SPEC: &str = "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata: { name: r }\nspec:\n  flag: f\n  treatment: \"on\"\n  control: \"off\"\n  steps:\n    - { percent: 25, hold: 12h }\n    - { percent: 100, hold: 1h }\n  guard:\n    absolute: { maxErrorRate: 2% }\n";
 
@@ -26,7 +28,7 @@ fn buckets() -> Vec<Pair> {
 
 fn ramp(c: &mut Criterion) {
     let spec = spec::parse("r.yaml", SPEC).expect("spec");
-    let mut run = Run::new(&spec, "off", "run".into(), 0);
+    let mut run = spec.new_run("off", "run".into(), 0);
     run = decide(&run, &spec, &Observation { flag_enabled: true, ..Default::default() }, 0, None).run;
     let observation = Observation {
         buckets: buckets(),

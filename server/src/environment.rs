@@ -224,9 +224,9 @@ impl Inputs {
         let mut file_states = BTreeMap::new();
         for (key, state_override) in self.overrides.iter() {
             let file_state = flags.get(key).filter(|f| f.source() != API_SOURCE).map(|f| f.state());
-            if let (Some(file_state), Some(state)) = (file_state, FlagState::parse(&state_override.state)) {
+            if let Some(file_state) = file_state {
                 file_states.insert(key.clone(), file_state);
-                flags.set_state(key, state);
+                flags.set_state(key, state_override.state);
             }
         }
         Ok(Built { flags, file_states })

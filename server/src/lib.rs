@@ -30,6 +30,7 @@ mod http;
 pub mod limits;
 pub mod loader;
 pub mod metrics;
+pub mod model;
 pub mod paths;
 pub mod promote;
 pub mod ramp;

@@ -208,7 +208,7 @@ impl Metrics {
     /// A ramp's current state and exposure.
     pub fn ramp(&self, environment: &str, ramp: &str, state: &str, percent: f64) {
         self.ramp_percent.with_label_values(&[environment, ramp]).set(percent);
-        for name in crate::ramp::decide::Status::NAMES {
+        for name in crate::model::Status::NAMES {
             self.ramp_state.with_label_values(&[environment, ramp, name]).set(i64::from(name == state));
         }
     }

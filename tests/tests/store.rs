@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_server::ramp::decide::Run;
+use rampart_server::model::Run;
 use rampart_server::ramp::spec;
 use rampart_server::store::embedded::EmbeddedStore;
 use rampart_server::store::redis::{Notice, RedisOptions, RedisStore};
@@ -37,7 +37,7 @@ fn commit(actor: &str, at: u64, changes: Vec<Change>) -> Commit {
 fn run(id: &str, seq: u64) -> Run {
     let text = "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata: { name: r }\nspec:\n  flag: f\n  treatment: \"on\"\n  control: \"off\"\n  steps:\n    - { percent: 5, hold: 1m }\n    - { percent: 100, hold: 1m }\n";
     let spec = spec::parse("r.yaml", text).expect("spec");
-    let mut run = Run::new(&spec, "off", id.into(), 1000);
+    let mut run = spec.new_run("off", id.into(), 1000);
     run.seq = seq;
     run
 }
@@ -81,7 +81,7 @@ async fn contract(store: Arc<dyn Store>) {
     store.commit(commit("ana", 40, vec![delete])).await.expect("delete");
     store.commit(commit("ana", 50, vec![put("b", Expect::Absent, 5)])).await.expect("re-create");
     let set = Change {
-        kind: ChangeKind::Override(Some("DISABLED".into())),
+        kind: ChangeKind::Override(Some(rampart_engine::FlagState::Disabled)),
         action: "disable".into(),
         expect: Expect::Anything,
         ..put("file-flag", Expect::Anything, 0)
@@ -96,7 +96,7 @@ async fn contract(store: Arc<dyn Store>) {
     // Definitions pass through byte for byte (no float rounding, {} stays {}).
     assert_eq!(prod.flags["a"].definition.as_ref().expect("live")["variants"]["big"], json!(12345678901234567u64));
     assert_eq!(prod.flags["a"].definition.as_ref().expect("live")["variants"]["empty"], json!({}));
-    assert_eq!(prod.overrides["file-flag"].state, "DISABLED");
+    assert_eq!(prod.overrides["file-flag"].state, rampart_engine::FlagState::Disabled);
     assert!(!state.contains_key("c"));
 
     let history = store.history("prod", "b", 0, 100).await.expect("history");

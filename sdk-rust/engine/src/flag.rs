@@ -13,9 +13,11 @@ use crate::rule::{Budget, Env, Rule};
 use crate::{Context, Metadata, js};
 
 /// `ENABLED` or `DISABLED` (the kill switch).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum FlagState {
+    #[serde(rename = "ENABLED")]
     Enabled,
+    #[serde(rename = "DISABLED")]
     Disabled,
 }
 

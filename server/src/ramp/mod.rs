@@ -1,15 +1,18 @@
 //! Ramps: progressive delivery from files, guarded by error rates
-//! (RAMPS.md).
+//! (docs/ramps.md). The run model they drive is [`crate::model`].
 //!
 //! - [`spec`]: the `kind: Ramp` file format, defaults and validation.
 //! - [`stats`]: exact binomial bounds and the always-valid mixture SPRT.
+//! - [`evidence`]: the statistics of an observation, as a decision sees them.
 //! - [`decide`]: the controller's tick as a pure function.
 //! - [`outcomes`] and [`outcome_gate`]: outcome reports, and what they
 //!   must pass before a ramp counts them.
 
 pub mod controller;
 pub mod decide;
+pub mod evidence;
 pub mod files;
+pub mod observe;
 pub mod outcome_gate;
 pub mod outcomes;
 pub mod prometheus;

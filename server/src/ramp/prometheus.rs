@@ -1,4 +1,4 @@
-//! The Prometheus metric source (RAMPS.md §5.4): two templated queries per
+//! The Prometheus metric source (docs/ramps.md): two templated queries per
 //! variant — errors and total over `{{window}}` — evaluated at the end of
 //! each closed bucket through the HTTP API.
 //!
@@ -15,15 +15,42 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::spec::{PrometheusGuard, render_template};
-use super::stats::{Arm, Pair};
+use crate::model::{Arm, Pair};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
-/// How an empty result is reported (a gap in the data, not an outage).
-const EMPTY: &str = "the query returned an empty vector";
 
-/// Whether an error says the query answered with no data.
-pub fn is_empty_result(error: &str) -> bool {
-    error.starts_with(EMPTY)
+/// Why Prometheus gave no usable number.
+#[derive(Debug, thiserror::Error)]
+pub enum PrometheusError {
+    #[error("no Prometheus URL: set --prometheus-url or guard.prometheus.url")]
+    NoUrl,
+    #[error("the token variable {0} is not set")]
+    TokenUnset(String),
+    #[error("Prometheus unreachable: {0}")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("Prometheus answered {status} without JSON: {source}")]
+    NotJson {
+        status: reqwest::StatusCode,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("Prometheus query failed ({status}): {reason}")]
+    QueryFailed { status: reqwest::StatusCode, reason: String },
+    #[error("expected a vector, Prometheus answered {0}")]
+    UnexpectedResult(String),
+    /// Prometheus answers but has no sample: a gap in the data (late or
+    /// missing scrapes), not an outage.
+    #[error("the query returned an empty vector: {query}")]
+    EmptyResult { query: String },
+    #[error("the query returned {value}: {query}")]
+    InvalidValue { value: f64, query: String },
+}
+
+impl PrometheusError {
+    /// Whether Prometheus answered with no data (rather than failing).
+    pub fn is_empty_result(&self) -> bool {
+        matches!(self, PrometheusError::EmptyResult { .. })
+    }
 }
 
 #[derive(Debug)]
@@ -79,53 +106,45 @@ impl PrometheusSource {
         Ok(PrometheusSource { client, default_url, metric_cache: std::sync::Mutex::default() })
     }
 
-    fn url<'a>(&'a self, guard: &'a PrometheusGuard) -> Result<&'a str, String> {
-        guard
-            .url
-            .as_deref()
-            .or(self.default_url.as_deref())
-            .ok_or_else(|| "no Prometheus URL: set --prometheus-url or guard.prometheus.url".to_owned())
+    fn url<'a>(&'a self, guard: &'a PrometheusGuard) -> Result<&'a str, PrometheusError> {
+        guard.url.as_deref().or(self.default_url.as_deref()).ok_or(PrometheusError::NoUrl)
     }
 
     /// One instant query's value: the sum over the returned series.
-    pub async fn query(&self, guard: &PrometheusGuard, query: &str, at_ms: u64) -> Result<f64, String> {
+    pub async fn query(&self, guard: &PrometheusGuard, query: &str, at_ms: u64) -> Result<f64, PrometheusError> {
         let url = format!("{}/api/v1/query", self.url(guard)?.trim_end_matches('/'));
         let time = format!("{}.{:03}", at_ms / 1000, at_ms % 1000);
         let mut request = self.client.get(url).query(&[("query", query), ("time", time.as_str())]);
         if let Some(variable) = &guard.token_ref {
-            let token = std::env::var(variable).map_err(|_| format!("the token variable {variable} is not set"))?;
+            let token = std::env::var(variable).map_err(|_| PrometheusError::TokenUnset(variable.clone()))?;
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.map_err(|e| format!("Prometheus unreachable: {e}"))?;
+        let response = request.send().await.map_err(PrometheusError::Unreachable)?;
         let status = response.status();
-        let body: Value =
-            response.json().await.map_err(|e| format!("Prometheus answered {status} without JSON: {e}"))?;
+        let body: Value = response.json().await.map_err(|source| PrometheusError::NotJson { status, source })?;
         if body["status"] != "success" {
-            return Err(format!(
-                "Prometheus query failed ({status}): {}",
-                body["error"].as_str().unwrap_or("no reason")
-            ));
+            let reason = body["error"].as_str().unwrap_or("no reason").to_owned();
+            return Err(PrometheusError::QueryFailed { status, reason });
         }
-        let result = body["data"]["result"].as_array().ok_or("Prometheus answered no result")?;
-        let values: Vec<f64> = match body["data"]["resultType"].as_str() {
-            Some("vector") => {
-                result.iter().filter_map(|s| s["value"][1].as_str()).filter_map(|v| v.parse().ok()).collect()
+        let values: Vec<f64> = match (body["data"]["resultType"].as_str(), &body["data"]["result"]) {
+            (Some("vector"), Value::Array(series)) => {
+                series.iter().filter_map(|s| s["value"][1].as_str()).filter_map(|v| v.parse().ok()).collect()
             }
-            Some("scalar") => body["data"]["result"][1].as_str().and_then(|v| v.parse().ok()).into_iter().collect(),
-            other => return Err(format!("expected a vector, Prometheus answered {other:?}")),
+            (Some("scalar"), result) => result[1].as_str().and_then(|v| v.parse().ok()).into_iter().collect(),
+            (other, _) => return Err(PrometheusError::UnexpectedResult(other.unwrap_or("no result").to_owned())),
         };
         if values.is_empty() {
-            return Err(format!("{EMPTY}: {query}"));
+            return Err(PrometheusError::EmptyResult { query: query.to_owned() });
         }
         let sum: f64 = values.iter().sum();
         if !sum.is_finite() || sum < 0.0 {
-            return Err(format!("the query returned {sum}: {query}"));
+            return Err(PrometheusError::InvalidValue { value: sum, query: query.to_owned() });
         }
         Ok(sum)
     }
 
     /// Whether Prometheus answers at all (the start-up check).
-    pub async fn ready(&self, guard: &PrometheusGuard, now_ms: u64) -> Result<(), String> {
+    pub async fn ready(&self, guard: &PrometheusGuard, now_ms: u64) -> Result<(), PrometheusError> {
         self.query(guard, "vector(1)", now_ms).await.map(|_| ())
     }
 
@@ -136,7 +155,7 @@ impl PrometheusSource {
         names: Names<'_>,
         end_ms: u64,
         window_ms: u64,
-    ) -> Result<Pair, String> {
+    ) -> Result<Pair, PrometheusError> {
         let window = format!("{}s", (window_ms / 1000).max(1));
         let mut arms = [Arm::default(); 2];
         for (arm, variant) in arms.iter_mut().zip([names.treatment, names.control]) {
@@ -157,7 +176,7 @@ impl PrometheusSource {
         (run_id, step_started_at): (&str, u64),
         interval_ms: u64,
         now_ms: u64,
-    ) -> Result<Vec<Pair>, String> {
+    ) -> Result<Vec<Pair>, PrometheusError> {
         let lagged = now_ms.saturating_sub(guard.lag.as_millis() as u64);
         let closed = lagged.saturating_sub(step_started_at) / interval_ms.max(1);
         let known = {
@@ -186,7 +205,7 @@ impl PrometheusSource {
                     buckets.push(pair);
                     start = end;
                 }
-                Err(error) if error.starts_with(EMPTY) && index + 1 < closed => {}
+                Err(error) if error.is_empty_result() && index + 1 < closed => {}
                 Err(error) => return Err(error),
             }
         }
@@ -205,7 +224,7 @@ impl PrometheusSource {
         (run_id, step_started_at): (&str, u64),
         interval_ms: u64,
         now_ms: u64,
-    ) -> Result<Vec<(f64, f64)>, String> {
+    ) -> Result<Vec<(f64, f64)>, PrometheusError> {
         let lagged = now_ms.saturating_sub(guard.lag.as_millis() as u64);
         let closed = lagged.saturating_sub(step_started_at) / interval_ms.max(1);
         // Ramps are named per environment: the same name may exist in two.
@@ -231,7 +250,7 @@ impl PrometheusSource {
                     for (arm, variant) in arms.iter_mut().zip([names.treatment, names.control]) {
                         match self.query(guard, &names.render(&metric.query, variant, &window), end).await {
                             Ok(value) => *arm = value,
-                            Err(error) if error.starts_with(EMPTY) => missing = true,
+                            Err(error) if error.is_empty_result() => missing = true,
                             Err(error) => return Err(error),
                         }
                     }

@@ -1,14 +1,16 @@
 //! `rampart ramp replay FILE --from … --to …`: the controller's decisions
-//! over past Prometheus data (RAMPS.md §5.7, Spinnaker's retrospective
+//! over past Prometheus data (docs/ramps.md, Spinnaker's retrospective
 //! mode), with a simulated clock: the same `decide` and the same bucket
 //! reading as a live ramp, one tick per interval, nothing changed anywhere.
 
 use std::process::ExitCode;
 
-use super::decide::{self, Observation, Run, Status};
+use super::decide;
+use super::evidence::Observation;
 use super::prometheus::{Cache, Names, PrometheusSource};
 use super::spec::{self, MetricSource};
 use crate::cli::ReplayArgs;
+use crate::model::{HoldReason, Status};
 
 #[allow(clippy::print_stdout)] // a command's report
 pub fn run(args: &ReplayArgs) -> ExitCode {
@@ -49,7 +51,7 @@ fn replay(args: &ReplayArgs) -> Result<Vec<String>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let interval = spec.interval.as_millis() as u64;
     let cache = std::sync::Mutex::new(Cache::default());
-    let mut run = Run::new(&spec, &control, "replay".into(), from);
+    let mut run = spec.new_run(&control, "replay".into(), from);
     let mut lines = Vec::new();
     let mut now = from;
     while now <= to && !run.status.is_terminal() {
@@ -70,8 +72,8 @@ fn replay(args: &ReplayArgs) -> Result<Vec<String>, String> {
         });
         match result {
             Ok(buckets) => observation.buckets = buckets,
-            Err(error) if matches!(run.status, Status::Pending { .. }) => return Err(error),
-            Err(_) => observation.missing = Some(decide::HoldReason::MetricsUnavailable),
+            Err(error) if matches!(run.status, Status::Pending { .. }) => return Err(error.to_string()),
+            Err(_) => observation.missing = Some(HoldReason::MetricsUnavailable),
         }
         for metric in &spec.metrics {
             let step = (run.run_id.as_str(), run.step_started_at);
@@ -84,7 +86,7 @@ fn replay(args: &ReplayArgs) -> Result<Vec<String>, String> {
             lines.push(if args.json {
                 serde_json::json!({
                     "at": crate::time::rfc3339(now),
-                    "event": event.kind,
+                    "event": event.name(),
                     "reason": event.reason,
                     "state": decision.run.status.name(),
                     "percent": decision.run.percent(),
@@ -97,7 +99,7 @@ fn replay(args: &ReplayArgs) -> Result<Vec<String>, String> {
                 format!(
                     "{}  {:<18} {:<22} {:>6}%  treatment {}/{}  control {}/{}  Λ {}",
                     crate::time::rfc3339(now),
-                    event.kind,
+                    event.name(),
                     event.reason.clone().unwrap_or_default(),
                     decision.run.percent(),
                     evidence.treatment.errors,

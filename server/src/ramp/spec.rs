@@ -1,12 +1,9 @@
-//! Ramp files (`kind: Ramp`, RAMPS.md §5.2): parsing, defaults and
+//! Ramp files (`kind: Ramp`, docs/ramps.md): parsing, defaults and
 //! validation, with file, line and reason for every problem.
 //!
 //! The file is parsed into raw serde structs (unknown fields rejected), then
 //! checked and turned into a [`RampSpec`] with every default filled in, so
-//! the controller never looks at an `Option` to learn a threshold. Features
-//! of the format this server does not implement yet (windows, approvals,
-//! Prometheus, extra metrics, notifications, dry-run) are refused by name
-//! rather than silently ignored.
+//! the controller never looks at an `Option` to learn a threshold.
 
 use std::time::Duration;
 
@@ -14,6 +11,9 @@ use rampart_engine::LoadError;
 use rampart_engine::ramp::FULL;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+pub use crate::model::MetricRole;
+use crate::model::{EventKind, Run, Target};
 
 /// One validated ramp, every default applied.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -106,18 +106,6 @@ pub struct PrometheusGuard {
     pub token_ref: Option<String>,
 }
 
-/// What an extra metric may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MetricRole {
-    /// A confirmed regression rolls back.
-    Guard,
-    /// Must show "not worse" before the step may advance.
-    Gate,
-    /// Recorded only.
-    Monitor,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Direction {
@@ -164,7 +152,7 @@ pub struct Notify {
     /// Environment variable holding the HMAC-SHA256 secret.
     pub secret_ref: Option<String>,
     /// Event kinds to send; all when empty.
-    pub events: Vec<String>,
+    pub events: Vec<EventKind>,
     pub min_severity: Severity,
 }
 
@@ -223,6 +211,65 @@ mod millis {
 }
 
 impl RampSpec {
+    /// A new run of this spec, not started; `control` is the resolved
+    /// control variant.
+    pub fn new_run(&self, control: &str, run_id: String, now: u64) -> Run {
+        let target = Target {
+            revision: self.revision,
+            flag: self.flag.clone(),
+            treatment: self.treatment.clone(),
+            control: control.to_owned(),
+            salt: self.salt.clone(),
+            dry_run: self.dry_run,
+        };
+        Run::new(target, run_id, now)
+    }
+
+    /// A spec standing in for a missing file: enough to show a frozen run.
+    pub fn placeholder(name: &str, run: &Run) -> RampSpec {
+        RampSpec {
+            name: name.to_owned(),
+            environment: None,
+            flag: run.flag.clone(),
+            treatment: run.treatment.clone(),
+            control: Some(run.control.clone()),
+            salt: run.salt.clone(),
+            revision: run.revision,
+            not_before: None,
+            interval: DEFAULT_INTERVAL,
+            steps: Vec::new(),
+            guard: Guard {
+                source: MetricSource::Builtin,
+                unit: Unit::Request,
+                max_error_rate: None,
+                absolute_confidence: DEFAULT_ABSOLUTE_CONFIDENCE,
+                max_increase: DEFAULT_MAX_INCREASE,
+                tolerance: DEFAULT_TOLERANCE,
+                relative_confidence: DEFAULT_RELATIVE_CONFIDENCE,
+                advance_max_ratio: 1.0 + 2.0 * DEFAULT_TOLERANCE,
+                advance_confidence: DEFAULT_ADVANCE_CONFIDENCE,
+                critical: true,
+            },
+            policy: Policy {
+                on_regression: Action::Rollback,
+                pause_after_failed_checks: DEFAULT_FAILED_CHECKS,
+                on_missing_data: Action::Pause,
+                step_timeout: DEFAULT_STEP_TIMEOUT,
+                on_step_timeout: Action::Pause,
+                on_sample_ratio_mismatch: SrmAction::Hold,
+                approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
+                on_approval_timeout: Action::Pause,
+            },
+            metrics: Vec::new(),
+            windows: None,
+            dry_run: false,
+            notify: Vec::new(),
+            file: "<missing>".into(),
+            digest: [0; 32],
+            lines: KeyLines::default(),
+        }
+    }
+
     pub fn percent(&self, step: usize) -> f64 {
         self.steps.get(step).map_or(0.0, |s| f64::from(s.basis_points) / 100.0)
     }
@@ -445,21 +492,6 @@ pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(8 * 3600);
 /// Two scrape intervals at Prometheus's default 15 s.
 pub const DEFAULT_PROMETHEUS_LAG: Duration = Duration::from_secs(30);
-/// Event kinds a webhook may subscribe to.
-pub const EVENT_KINDS: [&str; 12] = [
-    "started",
-    "advanced",
-    "holding",
-    "paused",
-    "resumed",
-    "approval_requested",
-    "approved",
-    "rolled_back",
-    "completed",
-    "restarted",
-    "config_change_refused",
-    "baking",
-];
 /// Variables a PromQL template may use.
 pub const TEMPLATE_VARIABLES: [&str; 5] = ["flag", "variant", "environment", "window", "ramp"];
 
@@ -706,19 +738,24 @@ impl Checker<'_> {
             if !(target.webhook.starts_with("http://") || target.webhook.starts_with("https://")) {
                 self.error("webhook", index, format!("notify[{index}].webhook: an http(s) URL is needed"));
             }
+            let mut events = Vec::new();
             for event in &target.events {
-                if !EVENT_KINDS.contains(&event.as_str()) {
-                    self.error(
-                        "events",
-                        index,
-                        format!("notify[{index}]: unknown event '{event}' (known: {})", EVENT_KINDS.join(", ")),
-                    );
+                match EventKind::parse(event).filter(|kind| EventKind::SUBSCRIBABLE.contains(kind)) {
+                    Some(kind) => events.push(kind),
+                    None => {
+                        let known: Vec<&str> = EventKind::SUBSCRIBABLE.iter().map(|k| k.as_str()).collect();
+                        self.error(
+                            "events",
+                            index,
+                            format!("notify[{index}]: unknown event '{event}' (known: {})", known.join(", ")),
+                        );
+                    }
                 }
             }
             notify.push(Notify {
                 webhook: target.webhook.clone(),
                 secret_ref: target.secret_ref.clone(),
-                events: target.events.clone(),
+                events,
                 min_severity: target.min_severity.unwrap_or(Severity::Info),
             });
         }

@@ -1,4 +1,4 @@
-//! The statistics behind ramp decisions (RAMPS.md §5.4), exact at any count.
+//! The statistics behind ramp decisions (docs/ramps.md), exact at any count.
 //!
 //! - [`clopper_pearson`]: exact one-sided bounds of a binomial proportion,
 //!   from the regularized incomplete beta function.
@@ -9,6 +9,8 @@
 //!   `r0 = 1 + tolerance`, averaged over a log-spaced grid, is a
 //!   non-negative martingale under the null, so by Ville's inequality it
 //!   exceeds `1/α` with probability at most α however often it is looked at.
+
+use crate::model::{Arm, Pair};
 
 /// Points of the mixture grid over `(r0, r_max]`.
 const GRID: usize = 100;
@@ -122,20 +124,6 @@ pub fn clopper_pearson(successes: u64, trials: u64, confidence: f64) -> Bounds {
     let lower = if x == 0.0 { 0.0 } else { beta_quantile(alpha, x, n - x + 1.0) };
     let upper = if x == n { 1.0 } else { beta_quantile(1.0 - alpha, x + 1.0, n - x) };
     Bounds { lower, upper }
-}
-
-/// Counts of one arm in one bucket.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Arm {
-    pub exposures: u64,
-    pub errors: u64,
-}
-
-/// Treatment and control counts of one closed time bucket.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Pair {
-    pub treatment: Arm,
-    pub control: Arm,
 }
 
 /// The mixture SPRT of the rate ratio, over a sequence of buckets.

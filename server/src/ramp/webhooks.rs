@@ -14,8 +14,8 @@ use serde_json::json;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
-use super::decide::{Event, Evidence, Run};
 use super::spec::{Notify, RampSpec, Severity};
+use crate::model::{Event, EventKind, Evidence, Run};
 use crate::store::{Delivery, Store};
 use crate::time::now_millis;
 
@@ -29,17 +29,18 @@ const MAX_BACKOFF_MS: u64 = 5 * 60 * 1000;
 const MAX_ATTEMPTS: u32 = 60;
 
 /// How loud an event is.
-pub fn severity(kind: &str) -> Severity {
-    match kind.trim_start_matches("would_") {
-        "rolled_back" => Severity::Critical,
-        "holding" | "paused" | "approval_requested" | "config_change_refused" => Severity::Warning,
+pub fn severity(kind: EventKind) -> Severity {
+    match kind {
+        EventKind::RolledBack => Severity::Critical,
+        EventKind::Holding | EventKind::Paused | EventKind::ApprovalRequested | EventKind::ConfigChangeRefused => {
+            Severity::Warning
+        }
         _ => Severity::Info,
     }
 }
 
-fn wanted(target: &Notify, kind: &str) -> bool {
-    severity(kind) >= target.min_severity
-        && (target.events.is_empty() || target.events.iter().any(|e| e == kind.trim_start_matches("would_")))
+fn wanted(target: &Notify, kind: EventKind) -> bool {
+    severity(kind) >= target.min_severity && (target.events.is_empty() || target.events.contains(&kind))
 }
 
 /// The deliveries for a transition's events, one per event and target.
@@ -52,10 +53,11 @@ pub fn deliveries(
 ) -> Vec<Delivery> {
     let mut out = Vec::new();
     for event in events {
-        let dedup_key = format!("{}:{}:{}:{}", spec.name, run.run_id, run.seq, event.kind);
+        let name = event.name();
+        let dedup_key = format!("{}:{}:{}:{name}", spec.name, run.run_id, run.seq);
         let body = json!({
-            "event": event.kind,
-            "severity": severity(&event.kind),
+            "event": name,
+            "severity": severity(event.kind),
             "reason": event.reason,
             "by": event.by,
             "dedupKey": dedup_key,
@@ -80,13 +82,13 @@ pub fn deliveries(
             },
         })
         .to_string();
-        for target in spec.notify.iter().filter(|t| wanted(t, &event.kind)) {
+        for target in spec.notify.iter().filter(|t| wanted(t, event.kind)) {
             out.push(Delivery {
                 id: 0,
                 dedup_key: dedup_key.clone(),
                 url: target.webhook.clone(),
                 secret_ref: target.secret_ref.clone(),
-                event: event.kind.clone(),
+                event: name.clone(),
                 body: body.clone(),
                 attempts: 0,
                 next_attempt_at: run.updated_at,
@@ -206,8 +208,12 @@ mod tests {
     fn severity_filters() {
         let target =
             Notify { webhook: "http://x".into(), secret_ref: None, events: vec![], min_severity: Severity::Warning };
-        assert!(wanted(&target, "rolled_back") && wanted(&target, "paused") && !wanted(&target, "advanced"));
-        let only = Notify { events: vec!["completed".into()], min_severity: Severity::Info, ..target };
-        assert!(wanted(&only, "completed") && !wanted(&only, "rolled_back"));
+        assert!(
+            wanted(&target, EventKind::RolledBack)
+                && wanted(&target, EventKind::Paused)
+                && !wanted(&target, EventKind::Advanced)
+        );
+        let only = Notify { events: vec![EventKind::Completed], min_severity: Severity::Info, ..target };
+        assert!(wanted(&only, EventKind::Completed) && !wanted(&only, EventKind::RolledBack));
     }
 }

@@ -17,7 +17,7 @@ use super::{
     FlagRecord, FlagVersion, OutcomeCount, RampDecisionRecord, RampWrite, StateOverride, Store, StoreError,
     StoreHealth, StoredRun,
 };
-use crate::ramp::decide::Run;
+use crate::model::Run;
 
 /// (environment, flag) → FlagRecord
 const FLAGS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("flags");
@@ -154,7 +154,7 @@ fn commit(db: &Database, commit: Commit, keep: usize) -> Result<Vec<AuditEntry>,
                     Some(version)
                 }
                 ChangeKind::Override(Some(state)) => {
-                    let record = StateOverride { state: state.clone(), at: commit.at, by: commit.actor.clone() };
+                    let record = StateOverride { state: *state, at: commit.at, by: commit.actor.clone() };
                     overrides.insert(key, encode(&record).as_slice()).map_err(unavailable)?;
                     None
                 }
@@ -673,13 +673,16 @@ mod tests {
             environment: "prod".into(),
             flag: "file-flag".into(),
             expect: Expect::Anything,
-            kind: ChangeKind::Override(Some("DISABLED".into())),
+            kind: ChangeKind::Override(Some(rampart_engine::FlagState::Disabled)),
             action: "disable".into(),
             changes: vec!["state: ENABLED → DISABLED".into()],
         };
         let entries = store.commit(commit_of("ops", 1, vec![set.clone()])).await.unwrap().entries;
         assert_eq!(entries[0].version, None);
-        assert_eq!(store.load().await.unwrap()["prod"].overrides["file-flag"].state, "DISABLED");
+        assert_eq!(
+            store.load().await.unwrap()["prod"].overrides["file-flag"].state,
+            rampart_engine::FlagState::Disabled
+        );
         let clear = Change { kind: ChangeKind::Override(None), action: "enable".into(), ..set };
         store.commit(commit_of("ops", 2, vec![clear])).await.unwrap();
         assert!(store.load().await.unwrap().get("prod").is_none_or(|s| s.overrides.is_empty()));

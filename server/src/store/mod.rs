@@ -40,8 +40,7 @@ pub struct FlagRecord {
 /// A kill-switch override of a file-owned flag's state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateOverride {
-    /// `ENABLED` or `DISABLED`.
-    pub state: String,
+    pub state: rampart_engine::FlagState,
     pub at: u64,
     pub by: String,
 }
@@ -91,7 +90,7 @@ pub enum ChangeKind {
     /// Delete an API-owned flag.
     Delete,
     /// Set (`Some`) or clear (`None`) a file-owned flag's state override.
-    Override(Option<String>),
+    Override(Option<rampart_engine::FlagState>),
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ramp::decide::{Event, Evidence, Run};
+use crate::model::{Event, Evidence, Run};
 
 /// A ramp run, as persisted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

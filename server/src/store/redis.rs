@@ -46,7 +46,7 @@ use super::{
     FlagRecord, FlagVersion, OutcomeCount, RampDecisionRecord, RampWrite, StateOverride, Store, StoreError,
     StoreHealth, StoredRun,
 };
-use crate::ramp::decide::Run;
+use crate::model::Run;
 
 /// Separates environment and ramp names in hash fields (neither may
 /// contain control characters).
@@ -472,7 +472,7 @@ impl Store for RedisStore {
                     (if definition.is_some() { "put" } else { "delete" }, tail(&record, &["version"]))
                 }
                 ChangeKind::Override(Some(state)) => {
-                    let record = StateOverride { state: state.clone(), at: commit.at, by: commit.actor.clone() };
+                    let record = StateOverride { state: *state, at: commit.at, by: commit.actor.clone() };
                     ("oset", serde_json::to_string(&record).unwrap_or_default())
                 }
                 ChangeKind::Override(None) => ("oclear", String::new()),

@@ -376,8 +376,8 @@ async fn set_override(
             check_precondition(&snapshot, key, expected.as_deref())?;
             let file_state = snapshot.file_states.get(key).copied().unwrap_or(flag.state());
             let served = flag.state();
-            let new_override = (wanted != file_state).then(|| wanted.as_str().to_owned());
-            let current_override = inputs.overrides.get(key).map(|o| o.state.clone());
+            let new_override = (wanted != file_state).then_some(wanted);
+            let current_override = inputs.overrides.get(key).map(|o| o.state);
             if new_override == current_override && served == wanted {
                 return Ok((None, ()));
             }
@@ -385,7 +385,7 @@ async fn set_override(
             let mut next = inputs.clone();
             match &new_override {
                 Some(state) => {
-                    let record = StateOverride { state: state.clone(), at, by: caller.name.clone() };
+                    let record = StateOverride { state: *state, at, by: caller.name.clone() };
                     next.overrides_mut().insert(key.to_owned(), record);
                 }
                 None => {

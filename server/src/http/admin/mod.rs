@@ -12,6 +12,7 @@ mod changes;
 mod flags;
 mod history;
 mod promote;
+mod ramp_view;
 mod ramps;
 pub(crate) mod views;
 

@@ -165,7 +165,7 @@ pub(crate) async fn drift(state: web::Data<AppState>, request: HttpRequest) -> R
                     flag: key.clone(),
                     file: snapshot.file_of(key).map(str::to_owned),
                     file_state: file_state.map(|s| s.as_str().to_owned()),
-                    state: state_override.state.clone(),
+                    state: state_override.state.as_str().to_owned(),
                     by: state_override.by.clone(),
                     at: rfc3339(state_override.at),
                 };

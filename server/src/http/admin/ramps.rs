@@ -7,10 +7,11 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use super::ramp_view::{Explanation, RampStatus};
 use crate::config::Role;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
-use crate::ramp::controller::{CommandError, Entry, RampStatus};
+use crate::ramp::controller::{CommandError, Entry};
 use crate::ramp::decide::Command;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -40,7 +41,8 @@ pub(crate) struct HistoryQuery {
     responses((status = 200, body = RampList), (status = 401, body = ErrorBody)))]
 pub(crate) async fn list_ramps(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     state.admin.authorize(&request, Role::Read)?;
-    Ok(HttpResponse::Ok().json(RampList { ramps: state.ramps.statuses().await }))
+    let ramps = state.ramps.views().await.into_iter().map(RampStatus::from).collect();
+    Ok(HttpResponse::Ok().json(RampList { ramps }))
 }
 
 #[utoipa::path(get, path = "/admin/v1/ramps/{environment}/{name}", tag = "ramps",
@@ -54,7 +56,7 @@ pub(crate) async fn get_ramp(
 ) -> Result<HttpResponse, ApiError> {
     state.admin.authorize(&request, Role::Read)?;
     let entry = find(&state, path.into_inner())?;
-    Ok(HttpResponse::Ok().json(state.ramps.status(&entry).await))
+    Ok(HttpResponse::Ok().json(RampStatus::from(state.ramps.view(&entry).await)))
 }
 
 #[utoipa::path(get, path = "/admin/v1/ramps/{environment}/{name}/explain", tag = "ramps",
@@ -69,7 +71,7 @@ pub(crate) async fn explain_ramp(
 ) -> Result<HttpResponse, ApiError> {
     state.admin.authorize(&request, Role::Read)?;
     let entry = find(&state, path.into_inner())?;
-    Ok(HttpResponse::Ok().json(state.ramps.explain(&entry).await))
+    Ok(HttpResponse::Ok().json(Explanation::from(state.ramps.view(&entry).await)))
 }
 
 #[utoipa::path(get, path = "/admin/v1/ramps/{environment}/{name}/history", tag = "ramps",
@@ -157,12 +159,12 @@ pub(crate) async fn ramp_command(
         }
     };
     match state.ramps.command(&environment, &name, command).await {
-        Ok(status) => Ok(HttpResponse::Ok().json(status)),
+        Ok(view) => Ok(HttpResponse::Ok().json(RampStatus::from(view))),
         Err(CommandError::NotFound(environment, name)) => Err(not_found(&environment, &name)),
         Err(CommandError::Rejected(message)) => {
             // With the evidence the decision was made on.
             let evidence = match state.ramps.entry(&environment, &name) {
-                Some(entry) => serde_json::to_value(state.ramps.status(&entry).await.evidence).unwrap_or_default(),
+                Some(entry) => serde_json::to_value(state.ramps.view(&entry).await.evidence).unwrap_or_default(),
                 None => serde_json::Value::Null,
             };
             Err(ApiError::new(StatusCode::CONFLICT, "RAMP_COMMAND_REJECTED", message)

@@ -324,7 +324,7 @@ pub(crate) fn view(snapshot: &Snapshot, environment: &str, key: &str) -> Option<
         updated_at: api.map(|r| rfc3339(r.at)).or_else(|| state_override.map(|o| rfc3339(o.at))),
         updated_by: api.map(|r| r.by.clone()).or_else(|| state_override.map(|o| o.by.clone())),
         state_override: state_override.map(|o| OverrideView {
-            state: o.state.clone(),
+            state: o.state.as_str().to_owned(),
             by: o.by.clone(),
             at: rfc3339(o.at),
         }),

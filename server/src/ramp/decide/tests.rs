@@ -1,7 +1,10 @@
 //! The decision function with a simulated clock.
 
 use super::*;
+use crate::model::{Arm, Pair};
+use crate::ramp::evidence::explain;
 use crate::ramp::spec;
+use crate::ramp::stats;
 
 const MINUTE: u64 = 60_000;
 
@@ -20,7 +23,7 @@ fn standard() -> RampSpec {
 }
 
 fn started(spec: &RampSpec, now: u64) -> Run {
-    let run = Run::new(spec, "off", "run-1".into(), 0);
+    let run = spec.new_run("off", "run-1".into(), 0);
     let decision = decide(&run, spec, &observe(&[]), now, None);
     assert_eq!(decision.run.status, Status::Ramping);
     decision.run
@@ -48,7 +51,7 @@ fn healthy() -> Vec<Pair> {
 fn pending_until_not_before_and_while_the_flag_is_off() {
     let mut spec = standard();
     spec.not_before = Some(10 * MINUTE);
-    let run = Run::new(&spec, "off", "run-1".into(), 0);
+    let run = spec.new_run("off", "run-1".into(), 0);
     let d = decide(&run, &spec, &observe(&[]), MINUTE, None);
     assert_eq!(d.run.status, Status::Pending { reason: PendingReason::NotBefore });
     assert_eq!(d.run.basis_points, 0);
@@ -57,7 +60,7 @@ fn pending_until_not_before_and_while_the_flag_is_off() {
     assert_eq!(d.run.status, Status::Pending { reason: PendingReason::FlagOff });
     let d = decide(&run, &spec, &observe(&[]), 11 * MINUTE, None);
     assert_eq!((d.run.status.clone(), d.run.basis_points, d.run.step_started_at), (Status::Ramping, 500, 11 * MINUTE));
-    assert_eq!(d.events[0].kind, "started");
+    assert_eq!(d.events[0].kind, EventKind::Started);
     assert_eq!(d.run.seq, run.seq + 1);
 }
 
@@ -100,7 +103,7 @@ fn no_traffic_holds_and_the_step_timeout_pauses() {
     assert_eq!((early.run.status.clone(), early.events.len()), (Status::Ramping, 0));
     let d = decide(&run, &spec, &observe(&[Pair::default()]), 30 * MINUTE, None);
     assert_eq!(d.run.status, Status::Holding { reason: HoldReason::NoTraffic });
-    assert_eq!(d.events, vec![event("holding", Some("NoTraffic".into()), CONTROLLER)]);
+    assert_eq!(d.events, vec![event(EventKind::Holding, Some("NoTraffic".into()), CONTROLLER)]);
     // Holding again with the same reason emits nothing.
     let again = decide(&d.run, &spec, &observe(&[Pair::default()]), 31 * MINUTE, None);
     assert!(again.events.is_empty());
@@ -423,7 +426,7 @@ fn a_step_that_needs_approval_waits_and_times_out() {
     assert!(decide(&run, &spec, &observe(&healthy()), MINUTE, Some(&approve)).command.unwrap().is_err());
     let waiting = decide(&run, &spec, &observe(&healthy()), 20 * MINUTE, None);
     assert_eq!((waiting.run.status.clone(), waiting.run.step), (Status::AwaitingApproval, 0));
-    assert_eq!(waiting.events, vec![event("approval_requested", None, CONTROLLER)]);
+    assert_eq!(waiting.events, vec![event(EventKind::ApprovalRequested, None, CONTROLLER)]);
     // Asked once; guards still run while waiting.
     let again = decide(&waiting.run, &spec, &observe(&healthy()), 21 * MINUTE, None);
     assert!(again.events.is_empty());
@@ -432,7 +435,7 @@ fn a_step_that_needs_approval_waits_and_times_out() {
     // Approved while passing: advances in the same tick.
     let approved = decide(&waiting.run, &spec, &observe(&healthy()), 30 * MINUTE, Some(&approve));
     assert_eq!((approved.command.clone(), approved.run.step), (Some(Ok(())), 1));
-    assert_eq!(approved.events[0].kind, "approved");
+    assert_eq!(approved.events[0].kind, EventKind::Approved);
     // Not approved within the timeout: paused; a late approval is rejected.
     let timed_out = decide(&waiting.run, &spec, &observe(&healthy()), 81 * MINUTE, None);
     assert_eq!(timed_out.run.status, Status::Paused { reason: PauseReason::ApprovalTimeout, by: CONTROLLER.into() });
@@ -455,7 +458,7 @@ fn windows_block_advancing_but_never_rollback() {
     let spec = spec::parse("r.yaml", text).unwrap();
     let at = |rfc3339: &str| crate::time::parse(rfc3339).unwrap();
     // Started Thursday 14:58 Paris (13:58 UTC); hold ends 15:58.
-    let run = Run::new(&spec, "off", "run-1".into(), at("2026-11-26T13:58:00Z"));
+    let run = spec.new_run("off", "run-1".into(), at("2026-11-26T13:58:00Z"));
     let run = decide(&run, &spec, &observe(&[]), at("2026-11-26T13:58:00Z"), None).run;
     assert_eq!(run.status, Status::Ramping);
     let late = decide(&run, &spec, &observe(&healthy()), at("2026-11-26T15:01:00Z"), None);
@@ -468,7 +471,7 @@ fn windows_block_advancing_but_never_rollback() {
     let monday = decide(&late.run, &spec, &observe(&healthy()), at("2026-11-30T08:00:00Z"), None);
     assert_eq!(monday.run.step, 1);
     // A ramp does not start outside its window.
-    let pending = Run::new(&spec, "off", "run-2".into(), 0);
+    let pending = spec.new_run("off", "run-2".into(), 0);
     let d = decide(&pending, &spec, &observe(&[]), at("2026-11-28T12:00:00Z"), None);
     assert_eq!(d.run.status, Status::Pending { reason: PendingReason::OutsideWindow });
 }
@@ -482,7 +485,7 @@ fn a_dst_change_does_not_change_a_hold() {
     let at = |rfc3339: &str| crate::time::parse(rfc3339).unwrap();
     // Paris leaves summer time at 03:00 local on 2026-10-25 (01:00 UTC).
     let start = at("2026-10-25T00:00:00Z");
-    let run = decide(&Run::new(&spec, "off", "r".into(), start), &spec, &observe(&[]), start, None).run;
+    let run = decide(&spec.new_run("off", "r".into(), start), &spec, &observe(&[]), start, None).run;
     let before = decide(&run, &spec, &observe(&healthy()), at("2026-10-25T02:59:59Z"), None);
     assert_eq!(before.run.step, 0);
     let after = decide(&run, &spec, &observe(&healthy()), at("2026-10-25T03:00:00Z"), None);
@@ -514,11 +517,11 @@ fn a_latency_gate_must_pass_and_a_latency_guard_rolls_back() {
     let slow = observe_latency(0.5, 0.2, 10);
     let d = decide(&run, &gate, &slow, 20 * MINUTE, None);
     assert_eq!((d.run.status.clone(), d.run.step), (Status::Holding { reason: HoldReason::Inconclusive }, 0));
-    assert_eq!(d.evidence.metrics[0].verdict, "fail");
+    assert_eq!(d.evidence.metrics[0].verdict, Verdict::Fail);
     // …as the same speed passes.
     let d = decide(&run, &gate, &observe_latency(0.2, 0.2, 10), 20 * MINUTE, None);
     assert_eq!(d.run.step, 1);
-    assert_eq!(d.evidence.metrics[0].verdict, "pass");
+    assert_eq!(d.evidence.metrics[0].verdict, Verdict::Pass);
     // Unavailable: hold without failing.
     let unavailable = Observation { metrics: vec![("p99".into(), None)], ..observe(&healthy()) };
     let d = decide(&run, &gate, &unavailable, 20 * MINUTE, None);
@@ -531,7 +534,7 @@ fn a_latency_gate_must_pass_and_a_latency_guard_rolls_back() {
     assert_eq!(d.events[0].reason.as_deref(), Some("MetricRegression(p99)"));
     let quiet = with_metric("guard", true);
     let d = decide(&Run { basis_points: 2500, ..started(&quiet, 0) }, &quiet, &slow, 20 * MINUTE, None);
-    assert_eq!((d.run.step, d.evidence.metrics[0].verdict.as_str(), d.evidence.metrics[0].dry_run), (1, "fail", true));
+    assert_eq!((d.run.step, d.evidence.metrics[0].verdict, d.evidence.metrics[0].dry_run), (1, Verdict::Fail, true));
     let monitor = with_metric("monitor", false);
     let d = decide(&Run { basis_points: 2500, ..started(&monitor, 0) }, &monitor, &slow, 20 * MINUTE, None);
     assert_eq!(d.run.step, 1, "a monitor never acts");

@@ -1,0 +1,112 @@
+//! The evidence behind a ramp decision: counts per arm and the statistics
+//! the guards compared with their thresholds, kept with every decision.
+
+use serde::{Deserialize, Serialize};
+
+/// Counts of one arm (treatment or control).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Arm {
+    pub exposures: u64,
+    pub errors: u64,
+}
+
+/// Treatment and control counts of one closed time bucket.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pair {
+    pub treatment: Arm,
+    pub control: Arm,
+}
+
+/// What an extra metric may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetricRole {
+    /// A confirmed regression rolls back.
+    #[serde(rename = "guard")]
+    Guard,
+    /// Must show "not worse" before the step may advance.
+    #[serde(rename = "gate")]
+    Gate,
+    /// Recorded only.
+    #[serde(rename = "monitor")]
+    Monitor,
+}
+
+/// An extra metric's verdict at one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// A regression, beyond chance.
+    #[serde(rename = "fail")]
+    Fail,
+    /// Not worse, beyond chance.
+    #[serde(rename = "pass")]
+    Pass,
+    #[serde(rename = "inconclusive")]
+    Inconclusive,
+    /// Its source did not answer.
+    #[serde(rename = "unavailable")]
+    Unavailable,
+    /// No control to compare with (at 100 %).
+    #[serde(rename = "not applicable")]
+    NotApplicable,
+}
+
+/// An extra metric's comparison at this check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricVerdict {
+    pub name: String,
+    pub role: MetricRole,
+    pub dry_run: bool,
+    /// Buckets with a value for both arms.
+    pub buckets: u64,
+    /// Buckets where the treatment was worse than control beyond the tolerance.
+    pub worse: u64,
+    /// Sign-test p-values: of a regression, and of "not worse".
+    pub p_regression: Option<f64>,
+    pub p_not_worse: Option<f64>,
+    pub verdict: Verdict,
+}
+
+/// The evidence behind a decision, reported as it is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    pub treatment: Arm,
+    pub control: Arm,
+    pub buckets: usize,
+    pub treatment_rate: Option<f64>,
+    pub control_rate: Option<f64>,
+    /// Mixture SPRT Λ and the threshold 1/α it is compared with.
+    pub lambda: Option<f64>,
+    pub lambda_threshold: Option<f64>,
+    /// Clopper–Pearson lower bound of the treatment's error rate (ceiling check).
+    pub ceiling_lower: Option<f64>,
+    pub ratio_estimate: Option<f64>,
+    pub ratio_upper: Option<f64>,
+    pub difference_upper: Option<f64>,
+    /// Smallest ratio the relative guard could detect by the end of the
+    /// hold at the current traffic (a guide).
+    pub detectable_ratio: Option<f64>,
+    /// Sample-ratio check: the expected treatment share and the z statistic
+    /// of the observed one (|z| > 3.29 is a mismatch at α = 0.1 %).
+    pub expected_share: Option<f64>,
+    pub srm_z: Option<f64>,
+    /// Extra metrics and their paired sign tests.
+    #[serde(default)]
+    pub metrics: Vec<MetricVerdict>,
+    /// What stands between this step and the next.
+    pub missing_to_advance: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_verdicts_keep_their_stored_names() {
+        let stored = r#"{"name":"p99","role":"gate","dryRun":false,"buckets":3,"worse":0,"pRegression":null,"pNotWorse":null,"verdict":"not applicable"}"#;
+        let verdict: MetricVerdict = serde_json::from_str(stored).expect("stored verdict loads");
+        assert_eq!((verdict.role, verdict.verdict), (MetricRole::Gate, Verdict::NotApplicable));
+        assert_eq!(serde_json::to_string(&verdict).expect("serialise"), stored);
+    }
+}

@@ -1,0 +1,308 @@
+//! The ramp controller at run time: ticks every ramp at its interval,
+//! persists each transition with compare-and-set **before** changing
+//! exposure, and applies operator commands as an immediate tick (so guards
+//! run first and a regression wins over a racing `promote`).
+//!
+//! Each ramp has its own async mutex: a tick, a command and a reload of the
+//! same ramp never interleave. The rest of the controller is split by
+//! concern: [`reconcile`] (files and stored runs at start-up and on
+//! replication), [`reload`] (ramp files edited on disk), [`leases`] (which replica drives which ramp), [`persist`]
+//! (a transition and everything written with it) and [`view`] (a ramp as
+//! operators see it).
+
+mod leases;
+mod persist;
+mod reconcile;
+mod reload;
+mod view;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::decide::{self, Command};
+use super::observe::Observer;
+use super::spec::RampSpec;
+use crate::config::ServerConfig;
+use crate::environment::Environments;
+use crate::metrics::Metrics;
+use crate::model::{Event, EventKind, Evidence, RollbackReason, Run, Status};
+use crate::store::{Store, StoreError};
+use crate::time::now_millis;
+
+pub use view::RampView;
+
+/// How often the loop looks for ramps whose interval has elapsed.
+const POLL: Duration = Duration::from_millis(100);
+
+/// One ramp's live state.
+#[derive(Debug)]
+pub struct Entry {
+    pub environment: String,
+    pub name: String,
+    /// What the current run counts outcomes for — (flag, treatment,
+    /// control) — while it is active; readable without waiting for a tick.
+    counting: std::sync::Mutex<Option<Counting>>,
+    /// Prometheus results of the current step's closed buckets.
+    prometheus_cache: std::sync::Mutex<super::prometheus::Cache>,
+    /// The fencing token of this replica's lease on the ramp, while it
+    /// holds it: only the holder ticks the ramp.
+    lease: std::sync::Mutex<Option<u64>>,
+    state: Mutex<EntryState>,
+}
+
+#[derive(Debug, Clone)]
+struct EntryState {
+    /// The spec in force; edits that may not apply to the running run leave
+    /// the previous one here.
+    spec: Arc<RampSpec>,
+    /// The ramp file is gone: the ramp is frozen at its percent.
+    file_missing: bool,
+    /// A refused edit, reported until the file is fixed or the revision bumped.
+    refused: Option<String>,
+    /// Ramp could not be matched with its file at start-up: frozen.
+    frozen: bool,
+    warnings: Vec<String>,
+    run: Run,
+    last_tick: Option<u64>,
+}
+
+/// The flag and variants an active run counts outcomes for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Counting {
+    flag: String,
+    treatment: String,
+    control: String,
+}
+
+impl Counting {
+    fn of(run: &Run) -> Option<Counting> {
+        (!run.status.is_terminal()).then(|| Counting {
+            flag: run.flag.clone(),
+            treatment: run.treatment.clone(),
+            control: run.control.clone(),
+        })
+    }
+}
+
+impl Entry {
+    fn set_counting(&self, run: &Run) {
+        *self.counting.lock().unwrap_or_else(|e| e.into_inner()) = Counting::of(run);
+    }
+}
+
+/// Why a command could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("no ramp '{1}' in environment '{0}'")]
+    NotFound(String, String),
+    /// The command does not apply now; the message says why.
+    #[error("{0}")]
+    Rejected(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug)]
+pub struct Controller {
+    store: Arc<dyn Store>,
+    environments: Arc<Environments>,
+    metrics: Arc<Metrics>,
+    observer: Observer,
+    /// Ramp file patterns per environment.
+    patterns: BTreeMap<String, Vec<String>>,
+    /// Most files the patterns of one environment may match.
+    glob_files: usize,
+    /// Each environment's ramp-file problems as last reported, so a
+    /// rejected edit is logged and audited once, and shown in the status
+    /// until it is fixed.
+    rejected: std::sync::Mutex<BTreeMap<String, Vec<rampart_engine::LoadError>>>,
+    entries: RwLock<BTreeMap<(String, String), Arc<Entry>>>,
+    /// This replica's name in leases.
+    holder: String,
+    /// How long a lease lasts without renewal: the longest a ramp goes
+    /// undriven after its holder dies.
+    lease_ttl: Duration,
+}
+
+/// A new run's id: unique across replicas and restarts.
+fn run_id(now: u64) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let salt = std::process::id().wrapping_mul(2_654_435_761) ^ COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{now:x}-{salt:08x}")
+}
+
+impl Controller {
+    fn new(
+        config: &ServerConfig,
+        store: Arc<dyn Store>,
+        environments: Arc<Environments>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Controller, reqwest::Error> {
+        let prometheus = super::prometheus::PrometheusSource::new(config.prometheus_url.clone())?;
+        // A tick holds its ramp's lock and leases are renewed between
+        // ticks: observing may take a third of the lease.
+        let budget = (config.ramp_lease / 3).max(Duration::from_millis(500));
+        Ok(Controller {
+            observer: Observer::new(store.clone(), prometheus, budget),
+            store,
+            environments,
+            metrics,
+            patterns: config.environments.iter().map(|e| (e.name.clone(), e.ramps.clone())).collect(),
+            glob_files: config.limits.glob_files,
+            rejected: std::sync::Mutex::default(),
+            entries: RwLock::new(BTreeMap::new()),
+            holder: leases::replica_id(),
+            lease_ttl: config.ramp_lease,
+        })
+    }
+
+    /// This replica's name in leases.
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// The ramp file patterns of an environment (for the file watcher).
+    pub fn patterns(&self, environment: &str) -> &[String] {
+        self.patterns.get(environment).map_or(&[], Vec::as_slice)
+    }
+
+    pub fn entries(&self) -> Vec<Arc<Entry>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    pub fn entry(&self, environment: &str, name: &str) -> Option<Arc<Entry>> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).get(&(environment.to_owned(), name.to_owned())).cloned()
+    }
+
+    /// Whether an active ramp counts outcomes of this flag variant (for
+    /// `/v1/outcomes`): only its treatment and control, only while the run
+    /// is active, so reports cannot grow the store without bound.
+    pub fn counts(&self, environment: &str, flag: &str, variant: &str) -> bool {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).values().any(|e| {
+            e.environment == environment
+                && e.counting
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .is_some_and(|c| c.flag == flag && (c.treatment == variant || c.control == variant))
+        })
+    }
+
+    /// Ticks every due ramp this replica holds the lease of, and renews
+    /// the leases, until `shutdown`; then gives the leases up.
+    ///
+    /// Ticks run before renewal: a replica that was paused past its lease
+    /// writes with its old token and is refused by the store (the fencing
+    /// token), rather than trusting its own clock.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        // Often enough to renew well within the lease, and to take a
+        // released or expired lease over within a second.
+        let renew_every = (self.lease_ttl / 3).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let mut next_renewal = tokio::time::Instant::now() + renew_every;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(POLL) => {}
+            }
+            // Leases are renewed after each tick when due, not after all of
+            // them: every tick's observation is bounded (`Observer`), so
+            // however many ramps there are, a renewal is never more than one
+            // tick late.
+            for entry in self.entries() {
+                if entry.token().is_none() {
+                    continue;
+                }
+                let due = {
+                    let state = entry.state.lock().await;
+                    let interval = state.spec.interval.as_millis() as u64;
+                    !state.frozen
+                        && !state.run.status.is_terminal()
+                        && state.last_tick.is_none_or(|last| now_millis() >= last + interval)
+                };
+                if due && let Err(error) = self.tick(&entry, None).await {
+                    tracing::error!(environment = %entry.environment, ramp = %entry.name, %error, "ramp tick failed");
+                }
+                if tokio::time::Instant::now() >= next_renewal {
+                    self.maintain_leases().await;
+                    next_renewal = tokio::time::Instant::now() + renew_every;
+                }
+            }
+            if tokio::time::Instant::now() >= next_renewal {
+                self.maintain_leases().await;
+                next_renewal = tokio::time::Instant::now() + renew_every;
+            }
+        }
+        self.release_leases().await;
+    }
+
+    /// Applies an operator command now, as a tick.
+    pub async fn command(&self, environment: &str, name: &str, command: Command) -> Result<RampView, CommandError> {
+        let entry = self
+            .entry(environment, name)
+            .ok_or_else(|| CommandError::NotFound(environment.to_owned(), name.to_owned()))?;
+        // A write that lost a race with the ramp's driver re-reads the
+        // stored run; the command is then decided again on it.
+        let result = match self.tick(&entry, Some(command.clone())).await {
+            Err(StoreError::Conflict { .. } | StoreError::Fenced { .. }) => self.tick(&entry, Some(command)).await?,
+            result => result?,
+        };
+        match result {
+            Some(Err(message)) => Err(CommandError::Rejected(message)),
+            _ => Ok(self.view(&entry).await),
+        }
+    }
+
+    /// One tick of one ramp; returns the command's result, if any.
+    async fn tick(&self, entry: &Entry, command: Option<Command>) -> Result<Option<Result<(), String>>, StoreError> {
+        let Some(environment) = self.environments.get(&entry.environment).cloned() else { return Ok(None) };
+        let mut state = entry.state.lock().await;
+        let now = now_millis();
+        if state.frozen {
+            // A frozen ramp (file gone, or an edit it cannot take) can still be aborted.
+            return match command {
+                Some(Command::Abort { by }) => {
+                    let mut next = state.run.clone();
+                    let reason = RollbackReason::Aborted;
+                    next.status = Status::RolledBack { reason, by: by.clone() };
+                    next.basis_points = 0;
+                    next.seq += 1;
+                    next.updated_at = now;
+                    let events = vec![Event::new(EventKind::RolledBack, Some(reason.as_str().to_owned()), &by)];
+                    self.persist(&environment, entry, &mut state, next, events, Evidence::default()).await?;
+                    Ok(Some(Ok(())))
+                }
+                Some(_) => Ok(Some(Err(
+                    "the ramp is frozen (its file is missing or an edit was refused); only abort applies".into(),
+                ))),
+                None => Ok(None),
+            };
+        }
+        let spec = state.spec.clone();
+        let observation =
+            self.observer.observe(&environment, &entry.name, &entry.prometheus_cache, &spec, &state.run, now).await;
+        let command = command.map(|command| match command {
+            Command::Restart { by, .. } => Command::Restart { by, run_id: run_id(now) },
+            other => other,
+        });
+        let mut decision = decide::decide(&state.run, &spec, &observation, now, command.as_ref());
+        if state.run.dry_run {
+            // Recorded and logged as what would have happened.
+            for event in &mut decision.events {
+                event.would = true;
+            }
+        }
+        state.last_tick = Some(now);
+        let mut compare = decision.run.clone();
+        compare.updated_at = state.run.updated_at;
+        if compare != state.run {
+            let evidence = super::evidence::explain(&decision.run, &spec, &observation, now);
+            self.persist(&environment, entry, &mut state, decision.run, decision.events, evidence).await?;
+        }
+        Ok(decision.command)
+    }
+}

@@ -1,0 +1,70 @@
+//! A ramp as it stands — spec, run, what is frozen or refused, and fresh
+//! evidence — for the admin API to present (`http/admin/ramp_view.rs`).
+
+use std::sync::Arc;
+
+use super::{Controller, Entry};
+use crate::model::{Evidence, Run};
+use crate::ramp::spec::RampSpec;
+use crate::time::now_millis;
+
+/// One ramp at one moment.
+#[derive(Debug, Clone)]
+pub struct RampView {
+    pub environment: String,
+    pub name: String,
+    pub spec: Arc<RampSpec>,
+    pub run: Run,
+    /// The ramp file is gone or an edit could not be applied.
+    pub frozen: bool,
+    pub file_missing: bool,
+    pub refused_change: Option<String>,
+    /// Problems of the last edit of the ramp's file, which was rejected
+    /// (the ramp keeps its last good configuration until it is fixed).
+    pub file_errors: Vec<String>,
+    pub warnings: Vec<String>,
+    /// Observed now; `None` for an ended run.
+    pub evidence: Option<Evidence>,
+    /// When the view was taken (unix ms).
+    pub at: u64,
+}
+
+impl Controller {
+    /// A ramp with fresh evidence (observed within the tick budget).
+    pub async fn view(&self, entry: &Entry) -> RampView {
+        let state = entry.state.lock().await.clone();
+        let now = now_millis();
+        let evidence = match self.environments.get(&entry.environment) {
+            Some(environment) if !state.run.status.is_terminal() => {
+                let observation = self
+                    .observer
+                    .observe(environment, &entry.name, &entry.prometheus_cache, &state.spec, &state.run, now)
+                    .await;
+                Some(crate::ramp::evidence::explain(&state.run, &state.spec, &observation, now))
+            }
+            _ => None,
+        };
+        RampView {
+            environment: entry.environment.clone(),
+            name: entry.name.clone(),
+            file_errors: self.file_errors(&entry.environment, &entry.name, &state.spec.file),
+            spec: state.spec,
+            run: state.run,
+            frozen: state.frozen,
+            file_missing: state.file_missing,
+            refused_change: state.refused,
+            warnings: state.warnings,
+            evidence,
+            at: now,
+        }
+    }
+
+    /// Every ramp of every environment.
+    pub async fn views(&self) -> Vec<RampView> {
+        let mut out = Vec::new();
+        for entry in self.entries() {
+            out.push(self.view(&entry).await);
+        }
+        out
+    }
+}

@@ -1,0 +1,194 @@
+//! What a ramp's tick sees: the current step's closed buckets of treatment
+//! and control counts from the ramp's [`BucketSource`] — outcome reports
+//! kept in the store, or Prometheus — the extra metrics, and what the
+//! decision must know of the flag. Bounded in time: a source slower than
+//! the tick's budget is unavailable for that tick, never a stuck ramp.
+
+mod outcomes;
+mod prometheus;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rampart_engine::FlagState;
+
+use super::evidence::Observation;
+use super::prometheus::{Cache, Names, PrometheusSource};
+use super::spec::{self, MetricSource, PrometheusGuard, RampSpec};
+use crate::environment::Environment;
+use crate::model::{HoldReason, Pair, Run, Status};
+use crate::store::Store;
+
+/// How far behind "now" the newest bucket read ends: outcome writes are
+/// acknowledged only once committed, so after this lag no more counts can
+/// land in a bucket that was read.
+pub const WATERMARK_LAG_MS: u64 = 1500;
+
+/// The step of a run being observed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window<'a> {
+    pub environment: &'a str,
+    pub ramp: &'a str,
+    pub run: &'a Run,
+    /// Bucket width.
+    pub interval_ms: u64,
+    pub now: u64,
+}
+
+/// Where a ramp's treatment and control counts come from.
+pub(crate) trait BucketSource {
+    /// Whether the source can be read at all: a ramp that cannot be
+    /// watched does not start.
+    async fn ready(&self, _window: &Window<'_>) -> Result<(), HoldReason> {
+        Ok(())
+    }
+
+    /// The current step's closed buckets, oldest first, or why they cannot
+    /// be known.
+    async fn buckets(&self, window: &Window<'_>) -> Result<Vec<Pair>, HoldReason>;
+
+    /// What a tick reads: readiness before the run starts, buckets after.
+    async fn read(&self, window: &Window<'_>) -> Result<Vec<Pair>, HoldReason> {
+        if matches!(window.run.status, Status::Pending { .. }) {
+            self.ready(window).await.map(|()| Vec::new())
+        } else {
+            self.buckets(window).await
+        }
+    }
+}
+
+/// Observes ramps for the controller.
+#[derive(Debug)]
+pub struct Observer {
+    store: Arc<dyn Store>,
+    prometheus: PrometheusSource,
+    /// Longest an observation may take.
+    budget: Duration,
+}
+
+impl Observer {
+    pub fn new(store: Arc<dyn Store>, prometheus: PrometheusSource, budget: Duration) -> Observer {
+        Observer { store, prometheus, budget }
+    }
+
+    /// The run's current step, within the budget: a source slower than
+    /// that is unavailable for this tick.
+    pub async fn observe(
+        &self,
+        environment: &Environment,
+        ramp: &str,
+        cache: &std::sync::Mutex<Cache>,
+        spec: &RampSpec,
+        run: &Run,
+        now: u64,
+    ) -> Observation {
+        let observed = self.observe_unbounded(environment, ramp, cache, spec, run, now);
+        match tokio::time::timeout(self.budget, observed).await {
+            Ok(observation) => observation,
+            Err(_) => {
+                tracing::warn!(environment = %environment.name, %ramp, budget = ?self.budget, "metrics took longer than a tick may");
+                Observation {
+                    missing: Some(HoldReason::MetricsUnavailable),
+                    flag_enabled: flag_enabled(environment, &run.flag),
+                    ..Observation::default()
+                }
+            }
+        }
+    }
+
+    async fn observe_unbounded(
+        &self,
+        environment: &Environment,
+        ramp: &str,
+        cache: &std::sync::Mutex<Cache>,
+        spec: &RampSpec,
+        run: &Run,
+        now: u64,
+    ) -> Observation {
+        let interval_ms = spec.interval.as_millis() as u64;
+        let names = Names {
+            flag: &run.flag,
+            environment: &environment.name,
+            ramp,
+            treatment: &run.treatment,
+            control: &run.control,
+        };
+        let mut observation = Observation {
+            flag_enabled: flag_enabled(environment, &run.flag),
+            expected_share: expected_share(environment, run).await,
+            ..Observation::default()
+        };
+        if !spec.metrics.is_empty() && !matches!(run.status, Status::Pending { .. }) {
+            observation.metrics = self.extra_metrics(spec, names, run, interval_ms, now).await;
+        }
+        let window = Window { environment: &environment.name, ramp, run, interval_ms, now };
+        let read = match &spec.guard.source {
+            MetricSource::Prometheus(guard) => {
+                prometheus::PrometheusBuckets { source: &self.prometheus, guard, names, cache }.read(&window).await
+            }
+            MetricSource::Builtin => {
+                outcomes::OutcomeBuckets { store: self.store.as_ref(), unit: spec.guard.unit }.read(&window).await
+            }
+        };
+        match read {
+            Ok(buckets) => observation.buckets = buckets,
+            Err(reason) => observation.missing = Some(reason),
+        }
+        observation
+    }
+
+    /// Extra metrics' per-bucket values, from the guard's Prometheus (URL,
+    /// token, lag) or the server's.
+    async fn extra_metrics(
+        &self,
+        spec: &RampSpec,
+        names: Names<'_>,
+        run: &Run,
+        interval_ms: u64,
+        now: u64,
+    ) -> Vec<(String, super::evidence::MetricValues)> {
+        let default_guard;
+        let guard = match &spec.guard.source {
+            MetricSource::Prometheus(guard) => guard,
+            MetricSource::Builtin => {
+                default_guard = PrometheusGuard {
+                    url: None,
+                    errors: String::new(),
+                    total: String::new(),
+                    lag: spec::DEFAULT_PROMETHEUS_LAG,
+                    token_ref: None,
+                };
+                &default_guard
+            }
+        };
+        let step = (run.run_id.as_str(), run.step_started_at);
+        let mut metrics = Vec::with_capacity(spec.metrics.len());
+        for metric in &spec.metrics {
+            let values = self
+                .prometheus
+                .metric_values(guard, metric, names, step, interval_ms, now)
+                .await
+                .map_err(|error| {
+                    tracing::warn!(ramp = %names.ramp, metric = %metric.name, %error, "metric unavailable");
+                })
+                .ok();
+            metrics.push((metric.name.clone(), values));
+        }
+        metrics
+    }
+}
+
+/// Whether the environment serves `flag` enabled (a disabled flag gets no
+/// traffic, which the decision must not read as missing data).
+fn flag_enabled(environment: &Environment, flag: &str) -> bool {
+    environment.snapshot().flags.get(flag).is_some_and(|f| f.state() == FlagState::Enabled)
+}
+
+/// The treatment's expected share of exposures, known when the ramp alone
+/// splits the flag (it has no rules of its own).
+async fn expected_share(environment: &Environment, run: &Run) -> Option<f64> {
+    let rules_free = environment.unramped_flag(&run.flag).await.is_some_and(|flag| {
+        flag.definition().get("targeting").is_none_or(|t| t.is_null() || t.as_object().is_some_and(|o| o.is_empty()))
+    });
+    rules_free.then(|| f64::from(run.basis_points) / f64::from(rampart_engine::ramp::FULL))
+}
