@@ -35,6 +35,7 @@ pub mod paths;
 pub mod promote;
 pub mod ramp;
 pub mod replica;
+pub mod snapshot;
 pub mod store;
 pub mod telemetry;
 pub mod time;
@@ -100,7 +101,7 @@ impl Server {
             StoreConfig::Redis(options) => {
                 let (redis, notices) = RedisStore::connect(options).await.map_err(StartupError::Store)?;
                 let redis = Arc::new(redis);
-                tracing::info!(url = %store::redis::redact(&options.url), prefix = %options.prefix, "using the redis store");
+                tracing::info!(url = %config::redact(&options.url), prefix = %options.prefix, "using the redis store");
                 (redis.clone(), Some((redis, notices)))
             }
         };

@@ -220,7 +220,7 @@ impl Metrics {
     }
 
     /// The configuration an environment now serves.
-    pub fn serving(&self, environment: &str, snapshot: &crate::environment::Snapshot) {
+    pub fn serving(&self, environment: &str, snapshot: &crate::snapshot::Snapshot) {
         self.config_version.with_label_values(&[environment]).set(snapshot.version as i64);
         self.config_flags.with_label_values(&[environment]).set(snapshot.flags.len() as i64);
         self.config_flag_errors.with_label_values(&[environment]).set(snapshot.problems.len() as i64);

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rampart_server::config::RedisOptions;
 use rampart_server::model::Run;
 use rampart_server::ramp::spec;
 use rampart_server::store::embedded::EmbeddedStore;
-use rampart_server::store::redis::{Notice, RedisOptions, RedisStore};
+use rampart_server::store::redis::{Notice, RedisStore};
 use rampart_server::store::{
     AuditQuery, Change, ChangeKind, Commit, ContextOutcome, Delivery, Expect, Fence, OutcomeCount, RampWrite, Store,
     StoreError,

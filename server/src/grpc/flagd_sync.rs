@@ -38,7 +38,7 @@ impl Follow {
             let current = self.environment.snapshot();
             if self.sent.is_none_or(|sent| current.version > sent) {
                 self.sent = Some(current.version);
-                return Some(current.flagd_json().to_owned());
+                return Some(String::from_utf8_lossy(&self.environment.changes.flagd_json(&current)).into_owned());
             }
             let sent = self.sent.unwrap_or_default();
             tokio::select! {
@@ -87,7 +87,10 @@ impl FlagSyncService for FlagdSync {
     ) -> Result<Response<FetchAllFlagsResponse>, Status> {
         let (metadata, _, body) = request.into_parts();
         let environment = self.state.environment(&metadata, Some(&body.selector))?;
-        Ok(Response::new(FetchAllFlagsResponse { flag_configuration: environment.snapshot().flagd_json().to_owned() }))
+        let configuration = environment.changes.flagd_json(&environment.snapshot());
+        Ok(Response::new(FetchAllFlagsResponse {
+            flag_configuration: String::from_utf8_lossy(&configuration).into_owned(),
+        }))
     }
 
     async fn get_metadata(

@@ -169,7 +169,7 @@ impl FlagSync for RampartSync {
                     epoch: epoch.clone(),
                     version: current.version,
                     environment: environment.name.clone(),
-                    flags_json: current.document_json().to_owned(),
+                    flags_json: String::from_utf8_lossy(&environment.changes.document_json(&current)).into_owned(),
                 })));
                 current.version
             }

@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use actix_web::http::header;
-use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
 use serde_json::json;
 
 use super::AppState;
@@ -235,7 +235,7 @@ async fn stream(state: web::Data<AppState>, request: HttpRequest) -> HttpRespons
                     "{{\"version\":{},\"environment\":{},\"document\":{}}}",
                     current.version,
                     serde_json::to_string(&environment.name).unwrap_or_default(),
-                    current.document_json()
+                    String::from_utf8_lossy(&environment.changes.document_json(&current))
                 );
                 event("snapshot", Some(&format!("{epoch}:{}", current.version)), &data)
             });

@@ -11,11 +11,12 @@ use serde_json::Value;
 use super::views::{self, EnvironmentList, EnvironmentView, FlagList, StateChange};
 use super::{changes, check_key, environment, if_match, json_body};
 use crate::config::Role;
-use crate::environment::{Built, Environment, Inputs, Snapshot, compile_api_flag};
+use crate::environment::{Built, Environment, Inputs, compile_api_flag};
 use crate::http::AppState;
 use crate::http::auth::Caller;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::limits::Rejection;
+use crate::snapshot::Snapshot;
 use crate::store::{Change, ChangeKind, Commit, Expect, FlagRecord, StateOverride};
 use crate::time::now_millis;
 

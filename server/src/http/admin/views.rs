@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
 
-use crate::environment::Snapshot;
+use crate::snapshot::Snapshot;
 use crate::store::{AuditEntry, FlagVersion};
 use crate::time::rfc3339;
 

@@ -17,12 +17,14 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
-use actix_web::web::Bytes;
+use bytes::Bytes;
 use rampart_engine::{Flag, FlagSet, Metadata};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
-use crate::environment::Snapshot;
+use crate::snapshot::Snapshot;
+
+mod wire;
 
 /// Recent events kept per environment for resuming clients.
 const HISTORY: usize = 256;
@@ -152,6 +154,8 @@ pub struct Changes {
     /// The SSE `snapshot` event of the current version, rendered once for
     /// every client that connects to that version.
     sse_snapshot: Mutex<Option<(u64, Bytes)>>,
+    /// The current version's full configuration for streams.
+    wire: wire::WireCache,
 }
 
 #[derive(Debug, Default)]
@@ -211,6 +215,7 @@ impl Changes {
             latest: watch::channel(version).0,
             recent: Mutex::default(),
             sse_snapshot: Mutex::new(None),
+            wire: wire::WireCache::default(),
         })
     }
 
@@ -248,6 +253,19 @@ impl Changes {
 
     pub fn subscribers(&self) -> usize {
         self.latest.receiver_count()
+    }
+
+    /// The whole configuration as flagd's sync payload, serialised once per
+    /// version whatever the number of clients.
+    pub fn flagd_json(&self, snapshot: &Snapshot) -> Bytes {
+        self.wire.flagd_json(snapshot)
+    }
+
+    /// The whole configuration as a flagd flag-set document (what
+    /// Rampart's own sync and the SSE snapshot send), serialised once per
+    /// version.
+    pub fn document_json(&self, snapshot: &Snapshot) -> Bytes {
+        self.wire.document_json(snapshot)
     }
 
     /// The SSE snapshot event of `version`, rendered by `render` once.

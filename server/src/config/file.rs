@@ -1,0 +1,94 @@
+//! `rampart.yaml` as written: serde shapes with unknown keys rejected,
+//! validated and resolved by [`super::ServerConfig::resolve`].
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::Role;
+use super::store::StoreFile;
+use crate::cli::LogFormat;
+
+/// The file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ConfigFile {
+    pub(super) http_addr: Option<String>,
+    pub(super) admin_addr: Option<String>,
+    pub(super) grpc_addr: Option<String>,
+    pub(super) sync_addr: Option<String>,
+    pub(super) heartbeat_seconds: Option<u64>,
+    pub(super) log_format: Option<LogFormat>,
+    pub(super) log: Option<String>,
+    pub(super) workers: Option<usize>,
+    pub(super) max_body_bytes: Option<usize>,
+    pub(super) shutdown_timeout_seconds: Option<u64>,
+    pub(super) data_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) admin_tokens: Vec<TokenFile>,
+    pub(super) max_api_flags: Option<usize>,
+    pub(super) prometheus_url: Option<String>,
+    pub(super) store: Option<StoreFile>,
+    pub(super) ramp_lease_seconds: Option<f64>,
+    #[serde(default)]
+    pub(super) limits: crate::limits::LimitsFile,
+    pub(super) strict_flags: Option<bool>,
+    #[serde(default)]
+    pub(super) environments: BTreeMap<String, EnvironmentFile>,
+}
+
+/// An admin token in `rampart.yaml` or a tokens file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct TokenFile {
+    pub(super) name: String,
+    pub(super) role: Role,
+    #[serde(flatten)]
+    pub(super) secret: SecretSource,
+}
+
+/// A tokens file: `tokens: [{name, role, env|sha256|value}]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TokensFile {
+    pub(super) tokens: Vec<TokenFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) enum SecretSource {
+    Env(String),
+    Sha256(String),
+    Value(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct EnvironmentFile {
+    pub(super) flags: Vec<String>,
+    #[serde(default)]
+    pub(super) ramps: Vec<String>,
+    #[serde(default)]
+    pub(super) sdk_keys: Vec<KeySource>,
+    #[serde(default)]
+    pub(super) reporter_keys: Vec<KeySource>,
+    /// Static values added to every evaluation context.
+    #[serde(default)]
+    pub(super) context: serde_json::Map<String, serde_json::Value>,
+    /// Request header → context key.
+    #[serde(default)]
+    pub(super) context_from_headers: BTreeMap<String, String>,
+}
+
+/// Where an SDK key comes from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) enum KeySource {
+    /// An environment variable holding the key.
+    Env(String),
+    /// The key's SHA-256, in hex: the key itself never touches the file.
+    Sha256(String),
+    /// The key itself (local development only).
+    Value(String),
+}

@@ -1,0 +1,201 @@
+//! What an environment's snapshot is compiled from: its flag files, the
+//! flags created through the admin API, kill-switch overrides and ramp
+//! exposures. Each is compiled on its own and kept compiled, so a change
+//! to one flag compiles one flag and recombines the rest.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rampart_engine::ramp::{self, Exposure};
+use rampart_engine::{Flag, FlagSet, FlagState, LoadError, LoadErrors, Source};
+use serde_json::Value;
+
+use crate::limits::Limits;
+use crate::loader::ReadFiles;
+use crate::snapshot::{API_SOURCE, Snapshot};
+use crate::store::{Committed, FlagRecord, StateOverride};
+
+/// The inputs a snapshot is compiled from. Files and each API flag are
+/// compiled on their own and kept compiled, so a change to one flag
+/// compiles one flag and recombines the rest.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub files_digest: [u8; 32],
+    pub file_names: Vec<String>,
+    /// The flags of the files alone.
+    pub file_flags: Arc<FlagSet>,
+    /// Shared with the snapshots built from these inputs; copied (shallowly)
+    /// only when a change writes to them.
+    pub api: Arc<BTreeMap<String, Arc<FlagRecord>>>,
+    pub(super) api_flags: Arc<BTreeMap<String, Arc<Flag>>>,
+    pub overrides: Arc<BTreeMap<String, StateOverride>>,
+    /// Ramp exposures by flag key, set by the ramp controller from persisted
+    /// runs only.
+    pub exposures: Arc<BTreeMap<String, Exposure>>,
+    /// The shared store's revision these inputs reflect (0: embedded store).
+    pub revision: u64,
+    /// What the files may cost.
+    pub(super) limits: Arc<Limits>,
+    /// Refuse files with an invalid flag instead of serving it as
+    /// `PARSE_ERROR`.
+    strict: bool,
+    /// The problems of the flags the files define.
+    pub problems: Arc<Vec<LoadError>>,
+}
+
+impl Inputs {
+    pub(super) fn new(
+        files: ReadFiles,
+        api: BTreeMap<String, FlagRecord>,
+        overrides: BTreeMap<String, StateOverride>,
+        revision: u64,
+        limits: Arc<Limits>,
+        strict: bool,
+    ) -> Result<Inputs, LoadErrors> {
+        let mut inputs = Inputs {
+            files_digest: [0; 32],
+            file_names: Vec::new(),
+            file_flags: Arc::default(),
+            api: Arc::default(),
+            api_flags: Arc::default(),
+            overrides: Arc::new(overrides),
+            exposures: Arc::default(),
+            revision,
+            limits,
+            strict,
+            problems: Arc::default(),
+        };
+        inputs.set_files(files)?;
+        for (key, record) in api {
+            inputs.put_api(&key, record)?;
+        }
+        Ok(inputs)
+    }
+
+    /// Compiles the files (alone) and takes them as the new file flags. A
+    /// problem with a whole document (syntax, size) refuses the set; a
+    /// problem with one flag does too with `strictFlags`, and otherwise
+    /// leaves that flag answering `PARSE_ERROR`, as flagd does.
+    pub fn set_files(&mut self, files: ReadFiles) -> Result<(), LoadErrors> {
+        let sources: Vec<Source<'_>> = files.files.iter().map(|f| Source::from_path(&f.name, &f.text)).collect();
+        let compiled = FlagSet::load_lenient_with(&sources, &self.limits.flag_files);
+        let whole_set = compiled.errors.iter().any(|error| error.flag.is_none());
+        if !compiled.errors.is_empty() && (self.strict || whole_set) {
+            return Err(compiled.errors);
+        }
+        self.file_flags = Arc::new(compiled.flags);
+        self.problems = Arc::new(compiled.errors.0);
+        self.files_digest = files.digest;
+        self.file_names = files.files.into_iter().map(|f| f.name).collect();
+        Ok(())
+    }
+
+    /// Compiles one API-owned flag and adds or replaces it.
+    pub fn put_api(&mut self, key: &str, record: FlagRecord) -> Result<(), LoadErrors> {
+        let definition = record.definition.clone().unwrap_or_default();
+        let flag = compile_api_flag(key, &definition)?;
+        Arc::make_mut(&mut self.api).insert(key.to_owned(), Arc::new(record));
+        Arc::make_mut(&mut self.api_flags).insert(key.to_owned(), flag);
+        Ok(())
+    }
+
+    pub fn remove_api(&mut self, key: &str) {
+        Arc::make_mut(&mut self.api).remove(key);
+        Arc::make_mut(&mut self.api_flags).remove(key);
+    }
+
+    /// Records the version the store assigned to a flag just written.
+    pub fn set_api_version(&mut self, key: &str, version: u64) {
+        if let Some(record) = Arc::make_mut(&mut self.api).get_mut(key) {
+            Arc::make_mut(record).version = version;
+        }
+    }
+
+    /// Takes the revision a local commit produced when it directly follows
+    /// this one. Otherwise other replicas' changes came in between: their
+    /// messages (or a resynchronisation) bring them, and the revision moves
+    /// on only then, so none of them is skipped.
+    pub fn committed(&mut self, environment: &str, committed: &Committed) {
+        if let Some(&revision) = committed.revisions.get(environment)
+            && revision == self.revision + 1
+        {
+            self.revision = revision;
+        }
+    }
+
+    pub fn overrides_mut(&mut self) -> &mut BTreeMap<String, StateOverride> {
+        Arc::make_mut(&mut self.overrides)
+    }
+
+    /// Combines file flags, API flags and overrides into one flag set. A
+    /// key defined both in a file and through the API is an error naming
+    /// both.
+    pub fn compose(&self) -> Result<Built, LoadErrors> {
+        let all = self.file_flags.shared().cloned().chain(self.api_flags.values().cloned());
+        let all = all.map(|flag| match self.exposures.get(flag.key()) {
+            Some(exposure) => ramped(&flag, exposure),
+            None => flag,
+        });
+        let mut flags = FlagSet::from_flags(all, self.file_flags.metadata().clone())?;
+        let mut file_states = BTreeMap::new();
+        for (key, state_override) in self.overrides.iter() {
+            let file_state = flags.get(key).filter(|f| f.source() != API_SOURCE).map(|f| f.state());
+            if let Some(file_state) = file_state {
+                file_states.insert(key.clone(), file_state);
+                flags.set_state(key, state_override.state);
+            }
+        }
+        Ok(Built { flags, file_states })
+    }
+}
+
+/// The flag with a ramp's exposure compiled into its targeting (flagd
+/// JsonLogic, see `rampart_engine::ramp`). A ramp whose variants the flag
+/// no longer has leaves the flag as it is.
+fn ramped(flag: &Arc<Flag>, exposure: &Exposure) -> Arc<Flag> {
+    let has = |name: &str| flag.variants().any(|(variant, _)| variant == name);
+    if exposure.basis_points == 0 || !has(&exposure.treatment) || !has(&exposure.control) {
+        return flag.clone();
+    }
+    let mut definition = ramp::ramped_definition(flag.key(), flag.definition(), exposure);
+    if let Some(fields) = definition.as_object_mut() {
+        fields.insert("metadata".into(), Value::Object(flag.metadata().clone()));
+    }
+    match Flag::compile(flag.key(), definition, flag.source()) {
+        Ok(ramped) => Arc::new(ramped),
+        Err(errors) => {
+            tracing::error!(flag = flag.key(), %errors, "cannot compile the ramped flag; serving it unramped");
+            flag.clone()
+        }
+    }
+}
+
+/// Compiles an API-owned flag on its own, exactly as a file flag (from the
+/// value itself: nothing is re-serialised, so the nesting limit is the
+/// definition's own).
+pub fn compile_api_flag(key: &str, definition: &Value) -> Result<Arc<Flag>, LoadErrors> {
+    Flag::compile(key, definition.clone(), API_SOURCE).map(Arc::new)
+}
+
+/// A compiled flag set, with the states the files give the flags that a
+/// kill-switch override changed.
+#[derive(Debug)]
+pub struct Built {
+    pub flags: FlagSet,
+    pub file_states: BTreeMap<String, FlagState>,
+}
+
+pub(super) fn snapshot(version: u64, built: Built, inputs: &Inputs) -> Snapshot {
+    Snapshot {
+        version,
+        flags: built.flags,
+        file_states: built.file_states,
+        files_digest: inputs.files_digest,
+        files: inputs.file_names.clone(),
+        api: inputs.api.clone(),
+        overrides: inputs.overrides.clone(),
+        problems: inputs.problems.clone(),
+        loaded_at: SystemTime::now(),
+    }
+}
