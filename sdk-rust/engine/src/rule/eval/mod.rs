@@ -5,15 +5,22 @@
 //! are JavaScript exceptions ([`Throw`]) and end the whole evaluation with
 //! `GENERAL`, exactly where flagd's reference evaluator throws.
 
+mod budget;
+mod iteration;
+mod lookup;
+
 use std::borrow::Cow;
-use std::cell::Cell;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{Args, Arithmetic, Comparator, FlagdProperty, Iteration, Rule, Var, VarPath};
+use super::{Args, Arithmetic, Comparator, Rule};
 use crate::Context;
 use crate::js::{self, JsResult, Throw};
-use crate::limits::{self, Limit, value_size};
+use crate::limits::value_size;
+
+pub(crate) use budget::Budget;
+use iteration::{iterate, reduce};
+use lookup::{eval_var, missing};
 
 /// What a rule is evaluated against: the context and what flagd adds to it.
 #[derive(Debug, Clone, Copy)]
@@ -23,66 +30,6 @@ pub(crate) struct Env<'a> {
     /// Unix seconds, for `$flagd.timestamp`.
     pub(crate) now: i64,
     pub(crate) budget: &'a Budget,
-}
-
-/// What one evaluation may still spend: steps and bytes built (see
-/// [`crate::limits`]). Only operators whose work grows with their data
-/// charge it, so the common operators (`var`, `if`, comparisons,
-/// `fractional`) cost nothing extra.
-#[derive(Debug)]
-pub(crate) struct Budget {
-    steps: Cell<u64>,
-    bytes: Cell<u64>,
-    /// Set when the evaluation failed because the budget ran out.
-    exceeded: Cell<Option<Limit>>,
-}
-
-const OUT_OF_STEPS: &str = "the rule took more steps than an evaluation may (see the engine's limits)";
-const OUT_OF_BYTES: &str = "the rule built more data than an evaluation may (see the engine's limits)";
-
-impl Budget {
-    pub(crate) fn new(steps: u64, bytes: u64) -> Budget {
-        Budget { steps: Cell::new(steps), bytes: Cell::new(bytes), exceeded: Cell::new(None) }
-    }
-
-    pub(crate) fn evaluation() -> Budget {
-        Budget::new(limits::EVALUATION_STEPS, limits::EVALUATION_BYTES)
-    }
-
-    /// Which limit ended the evaluation, if one did.
-    pub(crate) fn exceeded(&self) -> Option<Limit> {
-        self.exceeded.get()
-    }
-
-    #[inline]
-    pub(crate) fn steps(&self, steps: u64) -> JsResult<()> {
-        let left = self.steps.get();
-        if steps > left {
-            self.exceeded.set(Some(Limit::EvaluationSteps));
-            return Err(Throw(OUT_OF_STEPS));
-        }
-        self.steps.set(left - steps);
-        Ok(())
-    }
-
-    #[inline]
-    pub(crate) fn bytes(&self, bytes: u64) -> JsResult<()> {
-        let left = self.bytes.get();
-        if bytes > left {
-            self.exceeded.set(Some(Limit::EvaluationBytes));
-            return Err(Throw(OUT_OF_BYTES));
-        }
-        self.bytes.set(left - bytes);
-        Ok(())
-    }
-
-    /// Charges the copy of `value` and returns it owned.
-    fn copy<'v>(&self, value: Cow<'v, Value>) -> JsResult<Value> {
-        if let Cow::Borrowed(value) = &value {
-            self.bytes(value_size(value))?;
-        }
-        Ok(value.into_owned())
-    }
 }
 
 /// The data `var` reads: the (enriched) context at the top, the current
@@ -356,161 +303,6 @@ impl<'a> Values<'a> {
     }
 }
 
-#[inline(always)]
-fn eval_var<'a>(var: &'a Var, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
-    let found = match &var.path {
-        VarPath::Whole => Some(whole(env, data)?),
-        VarPath::Static { segments, flagd } => match (data, flagd, &segments[..]) {
-            (Data::Root, Some(property), _) => flagd_property(*property, env),
-            // The common case, `{"var": "email"}`: one map lookup.
-            (Data::Root, None, [key]) => env.context.get(key).map(Cow::Borrowed),
-            _ => lookup(env, data, segments.iter().map(String::as_str)),
-        },
-        VarPath::Dynamic(rule) => {
-            let path = rule.eval(env, data)?;
-            match path.as_ref() {
-                Value::Null => Some(whole(env, data)?),
-                other => {
-                    let text = js::to_string(other);
-                    if text.is_empty() {
-                        Some(whole(env, data)?)
-                    } else {
-                        let segments = super::compile::split_path(&text);
-                        if matches!(data, Data::Root) && segments[0] == "$flagd" {
-                            let property = match (segments.len(), segments.get(1).map(String::as_str)) {
-                                (1, _) => FlagdProperty::Object,
-                                (2, Some("flagKey")) => FlagdProperty::FlagKey,
-                                (2, Some("timestamp")) => FlagdProperty::Timestamp,
-                                _ => FlagdProperty::Unknown,
-                            };
-                            flagd_property(property, env)
-                        } else {
-                            match lookup(env, data, segments.iter().map(String::as_str)) {
-                                Some(found) => Some(owned(env.budget.copy(found)?)),
-                                None => None,
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    };
-    // json-logic-engine compiles `var` to `path ?? default`, so a null value
-    // also takes the default.
-    match found {
-        Some(value) if !value.is_null() => Ok(value),
-        _ => match &var.default {
-            Some(default) => default.eval(env, data),
-            None => Ok(NULL),
-        },
-    }
-}
-
-/// `{"var": ""}`: the current element, or a copy of the whole context
-/// (charged to the budget).
-fn whole<'a>(env: &Env<'a>, data: Data<'a>) -> JsResult<Cow<'a, Value>> {
-    Ok(match data {
-        Data::Item(item) => Cow::Borrowed(item),
-        Data::Root => {
-            let mut context = env.context.to_map();
-            context.insert("$flagd".to_owned(), flagd_object(env));
-            let context = Value::Object(context);
-            env.budget.bytes(value_size(&context))?;
-            owned(context)
-        }
-    })
-}
-
-fn flagd_object(env: &Env<'_>) -> Value {
-    let mut map = Map::new();
-    map.insert("flagKey".to_owned(), Value::String(env.flag_key.to_owned()));
-    map.insert("timestamp".to_owned(), Value::from(env.now));
-    Value::Object(map)
-}
-
-fn flagd_property<'a>(property: FlagdProperty, env: &Env<'a>) -> Option<Cow<'a, Value>> {
-    match property {
-        FlagdProperty::Object => Some(owned(flagd_object(env))),
-        FlagdProperty::FlagKey => Some(owned(Value::String(env.flag_key.to_owned()))),
-        FlagdProperty::Timestamp => Some(owned(Value::from(env.now))),
-        FlagdProperty::Unknown => None,
-    }
-}
-
-/// Walks a path through objects (by key) and arrays (by index). As in
-/// JavaScript, the last step may also read a string's character or the
-/// `length` of a string or array.
-fn lookup<'a, 's>(env: &Env<'a>, data: Data<'a>, segments: impl Iterator<Item = &'s str>) -> Option<Cow<'a, Value>> {
-    let mut segments = segments.peekable();
-    let mut current = match data {
-        Data::Item(item) => item,
-        Data::Root => env.context.get(segments.next()?)?,
-    };
-    while let Some(segment) = segments.next() {
-        match step(current, segment) {
-            Some(next) => current = next,
-            None if segments.peek().is_none() => return derived_property(current, segment).map(owned),
-            None => return None,
-        }
-    }
-    Some(Cow::Borrowed(current))
-}
-
-fn derived_property(value: &Value, segment: &str) -> Option<Value> {
-    match (value, segment) {
-        (Value::Array(items), "length") => Some(Value::from(items.len())),
-        (Value::String(text), "length") => Some(Value::from(text.encode_utf16().count())),
-        (Value::String(text), index) => {
-            let index = index.parse::<usize>().ok()?;
-            text.chars().nth(index).map(|c| Value::String(c.to_string()))
-        }
-        _ => None,
-    }
-}
-
-fn step<'v>(value: &'v Value, segment: &str) -> Option<&'v Value> {
-    match value {
-        Value::Object(map) => map.get(segment),
-        Value::Array(items) => segment.parse::<usize>().ok().and_then(|index| items.get(index)),
-        _ => None,
-    }
-}
-
-/// JsonLogic `missing`: the keys whose path is absent. A path is absent
-/// when a step meets a falsy value or an undefined property (a present
-/// `null` counts as present), as in json-logic-engine.
-fn missing<'v>(keys: impl Iterator<Item = &'v Value>, env: &Env<'_>, data: Data<'_>) -> Value {
-    let absent = keys
-        .filter(|key| {
-            let path = super::compile::split_path(&js::to_string(key));
-            if matches!(data, Data::Root) && path[0] == "$flagd" {
-                let known = matches!(path.get(1).map(String::as_str), None | Some("flagKey" | "timestamp"));
-                return !(known && path.len() <= 2);
-            }
-            let mut segments = path.iter();
-            let mut current = match data {
-                Data::Item(item) => item,
-                Data::Root => match segments.next().and_then(|first| env.context.get(first)) {
-                    Some(value) => value,
-                    None => return true,
-                },
-            };
-            for segment in segments {
-                if !js::truthy_js(current) {
-                    return true;
-                }
-                match step(current, segment) {
-                    Some(next) => current = next,
-                    None => return true,
-                }
-            }
-            false
-        })
-        .cloned()
-        .collect();
-    Value::Array(absent)
-}
-
 fn eval_if<'a>(rules: &'a [Rule], env: &Env<'a>, data: Data<'a>) -> Out<'a> {
     match rules {
         [] => Ok(NULL),
@@ -661,115 +453,4 @@ fn substr(text: Option<&Value>, from: Option<&Value>, length: Option<&Value>) ->
 fn to_integer(value: Option<&Value>) -> f64 {
     let number = value.map(|v| js::to_number(v).unwrap_or(f64::NAN)).unwrap_or(0.0);
     if number.is_nan() { 0.0 } else { number.trunc() }
-}
-
-fn elements<'a>(selector: &'a Rule, env: &Env<'a>, data: Data<'a>) -> JsResult<Cow<'a, [Value]>> {
-    Ok(match selector.eval(env, data)? {
-        Cow::Borrowed(Value::Array(items)) => Cow::Borrowed(items.as_slice()),
-        Cow::Owned(Value::Array(items)) => Cow::Owned(items),
-        other if !js::truthy_js(&other) => Cow::Owned(Vec::new()),
-        _ => return Err(Throw("expected an array to iterate over")),
-    })
-}
-
-/// `map`, `filter`, `all`, `some`, `none`: each element visited costs as
-/// many steps as the mapper has operators (`cost`).
-#[inline(never)]
-fn iterate<'a>(
-    op: Iteration,
-    selector: &'a Rule,
-    mapper: &'a Rule,
-    cost: u64,
-    env: &Env<'a>,
-    data: Data<'a>,
-) -> Out<'a> {
-    let items = elements(selector, env, data)?;
-    let apply = |item: &Value| -> JsResult<Value> {
-        env.budget.steps(cost)?;
-        let mapped = mapper.eval(env, Data::Item(item))?;
-        env.budget.bytes(16)?;
-        env.budget.copy(mapped)
-    };
-    let test = |item: &Value| -> JsResult<bool> {
-        env.budget.steps(cost)?;
-        let result = mapper.eval(env, Data::Item(item))?;
-        Ok(js::truthy(&result))
-    };
-    let result = match op {
-        Iteration::Map => Value::Array(items.iter().map(apply).collect::<JsResult<_>>()?),
-        Iteration::Filter => {
-            let mut kept = Vec::new();
-            for item in items.iter() {
-                if test(item)? {
-                    env.budget.bytes(value_size(item))?;
-                    kept.push(item.clone());
-                }
-            }
-            Value::Array(kept)
-        }
-        Iteration::All => {
-            let mut all = !items.is_empty();
-            for item in items.iter() {
-                if !test(item)? {
-                    all = false;
-                    break;
-                }
-            }
-            Value::Bool(all)
-        }
-        Iteration::Some | Iteration::None => {
-            let mut some = false;
-            for item in items.iter() {
-                if test(item)? {
-                    some = true;
-                    break;
-                }
-            }
-            Value::Bool(some == (op == Iteration::Some))
-        }
-    };
-    Ok(owned(result))
-}
-
-/// `reduce`: each element costs as many steps as the mapper has operators,
-/// and each new accumulator its size in bytes, so an accumulator that grows
-/// (let alone doubles) runs out of budget instead of memory.
-#[inline(never)]
-fn reduce<'a>(
-    selector: &'a Rule,
-    mapper: &'a Rule,
-    initial: Option<&'a Rule>,
-    cost: u64,
-    env: &Env<'a>,
-    data: Data<'a>,
-) -> Out<'a> {
-    let items = elements(selector, env, data)?;
-    let mut items = items.iter();
-    let mut accumulator = match initial {
-        Some(initial) => env.budget.copy(initial.eval(env, data)?)?,
-        None => items.next().cloned().ok_or(Throw("'reduce' of an empty array with no initial value"))?,
-    };
-    check_flat(&accumulator)?;
-    for item in items {
-        env.budget.steps(cost)?;
-        env.budget.bytes(value_size(item))?;
-        let mut scope = Map::new();
-        scope.insert("accumulator".to_owned(), accumulator);
-        scope.insert("current".to_owned(), item.clone());
-        let scope = Value::Object(scope);
-        // An operator charged what it built; a value it passed through is copied here.
-        accumulator = env.budget.copy(mapper.eval(env, Data::Item(&scope))?)?;
-        check_flat(&accumulator)?;
-    }
-    Ok(owned(accumulator))
-}
-
-/// json-logic-engine refuses accumulators that nest arrays or objects.
-fn check_flat(value: &Value) -> JsResult<()> {
-    let nested = match value {
-        Value::Array(items) => items.iter().any(|v| v.is_array() || v.is_object()),
-        Value::Object(map) => map.values().any(|v| v.is_array() || v.is_object()),
-        _ => false,
-    };
-    if nested { Err(Throw("'reduce' accumulator nests arrays or objects")) } else { Ok(()) }
 }
