@@ -6,8 +6,25 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// Exit codes, for supervisors and scripts (the values of `crate::exit`).
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   validate found problems; health found the server unhealthy; a command failed
+  2   invalid command line
+  64  invalid configuration, or an invalid flag or ramp file (fix it; nothing was started)
+  65  the store holds records this version cannot read (restore it, or run the version that wrote it)
+  69  the store cannot be opened or reached (retry; Redis down, data directory not writable)
+  70  an internal failure, or a failure while serving
+  71  a listener's address cannot be bound (in use, or not this host's)";
+
 #[derive(Debug, Parser)]
-#[command(name = "rampart", version, about = "Feature flags and progressive delivery, flagd- and OFREP-compatible")]
+#[command(
+    name = "rampart",
+    version,
+    about = "Feature flags and progressive delivery, flagd- and OFREP-compatible",
+    after_help = EXIT_CODES
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

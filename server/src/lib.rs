@@ -35,6 +35,7 @@ pub mod paths;
 pub mod promote;
 pub mod ramp;
 pub mod replica;
+pub mod services;
 pub mod snapshot;
 pub mod store;
 pub mod telemetry;
@@ -59,13 +60,17 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::{Store, StoreError};
 
-/// Why the server could not start.
+/// Why the server could not start. Each has its own exit code
+/// ([`StartupError::exit_code`]), so a supervisor can tell a bad
+/// configuration (fix the files) from an unreachable store (retry).
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error("invalid flag files")]
     Flags(Vec<(String, LoadErrors)>),
     #[error("invalid ramp files")]
     Ramps(Vec<(String, LoadErrors)>),
+    /// The store cannot be opened or reached, or holds what this version
+    /// cannot read.
     #[error("{0}")]
     Store(StoreError),
     #[error("cannot bind {addr}: {source}")]
@@ -74,6 +79,47 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
+    /// A failure of this process, not of its input (no TLS for HTTP clients).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Exit codes of `rampart` (sysexits.h), listed in `rampart --help`.
+pub mod exit {
+    /// `validate` found problems; `health` found the server unhealthy.
+    pub const PROBLEMS: u8 = 1;
+    /// EX_USAGE: the configuration, or a flag or ramp file, is invalid.
+    pub const CONFIG: u8 = 64;
+    /// EX_DATAERR: the store holds records this version cannot read.
+    pub const STORE_DATA: u8 = 65;
+    /// EX_UNAVAILABLE: the store cannot be opened or reached; retry.
+    pub const STORE_UNAVAILABLE: u8 = 69;
+    /// EX_SOFTWARE: an internal failure, or a failure while serving.
+    pub const SOFTWARE: u8 = 70;
+    /// EX_OSERR: a listener's address cannot be bound (in use, not ours).
+    pub const BIND: u8 = 71;
+}
+
+impl StartupError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartupError::Flags(_) | StartupError::Ramps(_) => exit::CONFIG,
+            StartupError::Store(StoreError::Corrupt { .. }) => exit::STORE_DATA,
+            StartupError::Store(_) => exit::STORE_UNAVAILABLE,
+            StartupError::Bind { .. } => exit::BIND,
+            StartupError::Internal(_) => exit::SOFTWARE,
+        }
+    }
+}
+
+impl From<ramp::controller::StartError> for StartupError {
+    fn from(error: ramp::controller::StartError) -> StartupError {
+        match error {
+            ramp::controller::StartError::Files(failures) => StartupError::Ramps(failures),
+            ramp::controller::StartError::Store(error) => StartupError::Store(error),
+            ramp::controller::StartError::Prometheus(error) => StartupError::Internal(error.to_string()),
+        }
+    }
 }
 
 /// A server whose configuration and flag files are loaded and valid, not
@@ -110,9 +156,8 @@ impl Server {
         let stored = store.load().await.map_err(StartupError::Store)?;
         let environments = Arc::new(Environments::load(&config, stored).map_err(StartupError::Flags)?);
         let metrics = Arc::new(Metrics::new(environments.iter().map(|e| e.name.as_str())));
-        let ramps = ramp::controller::Controller::load(&config, store.clone(), environments.clone(), metrics.clone())
-            .await
-            .map_err(StartupError::Ramps)?;
+        let ramps =
+            ramp::controller::Controller::load(&config, store.clone(), environments.clone(), metrics.clone()).await?;
         for environment in environments.iter() {
             environment.report_to(metrics.clone());
             log_problems(environment, &metrics);
@@ -135,19 +180,18 @@ impl Server {
             None => None,
         };
         let admin = Arc::new(AdminAccess::new(&config));
-        let state = AppState {
+        let services = services::Services {
             environments,
             metrics,
             store,
             ramps,
-            admin,
-            max_body_bytes: config.max_body_bytes,
-            max_api_flags: config.max_api_flags,
             limits: Arc::new(config.limits.clone()),
             outcomes: Arc::new(ramp::outcome_gate::OutcomeGate::new(&config.limits, secret)),
             shutdown: CancellationToken::new(),
             heartbeat: config.heartbeat,
+            max_body_bytes: config.max_body_bytes,
         };
+        let state = AppState { services, admin, max_api_flags: config.max_api_flags };
         Ok(Server { config, state, replica })
     }
 
@@ -190,7 +234,8 @@ impl BoundServer {
         let sync_addr = self.sync.local_addr()?;
         let BoundServer { server, http, admin, grpc, sync } = self;
         let Server { config, state, replica } = server;
-        let state = AppState { shutdown: shutdown.clone(), ..state };
+        let mut state = state;
+        state.services.shutdown = shutdown.clone();
         let data = web::Data::new(state.clone());
         let timeout = config.shutdown_timeout.as_secs();
 
@@ -226,18 +271,7 @@ impl BoundServer {
         let admin_server = admin_server.listen(admin)?.run();
         let (http_handle, admin_handle) = (http_server.handle(), admin_server.handle());
 
-        let grpc_state = grpc::GrpcState {
-            environments: state.environments.clone(),
-            metrics: state.metrics.clone(),
-            store: state.store.clone(),
-            ramps: state.ramps.clone(),
-            shutdown: shutdown.clone(),
-            heartbeat: config.heartbeat,
-            limits: state.limits.clone(),
-            outcomes: state.outcomes.clone(),
-            max_message_bytes: config.max_body_bytes,
-        };
-        let grpc_thread = grpc::spawn(grpc_state, grpc, sync)?;
+        let grpc_thread = grpc::spawn(state.services.clone(), grpc, sync)?;
         let watcher = watch::Watcher::start(state.environments.clone(), state.metrics.clone(), state.ramps.clone());
         let controller = tokio::spawn(state.ramps.clone().run(shutdown.clone()));
         let webhooks = tokio::spawn(ramp::webhooks::run(

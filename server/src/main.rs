@@ -1,13 +1,12 @@
 //! The `rampart` binary: parses the command line and hands over to the
-//! library. Exit codes: 0 success, 1 invalid flag files (`validate`),
-//! 64 invalid configuration, 70 a failure while serving.
+//! library. Exit codes are in `rampart_server::exit` and `rampart --help`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use rampart_server::cli::{Cli, Command};
 use rampart_server::config::ServerConfig;
-use rampart_server::{Server, StartupError, promote, telemetry, validate};
+use rampart_server::{Server, StartupError, exit, promote, telemetry, validate};
 use tokio_util::sync::CancellationToken;
 
 /// mimalloc rather than the system allocator: after a burst (a large
@@ -16,11 +15,6 @@ use tokio_util::sync::CancellationToken;
 /// under the server's many small, short-lived allocations.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// `EX_USAGE`: the configuration is invalid.
-const EXIT_CONFIG: u8 = 64;
-/// `EX_SOFTWARE`: serving failed.
-const EXIT_SERVE: u8 = 70;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -57,7 +51,7 @@ fn serve(args: rampart_server::cli::ServeArgs) -> ExitCode {
         Ok(config) => config,
         Err(error) => {
             eprintln!("rampart: invalid configuration: {error}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(exit::CONFIG);
         }
     };
     telemetry::init(config.log_format, &config.log_filter);
@@ -74,11 +68,11 @@ fn serve(args: rampart_server::cli::ServeArgs) -> ExitCode {
                     }
                 }
                 eprintln!("rampart: invalid configuration: the files above are invalid; nothing was started");
-                return ExitCode::from(EXIT_CONFIG);
+                return ExitCode::from(exit::CONFIG);
             }
             Err(error) => {
-                eprintln!("rampart: {error}");
-                return ExitCode::from(EXIT_CONFIG);
+                eprintln!("rampart: {error}; nothing was started");
+                return ExitCode::from(error.exit_code());
             }
         };
         actix_web::rt::spawn(signals);
@@ -86,7 +80,7 @@ fn serve(args: rampart_server::cli::ServeArgs) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("rampart: {error}");
-                ExitCode::from(EXIT_SERVE)
+                ExitCode::from(exit::SOFTWARE)
             }
         }
     })

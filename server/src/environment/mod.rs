@@ -9,6 +9,7 @@
 //! async mutex around the inputs, held across the store write, so the
 //! published snapshot always matches what the store acknowledged.
 
+mod access;
 mod inputs;
 mod registry;
 
@@ -21,9 +22,10 @@ use rampart_engine::ramp::Exposure;
 use rampart_engine::{Flag, LoadError, LoadErrors};
 use tokio::sync::Mutex;
 
+pub use access::{KeyRejection, Purpose};
 use inputs::snapshot;
 pub use inputs::{Built, Inputs, compile_api_flag};
-pub use registry::{Environments, KeyRejection};
+pub use registry::Environments;
 
 use crate::changes::{self, ChangeEvent, Changes};
 use crate::config::EnvironmentConfig;

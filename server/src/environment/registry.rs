@@ -1,7 +1,7 @@
-//! All environments, and which one a key selects: SDK keys for
-//! evaluation and streams, reporter keys for outcome reports.
+//! All environments, loaded together (which key selects which is in
+//! [`super::access`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -15,41 +15,17 @@ use crate::store::EnvironmentState;
 /// All environments, and which SDK key selects which.
 #[derive(Debug)]
 pub struct Environments {
-    list: Vec<Arc<Environment>>,
-    by_key: HashMap<KeyDigest, usize>,
+    pub(super) list: Vec<Arc<Environment>>,
+    pub(super) by_key: HashMap<KeyDigest, usize>,
     /// Reporter keys, and which environments accept outcomes only from them.
-    reporters: HashMap<KeyDigest, usize>,
-    reporters_only: Vec<bool>,
-    open: bool,
+    pub(super) reporters: HashMap<KeyDigest, usize>,
+    pub(super) reporters_only: Vec<bool>,
+    pub(super) open: bool,
+    /// Admin tokens: refused wherever an SDK key is expected.
+    pub(super) admin_tokens: HashSet<KeyDigest>,
     /// Identifies this process's version numbering: versions restart at 1
     /// with the process, so a client resumes only within the same epoch.
     pub epoch: String,
-}
-
-/// Why a request could not be given an environment.
-#[derive(Debug, PartialEq, Eq)]
-pub enum KeyRejection {
-    Missing,
-    Unknown,
-    /// An SDK key, where the environment accepts outcomes only from its
-    /// reporter keys.
-    NotAReporter,
-}
-
-impl KeyRejection {
-    /// What the client is told, the same on every transport.
-    pub fn message(&self) -> &'static str {
-        match self {
-            KeyRejection::Missing => {
-                "an SDK key is required: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>' \
-                 (streams also take ?key=, gRPC the flagd selector)"
-            }
-            KeyRejection::Unknown => "the SDK key is not valid for any environment",
-            KeyRejection::NotAReporter => {
-                "this environment accepts outcome reports only from its reporter keys (reporterKeys), not SDK keys"
-            }
-        }
-    }
 }
 
 impl Environments {
@@ -115,7 +91,16 @@ impl Environments {
             .flat_map(|(index, environment)| environment.reporter_keys.iter().map(move |key| (*key, index)))
             .collect();
         let reporters_only = config.environments.iter().map(|e| !e.reporter_keys.is_empty()).collect();
-        Ok(Environments { list, by_key, reporters, reporters_only, open: config.open_evaluation(), epoch })
+        let admin_tokens = config.admin_tokens.iter().map(|token| token.digest).collect();
+        Ok(Environments {
+            list,
+            by_key,
+            reporters,
+            reporters_only,
+            open: config.open_evaluation(),
+            admin_tokens,
+            epoch,
+        })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Environment>> {
@@ -124,26 +109,5 @@ impl Environments {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Environment>> {
         self.list.iter().find(|e| e.name == name)
-    }
-
-    /// The environment a request's SDK key selects. With open evaluation
-    /// (no keys configured, a single environment) no key is needed.
-    pub fn for_key(&self, key: Option<&str>) -> Result<&Arc<Environment>, KeyRejection> {
-        if self.open {
-            return Ok(&self.list[0]);
-        }
-        let key = key.ok_or(KeyRejection::Missing)?;
-        self.by_key.get(&KeyDigest::of(key)).map(|&index| &self.list[index]).ok_or(KeyRejection::Unknown)
-    }
-
-    /// The environment an outcome report's key selects: a reporter key, or
-    /// an SDK key of an environment that has no reporter keys.
-    pub fn for_reporter(&self, key: Option<&str>) -> Result<&Arc<Environment>, KeyRejection> {
-        if let Some(&index) = key.and_then(|key| self.reporters.get(&KeyDigest::of(key))) {
-            return Ok(&self.list[index]);
-        }
-        let environment = self.for_key(key)?;
-        let index = self.list.iter().position(|e| Arc::ptr_eq(e, environment)).unwrap_or_default();
-        if self.reporters_only[index] { Err(KeyRejection::NotAReporter) } else { Ok(environment) }
     }
 }

@@ -19,31 +19,17 @@ use std::time::Duration;
 use rampart_proto::flagd::evaluation::{v1, v2};
 use rampart_proto::flagd::sync::v1::flag_sync_service_server::FlagSyncServiceServer;
 use rampart_proto::rampart::v1::flag_sync_server::FlagSyncServer;
-use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
 use tonic::{Code, Status};
 
-use crate::environment::{Environment, Environments, KeyRejection};
-use crate::metrics::Metrics;
+use crate::environment::{Environment, KeyRejection, Purpose};
 
-/// What every gRPC service shares.
-#[derive(Debug, Clone)]
-pub(crate) struct GrpcState {
-    pub(crate) environments: Arc<Environments>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) store: Arc<dyn crate::store::Store>,
-    pub(crate) ramps: Arc<crate::ramp::controller::Controller>,
-    pub(crate) shutdown: CancellationToken,
-    /// How often streams send keep-alives (flagd: 20 s).
-    pub(crate) heartbeat: Duration,
-    pub(crate) limits: Arc<crate::limits::Limits>,
-    pub(crate) outcomes: Arc<crate::ramp::outcome_gate::OutcomeGate>,
-    /// Largest request message (the HTTP listeners' body limit).
-    pub(crate) max_message_bytes: usize,
-}
+/// The gRPC services share what every transport has.
+pub(crate) use crate::services::Services as GrpcState;
 
-impl GrpcState {
+/// Keys as gRPC calls carry them.
+impl crate::services::Services {
     /// The environment the caller's SDK key selects: from `authorization:
     /// Bearer`, `x-api-key`, or `flagd-selector` (flagd providers can only
     /// send a selector). With open evaluation, the one environment.
@@ -59,7 +45,7 @@ impl GrpcState {
             .or_else(|| header("x-api-key"))
             .or_else(|| header("flagd-selector"))
             .or(selector.filter(|s| !s.is_empty()));
-        self.environments.for_key(key).cloned().map_err(|rejection| rejection_status(&rejection))
+        self.environments.authenticate(key, Purpose::Evaluate).cloned().map_err(Status::from)
     }
 
     /// The environment an outcome report's key selects (a reporter key
@@ -70,14 +56,17 @@ impl GrpcState {
         let key = header("authorization")
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .or_else(|| header("x-api-key"));
-        self.environments.for_reporter(key).cloned().map_err(|rejection| rejection_status(&rejection))
+        self.environments.authenticate(key, Purpose::Report).cloned().map_err(Status::from)
     }
 }
 
-fn rejection_status(rejection: &KeyRejection) -> Status {
-    match rejection {
-        KeyRejection::NotAReporter => Status::permission_denied(rejection.message()),
-        KeyRejection::Missing | KeyRejection::Unknown => Status::unauthenticated(rejection.message()),
+impl From<KeyRejection> for Status {
+    fn from(rejection: KeyRejection) -> Status {
+        if rejection.is_forbidden() {
+            Status::permission_denied(rejection.message())
+        } else {
+            Status::unauthenticated(rejection.message())
+        }
     }
 }
 
@@ -111,7 +100,7 @@ pub(crate) fn spawn(
                 ))
             };
             let (evaluation, sync) = (incoming(evaluation)?, incoming(sync)?);
-            let limit = state.max_message_bytes;
+            let limit = state.max_body_bytes;
             let service = evaluation::Evaluation { state: state.clone() };
             let evaluation_server = builder(EVALUATION_STREAMS)
                 .add_service(v1::service_server::ServiceServer::new(service.clone()).max_decoding_message_size(limit))

@@ -125,7 +125,7 @@ impl FlagSync for RampartSync {
                 targeting_key: Some(o.targeting_key).filter(|k| !k.is_empty()),
             })
             .collect();
-        crate::ramp::outcomes::check(&reports).map_err(Status::invalid_argument)?;
+        crate::ramp::outcomes::check(&reports).map_err(|error| Status::invalid_argument(error.to_string()))?;
         state.outcomes.check_counts(&reports).map_err(refused)?;
         let (accepted, ignored) = crate::ramp::outcomes::record(
             &*state.store,

@@ -41,12 +41,6 @@ impl AdminAccess {
         }
     }
 
-    /// Whether `secret` is an admin token (such requests are refused on the
-    /// evaluation API).
-    pub(crate) fn is_token(&self, secret: &str) -> bool {
-        matches!(self, AdminAccess::Tokens(tokens) if tokens.contains_key(&KeyDigest::of(secret)))
-    }
-
     /// The caller, if its token allows `needed`.
     pub(crate) fn authorize(&self, request: &HttpRequest, needed: Role) -> Result<Caller, ApiError> {
         let tokens = match self {

@@ -123,7 +123,15 @@ impl From<StoreError> for ApiError {
                 "CONCURRENT_CHANGE",
                 format!("{error}; the change was not applied, retry it"),
             ),
-            StoreError::Unavailable(_) => {
+            StoreError::Corrupt { .. } => {
+                tracing::error!(%error, "the store holds a record this server cannot read");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "STORE_CORRUPT",
+                    format!("{error}; retrying will not help: restore the store or run the version that wrote it"),
+                )
+            }
+            StoreError::Unavailable { .. } => {
                 tracing::error!(%error, "store write failed");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -8,6 +8,7 @@
 mod admin;
 mod auth;
 mod body;
+mod credentials;
 mod error;
 mod ofrep;
 mod ops;
@@ -25,27 +26,25 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 
-use crate::environment::Environments;
-use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::services::Services;
 
-/// State shared by every handler of both listeners: built once, outside the
-/// per-worker app factory, and cloned cheaply into each worker.
+/// State shared by every handler of both listeners: the [`Services`]
+/// every transport has, and what only the HTTP listeners need. Built once,
+/// outside the per-worker app factory, and cloned cheaply into each worker.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
-    pub(crate) environments: Arc<Environments>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) ramps: Arc<crate::ramp::controller::Controller>,
+    pub(crate) services: Services,
     pub(crate) admin: Arc<AdminAccess>,
-    pub(crate) max_body_bytes: usize,
     pub(crate) max_api_flags: usize,
-    pub(crate) limits: Arc<crate::limits::Limits>,
-    pub(crate) outcomes: Arc<crate::ramp::outcome_gate::OutcomeGate>,
-    /// Ends every stream when the server shuts down.
-    pub(crate) shutdown: tokio_util::sync::CancellationToken,
-    /// Keep-alive interval of streams.
-    pub(crate) heartbeat: std::time::Duration,
+}
+
+/// Handlers read the shared services as fields of the state.
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
+    }
 }
 
 /// Routes of the application listener.

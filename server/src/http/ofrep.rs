@@ -20,7 +20,8 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::body;
-use crate::environment::{Environment, KeyRejection};
+use super::credentials::{evaluation_refused, sdk_key};
+use crate::environment::{Environment, KeyRejection, Purpose};
 use crate::time::now_seconds;
 
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
@@ -81,7 +82,7 @@ fn percent_decode(text: &str) -> String {
 async fn single(state: web::Data<AppState>, request: HttpRequest, key: String, payload: web::Payload) -> HttpResponse {
     let environment = match authenticate(&state, request.headers()) {
         Ok(environment) => environment,
-        Err(rejection) => return unauthorized(rejection),
+        Err(rejection) => return evaluation_refused(rejection),
     };
     let context = match read_context(&state, payload).await {
         Ok(context) => enrich(environment, context, &request),
@@ -103,7 +104,7 @@ async fn single(state: web::Data<AppState>, request: HttpRequest, key: String, p
 async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
     let environment = match authenticate(&state, request.headers()) {
         Ok(environment) => environment,
-        Err(rejection) => return unauthorized(rejection),
+        Err(rejection) => return evaluation_refused(rejection),
     };
     let context = match read_context(&state, payload).await {
         Ok(context) => enrich(environment, context, &request),
@@ -154,46 +155,9 @@ fn enrich(environment: &Environment, context: Context, request: &HttpRequest) ->
     environment.context.apply(context, |name| request.headers().get(name).and_then(|v| v.to_str().ok()))
 }
 
-/// Why a request may not evaluate.
-enum Rejection {
-    Key(KeyRejection),
-    AdminToken,
-}
-
-/// The environment the request's SDK key selects. Admin tokens are refused
-/// even where evaluation is open: each credential has one purpose.
-fn authenticate<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<&'s Environment, Rejection> {
-    let key = sdk_key(headers);
-    if key.is_some_and(|key| state.admin.is_token(key)) {
-        return Err(Rejection::AdminToken);
-    }
-    state.environments.for_key(key).map(|environment| &**environment).map_err(Rejection::Key)
-}
-
-fn unauthorized(rejection: Rejection) -> HttpResponse {
-    let rejection = match rejection {
-        Rejection::Key(rejection) => rejection,
-        Rejection::AdminToken => {
-            return HttpResponse::Forbidden().json(serde_json::json!({
-                "errorCode": "GENERAL",
-                "errorDetails": "admin tokens cannot evaluate flags: use an SDK key"
-            }));
-        }
-    };
-    let details = rejection.message();
-    HttpResponse::Unauthorized()
-        .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-        .json(serde_json::json!({"errorCode": "GENERAL", "errorDetails": details}))
-}
-
-/// `Authorization: Bearer <key>`, else `X-API-Key: <key>`.
-pub(crate) fn sdk_key(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim)).filter(|k| !k.is_empty())
+/// The environment the request's SDK key selects.
+fn authenticate<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<&'s Environment, KeyRejection> {
+    state.environments.authenticate(sdk_key(headers), Purpose::Evaluate).map(|environment| &**environment)
 }
 
 /// The request's `context`. An empty body, `{}`, or a body without
@@ -313,16 +277,5 @@ mod tests {
         assert_eq!(percent_decode("plain-key"), "plain-key");
         assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
         assert_eq!(percent_decode("bad%zz%4"), "bad%zz%4");
-    }
-
-    #[test]
-    fn sdk_key_from_either_header() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer abc"));
-        assert_eq!(sdk_key(&headers), Some("abc"));
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HeaderName::from_static("x-api-key"), HeaderValue::from_static("xyz"));
-        assert_eq!(sdk_key(&headers), Some("xyz"));
-        assert_eq!(sdk_key(&HeaderMap::new()), None);
     }
 }

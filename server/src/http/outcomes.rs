@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::body;
 use super::error::ApiError;
-use crate::environment::KeyRejection;
+use crate::environment::Purpose;
 use crate::ramp::outcome_gate::Refused;
 use crate::ramp::outcomes::{self, RecordError, Report};
 
@@ -38,14 +38,8 @@ async fn record(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let key = super::ofrep::sdk_key(request.headers());
-    if key.is_some_and(|key| state.admin.is_token(key)) {
-        return Err(ApiError::forbidden("admin tokens cannot report outcomes: use a reporter or SDK key"));
-    }
-    let environment = state.environments.for_reporter(key).map_err(|rejection| match rejection {
-        KeyRejection::NotAReporter => ApiError::forbidden(rejection.message()),
-        KeyRejection::Missing | KeyRejection::Unknown => ApiError::unauthorized(rejection.message()),
-    })?;
+    let key = super::credentials::sdk_key(request.headers());
+    let environment = state.environments.authenticate(key, Purpose::Report)?;
     state
         .outcomes
         .admit(&environment.name, key, crate::time::now_millis())
@@ -53,7 +47,7 @@ async fn record(
     let bytes = body::read_body(&state, payload, state.max_body_bytes).await?;
     let batch: Batch = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not a valid outcome batch: {e}")))?;
-    outcomes::check(&batch.outcomes).map_err(ApiError::bad_request)?;
+    outcomes::check(&batch.outcomes).map_err(|error| ApiError::bad_request(error.to_string()))?;
     state.outcomes.check_counts(&batch.outcomes).map_err(|refused| refusal(&state, refused))?;
     let (accepted, ignored) = outcomes::record(
         &*state.store,

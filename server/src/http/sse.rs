@@ -17,12 +17,11 @@ use std::sync::Arc;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
-use serde_json::json;
 
 use super::AppState;
-use super::ofrep::sdk_key;
+use super::credentials::{evaluation_refused, sdk_key};
 use crate::changes::{ChangeEvent, Next, Subscription};
-use crate::environment::Environment;
+use crate::environment::{Environment, Purpose};
 
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
     config.route("/v1/stream", web::get().to(stream)).route("/ofrep/v1/events", web::get().to(ofrep_events));
@@ -35,18 +34,11 @@ fn environment(state: &AppState, request: &HttpRequest) -> Result<Arc<Environmen
         .ok()
         .and_then(|q| q.get("key").cloned());
     let key = sdk_key(request.headers()).map(str::to_owned).or(query_key);
-    if key.as_deref().is_some_and(|k| state.admin.is_token(k)) {
-        let body = json!({"errorDetails": "admin tokens cannot read flag streams: use an SDK key"});
-        return Err(Box::new(HttpResponse::Forbidden().json(body)));
-    }
-    state.environments.for_key(key.as_deref()).cloned().map_err(|rejection| {
-        let details = rejection.message();
-        Box::new(
-            HttpResponse::Unauthorized()
-                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-                .json(json!({"errorDetails": details})),
-        )
-    })
+    state
+        .environments
+        .authenticate(key.as_deref(), Purpose::Evaluate)
+        .cloned()
+        .map_err(|rejection| Box::new(evaluation_refused(rejection)))
 }
 
 /// Events are sent in slices of this many bytes: the HTTP layer copies one

@@ -36,17 +36,24 @@ pub struct Report {
     pub targeting_key: Option<String>,
 }
 
-/// Checks a batch's shape; the message names the offending entry.
-pub fn check(reports: &[Report]) -> Result<(), String> {
+/// What is wrong with a batch's shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("at most {MAX_ENTRIES} outcome entries per batch")]
+    TooManyEntries,
+    #[error("outcomes[{0}]: flag and variant are required")]
+    Unnamed(usize),
+}
+
+/// Checks a batch's shape; the error names the offending entry.
+pub fn check(reports: &[Report]) -> Result<(), BatchError> {
     if reports.len() > MAX_ENTRIES {
-        return Err(format!("at most {MAX_ENTRIES} outcome entries per batch"));
+        return Err(BatchError::TooManyEntries);
     }
-    for (index, report) in reports.iter().enumerate() {
-        if report.flag.is_empty() || report.variant.is_empty() {
-            return Err(format!("outcomes[{index}]: flag and variant are required"));
-        }
+    match reports.iter().position(|report| report.flag.is_empty() || report.variant.is_empty()) {
+        Some(index) => Err(BatchError::Unnamed(index)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Why a batch was not recorded.

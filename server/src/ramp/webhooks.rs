@@ -163,7 +163,7 @@ pub async fn run(
                     Some(Delivery {
                         attempts,
                         next_attempt_at: now_millis() + backoff,
-                        last_error: Some(error),
+                        last_error: Some(error.to_string()),
                         ..delivery
                     })
                 }
@@ -176,7 +176,18 @@ pub async fn run(
     let _ = store.release_lease(LEASE, &holder).await;
 }
 
-async fn send(client: &reqwest::Client, delivery: &Delivery) -> Result<(), String> {
+/// Why a delivery did not arrive.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error("the secret variable {0} is not set")]
+    SecretUnset(String),
+    #[error("{0}")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("the receiver answered {0}")]
+    Refused(reqwest::StatusCode),
+}
+
+async fn send(client: &reqwest::Client, delivery: &Delivery) -> Result<(), DeliveryError> {
     let mut request = client
         .post(&delivery.url)
         .header("content-type", "application/json")
@@ -184,11 +195,11 @@ async fn send(client: &reqwest::Client, delivery: &Delivery) -> Result<(), Strin
         .header("x-rampart-delivery", &delivery.dedup_key);
     if let Some(variable) = &delivery.secret_ref {
         // Never sent unsigned when a secret is configured but missing.
-        let secret = std::env::var(variable).map_err(|_| format!("the secret variable {variable} is not set"))?;
+        let secret = std::env::var(variable).map_err(|_| DeliveryError::SecretUnset(variable.clone()))?;
         request = request.header("x-rampart-signature", signature(secret.as_bytes(), delivery.body.as_bytes()));
     }
-    let response = request.body(delivery.body.clone()).send().await.map_err(|e| e.to_string())?;
-    if response.status().is_success() { Ok(()) } else { Err(format!("the receiver answered {}", response.status())) }
+    let response = request.body(delivery.body.clone()).send().await.map_err(DeliveryError::Unreachable)?;
+    if response.status().is_success() { Ok(()) } else { Err(DeliveryError::Refused(response.status())) }
 }
 
 #[cfg(test)]

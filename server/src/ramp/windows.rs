@@ -1,4 +1,4 @@
-//! When a ramp may *advance* (RAMPS.md §5.2 `windows`): weekly allow rules
+//! When a ramp may *advance* (`windows` in docs/ramps.md): weekly allow rules
 //! and blackout dates in a named time zone. Rollback ignores windows.
 //! Holds are measured in UTC milliseconds elsewhere, so a DST change never
 //! shortens or lengthens one; only the wall-clock window edges move with it.
@@ -40,27 +40,47 @@ struct Rule {
 
 const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
-fn day(name: &str) -> Result<usize, String> {
-    DAYS.iter()
-        .position(|d| d.eq_ignore_ascii_case(name))
-        .ok_or_else(|| format!("unknown day '{name}' (use Mon … Sun)"))
+/// What is wrong with a `windows:` section.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("unknown day '{0}' (use Mon … Sun)")]
+    UnknownDay(String),
+    #[error("'{0}' is not HH:MM")]
+    NotHoursMinutes(String),
+    #[error("'{0}' is not a time of day")]
+    NotATimeOfDay(String),
+    #[error("'{0}': expected e.g. \"Mon-Thu 09:00-16:00\"")]
+    NotARule(String),
+    #[error("'{0}': expected a time range like 09:00-16:00")]
+    NotARange(String),
+    #[error("'{0}': the window closes before it opens (overnight windows: write two rules)")]
+    ClosesBeforeItOpens(String),
+    #[error("'{text}' is not a date (YYYY-MM-DD): {reason}")]
+    NotADate { text: String, reason: String },
+    #[error("blackout '{0}' ends before it starts")]
+    BlackoutBackwards(String),
+    #[error("unknown time zone '{zone}': {reason}")]
+    UnknownTimeZone { zone: String, reason: String },
+    #[error("the windows never open")]
+    NeverOpen,
 }
 
-fn minutes(text: &str) -> Result<u16, String> {
-    let (h, m) = text.split_once(':').ok_or_else(|| format!("'{text}' is not HH:MM"))?;
-    let (h, m): (u16, u16) = (
-        h.parse().map_err(|_| format!("'{text}' is not HH:MM"))?,
-        m.parse().map_err(|_| format!("'{text}' is not HH:MM"))?,
-    );
+fn day(name: &str) -> Result<usize, WindowError> {
+    DAYS.iter().position(|d| d.eq_ignore_ascii_case(name)).ok_or_else(|| WindowError::UnknownDay(name.to_owned()))
+}
+
+fn minutes(text: &str) -> Result<u16, WindowError> {
+    let not_hh_mm = || WindowError::NotHoursMinutes(text.to_owned());
+    let (h, m) = text.split_once(':').ok_or_else(not_hh_mm)?;
+    let (h, m): (u16, u16) = (h.parse().map_err(|_| not_hh_mm())?, m.parse().map_err(|_| not_hh_mm())?);
     if m >= 60 || h > 24 || (h == 24 && m > 0) {
-        return Err(format!("'{text}' is not a time of day"));
+        return Err(WindowError::NotATimeOfDay(text.to_owned()));
     }
     Ok(h * 60 + m)
 }
 
-fn rule(text: &str) -> Result<Rule, String> {
-    let (days_text, times) =
-        text.trim().split_once(' ').ok_or_else(|| format!("'{text}': expected e.g. \"Mon-Thu 09:00-16:00\""))?;
+fn rule(text: &str) -> Result<Rule, WindowError> {
+    let (days_text, times) = text.trim().split_once(' ').ok_or_else(|| WindowError::NotARule(text.to_owned()))?;
     let mut days = [false; 7];
     for part in days_text.split(',') {
         match part.split_once('-') {
@@ -78,35 +98,38 @@ fn rule(text: &str) -> Result<Rule, String> {
             None => days[day(part)?] = true,
         }
     }
-    let (start, end) =
-        times.trim().split_once('-').ok_or_else(|| format!("'{text}': expected a time range like 09:00-16:00"))?;
+    let (start, end) = times.trim().split_once('-').ok_or_else(|| WindowError::NotARange(text.to_owned()))?;
     let (start, end) = (minutes(start)?, minutes(end)?);
     if start >= end {
-        return Err(format!("'{text}': the window closes before it opens (overnight windows: write two rules)"));
+        return Err(WindowError::ClosesBeforeItOpens(text.to_owned()));
     }
     Ok(Rule { days, start, end })
 }
 
-fn blackout(text: &str) -> Result<(Date, Date), String> {
-    let date = |t: &str| t.trim().parse::<Date>().map_err(|e| format!("'{t}' is not a date (YYYY-MM-DD): {e}"));
+fn blackout(text: &str) -> Result<(Date, Date), WindowError> {
+    let date = |t: &str| {
+        t.trim().parse::<Date>().map_err(|e| WindowError::NotADate { text: t.to_owned(), reason: e.to_string() })
+    };
     let (from, to) = match text.split_once('/') {
         Some((from, to)) => (date(from)?, date(to)?),
         None => (date(text)?, date(text)?),
     };
     if to < from {
-        return Err(format!("blackout '{text}' ends before it starts"));
+        return Err(WindowError::BlackoutBackwards(text.to_owned()));
     }
     Ok((from, to))
 }
 
 impl Windows {
-    pub fn parse(raw: &RawWindows) -> Result<Windows, String> {
+    pub fn parse(raw: &RawWindows) -> Result<Windows, WindowError> {
         let timezone = raw.timezone.clone().unwrap_or_else(|| "UTC".into());
-        jiff::tz::db().get(&timezone).map_err(|e| format!("unknown time zone '{timezone}': {e}"))?;
+        jiff::tz::db()
+            .get(&timezone)
+            .map_err(|e| WindowError::UnknownTimeZone { zone: timezone.clone(), reason: e.to_string() })?;
         let allow = raw.allow.iter().map(|r| rule(r)).collect::<Result<Vec<_>, _>>()?;
         let blackout = raw.blackout.iter().map(|b| blackout(b)).collect::<Result<Vec<_>, _>>()?;
         if !raw.allow.is_empty() && allow.iter().all(|r| !r.days.iter().any(|d| *d)) {
-            return Err("the windows never open".into());
+            return Err(WindowError::NeverOpen);
         }
         Ok(Windows { timezone, allow, blackout, rules: raw.allow.clone() })
     }
@@ -177,11 +200,12 @@ mod tests {
         let parse = |allow: &str| {
             Windows::parse(&RawWindows { timezone: None, allow: vec![allow.into()], blackout: vec![] }).unwrap_err()
         };
-        assert!(parse("Mon-Thu 16:00-09:00").contains("closes before it opens"));
-        assert!(parse("Funday 09:00-10:00").contains("unknown day"));
-        assert!(parse("Mon 9-10").contains("HH:MM"));
+        assert_eq!(parse("Mon-Thu 16:00-09:00"), WindowError::ClosesBeforeItOpens("Mon-Thu 16:00-09:00".into()));
+        assert!(parse("Mon-Thu 16:00-09:00").to_string().contains("closes before it opens"));
+        assert_eq!(parse("Funday 09:00-10:00"), WindowError::UnknownDay("Funday".into()));
+        assert_eq!(parse("Mon 9-10"), WindowError::NotHoursMinutes("9".into()));
         let zone =
             Windows::parse(&RawWindows { timezone: Some("Mars/Olympus".into()), allow: vec![], blackout: vec![] });
-        assert!(zone.unwrap_err().contains("unknown time zone"));
+        assert!(matches!(zone, Err(WindowError::UnknownTimeZone { .. })));
     }
 }

@@ -47,12 +47,12 @@ pub struct EmbeddedStore {
     keep: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-fn unavailable(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(error.to_string())
+fn unavailable(error: impl Into<super::BoxError>) -> StoreError {
+    StoreError::unavailable("the embedded store", error)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Unavailable(format!("corrupt record: {e}")))
+    serde_json::from_slice(bytes).map_err(|e| StoreError::corrupt("a record of the embedded store", e))
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -63,10 +63,10 @@ impl EmbeddedStore {
     /// Opens (or creates) `rampart.redb` in `dir`, creating the directory.
     pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Unavailable(format!("cannot create the data directory {}: {e}", dir.display())))?;
+            .map_err(|e| StoreError::unavailable(format!("cannot create the data directory {}", dir.display()), e))?;
         let path = dir.join("rampart.redb");
         let db = Database::create(&path)
-            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::unavailable(format!("cannot open {}", path.display()), e))?;
         let txn = db.begin_write().map_err(unavailable)?;
         {
             txn.open_table(FLAGS).map_err(unavailable)?;

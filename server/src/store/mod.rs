@@ -227,13 +227,39 @@ pub enum StoreError {
     /// A precondition failed: someone else changed the flag first.
     #[error("flag '{flag}' in environment '{environment}' changed: expected {expected}, found {found}")]
     Conflict { environment: String, flag: String, expected: String, found: String },
-    /// The store cannot be read or written.
-    #[error("the store is unavailable: {0}")]
-    Unavailable(String),
+    /// The store cannot be reached, did not answer in time, or failed the
+    /// operation: retrying later may succeed.
+    #[error("the store is unavailable: {context}: {source}")]
+    Unavailable {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+    /// A stored record cannot be read: the data is damaged, or was written
+    /// by a newer version. Retrying does not help; nothing reads past it.
+    #[error("a stored record cannot be read ({record}): {source}")]
+    Corrupt {
+        record: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// A write carried a fencing token older than the lease's newest: its
     /// writer lost the lease (paused, partitioned) and another holds it.
     #[error("lease '{lease}' moved on: token {token} is stale (now {current})")]
     Fenced { lease: String, token: u64, current: u64 },
+}
+
+/// Any error, as the cause of an unavailable store.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl StoreError {
+    pub fn unavailable(context: impl Into<String>, source: impl Into<BoxError>) -> StoreError {
+        StoreError::Unavailable { context: context.into(), source: source.into() }
+    }
+
+    pub fn corrupt(record: impl Into<String>, source: serde_json::Error) -> StoreError {
+        StoreError::Corrupt { record: record.into(), source }
+    }
 }
 
 #[async_trait]
@@ -349,6 +375,6 @@ pub fn random_secret() -> Result<[u8; 32], StoreError> {
     rustls::crypto::ring::default_provider()
         .secure_random
         .fill(&mut secret)
-        .map_err(|_| StoreError::Unavailable("no randomness for the installation secret".into()))?;
+        .map_err(|_| StoreError::unavailable("the installation secret", "the operating system gave no randomness"))?;
     Ok(secret)
 }

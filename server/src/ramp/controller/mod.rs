@@ -106,6 +106,18 @@ pub enum CommandError {
     Store(#[from] StoreError),
 }
 
+/// Why the ramps could not be loaded at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Invalid ramp files, by environment.
+    #[error("invalid ramp files")]
+    Files(Vec<(String, rampart_engine::LoadErrors)>),
+    #[error("cannot read the ramps' state: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot build the Prometheus client: {0}")]
+    Prometheus(#[source] reqwest::Error),
+}
+
 #[derive(Debug)]
 pub struct Controller {
     store: Arc<dyn Store>,

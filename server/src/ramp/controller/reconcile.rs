@@ -10,7 +10,7 @@ use rampart_engine::{LoadError, LoadErrors};
 
 use super::leases::lease_name;
 use super::reload::{refusal, remap_step};
-use super::{Controller, Counting, Entry, EntryState, run_id};
+use super::{Controller, Counting, Entry, EntryState, StartError, run_id};
 use crate::config::ServerConfig;
 use crate::environment::{Environment, Environments};
 use crate::metrics::Metrics;
@@ -29,13 +29,8 @@ impl Controller {
         store: Arc<dyn Store>,
         environments: Arc<Environments>,
         metrics: Arc<Metrics>,
-    ) -> Result<Arc<Controller>, Vec<(String, LoadErrors)>> {
-        let controller = Controller::new(config, store, environments, metrics).map_err(|error| {
-            vec![(
-                "*".to_owned(),
-                LoadError::new("prometheus", format!("cannot build the Prometheus client: {error}")).into(),
-            )]
-        })?;
+    ) -> Result<Arc<Controller>, StartError> {
+        let controller = Controller::new(config, store, environments, metrics).map_err(StartError::Prometheus)?;
         let controller = Arc::new(controller);
         let mut failures = Vec::new();
         let mut bound = Vec::new();
@@ -46,14 +41,9 @@ impl Controller {
             }
         }
         if !failures.is_empty() {
-            return Err(failures);
+            return Err(StartError::Files(failures));
         }
-        let stored = match controller.store.ramp_runs().await {
-            Ok(stored) => stored,
-            Err(error) => {
-                return Err(vec![("<store>".into(), LoadErrors(vec![LoadError::new("<store>", error.to_string())]))]);
-            }
-        };
+        let stored = controller.store.ramp_runs().await?;
         let mut runs: HashMap<(String, String), Run> =
             stored.into_iter().map(|s| ((s.environment, s.ramp), s.run)).collect();
         for (environment, specs) in bound {

@@ -6,18 +6,24 @@ use std::time::Duration;
 /// Variables a PromQL template may use.
 pub const TEMPLATE_VARIABLES: [&str; 5] = ["flag", "variant", "environment", "window", "ramp"];
 
+/// What is wrong with a query template.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("an unclosed {{{{")]
+    Unclosed,
+    #[error("unknown template variable '{{{{{0}}}}}' (known: flag, variant, environment, window, ramp)")]
+    UnknownVariable(String),
+}
+
 /// Checks that a template only uses known `{{variables}}`.
-pub fn check_template(template: &str) -> Result<(), String> {
+pub fn check_template(template: &str) -> Result<(), TemplateError> {
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
         let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or("an unclosed {{")?;
+        let end = after.find("}}").ok_or(TemplateError::Unclosed)?;
         let name = after[..end].trim();
         if !TEMPLATE_VARIABLES.contains(&name) {
-            return Err(format!(
-                "unknown template variable '{{{{{name}}}}}' (known: {})",
-                TEMPLATE_VARIABLES.join(", ")
-            ));
+            return Err(TemplateError::UnknownVariable(name.to_owned()));
         }
         rest = &after[end + 2..];
     }

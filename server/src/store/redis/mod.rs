@@ -41,7 +41,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use super::StoreError;
+use super::{BoxError, StoreError};
 use crate::config::{RedisOptions, redact};
 
 /// Separates environment and ramp names in hash fields (neither may
@@ -78,12 +78,12 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-fn unavailable(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("redis: {error}"))
+fn unavailable(error: impl Into<BoxError>) -> StoreError {
+    StoreError::unavailable("redis", error)
 }
 
 fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Unavailable(format!("corrupt record in redis: {e}")))
+    serde_json::from_str(text).map_err(|e| StoreError::corrupt("a record in redis", e))
 }
 
 /// A record's JSON without its opening brace and without `skip`'s fields,
@@ -105,7 +105,7 @@ fn json_string(text: &str) -> String {
 }
 
 fn script_reply(reply: Vec<String>) -> Result<Vec<String>, StoreError> {
-    if reply.is_empty() { Err(StoreError::Unavailable("redis: empty script reply".into())) } else { Ok(reply) }
+    if reply.is_empty() { Err(unavailable("a script answered nothing")) } else { Ok(reply) }
 }
 
 impl RedisStore {
@@ -120,7 +120,7 @@ impl RedisStore {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let mut info: ::redis::ConnectionInfo = ::redis::IntoConnectionInfo::into_connection_info(options.url.as_str())
-            .map_err(|e| StoreError::Unavailable(format!("invalid redis URL {redacted}: {e}")))?;
+            .map_err(|e| StoreError::unavailable(format!("invalid redis URL {redacted}"), e))?;
         let mut settings = info.redis_settings().clone().set_protocol(::redis::ProtocolVersion::RESP3);
         if let Some(password) = &options.password {
             settings = settings.set_password(password);
@@ -130,13 +130,13 @@ impl RedisStore {
             None => ::redis::Client::open(info),
             Some(path) => {
                 let root_cert = std::fs::read(path).map_err(|e| {
-                    StoreError::Unavailable(format!("cannot read the Redis CA file {}: {e}", path.display()))
+                    StoreError::unavailable(format!("cannot read the Redis CA file {}", path.display()), e)
                 })?;
                 let certificates = ::redis::TlsCertificates { client_tls: None, root_cert: Some(root_cert) };
                 ::redis::Client::build_with_tls(info, certificates)
             }
         }
-        .map_err(|e| StoreError::Unavailable(format!("{redacted}: {e}")))?;
+        .map_err(|e| StoreError::unavailable(redacted.clone(), e))?;
         // Fail fast while Redis is away: a few quick retries, then the call
         // errors (and the next call tries again), so writes get a 503
         // instead of hanging.
@@ -160,8 +160,8 @@ impl RedisStore {
         };
         let (connection, mut subscriber) = tokio::time::timeout(options.timeout, connect)
             .await
-            .map_err(|_| StoreError::Unavailable(format!("redis at {redacted} did not answer")))?
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to redis at {redacted}: {e}")))?;
+            .map_err(|_| StoreError::unavailable(format!("redis at {redacted}"), "no answer"))?
+            .map_err(|e| StoreError::unavailable(format!("cannot connect to redis at {redacted}"), e))?;
         let prefix = format!("{{{}}}", options.prefix);
         subscriber.psubscribe(format!("{prefix}:changes:*")).await.map_err(unavailable)?;
         subscriber.subscribe(format!("{prefix}:ramps")).await.map_err(unavailable)?;
@@ -219,7 +219,7 @@ impl RedisStore {
                     tracing::warn!(%error, "redis is unavailable: evaluations keep serving the last snapshot, writes fail with 503");
                 }
                 health.error = Some(error.clone());
-                Err(StoreError::Unavailable(format!("redis: {error}")))
+                Err(unavailable(error))
             }
         }
     }

@@ -112,7 +112,7 @@ impl Store for RedisStore {
         stored
             .and_then(|text| hex::decode(text).ok())
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-            .ok_or_else(|| StoreError::Unavailable("redis: the installation secret is not readable".into()))
+            .ok_or_else(|| StoreError::unavailable("redis", "the installation secret is not 32 bytes of hex"))
     }
 
     async fn history(

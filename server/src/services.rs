@@ -1,0 +1,31 @@
+//! What every transport serves from — the HTTP listeners and gRPC alike:
+//! built once at start-up and cloned cheaply (every field is shared).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::environment::Environments;
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::ramp::controller::Controller;
+use crate::ramp::outcome_gate::OutcomeGate;
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub environments: Arc<Environments>,
+    pub metrics: Arc<Metrics>,
+    pub store: Arc<dyn Store>,
+    pub ramps: Arc<Controller>,
+    pub limits: Arc<Limits>,
+    /// What outcome reports must pass before a ramp counts them.
+    pub outcomes: Arc<OutcomeGate>,
+    /// Ends every stream when the server shuts down.
+    pub shutdown: CancellationToken,
+    /// Keep-alive interval of streams (flagd: 20 s).
+    pub heartbeat: Duration,
+    /// Largest request body or gRPC message.
+    pub max_body_bytes: usize,
+}
