@@ -42,6 +42,7 @@ pub mod telemetry;
 pub mod time;
 pub mod validate;
 pub mod watch;
+pub mod writes;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -191,7 +192,8 @@ impl Server {
             heartbeat: config.heartbeat,
             max_body_bytes: config.max_body_bytes,
         };
-        let state = AppState { services, admin, max_api_flags: config.max_api_flags };
+        let writes = writes::Writes::new(services.store.clone(), config.max_api_flags);
+        let state = AppState { services, admin, writes };
         Ok(Server { config, state, replica })
     }
 

@@ -95,9 +95,14 @@ impl Inputs {
     pub fn put_api(&mut self, key: &str, record: FlagRecord) -> Result<(), LoadErrors> {
         let definition = record.definition.clone().unwrap_or_default();
         let flag = compile_api_flag(key, &definition)?;
+        self.put_api_compiled(key, record, flag);
+        Ok(())
+    }
+
+    /// Puts an API-owned flag already compiled from `record`'s definition.
+    pub fn put_api_compiled(&mut self, key: &str, record: FlagRecord, flag: Arc<Flag>) {
         Arc::make_mut(&mut self.api).insert(key.to_owned(), Arc::new(record));
         Arc::make_mut(&mut self.api_flags).insert(key.to_owned(), flag);
-        Ok(())
     }
 
     pub fn remove_api(&mut self, key: &str) {

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::store::StoreError;
+use crate::writes::WriteError;
 
 #[derive(Debug, Clone)]
 pub(crate) struct ApiError {
@@ -139,6 +140,28 @@ impl From<StoreError> for ApiError {
                     format!("{error}; nothing was changed unless the flag's history shows it, retry later"),
                 )
             }
+        }
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(error: WriteError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            WriteError::NotFound { .. } => ApiError::not_found("FLAG_NOT_FOUND", message),
+            WriteError::FileOwned { file, .. } => {
+                ApiError::conflict("FILE_OWNED", message).with_details(json!({ "file": file }))
+            }
+            WriteError::Precondition { .. } => {
+                ApiError::new(StatusCode::PRECONDITION_FAILED, "PRECONDITION_FAILED", message)
+            }
+            WriteError::TooManyFlags { .. } => ApiError::unprocessable("LIMIT_REACHED", message),
+            WriteError::Invalid(errors) => ApiError::invalid_flag(&errors),
+            WriteError::VersionNotFound { .. } => ApiError::not_found("VERSION_NOT_FOUND", message),
+            WriteError::VersionDeleted { .. } => ApiError::conflict("VERSION_DELETED", message),
+            WriteError::SourceFileOwned { .. } => ApiError::conflict("SOURCE_FILE_OWNED", message),
+            WriteError::SameEnvironment => ApiError::bad_request(message),
+            WriteError::Store(error) => error.into(),
         }
     }
 }

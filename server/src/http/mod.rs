@@ -35,7 +35,8 @@ use crate::services::Services;
 pub(crate) struct AppState {
     pub(crate) services: Services,
     pub(crate) admin: Arc<AdminAccess>,
-    pub(crate) max_api_flags: usize,
+    /// Every change of flags goes through here.
+    pub(crate) writes: crate::writes::Writes,
 }
 
 /// Handlers read the shared services as fields of the state.

@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::flags::{Edit, flag_response, write_api_flag};
+use super::flags::flag_response;
 use super::views::{AuditPage, History, RevertRequest, VersionView};
 use super::{environment, if_match, json_body};
 use crate::config::Role;
@@ -101,22 +101,7 @@ pub(crate) async fn revert_flag(
     let environment = environment(&state, &name)?;
     let revert: RevertRequest = json_body(&state, payload).await?;
     let expected = if_match(request.headers())?;
-    let history = state.store.history(&name, &key, revert.version.saturating_sub(1), 1).await?;
-    let Some(target) = history.iter().find(|v| v.version == revert.version) else {
-        return Err(ApiError::not_found(
-            "VERSION_NOT_FOUND",
-            format!("flag '{key}' in environment '{name}' has no version {}", revert.version),
-        ));
-    };
-    let Some(definition) = target.definition.clone() else {
-        return Err(ApiError::conflict(
-            "VERSION_DELETED",
-            format!("version {} of flag '{key}' is its deletion; revert to a version before it", revert.version),
-        ));
-    };
-    let action = format!("revert to {}", revert.version);
-    let outcome =
-        write_api_flag(&state, environment, &caller, &key, expected, Edit::Replace(definition), Some(&action)).await?;
+    let outcome = state.writes.revert(environment, &caller.name, &key, expected.as_deref(), revert.version).await?;
     flag_response(StatusCode::OK, &outcome.snapshot, &name, &key)
 }
 

@@ -8,7 +8,6 @@
 //! flags are, written durably to the store, and live for evaluation when
 //! the response is sent.
 
-mod changes;
 mod flags;
 mod history;
 mod promote;

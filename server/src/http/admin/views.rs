@@ -332,19 +332,6 @@ pub(crate) fn view(snapshot: &Snapshot, environment: &str, key: &str) -> Option<
     })
 }
 
-/// The ETag of a flag: its version for API flags; for file flags, the
-/// files' digest and the override, which are what can change it.
-pub(crate) fn etag(snapshot: &Snapshot, key: &str) -> Option<String> {
-    snapshot.flags.get(key)?;
-    Some(match snapshot.api.get(key) {
-        Some(record) => format!("\"v{}\"", record.version),
-        None => {
-            let at = snapshot.overrides.get(key).map_or(0, |o| o.at);
-            format!("\"f{}-{at}\"", hex::encode(&snapshot.files_digest[..6]))
-        }
-    })
-}
-
 #[derive(OpenApi)]
 #[openapi(
     info(

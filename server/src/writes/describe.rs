@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 /// One line per changed part of the flag; `old`/`new` are flagd flag
 /// definitions (`None`: absent or deleted).
-pub(crate) fn describe(old: Option<&Value>, new: Option<&Value>) -> Vec<String> {
+pub fn describe(old: Option<&Value>, new: Option<&Value>) -> Vec<String> {
     let (old, new) = match (old, new) {
         (None, None) => return Vec::new(),
         (None, Some(_)) => return vec!["created".into()],

@@ -1,0 +1,130 @@
+//! Changing flags: the one write path behind the admin API — create,
+//! replace, delete, the kill switch, revert and promotion. Each change is
+//! checked (ownership, precondition, limits), compiled by the engine
+//! exactly as file flags are, written durably to the store, and published
+//! by the environment — all under the environment's lock, so what is served
+//! is exactly what the store acknowledged and no concurrent write is lost.
+//!
+//! Nothing here knows HTTP: callers get a typed [`WriteError`] and render it.
+
+mod describe;
+mod flags;
+mod promote;
+
+use std::sync::Arc;
+
+use rampart_engine::{Flag, LoadErrors};
+use serde_json::Value;
+
+use crate::environment::compile_api_flag;
+use crate::snapshot::Snapshot;
+use crate::store::{Store, StoreError};
+
+pub use describe::describe;
+pub use flags::Edit;
+pub use promote::{Promotion, PromotionAction, PromotionItem};
+
+/// Why a write was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("no flag '{flag}' in environment '{environment}'")]
+    NotFound { environment: String, flag: String },
+    /// The flag's rules live in a file: change them there.
+    #[error("flag '{flag}' is defined in {file}: change its rules there (the admin API can disable and enable it)")]
+    FileOwned { flag: String, file: String },
+    /// The flag is not what the caller expected (`If-Match`).
+    #[error("flag '{flag}' changed: expected {expected}, the flag is now {}", current.as_deref().unwrap_or("absent"))]
+    Precondition { flag: String, expected: String, current: Option<String> },
+    #[error("environment '{environment}' would have more than {max} API-owned flags, the most allowed")]
+    TooManyFlags { environment: String, max: usize },
+    /// The flag (or the environment with it) does not compile.
+    #[error("{0}")]
+    Invalid(LoadErrors),
+    #[error("flag '{flag}' has no version {version}")]
+    VersionNotFound { flag: String, version: u64 },
+    #[error("version {version} of flag '{flag}' is its deletion; revert to a version before it")]
+    VersionDeleted { flag: String, version: u64 },
+    /// Promotion copies API-owned flags; file-owned ones move through files.
+    #[error("flag '{flag}' is defined in {file} in '{environment}': promote it through the files")]
+    SourceFileOwned { environment: String, flag: String, file: String },
+    #[error("promotion needs two different environments")]
+    SameEnvironment,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The write path's fixed settings.
+#[derive(Debug, Clone)]
+pub struct Writes {
+    store: Arc<dyn Store>,
+    /// Most API-owned flags per environment.
+    max_api_flags: usize,
+}
+
+/// What a write published: `created` when the flag did not exist, and the
+/// snapshot the write itself published (not a later writer's).
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub created: bool,
+    pub snapshot: Arc<Snapshot>,
+}
+
+/// A flag definition compiled once, so the write does not compile it again.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    value: Value,
+    flag: Arc<Flag>,
+}
+
+impl Definition {
+    /// Compiles `value` as flag `key` on its own: a bad definition is
+    /// refused before anything else is looked at.
+    pub fn compile(key: &str, value: Value) -> Result<Definition, WriteError> {
+        let flag = compile_api_flag(key, &value).map_err(WriteError::Invalid)?;
+        Ok(Definition { value, flag })
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+}
+
+/// A flag's version tag: `"v<version>"` for API-owned flags, a digest of
+/// the files (and the override's time) for file-owned ones. The admin API
+/// sends it as the `ETag`; writes compare it with what the caller expects.
+pub fn version_tag(snapshot: &Snapshot, key: &str) -> Option<String> {
+    snapshot.flags.get(key)?;
+    Some(match snapshot.api.get(key) {
+        Some(record) => format!("\"v{}\"", record.version),
+        None => {
+            let at = snapshot.overrides.get(key).map_or(0, |o| o.at);
+            format!("\"f{}-{at}\"", hex::encode(&snapshot.files_digest[..6]))
+        }
+    })
+}
+
+/// Whether the flag is as the caller expects (`None`: anything).
+fn check_expected(snapshot: &Snapshot, key: &str, expected: Option<&str>) -> Result<(), WriteError> {
+    let Some(expected) = expected else { return Ok(()) };
+    match version_tag(snapshot, key) {
+        Some(current) if current == expected => Ok(()),
+        current => Err(WriteError::Precondition { flag: key.to_owned(), expected: expected.to_owned(), current }),
+    }
+}
+
+/// Refuses a change to the rules of a flag its files define.
+fn check_not_file_owned(snapshot: &Snapshot, key: &str) -> Result<(), WriteError> {
+    match snapshot.file_of(key) {
+        Some(file) => Err(WriteError::FileOwned { flag: key.to_owned(), file: file.to_owned() }),
+        None => Ok(()),
+    }
+}
+
+impl Writes {
+    pub fn new(store: Arc<dyn Store>, max_api_flags: usize) -> Writes {
+        Writes { store, max_api_flags }
+    }
+}
+
+#[cfg(test)]
+mod tests;
