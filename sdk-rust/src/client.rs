@@ -258,6 +258,9 @@ fn load_bootstrap(path: &PathBuf) -> Result<FlagSet, Error> {
         .map_err(|e| Error::Bootstrap { path: name, message: e.to_string() })
 }
 
+/// The SDK's one reading of the system clock: its coarse clock (kept by
+/// the sync task, read by evaluations) starts and is refreshed from here.
+#[allow(clippy::disallowed_methods)]
 pub(crate) fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
 }

@@ -137,6 +137,7 @@ impl Server {
     /// Opens the store and loads every environment's flag files and stored
     /// flags. Must run inside a Tokio runtime (the store is async).
     pub async fn new(mut config: ServerConfig) -> Result<Server, StartupError> {
+        let clock = time::Clock::system();
         let descriptors = config.limits.fit_descriptors();
         tracing::debug!(descriptors, connections = config.limits.connections_per_listener, "connection limits");
         // Subscribed before anything is read, so no change falls between the
@@ -155,10 +156,16 @@ impl Server {
         store.retain_versions(config.limits.history_versions);
         let secret = store.installation_secret().await.map_err(StartupError::Store)?;
         let stored = store.load().await.map_err(StartupError::Store)?;
-        let environments = Arc::new(Environments::load(&config, stored).map_err(StartupError::Flags)?);
+        let environments = Arc::new(Environments::load(&config, stored, clock.clone()).map_err(StartupError::Flags)?);
         let metrics = Arc::new(Metrics::new(environments.iter().map(|e| e.name.as_str())));
-        let ramps =
-            ramp::controller::Controller::load(&config, store.clone(), environments.clone(), metrics.clone()).await?;
+        let ramps = ramp::controller::Controller::load(
+            &config,
+            store.clone(),
+            environments.clone(),
+            metrics.clone(),
+            clock.clone(),
+        )
+        .await?;
         for environment in environments.iter() {
             environment.report_to(metrics.clone());
             log_problems(environment, &metrics);
@@ -191,8 +198,9 @@ impl Server {
             shutdown: CancellationToken::new(),
             heartbeat: config.heartbeat,
             max_body_bytes: config.max_body_bytes,
+            clock: clock.clone(),
         };
-        let writes = writes::Writes::new(services.store.clone(), config.max_api_flags);
+        let writes = writes::Writes::new(services.store.clone(), config.max_api_flags, clock);
         let state = AppState { services, admin, writes };
         Ok(Server { config, state, replica })
     }
@@ -280,11 +288,11 @@ impl BoundServer {
             state.store.clone(),
             state.metrics.clone(),
             (state.ramps.holder().to_owned(), config.ramp_lease),
+            state.clock.clone(),
             shutdown.clone(),
         ));
         let replica = replica.map(|(replica, notices)| tokio::spawn(replica.run(notices, shutdown.clone())));
-        let retention =
-            tokio::spawn(prune_history(state.store.clone(), config.limits.audit_retention, shutdown.clone()));
+        let retention = tokio::spawn(prune_history(state.services.clone(), config.limits.audit_retention));
         let watcher = tokio::spawn(watcher.run(shutdown.clone()));
         let environments: Vec<String> = state.environments.iter().map(|e| e.name.clone()).collect();
         tracing::info!(
@@ -345,14 +353,14 @@ pub(crate) fn log_problems(environment: &environment::Environment, metrics: &Met
 
 /// Applies the history retention (`limits.auditRetentionDays`,
 /// `limits.historyVersionsPerFlag`) at start-up and then hourly.
-async fn prune_history(store: Arc<dyn Store>, retention: std::time::Duration, shutdown: CancellationToken) {
+async fn prune_history(services: services::Services, retention: std::time::Duration) {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = services.shutdown.cancelled() => return,
             _ = every.tick() => {
-                let before = time::now_millis().saturating_sub(retention.as_millis() as u64);
-                match store.prune(before).await {
+                let before = services.clock.now_millis().saturating_sub(retention.as_millis() as u64);
+                match services.store.prune(before).await {
                     Ok(0) => {}
                     Ok(removed) => tracing::info!(removed, "pruned audit entries and flag versions past their retention"),
                     Err(error) => tracing::warn!(%error, "cannot prune the history"),

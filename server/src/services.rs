@@ -12,6 +12,7 @@ use crate::metrics::Metrics;
 use crate::ramp::controller::Controller;
 use crate::ramp::outcome_gate::OutcomeGate;
 use crate::store::Store;
+use crate::time::Clock;
 
 #[derive(Debug, Clone)]
 pub struct Services {
@@ -28,4 +29,6 @@ pub struct Services {
     pub heartbeat: Duration,
     /// Largest request body or gRPC message.
     pub max_body_bytes: usize,
+    /// Wall time for evaluations (`$flagd.timestamp`) and outcome reports.
+    pub clock: Clock,
 }

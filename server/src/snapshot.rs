@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use rampart_engine::{FlagSet, FlagState, LoadError};
 
@@ -31,7 +30,8 @@ pub struct Snapshot {
     /// Flags of the files that cannot be used: each answers `PARSE_ERROR`
     /// (empty with `strictFlags`, which refuses such files instead).
     pub problems: Arc<Vec<LoadError>>,
-    pub loaded_at: SystemTime,
+    /// When it was published (unix ms).
+    pub loaded_at: u64,
 }
 
 impl Snapshot {

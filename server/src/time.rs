@@ -1,14 +1,74 @@
-//! Wall-clock helpers for records and the API: unix milliseconds, RFC 3339
-//! rendering and parsing (UTC only), without a date library.
+//! Time: the one [`Clock`] everything that records or compares wall time
+//! reads (ramps, webhooks, outcome buckets, snapshots, evaluations), and
+//! RFC 3339 rendering and parsing (UTC only).
+//!
+//! Only this module reads the system clock (a clippy rule forbids
+//! `SystemTime::now` elsewhere), so tests can run the ramp controller on a
+//! clock they move themselves — minutes of ramp in milliseconds, and no
+//! test waiting for wall time to pass.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Unix seconds, for `$flagd.timestamp` in evaluations.
-pub fn now_seconds() -> i64 {
-    (now_millis() / 1000) as i64
+/// Wall time in unix milliseconds.
+#[derive(Debug, Clone)]
+pub struct Clock(Source);
+
+#[derive(Debug, Clone)]
+enum Source {
+    System,
+    /// Moved only by [`ManualClock::advance`].
+    Manual(Arc<AtomicU64>),
 }
 
-pub fn now_millis() -> u64 {
+impl Clock {
+    /// The system's clock.
+    pub fn system() -> Clock {
+        Clock(Source::System)
+    }
+
+    /// A clock at `start` (unix ms) that moves only when its handle says so.
+    pub fn manual(start: u64) -> (Clock, ManualClock) {
+        let now = Arc::new(AtomicU64::new(start));
+        (Clock(Source::Manual(now.clone())), ManualClock(now))
+    }
+
+    pub fn now_millis(&self) -> u64 {
+        match &self.0 {
+            Source::System => system_millis(),
+            Source::Manual(now) => now.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Unix seconds, for `$flagd.timestamp` in evaluations.
+    pub fn now_seconds(&self) -> i64 {
+        (self.now_millis() / 1000) as i64
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::system()
+    }
+}
+
+/// Moves a manual [`Clock`].
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<AtomicU64>);
+
+impl ManualClock {
+    pub fn advance(&self, by: Duration) {
+        self.0.fetch_add(by.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn now_millis(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[allow(clippy::disallowed_methods)] // the one place that reads the system clock
+fn system_millis() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default()
 }
 

@@ -283,6 +283,13 @@ pub fn rss_of(pid: u32) -> u64 {
 
 /// A free loopback port (for a server that must come back on the same
 /// address after a restart).
+/// The system's wall clock in unix milliseconds: the real binary runs on
+/// it, so scenarios that span its holds compare with it.
+#[allow(clippy::disallowed_methods)]
+pub fn wall_clock_millis() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }

@@ -1,8 +1,10 @@
-//! Ramps end to end against the real binary (RAMPS.md §7): a healthy ramp
-//! to `Completed`, an error spike rolled back within an interval and seen by
-//! the SDK through its stream, `kill -9` mid-ramp, flapping, zero traffic,
-//! GitOps edits, outcome reports from the Rust SDK, monotonic exposure, and
-//! a flagd in-process provider agreeing with the server during a ramp.
+//! Ramps end to end against the real binary: a healthy ramp to
+//! `Completed`, an error spike rolled back within an interval and seen by
+//! the SDK through its stream, `kill -9` mid-ramp, GitOps edits, outcome
+//! reports from the Rust SDK, monotonic exposure, and a flagd in-process
+//! provider agreeing with the server during a ramp. What needs minutes to
+//! show (flapping, zero traffic and the step timeout, sticky rollbacks) runs
+//! in-process on a simulated clock: `server/src/ramp/controller/tests.rs`.
 //!
 //! Intervals are one second. Outcomes come from a driver thread that posts
 //! to `/v1/outcomes` every 100 ms at configured rates, like a fleet of SDKs.
@@ -88,6 +90,11 @@ fn wait_for(server: &Rampart, what: &str, check: impl Fn(&Value) -> bool) -> Val
         let status = status(server);
         if check(&status) { Ok(status) } else { Err(format!("waiting for {what}: {status}")) }
     })
+}
+
+/// How many edits of the ramp file the server has applied (logged).
+fn reloads_applied(server: &Rampart) -> usize {
+    server.logs().iter().filter(|l| l["message"] == "ramp file change applied").count()
 }
 
 fn keys(n: usize) -> Vec<String> {
@@ -274,12 +281,10 @@ fn an_error_spike_rolls_back_within_an_interval_and_sdks_see_zero_percent() {
     // The SDK sees 0 % through its stream.
     eventually(LONG, || if on_in_sdk(&sdk) == 0 { Ok(()) } else { Err("SDK still exposes keys".to_owned()) });
 
-    // Errors stop: no re-ramp, ever, and exactly one rollback on record with its evidence.
+    // One rollback on record with its evidence. (That it stays rolled back
+    // whatever the traffic does next is checked over simulated minutes in
+    // the controller's in-process tests.)
     driver.set(Some(HEALTHY));
-    let seq = rolled["seq"].clone();
-    std::thread::sleep(Duration::from_secs(3));
-    let after = status(&server);
-    assert_eq!((after["state"].clone(), after["seq"].clone()), (json!("RolledBack"), seq));
     let rollbacks: Vec<Value> = history(&server).into_iter().filter(|d| d["to"] == "RolledBack").collect();
     assert_eq!(rollbacks.len(), 1);
     let evidence = &rollbacks[0]["evidence"];
@@ -339,60 +344,6 @@ fn kill_9_mid_ramp_resumes_at_the_same_step_with_the_same_users() {
     assert_eq!(events(&server, "advanced").len(), 2, "no step applied twice");
 }
 
-/// RAMPS.md §7 scenario 4: the ratio flaps around the tolerance.
-#[test]
-fn flapping_near_the_tolerance_never_oscillates() {
-    let steps = "    - { percent: 25, hold: 2s }\n    - { percent: 50, hold: 2s }\n    - { percent: 100, hold: 1h }\n";
-    let setup = Setup::new(&ramp_file(1, "s1", steps, ""));
-    let server = setup.start();
-    let base =
-        Traffic { requests: 800.0, treatment_errors: 0.05 * 1.15, control_errors: 0.05, treatment_reported: 1.0 };
-    let driver = Driver::start(&server, Some(base));
-    let started = Instant::now();
-    let mut high = false;
-    while started.elapsed() < Duration::from_secs(14) {
-        std::thread::sleep(Duration::from_secs(1));
-        high = !high;
-        let ratio = if high { 1.25 } else { 1.15 };
-        driver.set(Some(Traffic { treatment_errors: 0.05 * ratio, ..base }));
-    }
-    let decisions = history(&server);
-    let mut rolled_back = false;
-    let mut percent = 0.0;
-    for decision in &decisions {
-        assert!(!rolled_back, "nothing happens after a rollback: {decisions:#?}");
-        rolled_back = decision["to"] == "RolledBack";
-        let now = decision["percent"].as_f64().unwrap();
-        assert!(rolled_back || now >= percent, "exposure never steps back except by rollback");
-        percent = now;
-    }
-    let transitions = decisions.iter().filter(|d| d["from"] != d["to"]).count();
-    assert!(transitions <= 10, "{transitions} transitions: {decisions:#?}");
-}
-
-/// RAMPS.md §7 scenario 5.
-#[test]
-fn zero_traffic_holds_then_the_step_timeout_pauses_until_someone_resumes() {
-    let steps = "    - { percent: 5, hold: 1s }\n    - { percent: 100, hold: 1s }\n";
-    let policy = "  policy:\n    onStepTimeout: { after: 4s, then: pause }\n";
-    let setup = Setup::new(&ramp_file(1, "s1", steps, policy));
-    let server = setup.start();
-    let holding = wait_for(&server, "Holding(NoTraffic)", |s| s["state"] == "Holding");
-    assert_eq!((holding["reason"].clone(), holding["percent"].clone()), (json!("NoTraffic"), json!(5.0)));
-    let paused = wait_for(&server, "Paused(StepTimeout)", |s| s["state"] == "Paused");
-    assert_eq!((paused["reason"].clone(), paused["percent"].clone()), (json!("StepTimeout"), json!(5.0)));
-    assert_eq!(events(&server, "paused").len(), 1, "one alert");
-    assert!(events(&server, "rolled_back").is_empty() && events(&server, "advanced").is_empty());
-
-    // Traffic returns: a paused ramp waits for a person.
-    let _driver = Driver::start(&server, Some(HEALTHY));
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(status(&server)["state"], "Paused");
-    let resumed = command(&server, "resume");
-    assert_eq!(resumed.status, 200, "{}", resumed.text);
-    wait_for(&server, "Completed", |s| s["state"] == "Completed");
-}
-
 /// RAMPS.md §7 scenario 9.
 #[test]
 fn file_edits_apply_or_are_refused_rollback_is_sticky_and_revision_restarts() {
@@ -449,8 +400,11 @@ fn file_edits_apply_or_are_refused_rollback_is_sticky_and_revision_restarts() {
     assert_eq!(command(&server, "abort").status, 200);
     let aborted = status(&server);
     assert_eq!((aborted["state"].clone(), aborted["reason"].clone()), (json!("RolledBack"), json!("Aborted")));
+    let applied_before = reloads_applied(&server);
     setup.rewrite(&format!("{edited}# touched\n"));
-    std::thread::sleep(Duration::from_secs(3));
+    eventually(LONG, || {
+        if reloads_applied(&server) > applied_before { Ok(()) } else { Err("edit not read yet".to_owned()) }
+    });
     let still = status(&server);
     assert_eq!((still["state"].clone(), still["runId"].clone()), (json!("RolledBack"), aborted["runId"].clone()));
     assert!(exposed(&server, &keys).iter().all(|e| !e));

@@ -396,18 +396,23 @@ fn one_replica_drives_a_ramp_and_another_takes_over() {
         if metric(other, "rampart_ramp_leader") == 1.0 { Ok(()) } else { Err("no takeover".to_owned()) }
     });
     let seq_before = ramp_status(other)["seq"].as_u64().expect("seq");
-    eventually(Duration::from_secs(30), || {
+    let advanced = eventually(Duration::from_secs(30), || {
         let status = ramp_status(other);
         if status["seq"].as_u64() > Some(seq_before) && status["state"] == "Ramping" {
             signal(other, "STOP");
-            Ok(())
+            Ok(status)
         } else {
             Err(status.to_string())
         }
     });
     *targets.lock().expect("lock") = Vec::new();
-    // Scenario time, not synchronisation: the step's 2 s hold elapses.
-    std::thread::sleep(Duration::from_secs(3));
+    // Scenario time, not synchronisation: the step's hold (2 s from its
+    // stored start) passes while both are stopped.
+    let step_started = advanced["stepStartedAt"].as_str().and_then(rampart_server::time::parse).expect("step start");
+    let hold_over = step_started + 2000;
+    eventually(Duration::from_secs(10), || {
+        if rampart_tests::wall_clock_millis() > hold_over { Ok(()) } else { Err("the hold still runs".to_owned()) }
+    });
     signal(paused, "CONT");
     eventually(Duration::from_secs(30), || {
         let fenced = metric(paused, "rampart_ramp_fenced_writes_total");

@@ -15,7 +15,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use rampart_engine::{Flag, FlagSet, Metadata};
@@ -59,8 +58,8 @@ impl FlagChange {
 pub struct ChangeEvent {
     pub from_version: u64,
     pub version: u64,
-    /// When the change was published.
-    pub at: SystemTime,
+    /// When the change was published (unix ms).
+    pub at: u64,
     pub changed: BTreeMap<String, FlagChange>,
     /// The changed and added flags, shared with the snapshot.
     upserts: Vec<Arc<Flag>>,

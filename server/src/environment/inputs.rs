@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use rampart_engine::ramp::{self, Exposure};
 use rampart_engine::{Flag, FlagSet, FlagState, LoadError, LoadErrors, Source};
@@ -191,7 +190,7 @@ pub struct Built {
     pub file_states: BTreeMap<String, FlagState>,
 }
 
-pub(super) fn snapshot(version: u64, built: Built, inputs: &Inputs) -> Snapshot {
+pub(super) fn snapshot(version: u64, built: Built, inputs: &Inputs, at: u64) -> Snapshot {
     Snapshot {
         version,
         flags: built.flags,
@@ -201,6 +200,6 @@ pub(super) fn snapshot(version: u64, built: Built, inputs: &Inputs) -> Snapshot 
         api: inputs.api.clone(),
         overrides: inputs.overrides.clone(),
         problems: inputs.problems.clone(),
-        loaded_at: SystemTime::now(),
+        loaded_at: at,
     }
 }

@@ -33,6 +33,7 @@ use crate::limits::Limits;
 use crate::loader;
 use crate::snapshot::Snapshot;
 use crate::store::{EnvironmentState, FlagRecord, StateOverride};
+use crate::time::Clock;
 
 #[derive(Debug)]
 pub struct Environment {
@@ -50,6 +51,8 @@ pub struct Environment {
     pub changes: Arc<Changes>,
     /// Where each published snapshot is reported (set once at start-up).
     metrics: OnceLock<Arc<crate::metrics::Metrics>>,
+    /// When each snapshot is published.
+    clock: Clock,
 }
 
 /// What applying another replica's change did.
@@ -73,9 +76,9 @@ pub enum Reload {
 }
 
 impl Environment {
-    fn new(config: &EnvironmentConfig, inputs: Inputs) -> Result<Environment, LoadErrors> {
+    fn new(config: &EnvironmentConfig, inputs: Inputs, clock: Clock) -> Result<Environment, LoadErrors> {
         let built = inputs.compose()?;
-        let snapshot = snapshot(1, built, &inputs);
+        let snapshot = snapshot(1, built, &inputs, clock.now_millis());
         Ok(Environment {
             name: config.name.clone(),
             flag_patterns: config.flags.clone(),
@@ -86,6 +89,7 @@ impl Environment {
             inputs: Mutex::new(inputs),
             changes: Changes::new(1),
             metrics: OnceLock::new(),
+            clock,
         })
     }
 
@@ -259,7 +263,7 @@ impl Environment {
         let previous = self.current.load_full();
         let version = previous.version + 1;
         let changed = changes::diff(&previous.flags, &built.flags);
-        let next = Arc::new(snapshot(version, built, inputs));
+        let next = Arc::new(snapshot(version, built, inputs, self.clock.now_millis()));
         self.current.store(next.clone());
         if let Some(metrics) = self.metrics.get() {
             metrics.serving(&self.name, &next);

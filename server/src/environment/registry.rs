@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use rampart_engine::LoadErrors;
 
@@ -11,6 +10,7 @@ use super::{Environment, Inputs};
 use crate::config::{KeyDigest, ServerConfig};
 use crate::loader;
 use crate::store::EnvironmentState;
+use crate::time::Clock;
 
 /// All environments, and which SDK key selects which.
 #[derive(Debug)]
@@ -35,6 +35,7 @@ impl Environments {
     pub fn load(
         config: &ServerConfig,
         mut stored: BTreeMap<String, EnvironmentState>,
+        clock: Clock,
     ) -> Result<Environments, Vec<(String, LoadErrors)>> {
         let mut list = Vec::new();
         let mut failures = Vec::new();
@@ -62,7 +63,7 @@ impl Environments {
                     continue;
                 }
             };
-            match Environment::new(environment, inputs) {
+            match Environment::new(environment, inputs, clock.clone()) {
                 Ok(environment) => list.push(Arc::new(environment)),
                 Err(errors) => failures.push((environment.name.clone(), errors)),
             }
@@ -79,11 +80,7 @@ impl Environments {
             .enumerate()
             .flat_map(|(index, environment)| environment.sdk_keys.iter().map(move |key| (*key, index)))
             .collect();
-        let epoch = format!(
-            "{:x}-{:x}",
-            SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default(),
-            std::process::id()
-        );
+        let epoch = format!("{:x}-{:x}", clock.now_millis(), std::process::id());
         let reporters = config
             .environments
             .iter()

@@ -17,7 +17,6 @@ use super::convert::{from_struct, to_struct};
 use super::{GrpcState, status};
 use crate::changes::Next;
 use crate::limits::MAX_CONTEXT_FIELDS;
-use crate::time::now_seconds;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Evaluation {
@@ -43,7 +42,7 @@ impl Evaluation {
         let environment = self.state.environment(metadata, None)?;
         let context = enrich(&environment, self.context(context)?, metadata);
         let snapshot = environment.snapshot();
-        let evaluation = snapshot.flags.evaluate(key, &context, now_seconds());
+        let evaluation = snapshot.flags.evaluate(key, &context, self.state.clock.now_seconds());
         self.state.metrics.evaluated(&environment.name, evaluation.reason);
         if let Some(limit) = evaluation.limit {
             self.state.metrics.rejected(crate::limits::Rejection::Engine(limit));
@@ -100,7 +99,7 @@ impl Evaluation {
         let environment = self.state.environment(metadata, None)?;
         let context = enrich(&environment, self.context(context)?, metadata);
         let snapshot = environment.snapshot();
-        let now = now_seconds();
+        let now = self.state.clock.now_seconds();
         let mut flags = Vec::with_capacity(snapshot.flags.len());
         for flag in snapshot.flags.iter() {
             let evaluation = flag.evaluate(&context, now);

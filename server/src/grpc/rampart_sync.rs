@@ -113,7 +113,7 @@ impl FlagSync for RampartSync {
                 _ => Status::invalid_argument(refused.to_string()),
             }
         };
-        state.outcomes.admit(&environment.name, key, crate::time::now_millis()).map_err(refused)?;
+        state.outcomes.admit(&environment.name, key, state.clock.now_millis()).map_err(refused)?;
         let reports: Vec<crate::ramp::outcomes::Report> = batch
             .outcomes
             .into_iter()
@@ -134,6 +134,7 @@ impl FlagSync for RampartSync {
             &state.metrics,
             &environment.name,
             &reports,
+            state.clock.now_millis(),
         )
         .await
         .map_err(|error| match error {

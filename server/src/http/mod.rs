@@ -97,9 +97,7 @@ fn process_prefix() -> String {
     use std::hash::{BuildHasher, Hasher};
     // `RandomState` is seeded from the operating system's randomness.
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0),
-    );
+    hasher.write_u32(std::process::id());
     format!("{:016x}", hasher.finish())
 }
 

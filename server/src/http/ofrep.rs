@@ -22,7 +22,6 @@ use super::AppState;
 use super::body;
 use super::credentials::{evaluation_refused, sdk_key};
 use crate::environment::{Environment, KeyRejection, Purpose};
-use crate::time::now_seconds;
 
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
     // One static pattern per resource: a resource with several patterns
@@ -92,7 +91,7 @@ async fn single(state: web::Data<AppState>, request: HttpRequest, key: String, p
         }
     };
     let snapshot = environment.snapshot();
-    let evaluation = snapshot.flags.evaluate(&key, &context, now_seconds());
+    let evaluation = snapshot.flags.evaluate(&key, &context, state.clock.now_seconds());
     state.metrics.evaluated(&environment.name, evaluation.reason);
     if let Some(limit) = evaluation.limit {
         state.metrics.rejected(crate::limits::Rejection::Engine(limit));
@@ -114,7 +113,7 @@ async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Pa
         }
     };
     let snapshot = environment.snapshot();
-    let now = now_seconds();
+    let now = state.clock.now_seconds();
     let mut body = Vec::with_capacity(128 * snapshot.flags.len());
     body.extend_from_slice(b"{\"flags\":[");
     for (index, flag) in snapshot.flags.iter().enumerate() {

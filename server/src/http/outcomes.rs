@@ -42,7 +42,7 @@ async fn record(
     let environment = state.environments.authenticate(key, Purpose::Report)?;
     state
         .outcomes
-        .admit(&environment.name, key, crate::time::now_millis())
+        .admit(&environment.name, key, state.clock.now_millis())
         .map_err(|refused| refusal(&state, refused))?;
     let bytes = body::read_body(&state, payload, state.max_body_bytes).await?;
     let batch: Batch = serde_json::from_slice(&bytes)
@@ -56,6 +56,7 @@ async fn record(
         &state.metrics,
         &environment.name,
         &batch.outcomes,
+        state.clock.now_millis(),
     )
     .await
     .map_err(|error| match error {

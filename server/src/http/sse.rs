@@ -185,7 +185,7 @@ impl Feed {
         match self.kind {
             Kind::Deltas => delta_event(&self.epoch, change),
             Kind::Refetch => {
-                let modified = change.at.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or_default();
+                let modified = change.at / 1000;
                 let data = format!("{{\"type\":\"refetchEvaluation\",\"lastModified\":{modified}}}");
                 event("message", Some(&format!("{}:{}", self.epoch, change.version())), &data)
             }

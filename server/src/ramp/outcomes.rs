@@ -75,8 +75,9 @@ pub async fn record(
     metrics: &Metrics,
     environment: &str,
     reports: &[Report],
+    now: u64,
 ) -> Result<(usize, usize), RecordError> {
-    let second = crate::time::now_millis() / 1000;
+    let second = now / 1000;
     let mut counts: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
     let mut contexts = Vec::new();
     let mut ignored = 0;

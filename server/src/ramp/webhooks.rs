@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::spec::{Notify, RampSpec, Severity};
 use crate::model::{Event, EventKind, Evidence, Run};
 use crate::store::{Delivery, Store};
-use crate::time::now_millis;
+use crate::time::Clock;
 
 /// How often the outbox is looked at.
 const POLL: Duration = Duration::from_millis(200);
@@ -117,6 +117,7 @@ pub async fn run(
     store: Arc<dyn Store>,
     metrics: Arc<crate::metrics::Metrics>,
     (holder, lease_ttl): (String, Duration),
+    clock: Clock,
     shutdown: CancellationToken,
 ) {
     let client = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap_or_default();
@@ -131,7 +132,7 @@ pub async fn run(
         if let Ok(pending) = store.pending_deliveries().await {
             metrics.webhook_outbox.set(pending as i64);
         }
-        let due = match store.due_deliveries(now_millis(), 50).await {
+        let due = match store.due_deliveries(clock.now_millis(), 50).await {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the webhook outbox");
@@ -162,7 +163,7 @@ pub async fn run(
                     tracing::warn!(event = %delivery.event, key = %delivery.dedup_key, attempts, %error, "webhook failed; will retry");
                     Some(Delivery {
                         attempts,
-                        next_attempt_at: now_millis() + backoff,
+                        next_attempt_at: clock.now_millis() + backoff,
                         last_error: Some(error.to_string()),
                         ..delivery
                     })

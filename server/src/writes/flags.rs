@@ -8,7 +8,6 @@ use serde_json::Value;
 use super::{Definition, WriteError, Writes, Written, check_expected, check_not_file_owned, describe::describe};
 use crate::environment::{Environment, Inputs};
 use crate::store::{Change, ChangeKind, Commit, Expect, FlagRecord, StateOverride};
-use crate::time::now_millis;
 
 /// A change to an API-owned flag, applied to its current definition under
 /// the environment's lock (so a concurrent write is never lost).
@@ -126,7 +125,7 @@ impl Writes {
                 if new == old {
                     return Ok((None, false));
                 }
-                let at = now_millis();
+                let at = self.clock.now_millis();
                 let mut next = inputs.clone();
                 match &definition {
                     Some(definition) => {
@@ -187,7 +186,7 @@ impl Writes {
                 if new_override == current_override && served == wanted {
                     return Ok((None, ()));
                 }
-                let at = now_millis();
+                let at = self.clock.now_millis();
                 let mut next = inputs.clone();
                 match new_override {
                     Some(state) => {

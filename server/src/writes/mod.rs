@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::environment::compile_api_flag;
 use crate::snapshot::Snapshot;
 use crate::store::{Store, StoreError};
+use crate::time::Clock;
 
 pub use describe::describe;
 pub use flags::Edit;
@@ -59,6 +60,8 @@ pub struct Writes {
     store: Arc<dyn Store>,
     /// Most API-owned flags per environment.
     max_api_flags: usize,
+    /// When each change happened.
+    clock: Clock,
 }
 
 /// What a write published: `created` when the flag did not exist, and the
@@ -121,8 +124,8 @@ fn check_not_file_owned(snapshot: &Snapshot, key: &str) -> Result<(), WriteError
 }
 
 impl Writes {
-    pub fn new(store: Arc<dyn Store>, max_api_flags: usize) -> Writes {
-        Writes { store, max_api_flags }
+    pub fn new(store: Arc<dyn Store>, max_api_flags: usize, clock: Clock) -> Writes {
+        Writes { store, max_api_flags, clock }
     }
 }
 

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use super::{Definition, WriteError, Writes, describe::describe};
 use crate::environment::{Environment, Inputs};
 use crate::store::{Change, ChangeKind, Commit, Expect, FlagRecord};
-use crate::time::now_millis;
 
 /// What a promotion does to one flag of the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +89,7 @@ impl Writes {
                 if dry_run || items.iter().all(|i| i.action == PromotionAction::Unchanged) {
                     return Ok((None, items));
                 }
-                let at = now_millis();
+                let at = self.clock.now_millis();
                 let mut next = inputs.clone();
                 let mut batch = Vec::new();
                 for item in items.iter().filter(|i| i.action != PromotionAction::Unchanged) {

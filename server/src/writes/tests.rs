@@ -37,8 +37,9 @@ impl Setup {
             ServeArgs { config: Some(config_file), data_dir: Some(dir.path().join("data")), ..Default::default() };
         let config = ServerConfig::resolve(&args, &|_| None).expect("config");
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.data_dir).expect("store"));
-        let environments = Environments::load(&config, BTreeMap::new()).expect("environments");
-        Setup { _dir: dir, environments, writes: Writes::new(store, max_api_flags) }
+        let environments =
+            Environments::load(&config, BTreeMap::new(), crate::time::Clock::system()).expect("environments");
+        Setup { _dir: dir, environments, writes: Writes::new(store, max_api_flags, crate::time::Clock::system()) }
     }
 
     fn staging(&self) -> &Environment {

@@ -4,12 +4,12 @@
 
 use super::{Controller, Entry};
 use crate::store::Fence;
-use crate::time::now_millis;
+use crate::time::Clock;
 
 /// A name for this process in leases: host, process id and start time.
-pub(super) fn replica_id() -> String {
+pub(super) fn replica_id(clock: &Clock) -> String {
     let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "rampart".into());
-    format!("{host}-{}-{:x}", std::process::id(), now_millis())
+    format!("{host}-{}-{:x}", std::process::id(), clock.now_millis())
 }
 
 /// The lease's name in the store.

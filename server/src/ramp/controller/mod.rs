@@ -31,7 +31,7 @@ use crate::environment::Environments;
 use crate::metrics::Metrics;
 use crate::model::{Event, EventKind, Evidence, RollbackReason, Run, Status};
 use crate::store::{Store, StoreError};
-use crate::time::now_millis;
+use crate::time::Clock;
 
 pub use view::RampView;
 
@@ -138,6 +138,8 @@ pub struct Controller {
     /// How long a lease lasts without renewal: the longest a ramp goes
     /// undriven after its holder dies.
     lease_ttl: Duration,
+    /// Wall time: steps, holds, buckets and every record.
+    clock: Clock,
 }
 
 /// A new run's id: unique across replicas and restarts.
@@ -154,6 +156,7 @@ impl Controller {
         store: Arc<dyn Store>,
         environments: Arc<Environments>,
         metrics: Arc<Metrics>,
+        clock: Clock,
     ) -> Result<Controller, reqwest::Error> {
         let prometheus = super::prometheus::PrometheusSource::new(config.prometheus_url.clone())?;
         // A tick holds its ramp's lock and leases are renewed between
@@ -168,8 +171,9 @@ impl Controller {
             glob_files: config.limits.glob_files,
             rejected: std::sync::Mutex::default(),
             entries: RwLock::new(BTreeMap::new()),
-            holder: leases::replica_id(),
+            holder: leases::replica_id(&clock),
             lease_ttl: config.ramp_lease,
+            clock,
         })
     }
 
@@ -226,19 +230,7 @@ impl Controller {
             // however many ramps there are, a renewal is never more than one
             // tick late.
             for entry in self.entries() {
-                if entry.token().is_none() {
-                    continue;
-                }
-                let due = {
-                    let state = entry.state.lock().await;
-                    let interval = state.spec.interval.as_millis() as u64;
-                    !state.frozen
-                        && !state.run.status.is_terminal()
-                        && state.last_tick.is_none_or(|last| now_millis() >= last + interval)
-                };
-                if due && let Err(error) = self.tick(&entry, None).await {
-                    tracing::error!(environment = %entry.environment, ramp = %entry.name, %error, "ramp tick failed");
-                }
+                self.tick_if_due(&entry).await;
                 if tokio::time::Instant::now() >= next_renewal {
                     self.maintain_leases().await;
                     next_renewal = tokio::time::Instant::now() + renew_every;
@@ -250,6 +242,31 @@ impl Controller {
             }
         }
         self.release_leases().await;
+    }
+
+    /// Ticks every ramp this replica drives whose interval has elapsed: one
+    /// pass of [`Controller::run`] without lease renewal (tests drive the
+    /// controller with it on a clock they move).
+    pub async fn tick_due(&self) {
+        for entry in self.entries() {
+            self.tick_if_due(&entry).await;
+        }
+    }
+
+    async fn tick_if_due(&self, entry: &Entry) {
+        if entry.token().is_none() {
+            return;
+        }
+        let due = {
+            let state = entry.state.lock().await;
+            let interval = state.spec.interval.as_millis() as u64;
+            !state.frozen
+                && !state.run.status.is_terminal()
+                && state.last_tick.is_none_or(|last| self.clock.now_millis() >= last + interval)
+        };
+        if due && let Err(error) = self.tick(entry, None).await {
+            tracing::error!(environment = %entry.environment, ramp = %entry.name, %error, "ramp tick failed");
+        }
     }
 
     /// Applies an operator command now, as a tick.
@@ -273,7 +290,7 @@ impl Controller {
     async fn tick(&self, entry: &Entry, command: Option<Command>) -> Result<Option<Result<(), String>>, StoreError> {
         let Some(environment) = self.environments.get(&entry.environment).cloned() else { return Ok(None) };
         let mut state = entry.state.lock().await;
-        let now = now_millis();
+        let now = self.clock.now_millis();
         if state.frozen {
             // A frozen ramp (file gone, or an edit it cannot take) can still be aborted.
             return match command {
@@ -318,3 +335,6 @@ impl Controller {
         Ok(decision.command)
     }
 }
+
+#[cfg(test)]
+mod tests;

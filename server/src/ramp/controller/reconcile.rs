@@ -18,7 +18,6 @@ use crate::model::Run;
 use crate::ramp::files::{self, Bound};
 use crate::ramp::spec::{self, RampSpec};
 use crate::store::{Fence, RampWrite, Store, StoreError};
-use crate::time::now_millis;
 
 impl Controller {
     /// Loads every environment's ramp files, reconciles them with the
@@ -29,8 +28,10 @@ impl Controller {
         store: Arc<dyn Store>,
         environments: Arc<Environments>,
         metrics: Arc<Metrics>,
+        clock: crate::time::Clock,
     ) -> Result<Arc<Controller>, StartError> {
-        let controller = Controller::new(config, store, environments, metrics).map_err(StartError::Prometheus)?;
+        let controller =
+            Controller::new(config, store, environments, metrics, clock).map_err(StartError::Prometheus)?;
         let controller = Arc::new(controller);
         let mut failures = Vec::new();
         let mut bound = Vec::new();
@@ -109,7 +110,7 @@ impl Controller {
         token: u64,
     ) -> Result<(), StoreError> {
         let spec = bound.spec;
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let warnings = spec::warnings(&spec);
         for warning in &warnings {
             tracing::warn!(environment = %environment.name, ramp = %spec.name, file = %spec.file, "{warning}");
@@ -223,7 +224,7 @@ impl Controller {
         let spec = bound.spec;
         let run = match stored {
             Some(run) => run,
-            None => spec.new_run(&bound.control, run_id(now_millis()), now_millis()),
+            None => spec.new_run(&bound.control, run_id(self.clock.now_millis()), self.clock.now_millis()),
         };
         self.insert(environment, spec, run, false, None, None).await;
     }

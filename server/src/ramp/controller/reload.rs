@@ -16,7 +16,6 @@ use crate::ramp::files::Bound;
 use crate::ramp::spec::{self, RampSpec};
 use crate::ramp::webhooks;
 use crate::store::{RampWrite, StoreError};
-use crate::time::now_millis;
 
 impl Controller {
     /// Re-reads every environment's ramp files after a change on disk. An
@@ -153,7 +152,7 @@ impl Controller {
         }
         if spec.revision != state.run.revision {
             // A new revision: a new run from step 0.
-            let now = now_millis();
+            let now = self.clock.now_millis();
             let mut run = spec.new_run(&bound.control, run_id(now), now);
             run.seq = state.run.seq + 1;
             let events = vec![Event::new(EventKind::Restarted, Some(format!("revision {}", spec.revision)), "file")];

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use super::{Controller, Entry};
 use crate::model::{Evidence, Run};
 use crate::ramp::spec::RampSpec;
-use crate::time::now_millis;
 
 /// One ramp at one moment.
 #[derive(Debug, Clone)]
@@ -33,7 +32,7 @@ impl Controller {
     /// A ramp with fresh evidence (observed within the tick budget).
     pub async fn view(&self, entry: &Entry) -> RampView {
         let state = entry.state.lock().await.clone();
-        let now = now_millis();
+        let now = self.clock.now_millis();
         let evidence = match self.environments.get(&entry.environment) {
             Some(environment) if !state.run.status.is_terminal() => {
                 let observation = self

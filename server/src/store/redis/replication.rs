@@ -76,7 +76,7 @@ impl RedisStore {
     /// or was replaced, and revisions started again.
     pub async fn epoch(&self) -> Result<String, StoreError> {
         let key = self.key(&["epoch"]);
-        let fresh = format!("{:x}-{:x}", crate::time::now_millis(), std::process::id());
+        let fresh = format!("{:x}-{:x}", crate::time::Clock::system().now_millis(), std::process::id());
         self.call(async |mut c| {
             let _: Option<String> = ::redis::cmd("SET").arg(&key).arg(&fresh).arg("NX").query_async(&mut c).await?;
             c.get(&key).await
