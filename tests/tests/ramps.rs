@@ -239,13 +239,12 @@ fn a_healthy_ramp_goes_5_25_50_100_then_completes() {
     assert!(actions.contains(&"ramp.started") && actions.contains(&"ramp.completed"), "{actions:?}");
 }
 
-/// RAMPS.md §7 scenario 1.
 #[test]
 fn an_error_spike_rolls_back_within_an_interval_and_sdks_see_zero_percent() {
     let steps = "    - { percent: 5, hold: 1s }\n    - { percent: 25, hold: 1h }\n    - { percent: 50, hold: 1h }\n    - { percent: 100, hold: 1h }\n";
     let setup = Setup::new(&ramp_file(1, "s1", steps, ""));
     let server = setup.start();
-    // RAMPS.md's spike: 25 % of 2 000 requests per check, 0.5 % errors, then 5 % in the treatment.
+    // The spike: 25 % of 2 000 requests per check, 0.5 % errors, then 5 % in the treatment.
     let baseline =
         Traffic { requests: 2000.0, control_errors: 0.005, treatment_errors: 0.005, treatment_reported: 1.0 };
     let driver = Driver::start(&server, Some(baseline));
@@ -303,7 +302,6 @@ fn an_error_spike_rolls_back_within_an_interval_and_sdks_see_zero_percent() {
     drop(sdk);
 }
 
-/// RAMPS.md §7 scenario 3.
 #[test]
 fn kill_9_mid_ramp_resumes_at_the_same_step_with_the_same_users() {
     let steps = "    - { percent: 5, hold: 1s }\n    - { percent: 25, hold: 6s }\n    - { percent: 100, hold: 1h }\n";
@@ -344,7 +342,6 @@ fn kill_9_mid_ramp_resumes_at_the_same_step_with_the_same_users() {
     assert_eq!(events(&server, "advanced").len(), 2, "no step applied twice");
 }
 
-/// RAMPS.md §7 scenario 9.
 #[test]
 fn file_edits_apply_or_are_refused_rollback_is_sticky_and_revision_restarts() {
     let steps = "    - { percent: 5, hold: 1s }\n    - { percent: 25, hold: 1h }\n    - { percent: 50, hold: 1h }\n    - { percent: 100, hold: 1h }\n";
@@ -583,7 +580,7 @@ fn counting_contexts_dedupes_a_noisy_client() {
     }
 }
 
-/// RAMPS.md §7 scenario 6: the treatment, at 25 %, reports like 2 %.
+/// the treatment, at 25 %, reports like 2 %.
 #[test]
 fn a_starved_treatment_holds_on_sample_ratio_mismatch() {
     let steps = "    - { percent: 25, hold: 1s }\n    - { percent: 100, hold: 1h }\n";

@@ -1,4 +1,4 @@
-//! Ramps guarded by a real Prometheus (RAMPS.md §7 scenarios 1, 2 and 8):
+//! Ramps guarded by a real Prometheus:
 //! Prometheus scrapes, every second, an exporter whose per-variant
 //! counters the test drives; the ramp's guard queries Prometheus.
 
@@ -203,7 +203,6 @@ fn a_prometheus_guarded_ramp_advances_then_rolls_back_on_a_spike() {
     assert_eq!(replayed, live, "replay from {from} to {to}");
 }
 
-/// RAMPS.md §7 scenario 2.
 #[test]
 fn prometheus_down_holds_then_pauses_and_only_holding_recovers_by_itself() {
     let steps = "    - { percent: 25, hold: 1h }\n    - { percent: 100, hold: 1h }\n";
@@ -215,7 +214,7 @@ fn prometheus_down_holds_then_pauses_and_only_holding_recovers_by_itself() {
         s["state"] == "Ramping" && s["evidence"]["treatment"]["exposures"].as_u64() > Some(0)
     });
 
-    // RAMPS.md §7 scenario 8: a counter reset (the application restarted)
+    // A counter reset (the application restarted)
     // neither loses nor inflates counts, and is not a data outage.
     let counted = |s: &Value| s["evidence"]["treatment"]["exposures"].as_u64().unwrap_or(0);
     setup.exporter.reset();

@@ -1,4 +1,4 @@
-//! Ramp webhooks (RAMPS.md §5.7, §7 scenario 3): signed with HMAC-SHA256,
+//! Ramp webhooks: signed with HMAC-SHA256,
 //! one per event with a dedup key, filtered by severity, queued in the
 //! outbox with the state they describe, and delivered exactly once even
 //! when the server is killed between the state write and the delivery.

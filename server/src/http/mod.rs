@@ -2,7 +2,7 @@
 //!
 //! The application listener (default `127.0.0.1:8016`) serves OFREP; the
 //! operator listener (default `127.0.0.1:8014`) serves health, readiness and
-//! metrics, and later the admin API. Two listeners let the operator side
+//! metrics and the admin API. Two listeners let the operator side
 //! stay on a private interface while applications reach the other.
 
 mod admin;

@@ -295,7 +295,7 @@ fn simulate(
     None
 }
 
-/// RAMPS.md §7 scenario 7: 1 000 requests a minute, 5 % treatment, baseline
+/// 1 000 requests a minute, 5 % treatment, baseline
 /// 0.1 %, a check every minute for an hour, α = 1 %.
 #[test]
 fn false_rollbacks_stay_below_alpha_over_a_thousand_healthy_runs() {
@@ -351,7 +351,7 @@ fn a_ten_times_spike_rolls_back_at_the_first_check() {
     assert!(checks.iter().all(|c| c.is_some_and(|c| c <= 2)), "{checks:?}");
 }
 
-/// RAMPS.md §7 scenario 4: the ratio oscillates between 1.15 and 1.25
+/// the ratio oscillates between 1.15 and 1.25
 /// around a 20 % tolerance. The ramp may hold, advance or roll back once,
 /// but never oscillates and never re-ramps after a rollback.
 #[test]
@@ -392,7 +392,7 @@ fn flapping_near_the_tolerance_does_not_oscillate() {
     }
 }
 
-/// RAMPS.md §7 scenario 6: the treatment, expected at 25 %, reports 2 %.
+/// the treatment, expected at 25 %, reports 2 %.
 #[test]
 fn a_sample_ratio_mismatch_holds_or_rolls_back() {
     let spec = standard();
@@ -449,7 +449,7 @@ fn a_step_that_needs_approval_waits_and_times_out() {
     assert_eq!(asked.run.status, Status::AwaitingApproval);
 }
 
-/// RAMPS.md §7 scenario 10c: the hold ends at 15:58, the window closes at
+/// the hold ends at 15:58, the window closes at
 /// 16:00, the tick comes at 16:01: no advance until it reopens, but a
 /// regression at 16:30 still rolls back.
 #[test]
@@ -476,7 +476,7 @@ fn windows_block_advancing_but_never_rollback() {
     assert_eq!(d.run.status, Status::Pending { reason: PendingReason::OutsideWindow });
 }
 
-/// RAMPS.md §7 scenario 10d: a DST change inside a hold neither shortens
+/// a DST change inside a hold neither shortens
 /// nor lengthens it (holds are UTC milliseconds).
 #[test]
 fn a_dst_change_does_not_change_a_hold() {

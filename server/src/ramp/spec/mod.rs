@@ -121,7 +121,7 @@ pub enum Direction {
 }
 
 /// A metric beyond the error guard (latency, saturation …), compared
-/// per time bucket with the paired sign test (RAMPS.md §5.4).
+/// per time bucket with the paired sign test (docs/ramps.md).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Metric {
@@ -366,7 +366,7 @@ pub fn parse_all(file: &str, text: &str) -> (Option<RampSpec>, Vec<LoadError>) {
     (Some(spec), check.errors)
 }
 
-/// Warnings about a valid spec (RAMPS.md §5.2): what weakens its guard.
+/// Warnings about a valid spec: what weakens its guard.
 pub fn warnings(spec: &RampSpec) -> Vec<String> {
     let mut warnings = Vec::new();
     if let Some(last_relative) = spec.steps.iter().rev().find(|s| s.basis_points < FULL)

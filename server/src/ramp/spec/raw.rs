@@ -168,4 +168,4 @@ pub(super) struct RawTimeout {
     pub(super) then: Option<Action>,
 }
 
-// ---- defaults (RAMPS.md §5.6) ---------------------------------------------
+// ---- defaults (documented in docs/ramps.md) --------------------------------
