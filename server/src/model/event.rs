@@ -22,11 +22,13 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// Kinds a webhook may subscribe to (`notify[].events`).
-    pub const SUBSCRIBABLE: [EventKind; 12] = [
+    /// Every kind.
+    pub const ALL: [EventKind; 13] = [
         EventKind::Started,
         EventKind::Advanced,
         EventKind::Holding,
+        EventKind::Baking,
+        EventKind::Pending,
         EventKind::Paused,
         EventKind::Resumed,
         EventKind::ApprovalRequested,
@@ -35,8 +37,13 @@ impl EventKind {
         EventKind::Completed,
         EventKind::Restarted,
         EventKind::ConfigChangeRefused,
-        EventKind::Baking,
     ];
+
+    /// Whether a webhook may subscribe to it (`notify[].events`): every
+    /// kind but `pending`, which only says a ramp has not started.
+    pub fn is_subscribable(self) -> bool {
+        self != EventKind::Pending
+    }
 
     /// The stable name: stored records, audit actions (`ramp.<name>`),
     /// metric labels and webhook bodies use it.
@@ -59,22 +66,7 @@ impl EventKind {
     }
 
     pub fn parse(name: &str) -> Option<EventKind> {
-        const ALL: [EventKind; 13] = [
-            EventKind::Started,
-            EventKind::Advanced,
-            EventKind::Holding,
-            EventKind::Baking,
-            EventKind::Pending,
-            EventKind::Paused,
-            EventKind::Resumed,
-            EventKind::ApprovalRequested,
-            EventKind::Approved,
-            EventKind::RolledBack,
-            EventKind::Completed,
-            EventKind::Restarted,
-            EventKind::ConfigChangeRefused,
-        ];
-        ALL.into_iter().find(|kind| kind.as_str() == name)
+        EventKind::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
 
     /// Events people should look at (logged as warnings).
@@ -152,8 +144,9 @@ mod tests {
         assert!(events[1].would && events[1].kind == EventKind::Advanced);
         assert_eq!(serde_json::to_string(&events).expect("serialise"), stored);
         assert!(serde_json::from_str::<Event>(r#"{"kind":"exploded","reason":null,"by":"x"}"#).is_err());
-        for kind in EventKind::SUBSCRIBABLE {
+        for kind in EventKind::ALL {
             assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
         }
+        assert!(!EventKind::Pending.is_subscribable() && EventKind::RolledBack.is_subscribable());
     }
 }

@@ -149,10 +149,11 @@ impl Checker<'_> {
             }
             let mut events = Vec::new();
             for event in &target.events {
-                match EventKind::parse(event).filter(|kind| EventKind::SUBSCRIBABLE.contains(kind)) {
+                match EventKind::parse(event).filter(|kind| kind.is_subscribable()) {
                     Some(kind) => events.push(kind),
                     None => {
-                        let known: Vec<&str> = EventKind::SUBSCRIBABLE.iter().map(|k| k.as_str()).collect();
+                        let known: Vec<&str> =
+                            EventKind::ALL.iter().filter(|k| k.is_subscribable()).map(|k| k.as_str()).collect();
                         self.error(
                             "events",
                             index,
