@@ -180,6 +180,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_ADMIN_INSECURE_LOCAL")]
     pub admin_insecure_local: bool,
 
+    /// Mark the dashboard's session cookie Secure: set it when operators
+    /// reach the admin listener over HTTPS (e.g. behind a TLS proxy).
+    #[arg(long, env = "RAMPART_DASHBOARD_SECURE_COOKIE")]
+    pub dashboard_secure_cookie: bool,
+
     /// Prometheus HTTP API (e.g. http://127.0.0.1:9090) for ramps whose
     /// guard queries Prometheus.
     #[arg(long, env = "RAMPART_PROMETHEUS_URL", value_name = "URL")]

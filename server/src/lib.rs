@@ -200,8 +200,9 @@ impl Server {
             max_body_bytes: config.max_body_bytes,
             clock: clock.clone(),
         };
-        let writes = writes::Writes::new(services.store.clone(), config.max_api_flags, clock);
-        let state = AppState { services, admin, writes };
+        let writes = writes::Writes::new(services.store.clone(), config.max_api_flags, clock.clone());
+        let dashboard = Arc::new(http::Dashboard::new(clock, config.dashboard_secure_cookie));
+        let state = AppState { services, admin, writes, dashboard };
         Ok(Server { config, state, replica })
     }
 

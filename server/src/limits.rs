@@ -236,10 +236,12 @@ pub enum Rejection {
     OutcomeCount,
     OutcomeRate,
     OutcomeImplausible,
+    /// A dashboard sign-in ended the oldest session (at `MAX_SESSIONS`).
+    DashboardSessions,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 12] = [
+    pub const ALL: [Rejection; 13] = [
         Rejection::RequestBody,
         Rejection::BodyReadTimeout,
         Rejection::ContextFields,
@@ -252,6 +254,7 @@ impl Rejection {
         Rejection::OutcomeCount,
         Rejection::OutcomeRate,
         Rejection::OutcomeImplausible,
+        Rejection::DashboardSessions,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -269,6 +272,7 @@ impl Rejection {
             Rejection::OutcomeCount => "outcome_count",
             Rejection::OutcomeRate => "outcome_rate",
             Rejection::OutcomeImplausible => "outcome_implausible",
+            Rejection::DashboardSessions => "dashboard_sessions",
         }
     }
 }

@@ -34,6 +34,8 @@ pub(super) struct ConfigFile {
     #[serde(default)]
     pub(super) limits: crate::limits::LimitsFile,
     pub(super) strict_flags: Option<bool>,
+    /// The dashboard's session cookie is `Secure` (reached over HTTPS).
+    pub(super) dashboard_secure_cookie: Option<bool>,
     #[serde(default)]
     pub(super) environments: BTreeMap<String, EnvironmentFile>,
 }

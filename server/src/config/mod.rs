@@ -73,6 +73,8 @@ pub struct ServerConfig {
     pub admin_tokens: Vec<AdminToken>,
     /// Serve the admin API without tokens (loopback only, local development).
     pub admin_insecure_local: bool,
+    /// Mark the dashboard's session cookie `Secure` (it is reached over HTTPS).
+    pub dashboard_secure_cookie: bool,
     /// Most flags the admin API may create in one environment.
     pub max_api_flags: usize,
     /// Prometheus HTTP API for ramps guarded by Prometheus queries.
@@ -309,6 +311,7 @@ impl ServerConfig {
                 .unwrap_or_else(|| PathBuf::from("data")),
             admin_tokens,
             admin_insecure_local: args.admin_insecure_local,
+            dashboard_secure_cookie: args.dashboard_secure_cookie || file.dashboard_secure_cookie.unwrap_or(false),
             max_api_flags: file.max_api_flags.unwrap_or(DEFAULT_MAX_API_FLAGS),
             prometheus_url: match args.prometheus_url.clone().or(file.prometheus_url) {
                 Some(url) if url.starts_with("http://") || url.starts_with("https://") => {

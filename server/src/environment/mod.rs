@@ -53,6 +53,26 @@ pub struct Environment {
     metrics: OnceLock<Arc<crate::metrics::Metrics>>,
     /// When each snapshot is published.
     clock: Clock,
+    /// What the last reload of the files did, for operators (the dashboard).
+    last_reload: std::sync::Mutex<Option<ReloadRecord>>,
+}
+
+/// A reload of the files, as operators see it afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadRecord {
+    /// Unix milliseconds.
+    pub at: u64,
+    pub result: ReloadResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadResult {
+    /// The new files serve, at this snapshot version.
+    Applied(u64),
+    /// The files are as the served ones.
+    Unchanged,
+    /// Refused, each problem with its file and line: the last good set serves.
+    Rejected(Vec<String>),
 }
 
 /// What applying another replica's change did.
@@ -90,6 +110,7 @@ impl Environment {
             changes: Changes::new(1),
             metrics: OnceLock::new(),
             clock,
+            last_reload: std::sync::Mutex::new(None),
         })
     }
 
@@ -108,6 +129,23 @@ impl Environment {
     /// Reads the flag files again. An invalid set is returned as `Err` and
     /// the current snapshot keeps serving.
     pub async fn reload_files(&self) -> Result<Reload, LoadErrors> {
+        let reload = self.read_files().await;
+        let result = match &reload {
+            Ok(Reload::Changed(version)) => ReloadResult::Applied(*version),
+            Ok(Reload::Unchanged) => ReloadResult::Unchanged,
+            Err(errors) => ReloadResult::Rejected(errors.iter().map(ToString::to_string).collect()),
+        };
+        let record = ReloadRecord { at: self.clock.now_millis(), result };
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
+        reload
+    }
+
+    /// What the last reload of the files did (`None` before the first).
+    pub fn last_reload(&self) -> Option<ReloadRecord> {
+        self.last_reload.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn read_files(&self) -> Result<Reload, LoadErrors> {
         let patterns = self.flag_patterns.clone();
         let limits = self.limits.clone();
         let loaded = tokio::task::spawn_blocking(move || loader::read(&patterns, &limits))

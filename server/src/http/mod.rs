@@ -6,7 +6,7 @@
 //! stay on a private interface while applications reach the other.
 
 mod admin;
-mod auth;
+pub(crate) mod auth;
 mod body;
 mod credentials;
 mod error;
@@ -14,9 +14,11 @@ mod ofrep;
 mod ops;
 mod outcomes;
 mod sse;
+mod ui;
 
 pub(crate) use auth::AdminAccess;
 pub(crate) use body::read_body;
+pub(crate) use ui::Dashboard;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +39,8 @@ pub(crate) struct AppState {
     pub(crate) admin: Arc<AdminAccess>,
     /// Every change of flags goes through here.
     pub(crate) writes: crate::writes::Writes,
+    /// The dashboard's sessions.
+    pub(crate) dashboard: Arc<ui::Dashboard>,
 }
 
 /// Handlers read the shared services as fields of the state.
@@ -59,6 +63,7 @@ pub(crate) fn configure_http(config: &mut web::ServiceConfig) {
 pub(crate) fn configure_admin(config: &mut web::ServiceConfig) {
     ops::configure(config);
     admin::configure(config);
+    ui::configure(config);
 }
 
 /// The admin API's OpenAPI document.

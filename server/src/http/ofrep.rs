@@ -83,21 +83,45 @@ async fn single(state: web::Data<AppState>, request: HttpRequest, key: String, p
         Ok(environment) => environment,
         Err(rejection) => return evaluation_refused(rejection),
     };
-    let context = match read_context(&state, payload).await {
-        Ok(context) => enrich(environment, context, &request),
-        Err((status, details)) => {
+    let body = match body::read_body(&state, payload, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(error) => {
+            let (status, details) = error.describe();
             let body = Failure { key: &key, error_code: "INVALID_CONTEXT", error_details: &details, metadata: None };
             return HttpResponse::build(status).json(body);
         }
     };
+    let (status, body) = answer(&state, environment, &key, &body, Some(&request));
+    HttpResponse::build(status).content_type("application/json").body(body)
+}
+
+/// One flag's OFREP answer (status and JSON body) to a request body: the
+/// dashboard's evaluation console calls this too, so it answers exactly as
+/// OFREP does (without a request, the context gets no header values).
+pub(crate) fn answer(
+    state: &AppState,
+    environment: &Environment,
+    key: &str,
+    body: &[u8],
+    request: Option<&HttpRequest>,
+) -> (StatusCode, Vec<u8>) {
+    let context = match parse_context(state, body) {
+        Ok(context) => match request {
+            Some(request) => enrich(environment, context, request),
+            None => environment.context.apply(context, |_| None),
+        },
+        Err((status, details)) => {
+            let body = Failure { key, error_code: "INVALID_CONTEXT", error_details: &details, metadata: None };
+            return (status, serde_json::to_vec(&body).unwrap_or_default());
+        }
+    };
     let snapshot = environment.snapshot();
-    let evaluation = snapshot.flags.evaluate(&key, &context, state.clock.now_seconds());
+    let evaluation = snapshot.flags.evaluate(key, &context, state.clock.now_seconds());
     state.metrics.evaluated(&environment.name, evaluation.reason);
     if let Some(limit) = evaluation.limit {
         state.metrics.rejected(crate::limits::Rejection::Engine(limit));
     }
-    let (status, body) = render(&key, &evaluation);
-    HttpResponse::build(status).content_type("application/json").body(body)
+    render(key, &evaluation)
 }
 
 async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
@@ -163,10 +187,14 @@ fn authenticate<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<&'s Envi
 /// `context` is an empty context (OpenFeature providers send those).
 async fn read_context(state: &AppState, payload: web::Payload) -> Result<Context, (StatusCode, String)> {
     let body = body::read_body(state, payload, state.max_body_bytes).await.map_err(|error| error.describe())?;
+    parse_context(state, &body)
+}
+
+fn parse_context(state: &AppState, body: &[u8]) -> Result<Context, (StatusCode, String)> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Context::new());
     }
-    let context = serde_json::from_slice::<Request>(&body)
+    let context = serde_json::from_slice::<Request>(body)
         .map(|request| request.context.unwrap_or_default())
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("the request body must be {{\"context\": {{…}}}}: {e}")))?;
     if context.len() > MAX_CONTEXT_FIELDS {

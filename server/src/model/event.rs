@@ -91,11 +91,13 @@ pub struct Event {
     pub would: bool,
     pub reason: Option<String>,
     pub by: String,
+    /// The operator's own words on a command (the dashboard asks for them).
+    pub note: Option<String>,
 }
 
 impl Event {
     pub fn new(kind: EventKind, reason: Option<String>, by: &str) -> Event {
-        Event { kind, would: false, reason, by: by.to_owned() }
+        Event { kind, would: false, reason, by: by.to_owned(), note: None }
     }
 
     /// The event's name as stored and reported: `advanced`, or
@@ -111,11 +113,13 @@ struct StoredEvent {
     kind: String,
     reason: Option<String>,
     by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 impl From<Event> for StoredEvent {
     fn from(event: Event) -> StoredEvent {
-        StoredEvent { kind: event.name(), reason: event.reason, by: event.by }
+        StoredEvent { kind: event.name(), reason: event.reason, by: event.by, note: event.note }
     }
 }
 
@@ -128,7 +132,7 @@ impl TryFrom<StoredEvent> for Event {
             None => (false, stored.kind.as_str()),
         };
         let kind = EventKind::parse(name).ok_or_else(|| format!("unknown ramp event '{}'", stored.kind))?;
-        Ok(Event { kind, would, reason: stored.reason, by: stored.by })
+        Ok(Event { kind, would, reason: stored.reason, by: stored.by, note: stored.note })
     }
 }
 

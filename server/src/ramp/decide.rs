@@ -55,6 +55,18 @@ impl Command {
             Command::Restart { .. } => "restart",
         }
     }
+
+    /// The operator who gave the command.
+    pub fn by(&self) -> &str {
+        match self {
+            Command::Pause { by }
+            | Command::Resume { by }
+            | Command::Promote { by, .. }
+            | Command::Abort { by }
+            | Command::Approve { by }
+            | Command::Restart { by, .. } => by,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -265,8 +265,11 @@ fn audit(db: &Database, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreErro
     let txn = db.begin_read().map_err(unavailable)?;
     let table = txn.open_table(AUDIT).map_err(unavailable)?;
     let start = query.after.map_or(0, |after| after.saturating_add(1));
+    let end = query.before.unwrap_or(u64::MAX);
     let mut out = Vec::new();
-    for entry in table.range(start..).map_err(unavailable)? {
+    let range = table.range(start..end).map_err(unavailable)?;
+    let entries: Box<dyn Iterator<Item = _>> = if query.newest_first { Box::new(range.rev()) } else { Box::new(range) };
+    for entry in entries {
         let entry: AuditEntry = decode(entry.map_err(unavailable)?.1.value())?;
         if query.matches(&entry) {
             out.push(entry);

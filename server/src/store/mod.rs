@@ -134,6 +134,10 @@ pub struct AuditQuery {
     pub until: Option<u64>,
     /// Entries after this sequence number.
     pub after: Option<u64>,
+    /// Entries before this sequence number.
+    pub before: Option<u64>,
+    /// Newest entries first (the dashboard pages backwards with `before`).
+    pub newest_first: bool,
     pub limit: usize,
 }
 

@@ -5,7 +5,7 @@
 use rampart_engine::FlagState;
 use serde_json::Value;
 
-use super::{Definition, WriteError, Writes, Written, check_expected, check_not_file_owned, describe::describe};
+use super::{Actor, Definition, WriteError, Writes, Written, check_expected, check_not_file_owned, describe::describe};
 use crate::environment::{Environment, Inputs};
 use crate::store::{Change, ChangeKind, Commit, Expect, FlagRecord, StateOverride};
 
@@ -23,7 +23,7 @@ impl Writes {
     pub async fn put(
         &self,
         environment: &Environment,
-        actor: &str,
+        actor: Actor<'_>,
         key: &str,
         expected: Option<&str>,
         definition: Definition,
@@ -35,7 +35,7 @@ impl Writes {
     pub async fn delete(
         &self,
         environment: &Environment,
-        actor: &str,
+        actor: Actor<'_>,
         key: &str,
         expected: Option<&str>,
     ) -> Result<Written, WriteError> {
@@ -48,7 +48,7 @@ impl Writes {
     pub async fn set_state(
         &self,
         environment: &Environment,
-        actor: &str,
+        actor: Actor<'_>,
         key: &str,
         expected: Option<&str>,
         wanted: FlagState,
@@ -65,7 +65,7 @@ impl Writes {
     pub async fn revert(
         &self,
         environment: &Environment,
-        actor: &str,
+        actor: Actor<'_>,
         key: &str,
         expected: Option<&str>,
         version: u64,
@@ -87,7 +87,7 @@ impl Writes {
     async fn edit(
         &self,
         environment: &Environment,
-        actor: &str,
+        actor: Actor<'_>,
         key: &str,
         expected: Option<&str>,
         edit: Edit,
@@ -130,7 +130,7 @@ impl Writes {
                 match &definition {
                     Some(definition) => {
                         let record =
-                            FlagRecord { version: 0, definition: Some(definition.value.clone()), at, by: actor.into() };
+                            FlagRecord { version: 0, definition: Some(definition.value.clone()), at, by: actor.name.into() };
                         next.put_api_compiled(key, record, definition.flag.clone());
                     }
                     None => next.remove_api(key),
@@ -147,16 +147,16 @@ impl Writes {
                     expect: current.map_or(Expect::Absent, |r| Expect::Version(r.version)),
                     kind: new.cloned().map_or(ChangeKind::Delete, ChangeKind::Put),
                     action: action.to_owned(),
-                    changes: describe(old, new),
+                    changes: actor.describe(describe(old, new)),
                 };
                 let committed =
-                    self.store.commit(Commit { actor: actor.to_owned(), at, changes: vec![change] }).await?;
+                    self.store.commit(Commit { actor: actor.name.to_owned(), at, changes: vec![change] }).await?;
                 next.committed(&environment.name, &committed);
                 let version = committed.entries.first().and_then(|e| e.version);
                 if let Some(version) = version {
                     next.set_api_version(key, version);
                 }
-                tracing::info!(environment = %environment.name, flag = key, action, version, actor, "flag changed");
+                tracing::info!(environment = %environment.name, flag = key, action, version, actor = actor.name, "flag changed");
                 Ok((Some((next, built)), current.is_none() && definition.is_some()))
             })
             .await?;
@@ -167,7 +167,7 @@ impl Writes {
     async fn set_override(
         &self,
         environment: &Environment,
-        actor: &str,
+        actor: Actor<'_>,
         key: &str,
         expected: Option<&str>,
         wanted: FlagState,
@@ -190,7 +190,7 @@ impl Writes {
                 let mut next = inputs.clone();
                 match new_override {
                     Some(state) => {
-                        let record = StateOverride { state, at, by: actor.to_owned() };
+                        let record = StateOverride { state, at, by: actor.name.to_owned() };
                         next.overrides_mut().insert(key.to_owned(), record);
                     }
                     None => {
@@ -210,12 +210,12 @@ impl Writes {
                     expect: Expect::Anything,
                     kind: ChangeKind::Override(new_override),
                     action: action.to_owned(),
-                    changes: lines,
+                    changes: actor.describe(lines),
                 };
                 let committed =
-                    self.store.commit(Commit { actor: actor.to_owned(), at, changes: vec![change] }).await?;
+                    self.store.commit(Commit { actor: actor.name.to_owned(), at, changes: vec![change] }).await?;
                 next.committed(&environment.name, &committed);
-                tracing::info!(environment = %environment.name, flag = key, action, actor, "kill switch");
+                tracing::info!(environment = %environment.name, flag = key, action, actor = actor.name, "kill switch");
                 Ok((Some((next, built)), ()))
             })
             .await?;

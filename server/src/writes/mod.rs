@@ -25,6 +25,34 @@ pub use describe::describe;
 pub use flags::Edit;
 pub use promote::{Promotion, PromotionAction, PromotionItem};
 
+/// Who makes a change, and — when they give one — why, in their words:
+/// the reason is kept with the change in the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor<'a> {
+    pub name: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+impl<'a> Actor<'a> {
+    pub fn new(name: &'a str, reason: Option<&'a str>) -> Actor<'a> {
+        Actor { name, reason }
+    }
+
+    /// A change's description lines, with the reason last.
+    fn describe(&self, mut lines: Vec<String>) -> Vec<String> {
+        if let Some(reason) = self.reason {
+            lines.push(format!("reason: {reason}"));
+        }
+        lines
+    }
+}
+
+impl<'a> From<&'a str> for Actor<'a> {
+    fn from(name: &'a str) -> Actor<'a> {
+        Actor { name, reason: None }
+    }
+}
+
 /// Why a write was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {

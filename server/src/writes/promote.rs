@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Definition, WriteError, Writes, describe::describe};
+use super::{Actor, Definition, WriteError, Writes, describe::describe};
 use crate::environment::{Environment, Inputs};
 use crate::store::{Change, ChangeKind, Commit, Expect, FlagRecord};
 
@@ -38,7 +38,7 @@ impl Writes {
         &self,
         from: &Environment,
         to: &Environment,
-        actor: &str,
+        actor: Actor<'_>,
         keys: Option<&[String]>,
         dry_run: bool,
     ) -> Result<Promotion, WriteError> {
@@ -95,7 +95,7 @@ impl Writes {
                 for item in items.iter().filter(|i| i.action != PromotionAction::Unchanged) {
                     let (definition, source_version) = &definitions[&item.flag];
                     let record =
-                        FlagRecord { version: 0, definition: Some(definition.value.clone()), at, by: actor.into() };
+                        FlagRecord { version: 0, definition: Some(definition.value.clone()), at, by: actor.name.into() };
                     next.put_api_compiled(&item.flag, record, definition.flag.clone());
                     let mut lines = vec![format!("promoted from '{}' version {source_version}", from.name)];
                     lines.extend(item.changes.iter().cloned());
@@ -105,11 +105,11 @@ impl Writes {
                         expect: inputs.api.get(&item.flag).map_or(Expect::Absent, |r| Expect::Version(r.version)),
                         kind: ChangeKind::Put(definition.value.clone()),
                         action: "promote".into(),
-                        changes: lines,
+                        changes: actor.describe(lines),
                     });
                 }
                 let built = next.compose().map_err(WriteError::Invalid)?;
-                let committed = self.store.commit(Commit { actor: actor.to_owned(), at, changes: batch }).await?;
+                let committed = self.store.commit(Commit { actor: actor.name.to_owned(), at, changes: batch }).await?;
                 next.committed(&to.name, &committed);
                 for entry in committed.entries {
                     if let Some(version) = entry.version {
@@ -119,7 +119,7 @@ impl Writes {
                         item.version = entry.version;
                     }
                 }
-                tracing::info!(from = %from.name, to = %to.name, flags = definitions.len(), actor, "promotion");
+                tracing::info!(from = %from.name, to = %to.name, flags = definitions.len(), actor = actor.name, "promotion");
                 Ok((Some((next, built)), items))
             })
             .await?;

@@ -64,22 +64,23 @@ fn served_default(environment: &Environment, key: &str) -> Option<Value> {
 async fn a_put_answers_with_its_own_version_and_preconditions_hold() {
     let setup = Setup::new(10);
     let staging = setup.staging();
-    let created = setup.writes.put(staging, "ana", "banner", None, definition("banner", "a")).await.expect("create");
+    let created =
+        setup.writes.put(staging, "ana".into(), "banner", None, definition("banner", "a")).await.expect("create");
     assert!(created.created);
     assert_eq!(version_tag(&created.snapshot, "banner").as_deref(), Some("\"v1\""));
 
-    let stale = setup.writes.put(staging, "bo", "banner", Some("\"v0\""), definition("banner", "b")).await;
+    let stale = setup.writes.put(staging, "bo".into(), "banner", Some("\"v0\""), definition("banner", "b")).await;
     assert!(matches!(stale, Err(WriteError::Precondition { .. })), "{stale:?}");
     assert_eq!(served_default(staging, "banner"), Some(json!("a")), "a refused write changes nothing");
 
-    let updated = setup.writes.put(staging, "bo", "banner", Some("\"v1\""), definition("banner", "b")).await;
+    let updated = setup.writes.put(staging, "bo".into(), "banner", Some("\"v1\""), definition("banner", "b")).await;
     let updated = updated.expect("update");
     assert!(!updated.created);
     assert_eq!(version_tag(&updated.snapshot, "banner").as_deref(), Some("\"v2\""));
     assert_eq!(served_default(staging, "banner"), Some(json!("b")));
 
     // The same definition again is not a new version.
-    let same = setup.writes.put(staging, "bo", "banner", None, definition("banner", "b")).await.expect("same");
+    let same = setup.writes.put(staging, "bo".into(), "banner", None, definition("banner", "b")).await.expect("same");
     assert_eq!(version_tag(&same.snapshot, "banner").as_deref(), Some("\"v2\""));
 }
 
@@ -87,16 +88,19 @@ async fn a_put_answers_with_its_own_version_and_preconditions_hold() {
 async fn file_owned_flags_take_only_the_kill_switch() {
     let setup = Setup::new(10);
     let staging = setup.staging();
-    let replaced = setup.writes.put(staging, "ana", "from-file", None, definition("from-file", "a")).await;
+    let replaced = setup.writes.put(staging, "ana".into(), "from-file", None, definition("from-file", "a")).await;
     assert!(matches!(replaced, Err(WriteError::FileOwned { ref file, .. }) if file.ends_with("flags.json")));
-    assert!(matches!(setup.writes.delete(staging, "ana", "from-file", None).await, Err(WriteError::FileOwned { .. })));
+    assert!(matches!(
+        setup.writes.delete(staging, "ana".into(), "from-file", None).await,
+        Err(WriteError::FileOwned { .. })
+    ));
 
-    setup.writes.set_state(staging, "ana", "from-file", None, FlagState::Disabled).await.expect("disable");
+    setup.writes.set_state(staging, "ana".into(), "from-file", None, FlagState::Disabled).await.expect("disable");
     let snapshot = staging.snapshot();
     assert_eq!(snapshot.flags.get("from-file").map(|f| f.state()), Some(FlagState::Disabled));
     assert_eq!(snapshot.overrides.get("from-file").map(|o| o.state), Some(FlagState::Disabled));
     // Back to the file's own state: the override is gone.
-    setup.writes.set_state(staging, "ana", "from-file", None, FlagState::Enabled).await.expect("enable");
+    setup.writes.set_state(staging, "ana".into(), "from-file", None, FlagState::Enabled).await.expect("enable");
     assert!(staging.snapshot().overrides.is_empty());
     assert_eq!(
         setup.production().snapshot().flags.get("from-file").map(|f| f.state()),
@@ -109,13 +113,16 @@ async fn file_owned_flags_take_only_the_kill_switch() {
 async fn deletes_limits_and_invalid_definitions_say_why() {
     let setup = Setup::new(1);
     let staging = setup.staging();
-    assert!(matches!(setup.writes.delete(staging, "ana", "ghost", None).await, Err(WriteError::NotFound { .. })));
-    setup.writes.put(staging, "ana", "one", None, definition("one", "a")).await.expect("first");
-    let second = setup.writes.put(staging, "ana", "two", None, definition("two", "a")).await;
+    assert!(matches!(
+        setup.writes.delete(staging, "ana".into(), "ghost", None).await,
+        Err(WriteError::NotFound { .. })
+    ));
+    setup.writes.put(staging, "ana".into(), "one", None, definition("one", "a")).await.expect("first");
+    let second = setup.writes.put(staging, "ana".into(), "two", None, definition("two", "a")).await;
     assert!(matches!(second, Err(WriteError::TooManyFlags { max: 1, .. })), "{second:?}");
     let invalid = Definition::compile("bad", json!({"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "z"}));
     assert!(matches!(invalid, Err(WriteError::Invalid(_))), "{invalid:?}");
-    setup.writes.delete(staging, "ana", "one", None).await.expect("delete");
+    setup.writes.delete(staging, "ana".into(), "one", None).await.expect("delete");
     assert!(staging.snapshot().flags.get("one").is_none());
 }
 
@@ -123,15 +130,15 @@ async fn deletes_limits_and_invalid_definitions_say_why() {
 async fn revert_puts_back_an_earlier_version() {
     let setup = Setup::new(10);
     let staging = setup.staging();
-    setup.writes.put(staging, "ana", "banner", None, definition("banner", "a")).await.expect("v1");
-    setup.writes.put(staging, "ana", "banner", None, definition("banner", "b")).await.expect("v2");
-    let reverted = setup.writes.revert(staging, "bo", "banner", None, 1).await.expect("revert");
+    setup.writes.put(staging, "ana".into(), "banner", None, definition("banner", "a")).await.expect("v1");
+    setup.writes.put(staging, "ana".into(), "banner", None, definition("banner", "b")).await.expect("v2");
+    let reverted = setup.writes.revert(staging, "bo".into(), "banner", None, 1).await.expect("revert");
     assert_eq!(version_tag(&reverted.snapshot, "banner").as_deref(), Some("\"v3\""));
     assert_eq!(served_default(staging, "banner"), Some(json!("a")));
-    let missing = setup.writes.revert(staging, "bo", "banner", None, 99).await;
+    let missing = setup.writes.revert(staging, "bo".into(), "banner", None, 99).await;
     assert!(matches!(missing, Err(WriteError::VersionNotFound { version: 99, .. })), "{missing:?}");
-    setup.writes.delete(staging, "bo", "banner", None).await.expect("v4 deletes");
-    let deleted = setup.writes.revert(staging, "bo", "banner", None, 4).await;
+    setup.writes.delete(staging, "bo".into(), "banner", None).await.expect("v4 deletes");
+    let deleted = setup.writes.revert(staging, "bo".into(), "banner", None, 4).await;
     assert!(matches!(deleted, Err(WriteError::VersionDeleted { version: 4, .. })), "{deleted:?}");
 }
 
@@ -139,24 +146,24 @@ async fn revert_puts_back_an_earlier_version() {
 async fn promotion_copies_api_flags_and_refuses_file_owned_ones() {
     let setup = Setup::new(10);
     let (staging, production) = (setup.staging(), setup.production());
-    setup.writes.put(staging, "ana", "banner", None, definition("banner", "b")).await.expect("staging flag");
+    setup.writes.put(staging, "ana".into(), "banner", None, definition("banner", "b")).await.expect("staging flag");
 
-    let dry = setup.writes.promote(staging, production, "ana", None, true).await.expect("dry run");
+    let dry = setup.writes.promote(staging, production, "ana".into(), None, true).await.expect("dry run");
     assert_eq!(
         dry.items.iter().map(|i| (i.flag.as_str(), i.action)).collect::<Vec<_>>(),
         [("banner", PromotionAction::Create)]
     );
     assert!(!dry.applied && served_default(production, "banner").is_none(), "a dry run changes nothing");
 
-    let done = setup.writes.promote(staging, production, "ana", None, false).await.expect("promote");
+    let done = setup.writes.promote(staging, production, "ana".into(), None, false).await.expect("promote");
     assert!(done.applied);
     assert_eq!(done.items[0].version, Some(1));
     assert_eq!(served_default(production, "banner"), Some(json!("b")));
-    let again = setup.writes.promote(staging, production, "ana", None, false).await.expect("again");
+    let again = setup.writes.promote(staging, production, "ana".into(), None, false).await.expect("again");
     assert!(!again.applied && again.items[0].action == PromotionAction::Unchanged);
 
-    let file_owned = setup.writes.promote(staging, production, "ana", Some(&["from-file".into()]), false).await;
+    let file_owned = setup.writes.promote(staging, production, "ana".into(), Some(&["from-file".into()]), false).await;
     assert!(matches!(file_owned, Err(WriteError::SourceFileOwned { .. })), "{file_owned:?}");
-    let same = setup.writes.promote(staging, staging, "ana", None, false).await;
+    let same = setup.writes.promote(staging, staging, "ana".into(), None, false).await;
     assert!(matches!(same, Err(WriteError::SameEnvironment)));
 }

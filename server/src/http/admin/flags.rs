@@ -114,7 +114,8 @@ pub(crate) async fn put_flag(
     // The flag on its own first, so a bad body is a 422 whatever else is wrong.
     let definition = Definition::compile(&key, definition)?;
     let expected = if_match(request.headers())?;
-    let written = state.writes.put(environment, &caller.name, &key, expected.as_deref(), definition).await?;
+    let written =
+        state.writes.put(environment, caller.name.as_str().into(), &key, expected.as_deref(), definition).await?;
     let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
     flag_response(status, &written.snapshot, &name, &key)
 }
@@ -146,7 +147,8 @@ pub(crate) async fn patch_flag(
         )));
     };
     let expected = if_match(request.headers())?;
-    let written = state.writes.set_state(environment, &caller.name, &key, expected.as_deref(), wanted).await?;
+    let written =
+        state.writes.set_state(environment, caller.name.as_str().into(), &key, expected.as_deref(), wanted).await?;
     flag_response(StatusCode::OK, &written.snapshot, &name, &key)
 }
 
@@ -163,7 +165,7 @@ pub(crate) async fn delete_flag(
     let (name, key) = path.into_inner();
     let environment = environment(&state, &name)?;
     let expected = if_match(request.headers())?;
-    state.writes.delete(environment, &caller.name, &key, expected.as_deref()).await?;
+    state.writes.delete(environment, caller.name.as_str().into(), &key, expected.as_deref()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

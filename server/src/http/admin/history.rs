@@ -101,7 +101,10 @@ pub(crate) async fn revert_flag(
     let environment = environment(&state, &name)?;
     let revert: RevertRequest = json_body(&state, payload).await?;
     let expected = if_match(request.headers())?;
-    let outcome = state.writes.revert(environment, &caller.name, &key, expected.as_deref(), revert.version).await?;
+    let outcome = state
+        .writes
+        .revert(environment, caller.name.as_str().into(), &key, expected.as_deref(), revert.version)
+        .await?;
     flag_response(StatusCode::OK, &outcome.snapshot, &name, &key)
 }
 
@@ -154,6 +157,7 @@ pub(crate) async fn audit(state: web::Data<AppState>, request: HttpRequest) -> R
             .map(|after| u64::try_from(after).map_err(|_| ApiError::bad_request("after must not be negative")))
             .transpose()?,
         limit,
+        ..AuditQuery::default()
     };
     let entries = state.store.audit(query).await?;
     let full = entries.len() == limit;

@@ -115,7 +115,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 /// Flag keys created through the API: letters, digits, `.`, `_`, `-`, `:`;
 /// at most 256 characters. (File flags may use any key flagd accepts.)
-fn check_key(key: &str) -> Result<(), ApiError> {
+pub(crate) fn check_key(key: &str) -> Result<(), ApiError> {
     let valid = !key.is_empty()
         && key.len() <= 256
         && key.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())

@@ -35,7 +35,8 @@ pub(crate) async fn promote(
     if body.flags.as_ref().is_some_and(Vec::is_empty) {
         return Err(ApiError::bad_request("flags must name at least one flag"));
     }
-    let promotion = state.writes.promote(from, to, &caller.name, body.flags.as_deref(), body.dry_run).await?;
+    let promotion =
+        state.writes.promote(from, to, caller.name.as_str().into(), body.flags.as_deref(), body.dry_run).await?;
     let changes = promotion
         .items
         .into_iter()

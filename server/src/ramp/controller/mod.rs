@@ -7,9 +7,10 @@
 //! same ramp never interleave. The rest of the controller is split by
 //! concern: [`reconcile`] (files and stored runs at start-up and on
 //! replication), [`reload`] (ramp files edited on disk), [`leases`] (which replica drives which ramp), [`persist`]
-//! (a transition and everything written with it) and [`view`] (a ramp as
-//! operators see it).
+//! (a transition and everything written with it) [`view`] (a ramp as
+//! operators see it) and [`checks`] (the run's checks over time, for charts).
 
+pub mod checks;
 mod leases;
 mod persist;
 mod reconcile;
@@ -51,6 +52,8 @@ pub struct Entry {
     /// The fencing token of this replica's lease on the ramp, while it
     /// holds it: only the holder ticks the ramp.
     lease: std::sync::Mutex<Option<u64>>,
+    /// The current run's checks, for the dashboard's charts.
+    checks: std::sync::Mutex<checks::CheckSeries>,
     state: Mutex<EntryState>,
 }
 
@@ -91,6 +94,19 @@ impl Counting {
 impl Entry {
     fn set_counting(&self, run: &Run) {
         *self.counting.lock().unwrap_or_else(|e| e.into_inner()) = Counting::of(run);
+    }
+
+    /// What changes whenever the ramp does: its persisted sequence number
+    /// and the checks made since (for the dashboard's live updates).
+    pub async fn change_mark(&self) -> (u64, u64) {
+        let seq = self.state.lock().await.run.seq;
+        (seq, self.checks.lock().unwrap_or_else(|e| e.into_inner()).seen())
+    }
+
+    /// The checks of run `run_id` so far (empty for another run).
+    pub fn checks(&self, run_id: &str) -> Vec<checks::CheckPoint> {
+        let series = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+        if series.run_id() == run_id { series.points().to_vec() } else { Vec::new() }
     }
 }
 
@@ -264,20 +280,35 @@ impl Controller {
                 && !state.run.status.is_terminal()
                 && state.last_tick.is_none_or(|last| self.clock.now_millis() >= last + interval)
         };
-        if due && let Err(error) = self.tick(entry, None).await {
+        if due && let Err(error) = self.tick(entry, None, None).await {
             tracing::error!(environment = %entry.environment, ramp = %entry.name, %error, "ramp tick failed");
         }
     }
 
     /// Applies an operator command now, as a tick.
     pub async fn command(&self, environment: &str, name: &str, command: Command) -> Result<RampView, CommandError> {
+        self.command_noted(environment, name, command, None).await
+    }
+
+    /// Applies an operator command with the operator's note, which its
+    /// events (and so the audit log and the decision log) keep.
+    pub async fn command_noted(
+        &self,
+        environment: &str,
+        name: &str,
+        command: Command,
+        note: Option<String>,
+    ) -> Result<RampView, CommandError> {
+        let note = note.as_deref();
         let entry = self
             .entry(environment, name)
             .ok_or_else(|| CommandError::NotFound(environment.to_owned(), name.to_owned()))?;
         // A write that lost a race with the ramp's driver re-reads the
         // stored run; the command is then decided again on it.
-        let result = match self.tick(&entry, Some(command.clone())).await {
-            Err(StoreError::Conflict { .. } | StoreError::Fenced { .. }) => self.tick(&entry, Some(command)).await?,
+        let result = match self.tick(&entry, Some(command.clone()), note).await {
+            Err(StoreError::Conflict { .. } | StoreError::Fenced { .. }) => {
+                self.tick(&entry, Some(command), note).await?
+            }
             result => result?,
         };
         match result {
@@ -287,7 +318,12 @@ impl Controller {
     }
 
     /// One tick of one ramp; returns the command's result, if any.
-    async fn tick(&self, entry: &Entry, command: Option<Command>) -> Result<Option<Result<(), String>>, StoreError> {
+    async fn tick(
+        &self,
+        entry: &Entry,
+        command: Option<Command>,
+        note: Option<&str>,
+    ) -> Result<Option<Result<(), String>>, StoreError> {
         let Some(environment) = self.environments.get(&entry.environment).cloned() else { return Ok(None) };
         let mut state = entry.state.lock().await;
         let now = self.clock.now_millis();
@@ -301,7 +337,9 @@ impl Controller {
                     next.basis_points = 0;
                     next.seq += 1;
                     next.updated_at = now;
-                    let events = vec![Event::new(EventKind::RolledBack, Some(reason.as_str().to_owned()), &by)];
+                    let mut event = Event::new(EventKind::RolledBack, Some(reason.as_str().to_owned()), &by);
+                    event.note = note.map(str::to_owned);
+                    let events = vec![event];
                     self.persist(&environment, entry, &mut state, next, events, Evidence::default()).await?;
                     Ok(Some(Ok(())))
                 }
@@ -318,7 +356,13 @@ impl Controller {
             Command::Restart { by, .. } => Command::Restart { by, run_id: run_id(now) },
             other => other,
         });
+        let operator = command.as_ref().map(|command| command.by().to_owned());
         let mut decision = decide::decide(&state.run, &spec, &observation, now, command.as_ref());
+        if let (Some(note), Some(operator)) = (note, operator) {
+            for event in decision.events.iter_mut().filter(|event| event.by == operator) {
+                event.note = Some(note.to_owned());
+            }
+        }
         if state.run.dry_run {
             // Recorded and logged as what would have happened.
             for event in &mut decision.events {
@@ -328,10 +372,12 @@ impl Controller {
         state.last_tick = Some(now);
         let mut compare = decision.run.clone();
         compare.updated_at = state.run.updated_at;
+        let evidence = super::evidence::explain(&decision.run, &spec, &observation, now);
+        let point = checks::CheckPoint::new(&decision.run, &evidence, now);
         if compare != state.run {
-            let evidence = super::evidence::explain(&decision.run, &spec, &observation, now);
-            self.persist(&environment, entry, &mut state, decision.run, decision.events, evidence).await?;
+            self.persist(&environment, entry, &mut state, decision.run.clone(), decision.events, evidence).await?;
         }
+        entry.checks.lock().unwrap_or_else(|e| e.into_inner()).record(&decision.run.run_id, point);
         Ok(decision.command)
     }
 }

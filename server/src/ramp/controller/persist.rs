@@ -121,17 +121,17 @@ fn transition(
         .map(|event| {
             let name = event.name();
             let reason = event.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-            (
-                event.by.clone(),
-                format!("ramp.{name}"),
-                vec![format!(
-                    "ramp {} run {}: {name}{reason}, step {} at {}%",
-                    entry.name,
-                    next.run_id,
-                    next.step + 1,
-                    next.percent()
-                )],
-            )
+            let mut changes = vec![format!(
+                "ramp {} run {}: {name}{reason}, step {} at {}%",
+                entry.name,
+                next.run_id,
+                next.step + 1,
+                next.percent()
+            )];
+            if let Some(note) = &event.note {
+                changes.push(format!("reason: {note}"));
+            }
+            (event.by.clone(), format!("ramp.{name}"), changes)
         })
         .collect();
     RampWrite {

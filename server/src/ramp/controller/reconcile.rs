@@ -202,6 +202,7 @@ impl Controller {
             name: name.clone(),
             counting: std::sync::Mutex::new(Counting::of(&run)),
             prometheus_cache: std::sync::Mutex::default(),
+            checks: std::sync::Mutex::default(),
             lease: std::sync::Mutex::new(token),
             state: tokio::sync::Mutex::new(EntryState {
                 spec,

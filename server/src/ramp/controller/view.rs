@@ -31,10 +31,20 @@ pub struct RampView {
 impl Controller {
     /// A ramp with fresh evidence (observed within the tick budget).
     pub async fn view(&self, entry: &Entry) -> RampView {
+        self.view_with(entry, true).await
+    }
+
+    /// A ramp as it stands, without observing it (no evidence): cheap
+    /// enough for lists.
+    pub async fn glance(&self, entry: &Entry) -> RampView {
+        self.view_with(entry, false).await
+    }
+
+    async fn view_with(&self, entry: &Entry, observe: bool) -> RampView {
         let state = entry.state.lock().await.clone();
         let now = self.clock.now_millis();
         let evidence = match self.environments.get(&entry.environment) {
-            Some(environment) if !state.run.status.is_terminal() => {
+            Some(environment) if observe && !state.run.status.is_terminal() => {
                 let observation = self
                     .observer
                     .observe(environment, &entry.name, &entry.prometheus_cache, &state.spec, &state.run, now)

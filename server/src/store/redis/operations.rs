@@ -183,14 +183,27 @@ impl Store for RedisStore {
         const PAGE: isize = 500;
         let key = self.key(&["audit"]);
         let mut out = Vec::new();
+        // Scores are sequence numbers; `start..end` is what is left to read.
         let mut start = query.after.map_or(0, |after| after.saturating_add(1));
+        let mut end = query.before.unwrap_or(u64::MAX);
         loop {
-            let page: Vec<String> =
-                self.call(async |mut c| c.zrangebyscore_limit(&key, start as f64, "+inf", 0, PAGE).await).await?;
+            if start >= end {
+                return Ok(out);
+            }
+            let (low, high) = (start as f64, format!("({end}"));
+            let page: Vec<String> = if query.newest_first {
+                self.call(async |mut c| c.zrevrangebyscore_limit(&key, &high, low, 0, PAGE).await).await?
+            } else {
+                self.call(async |mut c| c.zrangebyscore_limit(&key, low, &high, 0, PAGE).await).await?
+            };
             let full = page.len() as isize == PAGE;
             for text in page {
                 let entry: AuditEntry = decode(&text)?;
-                start = entry.seq + 1;
+                if query.newest_first {
+                    end = entry.seq;
+                } else {
+                    start = entry.seq + 1;
+                }
                 if query.matches(&entry) {
                     out.push(entry);
                     if out.len() >= query.limit {

@@ -1,0 +1,122 @@
+// Rampart dashboard: confirmations with a reason, and live updates.
+// Our own code, served from /ui/assets/ (the Content-Security-Policy allows
+// no inline script). Pages work without it; it adds confirmation dialogs
+// and keeps live regions ([data-live]) current.
+"use strict";
+
+(function () {
+  // ---- Confirmation: forms with data-confirm ask first, with a reason. ----
+  function confirmDialog() {
+    let dialog = document.getElementById("confirm-dialog");
+    if (dialog) return dialog;
+    dialog = document.createElement("dialog");
+    dialog.id = "confirm-dialog";
+    dialog.setAttribute("aria-labelledby", "confirm-question");
+    const form = document.createElement("form");
+    form.method = "dialog";
+    const question = document.createElement("p");
+    question.id = "confirm-question";
+    const label = document.createElement("label");
+    label.htmlFor = "confirm-reason";
+    label.textContent = "Reason (optional, kept in the audit log)";
+    const reason = document.createElement("input");
+    reason.id = "confirm-reason";
+    reason.type = "text";
+    reason.maxLength = 500;
+    reason.autocomplete = "off";
+    const buttons = document.createElement("div");
+    buttons.className = "actions";
+    const yes = document.createElement("button");
+    yes.value = "yes";
+    yes.id = "confirm-yes";
+    yes.textContent = "Confirm";
+    const no = document.createElement("button");
+    no.value = "no";
+    no.id = "confirm-no";
+    no.textContent = "Cancel";
+    buttons.append(yes, no);
+    form.append(question, label, reason, buttons);
+    dialog.append(form);
+    document.body.append(dialog);
+    return dialog;
+  }
+
+  document.addEventListener("submit", function (event) {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || !form.dataset.confirm) return;
+    event.preventDefault();
+    const dialog = confirmDialog();
+    dialog.querySelector("#confirm-question").textContent = form.dataset.confirm;
+    const reason = dialog.querySelector("#confirm-reason");
+    reason.value = "";
+    dialog.returnValue = "";
+    dialog.onclose = function () {
+      if (dialog.returnValue !== "yes") return;
+      const field = form.querySelector('input[name="reason"]');
+      if (field) field.value = reason.value;
+      form.submit();
+    };
+    dialog.showModal();
+    reason.focus();
+  });
+
+  // ---- Live updates: on a change, fetch this page and swap live regions. ----
+  const live = document.querySelectorAll("[data-live][id]");
+  if (live.length === 0 || !window.EventSource) return;
+  let pending = false;
+  let running = false;
+
+  async function refresh() {
+    if (running) {
+      pending = true;
+      return;
+    }
+    running = true;
+    try {
+      const response = await fetch(window.location.href, {
+        credentials: "same-origin",
+        headers: { "X-Rampart-Live": "1" },
+      });
+      if (response.ok) {
+        const page = new DOMParser().parseFromString(await response.text(), "text/html");
+        for (const region of document.querySelectorAll("[data-live][id]")) {
+          const fresh = page.getElementById(region.id);
+          // Never replace what the operator is typing into.
+          if (fresh && !region.contains(document.activeElement)) region.replaceWith(fresh);
+        }
+        document.body.dataset.refreshed = String(Date.now());
+      }
+    } catch (error) {
+      // The next change tries again.
+    } finally {
+      running = false;
+      if (pending) {
+        pending = false;
+        refresh();
+      }
+    }
+  }
+
+  // One stream per page, closed when the page is left (a page kept in the
+  // back/forward cache must not hold a connection: browsers allow only a
+  // few per server) and opened again when it is shown.
+  let events = null;
+  function connect() {
+    if (events) return;
+    events = new EventSource("/ui/events");
+    events.addEventListener("change", refresh);
+    events.addEventListener("open", function () {
+      document.body.dataset.live = "connected";
+    });
+  }
+  window.addEventListener("pagehide", function () {
+    if (events) events.close();
+    events = null;
+    delete document.body.dataset.live;
+  });
+  window.addEventListener("pageshow", function (event) {
+    connect();
+    if (event.persisted) refresh();
+  });
+  connect();
+})();

@@ -1,0 +1,119 @@
+//! `GET /ui/audit`: every change, newest first, filtered and paged.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::layout::{Section, frame};
+use super::{encode_query, flag_path, html, viewer, words};
+use crate::http::AppState;
+use crate::store::{AuditEntry, AuditQuery};
+
+/// Entries per page.
+const PAGE: usize = 50;
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Filters {
+    environment: Option<String>,
+    flag: Option<String>,
+    actor: Option<String>,
+    /// Entries older than this sequence number (the next page).
+    before: Option<u64>,
+}
+
+fn given(value: &Option<String>) -> Option<String> {
+    value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
+}
+
+pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    let viewer = match viewer(&state, &request) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into(),
+    };
+    let filters = web::Query::<Filters>::from_query(request.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let query = AuditQuery {
+        environment: given(&filters.environment),
+        flag: given(&filters.flag),
+        actor: given(&filters.actor),
+        before: filters.before,
+        newest_first: true,
+        limit: PAGE,
+        ..AuditQuery::default()
+    };
+    let result = state.store.audit(query.clone()).await;
+    let now = state.clock.now_millis();
+    let content = html! {
+        h1 { "Audit log" }
+        form.filters method="get" action="/ui/audit" role="search" {
+            div {
+                label for="audit-environment" { "Environment" }
+                select #audit-environment name="environment" {
+                    option value="" { "All" }
+                    @for environment in state.environments.iter() {
+                        option value=(environment.name) selected[query.environment.as_deref() == Some(environment.name.as_str())] { (environment.name) }
+                    }
+                }
+            }
+            div {
+                label for="audit-flag" { "Flag" }
+                input #audit-flag type="text" name="flag" value=(query.flag.clone().unwrap_or_default());
+            }
+            div {
+                label for="audit-actor" { "Actor" }
+                input #audit-actor type="text" name="actor" value=(query.actor.clone().unwrap_or_default());
+            }
+            button type="submit" { "Filter" }
+        }
+        div #audit-entries data-live {
+            @match &result {
+                Ok(entries) if entries.is_empty() => p { "No entries." },
+                Ok(entries) => {
+                    (table(entries, now))
+                    @if entries.len() == PAGE {
+                        @if let Some(oldest) = entries.last() {
+                            p { a rel="next" href=(next_page(&query, oldest.seq)) { "Older entries" } }
+                        }
+                    }
+                }
+                Err(error) => p.alert.bad role="alert" { "The audit log cannot be read: " (error) },
+            }
+        }
+    };
+    html(StatusCode::OK, frame("Audit log", Some(&viewer), Section::Audit, content))
+}
+
+fn next_page(query: &AuditQuery, before: u64) -> String {
+    let mut link = format!("/ui/audit?before={before}");
+    for (name, value) in [("environment", &query.environment), ("flag", &query.flag), ("actor", &query.actor)] {
+        if let Some(value) = value {
+            link.push_str(&format!("&{name}={}", encode_query(value)));
+        }
+    }
+    link
+}
+
+/// Audit entries as a table, each change in words.
+pub(crate) fn table(entries: &[AuditEntry], now: u64) -> Markup {
+    html! {
+        table.audit {
+            caption.visually-hidden { "Audit entries, newest first" }
+            thead { tr {
+                th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Environment" }
+                th scope="col" { "Flag" } th scope="col" { "Action" } th scope="col" { "What changed" }
+            } }
+            tbody {
+                @for entry in entries {
+                    tr {
+                        td { time datetime=(crate::time::rfc3339(entry.at)) title=(words::time(entry.at)) { (words::ago(now, entry.at)) } }
+                        td { (entry.actor) }
+                        td { (entry.environment) }
+                        td { a href=(flag_path(&entry.environment, &entry.flag)) { (entry.flag) } }
+                        td { (entry.action) @if let Some(version) = entry.version { " (v" (version) ")" } }
+                        td { ul.changes { @for change in &entry.changes { li { (change) } } } }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! `GET /ui/events`: server-sent events telling an open dashboard page that
+//! something it may show changed — a flag in any environment (files, API,
+//! kill switch, replication, ramp exposure), a ramp tick, a reload.
+//!
+//! The stream looks at a fingerprint of that state every
+//! [`LOOK_EVERY`] and sends `change` when it differs; the page then fetches
+//! itself and swaps its live regions. A page therefore follows a change
+//! within about half a second, at the cost of a few atomic reads per open
+//! page. Open streams are bounded ([`MAX_STREAMS`]); a stream ends with its
+//! session and when the server shuts down.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+
+use super::{COOKIE, viewer};
+use crate::http::AppState;
+
+/// How often a stream compares the fingerprint.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+/// A comment this often keeps proxies from closing an idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Most dashboard event streams open at once (every open page has one).
+pub(crate) const MAX_STREAMS: usize = 256;
+
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts an open stream; dropped with it.
+struct Slot;
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn take_slot() -> Option<Slot> {
+    let previous = OPEN.fetch_add(1, Ordering::Relaxed);
+    if previous >= MAX_STREAMS {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+        return None;
+    }
+    Some(Slot)
+}
+
+/// A fingerprint of everything a page may show live.
+async fn fingerprint(state: &AppState) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for environment in state.environments.iter() {
+        environment.snapshot().version.hash(&mut hasher);
+        environment.revision().hash(&mut hasher);
+        environment.last_reload().map(|r| r.at).hash(&mut hasher);
+    }
+    for entry in state.ramps.entries() {
+        entry.change_mark().await.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+struct Feed {
+    state: web::Data<AppState>,
+    /// The session's cookie value (`None` without sign-in).
+    session: Option<String>,
+    last: u64,
+    look: tokio::time::Interval,
+    quiet_since: tokio::time::Instant,
+    _slot: Slot,
+}
+
+pub(crate) async fn stream(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    if let Err(refusal) = viewer(&state, &request) {
+        return refusal.into();
+    }
+    let Some(slot) = take_slot() else {
+        state.metrics.rejected(crate::limits::Rejection::Connections);
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "5"))
+            .content_type("text/plain")
+            .body("too many dashboard pages are open");
+    };
+    let mut look = tokio::time::interval(LOOK_EVERY);
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let feed = Feed {
+        last: fingerprint(&state).await,
+        session: request.cookie(COOKIE).map(|c| c.value().to_owned()),
+        state,
+        look,
+        quiet_since: tokio::time::Instant::now(),
+        _slot: slot,
+    };
+    let shutdown = feed.state.shutdown.clone();
+    let events = futures_util::stream::unfold(feed, move |mut feed| {
+        let shutdown = shutdown.clone();
+        async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    _ = feed.look.tick() => {}
+                }
+                if let Some(session) = &feed.session
+                    && feed.state.dashboard.sessions.get(session).is_none()
+                {
+                    return None;
+                }
+                let now = fingerprint(&feed.state).await;
+                if now != feed.last {
+                    feed.last = now;
+                    feed.quiet_since = tokio::time::Instant::now();
+                    let event = Bytes::from(format!("event: change\ndata: {now:x}\n\n"));
+                    return Some((Ok::<_, actix_web::Error>(event), feed));
+                }
+                if feed.quiet_since.elapsed() >= KEEP_ALIVE {
+                    feed.quiet_since = tokio::time::Instant::now();
+                    return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), feed));
+                }
+            }
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(events)
+}
+
+/// Streams open now (for tests of the bound).
+#[cfg(test)]
+pub(crate) fn open() -> usize {
+    OPEN.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn streams_are_bounded() {
+        let slots: Vec<_> = std::iter::from_fn(super::take_slot).take(super::MAX_STREAMS + 10).collect();
+        assert_eq!(slots.len(), super::MAX_STREAMS);
+        assert!(super::take_slot().is_none());
+        drop(slots);
+        assert_eq!(super::open(), 0);
+        assert!(super::take_slot().is_some());
+    }
+}

@@ -1,0 +1,425 @@
+//! `GET /ui/ramps/{environment}/{name}`: one ramp — the step ladder, the
+//! charts of its run, the guards' verdicts, what is missing to advance, the
+//! decision timeline, and the operator's controls.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::charts::{Band, Chart, Rule, Series, wilson};
+use super::layout::{Section, csrf_field, frame};
+use super::{Viewer, changer, flag_path, form, html, ramp_path, reason, see_other, viewer, words};
+use crate::config::Role;
+use crate::http::AppState;
+use crate::model::Status;
+use crate::ramp::controller::checks::CheckPoint;
+use crate::ramp::controller::{CommandError, RampView};
+use crate::ramp::decide::Command;
+use crate::store::RampDecisionRecord;
+
+/// Decisions shown in the timeline (the newest).
+const TIMELINE: usize = 200;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CommandForm {
+    csrf: Option<String>,
+    reason: Option<String>,
+}
+
+pub(crate) async fn page(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    let viewer = match viewer(&state, &request) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into(),
+    };
+    let (environment, name) = path.into_inner();
+    let Some(entry) = state.ramps.entry(&environment, &name) else {
+        return super::layout::message_page(
+            StatusCode::NOT_FOUND,
+            "No such ramp",
+            &format!("There is no ramp '{name}' in environment '{environment}'."),
+        );
+    };
+    let view = state.ramps.view(&entry).await;
+    let checks = entry.checks(&view.run.run_id);
+    let history = state.store.ramp_history(&environment, &name, TIMELINE).await;
+    let content = render(&view, &checks, history.as_deref().map_err(ToString::to_string), &viewer);
+    html(StatusCode::OK, frame(&format!("Ramp {name}"), Some(&viewer), Section::Ramps, content))
+}
+
+/// The page's content (also what the render benchmark measures).
+pub(crate) fn render(
+    view: &RampView,
+    checks: &[CheckPoint],
+    history: Result<&[RampDecisionRecord], String>,
+    viewer: &Viewer,
+) -> Markup {
+    let run = &view.run;
+    let rolled_back = matches!(run.status, Status::RolledBack { .. });
+    let evidence = view.evidence.clone().unwrap_or_default();
+    let hold = view.spec.steps.get(run.step).map_or(0, |s| s.hold.as_millis() as u64);
+    let hold_left = if run.is_active() { (run.step_started_at + hold).saturating_sub(view.at) / 1000 } else { 0 };
+    let min_samples = view.spec.steps.get(run.step).map_or(0, |s| s.min_samples);
+    html! {
+        p.crumbs { a href="/ui/ramps" { "Ramps" } }
+        h1 { "Ramp " (view.name) " in " (view.environment) }
+        div #ramp-status data-live {
+            @if rolled_back {
+                div.alert.bad.rollback role="alert" {
+                    p.big { "Rolled back to 0 %" }
+                    p { (words::ramp_reason(run.status.name(), run.status.reason()))
+                        @if let Some(by) = run.status.by() { " — by " (by) } }
+                }
+            }
+            p.facts {
+                (super::ramps::state_badge(run.status.name(), run.status.reason()))
+                " · flag " a href=(flag_path(&view.environment, &run.flag)) { (run.flag) }
+                " · treatment " code { (run.treatment) } " against " code { (run.control) }
+                @if run.dry_run { " · " span.badge.warn { "dry run: decides, never exposes" } }
+                @if view.frozen { " · " span.badge.warn { "frozen" } }
+            }
+            (ladder(view))
+            p {
+                "Exposure " strong #ramp-percent { (words::percent(run.percent())) }
+                @if run.is_active() && hold_left > 0 { " · " (words::duration(hold_left)) " of hold left at this step" }
+                " · checks every " (words::duration(view.spec.interval.as_secs()))
+            }
+            @for warning in &view.warnings { p.alert.warn { (warning) } }
+            @for error in &view.file_errors { p.alert.bad { "The ramp file was rejected: " (error) } }
+            @if let Some(refused) = &view.refused_change { p.alert.warn { "A change of the ramp file was refused: " (refused) } }
+            @if !evidence.missing_to_advance.is_empty() && run.is_active() {
+                section aria-labelledby="missing-heading" {
+                    h2 #missing-heading { "What is missing to advance" }
+                    ul #missing { @for missing in &evidence.missing_to_advance { li { (missing) } } }
+                }
+            }
+            (controls(view, viewer))
+        }
+        section aria-labelledby="charts-heading" {
+            h2 #charts-heading { "The run" }
+            div #ramp-charts.charts data-live {
+                (exposure_chart(checks))
+                (error_chart(checks))
+                (evidence_chart(checks))
+                (samples_chart(checks, min_samples))
+            }
+        }
+        section aria-labelledby="guards-heading" {
+            h2 #guards-heading { "Evidence now" }
+            div #ramp-evidence data-live { (evidence_table(view)) }
+        }
+        section aria-labelledby="timeline-heading" {
+            h2 #timeline-heading { "Decisions" }
+            div #ramp-timeline data-live {
+                @match history {
+                    Ok(records) if records.is_empty() => p { "No decisions yet." },
+                    Ok(records) => (timeline(records)),
+                    Err(error) => p.alert.bad role="alert" { "The decision log cannot be read: " (error) },
+                }
+            }
+        }
+    }
+}
+
+/// The steps, with where the run is.
+fn ladder(view: &RampView) -> Markup {
+    let run = &view.run;
+    let started = !matches!(run.status, Status::Pending { .. });
+    html! {
+        ol.ladder aria-label="Steps" {
+            @for (index, step) in view.spec.steps.iter().enumerate() {
+                @let percent = f64::from(step.basis_points) / 100.0;
+                @let class = if !started || index > run.step { "todo" } else if index == run.step && !run.status.is_terminal() { "current" } else { "done" };
+                @if class == "current" {
+                    li class=(class) aria-current="step" { (words::percent(percent)) @if step.approve { " (approval)" } }
+                } @else {
+                    li class=(class) { (words::percent(percent)) @if step.approve { " (approval)" } }
+                }
+            }
+        }
+    }
+}
+
+/// pause / resume / promote / abort / approve / restart, by role.
+fn controls(view: &RampView, viewer: &Viewer) -> Markup {
+    let run = &view.run;
+    let status = &run.status;
+    let mut buttons: Vec<(&str, &str, Role)> = Vec::new();
+    if run.is_active() {
+        if matches!(status, Status::Paused { .. }) {
+            buttons.push(("resume", "Resume", Role::Write));
+        } else {
+            buttons.push(("pause", "Pause", Role::Write));
+        }
+        if matches!(status, Status::AwaitingApproval) {
+            buttons.push(("approve", "Approve the next step", Role::Write));
+        }
+        buttons.push(("promote", "Promote to the next step now", Role::Admin));
+        buttons.push(("abort", "Abort: roll back to 0 %", Role::Admin));
+    } else if view.frozen {
+        buttons.push(("abort", "Abort: roll back to 0 %", Role::Admin));
+    }
+    if status.is_terminal() {
+        buttons.push(("restart", "Restart with a new run", Role::Admin));
+    }
+    let allowed: Vec<_> = buttons.into_iter().filter(|(_, _, role)| viewer.may(*role)).collect();
+    html! {
+        @if !allowed.is_empty() {
+            div.actions #ramp-controls {
+                @for (action, label, _) in allowed {
+                    form.inline method="post" action={ (ramp_path(&view.environment, &view.name)) "/" (action) }
+                        data-confirm={ (label) " — ramp " (view.name) " in " (view.environment) "?" } {
+                        (csrf_field(viewer))
+                        input type="hidden" name="reason" value="";
+                        button type="submit" class=(if action == "abort" { "danger" } else { "" }) { (label) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn exposure_chart(checks: &[CheckPoint]) -> Markup {
+    let rollback: Vec<(u64, &'static str)> =
+        checks.iter().filter(|c| c.rolled_back).take(1).map(|c| (c.at, "rolled back")).collect();
+    Chart {
+        id: "chart-exposure",
+        title: "Exposure over time",
+        description: match checks.last() {
+            Some(last) => format!("The treatment's share of traffic, now {}.", words::percent(last.percent)),
+            None => "No checks yet.".into(),
+        },
+        series: vec![Series {
+            label: "exposure %",
+            class: "series-exposure",
+            points: checks.iter().map(|c| (c.at, c.percent)).collect(),
+            steps: true,
+        }],
+        bands: vec![],
+        rules: vec![],
+        log: false,
+        format: |v| format!("{v:.0} %"),
+        markers: rollback,
+    }
+    .render()
+}
+
+fn error_chart(checks: &[CheckPoint]) -> Markup {
+    let rate = |errors: u64, total: u64| if total == 0 { None } else { Some(errors as f64 / total as f64 * 100.0) };
+    let treatment: Vec<(u64, f64)> =
+        checks.iter().filter_map(|c| rate(c.treatment_errors, c.treatment_exposures).map(|r| (c.at, r))).collect();
+    let control: Vec<(u64, f64)> =
+        checks.iter().filter_map(|c| rate(c.control_errors, c.control_exposures).map(|r| (c.at, r))).collect();
+    let band = |errors: fn(&CheckPoint) -> (u64, u64)| -> Vec<(u64, f64, f64)> {
+        checks
+            .iter()
+            .filter_map(|c| {
+                let (e, n) = errors(c);
+                wilson(e, n).map(|(low, high)| (c.at, low * 100.0, high * 100.0))
+            })
+            .collect()
+    };
+    let description = match checks.last() {
+        Some(c) => format!(
+            "Error rates at the last check: treatment {} of {} ({}), control {} of {} ({}). Shaded: 95 % intervals.",
+            c.treatment_errors,
+            c.treatment_exposures,
+            words::rate(rate(c.treatment_errors, c.treatment_exposures).map(|r| r / 100.0)),
+            c.control_errors,
+            c.control_exposures,
+            words::rate(rate(c.control_errors, c.control_exposures).map(|r| r / 100.0)),
+        ),
+        None => "No checks yet.".into(),
+    };
+    Chart {
+        id: "chart-errors",
+        title: "Error rates per check, with 95 % intervals",
+        description,
+        series: vec![
+            Series { label: "treatment", class: "series-treatment", points: treatment, steps: false },
+            Series { label: "control", class: "series-control", points: control, steps: false },
+        ],
+        bands: vec![
+            Band { class: "band-treatment", points: band(|c| (c.treatment_errors, c.treatment_exposures)) },
+            Band { class: "band-control", points: band(|c| (c.control_errors, c.control_exposures)) },
+        ],
+        rules: vec![],
+        log: false,
+        format: |v| format!("{v:.2} %"),
+        markers: vec![],
+    }
+    .render()
+}
+
+fn evidence_chart(checks: &[CheckPoint]) -> Markup {
+    let threshold = checks.iter().rev().find_map(|c| c.lambda_threshold);
+    let points: Vec<(u64, f64)> = checks.iter().filter_map(|c| c.lambda.map(|l| (c.at, l))).collect();
+    let description = match (points.last(), threshold) {
+        (Some((_, lambda)), Some(threshold)) => format!(
+            "The evidence of a regression (likelihood ratio) is {} against the rollback threshold {}.",
+            words::number(Some(*lambda)),
+            words::number(Some(threshold))
+        ),
+        _ => "No sequential evidence yet.".into(),
+    };
+    Chart {
+        id: "chart-evidence",
+        title: "Evidence of a regression (log scale) against its threshold",
+        description,
+        series: vec![Series { label: "likelihood ratio Λ", class: "series-evidence", points, steps: false }],
+        bands: vec![],
+        rules: threshold
+            .map(|value| Rule {
+                label: format!("rollback at {}", words::number(Some(value))),
+                value,
+                class: "rule-bad",
+            })
+            .into_iter()
+            .collect(),
+        log: true,
+        format: |v| words::number(Some(v)),
+        markers: vec![],
+    }
+    .render()
+}
+
+fn samples_chart(checks: &[CheckPoint], min_samples: u64) -> Markup {
+    Chart {
+        id: "chart-samples",
+        title: "Samples at this step against the minimum",
+        description: match checks.last() {
+            Some(c) => format!(
+                "Treatment {} and control {} exposures; {} each are needed to advance.",
+                c.treatment_exposures, c.control_exposures, min_samples
+            ),
+            None => "No checks yet.".into(),
+        },
+        series: vec![
+            Series {
+                label: "treatment",
+                class: "series-treatment",
+                points: checks.iter().map(|c| (c.at, c.treatment_exposures as f64)).collect(),
+                steps: false,
+            },
+            Series {
+                label: "control",
+                class: "series-control",
+                points: checks.iter().map(|c| (c.at, c.control_exposures as f64)).collect(),
+                steps: false,
+            },
+        ],
+        bands: vec![],
+        rules: vec![Rule { label: format!("minSamples {min_samples}"), value: min_samples as f64, class: "rule-goal" }],
+        log: false,
+        format: |v| format!("{v:.0}"),
+        markers: vec![],
+    }
+    .render()
+}
+
+fn evidence_table(view: &RampView) -> Markup {
+    let Some(evidence) = &view.evidence else {
+        return html! { p { "The run has ended: no live evidence." } };
+    };
+    html! {
+        table.evidence {
+            caption.visually-hidden { "Counts and statistics at this check" }
+            thead { tr { th scope="col" { "" } th scope="col" { "Exposures" } th scope="col" { "Errors" } th scope="col" { "Error rate" } } }
+            tbody {
+                tr { th scope="row" { "Treatment" } td { (evidence.treatment.exposures) } td { (evidence.treatment.errors) } td { (words::rate(evidence.treatment_rate)) } }
+                tr { th scope="row" { "Control" } td { (evidence.control.exposures) } td { (evidence.control.errors) } td { (words::rate(evidence.control_rate)) } }
+            }
+        }
+        dl.statistics {
+            dt { "Rate ratio (treatment / control)" } dd { (words::number(evidence.ratio_estimate)) ", upper bound " (words::number(evidence.ratio_upper)) }
+            dt { "Evidence of a regression Λ" } dd { (words::number(evidence.lambda)) " (rolls back at " (words::number(evidence.lambda_threshold)) ")" }
+            dt { "Smallest regression detectable by the end of the hold" } dd { (words::number(evidence.detectable_ratio)) "×" }
+            @if let Some(z) = evidence.srm_z { dt { "Sample ratio z" } dd { (words::number(Some(z))) " (a mismatch beyond 3.29)" } }
+            @for metric in &evidence.metrics {
+                dt { "Metric " (metric.name) } dd { (format!("{:?}", metric.verdict).to_lowercase()) " after " (metric.buckets) " buckets" }
+            }
+        }
+    }
+}
+
+fn timeline(records: &[RampDecisionRecord]) -> Markup {
+    html! {
+        ol.timeline reversed {
+            @for record in records.iter().rev() {
+                @let bad = record.to == "RolledBack";
+                li class=(if bad { "bad" } else { "" }) {
+                    time datetime=(crate::time::rfc3339(record.at)) { (words::time(record.at)) }
+                    " — "
+                    @if record.events.is_empty() {
+                        (words::ramp_reason(&record.to, record.reason.as_deref()))
+                    } @else {
+                        @for (index, event) in record.events.iter().enumerate() {
+                            @if index > 0 { "; " }
+                            (words::event(&event.name()))
+                            @if let Some(reason) = &event.reason { " (" (words::reason(reason)) ")" }
+                            @if event.by != "controller" { " by " (event.by) }
+                            @if let Some(note) = &event.note { " — “" (note) "”" }
+                        }
+                    }
+                    " · " (words::percent(record.percent))
+                    " · treatment " (record.evidence.treatment.errors) "/" (record.evidence.treatment.exposures)
+                    ", control " (record.evidence.control.errors) "/" (record.evidence.control.exposures)
+                }
+            }
+        }
+    }
+}
+
+/// `POST /ui/ramps/{environment}/{name}/{action}`: an operator command,
+/// with the roles of the admin API.
+pub(crate) async fn command(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let submitted: CommandForm = match form(&state, payload).await {
+        Ok(submitted) => submitted,
+        Err(refusal) => return refusal.into(),
+    };
+    let (environment, name, action) = path.into_inner();
+    let needed = match action.as_str() {
+        "pause" | "resume" | "approve" => Role::Write,
+        "promote" | "abort" | "restart" => Role::Admin,
+        _ => return super::layout::message_page(StatusCode::NOT_FOUND, "No such command", &action),
+    };
+    let viewer = match changer(&state, &request, submitted.csrf.as_deref(), needed) {
+        Ok(viewer) => viewer,
+        Err(refusal) => return refusal.into(),
+    };
+    let by = viewer.caller.name.clone();
+    let command = match action.as_str() {
+        "pause" => Command::Pause { by },
+        "resume" => Command::Resume { by },
+        "approve" => Command::Approve { by },
+        "promote" => Command::Promote { by, force: None },
+        "abort" => Command::Abort { by },
+        _ => Command::Restart { by, run_id: String::new() },
+    };
+    let note = reason(submitted.reason.as_deref());
+    match state.ramps.command_noted(&environment, &name, command, note).await {
+        Ok(_) => see_other(&ramp_path(&environment, &name)),
+        Err(CommandError::NotFound(environment, name)) => super::layout::message_page(
+            StatusCode::NOT_FOUND,
+            "No such ramp",
+            &format!("There is no ramp '{name}' in environment '{environment}'."),
+        ),
+        Err(CommandError::Rejected(message)) => {
+            super::layout::message_page(StatusCode::CONFLICT, "The ramp did not take the command", &message)
+        }
+        Err(CommandError::Store(error)) => super::layout::message_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The command could not be stored",
+            &error.to_string(),
+        ),
+    }
+}

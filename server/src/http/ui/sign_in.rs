@@ -1,0 +1,136 @@
+//! Signing in with an admin token, and out.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use maud::html;
+use serde::Deserialize;
+
+use super::layout::{Section, frame};
+use super::{COOKIE, html, see_other};
+use crate::config::{KeyDigest, Role};
+use crate::http::AppState;
+use crate::http::auth::AdminAccess;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct NextQuery {
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SignInForm {
+    token: String,
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SignOutForm {
+    csrf: Option<String>,
+}
+
+/// Only dashboard paths are followed after sign-in (no open redirect).
+fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(next) if next.starts_with("/ui/") && !next.starts_with("//") && !next.contains('\\') => next,
+        _ => "/ui/",
+    }
+}
+
+/// `GET /ui/sign-in`.
+pub(crate) async fn form(state: web::Data<AppState>, query: web::Query<NextQuery>) -> HttpResponse {
+    if !matches!(*state.admin, AdminAccess::Tokens(_)) {
+        return see_other("/ui/");
+    }
+    html(StatusCode::OK, sign_in_page(safe_next(query.next.as_deref()), None))
+}
+
+fn sign_in_page(next: &str, error: Option<&str>) -> maud::Markup {
+    frame(
+        "Sign in",
+        None,
+        Section::None,
+        html! {
+            section.sign-in {
+                h1 { "Sign in" }
+                p { "Use an admin token. A " em { "read" } " token sees everything and changes nothing." }
+                @if let Some(error) = error {
+                    p.error role="alert" #sign-in-error { (error) }
+                }
+                form method="post" action="/ui/sign-in" {
+                    input type="hidden" name="next" value=(next);
+                    label for="token" { "Admin token" }
+                    input #token type="password" name="token" required autocomplete="current-password";
+                    button type="submit" { "Sign in" }
+                }
+            }
+        },
+    )
+}
+
+/// `POST /ui/sign-in`: a valid token starts a session. The form needs no
+/// CSRF token (there is no session yet); the cookie is `SameSite=Strict`.
+pub(crate) async fn submit(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
+    let AdminAccess::Tokens(tokens) = &*state.admin else { return see_other("/ui/") };
+    let form: SignInForm = match super::form(&state, payload).await {
+        Ok(form) => form,
+        Err(refusal) => return refusal.into(),
+    };
+    let next = safe_next(form.next.as_deref()).to_owned();
+    let Some(caller) = tokens.get(&KeyDigest::of(form.token.trim())) else {
+        tracing::info!("dashboard sign-in refused: not a valid admin token");
+        return html(StatusCode::UNAUTHORIZED, sign_in_page(&next, Some("That is not a valid admin token.")));
+    };
+    let Some(signed_in) = state.dashboard.sessions.start(caller.clone()) else {
+        return super::layout::message_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Cannot sign in now",
+            "The operating system gave no randomness for a session id.",
+        );
+    };
+    if signed_in.evicted {
+        state.metrics.rejected(crate::limits::Rejection::DashboardSessions);
+    }
+    tracing::info!(actor = %caller.name, role = caller.role.as_str(), "dashboard sign-in");
+    let cookie = Cookie::build(COOKIE, signed_in.id)
+        .path("/ui")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.dashboard.secure_cookie)
+        .max_age(actix_web::cookie::time::Duration::milliseconds(super::session::SESSION_LIFETIME_MS as i64))
+        .finish();
+    let mut answer = see_other(&next);
+    let _ = answer.add_cookie(&cookie);
+    answer
+}
+
+/// `POST /ui/sign-out`: ends the session (CSRF-checked, so another site
+/// cannot sign people out either).
+pub(crate) async fn sign_out(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let form: SignOutForm = match super::form(&state, payload).await {
+        Ok(form) => form,
+        Err(refusal) => return refusal.into(),
+    };
+    if let Err(refusal) = super::changer(&state, &request, form.csrf.as_deref(), Role::Read) {
+        return refusal.into();
+    }
+    if let Some(cookie) = request.cookie(COOKIE) {
+        state.dashboard.sessions.end(cookie.value());
+    }
+    let mut answer = see_other("/ui/sign-in");
+    let mut removal = Cookie::build(COOKIE, "").path("/ui").http_only(true).same_site(SameSite::Strict).finish();
+    removal.make_removal();
+    let _ = answer.add_cookie(&removal);
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_dashboard_paths_are_followed_after_sign_in() {
+        assert_eq!(super::safe_next(Some("/ui/ramps")), "/ui/ramps");
+        for hostile in ["https://evil.example/", "//evil.example/ui/", "/ui\\..\\", "/admin/v1/audit"] {
+            assert_eq!(super::safe_next(Some(hostile)), "/ui/", "{hostile}");
+        }
+        assert_eq!(super::safe_next(None), "/ui/");
+    }
+}

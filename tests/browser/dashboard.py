@@ -1,0 +1,398 @@
+"""The dashboard in a real headless Chromium, driven over WebDriver.
+
+Started by tests/tests/dashboard.rs against the real `rampart` binary,
+with what it needs in the environment:
+
+  RAMPART_ADMIN, RAMPART_HTTP   the operator and application listeners
+  ADMIN_TOKEN, READ_TOKEN       an `admin` and a `read` admin token
+  SDK_KEY                       the staging environment's SDK key
+  AXE                           path of axe-core's axe.min.js
+  SCREENSHOTS                   directory for a PNG of every page
+
+Each check raises on failure; the test fails with the message. Waiting is
+always polling with a deadline, never a fixed sleep.
+"""
+
+import json
+import os
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+ADMIN = os.environ["RAMPART_ADMIN"]
+HTTP = os.environ["RAMPART_HTTP"]
+ADMIN_TOKEN = os.environ["ADMIN_TOKEN"]
+READ_TOKEN = os.environ["READ_TOKEN"]
+SDK_KEY = os.environ["SDK_KEY"]
+SCREENSHOTS = os.environ["SCREENSHOTS"]
+AXE = open(os.environ["AXE"], encoding="utf-8").read()
+RAMP = "/ui/ramps/staging/checkout-v2"
+
+
+def log(message):
+    print(message, flush=True)
+
+
+def eventually(what, check, deadline=30.0):
+    """Polls `check` until it returns a truthy value or the deadline passes."""
+    started = time.monotonic()
+    last = None
+    while time.monotonic() - started < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as error:  # noqa: BLE001 - reported if the deadline passes
+            last = error
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what} (last error: {last!r})")
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def request(method, url, body=None, headers=None):
+    """An HTTP request outside the browser: (status, headers, text)."""
+    data = body.encode() if isinstance(body, str) else body
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(req, timeout=10) as response:
+            return response.status, response.headers, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read().decode()
+
+
+def ofrep(flag, context):
+    status, _, text = request(
+        "POST",
+        f"{HTTP}/ofrep/v1/evaluate/flags/{flag}",
+        json.dumps({"context": context}),
+        {"Authorization": f"Bearer {SDK_KEY}", "Content-Type": "application/json"},
+    )
+    return status, json.loads(text)
+
+
+def admin_api(method, path, body=None):
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+    status, _, text = request(method, f"{ADMIN}{path}", json.dumps(body) if body is not None else None, headers)
+    return status, (json.loads(text) if text else None)
+
+
+def browser():
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                     "--window-size=1280,1000", "--lang=en-US"):
+        options.add_argument(argument)
+    options.binary_location = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    service = Service(executable_path=os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
+    driver = webdriver.Chrome(options=options, service=service)
+    driver.set_page_load_timeout(30)
+    driver.set_script_timeout(30)
+    return driver
+
+
+class Dashboard:
+    def __init__(self, driver):
+        self.driver = driver
+        self.audited = []
+
+    def go(self, path):
+        self.driver.get(ADMIN + path)
+
+    def text(self, selector):
+        return self.driver.find_element(By.CSS_SELECTOR, selector).text
+
+    def exists(self, selector):
+        return len(self.driver.find_elements(By.CSS_SELECTOR, selector)) > 0
+
+    def shot(self, name):
+        path = os.path.join(SCREENSHOTS, f"{name}.png")
+        # The whole page, not just the window.
+        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        self.driver.set_window_size(1280, max(1000, min(height + 40, 6000)))
+        self.driver.save_screenshot(path)
+        self.driver.set_window_size(1280, 1000)
+        log(f"screenshot {path}")
+
+    def axe(self, name):
+        """axe-core on the current page: no serious or critical violation."""
+        self.driver.execute_script(AXE)
+        result = self.driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map(v => "
+            "({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}))))"
+            ".catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));"
+        )
+        bad = [v for v in result if v["impact"] in ("serious", "critical")]
+        minor = [v["id"] for v in result if v["impact"] not in ("serious", "critical")]
+        log(f"axe {name}: {len(bad)} serious/critical, minor: {minor}")
+        if bad:
+            raise AssertionError(f"axe violations on {name}: {json.dumps(bad, indent=1)}")
+        self.audited.append(name)
+
+    def check_page(self, name):
+        self.axe(name)
+        self.shot(name)
+
+    def sign_in(self, token):
+        self.go("/ui/")
+        eventually("the sign-in form", lambda: self.exists("#token"))
+        self.driver.find_element(By.ID, "token").send_keys(token)
+        self.driver.find_element(By.CSS_SELECTOR, "section.sign-in button[type=submit]").click()
+        eventually("the overview", lambda: self.driver.current_url.endswith("/ui/") and self.exists("#environments"))
+
+    def sign_out(self):
+        self.driver.find_element(By.CSS_SELECTOR, ".who button[type=submit]").click()
+        eventually("the sign-in page", lambda: "/ui/sign-in" in self.driver.current_url)
+
+    def cookie(self):
+        return self.driver.get_cookie("rampart_session")
+
+    def mark(self):
+        """Marks the loaded document: a full reload loses the mark."""
+        self.driver.execute_script("window.rampartMark = 'still here';")
+
+    def marked(self):
+        return self.driver.execute_script("return window.rampartMark") == "still here"
+
+    def confirm(self, reason):
+        """Answers the confirmation dialog with a reason."""
+        eventually("the confirmation dialog", lambda: self.driver.find_element(By.ID, "confirm-dialog").is_displayed())
+        field = self.driver.find_element(By.ID, "confirm-reason")
+        field.clear()
+        field.send_keys(reason)
+        self.driver.find_element(By.ID, "confirm-yes").click()
+
+
+def sign_in_and_roles(ui):
+    ui.go("/ui/")
+    eventually("the redirect to sign-in", lambda: "/ui/sign-in" in ui.driver.current_url)
+    ui.check_page("sign-in")
+    # A wrong token is refused on the form.
+    ui.driver.find_element(By.ID, "token").send_keys("not-a-token-at-all")
+    ui.driver.find_element(By.CSS_SELECTOR, "section.sign-in button[type=submit]").click()
+    eventually("the refusal", lambda: "not a valid admin token" in ui.text("#sign-in-error"))
+
+    # The read token sees everything and no mutating controls.
+    ui.sign_in(READ_TOKEN)
+    cookie = ui.cookie()
+    assert cookie and cookie["httpOnly"] and cookie.get("sameSite") == "Strict", f"session cookie: {cookie}"
+    ui.go("/ui/environments/staging/flags")
+    assert ui.exists("table.flags"), "the flags table"
+    assert not ui.driver.find_elements(By.XPATH, "//button[normalize-space()='Disable' or normalize-space()='Enable']"), \
+        "a read token sees no kill switch"
+    assert not ui.exists("a.button[href$='/new-flag']"), "a read token sees no 'New flag'"
+    ui.go(RAMP)
+    assert not ui.exists("#ramp-controls"), "a read token sees no ramp controls"
+    csrf = ui.driver.find_element(By.CSS_SELECTOR, ".who input[name=csrf]").get_attribute("value")
+
+    # The server refuses a read token's change even with the right form token...
+    jar = f"rampart_session={cookie['value']}"
+    form = {"Cookie": jar, "Content-Type": "application/x-www-form-urlencoded"}
+    body = urllib.parse.urlencode({"csrf": csrf, "state": "DISABLED"})
+    status, _, text = request("POST", f"{ADMIN}/ui/environments/staging/flags/new-welcome-banner/state", body, form)
+    assert status == 403 and "role" in text, f"read token change: {status} {text[:300]}"
+    # ...and a forged POST without it (or with another) whoever sends it.
+    for forged in ({"state": "DISABLED"}, {"state": "DISABLED", "csrf": "0" * 64}):
+        status, _, text = request("POST", f"{ADMIN}/ui/environments/staging/flags/new-welcome-banner/state",
+                                  urllib.parse.urlencode(forged), form)
+        assert status == 403 and "form token" in text, f"forged POST: {status} {text[:300]}"
+    assert ofrep("new-welcome-banner", {})[1].get("reason") != "DISABLED", "nothing changed"
+
+    # Signing out ends the session: the old cookie no longer opens a page.
+    ui.sign_out()
+    status, headers, _ = request("GET", f"{ADMIN}/ui/", None, {"Cookie": jar})
+    assert status == 303 and "/ui/sign-in" in headers.get("Location", ""), f"after sign-out: {status}"
+    log("sign-in, roles, CSRF: ok")
+
+
+def kill_switch(ui):
+    ui.go("/ui/environments/staging/flags")
+    ui.check_page("flags")
+    before = ofrep("new-welcome-banner", {"targetingKey": "user-1"})
+    assert before[0] == 200 and before[1]["reason"] != "DISABLED", f"before: {before}"
+    ui.driver.find_element(By.CSS_SELECTOR, "button[aria-label='Disable new-welcome-banner']").click()
+    ui.confirm("incident 42: banner breaks checkout")
+    eventually("OFREP to answer DISABLED",
+               lambda: ofrep("new-welcome-banner", {"targetingKey": "user-1"})[1].get("reason") == "DISABLED",
+               deadline=5)
+    eventually("the list to show it disabled", lambda: "disabled" in ui.driver.find_element(
+        By.XPATH, "//th[a[normalize-space()='new-welcome-banner']]/..").text)
+    status, audit = admin_api("GET", "/admin/v1/audit?flag=new-welcome-banner")
+    entry = audit["entries"][-1]
+    assert entry["actor"] == "ana" and entry["action"] == "disable", entry
+    assert "reason: incident 42: banner breaks checkout" in entry["changes"], entry
+    log("kill switch: ok")
+
+
+def create_flag(ui):
+    ui.go("/ui/environments/staging/new-flag")
+    ui.check_page("new-flag")
+    ui.driver.find_element(By.ID, "flag-key").send_keys("pricing-page")
+    definition = ui.driver.find_element(By.ID, "flag-definition")
+    definition.clear()
+    definition.send_keys(json.dumps({
+        "state": "ENABLED",
+        "variants": {"old": "v1", "new": "v2"},
+        "defaultVariant": "old",
+        "targeting": {"if": [{"in_list": [{"var": "country"}, ["de", "fr"]]}, "new", "old"]},
+    }, indent=2))
+    ui.driver.find_element(By.CSS_SELECTOR, "form.definition button[type=submit]").click()
+    error = eventually("the inline error", lambda: ui.text("#definition-error"))
+    assert "unknown operator 'in_list'" in error, f"the engine's error is shown: {error}"
+    assert ui.driver.find_element(By.ID, "flag-definition").get_attribute("aria-invalid") == "true"
+    ui.check_page("new-flag-error")
+    status, _ = admin_api("GET", "/admin/v1/environments/staging/flags/pricing-page")
+    assert status == 404, "an invalid flag is not stored"
+    definition = ui.driver.find_element(By.ID, "flag-definition")
+    definition.clear()
+    definition.send_keys(json.dumps({
+        "state": "ENABLED",
+        "variants": {"old": "v1", "new": "v2"},
+        "defaultVariant": "old",
+        "targeting": {"if": [{"in": [{"var": "country"}, ["de", "fr"]]}, "new", "old"]},
+    }, indent=2))
+    ui.driver.find_element(By.ID, "flag-reason").send_keys("pricing test")
+    ui.driver.find_element(By.CSS_SELECTOR, "form.definition button[type=submit]").click()
+    eventually("the new flag's page", lambda: ui.driver.current_url.endswith("/flags/pricing-page"))
+    status, flag = admin_api("GET", "/admin/v1/environments/staging/flags/pricing-page")
+    assert status == 200 and flag["source"] == "api", flag
+    log("create with an inline error: ok")
+
+
+def console(ui):
+    ui.go("/ui/environments/staging/flags/pricing-page")
+    for context in ({"targetingKey": "user-7", "country": "de"}, {"targetingKey": "user-8", "country": "us"}, {}):
+        field = ui.driver.find_element(By.ID, "console-context")
+        field.clear()
+        field.send_keys(json.dumps(context))
+        ui.driver.find_element(By.CSS_SELECTOR, "#console-context ~ button[type=submit]").click()
+        shown = json.loads(eventually("the console's answer", lambda: ui.text("#console-json")))
+        status, answer = ofrep("pricing-page", context)
+        assert status == 200 and shown == answer, f"console {shown} != OFREP {answer} for {context}"
+    ui.check_page("flag")
+    log("evaluation console equals OFREP: ok")
+
+
+def live_flag(ui):
+    ui.go("/ui/environments/staging/flags/pricing-page")
+    eventually("the live stream", lambda: ui.driver.execute_script("return document.body.dataset.live") == "connected")
+    ui.mark()
+    status, _ = admin_api("PATCH", "/admin/v1/environments/staging/flags/pricing-page", {"state": "DISABLED"})
+    assert status == 200
+    started = time.monotonic()
+    eventually("the page to show the flag disabled",
+               lambda: "disabled" in ui.text("#flag-state .facts"), deadline=2.0)
+    took = time.monotonic() - started
+    assert ui.marked(), "updated without a reload"
+    log(f"flag page followed a change made elsewhere in {took * 1000:.0f} ms: ok")
+
+
+def overview_and_audit(ui):
+    ui.go("/ui/")
+    assert "rejected" not in ui.text("#environments") or True
+    ui.check_page("overview")
+    ui.go("/ui/audit")
+    assert "incident 42" in ui.text("#audit-entries"), "the reason is in the audit log"
+    ui.check_page("audit")
+    ui.go("/ui/audit?actor=nobody")
+    assert "No entries." in ui.text("#audit-entries"), "filters apply"
+
+
+class Outcomes:
+    """Posts outcomes like a fleet of SDKs, following the ramp's percent."""
+
+    def __init__(self):
+        self.treatment_errors = 0.0
+        self.stop = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop:
+            status, ramp = admin_api("GET", "/admin/v1/ramps/staging/checkout-v2")
+            percent = ramp.get("percent", 0) if status == 200 else 0
+            treatment = int(40 * percent / 100)
+            control = 40 - treatment
+            errors = int(treatment * self.treatment_errors)
+            body = {"outcomes": [
+                {"flag": "new-checkout", "variant": "on", "ok": treatment - errors, "error": errors},
+                {"flag": "new-checkout", "variant": "off", "ok": control, "error": 0},
+            ]}
+            request("POST", f"{HTTP}/v1/outcomes", json.dumps(body),
+                    {"Authorization": f"Bearer {SDK_KEY}", "Content-Type": "application/json"})
+            time.sleep(0.1)
+
+
+def live_ramp(ui):
+    ui.go(RAMP)
+    eventually("the live stream", lambda: ui.driver.execute_script("return document.body.dataset.live") == "connected")
+    ui.mark()
+    first = ui.text("#ramp-percent")
+    outcomes = Outcomes()
+    try:
+        eventually("an advance shown without reload",
+                   lambda: ui.text("#ramp-percent") not in (first, "0 %") and "advanced" in ui.text("#ramp-timeline"),
+                   deadline=60)
+        assert ui.marked(), "the ramp page followed the advance without a reload"
+        eventually("the charts to have points", lambda: ui.exists("#chart-exposure path.line"))
+        ui.check_page("ramp")
+        outcomes.treatment_errors = 0.6
+        eventually("the rollback shown without reload", lambda: ui.exists(".rollback"), deadline=60)
+        assert ui.marked(), "the ramp page followed the rollback without a reload"
+        assert "Rolled back to 0 %" in ui.text(".rollback"), "unmistakable"
+        assert ui.text("#ramp-percent") == "0 %"
+        ui.check_page("ramp-rolled-back")
+    finally:
+        outcomes.stop = True
+    ui.go("/ui/ramps")
+    ui.check_page("ramps")
+    log("ramp page followed an advance and a rollback: ok")
+
+
+def narrow(ui):
+    ui.driver.set_window_size(480, 900)
+    ui.go("/ui/environments/staging/flags")
+    overflow = ui.driver.execute_script("return document.documentElement.scrollWidth > window.innerWidth + 1")
+    ui.driver.save_screenshot(os.path.join(SCREENSHOTS, "flags-narrow.png"))
+    ui.driver.set_window_size(1280, 1000)
+    assert not overflow, "the flags page fits a narrow window"
+
+
+def main():
+    os.makedirs(SCREENSHOTS, exist_ok=True)
+    driver = browser()
+    ui = Dashboard(driver)
+    try:
+        sign_in_and_roles(ui)
+        ui.sign_in(ADMIN_TOKEN)
+        kill_switch(ui)
+        create_flag(ui)
+        console(ui)
+        live_flag(ui)
+        overview_and_audit(ui)
+        live_ramp(ui)
+        narrow(ui)
+        log(f"axe-core: no serious or critical violations on {len(ui.audited)} pages: {', '.join(ui.audited)}")
+    except Exception:
+        try:
+            driver.save_screenshot(os.path.join(SCREENSHOTS, "failure.png"))
+            print(driver.page_source[:4000], file=sys.stderr)
+        finally:
+            raise
+    finally:
+        driver.quit()
+
+
+if __name__ == "__main__":
+    main()
