@@ -113,6 +113,16 @@ async fn contract(store: Arc<dyn Store>) {
     assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
     let by_actor = store.audit(AuditQuery { actor: Some("ana".into()), limit: 100, ..Default::default() }).await;
     assert_eq!(by_actor.expect("by actor").len(), 3);
+    // Newest first, paged backwards with `before` (the dashboard's audit page).
+    let newest = store.audit(AuditQuery { newest_first: true, limit: 4, ..Default::default() }).await;
+    assert_eq!(newest.expect("newest").iter().map(|e| e.seq).collect::<Vec<_>>(), [6, 5, 4, 3]);
+    let older = AuditQuery { newest_first: true, before: Some(3), limit: 4, ..Default::default() };
+    assert_eq!(store.audit(older).await.expect("older").iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 1]);
+    let window = AuditQuery { before: Some(5), after: Some(1), limit: 10, ..Default::default() };
+    assert_eq!(store.audit(window).await.expect("window").iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3, 4]);
+    let mine = AuditQuery { actor: Some("ana".into()), newest_first: true, limit: 1, ..Default::default() };
+    let mine = store.audit(mine).await.expect("newest of one actor");
+    assert_eq!((mine.len(), mine[0].actor.as_str()), (1, "ana"));
 
     // Ramp runs: compare-and-set on (run, seq), with audit and outbox.
     store.write_ramp(ramp_write(None, run("run-1", 1), None)).await.expect("first run");

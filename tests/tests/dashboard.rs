@@ -1,0 +1,207 @@
+//! The dashboard against the real binary: what the browser shows and does
+//! (`tests/browser/dashboard.py`, a real headless Chromium over WebDriver:
+//! sign-in and roles, CSRF, the kill switch, inline validation errors, the
+//! evaluation console against OFREP, live updates through an advance and
+//! a rollback, axe-core on every page, screenshots), and what needs no
+//! browser: headers, cookie attributes, the insecure-local and disabled
+//! modes, a malformed form.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rampart_tests::{FlagDir, Rampart, deps_dir, output_within, workspace};
+
+const ADMIN_TOKEN: &str = "dashboard-admin-token-0001";
+const READ_TOKEN: &str = "dashboard-read-token-00001";
+const STAGING_KEY: &str = "staging-key-0001";
+
+const FLAGS: &str = r#"
+flags:
+  new-welcome-banner:
+    state: ENABLED
+    variants: {on: true, off: false}
+    defaultVariant: off
+    targeting:
+      if:
+        - in: [{var: country}, [de, fr]]
+        - on
+        - fractional: [[on, 10], [off, 90]]
+  new-checkout:
+    state: ENABLED
+    variants: {on: true, off: false}
+    defaultVariant: off
+"#;
+
+const RAMP: &str = r#"
+apiVersion: rampart.dev/v1
+kind: Ramp
+metadata:
+  name: checkout-v2
+spec:
+  flag: new-checkout
+  treatment: "on"
+  salt: dashboard
+  interval: 1s
+  steps:
+    - {percent: 10, hold: 2s}
+    - {percent: 50, hold: 2s}
+    - {percent: 100, hold: 2s}
+  guard:
+    minSamples: 40
+    absolute: {maxErrorRate: 20%, maxIncrease: 10%}
+"#;
+
+fn config(dir: &FlagDir, extra: &str) -> String {
+    dir.write("flags.yaml", FLAGS);
+    dir.write("ramp.yaml", RAMP);
+    dir.write(
+        "rampart.yaml",
+        &format!(
+            "adminTokens:\n  - {{name: ana, role: admin, env: DASHBOARD_ADMIN}}\n  - {{name: rita, role: read, env: DASHBOARD_READ}}\n\
+             environments:\n  staging:\n    flags: [flags.yaml]\n    ramps: [ramp.yaml]\n    sdkKeys: [{{env: STAGING_KEY}}]\n\
+             \x20 production:\n    flags: [flags.yaml]\n    sdkKeys: [{{env: PRODUCTION_KEY}}]\n{extra}"
+        ),
+    )
+}
+
+fn start(dir: &FlagDir, extra: &str) -> Rampart {
+    let config = config(dir, extra);
+    Rampart::start_with_env(
+        &["--config", &config],
+        &[
+            ("DASHBOARD_ADMIN", ADMIN_TOKEN),
+            ("DASHBOARD_READ", READ_TOKEN),
+            ("STAGING_KEY", STAGING_KEY),
+            ("PRODUCTION_KEY", "production-key-0001"),
+        ],
+    )
+}
+
+fn no_redirects() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
+/// Where screenshots of every page go: a test artifact.
+fn screenshots() -> PathBuf {
+    let dir = workspace().join("target/dashboard-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+#[test]
+fn the_dashboard_works_in_a_real_browser() {
+    let dir = FlagDir::new();
+    let server = start(&dir, "");
+    let python = deps_dir().join("python");
+    assert!(
+        python.join("selenium").is_dir(),
+        "selenium is missing in {}: run ./scripts/test, which installs it",
+        python.display()
+    );
+    let axe = deps_dir().join("node/node_modules/axe-core/axe.min.js");
+    assert!(axe.is_file(), "axe-core is missing at {}: run ./scripts/test, which installs it", axe.display());
+    for tool in ["chromium", "chromedriver"] {
+        let found = std::process::Command::new("sh").args(["-c", &format!("command -v {tool}")]).output();
+        assert!(
+            found.is_ok_and(|o| o.status.success()),
+            "{tool} is missing: run ./scripts/test, which installs Debian's chromium and chromium-driver"
+        );
+    }
+    let mut command = std::process::Command::new("python3");
+    command
+        .arg(workspace().join("tests/browser/dashboard.py"))
+        .env("PYTHONPATH", &python)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("RAMPART_ADMIN", &server.admin)
+        .env("RAMPART_HTTP", &server.http)
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("READ_TOKEN", READ_TOKEN)
+        .env("SDK_KEY", STAGING_KEY)
+        .env("AXE", &axe)
+        .env("SCREENSHOTS", screenshots());
+    let output = output_within(command, Duration::from_secs(300));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(output.status.success(), "the browser test failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("axe-core: no serious or critical violations on 10 pages"), "{stdout}");
+}
+
+#[test]
+fn pages_carry_strict_headers_and_the_session_cookie_is_locked_down() {
+    let dir = FlagDir::new();
+    let server = start(&dir, "dashboardSecureCookie: true\n");
+    let client = no_redirects();
+    let page = client.get(format!("{}/ui/", server.admin)).send().expect("overview");
+    assert_eq!(page.status(), 303, "no session: to the sign-in form");
+    assert_eq!(page.headers()["location"], "/ui/sign-in?next=%2Fui%2F");
+    let sign_in = client.get(format!("{}/ui/sign-in", server.admin)).send().expect("sign-in form");
+    assert_eq!(sign_in.status(), 200);
+    let csp = sign_in.headers()["content-security-policy"].to_str().expect("csp");
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(sign_in.headers()["x-frame-options"], "DENY");
+    assert_eq!(sign_in.headers()["referrer-policy"], "no-referrer");
+    let html = sign_in.text().expect("html");
+    assert!(!html.contains("<script>") && !html.contains(" style="), "no inline script or style");
+
+    let signed = client
+        .post(format!("{}/ui/sign-in", server.admin))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN_TOKEN}&next=%2Fui%2Framps"))
+        .send()
+        .expect("sign in");
+    assert_eq!(signed.status(), 303);
+    assert_eq!(signed.headers()["location"], "/ui/ramps");
+    let cookie = signed.headers()["set-cookie"].to_str().expect("cookie").to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/ui"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    let session = cookie.split(';').next().expect("name=value").to_owned();
+    let overview = client.get(format!("{}/ui/", server.admin)).header("cookie", &session).send().expect("overview");
+    assert_eq!(overview.status(), 200);
+    let html = overview.text().expect("html");
+    assert!(!html.contains(ADMIN_TOKEN) && !html.contains(STAGING_KEY), "no secrets in pages");
+
+    // An open redirect is not followed after sign-in.
+    let outside = client
+        .post(format!("{}/ui/sign-in", server.admin))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN_TOKEN}&next=https%3A%2F%2Fevil.example%2F"))
+        .send()
+        .expect("sign in");
+    assert_eq!(outside.headers()["location"], "/ui/");
+
+    // A form without its fields is a 400 page, not a 500.
+    let malformed = client
+        .post(format!("{}/ui/environments/staging/flags/new-checkout/state", server.admin))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=abc")
+        .send()
+        .expect("malformed");
+    assert_eq!(malformed.status(), 400);
+}
+
+#[test]
+fn insecure_local_opens_the_dashboard_and_no_tokens_keeps_it_shut() {
+    let dir = FlagDir::new();
+    let flags = dir.write("flags.yaml", FLAGS);
+    let local = Rampart::start(&["--flags", &flags, "--admin-insecure-local"]);
+    let client = no_redirects();
+    let page = client.get(format!("{}/ui/", local.admin)).send().expect("overview");
+    assert_eq!(page.status(), 200, "no sign-in with --admin-insecure-local");
+    let html = page.text().expect("html");
+    assert!(html.contains("Signed in as <strong>local</strong> (admin)"), "{html}");
+    let form = client.get(format!("{}/ui/sign-in", local.admin)).send().expect("sign-in");
+    assert_eq!(form.status(), 303, "nothing to sign in to");
+
+    let shut = Rampart::start(&["--flags", &flags]);
+    let page = client.get(format!("{}/ui/", shut.admin)).send().expect("overview");
+    assert_eq!(page.status(), 403);
+    assert!(page.text().expect("html").contains("The dashboard is off"));
+}
