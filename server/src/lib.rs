@@ -27,6 +27,9 @@ pub mod enrichment;
 pub mod environment;
 mod grpc;
 mod http;
+/// The dashboard's pages as its render benchmarks measure them.
+#[doc(hidden)]
+pub use http::ui::bench as dashboard_bench;
 pub mod limits;
 pub mod loader;
 pub mod metrics;

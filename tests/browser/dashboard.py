@@ -269,6 +269,33 @@ def create_flag(ui):
     assert status == 200 and flag["source"] == "api", flag
     log("create with an inline error: ok")
 
+    # Edit: the form starts from the stored definition and keeps its version.
+    ui.driver.find_element(By.XPATH, "//a[normalize-space()='Edit']").click()
+    eventually("the edit form", lambda: ui.exists("#flag-definition"))
+    ui.check_page("edit-flag")
+    definition = ui.driver.find_element(By.ID, "flag-definition")
+    text = json.loads(definition.get_attribute("value"))
+    text["variants"]["new"] = "v3"
+    definition.clear()
+    definition.send_keys(json.dumps(text, indent=2))
+    ui.driver.find_element(By.CSS_SELECTOR, "form.definition button[type=submit]").click()
+    eventually("the flag page after the edit", lambda: ui.driver.current_url.endswith("/flags/pricing-page"))
+    status, flag = admin_api("GET", "/admin/v1/environments/staging/flags/pricing-page")
+    assert flag["version"] == 2 and flag["definition"]["variants"]["new"] == "v3", flag
+
+    # Promote: the difference first, then the change.
+    ui.driver.find_element(By.XPATH, "//button[normalize-space()='Show the difference']").click()
+    eventually("the promotion's difference", lambda: "Creates the flag in production" in ui.text("main"))
+    status, _ = admin_api("GET", "/admin/v1/environments/production/flags/pricing-page")
+    assert status == 404, "the difference changes nothing"
+    ui.check_page("promote")
+    ui.driver.find_element(By.ID, "promote-reason").send_keys("ready for production")
+    ui.driver.find_element(By.XPATH, "//button[normalize-space()='Promote to production']").click()
+    eventually("the promoted flag's page", lambda: "/environments/production/flags/pricing-page" in ui.driver.current_url)
+    status, promoted = admin_api("GET", "/admin/v1/environments/production/flags/pricing-page")
+    assert status == 200 and promoted["definition"]["variants"]["new"] == "v3", promoted
+    log("edit and promotion: ok")
+
 
 def console(ui):
     ui.go("/ui/environments/staging/flags/pricing-page")

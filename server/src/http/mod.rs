@@ -14,7 +14,7 @@ mod ofrep;
 mod ops;
 mod outcomes;
 mod sse;
-mod ui;
+pub(crate) mod ui;
 
 pub(crate) use auth::AdminAccess;
 pub(crate) use body::read_body;

@@ -33,8 +33,21 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest, path:
         Err(refusal) => return refusal.into(),
     };
     let filters = web::Query::<Filters>::from_query(request.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let names: Vec<&str> = state.environments.iter().map(|e| e.name.as_str()).collect();
     let snapshot = environment.snapshot();
-    let now = state.clock.now_millis();
+    let markup = render(&names, &environment.name, &snapshot, &filters, &viewer, state.clock.now_millis());
+    html(StatusCode::OK, markup)
+}
+
+/// The whole page (also what the render benchmark measures).
+pub(crate) fn render(
+    environments: &[&str],
+    name: &str,
+    snapshot: &Snapshot,
+    filters: &Filters,
+    viewer: &Viewer,
+    now: u64,
+) -> maud::Markup {
     let needle = filters.q.as_deref().map(str::trim).unwrap_or("").to_lowercase();
     let wanted_state = filters.state.as_deref().and_then(FlagState::parse);
     let wanted_source = filters.source.as_deref().filter(|s| matches!(*s, "file" | "api"));
@@ -46,17 +59,16 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest, path:
         .filter(|key| wanted_state.is_none_or(|s| snapshot.flags.get(key).is_some_and(|f| f.state() == s)))
         .filter(|key| wanted_source.is_none_or(|s| (s == "api") == snapshot.api.contains_key(*key)))
         .collect();
-    let name = &environment.name;
     let content = html! {
         h1 { "Flags in " (name) }
         nav.environments aria-label="Environments" {
             ul {
-                @for other in state.environments.iter() {
+                @for other in environments {
                     li {
-                        @if other.name == *name {
-                            a aria-current="page" href={ "/ui/environments/" (encode_query(&other.name)) "/flags" } { (other.name) }
+                        @if *other == name {
+                            a aria-current="page" href={ "/ui/environments/" (encode_query(other)) "/flags" } { (other) }
                         } @else {
-                            a href={ "/ui/environments/" (encode_query(&other.name)) "/flags" } { (other.name) }
+                            a href={ "/ui/environments/" (encode_query(other)) "/flags" } { (other) }
                         }
                     }
                 }
@@ -98,12 +110,12 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest, path:
                     @if viewer.may(Role::Write) { th scope="col" { "Kill switch" } }
                 } }
                 tbody {
-                    @for key in &keys { (row(&snapshot, name, key, &viewer, now)) }
+                    @for key in &keys { (row(snapshot, name, key, viewer, now)) }
                 }
             }
         }
     };
-    html(StatusCode::OK, frame(&format!("Flags in {name}"), Some(&viewer), Section::Flags, content))
+    frame(&format!("Flags in {name}"), Some(viewer), Section::Flags, content)
 }
 
 fn row(snapshot: &Snapshot, environment: &str, key: &str, viewer: &Viewer, now: u64) -> Markup {

@@ -9,6 +9,7 @@
 //! Content-Security-Policy (scripts and styles only from `/ui/assets/`).
 
 mod audit;
+pub mod bench;
 mod charts;
 mod events;
 mod flag;

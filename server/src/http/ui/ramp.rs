@@ -72,7 +72,7 @@ pub(crate) fn render(
                 div.alert.bad.rollback role="alert" {
                     p.big { "Rolled back to 0 %" }
                     p { (words::ramp_reason(run.status.name(), run.status.reason()))
-                        @if let Some(by) = run.status.by() { " — by " (by) } }
+                        @if let Some(by) = run.status.by().filter(|by| *by != "controller") { " — by " (by) } }
                 }
             }
             p.facts {
@@ -328,7 +328,7 @@ fn evidence_table(view: &RampView) -> Markup {
     html! {
         table.evidence {
             caption.visually-hidden { "Counts and statistics at this check" }
-            thead { tr { th scope="col" { "" } th scope="col" { "Exposures" } th scope="col" { "Errors" } th scope="col" { "Error rate" } } }
+            thead { tr { th scope="col" { span.visually-hidden { "Arm" } } th scope="col" { "Exposures" } th scope="col" { "Errors" } th scope="col" { "Error rate" } } }
             tbody {
                 tr { th scope="row" { "Treatment" } td { (evidence.treatment.exposures) } td { (evidence.treatment.errors) } td { (words::rate(evidence.treatment_rate)) } }
                 tr { th scope="row" { "Control" } td { (evidence.control.exposures) } td { (evidence.control.errors) } td { (words::rate(evidence.control_rate)) } }
