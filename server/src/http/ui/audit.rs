@@ -65,7 +65,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> Ht
             }
             button type="submit" { "Filter" }
         }
-        div #audit-entries data-live {
+        div #audit-entries data-live="*" {
             @match &result {
                 Ok(entries) if entries.is_empty() => p { "No entries." },
                 Ok(entries) => {

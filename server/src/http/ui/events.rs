@@ -2,13 +2,15 @@
 //! something it may show changed — a flag in any environment (files, API,
 //! kill switch, replication, ramp exposure), a ramp tick, a reload.
 //!
-//! The stream looks at a fingerprint of that state every
-//! [`LOOK_EVERY`] and sends `change` when it differs; the page then fetches
-//! itself and swaps its live regions. A page therefore follows a change
+//! The stream looks at a fingerprint of that state per scope (an
+//! environment, a ramp) every [`LOOK_EVERY`] and sends `change` with the
+//! scopes that differ; a page whose live regions watch one of them fetches
+//! itself and swaps those regions. A page therefore follows a change
 //! within about half a second, at the cost of a few atomic reads per open
 //! page. Open streams are bounded ([`MAX_STREAMS`]); a stream ends with its
 //! session and when the server shuts down.
 
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -47,25 +49,39 @@ fn take_slot() -> Option<Slot> {
     Some(Slot)
 }
 
-/// A fingerprint of everything a page may show live.
-async fn fingerprint(state: &AppState) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+/// A fingerprint of what a page may show live, per scope: `env:<name>`
+/// (the environment's flags, revision and last reload) and
+/// `ramp:<environment>/<name>` (the ramp's persisted state and checks).
+async fn fingerprints(state: &AppState) -> BTreeMap<String, u64> {
+    let mut scopes = BTreeMap::new();
     for environment in state.environments.iter() {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
         environment.snapshot().version.hash(&mut hasher);
         environment.revision().hash(&mut hasher);
         environment.last_reload().map(|r| r.at).hash(&mut hasher);
+        scopes.insert(super::scope_of_environment(&environment.name), hasher.finish());
     }
     for entry in state.ramps.entries() {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
         entry.change_mark().await.hash(&mut hasher);
+        scopes.insert(super::scope_of_ramp(&entry.environment, &entry.name), hasher.finish());
     }
-    hasher.finish()
+    scopes
+}
+
+/// The scopes whose fingerprint differs (or that came or went).
+fn changed(before: &BTreeMap<String, u64>, now: &BTreeMap<String, u64>) -> Vec<String> {
+    let mut scopes: Vec<String> =
+        now.iter().filter(|(scope, value)| before.get(*scope) != Some(value)).map(|(scope, _)| scope.clone()).collect();
+    scopes.extend(before.keys().filter(|scope| !now.contains_key(*scope)).cloned());
+    scopes
 }
 
 struct Feed {
     state: web::Data<AppState>,
     /// The session's cookie value (`None` without sign-in).
     session: Option<String>,
-    last: u64,
+    last: BTreeMap<String, u64>,
     look: tokio::time::Interval,
     quiet_since: tokio::time::Instant,
     _slot: Slot,
@@ -85,7 +101,7 @@ pub(crate) async fn stream(state: web::Data<AppState>, request: HttpRequest) -> 
     let mut look = tokio::time::interval(LOOK_EVERY);
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let feed = Feed {
-        last: fingerprint(&state).await,
+        last: fingerprints(&state).await,
         session: request.cookie(COOKIE).map(|c| c.value().to_owned()),
         state,
         look,
@@ -106,11 +122,12 @@ pub(crate) async fn stream(state: web::Data<AppState>, request: HttpRequest) -> 
                 {
                     return None;
                 }
-                let now = fingerprint(&feed.state).await;
-                if now != feed.last {
+                let now = fingerprints(&feed.state).await;
+                let scopes = changed(&feed.last, &now);
+                if !scopes.is_empty() {
                     feed.last = now;
                     feed.quiet_since = tokio::time::Instant::now();
-                    let event = Bytes::from(format!("event: change\ndata: {now:x}\n\n"));
+                    let event = Bytes::from(format!("event: change\ndata: {}\n\n", scopes.join(" ")));
                     return Some((Ok::<_, actix_web::Error>(event), feed));
                 }
                 if feed.quiet_since.elapsed() >= KEEP_ALIVE {
@@ -135,6 +152,16 @@ pub(crate) fn open() -> usize {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn only_changed_scopes_are_named() {
+        let before: BTreeMap<String, u64> = [("env:a".into(), 1), ("env:b".into(), 2), ("ramp:a/r".into(), 3)].into();
+        let now: BTreeMap<String, u64> = [("env:a".into(), 1), ("env:b".into(), 5), ("ramp:a/s".into(), 4)].into();
+        assert_eq!(super::changed(&before, &now), ["env:b", "ramp:a/s", "ramp:a/r"]);
+        assert!(super::changed(&now, &now).is_empty());
+    }
+
     #[test]
     fn streams_are_bounded() {
         let slots: Vec<_> = std::iter::from_fn(super::take_slot).take(super::MAX_STREAMS + 10).collect();

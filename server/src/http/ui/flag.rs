@@ -74,7 +74,7 @@ pub(crate) async fn page(
     let content = html! {
         p.crumbs { a href={ "/ui/environments/" (super::encode_query(&name)) "/flags" } { "Flags in " (name) } }
         h1 { (key) }
-        div #flag-state data-live {
+        div #flag-state data-live=(super::scope_of_environment(&name)) {
             @let current = environment.snapshot();
             @if let Some(flag) = current.flags.get(&key) {
                 p.facts {
@@ -150,7 +150,7 @@ pub(crate) async fn page(
         }
         section aria-labelledby="history-heading" {
             h2 #history-heading { "History" }
-            div #flag-history data-live {
+            div #flag-history data-live=(super::scope_of_environment(&name)) {
                 @match &changes {
                     Ok(entries) if entries.is_empty() => p { "No changes through the API or the kill switch." },
                     Ok(entries) => (super::audit::table(entries, now)),

@@ -100,7 +100,7 @@ pub(crate) fn render(
         @if viewer.may(Role::Write) {
             p { a.button href={ "/ui/environments/" (encode_query(name)) "/new-flag" } { "New flag" } }
         }
-        div #flag-table data-live {
+        div #flag-table data-live=(super::scope_of_environment(name)) {
             p.count { (keys.len()) " of " (snapshot.flags.len()) " flags" }
             table.flags {
                 caption.visually-hidden { "Flags in " (name) }

@@ -245,6 +245,16 @@ pub(crate) fn ramp_path(environment: &str, name: &str) -> String {
     format!("/ui/ramps/{}/{}", encode_query(environment), encode_query(name))
 }
 
+/// The live-update scope of an environment's flags (see `events.rs`).
+pub(crate) fn scope_of_environment(environment: &str) -> String {
+    format!("env:{environment}")
+}
+
+/// The live-update scope of one ramp.
+pub(crate) fn scope_of_ramp(environment: &str, name: &str) -> String {
+    format!("ramp:{environment}/{name}")
+}
+
 /// An optional reason from a form: trimmed, empty is none, at most 500 characters.
 pub(crate) fn reason(text: Option<&str>) -> Option<String> {
     text.map(str::trim).filter(|t| !t.is_empty()).map(|t| t.chars().take(500).collect())

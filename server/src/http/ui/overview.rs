@@ -27,7 +27,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> Ht
         h1 { "Overview" }
         section aria-labelledby="environments-heading" {
             h2 #environments-heading { "Environments" }
-            div #environments data-live {
+            div #environments data-live="*" {
                 table {
                     caption.visually-hidden { "Environments and what they serve" }
                     thead { tr {
@@ -67,7 +67,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> Ht
         }
         section aria-labelledby="ramps-heading" {
             h2 #ramps-heading { "Ramps" }
-            div #overview-ramps data-live {
+            div #overview-ramps data-live="ramp:*" {
                 @if ramps.is_empty() {
                     p { "No ramps. A ramp file in git moves a flag from 0 to 100 % while it proves not worse." }
                 } @else {
@@ -87,7 +87,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> Ht
         }
         section aria-labelledby="audit-heading" {
             h2 #audit-heading { "Latest changes" }
-            div #overview-audit data-live {
+            div #overview-audit data-live="*" {
                 @match &audit {
                     Ok(entries) if entries.is_empty() => p { "Nothing has been changed through the API yet." },
                     Ok(entries) => (super::audit::table(entries, now)),
@@ -98,7 +98,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> Ht
         }
         section aria-labelledby="drift-heading" {
             h2 #drift-heading { "Drift from the files" }
-            div #drift data-live { (drift(&state)) }
+            div #drift data-live="env:*" { (drift(&state)) }
         }
     };
     html(StatusCode::OK, frame("Overview", Some(&viewer), Section::Overview, content))

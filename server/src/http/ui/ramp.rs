@@ -67,7 +67,7 @@ pub(crate) fn render(
     html! {
         p.crumbs { a href="/ui/ramps" { "Ramps" } }
         h1 { "Ramp " (view.name) " in " (view.environment) }
-        div #ramp-status data-live {
+        div #ramp-status data-live=(super::scope_of_ramp(&view.environment, &view.name)) {
             @if rolled_back {
                 div.alert.bad.rollback role="alert" {
                     p.big { "Rolled back to 0 %" }
@@ -101,7 +101,7 @@ pub(crate) fn render(
         }
         section aria-labelledby="charts-heading" {
             h2 #charts-heading { "The run" }
-            div #ramp-charts.charts data-live {
+            div #ramp-charts.charts data-live=(super::scope_of_ramp(&view.environment, &view.name)) {
                 (exposure_chart(checks))
                 (error_chart(checks))
                 (evidence_chart(checks))
@@ -110,11 +110,11 @@ pub(crate) fn render(
         }
         section aria-labelledby="guards-heading" {
             h2 #guards-heading { "Evidence now" }
-            div #ramp-evidence data-live { (evidence_table(view)) }
+            div #ramp-evidence data-live=(super::scope_of_ramp(&view.environment, &view.name)) { (evidence_table(view)) }
         }
         section aria-labelledby="timeline-heading" {
             h2 #timeline-heading { "Decisions" }
-            div #ramp-timeline data-live {
+            div #ramp-timeline data-live=(super::scope_of_ramp(&view.environment, &view.name)) {
                 @match history {
                     Ok(records) if records.is_empty() => p { "No decisions yet." },
                     Ok(records) => (timeline(records)),

@@ -19,7 +19,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> Ht
     }
     let content = html! {
         h1 { "Ramps" }
-        div #ramp-list data-live {
+        div #ramp-list data-live="ramp:*" {
             @if ramps.is_empty() {
                 p { "No ramps. Add a ramp file (kind: Ramp) to an environment's ramps in rampart.yaml." }
             } @else {

@@ -5,6 +5,10 @@
 "use strict";
 
 (function () {
+  // A confirmation is open; a change arrived meanwhile.
+  let asking = false;
+  let stale = false;
+
   // ---- Confirmation: forms with data-confirm ask first, with a reason. ----
   function confirmDialog() {
     let dialog = document.getElementById("confirm-dialog");
@@ -51,22 +55,51 @@
     reason.value = "";
     dialog.returnValue = "";
     dialog.onclose = function () {
-      if (dialog.returnValue !== "yes") return;
+      asking = false;
+      if (dialog.returnValue !== "yes") {
+        if (stale) refresh();
+        return;
+      }
       const field = form.querySelector('input[name="reason"]');
       if (field) field.value = reason.value;
       form.submit();
     };
+    // Live updates wait while the question is open: the form asked about
+    // must stay in the page to be submitted.
+    asking = true;
     dialog.showModal();
     reason.focus();
   });
 
   // ---- Live updates: on a change, fetch this page and swap live regions. ----
+  // A region's data-live names what it shows: "*" (anything), "env:NAME",
+  // "ramp:ENV/NAME", or a prefix like "ramp:*". The stream's change events
+  // name the scopes that changed.
   const live = document.querySelectorAll("[data-live][id]");
   if (live.length === 0 || !window.EventSource) return;
   let pending = false;
   let running = false;
 
+  function watched(scope) {
+    for (const region of document.querySelectorAll("[data-live][id]")) {
+      const wants = region.dataset.live || "*";
+      if (wants === "*" || wants === scope) return true;
+      if (wants.endsWith("*") && scope.startsWith(wants.slice(0, -1))) return true;
+    }
+    return false;
+  }
+
+  function onChange(event) {
+    const scopes = String(event.data || "").split(" ").filter(Boolean);
+    if (scopes.length === 0 || scopes.some(watched)) refresh();
+  }
+
   async function refresh() {
+    if (asking) {
+      stale = true;
+      return;
+    }
+    stale = false;
     if (running) {
       pending = true;
       return;
@@ -104,7 +137,7 @@
   function connect() {
     if (events) return;
     events = new EventSource("/ui/events");
-    events.addEventListener("change", refresh);
+    events.addEventListener("change", onChange);
     events.addEventListener("open", function () {
       document.body.dataset.live = "connected";
     });
