@@ -1,13 +1,8 @@
 //! Compiled flags and flag sets, and evaluation against them.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
-
 use serde_json::Value;
 
-use crate::error::{LoadError, LoadErrors};
-use crate::evaluation::{ErrorCode, Evaluation, Reason, Typed, TypedEvaluation, ValueType};
+use crate::evaluation::{ErrorCode, Evaluation, Reason, ValueType};
 use crate::rule::eval::Data;
 use crate::rule::{Budget, Env, Rule};
 use crate::{Context, Metadata, js};
@@ -79,6 +74,17 @@ impl Flag {
     }
 
     /// Why the flag cannot be evaluated, when its definition or targeting
+    /// This flag with its state set (a kill switch applied on top of its
+    /// definition, which says so too).
+    pub fn with_state(&self, state: FlagState) -> Flag {
+        let mut flag = self.clone();
+        flag.state = state;
+        if let Some(definition) = flag.definition.as_object_mut() {
+            definition.insert("state".into(), serde_json::Value::String(state.as_str().into()));
+        }
+        flag
+    }
+
     /// is invalid (it then answers `PARSE_ERROR`).
     pub fn problem(&self) -> Option<&str> {
         match &self.targeting {
@@ -190,147 +196,5 @@ impl Flag {
             metadata: &self.metadata,
             limit: None,
         }
-    }
-}
-
-/// An immutable, compiled set of flags: one environment's configuration.
-/// Built once per configuration change, then shared by every reader.
-/// Flags are reference-counted, so a new set after a change to one flag
-/// reuses every other compiled flag ([`FlagSet::from_flags`]).
-#[derive(Debug, Default)]
-pub struct FlagSet {
-    /// Sorted by key, so iteration (bulk evaluation, listings) is stable.
-    pub(crate) flags: Vec<Arc<Flag>>,
-    pub(crate) index: HashMap<String, usize, BuildHasherDefault<KeyHasher>>,
-    pub(crate) metadata: Metadata,
-}
-
-impl FlagSet {
-    pub(crate) fn new(flags: Vec<Flag>, metadata: Metadata) -> FlagSet {
-        FlagSet::sorted(flags.into_iter().map(Arc::new).collect(), metadata)
-    }
-
-    fn sorted(mut flags: Vec<Arc<Flag>>, metadata: Metadata) -> FlagSet {
-        flags.sort_by(|a, b| a.key.cmp(&b.key));
-        let index = flags.iter().enumerate().map(|(i, flag)| (flag.key.clone(), i)).collect();
-        FlagSet { flags, index, metadata }
-    }
-
-    /// A set of already compiled flags (from other sets). A key that appears
-    /// twice is an error naming both sources.
-    pub fn from_flags(flags: impl IntoIterator<Item = Arc<Flag>>, metadata: Metadata) -> Result<FlagSet, LoadErrors> {
-        let mut seen: HashMap<&str, &str> = HashMap::new();
-        let flags: Vec<Arc<Flag>> = flags.into_iter().collect();
-        let mut errors = Vec::new();
-        for flag in &flags {
-            if let Some(first) = seen.insert(&flag.key, &flag.source) {
-                errors.push(
-                    LoadError::new(flag.source.clone(), format!("is also defined in {first}"))
-                        .in_flag(flag.key.clone()),
-                );
-            }
-        }
-        if !errors.is_empty() {
-            return Err(LoadErrors(errors));
-        }
-        Ok(FlagSet::sorted(flags, metadata))
-    }
-
-    /// The compiled flags, shareable with another set.
-    pub fn shared(&self) -> impl ExactSizeIterator<Item = &Arc<Flag>> {
-        self.flags.iter()
-    }
-
-    pub fn get(&self, key: &str) -> Option<&Flag> {
-        self.index.get(key).map(|&i| &*self.flags[i])
-    }
-
-    /// A flag, shareable with another set.
-    pub fn shared_flag(&self, key: &str) -> Option<&Arc<Flag>> {
-        self.index.get(key).map(|&i| &self.flags[i])
-    }
-
-    /// Flags in key order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = &Flag> {
-        self.flags.iter().map(|flag| &**flag)
-    }
-
-    pub fn len(&self) -> usize {
-        self.flags.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.flags.is_empty()
-    }
-
-    /// Flag-set metadata (of all sources, later ones winning).
-    pub fn metadata(&self) -> &Metadata {
-        &self.metadata
-    }
-
-    /// Overrides a flag's state (a kill switch applied on top of its
-    /// definition); returns false when there is no such flag. Only possible
-    /// while the set is still owned, before it is shared.
-    pub fn set_state(&mut self, key: &str, state: FlagState) -> bool {
-        let Some(&index) = self.index.get(key) else { return false };
-        let flag = Arc::make_mut(&mut self.flags[index]);
-        flag.state = state;
-        if let Some(definition) = flag.definition.as_object_mut() {
-            definition.insert("state".into(), serde_json::Value::String(state.as_str().into()));
-        }
-        true
-    }
-
-    /// Evaluates a flag; a missing flag is `FLAG_NOT_FOUND`, not an `Err`.
-    pub fn evaluate<'a>(&'a self, key: &str, context: &'a Context, now: i64) -> Evaluation<'a> {
-        match self.get(key) {
-            Some(flag) => flag.evaluate(context, now),
-            None => Evaluation::error(ErrorCode::FlagNotFound, format!("flag '{key}' not found"), &self.metadata),
-        }
-    }
-
-    /// Evaluates a flag as type `T` (`bool`, `&str`, `i64`, `f64`, or
-    /// `&Map`); a value of another type is `TYPE_MISMATCH`.
-    pub fn resolve<'a, T: Typed<'a>>(&'a self, key: &str, context: &'a Context, now: i64) -> TypedEvaluation<'a, T> {
-        self.evaluate(key, context, now).typed(key)
-    }
-}
-
-/// A fast hash for the flag-key index. Keys come from configuration, not
-/// from clients, so the DoS resistance of SipHash buys nothing here, while
-/// its cost is a tenth of an evaluation. (The multiply-rotate scheme of
-/// rustc's FxHash.)
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct KeyHasher(u64);
-
-impl KeyHasher {
-    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
-
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
-    }
-}
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, mut bytes: &[u8]) {
-        while let Some((chunk, rest)) = bytes.split_first_chunk::<8>() {
-            self.add(u64::from_le_bytes(*chunk));
-            bytes = rest;
-        }
-        if let Some((chunk, rest)) = bytes.split_first_chunk::<4>() {
-            self.add(u64::from(u32::from_le_bytes(*chunk)));
-            bytes = rest;
-        }
-        for &byte in bytes {
-            self.add(u64::from(byte));
-        }
-    }
-
-    fn write_u8(&mut self, byte: u8) {
-        self.add(u64::from(byte));
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }

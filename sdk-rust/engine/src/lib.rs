@@ -46,6 +46,7 @@ mod context;
 mod error;
 pub mod evaluation;
 mod flag;
+mod flag_set;
 mod js;
 pub mod limits;
 mod ops;
@@ -58,7 +59,8 @@ pub use compile::Compiled;
 pub use context::{Context, TARGETING_KEY};
 pub use error::{LoadError, LoadErrors};
 pub use evaluation::{ErrorCode, Evaluation, Reason, Typed, TypedEvaluation, ValueType};
-pub use flag::{Flag, FlagSet, FlagState};
+pub use flag::{Flag, FlagState};
+pub use flag_set::{FlagSet, Shared};
 pub use limits::{InputLimits, Limit};
 pub use source::{Format, Source};
 

@@ -123,6 +123,9 @@ impl ChangeEvent {
 /// unchanged flag is usually the same pointer; otherwise definitions are
 /// compared.
 pub fn diff(before: &FlagSet, after: &FlagSet) -> BTreeMap<String, FlagChange> {
+    if after.shares_base(before) {
+        return diff_tops(before, after);
+    }
     let mut changed = BTreeMap::new();
     let old: BTreeMap<&str, _> = before.shared().map(|f| (f.key(), f)).collect();
     for flag in after.shared() {
@@ -140,6 +143,24 @@ pub fn diff(before: &FlagSet, after: &FlagSet) -> BTreeMap<String, FlagChange> {
         if after.get(key).is_none() {
             changed.insert((*key).to_owned(), FlagChange::Delete);
         }
+    }
+    changed
+}
+
+/// [`diff`] of two sets on the same base: only their tops can differ.
+fn diff_tops(before: &FlagSet, after: &FlagSet) -> BTreeMap<String, FlagChange> {
+    let keys: std::collections::BTreeSet<&str> = before.top_keys().chain(after.top_keys()).collect();
+    let mut changed = BTreeMap::new();
+    for key in keys {
+        let change = match (before.shared_flag(key), after.shared_flag(key)) {
+            (None, Some(_)) => FlagChange::Write,
+            (Some(_), None) => FlagChange::Delete,
+            (Some(old), Some(new)) if !Arc::ptr_eq(old, new) && old.definition() != new.definition() => {
+                FlagChange::Update
+            }
+            _ => continue,
+        };
+        changed.insert(key.to_owned(), change);
     }
     changed
 }
@@ -278,5 +299,40 @@ impl Changes {
                 bytes
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rampart_engine::{Flag, FlagSet, FlagState};
+    use serde_json::json;
+
+    use super::{FlagChange, diff};
+
+    fn flag(key: &str, default: &str) -> Arc<Flag> {
+        let definition = json!({"state": "ENABLED", "variants": {"a": 1, "b": 2}, "defaultVariant": default});
+        Arc::new(Flag::compile(key, definition, "f.json").expect("compiles"))
+    }
+
+    #[test]
+    fn sets_on_one_base_differ_in_their_tops_only() {
+        let files = FlagSet::from_flags((0..1000).map(|i| flag(&format!("file-{i:04}"), "a")), Default::default())
+            .expect("files");
+        let before = FlagSet::on(&files, [flag("api-1", "a"), flag("api-2", "a")]).expect("before");
+        let mut after = FlagSet::on(&files, [flag("api-1", "b"), flag("api-3", "a")]).expect("after");
+        after.set_state("file-0007", FlagState::Disabled);
+        let changed = diff(&before, &after);
+        let expected = [
+            ("api-1", FlagChange::Update),
+            ("api-2", FlagChange::Delete),
+            ("api-3", FlagChange::Write),
+            ("file-0007", FlagChange::Update),
+        ];
+        assert_eq!(changed.iter().map(|(k, c)| (k.as_str(), *c)).collect::<Vec<_>>(), expected);
+        // The same answer as comparing every flag of two unrelated sets.
+        let flat = |set: &FlagSet| FlagSet::from_flags(set.shared().cloned(), Default::default()).expect("flat");
+        assert_eq!(diff(&flat(&before), &flat(&after)), changed);
     }
 }

@@ -132,24 +132,44 @@ impl Inputs {
         Arc::make_mut(&mut self.overrides)
     }
 
-    /// Combines file flags, API flags and overrides into one flag set. A
-    /// key defined both in a file and through the API is an error naming
-    /// both.
+    /// Combines file flags, API flags, ramp exposures and overrides into
+    /// one flag set: the files' flags are shared as they are, and what
+    /// changes them (API flags, ramped flags, overridden states) goes on
+    /// top, so this costs the size of those, not of the files. A key
+    /// defined both in a file and through the API is an error naming both.
     pub fn compose(&self) -> Result<Built, LoadErrors> {
-        let all = self.file_flags.shared().cloned().chain(self.api_flags.values().cloned());
-        let all = all.map(|flag| match self.exposures.get(flag.key()) {
-            Some(exposure) => ramped(&flag, exposure),
-            None => flag,
-        });
-        let mut flags = FlagSet::from_flags(all, self.file_flags.metadata().clone())?;
-        let mut file_states = BTreeMap::new();
-        for (key, state_override) in self.overrides.iter() {
-            let file_state = flags.get(key).filter(|f| f.source() != API_SOURCE).map(|f| f.state());
-            if let Some(file_state) = file_state {
-                file_states.insert(key.clone(), file_state);
-                flags.set_state(key, state_override.state);
+        let clashes: Vec<LoadError> = self
+            .api_flags
+            .iter()
+            .filter_map(|(key, flag)| {
+                let file_flag = self.file_flags.get(key)?;
+                Some(LoadError::new(flag.source(), format!("is also defined in {}", file_flag.source())).in_flag(key))
+            })
+            .collect();
+        if !clashes.is_empty() {
+            return Err(LoadErrors(clashes));
+        }
+        let mut top: BTreeMap<&str, Arc<Flag>> = self.api_flags.iter().map(|(k, f)| (k.as_str(), f.clone())).collect();
+        let unramped = |key: &str, top: &BTreeMap<&str, Arc<Flag>>| {
+            top.get(key).cloned().or_else(|| self.file_flags.shared_flag(key).cloned())
+        };
+        for (key, exposure) in self.exposures.iter() {
+            if let Some(flag) = unramped(key, &top) {
+                let ramped = ramped(&flag, exposure);
+                if !Arc::ptr_eq(&ramped, &flag) {
+                    top.insert(key.as_str(), ramped);
+                }
             }
         }
+        let mut file_states = BTreeMap::new();
+        for (key, state_override) in self.overrides.iter() {
+            let Some(flag) = unramped(key, &top).filter(|f| f.source() != API_SOURCE) else { continue };
+            file_states.insert(key.clone(), flag.state());
+            if flag.state() != state_override.state {
+                top.insert(key.as_str(), Arc::new(flag.with_state(state_override.state)));
+            }
+        }
+        let flags = FlagSet::on(&self.file_flags, top.into_values())?;
         Ok(Built { flags, file_states })
     }
 }
