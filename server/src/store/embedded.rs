@@ -5,6 +5,7 @@
 //! survives `kill -9`. Values are JSON, keys are tuples so that range scans
 //! give a flag's versions in order.
 
+mod group_commit;
 mod ramps;
 
 use std::collections::BTreeMap;
@@ -45,6 +46,8 @@ const CONTEXT_OUTCOMES: TableDefinition<(&str, &str, u64, &str, u64), u8> = Tabl
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// Outcome reports share commits ([`group_commit`]).
+    outcome_writer: group_commit::GroupCommit,
     /// Versions kept per flag.
     keep: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -83,7 +86,11 @@ impl EmbeddedStore {
             txn.open_table(META).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
-        Ok(EmbeddedStore { db: Arc::new(db), keep: Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX)) })
+        Ok(EmbeddedStore {
+            db: Arc::new(db),
+            outcome_writer: group_commit::GroupCommit::default(),
+            keep: Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX)),
+        })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -282,8 +289,7 @@ fn audit(db: &Database, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreErro
 }
 
 use ramps::{
-    context_outcomes, due_deliveries, finish_delivery, outcomes, prune_outcomes, ramp_history, ramp_runs,
-    record_outcomes, write_ramp,
+    context_outcomes, due_deliveries, finish_delivery, outcomes, prune_outcomes, ramp_history, ramp_runs, write_ramp,
 };
 
 #[async_trait]
@@ -312,8 +318,7 @@ impl Store for EmbeddedStore {
         counts: Vec<OutcomeCount>,
         contexts: Vec<ContextOutcome>,
     ) -> Result<(), StoreError> {
-        let environment = environment.to_owned();
-        self.blocking(move |db| record_outcomes(db, &environment, &counts, &contexts)).await
+        self.outcome_writer.record(&self.db, environment.to_owned(), counts, contexts).await
     }
 
     async fn outcomes(

@@ -111,28 +111,33 @@ fn counts_of(bytes: &[u8]) -> (u64, u64) {
     (read(0..8), read(8..16))
 }
 
-pub(super) fn record_outcomes(
+/// Adds reports — (environment, counts, per-context outcomes) — to the
+/// outcome buckets in one write transaction (one fsync for all of them).
+pub(super) fn record_outcome_batch(
     db: &Database,
-    environment: &str,
-    counts: &[OutcomeCount],
-    contexts: &[ContextOutcome],
+    reports: &[(&str, &[OutcomeCount], &[ContextOutcome])],
 ) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
     {
         let mut table = txn.open_table(OUTCOMES).map_err(unavailable)?;
-        for count in counts {
-            let key = (environment, count.flag.as_str(), count.second, count.variant.as_str());
-            let (ok, error) = table.get(key).map_err(unavailable)?.map_or((0, 0), |v| counts_of(v.value()));
-            let mut value = [0u8; 16];
-            value[..8].copy_from_slice(&(ok + count.ok).to_le_bytes());
-            value[8..].copy_from_slice(&(error + count.error).to_le_bytes());
-            table.insert(key, value.as_slice()).map_err(unavailable)?;
+        for (environment, counts, _) in reports {
+            for count in *counts {
+                let key = (*environment, count.flag.as_str(), count.second, count.variant.as_str());
+                let (ok, error) = table.get(key).map_err(unavailable)?.map_or((0, 0), |v| counts_of(v.value()));
+                let mut value = [0u8; 16];
+                value[..8].copy_from_slice(&(ok + count.ok).to_le_bytes());
+                value[8..].copy_from_slice(&(error + count.error).to_le_bytes());
+                table.insert(key, value.as_slice()).map_err(unavailable)?;
+            }
         }
         let mut table = txn.open_table(CONTEXT_OUTCOMES).map_err(unavailable)?;
-        for outcome in contexts {
-            let key = (environment, outcome.flag.as_str(), outcome.second, outcome.variant.as_str(), outcome.context);
-            let errored = table.get(key).map_err(unavailable)?.is_some_and(|v| v.value() == 1);
-            table.insert(key, u8::from(errored || outcome.error)).map_err(unavailable)?;
+        for (environment, _, contexts) in reports {
+            for outcome in *contexts {
+                let key =
+                    (*environment, outcome.flag.as_str(), outcome.second, outcome.variant.as_str(), outcome.context);
+                let errored = table.get(key).map_err(unavailable)?.is_some_and(|v| v.value() == 1);
+                table.insert(key, u8::from(errored || outcome.error)).map_err(unavailable)?;
+            }
         }
     }
     txn.commit().map_err(unavailable)
