@@ -75,10 +75,11 @@ def measure(n):
     write_flags(flags, n)
     config = os.path.join(directory, "rampart.yaml")
     with open(config, "w") as f:
-        f.write("limits: {flagFileBytes: 1000000000, flagFileNodes: 100000000, responseBytes: 1000000000}\n")
+        f.write("limits: {flagFileBytes: 1000000000, flagFileNodes: 100000000, responseBytes: 1000000000}\n"
+                f"environments:\n  default:\n    flags: [{flags}]\n")
     started = time.monotonic()
     server = subprocess.Popen(
-        [binary, "serve", "--config", config, "--flags", flags, "--data-dir", os.path.join(directory, "data"),
+        [binary, "serve", "--config", config, "--data-dir", os.path.join(directory, "data"),
          "--http-addr", HTTP[7:], "--admin-addr", ADMIN[7:], "--grpc-addr", "127.0.0.1:18923",
          "--sync-addr", "127.0.0.1:18925", "--log", "warn"],
         env={**os.environ, "RAMPART_ADMIN_TOKEN": TOKEN}, stderr=subprocess.DEVNULL)

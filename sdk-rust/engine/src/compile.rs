@@ -7,6 +7,7 @@
 //! does: a flag whose targeting does not compile answers `PARSE_ERROR`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::{Map, Number, Value};
 
@@ -55,8 +56,17 @@ impl FlagSet {
     /// for all sources together: their bytes, and their values after
     /// `$ref` expansion.
     pub fn load_lenient_with(sources: &[Source<'_>], limits: &InputLimits) -> Compiled {
+        FlagSet::load_lenient_reusing(sources, limits, &FlagSet::default())
+    }
+
+    /// [`FlagSet::load_lenient_with`], taking from `previous` every flag
+    /// whose definition (after `$ref` expansion), source and metadata are
+    /// unchanged instead of compiling it again: a reload of a large file in
+    /// which one flag changed compiles that flag, and the unchanged flags
+    /// stay the same shared objects (streams see only the changed one).
+    pub fn load_lenient_reusing(sources: &[Source<'_>], limits: &InputLimits, previous: &FlagSet) -> Compiled {
         let mut errors = Vec::new();
-        let mut flags: Vec<Flag> = Vec::new();
+        let mut flags: Vec<Arc<Flag>> = Vec::new();
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut metadata = Map::new();
         let mut budget = NodeBudget::new(limits.max_nodes);
@@ -83,7 +93,9 @@ impl FlagSet {
                     continue;
                 }
             };
-            let Some((file_metadata, file_flags)) = compile_document(source, document, &mut budget, &mut errors) else {
+            let Some((file_metadata, file_flags)) =
+                compile_document(source, document, &mut budget, &mut errors, previous)
+            else {
                 continue;
             };
             metadata.extend(file_metadata);
@@ -101,9 +113,12 @@ impl FlagSet {
                 flags.push(flag);
             }
         }
-        Compiled { flags: FlagSet::new(flags, metadata), errors: LoadErrors(errors) }
+        Compiled { flags: FlagSet::from_shared(flags, metadata), errors: LoadErrors(errors) }
     }
 }
+
+/// A compiled document: its flag-set metadata and its flags.
+type Document = (Map<String, Value>, Vec<Arc<Flag>>);
 
 /// Compiles one document into its flag-set metadata and flags.
 fn compile_document(
@@ -111,7 +126,8 @@ fn compile_document(
     document: Value,
     budget: &mut NodeBudget,
     errors: &mut Vec<LoadError>,
-) -> Option<(Map<String, Value>, Vec<Flag>)> {
+    previous: &FlagSet,
+) -> Option<Document> {
     let document_error = |message: String| LoadError::new(source.name, message);
     let Value::Object(mut top) = document else {
         errors.push(document_error("the document must be an object with a \"flags\" key".into()));
@@ -184,7 +200,9 @@ fn compile_document(
             }
             error
         };
-        match compile_flag(&key, definition, &mut expander, budget, &metadata, source.name) {
+        // A flag compiled before from the same file, which served without a problem.
+        let earlier = previous.shared_flag(&key).filter(|f| f.source == source.name && f.problem().is_none());
+        match compile_flag(&key, definition, &mut expander, budget, &metadata, source.name, earlier) {
             Ok((flag, targeting_error)) => {
                 if let Some(problem) = targeting_error {
                     let error = locate(problem.message);
@@ -199,7 +217,7 @@ fn compile_document(
                 // Kept as a flag that answers PARSE_ERROR (as flagd serves a
                 // flag it cannot use), so a lenient load names it rather than
                 // pretending it does not exist.
-                flags.push(Flag::broken(&key, problems.join("; "), source.name));
+                flags.push(Arc::new(Flag::broken(&key, problems.join("; "), source.name)));
                 errors.extend(problems.into_iter().map(locate));
             }
         }
@@ -230,8 +248,8 @@ impl Flag {
                 None => error,
             }
         };
-        match compile_flag(key, definition, &mut expander, &mut budget, &Map::new(), source) {
-            Ok((flag, None)) => Ok(flag),
+        match compile_flag(key, definition, &mut expander, &mut budget, &Map::new(), source, None) {
+            Ok((flag, None)) => Ok(Arc::unwrap_or_clone(flag)),
             Ok((_, Some(problem))) => Err(error(problem.message, problem.limit).into()),
             Err(problems) => Err(LoadErrors(problems.into_iter().map(|m| error(m, None)).collect())),
         }
@@ -248,7 +266,8 @@ fn compile_flag(
     budget: &mut NodeBudget,
     set_metadata: &Map<String, Value>,
     source: &str,
-) -> Result<(Flag, Option<TargetingProblem>), Vec<String>> {
+    earlier: Option<&Arc<Flag>>,
+) -> Result<(Arc<Flag>, Option<TargetingProblem>), Vec<String>> {
     if key.is_empty() {
         return Err(vec!["a flag key must not be empty".into()]);
     }
@@ -324,10 +343,29 @@ fn compile_flag(
         },
         None => None,
     };
-    let (targeting, targeting_error) = match fields.get_mut("targeting") {
-        None | Some(Value::Null) => (Targeting::None, None),
-        Some(Value::Object(map)) if map.is_empty() => (Targeting::None, None),
-        Some(logic @ Value::Object(_)) => match expander.expand(logic, budget) {
+    // `$ref`s expanded first: the definition is compared (for reuse) and
+    // compiled as it will be served.
+    let expanded = match fields.get_mut("targeting") {
+        Some(logic @ Value::Object(_)) => expander.expand(logic, budget),
+        _ => Ok(()),
+    };
+    // Serve the normalised variants (floats as floats) everywhere.
+    fields.insert("variants".into(), Value::Object(variants.iter().cloned().collect()));
+    if let Some(earlier) = earlier
+        && problems.is_empty()
+        && expanded.is_ok()
+        && earlier.definition.as_object() == Some(&fields)
+    {
+        let mut metadata = set_metadata.clone();
+        metadata.extend(flag_metadata.clone());
+        if earlier.metadata == metadata {
+            return Ok((earlier.clone(), None));
+        }
+    }
+    let (targeting, targeting_error) = match (fields.get_mut("targeting"), expanded) {
+        (None | Some(Value::Null), _) => (Targeting::None, None),
+        (Some(Value::Object(map)), Ok(())) if map.is_empty() => (Targeting::None, None),
+        (Some(logic @ Value::Object(_)), expanded) => match expanded {
             Err(error) => (
                 Targeting::Broken(error.message.clone()),
                 Some(TargetingProblem { message: format!("targeting: {}", error.message), limit: error.limit }),
@@ -340,7 +378,7 @@ fn compile_flag(
                 }
             },
         },
-        Some(other) => {
+        (Some(other), _) => {
             problems.push(format!("targeting must be a JsonLogic object, found {other}"));
             (Targeting::None, None)
         }
@@ -350,10 +388,8 @@ fn compile_flag(
     }
     let mut metadata = set_metadata.clone();
     metadata.extend(flag_metadata);
-    // Serve the normalised variants (floats as floats) everywhere.
-    fields.insert("variants".into(), Value::Object(variants.iter().cloned().collect()));
     Ok((
-        Flag {
+        Arc::new(Flag {
             key: key.to_owned(),
             state,
             variants,
@@ -363,7 +399,7 @@ fn compile_flag(
             value_type,
             source: source.to_owned(),
             definition: Value::Object(fields),
-        },
+        }),
         targeting_error,
     ))
 }

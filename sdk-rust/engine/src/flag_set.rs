@@ -53,8 +53,9 @@ pub struct FlagSet {
 }
 
 impl FlagSet {
-    pub(crate) fn new(flags: Vec<Flag>, metadata: Metadata) -> FlagSet {
-        FlagSet::single(flags.into_iter().map(Arc::new).collect(), metadata)
+    /// Flags with distinct keys, in any order.
+    pub(crate) fn from_shared(flags: Vec<Arc<Flag>>, metadata: Metadata) -> FlagSet {
+        FlagSet::single(flags, metadata)
     }
 
     fn single(flags: Vec<Arc<Flag>>, metadata: Metadata) -> FlagSet {
@@ -308,6 +309,34 @@ mod tests {
         assert_eq!(again.get("e").and_then(|f| f.default_variant()), Some("b"));
         assert_eq!(again.len(), 5);
         assert!(FlagSet::on(&base, [flag("x", "a", "one"), flag("x", "a", "two")]).is_err(), "a key twice in the top");
+    }
+
+    #[test]
+    fn a_reload_takes_unchanged_flags_as_they_were() {
+        use crate::source::Source;
+        let text = |default: &str| {
+            format!(
+                r#"{{"$evaluators": {{"de": {{"in": [{{"var": "country"}}, ["de"]]}}}},
+                    "flags": {{
+                      "same": {{"state": "ENABLED", "variants": {{"a": 1, "b": 2}}, "defaultVariant": "a",
+                                "targeting": {{"if": [{{"$ref": "de"}}, "b"]}}}},
+                      "edited": {{"state": "ENABLED", "variants": {{"a": 1, "b": 2}}, "defaultVariant": "{default}"}}}}}}"#
+            )
+        };
+        let limits = crate::InputLimits::default();
+        let first = FlagSet::load_lenient_with(&[Source::json("f.json", &text("a"))], &limits).flags;
+        let second = FlagSet::load_lenient_reusing(&[Source::json("f.json", &text("b"))], &limits, &first).flags;
+        assert!(Arc::ptr_eq(first.shared_flag("same").expect("same"), second.shared_flag("same").expect("same")));
+        assert!(!Arc::ptr_eq(first.shared_flag("edited").expect("e"), second.shared_flag("edited").expect("e")));
+        assert_eq!(second.get("edited").and_then(|f| f.default_variant()), Some("b"));
+        // Another file, or a changed shared rule, compiles again.
+        let moved = FlagSet::load_lenient_reusing(&[Source::json("g.json", &text("b"))], &limits, &second).flags;
+        assert!(!Arc::ptr_eq(second.shared_flag("same").expect("s"), moved.shared_flag("same").expect("s")));
+        let rule = text("b").replace(r#"["de"]"#, r#"["fr"]"#);
+        let changed = FlagSet::load_lenient_reusing(&[Source::json("g.json", &rule)], &limits, &moved).flags;
+        assert!(!Arc::ptr_eq(moved.shared_flag("same").expect("s"), changed.shared_flag("same").expect("s")));
+        let context = crate::Context::new().with("country", "fr");
+        assert_eq!(changed.evaluate("same", &context, 0).variant, Some("b"), "the new rule is the one served");
     }
 
     #[test]

@@ -78,7 +78,8 @@ impl Inputs {
     /// leaves that flag answering `PARSE_ERROR`, as flagd does.
     pub fn set_files(&mut self, files: ReadFiles) -> Result<(), LoadErrors> {
         let sources: Vec<Source<'_>> = files.files.iter().map(|f| Source::from_path(&f.name, &f.text)).collect();
-        let compiled = FlagSet::load_lenient_with(&sources, &self.limits.flag_files);
+        // Unchanged flags are taken as they are from the current files' set.
+        let compiled = FlagSet::load_lenient_reusing(&sources, &self.limits.flag_files, &self.file_flags);
         let whole_set = compiled.errors.iter().any(|error| error.flag.is_none());
         if !compiled.errors.is_empty() && (self.strict || whole_set) {
             return Err(compiled.errors);
