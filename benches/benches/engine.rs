@@ -36,7 +36,9 @@ fn engine(c: &mut Criterion) {
     });
     group.finish();
 
-    // Flags under a 25 % ramp, compiled exactly as the server serves them.
+    // Flags under a 25 % ramp, as the server serves them: the JsonLogic
+    // form streamed, evaluated natively (`Flag::with_exposure`); the same
+    // flags compiled from that JsonLogic alone for comparison (`json-…`).
     let document: serde_json::Value = serde_json::from_str(&rampart_benches::benchmark_document()).expect("json");
     let exposure = rampart_engine::ramp::Exposure {
         treatment: "on".into(),
@@ -45,15 +47,22 @@ fn engine(c: &mut Criterion) {
         basis_points: 2500,
     };
     let plain = json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"});
-    let ramped = json!({"flags": {
-        "ramped-static": rampart_engine::ramp::ramped_definition("ramped-static", &plain, &exposure),
-        "ramped-three-clauses": rampart_engine::ramp::ramped_definition(
-            "ramped-three-clauses", &document["flags"]["three-clauses-and-split"], &exposure),
-    }})
-    .to_string();
-    let ramped = rampart_engine::FlagSet::load(&[rampart_engine::Source::json("ramped.json", &ramped)]).expect("valid");
+    let flags =
+        [("ramped-static", plain), ("ramped-three-clauses", document["flags"]["three-clauses-and-split"].clone())];
+    let mut native = Vec::new();
+    let mut json_form = Vec::new();
+    for (key, definition) in flags {
+        let flag = rampart_engine::Flag::compile(key, definition, "bench.json").expect("valid");
+        native.push(std::sync::Arc::new(flag.with_exposure(&exposure).expect("ramped")));
+        let ramped = rampart_engine::ramp::ramped_definition(key, flag.definition(), &exposure);
+        let json_key = format!("json-{key}");
+        json_form
+            .push(std::sync::Arc::new(rampart_engine::Flag::compile(&json_key, ramped, "bench.json").expect("valid")));
+    }
+    let ramped =
+        rampart_engine::FlagSet::from_flags(native.into_iter().chain(json_form), Default::default()).expect("set");
     let mut group = c.benchmark_group("evaluate-ramped-25%");
-    for key in ["ramped-static", "ramped-three-clauses"] {
+    for key in ["ramped-static", "ramped-three-clauses", "json-ramped-static", "json-ramped-three-clauses"] {
         group.bench_function(key, |b| b.iter(|| black_box(ramped.evaluate(black_box(key), context, now).variant)));
     }
     group.finish();

@@ -58,6 +58,83 @@ pub fn pick(hash: u32, weights: impl IntoIterator<Item = u64> + Clone) -> Option
     None
 }
 
+/// MurmurHash3 x86 32-bit (seed 0) of a constant prefix followed by a
+/// varying rest, with the prefix's whole 4-byte blocks hashed once: a ramp
+/// hashes `flagKey/salt/` + the targeting key on every evaluation.
+#[derive(Debug, Clone)]
+pub struct PrefixHash {
+    /// State after the prefix's whole blocks.
+    h1: u32,
+    /// The prefix's last 0–3 bytes, not yet a whole block.
+    carry: [u8; 4],
+    carried: usize,
+    prefix_len: usize,
+}
+
+const C1: u32 = 0xcc9e_2d51;
+const C2: u32 = 0x1b87_3593;
+
+fn mix_block(h1: u32, block: u32) -> u32 {
+    let k = block.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    (h1 ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64)
+}
+
+impl PrefixHash {
+    pub fn new(prefix: &str) -> PrefixHash {
+        let bytes = prefix.as_bytes();
+        let mut h1 = 0u32;
+        let mut blocks = bytes.chunks_exact(4);
+        for block in blocks.by_ref() {
+            h1 = mix_block(h1, u32::from_le_bytes([block[0], block[1], block[2], block[3]]));
+        }
+        let rest = blocks.remainder();
+        let mut carry = [0u8; 4];
+        carry[..rest.len()].copy_from_slice(rest);
+        PrefixHash { h1, carry, carried: rest.len(), prefix_len: bytes.len() }
+    }
+
+    /// The hash of the prefix followed by `rest`: equal to [`hash`] of both.
+    pub fn of(&self, rest: &str) -> u32 {
+        let mut h1 = self.h1;
+        let mut bytes = rest.as_bytes();
+        let mut tail = self.carry;
+        let mut tail_len = self.carried;
+        if tail_len > 0 {
+            let take = (4 - tail_len).min(bytes.len());
+            tail[tail_len..tail_len + take].copy_from_slice(&bytes[..take]);
+            tail_len += take;
+            bytes = &bytes[take..];
+            if tail_len == 4 {
+                h1 = mix_block(h1, u32::from_le_bytes(tail));
+                tail_len = 0;
+            }
+        }
+        if tail_len == 0 {
+            let mut blocks = bytes.chunks_exact(4);
+            for block in blocks.by_ref() {
+                h1 = mix_block(h1, u32::from_le_bytes([block[0], block[1], block[2], block[3]]));
+            }
+            let rest = blocks.remainder();
+            tail = [0; 4];
+            tail[..rest.len()].copy_from_slice(rest);
+            tail_len = rest.len();
+        }
+        if tail_len > 0 {
+            let mut k = 0u32;
+            for (index, byte) in tail[..tail_len].iter().enumerate() {
+                k ^= u32::from(*byte) << (8 * index);
+            }
+            h1 ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        }
+        let mut h = h1 ^ (self.prefix_len + rest.len()) as u32;
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^ (h >> 16)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,6 +147,17 @@ mod tests {
         assert_eq!(hash(&["flagKeyuser-123"]), 0x0129_ffd7);
         let long = "x".repeat(300);
         assert_eq!(hash(&[&long[..100], &long[100..]]), hash(&[&long]));
+    }
+
+    #[test]
+    fn a_prefix_hash_is_the_hash_of_both() {
+        let texts = ["", "a", "ab", "abc", "abcd", "abcde", "flag/salt/", "new-checkout/s1/", "ünïcödé/", "x1234567"];
+        for prefix in texts {
+            let hasher = PrefixHash::new(prefix);
+            for rest in texts.iter().chain(["user-42", "user-1234567890", "0"].iter()) {
+                assert_eq!(hasher.of(rest), hash(&[prefix, rest]), "{prefix:?} + {rest:?}");
+            }
+        }
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub(crate) enum Targeting {
     /// Targeting that could not be compiled: every evaluation answers
     /// `PARSE_ERROR` with this message, as flagd does.
     Broken(String),
+    /// The flag's own rules (if any) under a ramp, evaluated natively.
+    Ramped(Option<Rule>, Box<crate::ramp::Overlay>),
 }
 
 /// One compiled flag.
@@ -74,6 +76,35 @@ impl Flag {
     }
 
     /// Why the flag cannot be evaluated, when its definition or targeting
+    /// This flag under a ramp's exposure: its definition is the standard
+    /// JsonLogic of [`crate::ramp::ramped_definition`] (what streams carry),
+    /// its evaluation the same answers computed natively, running the
+    /// flag's rules once. `None` when the exposure changes nothing (0 %,
+    /// treatment = control, a variant missing, targeting that does not
+    /// compile, or no rules and a default that is not the control).
+    pub fn with_exposure(&self, exposure: &crate::ramp::Exposure) -> Option<Flag> {
+        let has = |name: &str| self.variants.iter().any(|(variant, _)| variant == name);
+        if exposure.basis_points == 0
+            || exposure.treatment == exposure.control
+            || !has(&exposure.treatment)
+            || !has(&exposure.control)
+        {
+            return None;
+        }
+        let default_is_control = self.default_variant.map(|i| self.variants[i].0.as_str()) == Some(&exposure.control);
+        let rules = match &self.targeting {
+            Targeting::Rule(rule) => Some(rule.clone()),
+            Targeting::None if default_is_control => None,
+            Targeting::None | Targeting::Broken(_) | Targeting::Ramped(..) => return None,
+        };
+        let mut definition = crate::ramp::ramped_definition(&self.key, &self.definition, exposure);
+        if let Some(fields) = definition.as_object_mut() {
+            fields.insert("metadata".into(), Value::Object(self.metadata.clone()));
+        }
+        let overlay = crate::ramp::Overlay::new(&self.key, exposure, default_is_control);
+        Some(Flag { targeting: Targeting::Ramped(rules, Box::new(overlay)), definition, ..self.clone() })
+    }
+
     /// This flag with its state set (a kill switch applied on top of its
     /// definition, which says so too).
     pub fn with_state(&self, state: FlagState) -> Flag {
@@ -145,23 +176,44 @@ impl Flag {
                 let budget = Budget::evaluation();
                 let env = Env { context, flag_key: &self.key, now, budget: &budget };
                 match rule.eval(&env, Data::Root) {
-                    Err(thrown) => {
-                        let mut evaluation = Evaluation::error(
-                            ErrorCode::General,
-                            format!("error evaluating the targeting of flag '{}': {}", self.key, thrown.0),
-                            &self.metadata,
-                        );
-                        evaluation.limit = budget.exceeded();
-                        evaluation
-                    }
-                    Ok(result) => match result.as_ref() {
-                        Value::Null => self.default(Reason::Default),
-                        Value::String(name) => self.chosen(name),
-                        other => self.chosen(&js::to_string(other)),
-                    },
+                    Err(thrown) => self.thrown(thrown.0, &budget),
+                    Ok(result) => self.answer(result.as_ref()),
+                }
+            }
+            Targeting::Ramped(rules, overlay) => {
+                let budget = Budget::evaluation();
+                let env = Env { context, flag_key: &self.key, now, budget: &budget };
+                let result = match rules.as_ref().map(|rule| rule.eval(&env, Data::Root)).transpose() {
+                    Err(thrown) => return self.thrown(thrown.0, &budget),
+                    Ok(result) => result,
+                };
+                let key = context.get(crate::TARGETING_KEY);
+                match overlay.decide(result.as_deref(), key) {
+                    crate::ramp::Decision::Variant(name) => self.chosen(name),
+                    crate::ramp::Decision::Default => self.default(Reason::Default),
+                    crate::ramp::Decision::Rules => self.answer(result.as_deref().unwrap_or(&Value::Null)),
                 }
             }
         }
+    }
+
+    /// What a rule's result means: a variant name, or the default.
+    fn answer(&self, result: &Value) -> Evaluation<'_> {
+        match result {
+            Value::Null => self.default(Reason::Default),
+            Value::String(name) => self.chosen(name),
+            other => self.chosen(&js::to_string(other)),
+        }
+    }
+
+    fn thrown(&self, message: &str, budget: &Budget) -> Evaluation<'_> {
+        let mut evaluation = Evaluation::error(
+            ErrorCode::General,
+            format!("error evaluating the targeting of flag '{}': {message}", self.key),
+            &self.metadata,
+        );
+        evaluation.limit = budget.exceeded();
+        evaluation
     }
 
     fn chosen(&self, name: &str) -> Evaluation<'_> {

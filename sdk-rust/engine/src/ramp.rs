@@ -7,11 +7,14 @@
 //! user while the salt stays, and monotonic: a user exposed at 5 % is still
 //! exposed at 25 %.
 //!
-//! The exposure is not a special case in the evaluator: [`ramped_definition`]
-//! rewrites the flag's targeting into standard flagd JsonLogic (`if`, `===`,
-//! `fractional` with a `cat` bucketing expression). The server compiles that
-//! definition with this engine and streams the same JSON to SDKs and flagd
-//! providers, so every evaluator gives exactly the same answer.
+//! [`ramped_definition`] rewrites the flag's targeting into standard flagd
+//! JsonLogic (`if`, `===`, `fractional` with a `cat` bucketing expression),
+//! which the server streams to SDKs and flagd providers, so every evaluator
+//! gives exactly the same answer. That form runs the flag's own rules up to
+//! three times; [`Flag::with_exposure`](crate::Flag::with_exposure) serves
+//! the same definition but evaluates it natively ([`Overlay`]): the rules
+//! once, then the bucket. A differential test (`tests/ramp_native.rs`)
+//! holds the two to the same answers.
 
 use serde_json::{Value, json};
 
@@ -99,6 +102,80 @@ pub fn ramped_definition(flag_key: &str, definition: &Value, exposure: &Exposure
     };
     fields.insert("targeting".into(), targeting);
     definition
+}
+
+/// A ramp applied natively: what [`ramped_definition`]'s JsonLogic does,
+/// without evaluating the flag's rules more than once.
+#[derive(Debug, Clone)]
+pub(crate) struct Overlay {
+    /// `flagKey/salt/`: the bucketing string before the targeting key.
+    pub(crate) prefix: String,
+    /// Its hash state, so an evaluation hashes the targeting key only.
+    prefix_hash: bucket::PrefixHash,
+    pub(crate) treatment: String,
+    pub(crate) control: String,
+    pub(crate) basis_points: u32,
+    /// A context the rules give no variant (null) is the control too.
+    pub(crate) default_is_control: bool,
+}
+
+/// What an overlay decides for one context.
+pub(crate) enum Decision<'a> {
+    /// This variant (reason `TARGETING_MATCH`).
+    Variant(&'a str),
+    /// The default variant (reason `DEFAULT`).
+    Default,
+    /// The rules' own answer stands.
+    Rules,
+}
+
+impl Overlay {
+    pub(crate) fn new(flag_key: &str, exposure: &Exposure, default_is_control: bool) -> Overlay {
+        let prefix = exposure.bucket_prefix(flag_key);
+        Overlay {
+            prefix_hash: bucket::PrefixHash::new(&prefix),
+            prefix,
+            treatment: exposure.treatment.clone(),
+            control: exposure.control.clone(),
+            basis_points: exposure.basis_points,
+            default_is_control,
+        }
+    }
+
+    /// The decision for a context whose rules answered `rules` (`None`: the
+    /// flag has no rules), given the context's targeting key value.
+    pub(crate) fn decide<'a>(&'a self, rules: Option<&Value>, targeting_key: Option<&Value>) -> Decision<'a> {
+        match rules {
+            None => self.ramp(targeting_key, Decision::Default),
+            Some(Value::String(name)) if *name == self.control => {
+                self.ramp(targeting_key, Decision::Variant(&self.control))
+            }
+            Some(Value::Null) if self.default_is_control => self.ramp(targeting_key, Decision::Default),
+            Some(_) => Decision::Rules,
+        }
+    }
+
+    /// `{"if": [{"var": "targetingKey"}, {"fractional": [{"cat": [prefix, key]}, …]}, otherwise]}`,
+    /// or the treatment at 100 %.
+    fn ramp<'a>(&'a self, targeting_key: Option<&Value>, otherwise: Decision<'a>) -> Decision<'a> {
+        if self.basis_points >= FULL {
+            return Decision::Variant(&self.treatment);
+        }
+        let Some(key) = targeting_key.filter(|key| crate::js::truthy(key)) else { return otherwise };
+        let hash = match key {
+            Value::String(key) => self.prefix_hash.of(key),
+            other => {
+                let mut text = self.prefix.clone();
+                crate::js::write_string(other, &mut text);
+                bucket::hash(&[&text])
+            }
+        };
+        if bucket::scale(hash, u64::from(FULL)) < u64::from(self.basis_points) {
+            Decision::Variant(&self.treatment)
+        } else {
+            Decision::Variant(&self.control)
+        }
+    }
 }
 
 fn is_empty_targeting(targeting: &Value) -> bool {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rampart_engine::ramp::{self, Exposure};
+use rampart_engine::ramp::Exposure;
 use rampart_engine::{Flag, FlagSet, FlagState, LoadError, LoadErrors, Source};
 use serde_json::Value;
 
@@ -175,25 +175,12 @@ impl Inputs {
     }
 }
 
-/// The flag with a ramp's exposure compiled into its targeting (flagd
-/// JsonLogic, see `rampart_engine::ramp`). A ramp whose variants the flag
-/// no longer has leaves the flag as it is.
+/// The flag under a ramp's exposure: streamed as flagd JsonLogic (see
+/// `rampart_engine::ramp`), evaluated natively with the same answers. An
+/// exposure that changes nothing (a ramp whose variants the flag no longer
+/// has, 0 %) leaves the flag as it is.
 fn ramped(flag: &Arc<Flag>, exposure: &Exposure) -> Arc<Flag> {
-    let has = |name: &str| flag.variants().any(|(variant, _)| variant == name);
-    if exposure.basis_points == 0 || !has(&exposure.treatment) || !has(&exposure.control) {
-        return flag.clone();
-    }
-    let mut definition = ramp::ramped_definition(flag.key(), flag.definition(), exposure);
-    if let Some(fields) = definition.as_object_mut() {
-        fields.insert("metadata".into(), Value::Object(flag.metadata().clone()));
-    }
-    match Flag::compile(flag.key(), definition, flag.source()) {
-        Ok(ramped) => Arc::new(ramped),
-        Err(errors) => {
-            tracing::error!(flag = flag.key(), %errors, "cannot compile the ramped flag; serving it unramped");
-            flag.clone()
-        }
-    }
+    flag.with_exposure(exposure).map_or_else(|| flag.clone(), Arc::new)
 }
 
 /// Compiles an API-owned flag on its own, exactly as a file flag (from the
