@@ -54,7 +54,7 @@ fn engine(c: &mut Criterion) {
     for (key, definition) in flags {
         let flag = rampart_engine::Flag::compile(key, definition, "bench.json").expect("valid");
         native.push(std::sync::Arc::new(flag.with_exposure(&exposure).expect("ramped")));
-        let ramped = rampart_engine::ramp::ramped_definition(key, flag.definition(), &exposure);
+        let ramped = rampart_engine::ramp::ramped_definition(key, &flag.definition(), &exposure);
         let json_key = format!("json-{key}");
         json_form
             .push(std::sync::Arc::new(rampart_engine::Flag::compile(&json_key, ramped, "bench.json").expect("valid")));

@@ -161,7 +161,7 @@ fn apply_snapshot(state: &State, snapshot: Snapshot) {
     let previous = state.flags.load_full();
     let mut changed: BTreeSet<String> = BTreeSet::new();
     for flag in flags.iter() {
-        if previous.get(flag.key()).is_none_or(|old| old.definition() != flag.definition()) {
+        if previous.get(flag.key()).is_none_or(|old| old.definition_json() != flag.definition_json()) {
             changed.insert(flag.key().to_owned());
         }
     }

@@ -354,7 +354,7 @@ fn compile_flag(
     if let Some(earlier) = earlier
         && problems.is_empty()
         && expanded.is_ok()
-        && earlier.definition.as_object() == Some(&fields)
+        && *earlier.definition == serde_json::to_string(&fields).unwrap_or_default()
     {
         let mut metadata = set_metadata.clone();
         metadata.extend(flag_metadata.clone());
@@ -398,7 +398,7 @@ fn compile_flag(
             metadata,
             value_type,
             source: source.to_owned(),
-            definition: Value::Object(fields),
+            definition: Value::Object(fields).to_string().into_boxed_str(),
         }),
         targeting_error,
     ))

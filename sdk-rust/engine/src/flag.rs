@@ -55,7 +55,9 @@ pub struct Flag {
     pub(crate) metadata: Metadata,
     pub(crate) value_type: ValueType,
     pub(crate) source: String,
-    pub(crate) definition: Value,
+    /// The definition as served, as compact JSON: a tenth of the memory of
+    /// a `serde_json::Value` tree, and what wire forms copy as it is.
+    pub(crate) definition: Box<str>,
 }
 
 impl Flag {
@@ -71,7 +73,7 @@ impl Flag {
             metadata: Metadata::new(),
             value_type: ValueType::Object,
             source: source.to_owned(),
-            definition: Value::Null,
+            definition: "null".into(),
         }
     }
 
@@ -97,11 +99,12 @@ impl Flag {
             Targeting::None if default_is_control => None,
             Targeting::None | Targeting::Broken(_) | Targeting::Ramped(..) => return None,
         };
-        let mut definition = crate::ramp::ramped_definition(&self.key, &self.definition, exposure);
+        let mut definition = crate::ramp::ramped_definition(&self.key, &self.definition(), exposure);
         if let Some(fields) = definition.as_object_mut() {
             fields.insert("metadata".into(), Value::Object(self.metadata.clone()));
         }
         let overlay = crate::ramp::Overlay::new(&self.key, exposure, default_is_control);
+        let definition = definition.to_string().into_boxed_str();
         Some(Flag { targeting: Targeting::Ramped(rules, Box::new(overlay)), definition, ..self.clone() })
     }
 
@@ -110,9 +113,11 @@ impl Flag {
     pub fn with_state(&self, state: FlagState) -> Flag {
         let mut flag = self.clone();
         flag.state = state;
-        if let Some(definition) = flag.definition.as_object_mut() {
-            definition.insert("state".into(), serde_json::Value::String(state.as_str().into()));
+        let mut definition = self.definition();
+        if let Some(fields) = definition.as_object_mut() {
+            fields.insert("state".into(), serde_json::Value::String(state.as_str().into()));
         }
+        flag.definition = definition.to_string().into_boxed_str();
         flag
     }
 
@@ -148,7 +153,13 @@ impl Flag {
     }
 
     /// The flag's definition in flagd's format, `$ref`s expanded.
-    pub fn definition(&self) -> &Value {
+    pub fn definition(&self) -> Value {
+        serde_json::from_str(&self.definition).unwrap_or(Value::Null)
+    }
+
+    /// The definition as compact JSON (`null` for a flag that could not be
+    /// used): compare and copy this rather than parsing it.
+    pub fn definition_json(&self) -> &str {
         &self.definition
     }
 

@@ -79,7 +79,7 @@ fn native_and_json_ramps_give_the_same_answers_at_every_step() {
             .iter()
             .map(|(key, flag)| {
                 let native = flag.with_exposure(&exposure).expect("ramped");
-                let json = Flag::compile(key, ramped_definition(key, flag.definition(), &exposure), "t.json")
+                let json = Flag::compile(key, ramped_definition(key, &flag.definition(), &exposure), "t.json")
                     .expect("the JSON form compiles");
                 assert_eq!(
                     native.definition()["targeting"],

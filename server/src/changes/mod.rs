@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use rampart_engine::{Flag, FlagSet, Metadata};
-use serde_json::{Map, Value, json};
+
 use tokio::sync::watch;
 
 use crate::snapshot::Snapshot;
@@ -79,7 +79,7 @@ impl ChangeEvent {
             .filter(|(_, change)| **change != FlagChange::Delete)
             .filter_map(|(key, _)| snapshot.flags.shared_flag(key).cloned())
             .collect();
-        let weight = upserts.iter().map(|flag| rampart_engine::limits::value_size(flag.definition())).sum::<u64>()
+        let weight = upserts.iter().map(|flag| flag.definition_json().len() as u64).sum::<u64>()
             + 64 * changed.len() as u64;
         ChangeEvent {
             weight,
@@ -102,9 +102,12 @@ impl ChangeEvent {
     /// serialised once for all subscribers.
     pub fn upserts_json(&self) -> &str {
         self.delta_json.get_or_init(|| {
-            let flags: Map<String, Value> =
-                self.upserts.iter().map(|flag| (flag.key().to_owned(), flag.definition().clone())).collect();
-            json!({"flags": flags, "metadata": self.metadata}).to_string()
+            let mut out = flags_object(self.upserts.iter().map(|flag| (flag.key(), flag.definition_json())));
+            out.truncate(out.len() - 1);
+            out.push_str(",\"metadata\":");
+            out.push_str(&serde_json::to_string(&self.metadata).unwrap_or_else(|_| "{}".into()));
+            out.push('}');
+            out
         })
     }
 
@@ -117,6 +120,22 @@ impl ChangeEvent {
     pub fn removed(&self) -> impl Iterator<Item = &str> {
         self.changed.iter().filter(|(_, c)| **c == FlagChange::Delete).map(|(k, _)| k.as_str())
     }
+}
+
+/// `{"flags": {key: definition, …}}` from definitions already serialised:
+/// copied, never parsed again.
+pub(crate) fn flags_object<'a>(flags: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::from("{\"flags\":{");
+    for (index, (key, definition)) in flags.enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(key).unwrap_or_default());
+        out.push(':');
+        out.push_str(definition);
+    }
+    out.push_str("}}");
+    out
 }
 
 /// The flags that differ between two sets. Flags are shared `Arc`s, so an
@@ -133,7 +152,7 @@ pub fn diff(before: &FlagSet, after: &FlagSet) -> BTreeMap<String, FlagChange> {
             None => {
                 changed.insert(flag.key().to_owned(), FlagChange::Write);
             }
-            Some(previous) if !Arc::ptr_eq(previous, flag) && previous.definition() != flag.definition() => {
+            Some(previous) if !Arc::ptr_eq(previous, flag) && previous.definition_json() != flag.definition_json() => {
                 changed.insert(flag.key().to_owned(), FlagChange::Update);
             }
             Some(_) => {}
@@ -155,7 +174,7 @@ fn diff_tops(before: &FlagSet, after: &FlagSet) -> BTreeMap<String, FlagChange> 
         let change = match (before.shared_flag(key), after.shared_flag(key)) {
             (None, Some(_)) => FlagChange::Write,
             (Some(_), None) => FlagChange::Delete,
-            (Some(old), Some(new)) if !Arc::ptr_eq(old, new) && old.definition() != new.definition() => {
+            (Some(old), Some(new)) if !Arc::ptr_eq(old, new) && old.definition_json() != new.definition_json() => {
                 FlagChange::Update
             }
             _ => continue,

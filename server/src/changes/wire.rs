@@ -53,9 +53,9 @@ fn render_flagd(snapshot: &Snapshot) -> Bytes {
     let flags: serde_json::Map<String, Value> = snapshot
         .flags
         .iter()
-        .filter(|flag| !flag.definition().is_null())
+        .filter(|flag| flag.definition_json() != "null")
         .map(|flag| {
-            let mut definition = flag.definition().clone();
+            let mut definition = flag.definition();
             if let Some(fields) = definition.as_object_mut() {
                 fields.insert("metadata".into(), Value::Object(flag.metadata().clone()));
                 if fields.get("defaultVariant").is_none_or(Value::is_null) {
@@ -71,11 +71,11 @@ fn render_flagd(snapshot: &Snapshot) -> Bytes {
 /// A flagd flag-set document (what Rampart's own sync sends):
 /// `{"flags": {…}, "metadata": {…}}`.
 fn render_document(snapshot: &Snapshot) -> Bytes {
-    let flags: serde_json::Map<String, Value> = snapshot
-        .flags
-        .iter()
-        .filter(|flag| !flag.definition().is_null())
-        .map(|flag| (flag.key().to_owned(), flag.definition().clone()))
-        .collect();
-    Bytes::from(serde_json::json!({ "flags": flags, "metadata": snapshot.flags.metadata() }).to_string())
+    let flags = snapshot.flags.iter().filter(|flag| flag.definition_json() != "null");
+    let mut out = super::flags_object(flags.map(|flag| (flag.key(), flag.definition_json())));
+    out.truncate(out.len() - 1);
+    out.push_str(",\"metadata\":");
+    out.push_str(&serde_json::to_string(snapshot.flags.metadata()).unwrap_or_else(|_| "{}".into()));
+    out.push('}');
+    Bytes::from(out)
 }

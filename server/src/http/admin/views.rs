@@ -320,7 +320,7 @@ pub(crate) fn view(snapshot: &Snapshot, environment: &str, key: &str) -> Option<
         file: snapshot.file_of(key).map(str::to_owned),
         version: api.map(|r| r.version),
         state: flag.state().as_str().to_owned(),
-        definition: flag.definition().clone(),
+        definition: flag.definition(),
         updated_at: api.map(|r| rfc3339(r.at)).or_else(|| state_override.map(|o| rfc3339(o.at))),
         updated_by: api.map(|r| r.by.clone()).or_else(|| state_override.map(|o| o.by.clone())),
         state_override: state_override.map(|o| OverrideView {

@@ -133,7 +133,7 @@ pub(crate) async fn page(
             }
             details {
                 summary { "The whole definition (flagd format)" }
-                pre { code { (serde_json::to_string_pretty(definition).unwrap_or_default()) } }
+                pre { code { (serde_json::to_string_pretty(&definition).unwrap_or_default()) } }
             }
         }
         section aria-labelledby="console-heading" {
