@@ -79,8 +79,8 @@ impl ChangeEvent {
             .filter(|(_, change)| **change != FlagChange::Delete)
             .filter_map(|(key, _)| snapshot.flags.shared_flag(key).cloned())
             .collect();
-        let weight = upserts.iter().map(|flag| flag.definition_json().len() as u64).sum::<u64>()
-            + 64 * changed.len() as u64;
+        let weight =
+            upserts.iter().map(|flag| flag.definition_json().len() as u64).sum::<u64>() + 64 * changed.len() as u64;
         ChangeEvent {
             weight,
             from_version,

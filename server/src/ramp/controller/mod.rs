@@ -47,8 +47,8 @@ pub struct Entry {
     /// What the current run counts outcomes for — (flag, treatment,
     /// control) — while it is active; readable without waiting for a tick.
     counting: std::sync::Mutex<Option<Counting>>,
-    /// Prometheus results of the current step's closed buckets.
-    prometheus_cache: std::sync::Mutex<super::prometheus::Cache>,
+    /// The current step's closed buckets, so a tick reads only what is new.
+    bucket_cache: super::observe::Caches,
     /// The fencing token of this replica's lease on the ramp, while it
     /// holds it: only the holder ticks the ramp.
     lease: std::sync::Mutex<Option<u64>>,
@@ -351,7 +351,7 @@ impl Controller {
         }
         let spec = state.spec.clone();
         let observation =
-            self.observer.observe(&environment, &entry.name, &entry.prometheus_cache, &spec, &state.run, now).await;
+            self.observer.observe(&environment, &entry.name, &entry.bucket_cache, &spec, &state.run, now).await;
         let command = command.map(|command| match command {
             Command::Restart { by, .. } => Command::Restart { by, run_id: run_id(now) },
             other => other,

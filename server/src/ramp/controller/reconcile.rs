@@ -201,7 +201,7 @@ impl Controller {
             environment: environment.name.clone(),
             name: name.clone(),
             counting: std::sync::Mutex::new(Counting::of(&run)),
-            prometheus_cache: std::sync::Mutex::default(),
+            bucket_cache: Default::default(),
             checks: std::sync::Mutex::default(),
             lease: std::sync::Mutex::new(token),
             state: tokio::sync::Mutex::new(EntryState {

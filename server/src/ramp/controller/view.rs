@@ -47,7 +47,7 @@ impl Controller {
             Some(environment) if observe && !state.run.status.is_terminal() => {
                 let observation = self
                     .observer
-                    .observe(environment, &entry.name, &entry.prometheus_cache, &state.spec, &state.run, now)
+                    .observe(environment, &entry.name, &entry.bucket_cache, &state.spec, &state.run, now)
                     .await;
                 Some(crate::ramp::evidence::explain(&state.run, &state.spec, &observation, now))
             }

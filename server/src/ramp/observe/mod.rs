@@ -7,6 +7,8 @@
 mod outcomes;
 mod prometheus;
 
+pub use outcomes::OutcomeCache;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,6 +59,15 @@ pub(crate) trait BucketSource {
     }
 }
 
+/// What a ramp keeps between ticks so a tick reads only what is new.
+#[derive(Debug, Default)]
+pub struct Caches {
+    /// Prometheus results of the current step's closed buckets.
+    pub prometheus: std::sync::Mutex<Cache>,
+    /// The current step's closed outcome buckets.
+    pub outcomes: std::sync::Mutex<OutcomeCache>,
+}
+
 /// Observes ramps for the controller.
 #[derive(Debug)]
 pub struct Observer {
@@ -77,7 +88,7 @@ impl Observer {
         &self,
         environment: &Environment,
         ramp: &str,
-        cache: &std::sync::Mutex<Cache>,
+        cache: &Caches,
         spec: &RampSpec,
         run: &Run,
         now: u64,
@@ -100,7 +111,7 @@ impl Observer {
         &self,
         environment: &Environment,
         ramp: &str,
-        cache: &std::sync::Mutex<Cache>,
+        cache: &Caches,
         spec: &RampSpec,
         run: &Run,
         now: u64,
@@ -124,10 +135,12 @@ impl Observer {
         let window = Window { environment: &environment.name, ramp, run, interval_ms, now };
         let read = match &spec.guard.source {
             MetricSource::Prometheus(guard) => {
+                let cache = &cache.prometheus;
                 prometheus::PrometheusBuckets { source: &self.prometheus, guard, names, cache }.read(&window).await
             }
             MetricSource::Builtin => {
-                outcomes::OutcomeBuckets { store: self.store.as_ref(), unit: spec.guard.unit }.read(&window).await
+                let (store, unit, cache) = (self.store.as_ref(), spec.guard.unit, &cache.outcomes);
+                outcomes::OutcomeBuckets { store, unit, cache }.read(&window).await
             }
         };
         match read {
