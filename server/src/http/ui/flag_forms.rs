@@ -10,7 +10,7 @@ use rampart_engine::FlagState;
 use serde::Deserialize;
 
 use super::layout::{Section, csrf_field, frame, reason_field};
-use super::{Viewer, changer, environment, flag_path, form, html, reason, see_other, viewer};
+use super::{Csrf, Viewer, environment, flag_path, html, reason, see_other, submitted, viewer};
 use crate::config::Role;
 use crate::http::AppState;
 use crate::http::error::ApiError;
@@ -58,6 +58,30 @@ pub(crate) struct PromoteForm {
     reason: Option<String>,
 }
 
+impl Csrf for DefinitionForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl Csrf for StateForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl Csrf for RevertForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl Csrf for PromoteForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// `GET …/new-flag`.
 pub(crate) async fn create_form(
     state: web::Data<AppState>,
@@ -82,12 +106,8 @@ pub(crate) async fn create(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let submitted: DefinitionForm = match form(&state, payload).await {
+    let (submitted, viewer) = match submitted::<DefinitionForm>(&state, &request, payload, Role::Write).await {
         Ok(submitted) => submitted,
-        Err(refusal) => return refusal.into(),
-    };
-    let viewer = match changer(&state, &request, submitted.csrf.as_deref(), Role::Write) {
-        Ok(viewer) => viewer,
         Err(refusal) => return refusal.into(),
     };
     let key = submitted.key.as_deref().map(str::trim).unwrap_or("").to_owned();
@@ -137,12 +157,8 @@ pub(crate) async fn edit(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let submitted: DefinitionForm = match form(&state, payload).await {
+    let (submitted, viewer) = match submitted::<DefinitionForm>(&state, &request, payload, Role::Write).await {
         Ok(submitted) => submitted,
-        Err(refusal) => return refusal.into(),
-    };
-    let viewer = match changer(&state, &request, submitted.csrf.as_deref(), Role::Write) {
-        Ok(viewer) => viewer,
         Err(refusal) => return refusal.into(),
     };
     let (name, key) = path.into_inner();
@@ -270,12 +286,8 @@ pub(crate) async fn set_state(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let submitted: StateForm = match form(&state, payload).await {
+    let (submitted, viewer) = match submitted::<StateForm>(&state, &request, payload, Role::Write).await {
         Ok(submitted) => submitted,
-        Err(refusal) => return refusal.into(),
-    };
-    let viewer = match changer(&state, &request, submitted.csrf.as_deref(), Role::Write) {
-        Ok(viewer) => viewer,
         Err(refusal) => return refusal.into(),
     };
     let (name, key) = path.into_inner();
@@ -308,12 +320,8 @@ pub(crate) async fn revert(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let submitted: RevertForm = match form(&state, payload).await {
+    let (submitted, viewer) = match submitted::<RevertForm>(&state, &request, payload, Role::Write).await {
         Ok(submitted) => submitted,
-        Err(refusal) => return refusal.into(),
-    };
-    let viewer = match changer(&state, &request, submitted.csrf.as_deref(), Role::Write) {
-        Ok(viewer) => viewer,
         Err(refusal) => return refusal.into(),
     };
     let (name, key) = path.into_inner();
@@ -337,12 +345,8 @@ pub(crate) async fn promote(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let submitted: PromoteForm = match form(&state, payload).await {
+    let (submitted, viewer) = match submitted::<PromoteForm>(&state, &request, payload, Role::Write).await {
         Ok(submitted) => submitted,
-        Err(refusal) => return refusal.into(),
-    };
-    let viewer = match changer(&state, &request, submitted.csrf.as_deref(), Role::Write) {
-        Ok(viewer) => viewer,
         Err(refusal) => return refusal.into(),
     };
     let (name, key) = path.into_inner();

@@ -167,14 +167,27 @@ pub(crate) fn viewer(state: &AppState, request: &HttpRequest) -> Result<Viewer, 
     }
 }
 
-/// The viewer of a state-changing form: signed in, with the session's CSRF
-/// token in the form, and a role of at least `needed`.
-pub(crate) fn changer(
+/// A form that changes state: it carries the session's CSRF token.
+pub(crate) trait Csrf {
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// A state-changing form and who sent it: read within [`MAX_FORM_BYTES`],
+/// then its CSRF token and the sender's role checked, before anything else.
+pub(crate) async fn submitted<T: DeserializeOwned + Csrf>(
     state: &AppState,
     request: &HttpRequest,
-    csrf: Option<&str>,
+    payload: web::Payload,
     needed: Role,
-) -> Result<Viewer, Refusal> {
+) -> Result<(T, Viewer), Refusal> {
+    let form: T = form(state, payload).await?;
+    let viewer = changer(state, request, form.csrf(), needed)?;
+    Ok((form, viewer))
+}
+
+/// The viewer of a state-changing form: signed in, with the session's CSRF
+/// token in the form, and a role of at least `needed`.
+fn changer(state: &AppState, request: &HttpRequest, csrf: Option<&str>, needed: Role) -> Result<Viewer, Refusal> {
     let viewer = viewer(state, request)?;
     if !session::csrf_matches(&viewer.csrf, csrf) {
         return Err(Refusal::page(
@@ -200,7 +213,7 @@ pub(crate) fn changer(
 }
 
 /// Reads a form body (URL-encoded) within [`MAX_FORM_BYTES`].
-pub(crate) async fn form<T: DeserializeOwned>(state: &AppState, payload: web::Payload) -> Result<T, Refusal> {
+async fn form<T: DeserializeOwned>(state: &AppState, payload: web::Payload) -> Result<T, Refusal> {
     let bytes = super::read_body(state, payload, MAX_FORM_BYTES).await.map_err(|error| {
         let (status, message) = error.describe();
         Refusal::page(status, "The form could not be read", message)

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::charts::{Band, Chart, Rule, Series, wilson};
 use super::layout::{Section, csrf_field, frame};
-use super::{Viewer, changer, flag_path, form, html, ramp_path, reason, see_other, viewer, words};
+use super::{Csrf, Viewer, flag_path, html, ramp_path, reason, see_other, submitted, viewer, words};
 use crate::config::Role;
 use crate::http::AppState;
 use crate::model::Status;
@@ -25,6 +25,12 @@ const TIMELINE: usize = 200;
 pub(crate) struct CommandForm {
     csrf: Option<String>,
     reason: Option<String>,
+}
+
+impl Csrf for CommandForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
 }
 
 pub(crate) async fn page(
@@ -382,18 +388,14 @@ pub(crate) async fn command(
     path: web::Path<(String, String, String)>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let submitted: CommandForm = match form(&state, payload).await {
-        Ok(submitted) => submitted,
-        Err(refusal) => return refusal.into(),
-    };
     let (environment, name, action) = path.into_inner();
     let needed = match action.as_str() {
         "pause" | "resume" | "approve" => Role::Write,
         "promote" | "abort" | "restart" => Role::Admin,
         _ => return super::layout::message_page(StatusCode::NOT_FOUND, "No such command", &action),
     };
-    let viewer = match changer(&state, &request, submitted.csrf.as_deref(), needed) {
-        Ok(viewer) => viewer,
+    let (submitted, viewer) = match submitted::<CommandForm>(&state, &request, payload, needed).await {
+        Ok(submitted) => submitted,
         Err(refusal) => return refusal.into(),
     };
     let by = viewer.caller.name.clone();

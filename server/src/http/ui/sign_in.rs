@@ -28,6 +28,12 @@ pub(crate) struct SignOutForm {
     csrf: Option<String>,
 }
 
+impl super::Csrf for SignOutForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// Only dashboard paths are followed after sign-in (no open redirect).
 fn safe_next(next: Option<&str>) -> &str {
     match next {
@@ -106,11 +112,7 @@ pub(crate) async fn submit(state: web::Data<AppState>, payload: web::Payload) ->
 /// `POST /ui/sign-out`: ends the session (CSRF-checked, so another site
 /// cannot sign people out either).
 pub(crate) async fn sign_out(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let form: SignOutForm = match super::form(&state, payload).await {
-        Ok(form) => form,
-        Err(refusal) => return refusal.into(),
-    };
-    if let Err(refusal) = super::changer(&state, &request, form.csrf.as_deref(), Role::Read) {
+    if let Err(refusal) = super::submitted::<SignOutForm>(&state, &request, payload, Role::Read).await {
         return refusal.into();
     }
     if let Some(cookie) = request.cookie(COOKIE) {
