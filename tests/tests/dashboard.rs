@@ -185,6 +185,17 @@ fn pages_carry_strict_headers_and_the_session_cookie_is_locked_down() {
         .send()
         .expect("malformed");
     assert_eq!(malformed.status(), 400);
+
+    // A form over the 2 MiB bound is refused before it is parsed.
+    let huge = client
+        .post(format!("{}/ui/environments/staging/new-flag", server.admin))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("definition={}", "x".repeat((2 << 20) + 100_000)))
+        .send()
+        .expect("huge form");
+    assert_eq!(huge.status(), 413);
+    assert!(server.metric("rampart_limit_rejections_total{limit=\"request_body\"}") >= 1.0);
 }
 
 #[test]
