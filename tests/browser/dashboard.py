@@ -336,6 +336,9 @@ def overview_and_audit(ui):
     ui.check_page("audit")
     ui.go("/ui/audit?actor=nobody")
     assert "No entries." in ui.text("#audit-entries"), "filters apply"
+    ui.go("/ui/environments/staging/flags/no-such-flag")
+    assert "No such flag" in ui.text("h1")
+    ui.check_page("not-found")
 
 
 class Outcomes:
