@@ -1,7 +1,7 @@
 //! `GET /ui/audit`: every change, newest first, filtered and paged.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -26,11 +26,8 @@ fn given(value: &Option<String>) -> Option<String> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned)
 }
 
-pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    let viewer = match viewer(&state, &request) {
-        Ok(viewer) => viewer,
-        Err(refusal) => return refusal.into(),
-    };
+pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> super::Page {
+    let viewer = viewer(&state, &request)?;
     let filters = web::Query::<Filters>::from_query(request.query_string()).map(|q| q.into_inner()).unwrap_or_default();
     let query = AuditQuery {
         environment: given(&filters.environment),
@@ -80,7 +77,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> Ht
             }
         }
     };
-    html(StatusCode::OK, frame("Audit log", Some(&viewer), Section::Audit, content))
+    Ok(html(StatusCode::OK, frame("Audit log", Some(&viewer), Section::Audit, content)))
 }
 
 fn next_page(query: &AuditQuery, before: u64) -> String {

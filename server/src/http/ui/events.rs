@@ -87,16 +87,14 @@ struct Feed {
     _slot: Slot,
 }
 
-pub(crate) async fn stream(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    if let Err(refusal) = viewer(&state, &request) {
-        return refusal.into();
-    }
+pub(crate) async fn stream(state: web::Data<AppState>, request: HttpRequest) -> super::Page {
+    viewer(&state, &request)?;
     let Some(slot) = take_slot() else {
         state.metrics.rejected(crate::limits::Rejection::Connections);
-        return HttpResponse::ServiceUnavailable()
+        return Ok(HttpResponse::ServiceUnavailable()
             .insert_header((header::RETRY_AFTER, "5"))
             .content_type("text/plain")
-            .body("too many dashboard pages are open");
+            .body("too many dashboard pages are open"));
     };
     let mut look = tokio::time::interval(LOOK_EVERY);
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -137,11 +135,11 @@ pub(crate) async fn stream(state: web::Data<AppState>, request: HttpRequest) -> 
             }
         }
     });
-    HttpResponse::Ok()
+    Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(events)
+        .streaming(events))
 }
 
 /// Streams open now (for tests of the bound).

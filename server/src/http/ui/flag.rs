@@ -3,7 +3,7 @@
 //! revert, promotion, and the kill switch.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -28,23 +28,17 @@ pub(crate) async fn page(
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<(String, String)>,
-) -> HttpResponse {
-    let viewer = match viewer(&state, &request) {
-        Ok(viewer) => viewer,
-        Err(refusal) => return refusal.into(),
-    };
+) -> super::Page {
+    let viewer = viewer(&state, &request)?;
     let (name, key) = path.into_inner();
-    let environment = match environment(&state, &name) {
-        Ok(environment) => environment,
-        Err(refusal) => return refusal.into(),
-    };
+    let environment = environment(&state, &name)?;
     let snapshot = environment.snapshot();
     let Some(flag) = snapshot.flags.get(&key) else {
-        return super::layout::message_page(
+        return Ok(super::layout::message_page(
             StatusCode::NOT_FOUND,
             "No such flag",
             &format!("There is no flag '{key}' in environment '{name}'."),
-        );
+        ));
     };
     let query =
         web::Query::<ConsoleQuery>::from_query(request.query_string()).map(|q| q.into_inner()).unwrap_or_default();
@@ -181,7 +175,7 @@ pub(crate) async fn page(
             }
         }
     };
-    html(StatusCode::OK, frame(&key, Some(&viewer), Section::Flags, content))
+    Ok(html(StatusCode::OK, frame(&key, Some(&viewer), Section::Flags, content)))
 }
 
 fn revert_list(viewer: &Viewer, environment: &str, key: &str, current: u64, versions: &[FlagVersion]) -> Markup {

@@ -87,16 +87,13 @@ pub(crate) async fn create_form(
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
-) -> HttpResponse {
-    let viewer = match viewer(&state, &request) {
-        Ok(viewer) if viewer.may(Role::Write) => viewer,
-        Ok(_) => return read_only(),
-        Err(refusal) => return refusal.into(),
-    };
-    if let Err(refusal) = environment(&state, &path) {
-        return refusal.into();
+) -> super::Page {
+    let viewer = viewer(&state, &request)?;
+    if !viewer.may(Role::Write) {
+        return Ok(read_only());
     }
-    html(StatusCode::OK, definition_page(&viewer, &path, None, "", TEMPLATE, None))
+    environment(&state, &path)?;
+    Ok(html(StatusCode::OK, definition_page(&viewer, &path, None, "", TEMPLATE, None)))
 }
 
 /// `POST …/new-flag`.
@@ -105,18 +102,15 @@ pub(crate) async fn create(
     request: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
-) -> HttpResponse {
-    let (submitted, viewer) = match submitted::<DefinitionForm>(&state, &request, payload, Role::Write).await {
-        Ok(submitted) => submitted,
-        Err(refusal) => return refusal.into(),
-    };
+) -> super::Page {
+    let (submitted, viewer) = submitted::<DefinitionForm>(&state, &request, payload, Role::Write).await?;
     let key = submitted.key.as_deref().map(str::trim).unwrap_or("").to_owned();
     if state.environments.get(&path).is_some_and(|e| e.snapshot().flags.get(&key).is_some()) {
         let error = format!("A flag '{key}' exists already in {}: edit it instead.", path.as_str());
-        return html(
+        return Ok(html(
             StatusCode::CONFLICT,
             definition_page(&viewer, &path, None, &key, &submitted.definition, Some((&error, None))),
-        );
+        ));
     }
     save(&state, &viewer, &path, &key, None, submitted).await
 }
@@ -126,28 +120,24 @@ pub(crate) async fn edit_form(
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<(String, String)>,
-) -> HttpResponse {
-    let viewer = match viewer(&state, &request) {
-        Ok(viewer) if viewer.may(Role::Write) => viewer,
-        Ok(_) => return read_only(),
-        Err(refusal) => return refusal.into(),
-    };
+) -> super::Page {
+    let viewer = viewer(&state, &request)?;
+    if !viewer.may(Role::Write) {
+        return Ok(read_only());
+    }
     let (name, key) = path.into_inner();
-    let environment = match environment(&state, &name) {
-        Ok(environment) => environment,
-        Err(refusal) => return refusal.into(),
-    };
+    let environment = environment(&state, &name)?;
     let snapshot = environment.snapshot();
     let Some(record) = snapshot.api.get(&key) else {
         let message = match snapshot.file_of(&key) {
             Some(file) => format!("'{key}' is defined in {file}: change its rules there."),
             None => format!("There is no API-owned flag '{key}' in {name}."),
         };
-        return super::layout::message_page(StatusCode::CONFLICT, "This flag cannot be edited here", &message);
+        return Ok(super::layout::message_page(StatusCode::CONFLICT, "This flag cannot be edited here", &message));
     };
     let text = record.definition.as_ref().and_then(|d| serde_json::to_string_pretty(d).ok()).unwrap_or_default();
     let etag = crate::writes::version_tag(&snapshot, &key);
-    html(StatusCode::OK, definition_page(&viewer, &name, Some((&key, etag.as_deref())), "", &text, None))
+    Ok(html(StatusCode::OK, definition_page(&viewer, &name, Some((&key, etag.as_deref())), "", &text, None)))
 }
 
 /// `POST …/flags/{key}/edit`.
@@ -156,11 +146,8 @@ pub(crate) async fn edit(
     request: HttpRequest,
     path: web::Path<(String, String)>,
     payload: web::Payload,
-) -> HttpResponse {
-    let (submitted, viewer) = match submitted::<DefinitionForm>(&state, &request, payload, Role::Write).await {
-        Ok(submitted) => submitted,
-        Err(refusal) => return refusal.into(),
-    };
+) -> super::Page {
+    let (submitted, viewer) = submitted::<DefinitionForm>(&state, &request, payload, Role::Write).await?;
     let (name, key) = path.into_inner();
     // The version the editor started from: a change made meanwhile is not overwritten.
     let expected = submitted.expected.clone().filter(|tag| !tag.is_empty());
@@ -175,18 +162,15 @@ async fn save(
     key: &str,
     expected: Option<String>,
     submitted: DefinitionForm,
-) -> HttpResponse {
+) -> super::Page {
     let editing = expected.as_deref().map(|tag| (key, Some(tag)));
     let again = |status: StatusCode, message: &str, line: Option<u64>| {
         let new_key = if editing.is_none() { key } else { "" };
         html(status, definition_page(viewer, name, editing, new_key, &submitted.definition, Some((message, line))))
     };
-    let environment = match environment(state, name) {
-        Ok(environment) => environment,
-        Err(refusal) => return refusal.into(),
-    };
+    let environment = environment(state, name)?;
     if let Err(error) = super::super::admin::check_key(key) {
-        return again(StatusCode::UNPROCESSABLE_ENTITY, &error.message, None);
+        return Ok(again(StatusCode::UNPROCESSABLE_ENTITY, &error.message, None));
     }
     let limits = rampart_engine::InputLimits {
         max_bytes: state.limits.definition_bytes,
@@ -195,23 +179,23 @@ async fn save(
     let parsed = rampart_engine::Source::json("definition", &submitted.definition).parse_value(&limits);
     let mut value = match parsed {
         Ok(value) => value,
-        Err(error) => return again(StatusCode::UNPROCESSABLE_ENTITY, &error.message, error.line.map(|l| l as u64)),
+        Err(error) => return Ok(again(StatusCode::UNPROCESSABLE_ENTITY, &error.message, error.line.map(|l| l as u64))),
     };
     if let Some(fields) = value.as_object_mut() {
         fields.remove("key");
     } else {
-        return again(StatusCode::UNPROCESSABLE_ENTITY, "The definition must be a JSON object.", None);
+        return Ok(again(StatusCode::UNPROCESSABLE_ENTITY, "The definition must be a JSON object.", None));
     }
     let definition = match Definition::compile(key, value) {
         Ok(definition) => definition,
-        Err(error) => return write_error(error, &again),
+        Err(error) => return Ok(write_error(error, &again)),
     };
     let why = reason(submitted.reason.as_deref());
     let actor = Actor::new(&viewer.caller.name, why.as_deref());
-    match state.writes.put(environment, actor, key, expected.as_deref(), definition).await {
+    Ok(match state.writes.put(environment, actor, key, expected.as_deref(), definition).await {
         Ok(_) => see_other(&flag_path(name, key)),
         Err(error) => write_error(error, &again),
-    }
+    })
 }
 
 /// A refused write, on the form: the engine's first error line with it.
@@ -285,32 +269,26 @@ pub(crate) async fn set_state(
     request: HttpRequest,
     path: web::Path<(String, String)>,
     payload: web::Payload,
-) -> HttpResponse {
-    let (submitted, viewer) = match submitted::<StateForm>(&state, &request, payload, Role::Write).await {
-        Ok(submitted) => submitted,
-        Err(refusal) => return refusal.into(),
-    };
+) -> super::Page {
+    let (submitted, viewer) = submitted::<StateForm>(&state, &request, payload, Role::Write).await?;
     let (name, key) = path.into_inner();
-    let environment = match environment(&state, &name) {
-        Ok(environment) => environment,
-        Err(refusal) => return refusal.into(),
-    };
+    let environment = environment(&state, &name)?;
     let Some(wanted) = FlagState::parse(&submitted.state) else {
-        return super::layout::message_page(
+        return Ok(super::layout::message_page(
             StatusCode::BAD_REQUEST,
             "Not changed",
             "The state must be ENABLED or DISABLED.",
-        );
+        ));
     };
     let why = reason(submitted.reason.as_deref());
     let actor = Actor::new(&viewer.caller.name, why.as_deref());
-    match state.writes.set_state(environment, actor, &key, None, wanted).await {
+    Ok(match state.writes.set_state(environment, actor, &key, None, wanted).await {
         Ok(_) if submitted.back.as_deref() == Some("list") => {
             see_other(&format!("/ui/environments/{}/flags", super::encode_query(&name)))
         }
         Ok(_) => see_other(&flag_path(&name, &key)),
         Err(error) => refused(error),
-    }
+    })
 }
 
 /// `POST …/flags/{key}/revert`.
@@ -319,22 +297,16 @@ pub(crate) async fn revert(
     request: HttpRequest,
     path: web::Path<(String, String)>,
     payload: web::Payload,
-) -> HttpResponse {
-    let (submitted, viewer) = match submitted::<RevertForm>(&state, &request, payload, Role::Write).await {
-        Ok(submitted) => submitted,
-        Err(refusal) => return refusal.into(),
-    };
+) -> super::Page {
+    let (submitted, viewer) = submitted::<RevertForm>(&state, &request, payload, Role::Write).await?;
     let (name, key) = path.into_inner();
-    let environment = match environment(&state, &name) {
-        Ok(environment) => environment,
-        Err(refusal) => return refusal.into(),
-    };
+    let environment = environment(&state, &name)?;
     let why = reason(submitted.reason.as_deref());
     let actor = Actor::new(&viewer.caller.name, why.as_deref());
-    match state.writes.revert(environment, actor, &key, None, submitted.version).await {
+    Ok(match state.writes.revert(environment, actor, &key, None, submitted.version).await {
         Ok(_) => see_other(&flag_path(&name, &key)),
         Err(error) => refused(error),
-    }
+    })
 }
 
 /// `POST …/flags/{key}/promote`: first the difference (a dry run), then,
@@ -344,25 +316,19 @@ pub(crate) async fn promote(
     request: HttpRequest,
     path: web::Path<(String, String)>,
     payload: web::Payload,
-) -> HttpResponse {
-    let (submitted, viewer) = match submitted::<PromoteForm>(&state, &request, payload, Role::Write).await {
-        Ok(submitted) => submitted,
-        Err(refusal) => return refusal.into(),
-    };
+) -> super::Page {
+    let (submitted, viewer) = submitted::<PromoteForm>(&state, &request, payload, Role::Write).await?;
     let (name, key) = path.into_inner();
-    let (from, to) = match (environment(&state, &name), environment(&state, &submitted.to)) {
-        (Ok(from), Ok(to)) => (from, to),
-        (Err(refusal), _) | (_, Err(refusal)) => return refusal.into(),
-    };
+    let (from, to) = (environment(&state, &name)?, environment(&state, &submitted.to)?);
     let dry_run = submitted.confirm.as_deref() != Some("yes");
     let why = reason(submitted.reason.as_deref());
     let actor = Actor::new(&viewer.caller.name, why.as_deref());
     let promotion = match state.writes.promote(from, to, actor, Some(std::slice::from_ref(&key)), dry_run).await {
         Ok(promotion) => promotion,
-        Err(error) => return refused(error),
+        Err(error) => return Ok(refused(error)),
     };
     if !dry_run {
-        return see_other(&flag_path(&to.name, &key));
+        return Ok(see_other(&flag_path(&to.name, &key)));
     }
     let item = promotion.items.first();
     let unchanged = item.is_none_or(|i| i.action == PromotionAction::Unchanged);
@@ -385,7 +351,7 @@ pub(crate) async fn promote(
         }
         p { a href=(flag_path(&name, &key)) { "Back to the flag" } }
     };
-    html(StatusCode::OK, frame("Promote", Some(&viewer), Section::Flags, content))
+    Ok(html(StatusCode::OK, frame("Promote", Some(&viewer), Section::Flags, content)))
 }
 
 /// A write the store or the rules refused, as a page.

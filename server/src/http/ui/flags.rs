@@ -2,7 +2,7 @@
 //! environment, searchable and filterable, with the kill switch.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use maud::{Markup, html};
 use rampart_engine::FlagState;
 use serde::Deserialize;
@@ -23,20 +23,14 @@ pub(crate) struct Filters {
     source: Option<String>,
 }
 
-pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> HttpResponse {
-    let viewer = match viewer(&state, &request) {
-        Ok(viewer) => viewer,
-        Err(refusal) => return refusal.into(),
-    };
-    let environment = match environment(&state, &path) {
-        Ok(environment) => environment,
-        Err(refusal) => return refusal.into(),
-    };
+pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> super::Page {
+    let viewer = viewer(&state, &request)?;
+    let environment = environment(&state, &path)?;
     let filters = web::Query::<Filters>::from_query(request.query_string()).map(|q| q.into_inner()).unwrap_or_default();
     let names: Vec<&str> = state.environments.iter().map(|e| e.name.as_str()).collect();
     let snapshot = environment.snapshot();
     let markup = render(&names, &environment.name, &snapshot, &filters, &viewer, state.clock.now_millis());
-    html(StatusCode::OK, markup)
+    Ok(html(StatusCode::OK, markup))
 }
 
 /// The whole page (also what the render benchmark measures).

@@ -113,14 +113,34 @@ impl Refusal {
     }
 }
 
-impl From<Refusal> for HttpResponse {
-    fn from(refusal: Refusal) -> HttpResponse {
-        match refusal {
-            Refusal::SignIn { next } => see_other(&format!("/ui/sign-in?next={}", encode_query(&next))),
-            Refusal::Page { status, title, message } => layout::message_page(status, &title, &message),
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::SignIn { .. } => f.write_str("sign-in needed"),
+            Refusal::Page { title, message, .. } => write!(f, "{title}: {message}"),
         }
     }
 }
+
+/// Handlers answer [`Page`]; a refusal renders as its page.
+impl actix_web::ResponseError for Refusal {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Refusal::SignIn { .. } => StatusCode::SEE_OTHER,
+            Refusal::Page { status, .. } => *status,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Refusal::SignIn { next } => see_other(&format!("/ui/sign-in?next={}", encode_query(next))),
+            Refusal::Page { status, title, message } => layout::message_page(*status, title, message),
+        }
+    }
+}
+
+/// What a page handler answers: the page, or why not.
+pub(crate) type Page = Result<HttpResponse, Refusal>;
 
 /// Who is looking, and the token their forms must carry.
 #[derive(Debug, Clone)]
@@ -273,11 +293,9 @@ pub(crate) fn reason(text: Option<&str>) -> Option<String> {
     text.map(str::trim).filter(|t| !t.is_empty()).map(|t| t.chars().take(500).collect())
 }
 
-async fn not_found(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    if let Err(refusal) = viewer(&state, &request) {
-        return refusal.into();
-    }
-    layout::message_page(StatusCode::NOT_FOUND, "Not found", &format!("There is no page {}.", request.path()))
+async fn not_found(state: web::Data<AppState>, request: HttpRequest) -> Page {
+    viewer(&state, &request)?;
+    Ok(layout::message_page(StatusCode::NOT_FOUND, "Not found", &format!("There is no page {}.", request.path())))
 }
 
 /// An environment by name, or the page saying there is none.

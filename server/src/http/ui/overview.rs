@@ -2,7 +2,7 @@
 //! ramps, the latest changes and the drift from the files.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use maud::{Markup, html};
 
 use super::layout::{Section, frame};
@@ -11,11 +11,8 @@ use crate::environment::ReloadResult;
 use crate::http::AppState;
 use crate::store::AuditQuery;
 
-pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    let viewer = match viewer(&state, &request) {
-        Ok(viewer) => viewer,
-        Err(refusal) => return refusal.into(),
-    };
+pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> super::Page {
+    let viewer = viewer(&state, &request)?;
     let now = state.clock.now_millis();
     let audit = state.store.audit(AuditQuery { limit: 10, newest_first: true, ..AuditQuery::default() }).await;
     let mut ramps = Vec::new();
@@ -101,7 +98,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> Ht
             div #drift data-live="env:*" { (drift(&state)) }
         }
     };
-    html(StatusCode::OK, frame("Overview", Some(&viewer), Section::Overview, content))
+    Ok(html(StatusCode::OK, frame("Overview", Some(&viewer), Section::Overview, content)))
 }
 
 fn reload_cell(record: Option<crate::environment::ReloadRecord>, now: u64) -> Markup {

@@ -3,7 +3,7 @@
 //! decision timeline, and the operator's controls.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -37,24 +37,21 @@ pub(crate) async fn page(
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<(String, String)>,
-) -> HttpResponse {
-    let viewer = match viewer(&state, &request) {
-        Ok(viewer) => viewer,
-        Err(refusal) => return refusal.into(),
-    };
+) -> super::Page {
+    let viewer = viewer(&state, &request)?;
     let (environment, name) = path.into_inner();
     let Some(entry) = state.ramps.entry(&environment, &name) else {
-        return super::layout::message_page(
+        return Ok(super::layout::message_page(
             StatusCode::NOT_FOUND,
             "No such ramp",
             &format!("There is no ramp '{name}' in environment '{environment}'."),
-        );
+        ));
     };
     let view = state.ramps.view(&entry).await;
     let checks = entry.checks(&view.run.run_id);
     let history = state.store.ramp_history(&environment, &name, TIMELINE).await;
     let content = render(&view, &checks, history.as_deref().map_err(ToString::to_string), &viewer);
-    html(StatusCode::OK, frame(&format!("Ramp {name}"), Some(&viewer), Section::Ramps, content))
+    Ok(html(StatusCode::OK, frame(&format!("Ramp {name}"), Some(&viewer), Section::Ramps, content)))
 }
 
 /// The page's content (also what the render benchmark measures).
@@ -387,17 +384,14 @@ pub(crate) async fn command(
     request: HttpRequest,
     path: web::Path<(String, String, String)>,
     payload: web::Payload,
-) -> HttpResponse {
+) -> super::Page {
     let (environment, name, action) = path.into_inner();
     let needed = match action.as_str() {
         "pause" | "resume" | "approve" => Role::Write,
         "promote" | "abort" | "restart" => Role::Admin,
-        _ => return super::layout::message_page(StatusCode::NOT_FOUND, "No such command", &action),
+        _ => return Ok(super::layout::message_page(StatusCode::NOT_FOUND, "No such command", &action)),
     };
-    let (submitted, viewer) = match submitted::<CommandForm>(&state, &request, payload, needed).await {
-        Ok(submitted) => submitted,
-        Err(refusal) => return refusal.into(),
-    };
+    let (submitted, viewer) = submitted::<CommandForm>(&state, &request, payload, needed).await?;
     let by = viewer.caller.name.clone();
     let command = match action.as_str() {
         "pause" => Command::Pause { by },
@@ -408,7 +402,7 @@ pub(crate) async fn command(
         _ => Command::Restart { by, run_id: String::new() },
     };
     let note = reason(submitted.reason.as_deref());
-    match state.ramps.command_noted(&environment, &name, command, note).await {
+    Ok(match state.ramps.command_noted(&environment, &name, command, note).await {
         Ok(_) => see_other(&ramp_path(&environment, &name)),
         Err(CommandError::NotFound(environment, name)) => super::layout::message_page(
             StatusCode::NOT_FOUND,
@@ -423,5 +417,5 @@ pub(crate) async fn command(
             "The command could not be stored",
             &error.to_string(),
         ),
-    }
+    })
 }

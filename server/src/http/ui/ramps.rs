@@ -1,18 +1,15 @@
 //! `GET /ui/ramps`: every ramp with its state and progress.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, web};
 use maud::{Markup, html};
 
 use super::layout::{Section, frame};
 use super::{flag_path, html, ramp_path, viewer, words};
 use crate::http::AppState;
 
-pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    let viewer = match viewer(&state, &request) {
-        Ok(viewer) => viewer,
-        Err(refusal) => return refusal.into(),
-    };
+pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> super::Page {
+    let viewer = viewer(&state, &request)?;
     let mut ramps = Vec::new();
     for entry in state.ramps.entries() {
         ramps.push(state.ramps.glance(&entry).await);
@@ -44,7 +41,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> Ht
             }
         }
     };
-    html(StatusCode::OK, frame("Ramps", Some(&viewer), Section::Ramps, content))
+    Ok(html(StatusCode::OK, frame("Ramps", Some(&viewer), Section::Ramps, content)))
 }
 
 pub(crate) fn step_text(ramp: &crate::ramp::controller::RampView) -> String {

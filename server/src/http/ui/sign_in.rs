@@ -75,23 +75,20 @@ fn sign_in_page(next: &str, error: Option<&str>) -> maud::Markup {
 
 /// `POST /ui/sign-in`: a valid token starts a session. The form needs no
 /// CSRF token (there is no session yet); the cookie is `SameSite=Strict`.
-pub(crate) async fn submit(state: web::Data<AppState>, payload: web::Payload) -> HttpResponse {
-    let AdminAccess::Tokens(tokens) = &*state.admin else { return see_other("/ui/") };
-    let form: SignInForm = match super::form(&state, payload).await {
-        Ok(form) => form,
-        Err(refusal) => return refusal.into(),
-    };
+pub(crate) async fn submit(state: web::Data<AppState>, payload: web::Payload) -> super::Page {
+    let AdminAccess::Tokens(tokens) = &*state.admin else { return Ok(see_other("/ui/")) };
+    let form: SignInForm = super::form(&state, payload).await?;
     let next = safe_next(form.next.as_deref()).to_owned();
     let Some(caller) = tokens.get(&KeyDigest::of(form.token.trim())) else {
         tracing::info!("dashboard sign-in refused: not a valid admin token");
-        return html(StatusCode::UNAUTHORIZED, sign_in_page(&next, Some("That is not a valid admin token.")));
+        return Ok(html(StatusCode::UNAUTHORIZED, sign_in_page(&next, Some("That is not a valid admin token."))));
     };
     let Some(signed_in) = state.dashboard.sessions.start(caller.clone()) else {
-        return super::layout::message_page(
+        return Err(super::Refusal::page(
             StatusCode::SERVICE_UNAVAILABLE,
             "Cannot sign in now",
             "The operating system gave no randomness for a session id.",
-        );
+        ));
     };
     if signed_in.evicted {
         state.metrics.rejected(crate::limits::Rejection::DashboardSessions);
@@ -106,15 +103,13 @@ pub(crate) async fn submit(state: web::Data<AppState>, payload: web::Payload) ->
         .finish();
     let mut answer = see_other(&next);
     let _ = answer.add_cookie(&cookie);
-    answer
+    Ok(answer)
 }
 
 /// `POST /ui/sign-out`: ends the session (CSRF-checked, so another site
 /// cannot sign people out either).
-pub(crate) async fn sign_out(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
-    if let Err(refusal) = super::submitted::<SignOutForm>(&state, &request, payload, Role::Read).await {
-        return refusal.into();
-    }
+pub(crate) async fn sign_out(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> super::Page {
+    super::submitted::<SignOutForm>(&state, &request, payload, Role::Read).await?;
     if let Some(cookie) = request.cookie(COOKIE) {
         state.dashboard.sessions.end(cookie.value());
     }
@@ -122,7 +117,7 @@ pub(crate) async fn sign_out(state: web::Data<AppState>, request: HttpRequest, p
     let mut removal = Cookie::build(COOKIE, "").path("/ui").http_only(true).same_site(SameSite::Strict).finish();
     removal.make_removal();
     let _ = answer.add_cookie(&removal);
-    answer
+    Ok(answer)
 }
 
 #[cfg(test)]
