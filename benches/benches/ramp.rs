@@ -11,7 +11,7 @@ use rampart_server::model::{Arm, Pair};
 use rampart_server::ramp::decide::decide;
 use rampart_server::ramp::evidence::{Observation, explain};
 use rampart_server::ramp::spec;
-use rampart_server::ramp::stats::{MixtureSprt, clopper_pearson};
+use rampart_server::ramp::stats::{MixtureSprt, SprtSums, clopper_pearson};
 
 const SPEC: &str = "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata: { name: r }\nspec:\n  flag: f\n  treatment: \"on\"\n  control: \"off\"\n  steps:\n    - { percent: 25, hold: 12h }\n    - { percent: 100, hold: 1h }\n  guard:\n    absolute: { maxErrorRate: 2% }\n";
 
@@ -36,10 +36,19 @@ fn ramp(c: &mut Criterion) {
         flag_enabled: true,
         expected_share: Some(0.25),
         metrics: Vec::new(),
+        sprt: None,
     };
+    // What the observer keeps between ticks: the sums over the closed
+    // buckets, all but the newest.
+    let mut kept = SprtSums::new(0.2);
+    kept.add(&observation.buckets[..719]);
+    let observation_kept = Observation { sprt: Some(kept), ..observation.clone() };
     let now = 6 * 3600 * 1000;
     c.bench_function("decide, 720 buckets", |b| {
         b.iter(|| black_box(decide(black_box(&run), &spec, black_box(&observation), now, None)))
+    });
+    c.bench_function("decide, 720 buckets, sums kept over 719", |b| {
+        b.iter(|| black_box(decide(black_box(&run), &spec, black_box(&observation_kept), now, None)))
     });
     c.bench_function("explain, 720 buckets", |b| {
         b.iter(|| black_box(explain(black_box(&run), &spec, black_box(&observation), now)))

@@ -1,11 +1,12 @@
-//! A ramp tick's observation against the age of the step: outcome counts
-//! from 1,000 reporters (one row per second and variant in the embedded
-//! store) over a 12-hour step of ten-second buckets, observed one hour and
+//! A ramp tick — observation and decision — against the age of the step:
+//! outcome counts from 1,000 reporters (one row per second and variant in
+//! the store) over a 12-hour step of ten-second buckets, one hour and
 //! twelve hours into the step, ten seconds after the previous tick. Closed
-//! buckets are kept between ticks, so both cost the same: what is read is
-//! what is new.
+//! buckets and the SPRT's sums over them are kept between ticks, so both
+//! cost about the same: what is read and computed is what is new.
 //!
-//! `cargo bench -p rampart-benches --bench tick`
+//! `cargo bench -p rampart-benches --bench tick` (embedded store);
+//! with `RAMPART_BENCH_REDIS_URL=redis://127.0.0.1:PORT/0` on Redis.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,12 +14,15 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rampart_server::cli::ServeArgs;
+use rampart_server::config::RedisOptions;
 use rampart_server::config::ServerConfig;
 use rampart_server::environment::Environments;
 use rampart_server::model::Status;
+use rampart_server::ramp::decide::decide;
 use rampart_server::ramp::observe::{Caches, Observer};
 use rampart_server::ramp::prometheus::PrometheusSource;
 use rampart_server::store::embedded::EmbeddedStore;
+use rampart_server::store::redis::RedisStore;
 use rampart_server::store::{OutcomeCount, Store};
 use rampart_server::time::Clock;
 
@@ -38,7 +42,19 @@ fn tick(c: &mut Criterion) {
     std::fs::write(&config_file, "environments:\n  default:\n    flags: [flags.json]\n").expect("config");
     let args = ServeArgs { config: Some(config_file), data_dir: Some(dir.path().join("data")), ..Default::default() };
     let config = ServerConfig::resolve(&args, &|_| None).expect("config");
-    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.data_dir).expect("store"));
+    let store: Arc<dyn Store> = match std::env::var("RAMPART_BENCH_REDIS_URL") {
+        Ok(url) => {
+            let options = RedisOptions {
+                url,
+                password: None,
+                prefix: format!("tick{}", std::process::id()),
+                timeout: Duration::from_secs(10),
+                ca_file: None,
+            };
+            Arc::new(runtime.block_on(RedisStore::connect(&options)).expect("redis").0)
+        }
+        Err(_) => Arc::new(EmbeddedStore::open(&config.data_dir).expect("store")),
+    };
     let environments = Environments::load(&config, BTreeMap::new(), Clock::system()).expect("environments");
     let environment = environments.get("default").expect("environment");
     // Twelve hours of counts from 1,000 reporters, summed per second.
@@ -63,7 +79,7 @@ fn tick(c: &mut Criterion) {
     let mut run = spec.new_run("off", "run-1".into(), START);
     run.status = Status::Ramping;
     let observer = Observer::new(store, PrometheusSource::new(None).expect("client"), Duration::from_secs(5));
-    let mut group = c.benchmark_group("ramp tick observation");
+    let mut group = c.benchmark_group("ramp tick");
     for hour in [1, HOURS] {
         let caches = Caches::default();
         let now = START + hour * 3600 * 1000;
@@ -74,12 +90,15 @@ fn tick(c: &mut Criterion) {
                 let observation =
                     runtime.block_on(observer.observe(environment, "checkout", &caches, &spec, &run, now));
                 assert_eq!(observation.buckets.len() as u64, (hour * 3600 - 2) / 10 + 1);
+                decide(&run, &spec, &observation, now, None)
             })
         });
         group.bench_function(format!("hour {hour}, no cache"), |b| {
             b.iter(|| {
                 let caches = Caches::default();
-                runtime.block_on(observer.observe(environment, "checkout", &caches, &spec, &run, now))
+                let observation =
+                    runtime.block_on(observer.observe(environment, "checkout", &caches, &spec, &run, now));
+                decide(&run, &spec, &observation, now, None)
             })
         });
     }

@@ -173,6 +173,25 @@ async fn contract(store: Arc<dyn Store>) {
     store.prune_outcomes("prod", "f", 11).await.expect("prune");
     assert_eq!(store.outcomes("prod", "f", 0, 100).await.expect("outcomes"), vec![count(12, "on", 3, 0)]);
     assert!(store.context_outcomes("prod", "f", 0, 100).await.expect("contexts").is_empty());
+    // Ranges and pruning across minutes (Redis keeps a hash per minute).
+    store
+        .record_outcomes(
+            "prod",
+            vec![count(59, "on", 1, 0), count(60, "on", 2, 0), count(119, "off", 4, 1), count(185, "on", 8, 0)],
+            vec![context(60, 3, true), context(185, 4, false)],
+        )
+        .await
+        .expect("record");
+    let read = store.outcomes("prod", "f", 59, 186).await.expect("outcomes");
+    let seconds: Vec<u64> = read.iter().map(|c| c.second).collect();
+    assert_eq!(seconds, vec![59, 60, 119, 185]);
+    assert_eq!(store.outcomes("prod", "f", 60, 120).await.expect("outcomes").len(), 2);
+    assert_eq!(store.context_outcomes("prod", "f", 61, 200).await.expect("contexts"), vec![context(185, 4, false)]);
+    store.prune_outcomes("prod", "f", 119).await.expect("prune");
+    let kept: Vec<u64> =
+        store.outcomes("prod", "f", 0, 1000).await.expect("outcomes").iter().map(|c| c.second).collect();
+    assert_eq!(kept, vec![119, 185]);
+    assert_eq!(store.context_outcomes("prod", "f", 0, 1000).await.expect("contexts"), vec![context(185, 4, false)]);
 
     // One secret per installation, created once.
     let secret = store.installation_secret().await.expect("secret");

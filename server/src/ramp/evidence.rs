@@ -4,7 +4,7 @@
 //! — what is still missing to advance. Pure functions, like the decision.
 
 use super::spec::{Direction, RampSpec};
-use super::stats::{self, MixtureSprt};
+use super::stats::{self, MixtureSprt, SprtSums};
 use crate::model::{Arm, Evidence, HoldReason, MetricVerdict, Pair, Run, Status, Verdict};
 use rampart_engine::ramp::FULL;
 
@@ -28,6 +28,23 @@ pub struct Observation {
     /// Extra metrics' per-bucket (treatment, control) values, by name;
     /// `None` when the source could not answer.
     pub metrics: Vec<(String, MetricValues)>,
+    /// The mixture SPRT's sums over the first `sums.buckets()` of
+    /// `buckets`, kept by the observer between ticks: the decision adds
+    /// only the buckets after them.
+    pub sprt: Option<SprtSums>,
+}
+
+/// The mixture SPRT over the observation's buckets, from the kept sums
+/// when they were made for this tolerance and cover a prefix.
+fn mixture(tolerance: f64, observation: &Observation) -> MixtureSprt {
+    match &observation.sprt {
+        Some(kept) if kept.is_for(tolerance) && kept.buckets() <= observation.buckets.len() => {
+            let mut sums = kept.clone();
+            sums.add(&observation.buckets[kept.buckets()..]);
+            sums.result()
+        }
+        _ => MixtureSprt::compute(tolerance, &observation.buckets),
+    }
 }
 
 fn metric_verdicts(spec: &RampSpec, observation: &Observation, has_control: bool) -> Vec<MetricVerdict> {
@@ -139,7 +156,7 @@ fn evidence(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, ful
     let rate = |arm: Arm| (arm.exposures > 0).then(|| arm.errors as f64 / arm.exposures as f64);
     let guard = &spec.guard;
     let has_control = run.basis_points < FULL;
-    let sprt = has_control.then(|| MixtureSprt::compute(guard.tolerance, &observation.buckets));
+    let sprt = has_control.then(|| mixture(guard.tolerance, observation));
     let alpha = 1.0 - guard.relative_confidence;
     let mut evidence = Evidence {
         treatment,

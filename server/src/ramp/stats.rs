@@ -136,12 +136,52 @@ pub struct MixtureSprt {
 }
 
 impl MixtureSprt {
-    /// Λ over `buckets`. Buckets with the same split contribute through
-    /// their summed errors (the likelihood factorises), which keeps long
-    /// steps cheap.
+    /// Λ over `buckets`.
     pub fn compute(tolerance: f64, buckets: &[Pair]) -> MixtureSprt {
-        let r0 = 1.0 + tolerance.max(0.0);
+        let mut sums = SprtSums::new(tolerance);
+        sums.add(buckets);
+        sums.result()
+    }
+}
+
+/// The mixture's log-likelihood ratio at every grid point, summed over the
+/// buckets added so far. Each bucket adds its own term (the likelihood
+/// factorises over buckets), so a controller keeps the sums of a step's
+/// closed buckets between ticks and adds only the new ones: a tick's cost
+/// grows with the buckets that are new, not with the age of the step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SprtSums {
+    tolerance: f64,
+    r0: f64,
+    /// `ln(r_max / r0) / GRID`: the grid's log spacing.
+    step: f64,
+    log_ratios: [f64; GRID],
+    /// Buckets added.
+    buckets: usize,
+}
+
+impl SprtSums {
+    pub fn new(tolerance: f64) -> SprtSums {
+        let tolerance = tolerance.max(0.0);
+        let r0 = 1.0 + tolerance;
         let r_max = if r0 * 2.0 > R_MAX { r0 * R_MAX } else { R_MAX };
+        SprtSums { tolerance, r0, step: (r_max / r0).ln() / GRID as f64, log_ratios: [0.0; GRID], buckets: 0 }
+    }
+
+    /// Whether these sums were made for `tolerance`.
+    pub fn is_for(&self, tolerance: f64) -> bool {
+        self.tolerance == tolerance.max(0.0)
+    }
+
+    /// How many buckets have been added.
+    pub fn buckets(&self) -> usize {
+        self.buckets
+    }
+
+    /// Adds `buckets`' terms. Buckets with the same split contribute
+    /// through their summed errors, which keeps uniform traffic cheap.
+    pub fn add(&mut self, buckets: &[Pair]) {
+        self.buckets += buckets.len();
         let mut groups: Vec<(u64, u64, u64, u64)> = buckets
             .iter()
             .filter(|b| b.treatment.exposures > 0 && b.control.exposures > 0)
@@ -159,26 +199,29 @@ impl MixtureSprt {
                 _ => merged.push(group),
             }
         }
-        if merged.is_empty() {
-            return MixtureSprt { r0, lambda: 1.0 };
-        }
-        let step = (r_max / r0).ln() / GRID as f64;
-        let mut log_ratios = [0.0_f64; GRID];
+        let r0 = self.r0;
         for (n_t, n_c, e_t, e_c) in merged {
             let (n_t, n_c, e_t, e_c) = (n_t as f64, n_c as f64, e_t as f64, e_c as f64);
             let p0 = r0 * n_t / (r0 * n_t + n_c);
             let (ln_p0, ln_q0) = (p0.ln(), (1.0 - p0).ln());
-            for (j, log_ratio) in log_ratios.iter_mut().enumerate() {
-                let r = r0 * (step * (j + 1) as f64).exp();
+            for (j, log_ratio) in self.log_ratios.iter_mut().enumerate() {
+                let r = r0 * (self.step * (j + 1) as f64).exp();
                 let p = r * n_t / (r * n_t + n_c);
                 *log_ratio += e_t * (p.ln() - ln_p0) + e_c * ((1.0 - p).ln() - ln_q0);
             }
         }
+    }
+
+    /// Λ over the buckets added: the mean of the grid's likelihood ratios.
+    pub fn result(&self) -> MixtureSprt {
+        if self.log_ratios.iter().all(|l| *l == 0.0) {
+            return MixtureSprt { r0: self.r0, lambda: 1.0 };
+        }
         // Mean of exponentials, shifted by the maximum to stay finite.
-        let max = log_ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mean = log_ratios.iter().map(|l| (l - max).exp()).sum::<f64>() / GRID as f64;
+        let max = self.log_ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mean = self.log_ratios.iter().map(|l| (l - max).exp()).sum::<f64>() / GRID as f64;
         let log_lambda = max + mean.ln();
-        MixtureSprt { r0, lambda: if log_lambda > 700.0 { f64::MAX } else { log_lambda.exp() } }
+        MixtureSprt { r0: self.r0, lambda: if log_lambda > 700.0 { f64::MAX } else { log_lambda.exp() } }
     }
 }
 
@@ -346,6 +389,24 @@ mod tests {
         assert!(healthy.lambda < 1.0, "{}", healthy.lambda);
         // No errors at all: no evidence either way.
         assert_eq!(MixtureSprt::compute(0.2, &[pair((500, 0), (1500, 0))]).lambda, 1.0);
+    }
+
+    #[test]
+    fn sums_kept_between_ticks_give_what_one_computation_gives() {
+        let buckets: Vec<Pair> = (0..500u64)
+            .map(|i| Pair {
+                treatment: Arm { exposures: 400 + i % 17, errors: (i * 7) % 5 },
+                control: Arm { exposures: 1200 + i % 13, errors: (i * 3) % 4 },
+            })
+            .collect();
+        let mut sums = SprtSums::new(0.1);
+        for chunk in buckets.chunks(37) {
+            sums.add(chunk);
+            let whole = MixtureSprt::compute(0.1, &buckets[..sums.buckets()]);
+            assert!(close(sums.result().lambda, whole.lambda, 1e-9), "{} vs {}", sums.result().lambda, whole.lambda);
+        }
+        assert_eq!(sums.buckets(), 500);
+        assert!(sums.is_for(0.1) && !sums.is_for(0.2));
     }
 
     #[test]

@@ -36,6 +36,7 @@ fn observe(buckets: &[Pair]) -> Observation {
         flag_enabled: true,
         expected_share: None,
         metrics: Vec::new(),
+        sprt: None,
     }
 }
 

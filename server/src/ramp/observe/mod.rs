@@ -17,6 +17,7 @@ use rampart_engine::FlagState;
 use super::evidence::Observation;
 use super::prometheus::{Cache, Names, PrometheusSource};
 use super::spec::{self, MetricSource, PrometheusGuard, RampSpec};
+use super::stats::SprtSums;
 use crate::environment::Environment;
 use crate::model::{HoldReason, Pair, Run, Status};
 use crate::store::Store;
@@ -66,6 +67,42 @@ pub struct Caches {
     pub prometheus: std::sync::Mutex<Cache>,
     /// The current step's closed outcome buckets.
     pub outcomes: std::sync::Mutex<OutcomeCache>,
+    /// The mixture SPRT's sums over the current step's closed buckets.
+    pub sprt: std::sync::Mutex<SprtCache>,
+}
+
+/// The mixture SPRT's sums over a step's closed buckets, and those buckets
+/// (to check that what a source answers still begins with them).
+#[derive(Debug, Default)]
+pub struct SprtCache {
+    /// (run id, step start) the sums belong to.
+    step: Option<(String, u64)>,
+    covered: Vec<Pair>,
+    sums: Option<SprtSums>,
+}
+
+impl SprtCache {
+    /// The sums over `buckets` but the last (which may still be filling),
+    /// adding to the kept ones only the buckets after them. Sources answer
+    /// closed buckets that never change; if they did (a source's cache was
+    /// reset), the sums start over.
+    fn update(&mut self, run: &Run, tolerance: f64, buckets: &[Pair]) -> SprtSums {
+        let closed = &buckets[..buckets.len().saturating_sub(1)];
+        let step = (run.run_id.as_str(), run.step_started_at);
+        let kept = self.step.as_ref().is_some_and(|(id, at)| (id.as_str(), *at) == step)
+            && self.sums.as_ref().is_some_and(|sums| sums.is_for(tolerance))
+            && closed.starts_with(&self.covered);
+        if !kept {
+            self.step = Some((run.run_id.clone(), run.step_started_at));
+            self.covered.clear();
+            self.sums = Some(SprtSums::new(tolerance));
+        }
+        let new = &closed[self.covered.len()..];
+        let sums = self.sums.get_or_insert_with(|| SprtSums::new(tolerance));
+        sums.add(new);
+        self.covered.extend_from_slice(new);
+        sums.clone()
+    }
 }
 
 /// Observes ramps for the controller.
@@ -144,7 +181,11 @@ impl Observer {
             }
         };
         match read {
-            Ok(buckets) => observation.buckets = buckets,
+            Ok(buckets) => {
+                let mut sprt = cache.sprt.lock().unwrap_or_else(|e| e.into_inner());
+                observation.sprt = Some(sprt.update(run, spec.guard.tolerance, &buckets));
+                observation.buckets = buckets;
+            }
             Err(reason) => observation.missing = Some(reason),
         }
         observation
@@ -204,4 +245,48 @@ async fn expected_share(environment: &Environment, run: &Run) -> Option<f64> {
         flag.definition().get("targeting").is_none_or(|t| t.is_null() || t.as_object().is_some_and(|o| o.is_empty()))
     });
     rules_free.then(|| f64::from(run.basis_points) / f64::from(rampart_engine::ramp::FULL))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Arm;
+    use crate::ramp::stats::MixtureSprt;
+
+    fn bucket(i: u64) -> Pair {
+        Pair {
+            treatment: Arm { exposures: 300 + i % 11, errors: i % 4 },
+            control: Arm { exposures: 900 + i % 7, errors: (i * 5) % 3 },
+        }
+    }
+
+    #[test]
+    fn kept_sums_cover_closed_buckets_and_start_over_when_the_step_or_the_buckets_change() {
+        let spec = crate::ramp::spec::parse(
+            "r.yaml",
+            "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata: {name: r}\nspec:\n  flag: f\n  treatment: \"on\"\n  control: \"off\"\n  steps:\n    - {percent: 50, hold: 1h}\n",
+        )
+        .expect("spec");
+        let mut run = spec.new_run("off", "run-1".into(), 0);
+        let mut cache = SprtCache::default();
+        let all: Vec<Pair> = (0..200).map(bucket).collect();
+        for len in (1..200).step_by(9) {
+            let sums = cache.update(&run, 0.2, &all[..len]);
+            assert_eq!(sums.buckets(), len - 1, "the last bucket may still fill");
+            let expected = MixtureSprt::compute(0.2, &all[..len - 1]).lambda;
+            assert!((sums.result().lambda - expected).abs() <= 1e-9 * expected, "{len}");
+        }
+        assert_eq!(cache.covered.len(), 198, "the last update saw 199 buckets");
+        // A source answering different closed buckets: start over.
+        let mut changed = all.clone();
+        changed[3].treatment.errors += 50;
+        let sums = cache.update(&run, 0.2, &changed);
+        let expected = MixtureSprt::compute(0.2, &changed[..199]).lambda;
+        assert!((sums.result().lambda - expected).abs() <= 1e-9 * expected);
+        // Another tolerance or another step: start over.
+        assert!(cache.update(&run, 0.5, &all[..10]).is_for(0.5));
+        assert_eq!(cache.covered.len(), 9);
+        run.step_started_at = 60_000;
+        assert_eq!(cache.update(&run, 0.5, &all[..3]).buckets(), 2);
+    }
 }

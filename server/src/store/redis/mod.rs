@@ -16,9 +16,14 @@
 //! | `ramps:rev` | counter | +1 per ramp write |
 //! | `decisions:{env}␟{ramp}` | list | `RampDecisionRecord` JSON |
 //! | `outbox`, `outbox:seq` | hash, counter | id → `Delivery` JSON |
-//! | `outcomes:{env}:{flag}` | hash | `second\|o\|variant`, `second\|e\|variant` → count |
-//! | `ctx:{env}:{flag}` | hash | `second\|context\|variant` → 0/1 |
+//! | `outcomes:{env}:{minute}:{flag}` | hash | `second\|o\|variant`, `second\|e\|variant` → count |
+//! | `ctx:{env}:{minute}:{flag}` | hash | `second\|context\|variant` → 0/1 |
+//! | `outslices:{env}:{flag}` | sorted set | minutes holding outcomes (for pruning) |
 //! | `lease:{name}`, `fence:{name}` | string with TTL, counter | holder and token |
+//!
+//! Outcomes are kept in one hash per minute (`second / 60`), so a ramp
+//! tick reads the minutes its window covers — a bounded amount per minute
+//! of traffic — and never a hash that grows with the age of the step.
 //!
 //! Channels: `changes:{env}` carries each commit's records with the new
 //! revision; `ramps` each ramp write. Publishing happens inside the write's
@@ -47,6 +52,9 @@ use crate::config::{RedisOptions, redact};
 /// Separates environment and ramp names in hash fields (neither may
 /// contain control characters).
 const FIELD_SEPARATOR: char = '\u{1f}';
+
+/// Seconds of outcomes per hash (see the layout above).
+pub(super) const OUTCOME_SLICE_SECONDS: u64 = 60;
 
 use replication::forward_pushes;
 pub use replication::{Notice, Revisions};
@@ -189,6 +197,30 @@ impl RedisStore {
             key.push_str(part);
         }
         key
+    }
+
+    /// The hash of `kind` ("outcomes" or "ctx") holding `minute`'s outcomes.
+    fn outcome_key(&self, kind: &str, environment: &str, flag: &str, minute: u64) -> String {
+        self.key(&[kind, environment, &minute.to_string(), flag])
+    }
+
+    /// The hashes of `kind` covering seconds `[from, to)`, in one round trip.
+    async fn read_slices<V: ::redis::FromRedisValue>(
+        &self,
+        kind: &str,
+        environment: &str,
+        flag: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<std::collections::BTreeMap<String, V>>, StoreError> {
+        if to <= from {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        for minute in from / OUTCOME_SLICE_SECONDS..=(to - 1) / OUTCOME_SLICE_SECONDS {
+            pipe.hgetall(self.outcome_key(kind, environment, flag, minute));
+        }
+        self.call(async |mut c| pipe.query_async(&mut c).await).await
     }
 
     fn ramp_field(environment: &str, ramp: &str) -> String {

@@ -1,13 +1,13 @@
 //! The [`Store`] operations on Redis: each one a few keys read, or one
 //! Lua script that checks, writes and publishes atomically.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use ::redis::AsyncCommands;
 use async_trait::async_trait;
 
-use super::{RedisStore, decode, json_string, script_reply, tail, unavailable};
+use super::{OUTCOME_SLICE_SECONDS, RedisStore, decode, json_string, script_reply, tail, unavailable};
 use crate::store::{
     AuditEntry, AuditQuery, ChangeKind, Commit, Committed, ContextOutcome, Delivery, EnvironmentState, Expect,
     FlagRecord, FlagVersion, OutcomeCount, RampDecisionRecord, RampWrite, StateOverride, Store, StoreError,
@@ -299,8 +299,11 @@ impl Store for RedisStore {
         }
         let mut pipe = ::redis::pipe();
         pipe.atomic();
+        let mut minutes: BTreeSet<(&str, u64)> = BTreeSet::new();
         for count in &counts {
-            let key = self.key(&["outcomes", environment, &count.flag]);
+            let minute = count.second / OUTCOME_SLICE_SECONDS;
+            let key = self.outcome_key("outcomes", environment, &count.flag, minute);
+            minutes.insert((&count.flag, minute));
             if count.ok > 0 {
                 pipe.hincr(&key, format!("{}|o|{}", count.second, count.variant), count.ok).ignore();
             }
@@ -309,13 +312,18 @@ impl Store for RedisStore {
             }
         }
         for outcome in &contexts {
-            let key = self.key(&["ctx", environment, &outcome.flag]);
+            let minute = outcome.second / OUTCOME_SLICE_SECONDS;
+            let key = self.outcome_key("ctx", environment, &outcome.flag, minute);
+            minutes.insert((&outcome.flag, minute));
             let field = format!("{}|{}|{}", outcome.second, outcome.context, outcome.variant);
             if outcome.error {
                 pipe.hset(&key, field, 1).ignore();
             } else {
                 pipe.hset_nx(&key, field, 0).ignore();
             }
+        }
+        for (flag, minute) in minutes {
+            pipe.zadd(self.key(&["outslices", environment, flag]), minute, minute).ignore();
         }
         self.call(async |mut c| pipe.query_async::<()>(&mut c).await).await
     }
@@ -327,10 +335,9 @@ impl Store for RedisStore {
         from: u64,
         to: u64,
     ) -> Result<Vec<OutcomeCount>, StoreError> {
-        let key = self.key(&["outcomes", environment, flag]);
-        let all: BTreeMap<String, u64> = self.call(async |mut c| c.hgetall(&key).await).await?;
+        let slices: Vec<BTreeMap<String, u64>> = self.read_slices("outcomes", environment, flag, from, to).await?;
         let mut counts: BTreeMap<(u64, String), (u64, u64)> = BTreeMap::new();
-        for (field, value) in all {
+        for (field, value) in slices.into_iter().flatten() {
             let mut parts = field.splitn(3, '|');
             let (Some(second), Some(kind), Some(variant)) = (parts.next(), parts.next(), parts.next()) else {
                 continue;
@@ -359,10 +366,9 @@ impl Store for RedisStore {
         from: u64,
         to: u64,
     ) -> Result<Vec<ContextOutcome>, StoreError> {
-        let key = self.key(&["ctx", environment, flag]);
-        let all: BTreeMap<String, u8> = self.call(async |mut c| c.hgetall(&key).await).await?;
+        let slices: Vec<BTreeMap<String, u8>> = self.read_slices("ctx", environment, flag, from, to).await?;
         let mut out = Vec::new();
-        for (field, value) in all {
+        for (field, value) in slices.into_iter().flatten() {
             let mut parts = field.splitn(3, '|');
             let (Some(second), Some(context), Some(variant)) = (parts.next(), parts.next(), parts.next()) else {
                 continue;
@@ -415,16 +421,37 @@ impl Store for RedisStore {
     }
 
     async fn prune_outcomes(&self, environment: &str, flag: &str, before: u64) -> Result<(), StoreError> {
-        for kind in ["outcomes", "ctx"] {
-            let key = self.key(&[kind, environment, flag]);
-            let fields: Vec<String> = self.call(async |mut c| c.hkeys(&key).await).await?;
-            let old: Vec<&String> = fields
-                .iter()
-                .filter(|f| f.split('|').next().and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s < before))
-                .collect();
-            for chunk in old.chunks(1000) {
-                self.call(async |mut c| c.hdel::<_, _, ()>(&key, chunk).await).await?;
+        // Whole slices before `before`'s minute go with their keys; in that
+        // minute (at most a minute of fields) the seconds before it.
+        let index = self.key(&["outslices", environment, flag]);
+        let boundary = before / OUTCOME_SLICE_SECONDS;
+        if !before.is_multiple_of(OUTCOME_SLICE_SECONDS) {
+            for kind in ["outcomes", "ctx"] {
+                let key = self.outcome_key(kind, environment, flag, boundary);
+                let fields: Vec<String> = self.call(async |mut c| c.hkeys(&key).await).await?;
+                let old: Vec<&String> = fields
+                    .iter()
+                    .filter(|f| f.split('|').next().and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s < before))
+                    .collect();
+                if !old.is_empty() {
+                    self.call(async |mut c| c.hdel::<_, _, ()>(&key, old).await).await?;
+                }
             }
+        }
+        if boundary == 0 {
+            return Ok(());
+        }
+        let minutes: Vec<u64> =
+            self.call(async |mut c| c.zrangebyscore(&index, f64::NEG_INFINITY, (boundary - 1) as f64).await).await?;
+        for chunk in minutes.chunks(500) {
+            let mut pipe = ::redis::pipe();
+            pipe.atomic();
+            for minute in chunk {
+                pipe.del(self.outcome_key("outcomes", environment, flag, *minute)).ignore();
+                pipe.del(self.outcome_key("ctx", environment, flag, *minute)).ignore();
+            }
+            pipe.zrem(&index, chunk).ignore();
+            self.call(async |mut c| pipe.query_async::<()>(&mut c).await).await?;
         }
         Ok(())
     }
