@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 /// mimalloc rather than the system allocator: after a burst (a large
 /// reload, thousands of stream clients) it returns freed memory to the
 /// system, where glibc's arenas keep most of it, and it fragments less
-/// under the server's many small, short-lived allocations.
+/// under the server's many small, short-lived allocations. Built without
+/// transparent huge pages (`no_thp`): with them an idle stream client
+/// cost 46 KiB instead of 26 (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
