@@ -65,8 +65,8 @@ pub fn pick(hash: u32, weights: impl IntoIterator<Item = u64> + Clone) -> Option
 pub struct PrefixHash {
     /// State after the prefix's whole blocks.
     h1: u32,
-    /// The prefix's last 0–3 bytes, not yet a whole block.
-    carry: [u8; 4],
+    /// The prefix's last 0–3 bytes, not yet a whole block, little-endian.
+    carry: u32,
     carried: usize,
     prefix_len: usize,
 }
@@ -88,51 +88,53 @@ impl PrefixHash {
             h1 = mix_block(h1, u32::from_le_bytes([block[0], block[1], block[2], block[3]]));
         }
         let rest = blocks.remainder();
-        let mut carry = [0u8; 4];
-        carry[..rest.len()].copy_from_slice(rest);
-        PrefixHash { h1, carry, carried: rest.len(), prefix_len: bytes.len() }
+        PrefixHash { h1, carry: little_endian(rest, 0), carried: rest.len(), prefix_len: bytes.len() }
     }
 
     /// The hash of the prefix followed by `rest`: equal to [`hash`] of both.
+    /// Bytes are shifted into blocks rather than copied into buffers: for a
+    /// targeting key of ten bytes the copies cost more than the mixing.
     pub fn of(&self, rest: &str) -> u32 {
+        let bytes = rest.as_bytes();
         let mut h1 = self.h1;
-        let mut bytes = rest.as_bytes();
-        let mut tail = self.carry;
-        let mut tail_len = self.carried;
-        if tail_len > 0 {
-            let take = (4 - tail_len).min(bytes.len());
-            tail[tail_len..tail_len + take].copy_from_slice(&bytes[..take]);
-            tail_len += take;
-            bytes = &bytes[take..];
-            if tail_len == 4 {
-                h1 = mix_block(h1, u32::from_le_bytes(tail));
-                tail_len = 0;
+        let mut block = self.carry;
+        let mut filled = self.carried;
+        let mut used = 0;
+        if filled > 0 {
+            while filled < 4 && used < bytes.len() {
+                block |= u32::from(bytes[used]) << (8 * filled);
+                filled += 1;
+                used += 1;
+            }
+            if filled == 4 {
+                h1 = mix_block(h1, block);
+                (block, filled) = (0, 0);
             }
         }
-        if tail_len == 0 {
-            let mut blocks = bytes.chunks_exact(4);
-            for block in blocks.by_ref() {
-                h1 = mix_block(h1, u32::from_le_bytes([block[0], block[1], block[2], block[3]]));
+        if filled == 0 {
+            let mut blocks = bytes[used..].chunks_exact(4);
+            for chunk in blocks.by_ref() {
+                h1 = mix_block(h1, u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
             }
-            let rest = blocks.remainder();
-            tail = [0; 4];
-            tail[..rest.len()].copy_from_slice(rest);
-            tail_len = rest.len();
+            let tail = blocks.remainder();
+            block = little_endian(tail, 0);
+            filled = tail.len();
         }
-        if tail_len > 0 {
-            let mut k = 0u32;
-            for (index, byte) in tail[..tail_len].iter().enumerate() {
-                k ^= u32::from(*byte) << (8 * index);
-            }
-            h1 ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        if filled > 0 {
+            h1 ^= block.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
         }
-        let mut h = h1 ^ (self.prefix_len + rest.len()) as u32;
+        let mut h = h1 ^ (self.prefix_len + bytes.len()) as u32;
         h ^= h >> 16;
         h = h.wrapping_mul(0x85eb_ca6b);
         h ^= h >> 13;
         h = h.wrapping_mul(0xc2b2_ae35);
         h ^ (h >> 16)
     }
+}
+
+/// Up to three bytes as a little-endian number, starting at byte `at`.
+fn little_endian(bytes: &[u8], at: usize) -> u32 {
+    bytes.iter().enumerate().fold(0, |value, (index, byte)| value | u32::from(*byte) << (8 * (at + index)))
 }
 
 #[cfg(test)]

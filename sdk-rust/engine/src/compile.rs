@@ -399,6 +399,7 @@ fn compile_flag(
             value_type,
             source: source.to_owned(),
             definition: Value::Object(fields).to_string().into_boxed_str(),
+            key_hash: crate::bucket::PrefixHash::new(key),
         }),
         targeting_error,
     ))

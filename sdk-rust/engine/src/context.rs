@@ -75,27 +75,12 @@ impl Context {
     }
 
     fn position(&self, key: &str) -> Option<usize> {
-        let key = key.as_bytes();
-        self.fields.iter().position(|(candidate, _)| bytes_eq(candidate.as_bytes(), key))
+        self.fields.iter().position(|(candidate, _)| crate::text::same(candidate, key))
     }
 }
 
 /// Equality for short byte strings without a call into libc's `memcmp`,
 /// which costs more than the comparison itself for keys of a few bytes.
-fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let (mut a, mut b) = (a, b);
-    while let (Some((x, rest_a)), Some((y, rest_b))) = (a.split_first_chunk::<8>(), b.split_first_chunk::<8>()) {
-        if x != y {
-            return false;
-        }
-        (a, b) = (rest_a, rest_b);
-    }
-    a.iter().zip(b).all(|(x, y)| x == y)
-}
-
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.fields.iter().map(|(k, v)| (k, v))).finish()

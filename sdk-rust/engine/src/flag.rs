@@ -58,6 +58,10 @@ pub struct Flag {
     /// The definition as served, as compact JSON: a tenth of the memory of
     /// a `serde_json::Value` tree, and what wire forms copy as it is.
     pub(crate) definition: Box<str>,
+    /// MurmurHash3 state after the key: `fractional`'s default bucketing
+    /// hashes the key and the targeting key, so only the latter is hashed
+    /// per evaluation.
+    pub(crate) key_hash: crate::bucket::PrefixHash,
 }
 
 impl Flag {
@@ -74,6 +78,7 @@ impl Flag {
             value_type: ValueType::Object,
             source: source.to_owned(),
             definition: "null".into(),
+            key_hash: crate::bucket::PrefixHash::new(key),
         }
     }
 
@@ -172,7 +177,7 @@ impl Flag {
     }
 
     fn variant(&self, name: &str) -> Option<(&str, &Value)> {
-        self.variants.iter().find(|(candidate, _)| candidate == name).map(|(n, v)| (n.as_str(), v))
+        self.variants.iter().find(|(candidate, _)| crate::text::same(candidate, name)).map(|(n, v)| (n.as_str(), v))
     }
 
     /// Evaluates this flag. `now` is unix seconds, for `$flagd.timestamp`.
@@ -185,7 +190,7 @@ impl Flag {
             Targeting::Broken(message) => Evaluation::error(ErrorCode::ParseError, message.clone(), &self.metadata),
             Targeting::Rule(rule) => {
                 let budget = Budget::evaluation();
-                let env = Env { context, flag_key: &self.key, now, budget: &budget };
+                let env = Env { context, flag_key: &self.key, key_hash: Some(&self.key_hash), now, budget: &budget };
                 match rule.eval(&env, Data::Root) {
                     Err(thrown) => self.thrown(thrown.0, &budget),
                     Ok(result) => self.answer(result.as_ref()),
@@ -193,7 +198,7 @@ impl Flag {
             }
             Targeting::Ramped(rules, overlay) => {
                 let budget = Budget::evaluation();
-                let env = Env { context, flag_key: &self.key, now, budget: &budget };
+                let env = Env { context, flag_key: &self.key, key_hash: Some(&self.key_hash), now, budget: &budget };
                 let result = match rules.as_ref().map(|rule| rule.eval(&env, Data::Root)).transpose() {
                     Err(thrown) => return self.thrown(thrown.0, &budget),
                     Ok(result) => result,

@@ -158,7 +158,7 @@ pub(crate) fn strict_eq(a: &Value, b: &Value) -> bool {
         (Value::Null, Value::Null) => true,
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::Number(x), Value::Number(y)) => as_f64(x) == as_f64(y),
-        (Value::String(x), Value::String(y)) => x == y,
+        (Value::String(x), Value::String(y)) => crate::text::same(x, y),
         _ => false,
     }
 }
@@ -169,7 +169,7 @@ pub(crate) fn loose_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Null, Value::Null) => true,
         (Value::Null, _) | (_, Value::Null) => false,
-        (Value::String(x), Value::String(y)) => x == y,
+        (Value::String(x), Value::String(y)) => crate::text::same(x, y),
         _ => match (to_number(a), to_number(b)) {
             (Ok(x), Ok(y)) => x == y,
             _ => false,

@@ -54,6 +54,7 @@ pub mod ramp;
 mod rule;
 pub use rule::CompiledRule;
 pub mod source;
+mod text;
 
 pub use compile::Compiled;
 pub use context::{Context, TARGETING_KEY};

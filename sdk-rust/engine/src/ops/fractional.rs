@@ -107,7 +107,10 @@ fn choose_owned<'a>(buckets: Option<Buckets>, hash: impl Into<Option<u32>>) -> C
 /// Hash of `flagKey + targetingKey`; `None` without a targeting key.
 fn default_hash(env: &Env<'_>) -> Option<u32> {
     match env.context.get(crate::TARGETING_KEY)? {
-        Value::String(key) if !key.is_empty() => Some(bucket::hash(&[env.flag_key, key])),
+        Value::String(key) if !key.is_empty() => Some(match env.key_hash {
+            Some(prefix) => prefix.of(key),
+            None => bucket::hash(&[env.flag_key, key]),
+        }),
         other if js::truthy_js(other) => Some(bucket::hash(&[env.flag_key, &js::to_string(other)])),
         _ => None,
     }

@@ -218,7 +218,7 @@ impl CompiledRule {
     /// the message of a run-time failure (which makes a flag `GENERAL`).
     pub fn evaluate(&self, context: &crate::Context, flag_key: &str, now: i64) -> Result<Value, String> {
         let budget = Budget::evaluation();
-        let env = Env { context, flag_key, now, budget: &budget };
+        let env = Env { context, flag_key, key_hash: None, now, budget: &budget };
         self.0.eval(&env, eval::Data::Root).map(std::borrow::Cow::into_owned).map_err(|thrown| thrown.0.to_owned())
     }
 }

@@ -27,6 +27,8 @@ use lookup::{eval_var, missing};
 pub(crate) struct Env<'a> {
     pub(crate) context: &'a Context,
     pub(crate) flag_key: &'a str,
+    /// The hash state after `flag_key`, when the flag keeps one.
+    pub(crate) key_hash: Option<&'a crate::bucket::PrefixHash>,
     /// Unix seconds, for `$flagd.timestamp`.
     pub(crate) now: i64,
     pub(crate) budget: &'a Budget,
@@ -52,7 +54,7 @@ fn owned(value: Value) -> Cow<'static, Value> {
 /// folding), within `budget`.
 pub(crate) fn evaluate_constant(rule: &Rule, budget: &Budget) -> JsResult<Value> {
     let context = Context::new();
-    let env = Env { context: &context, flag_key: "", now: 0, budget };
+    let env = Env { context: &context, flag_key: "", key_hash: None, now: 0, budget };
     rule.eval(&env, Data::Root).map(Cow::into_owned)
 }
 
@@ -92,6 +94,47 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// Whether the rule's value is truthy, without building the value
+    /// where the operator answers a boolean (comparisons, `in`, affixes,
+    /// `!`, `and`/`or` of those): what `if` needs of its conditions. Throws
+    /// exactly where [`Rule::eval`] would.
+    pub(crate) fn test<'a>(&'a self, env: &Env<'a>, data: Data<'a>) -> JsResult<bool> {
+        match self {
+            Rule::Compare(comparator, rules) => compare(*comparator, rules, env, data),
+            Rule::Not { operand, negate } => Ok(operand.test(env, data)? != *negate),
+            Rule::And(rules) => {
+                for rule in rules {
+                    if !rule.test(env, data)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(!rules.is_empty())
+            }
+            Rule::Or(rules) => {
+                for rule in rules {
+                    if rule.test(env, data)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Rule::In(args) => match pair(args, env, data)? {
+                Some((needle, haystack)) => eval_in(Some(&needle), Some(&haystack), env.budget),
+                None => Ok(js::truthy(eval_in_spread(args, env, data)?.as_ref())),
+            },
+            Rule::Affix { starts, args } => match pair(args, env, data)? {
+                Some((text, affix)) => Ok(match (text.as_ref(), affix.as_ref()) {
+                    (Value::String(text), Value::String(affix)) => crate::text::has_affix(text, affix, *starts),
+                    _ => false,
+                }),
+                None => Ok(js::truthy(self.eval(env, data)?.as_ref())),
+            },
+            _ => Ok(js::truthy(self.eval(env, data)?.as_ref())),
+        }
+    }
+}
+
 fn eval_and_or<'a>(rules: &'a [Rule], or: bool, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
     let mut last = NULL;
     for rule in rules {
@@ -118,9 +161,7 @@ fn eval_in_spread<'a>(args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> 
 
 fn eval_affix<'a>(starts: bool, args: &'a Args, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
     let test = |text: &Value, affix: &Value| match (text, affix) {
-        (Value::String(text), Value::String(affix)) => {
-            Value::Bool(if starts { text.starts_with(affix.as_str()) } else { text.ends_with(affix.as_str()) })
-        }
+        (Value::String(text), Value::String(affix)) => Value::Bool(crate::text::has_affix(text, affix, starts)),
         _ => Value::Null,
     };
     if let Some((text, affix)) = pair(args, env, data)? {
@@ -310,8 +351,7 @@ fn eval_if<'a>(rules: &'a [Rule], env: &Env<'a>, data: Data<'a>) -> Out<'a> {
         _ => {
             let mut pairs = rules.chunks_exact(2);
             for pair in pairs.by_ref() {
-                let condition = pair[0].eval(env, data)?;
-                if js::truthy(&condition) {
+                if pair[0].test(env, data)? {
                     return pair[1].eval(env, data);
                 }
             }
