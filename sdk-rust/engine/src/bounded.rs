@@ -47,6 +47,12 @@ impl NodeBudget {
         self.limit
     }
 
+    /// Nodes that may still be built.
+    #[cfg(test)]
+    pub(crate) fn remaining(&self) -> usize {
+        self.remaining
+    }
+
     fn too_many<E: de::Error>(&self) -> E {
         E::custom(format_args!("the document has more than {} values (the node limit)", self.limit))
     }

@@ -6,9 +6,11 @@
 //! lenient one ([`FlagSet::load_lenient`]) keeps what it can, the way flagd
 //! does: a flag whose targeting does not compile answers `PARSE_ERROR`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Number, Value};
 
 use crate::bounded::NodeBudget;
@@ -16,6 +18,7 @@ use crate::error::{LoadError, LoadErrors};
 use crate::evaluation::ValueType;
 use crate::flag::{Flag, FlagState, Targeting};
 use crate::flag_set::FlagSet;
+use crate::lazy;
 use crate::limits::{InputLimits, Limit};
 use crate::rule;
 use crate::source::{RefExpander, Source};
@@ -86,7 +89,7 @@ impl FlagSet {
                 );
                 continue;
             }
-            let document = match source.parse(limits, &mut budget) {
+            let document = match source.parse_document(limits, &mut budget) {
                 Ok(document) => document,
                 Err(error) => {
                     errors.push(error);
@@ -120,18 +123,31 @@ impl FlagSet {
 /// A compiled document: its flag-set metadata and its flags.
 type Document = (Map<String, Value>, Vec<Arc<Flag>>);
 
+/// A flag's definition: parsed, or still the document's text.
+enum Definition<'t> {
+    Parsed(Value),
+    Text(&'t RawValue),
+}
+
 /// Compiles one document into its flag-set metadata and flags.
-fn compile_document(
-    source: &Source<'_>,
-    document: Value,
+fn compile_document<'t>(
+    source: &Source<'t>,
+    document: lazy::Document<'t>,
     budget: &mut NodeBudget,
     errors: &mut Vec<LoadError>,
     previous: &FlagSet,
 ) -> Option<Document> {
     let document_error = |message: String| LoadError::new(source.name, message);
-    let Value::Object(mut top) = document else {
-        errors.push(document_error("the document must be an object with a \"flags\" key".into()));
-        return None;
+    let (mut top, flags) = match document {
+        lazy::Document::Whole(Value::Object(mut top)) => {
+            let flags = top.remove("flags").map(lazy::Flags::Parsed);
+            (top, flags)
+        }
+        lazy::Document::Lazy { top, flags } => (top, flags),
+        lazy::Document::Whole(_) => {
+            errors.push(document_error("the document must be an object with a \"flags\" key".into()));
+            return None;
+        }
     };
     for key in top.keys() {
         if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
@@ -163,20 +179,25 @@ fn compile_document(
             }
         },
     };
-    let entries: Vec<(String, Value)> = match top.remove("flags") {
-        Some(Value::Object(flags)) => flags.into_iter().collect(),
-        Some(Value::Array(items)) => {
-            let mut entries = Vec::with_capacity(items.len());
+    let entries: Vec<(Cow<'t, str>, Definition<'t>)> = match flags {
+        Some(lazy::Flags::Unparsed(flags)) => flags.into_iter().map(|(k, raw)| (k, Definition::Text(raw))).collect(),
+        Some(lazy::Flags::Parsed(Value::Object(flags))) => {
+            flags.into_iter().map(|(k, v)| (Cow::Owned(k), Definition::Parsed(v))).collect()
+        }
+        Some(lazy::Flags::Parsed(Value::Array(items))) => {
+            let mut entries: Vec<(Cow<'t, str>, Definition<'t>)> = Vec::with_capacity(items.len());
             for (position, item) in items.into_iter().enumerate() {
                 match item.get("key").and_then(Value::as_str) {
-                    Some(key) if !key.is_empty() => entries.push((key.to_owned(), item)),
+                    Some(key) if !key.is_empty() => {
+                        entries.push((Cow::Owned(key.to_owned()), Definition::Parsed(item)))
+                    }
                     _ => errors.push(document_error(format!("flags[{position}] has no \"key\" string"))),
                 }
             }
             let mut keys = HashMap::new();
             for (key, _) in &entries {
                 if keys.insert(key.clone(), ()).is_some() {
-                    errors.push(document_error("is defined more than once".into()).in_flag(key.clone()));
+                    errors.push(document_error("is defined more than once".into()).in_flag(key.to_string()));
                 }
             }
             entries
@@ -194,11 +215,26 @@ fn compile_document(
     let mut expander = RefExpander::new(&evaluators);
     for (key, definition) in entries {
         let locate = |message: String| {
-            let mut error = LoadError::new(source.name, message).in_flag(key.clone());
+            let mut error = LoadError::new(source.name, message).in_flag(key.to_string());
             if let Some(line) = source.locate_key(&key) {
                 error = error.at_line(line);
             }
             error
+        };
+        let definition = match definition {
+            Definition::Parsed(value) => value,
+            Definition::Text(raw) => match lazy::flag(source.text, raw, budget) {
+                Ok(value) => value,
+                Err((message, line)) => {
+                    // As a whole parse would: the document is refused.
+                    let error = LoadError::new(source.name, format!("invalid JSON: {message}")).at_line(line);
+                    errors.push(match budget.exceeded {
+                        Some(limit) => error.with_limit(limit),
+                        None => error,
+                    });
+                    return None;
+                }
+            },
         };
         // A flag compiled before from the same file, which served without a problem.
         let earlier = previous.shared_flag(&key).filter(|f| f.source == source.name && f.problem().is_none());

@@ -48,6 +48,7 @@ pub mod evaluation;
 mod flag;
 mod flag_set;
 mod js;
+mod lazy;
 pub mod limits;
 mod ops;
 pub mod ramp;

@@ -95,6 +95,28 @@ impl<'a> Source<'a> {
         })
     }
 
+    /// Parses a flag document: JSON with its flags left as text until each
+    /// is compiled ([`crate::lazy`]), YAML whole.
+    pub(crate) fn parse_document(
+        &self,
+        limits: &InputLimits,
+        budget: &mut NodeBudget,
+    ) -> Result<crate::lazy::Document<'a>, LoadError> {
+        if self.format != Format::Json || self.text.len() > limits.max_bytes {
+            return self.parse(limits, budget).map(crate::lazy::Document::Whole);
+        }
+        crate::lazy::json(self.text, budget).map_err(|e| {
+            let mut error = LoadError::new(self.name, format!("invalid JSON: {}", strip_position(&e.to_string())))
+                .at_line(e.line());
+            error.malformed =
+                matches!(e.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof);
+            match budget.exceeded {
+                Some(limit) => error.with_limit(limit),
+                None => error,
+            }
+        })
+    }
+
     /// Parses the text under `limits` alone: for a document that is not a
     /// flag set, such as one flag's definition in a request body.
     pub fn parse_value(&self, limits: &InputLimits) -> Result<Value, LoadError> {
@@ -158,7 +180,7 @@ pub fn yaml_options() -> serde_saphyr::Options {
 }
 
 /// serde_json appends " at line L column C"; we report the line separately.
-fn strip_position(message: &str) -> &str {
+pub(crate) fn strip_position(message: &str) -> &str {
     match message.rfind(" at line ") {
         Some(index) => &message[..index],
         None => message,

@@ -24,43 +24,72 @@ use crate::rule::{Args, Env, Rule};
 const MAX_TOTAL_WEIGHT: u64 = i32::MAX as u64;
 
 #[derive(Debug, Clone)]
-pub(crate) struct Fractional {
-    args: Args,
-    /// Buckets from the second argument on, when they are constant: used
-    /// when the first argument is a bucketing value.
-    tail: Option<Option<Buckets>>,
-    /// Buckets from the first argument on, when all are constant: used when
-    /// there is no bucketing value.
-    all: Option<Option<Buckets>>,
+pub(crate) enum Fractional {
+    /// Every argument is a constant — nearly always — so how to bucket and
+    /// the buckets are settled at compile time and nothing else is kept.
+    Constant {
+        /// A constant bucketing value; `None`: the flag key and the
+        /// targeting key.
+        by: Option<String>,
+        /// `None` where flagd would reject the buckets (null).
+        buckets: Option<Buckets>,
+    },
+    /// Some argument is computed when evaluated.
+    Computed {
+        args: Args,
+        /// Buckets from the second argument on, when they are constant:
+        /// used when the first argument is a bucketing value.
+        tail: Option<Option<Buckets>>,
+    },
 }
 
 /// Parsed buckets; `None` where flagd would reject them (the operator then
 /// returns null).
 #[derive(Debug, Clone)]
-struct Buckets {
-    variants: Vec<Value>,
-    weights: Vec<u64>,
+pub(crate) struct Buckets {
+    variants: Box<[Value]>,
+    weights: Box<[u64]>,
 }
 
 impl Fractional {
     pub(crate) fn compile(args: Args) -> Fractional {
-        let (tail, all) = match &args {
-            Args::List(rules) => {
-                let constants: Option<Vec<&Value>> = rules.iter().map(Rule::as_const).collect();
-                let tail_constants: Option<Vec<&Value>> = rules.iter().skip(1).map(Rule::as_const).collect();
-                (
-                    tail_constants.map(|values| Buckets::parse(values.into_iter())),
-                    constants.map(|values| Buckets::parse(values.into_iter())),
-                )
+        if let Args::List(rules) = &args {
+            let constants: Option<Vec<&Value>> = rules.iter().map(Rule::as_const).collect();
+            if let Some(constants) = constants {
+                return match constants.first() {
+                    Some(Value::String(key)) => Fractional::Constant {
+                        by: Some(key.clone()),
+                        buckets: Buckets::parse(constants[1..].iter().copied()),
+                    },
+                    Some(Value::Null) => {
+                        Fractional::Constant { by: None, buckets: Buckets::parse(constants[1..].iter().copied()) }
+                    }
+                    // No arguments: null, as flagd.
+                    None => Fractional::Constant { by: None, buckets: None },
+                    Some(_) => Fractional::Constant { by: None, buckets: Buckets::parse(constants.into_iter()) },
+                };
             }
-            Args::Spread(_) => (None, None),
-        };
-        Fractional { args, tail, all }
+            let tail: Option<Vec<&Value>> = rules.iter().skip(1).map(Rule::as_const).collect();
+            let tail = tail.map(|values| Buckets::parse(values.into_iter()));
+            return Fractional::Computed { args, tail };
+        }
+        Fractional::Computed { args, tail: None }
     }
 
     pub(crate) fn eval<'a>(&'a self, env: &Env<'a>, data: Data<'a>) -> Out<'a> {
-        let Args::List(rules) = &self.args else {
-            let values = Values::of(&self.args, env, data)?;
+        let (args, tail) = match self {
+            Fractional::Constant { by, buckets } => {
+                let Some(buckets) = buckets else { return Ok(null()) };
+                let hash = match by {
+                    Some(key) => Some(bucket::hash(&[key.as_str()])),
+                    None => default_hash(env),
+                };
+                return Ok(hash.and_then(|h| buckets.choose(h)).map_or_else(null, Cow::Borrowed));
+            }
+            Fractional::Computed { args, tail } => (args, tail),
+        };
+        let Args::List(rules) = args else {
+            let values = Values::of(args, env, data)?;
             let Some(first) = values.get(0) else { return Ok(null()) };
             return Ok(match first {
                 Value::String(key) => {
@@ -73,9 +102,10 @@ impl Fractional {
         let Some(first_rule) = rules.first() else { return Ok(null()) };
         let first = first_rule.eval(env, data)?;
         let (hash, buckets) = match first.as_ref() {
-            Value::String(key) => (Some(bucket::hash(&[key.as_str()])), self.tail.as_ref()),
-            Value::Null => (default_hash(env), self.tail.as_ref()),
-            _ => (default_hash(env), self.all.as_ref()),
+            Value::String(key) => (Some(bucket::hash(&[key.as_str()])), tail.as_ref()),
+            Value::Null => (default_hash(env), tail.as_ref()),
+            // The first argument is computed, so not all are constant.
+            _ => (default_hash(env), None),
         };
         match buckets {
             Some(Some(buckets)) => Ok(hash.and_then(|h| buckets.choose(h)).map_or_else(null, Cow::Borrowed)),
@@ -140,7 +170,7 @@ impl Buckets {
             weights.push(weight);
         }
         let total = weights.iter().try_fold(0u64, |sum, w| sum.checked_add(*w))?;
-        (total <= MAX_TOTAL_WEIGHT).then_some(Buckets { variants, weights })
+        (total <= MAX_TOTAL_WEIGHT).then_some(Buckets { variants: variants.into(), weights: weights.into() })
     }
 
     fn choose(&self, hash: u32) -> Option<&Value> {
