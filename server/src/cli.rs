@@ -66,6 +66,69 @@ pub enum RampCommand {
     /// Run a Prometheus-guarded ramp's decisions over past data and print
     /// what would have happened, to tune a guard before it acts.
     Replay(ReplayArgs),
+    /// Show a ramp of a running server: state, step, percent, evidence.
+    Status(RampTarget),
+    /// Stop a ramp advancing (its guards keep running).
+    Pause(RampActionArgs),
+    /// Let a paused ramp advance again, from the same step.
+    Resume(RampActionArgs),
+    /// Move a ramp to its next step now (the `admin` role).
+    Promote(RampActionArgs),
+    /// Roll a ramp back to 0 % (the `admin` role).
+    Abort(RampActionArgs),
+    /// Grant the approval the current step waits for.
+    Approve(RampActionArgs),
+    /// Wait until a ramp completes or reaches a percent, printing progress:
+    /// exit 0 when reached, 3 rolled back, 4 paused or awaiting approval,
+    /// 5 timed out (1 refused, 2 unreachable). For CI/CD steps.
+    Wait(RampWaitArgs),
+}
+
+/// A ramp of a running server.
+#[derive(Debug, Args)]
+pub struct RampTarget {
+    /// The ramp, as ENVIRONMENT/NAME.
+    #[arg(value_name = "ENV/NAME")]
+    pub ramp: String,
+    /// The server's operator (admin) listener.
+    #[arg(long, env = "RAMPART_ADMIN_URL", default_value = "http://127.0.0.1:8014")]
+    pub url: String,
+    /// An admin token (`read` for status and wait, `write` or `admin` for commands).
+    #[arg(long, env = "RAMPART_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the server's answers as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RampActionArgs {
+    #[command(flatten)]
+    pub target: RampTarget,
+    /// Why, for the audit log and the ramp's timeline.
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RampWaitArgs {
+    #[command(flatten)]
+    pub target: RampTarget,
+    /// `completed`, or `percent:N` (reached at N % or more).
+    #[arg(long, default_value = "completed")]
+    pub until: crate::ramp_client::Until,
+    /// How long to wait at most, e.g. `30m`, `2h`.
+    #[arg(long, default_value = "1h", value_parser = duration)]
+    pub timeout: std::time::Duration,
+    /// How often to look, e.g. `5s`.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub interval: std::time::Duration,
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::ramp::spec::parse_duration(text)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("'{text}': expected a duration such as 90s, 30m or 2h"))
 }
 
 #[derive(Debug, Args)]

@@ -37,6 +37,7 @@ pub mod model;
 pub mod paths;
 pub mod promote;
 pub mod ramp;
+pub mod ramp_client;
 pub mod replica;
 pub mod services;
 pub mod snapshot;
@@ -90,8 +91,17 @@ pub enum StartupError {
 
 /// Exit codes of `rampart` (sysexits.h), listed in `rampart --help`.
 pub mod exit {
-    /// `validate` found problems; `health` found the server unhealthy.
+    /// `validate` found problems; `health` found the server unhealthy; the
+    /// server refused a `ramp` or `promote` command.
     pub const PROBLEMS: u8 = 1;
+    /// `ramp`, `promote`: the server could not be reached.
+    pub const UNREACHABLE: u8 = 2;
+    /// `ramp wait`: the ramp rolled back.
+    pub const ROLLED_BACK: u8 = 3;
+    /// `ramp wait`: the ramp is paused or awaits approval — a person must act.
+    pub const NEEDS_OPERATOR: u8 = 4;
+    /// `ramp wait`: the timeout passed before the target was reached.
+    pub const TIMED_OUT: u8 = 5;
     /// EX_USAGE: the configuration, or a flag or ramp file, is invalid.
     pub const CONFIG: u8 = 64;
     /// EX_DATAERR: the store holds records this version cannot read.

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use rampart_server::cli::{Cli, Command};
+use rampart_server::cli::{Cli, Command, RampCommand};
 use rampart_server::config::ServerConfig;
 use rampart_server::{Server, StartupError, exit, promote, telemetry, validate};
 use tokio_util::sync::CancellationToken;
@@ -24,8 +24,23 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args.files),
         Command::Serve(args) => serve(*args),
         Command::Promote(args) => promote::run(&args),
-        Command::Ramp(rampart_server::cli::RampCommand::Replay(args)) => rampart_server::ramp::replay::run(&args),
+        Command::Ramp(command) => ramp(command),
         Command::Health(args) => health(&args),
+    }
+}
+
+/// `rampart ramp …`: offline tools and a running server's ramps.
+fn ramp(command: RampCommand) -> ExitCode {
+    use rampart_server::ramp_client;
+    match command {
+        RampCommand::Replay(args) => rampart_server::ramp::replay::run(&args),
+        RampCommand::Status(target) => ramp_client::status(&target),
+        RampCommand::Pause(args) => ramp_client::command("pause", &args),
+        RampCommand::Resume(args) => ramp_client::command("resume", &args),
+        RampCommand::Promote(args) => ramp_client::command("promote", &args),
+        RampCommand::Abort(args) => ramp_client::command("abort", &args),
+        RampCommand::Approve(args) => ramp_client::command("approve", &args),
+        RampCommand::Wait(args) => ramp_client::wait(&args),
     }
 }
 

@@ -38,6 +38,7 @@ fn table() -> BTreeMap<(&'static str, &'static str, &'static str), &'static str>
         (("GET", r, ""), "read"),
         (("GET", leaked(format!("{r}/history")), ""), "read"),
         (("GET", leaked(format!("{r}/explain")), ""), "read"),
+        (("GET", leaked(format!("{r}/verdict")), ""), "read"),
     ]);
     for (action, role) in [
         ("pause", "write"),

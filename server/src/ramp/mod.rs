@@ -19,5 +19,6 @@ pub mod prometheus;
 pub mod replay;
 pub mod spec;
 pub mod stats;
+pub mod verdict;
 pub mod webhooks;
 pub mod windows;

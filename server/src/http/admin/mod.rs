@@ -57,6 +57,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
             .service(resource("/ramps/{environment}/{name}", "GET").route(web::get().to(ramps::get_ramp)))
             .service(resource("/ramps/{environment}/{name}/history", "GET").route(web::get().to(ramps::ramp_history)))
             .service(resource("/ramps/{environment}/{name}/explain", "GET").route(web::get().to(ramps::explain_ramp)))
+            .service(resource("/ramps/{environment}/{name}/verdict", "GET").route(web::get().to(ramps::ramp_verdict)))
             .service(
                 resource("/ramps/{environment}/{name}/{action}", "POST").route(web::post().to(ramps::ramp_command)),
             )

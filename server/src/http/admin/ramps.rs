@@ -13,6 +13,8 @@ use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
 use crate::ramp::controller::{CommandError, Entry};
 use crate::ramp::decide::Command;
+use crate::ramp::verdict::{Verdict, judge};
+use serde_json::{Value, json};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct RampList {
@@ -72,6 +74,84 @@ pub(crate) async fn explain_ramp(
     state.admin.authorize(&request, Role::Read)?;
     let entry = find(&state, path.into_inner())?;
     Ok(HttpResponse::Ok().json(Explanation::from(state.ramps.view(&entry).await)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VerdictQuery {
+    /// `true`: answer the verdict in the status code as well — 200 pass,
+    /// 425 pending, 412 fail — for webhooks that read only the status
+    /// (Flagger). Without it the answer is always 200 (Argo Rollouts' `web`
+    /// provider reads `$.verdict`).
+    gate: Option<bool>,
+}
+
+/// A ramp's verdict for deployment tools (`ramp/verdict.rs`).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct VerdictAnswer {
+    verdict: Verdict,
+    /// Why, in words.
+    reason: String,
+    environment: String,
+    name: String,
+    flag: String,
+    state: String,
+    step: usize,
+    percent: f64,
+    /// The current step's evidence, as in the ramp's status.
+    #[schema(value_type = Object)]
+    evidence: Option<crate::model::Evidence>,
+    /// With `gate=true` and a verdict other than pass: the error shape of
+    /// every refusal, so tools that log errors show the reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    error: Option<Value>,
+}
+
+#[utoipa::path(get, path = "/admin/v1/ramps/{environment}/{name}/verdict", tag = "ramps",
+    description = "The ramp's verdict for deployment tools: `pass` (completed, or the treatment is proven not worse \
+                   at the current step with its minimum samples), `fail` (rolled back, or paused by a guard on a \
+                   regression) or `pending`, with the reason and the evidence. Argo Rollouts: a `web` metric with \
+                   `jsonPath: \"{$.verdict}\"`, `successCondition: result == \"pass\"`, `failureCondition: result == \"fail\"`. \
+                   Flagger: a webhook on `?gate=true` (2xx only on pass). See docs/ci-cd.md.",
+    params(("environment" = String, Path), ("name" = String, Path), VerdictQuery),
+    responses((status = 200, body = VerdictAnswer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 412, body = VerdictAnswer), (status = 425, body = VerdictAnswer)))]
+pub(crate) async fn ramp_verdict(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    state.admin.authorize(&request, Role::Read)?;
+    let query = web::Query::<VerdictQuery>::from_query(request.query_string())
+        .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
+    let entry = find(&state, path.into_inner())?;
+    let view = state.ramps.view(&entry).await;
+    let judgement = judge(&view);
+    let run = &view.run;
+    let status = match (query.gate.unwrap_or(false), judgement.verdict) {
+        (false, _) | (true, Verdict::Pass) => StatusCode::OK,
+        (true, Verdict::Pending) => StatusCode::from_u16(425).unwrap_or(StatusCode::CONFLICT),
+        (true, Verdict::Fail) => StatusCode::PRECONDITION_FAILED,
+    };
+    let error = (status != StatusCode::OK).then(|| {
+        let code = if judgement.verdict == Verdict::Fail { "RAMP_FAILED" } else { "RAMP_PENDING" };
+        json!({"code": code, "message": judgement.reason, "details": null})
+    });
+    let step = if matches!(run.status, crate::model::Status::Pending { .. }) { 0 } else { run.step + 1 };
+    Ok(HttpResponse::build(status).json(VerdictAnswer {
+        verdict: judgement.verdict,
+        reason: judgement.reason,
+        environment: view.environment.clone(),
+        name: view.name.clone(),
+        flag: run.flag.clone(),
+        state: run.status.name().to_owned(),
+        step,
+        percent: f64::from(run.basis_points) / 100.0,
+        evidence: view.evidence.clone(),
+        error,
+    }))
 }
 
 #[utoipa::path(get, path = "/admin/v1/ramps/{environment}/{name}/history", tag = "ramps",

@@ -357,6 +357,7 @@ pub(crate) fn view(snapshot: &Snapshot, environment: &str, key: &str) -> Option<
         super::ramps::get_ramp,
         super::ramps::ramp_history,
         super::ramps::explain_ramp,
+        super::ramps::ramp_verdict,
         super::ramps::ramp_command,
     ),
     components(schemas(crate::http::error::ErrorBody, crate::http::error::ErrorFields, FlagDefinition, FlagStateName)),

@@ -1,0 +1,237 @@
+//! `rampart ramp status|pause|resume|promote|abort|approve|wait ENV/NAME`:
+//! a running server's ramps from the command line, for people and CI/CD
+//! steps. The admin API's URL and token come from `--url`/`--token` or
+//! `RAMPART_ADMIN_URL`/`RAMPART_ADMIN_TOKEN`; `--json` prints the server's
+//! answers as they are.
+//!
+//! Exit codes ([`crate::exit`]): 0 done (for `wait`: the target reached);
+//! 1 the server refused (unknown ramp, role, a command that does not apply);
+//! 2 the server could not be reached; and for `wait`: 3 the ramp rolled
+//! back, 4 it stopped where only a person can move it on (paused, awaiting
+//! approval), 5 the timeout passed first.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::cli::{RampActionArgs, RampTarget, RampWaitArgs};
+use crate::exit;
+
+/// What `wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Until {
+    Completed,
+    /// At least this percent (or completed).
+    Percent(f64),
+}
+
+impl std::str::FromStr for Until {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Until, String> {
+        if text == "completed" {
+            return Ok(Until::Completed);
+        }
+        let percent = text
+            .strip_prefix("percent:")
+            .and_then(|p| p.trim_end_matches('%').parse::<f64>().ok())
+            .filter(|p| (0.0..=100.0).contains(p));
+        percent.map(Until::Percent).ok_or_else(|| format!("'{text}': expected completed or percent:N (0-100)"))
+    }
+}
+
+/// A failed call: the exit code and what to print.
+struct Failure(u8, String);
+
+struct Api {
+    client: reqwest::blocking::Client,
+    base: String,
+    token: Option<String>,
+    environment: String,
+    name: String,
+}
+
+impl Api {
+    fn new(target: &RampTarget) -> Result<Api, Failure> {
+        let (environment, name) = target
+            .ramp
+            .split_once('/')
+            .filter(|(e, n)| !e.is_empty() && !n.is_empty() && !n.contains('/'))
+            .ok_or_else(|| Failure(exit::PROBLEMS, format!("'{}': expected ENV/NAME", target.ramp)))?;
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Failure(exit::UNREACHABLE, e.to_string()))?;
+        Ok(Api {
+            client,
+            base: format!("{}/admin/v1/ramps/{environment}/{name}", target.url.trim_end_matches('/')),
+            token: target.token.clone(),
+            environment: environment.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+
+    fn call(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, Failure> {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response =
+            request.send().map_err(|e| Failure(exit::UNREACHABLE, format!("cannot reach the server: {e}")))?;
+        let status = response.status();
+        let body: Value = response.json().unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(body)
+        } else {
+            let message = body["error"]["message"].as_str().unwrap_or("no details");
+            Err(Failure(exit::PROBLEMS, format!("{status}: {message}")))
+        }
+    }
+
+    fn status(&self) -> Result<Value, Failure> {
+        self.call(self.client.get(&self.base))
+    }
+}
+
+/// `rampart ramp status ENV/NAME`.
+pub fn status(target: &RampTarget) -> ExitCode {
+    report("status", Api::new(target).and_then(|api| api.status()).map(|status| show(&status, target.json)))
+}
+
+/// `rampart ramp pause|resume|promote|abort|approve ENV/NAME`.
+pub fn command(action: &str, args: &RampActionArgs) -> ExitCode {
+    let answer = Api::new(&args.target).and_then(|api| {
+        let mut body = json!({});
+        if let Some(reason) = &args.reason {
+            body["reason"] = json!(reason);
+        }
+        api.call(api.client.post(format!("{}/{action}", api.base)).json(&body))
+    });
+    report(action, answer.map(|status| show(&status, args.target.json)))
+}
+
+/// `rampart ramp wait ENV/NAME --until … --timeout …`.
+pub fn wait(args: &RampWaitArgs) -> ExitCode {
+    let api = match Api::new(&args.target) {
+        Ok(api) => api,
+        Err(failure) => return report("wait", Err(failure)),
+    };
+    let deadline = Instant::now() + args.timeout;
+    let mut last = String::new();
+    loop {
+        let status = match api.status() {
+            Ok(status) => status,
+            // A server restarting under a rollout is not the ramp's answer: retry until the deadline.
+            Err(Failure(code, message)) if code == exit::UNREACHABLE && Instant::now() < deadline => {
+                eprintln!("rampart ramp wait: {message}; retrying");
+                std::thread::sleep(args.interval);
+                continue;
+            }
+            Err(failure) => return report("wait", Err(failure)),
+        };
+        let line = progress(&api, &status);
+        if line != last {
+            if args.target.json {
+                println_json(&status);
+            } else {
+                println_text(&line);
+            }
+            last.clone_from(&line);
+        }
+        let state = status["state"].as_str().unwrap_or("");
+        let percent = status["percent"].as_f64().unwrap_or(0.0);
+        let reached = match args.until {
+            Until::Completed => state == "Completed",
+            Until::Percent(target) => state == "Completed" || (percent >= target && state != "RolledBack"),
+        };
+        if reached {
+            return ExitCode::SUCCESS;
+        }
+        if state == "RolledBack" {
+            eprintln!("rampart ramp wait: {}/{} rolled back", api.environment, api.name);
+            return ExitCode::from(exit::ROLLED_BACK);
+        }
+        if state == "Paused" || status["reason"] == "AwaitingApproval" {
+            eprintln!("rampart ramp wait: {}/{} needs a person: {line}", api.environment, api.name);
+            return ExitCode::from(exit::NEEDS_OPERATOR);
+        }
+        if Instant::now() + args.interval > deadline {
+            eprintln!("rampart ramp wait: timed out after {:?}: {line}", args.timeout);
+            return ExitCode::from(exit::TIMED_OUT);
+        }
+        std::thread::sleep(args.interval);
+    }
+}
+
+/// One line of progress: where the ramp is and what it waits for.
+fn progress(api: &Api, status: &Value) -> String {
+    let state = status["state"].as_str().unwrap_or("?");
+    let reason = status["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
+    let percent = status["percent"].as_f64().unwrap_or(0.0);
+    let steps = status["steps"].as_array().map_or(0, Vec::len);
+    let step = status["step"].as_u64().unwrap_or(0);
+    let missing = status["evidence"]["missingToAdvance"]
+        .as_array()
+        .and_then(|m| m.first())
+        .and_then(Value::as_str)
+        .map(|m| format!(": waiting for {m}"))
+        .unwrap_or_default();
+    format!("{}/{}: {state}{reason} at {percent}% (step {step} of {steps}){missing}", api.environment, api.name)
+}
+
+#[allow(clippy::print_stdout)] // a command's report
+fn println_json(value: &Value) {
+    println!("{value}");
+}
+
+#[allow(clippy::print_stdout)] // a command's report
+fn println_text(line: &str) {
+    println!("{line}");
+}
+
+/// Prints a ramp status, in words or as JSON.
+#[allow(clippy::print_stdout)] // a command's report
+fn show(status: &Value, as_json: bool) {
+    if as_json {
+        println_json(status);
+        return;
+    }
+    let field = |name: &str| status[name].as_str().unwrap_or("-").to_owned();
+    let reason = status["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
+    println!("{}/{}: {}{reason}", field("environment"), field("name"), field("state"));
+    println!("  flag {} — {} against {}", field("flag"), field("treatment"), field("control"));
+    let steps: Vec<String> =
+        status["steps"].as_array().into_iter().flatten().filter_map(Value::as_f64).map(|p| format!("{p}%")).collect();
+    println!(
+        "  at {}% (step {} of {}: {})",
+        status["percent"].as_f64().unwrap_or(0.0),
+        status["step"].as_u64().unwrap_or(0),
+        steps.len(),
+        steps.join(" → ")
+    );
+    let evidence = &status["evidence"];
+    if evidence.is_object() {
+        let arm = |name: &str| {
+            format!(
+                "{} errors of {}",
+                evidence[name]["errors"].as_u64().unwrap_or(0),
+                evidence[name]["exposures"].as_u64().unwrap_or(0)
+            )
+        };
+        println!("  treatment {}; control {}", arm("treatment"), arm("control"));
+        for missing in evidence["missingToAdvance"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            println!("  to advance: {missing}");
+        }
+    }
+}
+
+fn report(what: &str, result: Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(code, message)) => {
+            eprintln!("rampart ramp {what}: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
