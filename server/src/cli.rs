@@ -78,10 +78,55 @@ pub enum RampCommand {
     Abort(RampActionArgs),
     /// Grant the approval the current step waits for.
     Approve(RampActionArgs),
+    /// Plan a ramp file at a given traffic before running it: per step,
+    /// when it can advance, the smallest regression its guard catches, and
+    /// settings that cannot be met.
+    Plan(RampPlanArgs),
     /// Wait until a ramp completes or reaches a percent, printing progress:
     /// exit 0 when reached, 3 rolled back, 4 paused or awaiting approval,
     /// 5 timed out (1 refused, 2 unreachable). For CI/CD steps.
     Wait(RampWaitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RampPlanArgs {
+    /// The ramp file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Evaluations reporting outcomes, e.g. `1000/min`, `20/s`, `50000/h`.
+    #[arg(long, value_parser = per_second)]
+    pub traffic: f64,
+    /// The control's error rate, e.g. `0.1%` or `0.001`.
+    #[arg(long, value_parser = fraction)]
+    pub baseline_error: f64,
+}
+
+fn per_second(text: &str) -> Result<f64, String> {
+    let (count, unit) = text.split_once('/').unwrap_or((text, "s"));
+    let seconds = match unit {
+        "s" | "sec" | "second" => 1.0,
+        "m" | "min" | "minute" => 60.0,
+        "h" | "hour" => 3600.0,
+        _ => return Err(format!("'{text}': expected a rate such as 1000/min, 20/s or 50000/h")),
+    };
+    count
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|c| c.is_finite() && *c >= 0.0)
+        .map(|c| c / seconds)
+        .ok_or_else(|| format!("'{text}': expected a rate such as 1000/min, 20/s or 50000/h"))
+}
+
+fn fraction(text: &str) -> Result<f64, String> {
+    let value = match text.strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.trim().parse::<f64>(),
+    };
+    value
+        .ok()
+        .filter(|v| (0.0..1.0).contains(v))
+        .ok_or_else(|| format!("'{text}': expected an error rate such as 0.1% or 0.001"))
 }
 
 /// A ramp of a running server.

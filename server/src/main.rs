@@ -41,6 +41,7 @@ fn ramp(command: RampCommand) -> ExitCode {
         RampCommand::Abort(args) => ramp_client::command("abort", &args),
         RampCommand::Approve(args) => ramp_client::command("approve", &args),
         RampCommand::Wait(args) => ramp_client::wait(&args),
+        RampCommand::Plan(args) => rampart_server::ramp::plan::run(&args),
     }
 }
 

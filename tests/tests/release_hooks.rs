@@ -172,3 +172,26 @@ fn wait_exits_with_a_code_for_timeout_pause_and_rollback_and_the_verdict_fails()
     command.args(["ramp", "status", "default/risky", "--url", "http://127.0.0.1:9"]);
     assert_eq!(output_within(command, LONG).status.code(), Some(2));
 }
+
+#[test]
+fn plan_prints_each_step_and_names_what_cannot_be_met() {
+    let plan = |traffic: &str| {
+        let mut command = Command::new(rampart_bin());
+        command.args(["ramp", "plan"]).arg(rampart_tests::workspace().join("examples/ramps/search-v2.yaml"));
+        command.args(["--traffic", traffic, "--baseline-error", "0.1%"]);
+        let output = output_within(command, LONG);
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let (code, output) = plan("1000/min");
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("total: about"), "{output}");
+    assert_eq!(
+        output.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit())).count(),
+        4,
+        "{output}"
+    );
+    // No traffic: no step advances, exit 1 and say so.
+    let (code, output) = plan("0/min");
+    assert_eq!(code, Some(1), "{output}");
+    assert!(output.contains("never advance") && output.contains("would not complete"), "{output}");
+}

@@ -15,6 +15,7 @@ pub mod files;
 pub mod observe;
 pub mod outcome_gate;
 pub mod outcomes;
+pub mod plan;
 pub mod prometheus;
 pub mod replay;
 pub mod spec;
