@@ -43,6 +43,12 @@ pub enum Command {
     /// Ramp tools.
     #[command(subcommand)]
     Ramp(RampCommand),
+    /// What would change on a running server if these flag and ramp files
+    /// were what an environment serves, in words (for a pull request).
+    Diff(DiffArgs),
+    /// Write an environment's API-owned flags as a flagd flag file, to move
+    /// them into git.
+    Export(ExportArgs),
     /// Probe a running server for container health checks: exit 0 when
     /// `/healthz` (or, with --ready, `/readyz`) answers 200, 1 otherwise.
     Health(HealthArgs),
@@ -127,6 +133,45 @@ fn fraction(text: &str) -> Result<f64, String> {
         .ok()
         .filter(|v| (0.0..1.0).contains(v))
         .ok_or_else(|| format!("'{text}': expected an error rate such as 0.1% or 0.001"))
+}
+
+/// A running server's admin API.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The server's operator (admin) listener.
+    #[arg(long, env = "RAMPART_ADMIN_URL", default_value = "http://127.0.0.1:8014")]
+    pub url: String,
+    /// An admin token with the role `read`.
+    #[arg(long, env = "RAMPART_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The environment's flag and ramp files (all of them: flags the server
+    /// has from files and these lack would be deleted).
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The environment to compare with.
+    #[arg(long, default_value = "default")]
+    pub environment: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Exit 1 when something would change (as `git diff --exit-code`).
+    #[arg(long)]
+    pub exit_code: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The environment whose API-owned flags to export.
+    #[arg(value_name = "ENV")]
+    pub environment: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Write to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
 }
 
 /// A ramp of a running server.

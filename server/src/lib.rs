@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod enrichment;
 pub mod environment;
+pub mod gitops;
 mod grpc;
 mod http;
 /// The dashboard's pages as its render benchmarks measure them.

@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Promote(args) => promote::run(&args),
         Command::Ramp(command) => ramp(command),
+        Command::Diff(args) => rampart_server::gitops::diff(&args),
+        Command::Export(args) => rampart_server::gitops::export(&args),
         Command::Health(args) => health(&args),
     }
 }
