@@ -37,6 +37,7 @@ fn ramp(c: &mut Criterion) {
         expected_share: Some(0.25),
         metrics: Vec::new(),
         sprt: None,
+        previous_stage_open: false,
     };
     // What the observer keeps between ticks: the sums over the closed
     // buckets, all but the newest.

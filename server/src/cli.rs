@@ -43,6 +43,9 @@ pub enum Command {
     /// Ramp tools.
     #[command(subcommand)]
     Ramp(RampCommand),
+    /// Release pipelines (`kind: Release`) of a running server.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
     /// What would change on a running server if these flag and ramp files
     /// were what an environment serves, in words (for a pull request).
     Diff(DiffArgs),
@@ -133,6 +136,40 @@ fn fraction(text: &str) -> Result<f64, String> {
         .ok()
         .filter(|v| (0.0..1.0).contains(v))
         .ok_or_else(|| format!("'{text}': expected an error rate such as 0.1% or 0.001"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Show a release: its state and each stage's ramp.
+    Status(ReleaseTarget),
+    /// Wait until a release completes, printing progress: exit 0 completed,
+    /// 3 halted (a stage rolled back), 4 a stage is paused or awaits
+    /// approval, 5 timed out (1 refused, 2 unreachable).
+    Wait(ReleaseWaitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseTarget {
+    /// The release's name.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Print the server's answers as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseWaitArgs {
+    #[command(flatten)]
+    pub target: ReleaseTarget,
+    /// How long to wait at most, e.g. `30m`, `2h`.
+    #[arg(long, default_value = "1h", value_parser = duration)]
+    pub timeout: std::time::Duration,
+    /// How often to look, e.g. `5s`.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub interval: std::time::Duration,
 }
 
 /// A running server's admin API.

@@ -26,6 +26,12 @@ fn main() -> ExitCode {
         Command::Promote(args) => promote::run(&args),
         Command::Ramp(command) => ramp(command),
         Command::Diff(args) => rampart_server::gitops::diff(&args),
+        Command::Release(rampart_server::cli::ReleaseCommand::Status(args)) => {
+            rampart_server::ramp_client::release_status(&args)
+        }
+        Command::Release(rampart_server::cli::ReleaseCommand::Wait(args)) => {
+            rampart_server::ramp_client::release_wait(&args)
+        }
         Command::Export(args) => rampart_server::gitops::export(&args),
         Command::Health(args) => health(&args),
     }

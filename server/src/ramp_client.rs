@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::cli::{RampActionArgs, RampTarget, RampWaitArgs};
+use crate::cli::{RampActionArgs, RampTarget, RampWaitArgs, ReleaseTarget, ReleaseWaitArgs};
 use crate::exit;
 
 /// What `wait` waits for.
@@ -223,6 +223,106 @@ fn show(status: &Value, as_json: bool) {
         for missing in evidence["missingToAdvance"].as_array().into_iter().flatten().filter_map(Value::as_str) {
             println!("  to advance: {missing}");
         }
+    }
+}
+
+/// The release's status from the server.
+fn release(target: &ReleaseTarget) -> Result<Value, Failure> {
+    let api = Api {
+        client: reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| Failure(exit::UNREACHABLE, e.to_string()))?,
+        base: format!("{}/admin/v1/releases/{}", target.server.url.trim_end_matches('/'), target.name),
+        token: target.server.token.clone(),
+        environment: String::new(),
+        name: target.name.clone(),
+    };
+    api.status()
+}
+
+/// One line: where the release stands.
+fn release_line(status: &Value) -> String {
+    let stages = status["stages"].as_array().cloned().unwrap_or_default();
+    let at = status["stage"].as_u64().unwrap_or(1) as usize;
+    let stage = stages.get(at.saturating_sub(1)).cloned().unwrap_or(Value::Null);
+    let reason = stage["reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default();
+    format!(
+        "{}: {}, stage {at} of {} ({}): {}{reason} at {}%",
+        status["name"].as_str().unwrap_or("?"),
+        status["state"].as_str().unwrap_or("?"),
+        stages.len(),
+        stage["environment"].as_str().unwrap_or("?"),
+        stage["state"].as_str().unwrap_or("?"),
+        stage["percent"].as_f64().unwrap_or(0.0)
+    )
+}
+
+/// `rampart release status NAME`.
+pub fn release_status(target: &ReleaseTarget) -> ExitCode {
+    report(
+        "release status",
+        release(target).map(|status| {
+            if target.json {
+                println_json(&status);
+                return;
+            }
+            println_text(&release_line(&status));
+            for stage in status["stages"].as_array().into_iter().flatten() {
+                println_text(&format!(
+                    "  {:<12} {:<10} {:>6}%  ramp {}",
+                    stage["environment"].as_str().unwrap_or("?"),
+                    stage["state"].as_str().unwrap_or("?"),
+                    stage["percent"].as_f64().unwrap_or(0.0),
+                    stage["ramp"].as_str().unwrap_or("?")
+                ));
+            }
+        }),
+    )
+}
+
+/// `rampart release wait NAME --timeout …`.
+pub fn release_wait(args: &ReleaseWaitArgs) -> ExitCode {
+    let deadline = Instant::now() + args.timeout;
+    let mut last = String::new();
+    loop {
+        let status = match release(&args.target) {
+            Ok(status) => status,
+            Err(Failure(code, message)) if code == exit::UNREACHABLE && Instant::now() < deadline => {
+                eprintln!("rampart release wait: {message}; retrying");
+                std::thread::sleep(args.interval);
+                continue;
+            }
+            Err(failure) => return report("release wait", Err(failure)),
+        };
+        let line = release_line(&status);
+        if line != last {
+            if args.target.json {
+                println_json(&status);
+            } else {
+                println_text(&line);
+            }
+            last.clone_from(&line);
+        }
+        let at = status["stage"].as_u64().unwrap_or(1) as usize;
+        let stage = &status["stages"][at.saturating_sub(1)];
+        match status["state"].as_str() {
+            Some("Completed") => return ExitCode::SUCCESS,
+            Some("Halted") => {
+                eprintln!("rampart release wait: {line}");
+                return ExitCode::from(exit::ROLLED_BACK);
+            }
+            _ if stage["state"] == "Paused" || stage["reason"] == "AwaitingApproval" => {
+                eprintln!("rampart release wait: needs a person: {line}");
+                return ExitCode::from(exit::NEEDS_OPERATOR);
+            }
+            _ => {}
+        }
+        if Instant::now() + args.interval > deadline {
+            eprintln!("rampart release wait: timed out after {:?}: {line}", args.timeout);
+            return ExitCode::from(exit::TIMED_OUT);
+        }
+        std::thread::sleep(args.interval);
     }
 }
 

@@ -13,6 +13,7 @@ use crate::ramp::{files, spec};
 /// Whether a file is a ramp file: it says `kind: Ramp` at the top level.
 fn is_ramp(text: &str) -> bool {
     text.lines().any(|line| line.trim_end() == "kind: Ramp" || line.trim_end() == "kind: \"Ramp\"")
+        || crate::ramp::release::is_release(text)
 }
 
 /// Prints one line per problem and returns 1 when any file is invalid;
@@ -40,6 +41,24 @@ pub fn run(patterns: &[String]) -> ExitCode {
     // against the flags as far as it could be read.
     let mut by_environment: BTreeMap<String, Vec<spec::RampSpec>> = BTreeMap::new();
     for file in &ramp_files {
+        if crate::ramp::release::is_release(&file.text) {
+            // Every stage, each against the flags as its environment.
+            use crate::ramp::release::stage_for;
+            match stage_for(&file.name, &file.text, "") {
+                Err(problems) => errors.extend(problems),
+                Ok(first) => {
+                    let environments = first.and_then(|s| s.stage).map(|s| s.environments).unwrap_or_default();
+                    for environment in environments {
+                        match stage_for(&file.name, &file.text, &environment) {
+                            Ok(Some(stage)) => by_environment.entry(environment).or_default().push(stage),
+                            Ok(None) => {}
+                            Err(problems) => errors.extend(problems),
+                        }
+                    }
+                }
+            }
+            continue;
+        }
         let (spec, problems) = spec::parse_all(&file.name, &file.text);
         errors.extend(problems);
         if let Some(spec) = spec {

@@ -75,7 +75,8 @@ fn diff_names_every_change_and_export_writes_api_flags_that_load() {
 
     // Export: the API-owned flag only, in a file that loads.
     let exported = pr.path("exported.json");
-    let (code, out, err) = rampart(&["export", "default", "--url", &server.admin, "-o", exported.to_str().unwrap()]);
+    let (code, out, err) =
+        rampart(&["export", "default", "--url", &server.admin, "-o", exported.to_str().expect("utf-8 path")]);
     assert_eq!(code, Some(0), "{out}{err}");
     let text = std::fs::read_to_string(&exported).expect("written");
     let document: serde_json::Value = serde_json::from_str(&text).expect("JSON");
@@ -84,7 +85,7 @@ fn diff_names_every_change_and_export_writes_api_flags_that_load() {
         Some(vec!["banner".to_owned()])
     );
     assert_eq!(document["flags"]["banner"]["defaultVariant"], "b");
-    let (code, out, err) = rampart(&["validate", exported.to_str().unwrap()]);
+    let (code, out, err) = rampart(&["validate", exported.to_str().expect("utf-8 path")]);
     assert_eq!(code, Some(0), "{out}{err}");
     // Unreachable server: exit 2.
     assert_eq!(rampart(&["export", "default", "--url", "http://127.0.0.1:9"]).0, Some(2));

@@ -39,6 +39,8 @@ fn table() -> BTreeMap<(&'static str, &'static str, &'static str), &'static str>
         (("GET", leaked(format!("{r}/history")), ""), "read"),
         (("GET", leaked(format!("{r}/explain")), ""), "read"),
         (("GET", leaked(format!("{r}/verdict")), ""), "read"),
+        (("GET", "/admin/v1/releases", ""), "read"),
+        (("GET", "/admin/v1/releases/{name}", ""), "read"),
     ]);
     for (action, role) in [
         ("pause", "write"),

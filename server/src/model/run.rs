@@ -17,6 +17,9 @@ pub enum PendingReason {
     ProviderUnreachable,
     #[serde(rename = "OutsideWindow")]
     OutsideWindow,
+    /// A release's stage waiting for the stage before it to complete.
+    #[serde(rename = "PreviousStage")]
+    PreviousStage,
 }
 
 impl PendingReason {
@@ -27,6 +30,7 @@ impl PendingReason {
             PendingReason::FlagOff => "FlagOff",
             PendingReason::ProviderUnreachable => "ProviderUnreachable",
             PendingReason::OutsideWindow => "OutsideWindow",
+            PendingReason::PreviousStage => "PreviousStage",
         }
     }
 }

@@ -133,7 +133,9 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
         if decision.run.status.is_terminal() {
             return finish(run, decision);
         }
-        let reason = if spec.not_before.is_some_and(|at| at > now) {
+        let reason = if observation.previous_stage_open {
+            Some(PendingReason::PreviousStage)
+        } else if spec.not_before.is_some_and(|at| at > now) {
             Some(PendingReason::NotBefore)
         } else if !observation.flag_enabled {
             Some(PendingReason::FlagOff)

@@ -32,6 +32,9 @@ pub struct Observation {
     /// `buckets`, kept by the observer between ticks: the decision adds
     /// only the buckets after them.
     pub sprt: Option<SprtSums>,
+    /// For a release's stage: the stage before it has not completed yet,
+    /// so this one may not start.
+    pub previous_stage_open: bool,
 }
 
 /// The mixture SPRT over the observation's buckets, from the kept sums

@@ -46,13 +46,19 @@ pub fn expand(patterns: &[String], glob_files: usize) -> Result<Vec<PathBuf>, Lo
     Ok(files)
 }
 
-/// Reads and parses ramp files; every problem of every file is returned.
-pub fn read(paths: &[PathBuf]) -> Result<Vec<RampSpec>, LoadErrors> {
+/// Reads and parses ramp files for `environment` (a release file gives
+/// its stage there, if it has one); every problem of every file is returned.
+pub fn read(paths: &[PathBuf], environment: &str) -> Result<Vec<RampSpec>, LoadErrors> {
     let mut specs = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
         let name = path.to_string_lossy().into_owned();
         match std::fs::read_to_string(path) {
+            Ok(text) if super::release::is_release(&text) => match super::release::stage_for(&name, &text, environment)
+            {
+                Ok(stage) => specs.extend(stage),
+                Err(problems) => errors.extend(problems),
+            },
             Ok(text) => match spec::parse(&name, &text) {
                 Ok(spec) => specs.push(spec),
                 Err(problems) => errors.extend(problems),

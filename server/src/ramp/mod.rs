@@ -17,6 +17,7 @@ pub mod outcome_gate;
 pub mod outcomes;
 pub mod plan;
 pub mod prometheus;
+pub mod release;
 pub mod replay;
 pub mod spec;
 pub mod stats;

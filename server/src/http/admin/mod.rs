@@ -13,6 +13,7 @@ mod history;
 mod promote;
 mod ramp_view;
 mod ramps;
+mod releases;
 pub(crate) mod views;
 
 use actix_web::http::header::{self, HeaderMap};
@@ -54,6 +55,8 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
             .service(resource("/audit", "GET").route(web::get().to(history::audit)))
             .service(resource("/drift", "GET").route(web::get().to(promote::drift)))
             .service(resource("/ramps", "GET").route(web::get().to(ramps::list_ramps)))
+            .service(resource("/releases", "GET").route(web::get().to(releases::list_releases)))
+            .service(resource("/releases/{name}", "GET").route(web::get().to(releases::get_release)))
             .service(resource("/ramps/{environment}/{name}", "GET").route(web::get().to(ramps::get_ramp)))
             .service(resource("/ramps/{environment}/{name}/history", "GET").route(web::get().to(ramps::ramp_history)))
             .service(resource("/ramps/{environment}/{name}/explain", "GET").route(web::get().to(ramps::explain_ramp)))

@@ -350,8 +350,18 @@ impl Controller {
             };
         }
         let spec = state.spec.clone();
-        let observation =
+        let mut observation =
             self.observer.observe(&environment, &entry.name, &entry.bucket_cache, &spec, &state.run, now).await;
+        // A release's stage starts once the stage before it has completed
+        // (stages only look back, so these locks never form a cycle).
+        if matches!(state.run.status, Status::Pending { .. })
+            && let Some((environment, ramp)) = spec.stage.as_ref().and_then(|stage| stage.previous())
+        {
+            observation.previous_stage_open = match self.entry(environment, ramp) {
+                Some(previous) => !matches!(previous.state.lock().await.run.status, Status::Completed),
+                None => true,
+            };
+        }
         let command = command.map(|command| match command {
             Command::Restart { by, .. } => Command::Restart { by, run_id: run_id(now) },
             other => other,

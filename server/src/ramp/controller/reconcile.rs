@@ -88,7 +88,8 @@ impl Controller {
     pub(super) async fn read(&self, environment: &Arc<Environment>) -> Result<Vec<Bound>, LoadErrors> {
         let patterns = self.patterns.get(&environment.name).cloned().unwrap_or_default();
         let glob_files = self.glob_files;
-        let specs = tokio::task::spawn_blocking(move || files::read(&files::expand(&patterns, glob_files)?))
+        let name = environment.name.clone();
+        let specs = tokio::task::spawn_blocking(move || files::read(&files::expand(&patterns, glob_files)?, &name))
             .await
             .map_err(|e| LoadErrors(vec![LoadError::new("<ramps>", e.to_string())]))??;
         let mut flags = BTreeMap::new();

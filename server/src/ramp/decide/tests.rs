@@ -37,6 +37,7 @@ fn observe(buckets: &[Pair]) -> Observation {
         expected_share: None,
         metrics: Vec::new(),
         sprt: None,
+        previous_stage_open: false,
     }
 }
 

@@ -274,6 +274,7 @@ impl Checker<'_> {
         };
         let digest: [u8; 32] = Sha256::digest(self.text.as_bytes()).into();
         RampSpec {
+            stage: None,
             name,
             environment: spec.environment,
             flag: spec.flag,

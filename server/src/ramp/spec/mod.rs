@@ -56,6 +56,29 @@ pub struct RampSpec {
     /// Lines of the keys that binding to a flag checks, for its messages.
     #[serde(skip)]
     pub lines: KeyLines,
+    /// The release (`kind: Release`) this ramp is a stage of, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+}
+
+/// A ramp that is one stage of a release pipeline (`ramp/release.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stage {
+    /// The release's name (also the ramp's, in every stage's environment).
+    pub release: String,
+    /// 0-based position among the stages.
+    pub index: usize,
+    /// Every stage's environment, in order.
+    pub environments: Vec<String>,
+}
+
+impl Stage {
+    /// The stage that must have completed before this one starts.
+    pub fn previous(&self) -> Option<(&str, &str)> {
+        let index = self.index.checked_sub(1)?;
+        self.environments.get(index).map(|environment| (environment.as_str(), self.release.as_str()))
+    }
 }
 
 /// Where `flag`, `treatment` and `control` are written in a ramp file.
@@ -235,6 +258,7 @@ impl RampSpec {
     /// A spec standing in for a missing file: enough to show a frozen run.
     pub fn placeholder(name: &str, run: &Run) -> RampSpec {
         RampSpec {
+            stage: None,
             name: name.to_owned(),
             environment: None,
             flag: run.flag.clone(),
