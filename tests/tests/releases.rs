@@ -26,9 +26,13 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
+        Setup::with(RELEASE)
+    }
+
+    fn with(release: &str) -> Setup {
         let dir = FlagDir::new();
         dir.write("flags.yaml", FLAGS);
-        dir.write("release.yaml", RELEASE);
+        dir.write("release.yaml", release);
         let config = dir.write(
             "rampart.yaml",
             "environments:\n  staging:\n    flags: [flags.yaml]\n    ramps: [release.yaml]\n    sdkKeys: [{value: staging-sdk-key-0001}]\n  \
@@ -66,6 +70,7 @@ fn wait(server: &Rampart, timeout: &str) -> (Option<i32>, String) {
 /// percent; the treatment fails `errors` per thousand in staging.
 struct Reports {
     staging_errors: Arc<AtomicU64>,
+    production_errors: Arc<AtomicU64>,
     target: Arc<std::sync::Mutex<(String, String)>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -75,7 +80,9 @@ impl Reports {
     fn start(server: &Rampart) -> Reports {
         let target = Arc::new(std::sync::Mutex::new((server.http.clone(), server.admin.clone())));
         let (staging_errors, stop) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicBool::new(false)));
+        let production_errors = Arc::new(AtomicU64::new(0));
         let (errors, halt, where_to) = (staging_errors.clone(), stop.clone(), target.clone());
+        let production_rate = production_errors.clone();
         let thread = std::thread::spawn(move || {
             let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
             while !halt.load(Ordering::Relaxed) {
@@ -90,7 +97,8 @@ impl Reports {
                         .unwrap_or(0.0);
                     let treatment = (percent * 2.0).round() as u64;
                     let control = 200 - treatment.min(200);
-                    let rate = if environment == "staging" { errors.load(Ordering::Relaxed) } else { 0 };
+                    let rate =
+                        if environment == "staging" { &errors } else { &production_rate }.load(Ordering::Relaxed);
                     let failed = treatment * rate / 1000;
                     let body = json!({"outcomes": [
                         {"flag": "new-checkout", "variant": "on", "ok": treatment - failed, "error": failed},
@@ -106,7 +114,7 @@ impl Reports {
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
-        Reports { staging_errors, target, stop, thread: Some(thread) }
+        Reports { staging_errors, production_errors, target, stop, thread: Some(thread) }
     }
 
     fn retarget(&self, server: &Rampart) {
@@ -161,6 +169,16 @@ fn production_waits_for_staging_and_the_release_survives_a_restart() {
     let status = release(&server);
     assert_eq!(status["state"], "Completed", "{status}");
     assert_eq!(stage(&server, "production")["percent"], 100.0);
+    // The history, oldest first: staging completed before production started.
+    let history = send("GET", &format!("{}/admin/v1/releases/checkout/history", server.admin), None, None, &[]).body;
+    let decisions = history["decisions"].as_array().expect("decisions").clone();
+    let position = |environment: &str, to: &str| {
+        decisions
+            .iter()
+            .position(|d| d["environment"] == environment && d["to"] == to)
+            .unwrap_or_else(|| panic!("{environment} {to}: {history}"))
+    };
+    assert!(position("staging", "Completed") < position("production", "Ramping"), "{history}");
 }
 
 #[test]
@@ -186,6 +204,30 @@ fn a_rollback_in_staging_halts_the_pipeline_until_staging_is_restarted() {
     let (code, output) = wait(&server, "80s");
     assert_eq!(code, Some(0), "{output}");
     assert_eq!(release(&server)["state"], "Completed");
+}
+
+#[test]
+fn with_rollback_earlier_stages_a_production_rollback_takes_staging_back_too() {
+    let setup = Setup::with(&RELEASE.replace("  stages:\n", "  rollbackEarlierStages: true\n  stages:\n"));
+    let server = setup.start();
+    let reports = Reports::start(&server);
+    reports.production_errors.store(400, Ordering::Relaxed);
+    let (code, output) = wait(&server, "80s");
+    assert_eq!(code, Some(3), "halted: {output}");
+    let production = stage(&server, "production");
+    assert_eq!(production["state"], "RolledBack", "{production}");
+    // Staging had completed; the release takes it back to 0 % as well.
+    let staging = eventually(LONG, || {
+        let staging = stage(&server, "staging");
+        if staging["state"] == "RolledBack" { Ok(staging) } else { Err(staging.to_string()) }
+    });
+    assert_eq!(
+        (staging["reason"].as_str(), staging["by"].as_str()),
+        (Some("LaterStage"), Some("release")),
+        "{staging}"
+    );
+    assert_eq!(staging["percent"], 0.0);
+    assert_eq!(release(&server)["state"], "Halted");
 }
 
 #[test]

@@ -41,6 +41,7 @@ fn table() -> BTreeMap<(&'static str, &'static str, &'static str), &'static str>
         (("GET", leaked(format!("{r}/verdict")), ""), "read"),
         (("GET", "/admin/v1/releases", ""), "read"),
         (("GET", "/admin/v1/releases/{name}", ""), "read"),
+        (("GET", "/admin/v1/releases/{name}/history", ""), "read"),
     ]);
     for (action, role) in [
         ("pause", "write"),

@@ -116,6 +116,10 @@ pub enum RollbackReason {
     /// An extra metric with role `guard` regressed (its name is in the event).
     #[serde(rename = "MetricRegression")]
     MetricRegression,
+    /// A later stage of the release rolled back, and the release says to
+    /// take the earlier stages back too (`rollbackEarlierStages`).
+    #[serde(rename = "LaterStage")]
+    LaterStage,
 }
 
 impl RollbackReason {
@@ -129,6 +133,7 @@ impl RollbackReason {
             RollbackReason::SampleRatioMismatch => "SampleRatioMismatch",
             RollbackReason::ApprovalTimeout => "ApprovalTimeout",
             RollbackReason::MetricRegression => "MetricRegression",
+            RollbackReason::LaterStage => "LaterStage",
         }
     }
 }

@@ -47,8 +47,16 @@ pub fn stage_for(file: &str, text: &str, environment: &str) -> Result<Option<Ram
     let index = if environment.is_empty() { Some(0) } else { environments.iter().position(|e| e == environment) };
     let Some(index) = index else { return Ok(None) };
     // The stage's ramp: the shared fields, then the stage's own.
-    let mut ramp: Map<String, Value> =
-        fields.iter().filter(|(key, _)| *key != "stages").map(|(k, v)| (k.clone(), v.clone())).collect();
+    let rollback_earlier = match fields.get("rollbackEarlierStages") {
+        None => false,
+        Some(Value::Bool(value)) => *value,
+        Some(_) => return Err(error("spec.rollbackEarlierStages must be true or false".into())),
+    };
+    let mut ramp: Map<String, Value> = fields
+        .iter()
+        .filter(|(key, _)| *key != "stages" && *key != "rollbackEarlierStages")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (key, value) in stages[index].as_object().into_iter().flatten() {
         if key != "environment" {
             ramp.insert(key.clone(), value.clone());
@@ -74,7 +82,7 @@ pub fn stage_for(file: &str, text: &str, environment: &str) -> Result<Option<Ram
     // Lines point into the release file, for binding's messages.
     let line = |key: &str| text.lines().position(|l| l.trim_start().starts_with(&format!("{key}:"))).map(|i| i + 1);
     spec.lines = spec::KeyLines { flag: line("flag"), treatment: line("treatment"), control: line("control") };
-    spec.stage = Some(Stage { release: name.to_owned(), index, environments });
+    spec.stage = Some(Stage { release: name.to_owned(), index, environments, rollback_earlier });
     Ok(Some(spec))
 }
 

@@ -57,6 +57,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
             .service(resource("/ramps", "GET").route(web::get().to(ramps::list_ramps)))
             .service(resource("/releases", "GET").route(web::get().to(releases::list_releases)))
             .service(resource("/releases/{name}", "GET").route(web::get().to(releases::get_release)))
+            .service(resource("/releases/{name}/history", "GET").route(web::get().to(releases::release_history)))
             .service(resource("/ramps/{environment}/{name}", "GET").route(web::get().to(ramps::get_ramp)))
             .service(resource("/ramps/{environment}/{name}/history", "GET").route(web::get().to(ramps::ramp_history)))
             .service(resource("/ramps/{environment}/{name}/explain", "GET").route(web::get().to(ramps::explain_ramp)))

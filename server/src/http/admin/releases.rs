@@ -120,3 +120,48 @@ pub(crate) async fn get_release(
         None => Err(ApiError::not_found("RELEASE_NOT_FOUND", format!("no release '{name}'"))),
     }
 }
+
+/// A decision of one of a release's stages.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct StageDecision {
+    environment: String,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    decision: crate::store::RampDecisionRecord,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct ReleaseHistory {
+    name: String,
+    /// Every stage's decisions (the last 1,000 of each), oldest first, each
+    /// with its stage's environment.
+    decisions: Vec<StageDecision>,
+}
+
+#[utoipa::path(get, path = "/admin/v1/releases/{name}/history", tag = "ramps",
+    description = "A release's history: every stage's decisions, oldest first, each with its environment.",
+    params(("name" = String, Path)),
+    responses((status = 200, body = ReleaseHistory), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn release_history(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.admin.authorize(&request, Role::Read)?;
+    let name = path.into_inner();
+    let Some(release) = releases(&state).await.into_iter().find(|release| release.name == name) else {
+        return Err(ApiError::not_found("RELEASE_NOT_FOUND", format!("no release '{name}'")));
+    };
+    let mut decisions = Vec::new();
+    for stage in &release.stages {
+        for mut decision in state.store.ramp_history(&stage.environment, &stage.ramp, 1000).await? {
+            // Steps from 1, as in every answer.
+            if decision.to != "Pending" {
+                decision.step += 1;
+            }
+            decisions.push(StageDecision { environment: stage.environment.clone(), decision });
+        }
+    }
+    decisions.sort_by_key(|d| d.decision.at);
+    Ok(HttpResponse::Ok().json(ReleaseHistory { name, decisions }))
+}

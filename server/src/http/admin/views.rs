@@ -360,6 +360,7 @@ pub(crate) fn view(snapshot: &Snapshot, environment: &str, key: &str) -> Option<
         super::ramps::ramp_verdict,
         super::releases::list_releases,
         super::releases::get_release,
+        super::releases::release_history,
         super::ramps::ramp_command,
     ),
     components(schemas(crate::http::error::ErrorBody, crate::http::error::ErrorFields, FlagDefinition, FlagStateName)),

@@ -33,6 +33,8 @@ pub(crate) fn reason(reason: &str) -> &str {
         "AbsoluteCeiling" => "the treatment's error rate passed the ceiling",
         "Aborted" => "aborted by an operator",
         "MetricRegression" => "an extra metric regressed",
+        "LaterStage" => "a later stage of its release rolled back",
+        "PreviousStage" => "waiting for the release's previous stage to complete",
         "Baking" => "holding the step while evidence gathers",
         "AwaitingApproval" => "waiting for approval to go on",
         other => other,

@@ -384,11 +384,48 @@ impl Controller {
         compare.updated_at = state.run.updated_at;
         let evidence = super::evidence::explain(&decision.run, &spec, &observation, now);
         let point = checks::CheckPoint::new(&decision.run, &evidence, now);
+        let rolled_back_now = matches!(decision.run.status, Status::RolledBack { .. })
+            && !matches!(state.run.status, Status::RolledBack { .. });
         if compare != state.run {
             self.persist(&environment, entry, &mut state, decision.run.clone(), decision.events, evidence).await?;
         }
         entry.checks.lock().unwrap_or_else(|e| e.into_inner()).record(&decision.run.run_id, point);
+        if rolled_back_now
+            && !state.run.dry_run
+            && let Some(stage) = spec.stage.as_ref().filter(|stage| stage.rollback_earlier)
+        {
+            // Earlier stages only: the locks taken follow the stages
+            // backwards, as the start gate's do.
+            for earlier in stage.earlier() {
+                if let Err(error) = self.roll_back_stage(earlier, &stage.release, &entry.environment, now).await {
+                    tracing::error!(environment = %earlier, ramp = %stage.release, %error, "cannot roll back an earlier stage");
+                }
+            }
+        }
         Ok(decision.command)
+    }
+
+    /// Rolls a release's earlier stage back to 0 % because a later stage
+    /// rolled back (`rollbackEarlierStages`), completed or not.
+    async fn roll_back_stage(&self, environment: &str, ramp: &str, because: &str, now: u64) -> Result<(), StoreError> {
+        let (Some(entry), Some(env)) = (self.entry(environment, ramp), self.environments.get(environment).cloned())
+        else {
+            return Ok(());
+        };
+        let mut state = entry.state.lock().await;
+        if matches!(state.run.status, Status::RolledBack { .. } | Status::Pending { .. }) {
+            return Ok(());
+        }
+        let reason = RollbackReason::LaterStage;
+        let mut next = state.run.clone();
+        next.status = Status::RolledBack { reason, by: "release".into() };
+        next.basis_points = 0;
+        next.seq += 1;
+        next.updated_at = now;
+        let mut event = Event::new(EventKind::RolledBack, Some(reason.as_str().to_owned()), "release");
+        event.note = Some(format!("the release's stage in '{because}' rolled back"));
+        tracing::warn!(%environment, %ramp, %because, "rolling an earlier stage of the release back");
+        self.persist(&env, &entry, &mut state, next, vec![event], Evidence::default()).await
     }
 }
 

@@ -71,6 +71,9 @@ pub struct Stage {
     pub index: usize,
     /// Every stage's environment, in order.
     pub environments: Vec<String>,
+    /// When this stage rolls back, roll the earlier (completed) stages back
+    /// too (`rollbackEarlierStages`).
+    pub rollback_earlier: bool,
 }
 
 impl Stage {
@@ -78,6 +81,11 @@ impl Stage {
     pub fn previous(&self) -> Option<(&str, &str)> {
         let index = self.index.checked_sub(1)?;
         self.environments.get(index).map(|environment| (environment.as_str(), self.release.as_str()))
+    }
+
+    /// The environments of the stages before this one.
+    pub fn earlier(&self) -> &[String] {
+        &self.environments[..self.index.min(self.environments.len())]
     }
 }
 
