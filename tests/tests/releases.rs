@@ -231,6 +231,53 @@ fn with_rollback_earlier_stages_a_production_rollback_takes_staging_back_too() {
 }
 
 #[test]
+fn an_api_owned_flag_is_promoted_into_the_next_environment_when_its_stage_starts() {
+    let dir = FlagDir::new();
+    dir.write("flags.yaml", "flags:\n  other:\n    state: ENABLED\n    variants: { a: 1 }\n    defaultVariant: a\n");
+    let config = dir.write(
+        "rampart.yaml",
+        "environments:\n  staging:\n    flags: [flags.yaml]\n    ramps: [release.yaml]\n    sdkKeys: [{value: staging-sdk-key-0001}]\n  \
+         production:\n    flags: [flags.yaml]\n    ramps: [release.yaml]\n    sdkKeys: [{value: production-sdk-key-01}]\n",
+    );
+    let server = Rampart::start(&["--config", &config, "--admin-insecure-local"]);
+    // The flag exists only in staging, created through the API.
+    let definition = json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"});
+    let created = send(
+        "PUT",
+        &format!("{}/admin/v1/environments/staging/flags/new-checkout", server.admin),
+        None,
+        Some(&definition),
+        &[],
+    );
+    assert!(created.status == 200 || created.status == 201, "{}", created.text);
+    let in_production = || {
+        send("GET", &format!("{}/admin/v1/environments/production/flags/new-checkout", server.admin), None, None, &[])
+    };
+    assert_eq!(in_production().status, 404);
+    // The release file arrives; both environments read their stage.
+    dir.write("release.yaml", RELEASE);
+    eventually(LONG, || match release(&server) {
+        status if status["stages"].as_array().is_some_and(|s| s.len() == 2) => Ok(()),
+        other => Err(other.to_string()),
+    });
+    let _reports = Reports::start(&server);
+    let (code, output) = wait(&server, "80s");
+    assert_eq!(code, Some(0), "{output}");
+    // Promoted when production's stage started: API-owned there, audited as the release's.
+    let promoted = in_production();
+    assert_eq!(promoted.status, 200, "{}", promoted.text);
+    assert_eq!(promoted.body["source"], "api");
+    assert_eq!(promoted.body["definition"]["variants"], definition["variants"]);
+    let audit =
+        send("GET", &format!("{}/admin/v1/audit?flag=new-checkout&limit=100", server.admin), None, None, &[]).body;
+    let entries = audit["entries"].as_array().expect("entries");
+    assert!(
+        entries.iter().any(|e| e["action"] == "promote" && e["environment"] == "production" && e["actor"] == "release"),
+        "{audit}"
+    );
+}
+
+#[test]
 fn validate_checks_every_stage_against_the_flags() {
     let setup = Setup::new();
     let release = setup.dir.path("release.yaml");

@@ -156,6 +156,9 @@ pub struct Controller {
     lease_ttl: Duration,
     /// Wall time: steps, holds, buckets and every record.
     clock: Clock,
+    /// Promotes a release's API-owned flag into a stage's environment
+    /// when the stage starts.
+    writes: crate::writes::Writes,
 }
 
 /// A new run's id: unique across replicas and restarts.
@@ -180,7 +183,7 @@ impl Controller {
         let budget = (config.ramp_lease / 3).max(Duration::from_millis(500));
         Ok(Controller {
             observer: Observer::new(store.clone(), prometheus, budget),
-            store,
+            store: store.clone(),
             environments,
             metrics,
             patterns: config.environments.iter().map(|e| (e.name.clone(), e.ramps.clone())).collect(),
@@ -189,6 +192,7 @@ impl Controller {
             entries: RwLock::new(BTreeMap::new()),
             holder: leases::replica_id(&clock),
             lease_ttl: config.ramp_lease,
+            writes: crate::writes::Writes::new(store.clone(), config.max_api_flags, clock.clone()),
             clock,
         })
     }
@@ -350,18 +354,23 @@ impl Controller {
             };
         }
         let spec = state.spec.clone();
-        let mut observation =
-            self.observer.observe(&environment, &entry.name, &entry.bucket_cache, &spec, &state.run, now).await;
         // A release's stage starts once the stage before it has completed
         // (stages only look back, so these locks never form a cycle).
+        let mut previous_stage_open = false;
         if matches!(state.run.status, Status::Pending { .. })
-            && let Some((environment, ramp)) = spec.stage.as_ref().and_then(|stage| stage.previous())
+            && let Some((previous, ramp)) = spec.stage.as_ref().and_then(|stage| stage.previous())
         {
-            observation.previous_stage_open = match self.entry(environment, ramp) {
-                Some(previous) => !matches!(previous.state.lock().await.run.status, Status::Completed),
+            previous_stage_open = match self.entry(previous, ramp) {
+                Some(entry) => !matches!(entry.state.lock().await.run.status, Status::Completed),
                 None => true,
             };
+            if !previous_stage_open && !self.promote_stage_flag(previous, &environment, &spec.flag, ramp).await {
+                previous_stage_open = true;
+            }
         }
+        let mut observation =
+            self.observer.observe(&environment, &entry.name, &entry.bucket_cache, &spec, &state.run, now).await;
+        observation.previous_stage_open = previous_stage_open;
         let command = command.map(|command| match command {
             Command::Restart { by, .. } => Command::Restart { by, run_id: run_id(now) },
             other => other,
@@ -403,6 +412,38 @@ impl Controller {
             }
         }
         Ok(decision.command)
+    }
+
+    /// A stage about to start whose flag is API-owned in the previous
+    /// stage's environment: the flag is promoted here first (the admin
+    /// API's promotion, audited, by `release`). False when it cannot be
+    /// (the stage waits and tries again next tick).
+    async fn promote_stage_flag(
+        &self,
+        previous: &str,
+        here: &Arc<crate::environment::Environment>,
+        flag: &str,
+        release: &str,
+    ) -> bool {
+        let Some(from) = self.environments.get(previous) else { return true };
+        if !from.snapshot().api.contains_key(flag) {
+            // File-owned there: each environment's files define it (bound and checked at load).
+            return true;
+        }
+        let reason = format!("release '{release}': its stage in '{previous}' completed");
+        let actor = crate::writes::Actor::new("release", Some(&reason));
+        match self.writes.promote(from, here, actor, Some(&[flag.to_owned()]), false).await {
+            Ok(promotion) => {
+                if promotion.applied {
+                    tracing::info!(from = %previous, to = %here.name, %flag, %release, "promoted the release's flag into the next stage's environment");
+                }
+                true
+            }
+            Err(error) => {
+                tracing::error!(from = %previous, to = %here.name, %flag, %release, %error, "cannot promote the release's flag: the stage waits");
+                false
+            }
+        }
     }
 
     /// Rolls a release's earlier stage back to 0 % because a later stage

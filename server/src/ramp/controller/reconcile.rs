@@ -96,6 +96,13 @@ impl Controller {
         for spec in &specs {
             if let Some(flag) = environment.unramped_flag(&spec.flag).await {
                 flags.insert(spec.flag.clone(), flag);
+            } else if let Some((previous, _)) = spec.stage.as_ref().and_then(|stage| stage.previous())
+                && let Some(from) = self.environments.get(previous)
+                && from.snapshot().api.contains_key(&spec.flag)
+                && let Some(flag) = from.unramped_flag(&spec.flag).await
+            {
+                // A release's API-owned flag, promoted here when this stage starts.
+                flags.insert(spec.flag.clone(), flag);
             }
         }
         files::bind(specs, &environment.name, |key| flags.get(key).cloned())
