@@ -55,7 +55,7 @@ pub fn deliveries(
     for event in events {
         let name = event.name();
         let dedup_key = format!("{}:{}:{}:{name}", spec.name, run.run_id, run.seq);
-        let body = json!({
+        let mut body = json!({
             "event": name,
             "severity": severity(event.kind),
             "reason": event.reason,
@@ -80,8 +80,13 @@ pub fn deliveries(
                 "ratioUpper": evidence.ratio_upper,
                 "differenceUpper": evidence.difference_upper,
             },
-        })
-        .to_string();
+        });
+        // A release's stage says which: the pipeline's stage events.
+        if let Some(stage) = &spec.stage {
+            body["release"] =
+                json!({"name": stage.release, "stage": stage.index + 1, "stages": stage.environments.len()});
+        }
+        let body = body.to_string();
         for target in spec.notify.iter().filter(|t| wanted(t, event.kind)) {
             out.push(Delivery {
                 id: 0,
@@ -227,5 +232,18 @@ mod tests {
         );
         let only = Notify { events: vec![EventKind::Completed], min_severity: Severity::Info, ..target };
         assert!(wanted(&only, EventKind::Completed) && !wanted(&only, EventKind::RolledBack));
+    }
+
+    #[test]
+    fn a_release_stage_s_events_name_the_release_and_the_stage() {
+        let text = "apiVersion: rampart.dev/v1\nkind: Release\nmetadata: {name: checkout}\nspec:\n  flag: f\n  treatment: \"on\"\n  notify:\n    - {webhook: \"http://127.0.0.1:9/hook\"}\n  stages:\n    - {environment: staging, steps: [{percent: 100, hold: 1m}]}\n    - {environment: production, steps: [{percent: 100, hold: 1m}]}\n";
+        let spec = crate::ramp::release::stage_for("r.yaml", text, "production").expect("valid").expect("a stage");
+        let run = spec.new_run("off", "run-1".into(), 0);
+        let event = Event::new(EventKind::Started, None, "controller");
+        let deliveries = deliveries(&spec, "production", &run, &[event], &Evidence::default());
+        assert_eq!(deliveries.len(), 1);
+        let body: serde_json::Value = serde_json::from_str(&deliveries[0].body).expect("json");
+        assert_eq!(body["release"], json!({"name": "checkout", "stage": 2, "stages": 2}));
+        assert_eq!(body["environment"], "production");
     }
 }
