@@ -15,61 +15,29 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use rampart_engine::{FlagSet, Source};
 use serde_json::{Value, json};
 
+use crate::admin_client::{AdminClient, Failure, report};
 use crate::cli::{DiffArgs, ExportArgs, ServerArgs};
 use crate::exit;
 use crate::writes::describe;
 
-/// A failed step: the exit code and what to print.
-struct Failure(u8, String);
-
-struct Api {
-    client: reqwest::blocking::Client,
-    base: String,
-    token: Option<String>,
+/// Every flag of `environment`: (summary, definition as served).
+fn served_flags(api: &AdminClient, environment: &str) -> Result<BTreeMap<String, (Value, Value)>, Failure> {
+    let list = api.get(&format!("/admin/v1/environments/{environment}/flags"))?;
+    let mut flags = BTreeMap::new();
+    for summary in list["flags"].as_array().into_iter().flatten() {
+        let Some(key) = summary["key"].as_str() else { continue };
+        let view = api.get(&format!("/admin/v1/environments/{environment}/flags/{}", encode(key)))?;
+        flags.insert(key.to_owned(), (summary.clone(), view["definition"].clone()));
+    }
+    Ok(flags)
 }
 
-impl Api {
-    fn new(server: &ServerArgs) -> Result<Api, Failure> {
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| Failure(exit::UNREACHABLE, e.to_string()))?;
-        Ok(Api { client, base: server.url.trim_end_matches('/').to_owned(), token: server.token.clone() })
-    }
-
-    fn get(&self, path: &str) -> Result<Value, Failure> {
-        let mut request = self.client.get(format!("{}{path}", self.base));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        let response =
-            request.send().map_err(|e| Failure(exit::UNREACHABLE, format!("cannot reach {}: {e}", self.base)))?;
-        let status = response.status();
-        let body: Value = response.json().unwrap_or(Value::Null);
-        if status.is_success() {
-            Ok(body)
-        } else {
-            let message = body["error"]["message"].as_str().unwrap_or("no details");
-            Err(Failure(exit::PROBLEMS, format!("{path}: {status}: {message}")))
-        }
-    }
-
-    /// Every flag of `environment`: (summary, definition as served).
-    fn flags(&self, environment: &str) -> Result<BTreeMap<String, (Value, Value)>, Failure> {
-        let list = self.get(&format!("/admin/v1/environments/{environment}/flags"))?;
-        let mut flags = BTreeMap::new();
-        for summary in list["flags"].as_array().into_iter().flatten() {
-            let Some(key) = summary["key"].as_str() else { continue };
-            let view = self.get(&format!("/admin/v1/environments/{environment}/flags/{}", encode(key)))?;
-            flags.insert(key.to_owned(), (summary.clone(), view["definition"].clone()));
-        }
-        Ok(flags)
-    }
+fn client(server: &ServerArgs) -> Result<AdminClient, Failure> {
+    AdminClient::new(&server.url, server.token.as_deref())
 }
 
 /// A path segment with everything but unreserved characters escaped.
@@ -86,7 +54,7 @@ fn encode(segment: &str) -> String {
 /// `rampart export ENV`.
 #[allow(clippy::print_stdout)] // the exported file goes to standard output without --output
 pub fn export(args: &ExportArgs) -> ExitCode {
-    let result = Api::new(&args.server).and_then(|api| api.flags(&args.environment)).and_then(|flags| {
+    let result = client(&args.server).and_then(|api| served_flags(&api, &args.environment)).and_then(|flags| {
         let exported: serde_json::Map<String, Value> = flags
             .into_iter()
             .filter(|(_, (summary, _))| summary["source"] == "api")
@@ -108,15 +76,15 @@ pub fn export(args: &ExportArgs) -> ExitCode {
             }
         }
     });
-    finish("export", result)
+    report("export", result)
 }
 
 /// `rampart diff FILES…`.
 #[allow(clippy::print_stdout)] // a command's report
 pub fn diff(args: &DiffArgs) -> ExitCode {
     let result = load_files(&args.files).and_then(|(flags, ramps)| {
-        let api = Api::new(&args.server)?;
-        let served = api.flags(&args.environment)?;
+        let api = client(&args.server)?;
+        let served = served_flags(&api, &args.environment)?;
         let server_ramps = api.get("/admin/v1/ramps")?;
         let lines = changes(&args.environment, &flags, &ramps, &served, &server_ramps);
         if lines.is_empty() {
@@ -132,7 +100,7 @@ pub fn diff(args: &DiffArgs) -> ExitCode {
     match result {
         Ok(true) if args.exit_code => ExitCode::from(exit::PROBLEMS),
         Ok(_) => ExitCode::SUCCESS,
-        Err(failure) => finish("diff", Err(failure)),
+        Err(failure) => report("diff", Err(failure)),
     }
 }
 
@@ -263,14 +231,4 @@ fn changes(
         }
     }
     lines
-}
-
-fn finish(what: &str, result: Result<(), Failure>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(code, message)) => {
-            eprintln!("rampart {what}: {message}");
-            ExitCode::from(code)
-        }
-    }
 }

@@ -20,6 +20,7 @@
 //! The server never evaluates anything itself: `rampart-engine` does, the
 //! same engine the SDK embeds.
 
+mod admin_client;
 pub mod changes;
 pub mod cli;
 pub mod config;

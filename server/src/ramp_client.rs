@@ -11,10 +11,11 @@
 //! approval), 5 the timeout passed first.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use crate::admin_client::{AdminClient, Failure, report};
 use crate::cli::{RampActionArgs, RampTarget, RampWaitArgs, ReleaseTarget, ReleaseWaitArgs};
 use crate::exit;
 
@@ -41,13 +42,11 @@ impl std::str::FromStr for Until {
     }
 }
 
-/// A failed call: the exit code and what to print.
-struct Failure(u8, String);
-
+/// One ramp of a running server.
 struct Api {
-    client: reqwest::blocking::Client,
-    base: String,
-    token: Option<String>,
+    admin: AdminClient,
+    /// `/admin/v1/ramps/{environment}/{name}`.
+    path: String,
     environment: String,
     name: String,
 }
@@ -59,44 +58,22 @@ impl Api {
             .split_once('/')
             .filter(|(e, n)| !e.is_empty() && !n.is_empty() && !n.contains('/'))
             .ok_or_else(|| Failure(exit::PROBLEMS, format!("'{}': expected ENV/NAME", target.ramp)))?;
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| Failure(exit::UNREACHABLE, e.to_string()))?;
         Ok(Api {
-            client,
-            base: format!("{}/admin/v1/ramps/{environment}/{name}", target.url.trim_end_matches('/')),
-            token: target.token.clone(),
+            admin: AdminClient::new(&target.url, target.token.as_deref())?,
+            path: format!("/admin/v1/ramps/{environment}/{name}"),
             environment: environment.to_owned(),
             name: name.to_owned(),
         })
     }
 
-    fn call(&self, request: reqwest::blocking::RequestBuilder) -> Result<Value, Failure> {
-        let request = match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        let response =
-            request.send().map_err(|e| Failure(exit::UNREACHABLE, format!("cannot reach the server: {e}")))?;
-        let status = response.status();
-        let body: Value = response.json().unwrap_or(Value::Null);
-        if status.is_success() {
-            Ok(body)
-        } else {
-            let message = body["error"]["message"].as_str().unwrap_or("no details");
-            Err(Failure(exit::PROBLEMS, format!("{status}: {message}")))
-        }
-    }
-
     fn status(&self) -> Result<Value, Failure> {
-        self.call(self.client.get(&self.base))
+        self.admin.get(&self.path)
     }
 }
 
 /// `rampart ramp status ENV/NAME`.
 pub fn status(target: &RampTarget) -> ExitCode {
-    report("status", Api::new(target).and_then(|api| api.status()).map(|status| show(&status, target.json)))
+    report("ramp status", Api::new(target).and_then(|api| api.status()).map(|status| show(&status, target.json)))
 }
 
 /// `rampart ramp pause|resume|promote|abort|approve ENV/NAME`.
@@ -106,16 +83,16 @@ pub fn command(action: &str, args: &RampActionArgs) -> ExitCode {
         if let Some(reason) = &args.reason {
             body["reason"] = json!(reason);
         }
-        api.call(api.client.post(format!("{}/{action}", api.base)).json(&body))
+        api.admin.post(&format!("{}/{action}", api.path), &body)
     });
-    report(action, answer.map(|status| show(&status, args.target.json)))
+    report(&format!("ramp {action}"), answer.map(|status| show(&status, args.target.json)))
 }
 
 /// `rampart ramp wait ENV/NAME --until … --timeout …`.
 pub fn wait(args: &RampWaitArgs) -> ExitCode {
     let api = match Api::new(&args.target) {
         Ok(api) => api,
-        Err(failure) => return report("wait", Err(failure)),
+        Err(failure) => return report("ramp wait", Err(failure)),
     };
     let deadline = Instant::now() + args.timeout;
     let mut last = String::new();
@@ -128,7 +105,7 @@ pub fn wait(args: &RampWaitArgs) -> ExitCode {
                 std::thread::sleep(args.interval);
                 continue;
             }
-            Err(failure) => return report("wait", Err(failure)),
+            Err(failure) => return report("ramp wait", Err(failure)),
         };
         let line = progress(&api, &status);
         if line != last {
@@ -228,17 +205,8 @@ fn show(status: &Value, as_json: bool) {
 
 /// The release's status from the server.
 fn release(target: &ReleaseTarget) -> Result<Value, Failure> {
-    let api = Api {
-        client: reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| Failure(exit::UNREACHABLE, e.to_string()))?,
-        base: format!("{}/admin/v1/releases/{}", target.server.url.trim_end_matches('/'), target.name),
-        token: target.server.token.clone(),
-        environment: String::new(),
-        name: target.name.clone(),
-    };
-    api.status()
+    AdminClient::new(&target.server.url, target.server.token.as_deref())?
+        .get(&format!("/admin/v1/releases/{}", target.name))
 }
 
 /// One line: where the release stands.
@@ -323,15 +291,5 @@ pub fn release_wait(args: &ReleaseWaitArgs) -> ExitCode {
             return ExitCode::from(exit::TIMED_OUT);
         }
         std::thread::sleep(args.interval);
-    }
-}
-
-fn report(what: &str, result: Result<(), Failure>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure(code, message)) => {
-            eprintln!("rampart ramp {what}: {message}");
-            ExitCode::from(code)
-        }
     }
 }

@@ -113,12 +113,12 @@ pub(crate) async fn get_release(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     state.admin.authorize(&request, Role::Read)?;
-    let name = path.into_inner();
-    let found = releases(&state).await.into_iter().find(|release| release.name == name);
-    match found {
-        Some(release) => Ok(HttpResponse::Ok().json(release)),
-        None => Err(ApiError::not_found("RELEASE_NOT_FOUND", format!("no release '{name}'"))),
-    }
+    Ok(HttpResponse::Ok().json(find(&state, &path.into_inner()).await?))
+}
+
+async fn find(state: &AppState, name: &str) -> Result<ReleaseStatus, ApiError> {
+    let found = releases(state).await.into_iter().find(|release| release.name == name);
+    found.ok_or_else(|| ApiError::not_found("RELEASE_NOT_FOUND", format!("no release '{name}'")))
 }
 
 /// A decision of one of a release's stages.
@@ -149,9 +149,7 @@ pub(crate) async fn release_history(
 ) -> Result<HttpResponse, ApiError> {
     state.admin.authorize(&request, Role::Read)?;
     let name = path.into_inner();
-    let Some(release) = releases(&state).await.into_iter().find(|release| release.name == name) else {
-        return Err(ApiError::not_found("RELEASE_NOT_FOUND", format!("no release '{name}'")));
-    };
+    let release = find(&state, &name).await?;
     let mut decisions = Vec::new();
     for stage in &release.stages {
         for mut decision in state.store.ramp_history(&stage.environment, &stage.ramp, 1000).await? {
