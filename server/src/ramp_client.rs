@@ -11,7 +11,7 @@
 //! approval), 5 the timeout passed first.
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -94,50 +94,96 @@ pub fn wait(args: &RampWaitArgs) -> ExitCode {
         Ok(api) => api,
         Err(failure) => return report("ramp wait", Err(failure)),
     };
-    let deadline = Instant::now() + args.timeout;
+    let how = Watch { command: "ramp wait", json: args.target.json, timeout: args.timeout, interval: args.interval };
+    watch(
+        how,
+        || api.status(),
+        |status| progress(&api, status),
+        |status| {
+            let state = status["state"].as_str().unwrap_or("");
+            let percent = status["percent"].as_f64().unwrap_or(0.0);
+            let reached = match args.until {
+                Until::Completed => state == "Completed",
+                Until::Percent(target) => state == "Completed" || (percent >= target && state != "RolledBack"),
+            };
+            if reached {
+                Look::Reached
+            } else if state == "RolledBack" {
+                Look::RolledBack
+            } else if state == "Paused" || status["reason"] == "AwaitingApproval" {
+                Look::NeedsOperator
+            } else {
+                Look::Waiting
+            }
+        },
+    )
+}
+
+/// What one look at a ramp or release means for `wait`.
+enum Look {
+    Reached,
+    RolledBack,
+    NeedsOperator,
+    Waiting,
+}
+
+/// How `wait` looks: which command, how long and how often.
+struct Watch<'a> {
+    command: &'a str,
+    json: bool,
+    timeout: Duration,
+    interval: Duration,
+}
+
+/// Looks until `judge` says the wait is over or the timeout passes,
+/// printing a line (or the status as JSON) whenever the line changes. A
+/// server that cannot be reached is retried until the deadline: a server
+/// restarting under a rollout is not the answer.
+fn watch(
+    how: Watch<'_>,
+    fetch: impl Fn() -> Result<Value, Failure>,
+    line_of: impl Fn(&Value) -> String,
+    judge: impl Fn(&Value) -> Look,
+) -> ExitCode {
+    let command = how.command;
+    let deadline = Instant::now() + how.timeout;
     let mut last = String::new();
     loop {
-        let status = match api.status() {
+        let status = match fetch() {
             Ok(status) => status,
-            // A server restarting under a rollout is not the ramp's answer: retry until the deadline.
             Err(Failure(code, message)) if code == exit::UNREACHABLE && Instant::now() < deadline => {
-                eprintln!("rampart ramp wait: {message}; retrying");
-                std::thread::sleep(args.interval);
+                eprintln!("rampart {command}: {message}; retrying");
+                std::thread::sleep(how.interval);
                 continue;
             }
-            Err(failure) => return report("ramp wait", Err(failure)),
+            Err(failure) => return report(command, Err(failure)),
         };
-        let line = progress(&api, &status);
+        let line = line_of(&status);
         if line != last {
-            if args.target.json {
+            if how.json {
                 println_json(&status);
             } else {
                 println_text(&line);
             }
             last.clone_from(&line);
         }
-        let state = status["state"].as_str().unwrap_or("");
-        let percent = status["percent"].as_f64().unwrap_or(0.0);
-        let reached = match args.until {
-            Until::Completed => state == "Completed",
-            Until::Percent(target) => state == "Completed" || (percent >= target && state != "RolledBack"),
-        };
-        if reached {
-            return ExitCode::SUCCESS;
+        match judge(&status) {
+            Look::Reached => return ExitCode::SUCCESS,
+            Look::RolledBack => {
+                eprintln!("rampart {command}: rolled back: {line}");
+                return ExitCode::from(exit::ROLLED_BACK);
+            }
+            Look::NeedsOperator => {
+                eprintln!("rampart {command}: needs a person: {line}");
+                return ExitCode::from(exit::NEEDS_OPERATOR);
+            }
+            Look::Waiting => {}
         }
-        if state == "RolledBack" {
-            eprintln!("rampart ramp wait: {}/{} rolled back", api.environment, api.name);
-            return ExitCode::from(exit::ROLLED_BACK);
-        }
-        if state == "Paused" || status["reason"] == "AwaitingApproval" {
-            eprintln!("rampart ramp wait: {}/{} needs a person: {line}", api.environment, api.name);
-            return ExitCode::from(exit::NEEDS_OPERATOR);
-        }
-        if Instant::now() + args.interval > deadline {
-            eprintln!("rampart ramp wait: timed out after {:?}: {line}", args.timeout);
+        if Instant::now() + how.interval > deadline {
+            eprintln!("rampart {command}: timed out after {:?}: {line}", how.timeout);
             return ExitCode::from(exit::TIMED_OUT);
         }
-        std::thread::sleep(args.interval);
+        std::thread::sleep(how.interval);
     }
 }
 
@@ -251,45 +297,20 @@ pub fn release_status(target: &ReleaseTarget) -> ExitCode {
 
 /// `rampart release wait NAME --timeout …`.
 pub fn release_wait(args: &ReleaseWaitArgs) -> ExitCode {
-    let deadline = Instant::now() + args.timeout;
-    let mut last = String::new();
-    loop {
-        let status = match release(&args.target) {
-            Ok(status) => status,
-            Err(Failure(code, message)) if code == exit::UNREACHABLE && Instant::now() < deadline => {
-                eprintln!("rampart release wait: {message}; retrying");
-                std::thread::sleep(args.interval);
-                continue;
+    let how = Watch { command: "release wait", json: args.target.json, timeout: args.timeout, interval: args.interval };
+    watch(
+        how,
+        || release(&args.target),
+        release_line,
+        |status| {
+            let at = status["stage"].as_u64().unwrap_or(1) as usize;
+            let stage = &status["stages"][at.saturating_sub(1)];
+            match status["state"].as_str() {
+                Some("Completed") => Look::Reached,
+                Some("Halted") => Look::RolledBack,
+                _ if stage["state"] == "Paused" || stage["reason"] == "AwaitingApproval" => Look::NeedsOperator,
+                _ => Look::Waiting,
             }
-            Err(failure) => return report("release wait", Err(failure)),
-        };
-        let line = release_line(&status);
-        if line != last {
-            if args.target.json {
-                println_json(&status);
-            } else {
-                println_text(&line);
-            }
-            last.clone_from(&line);
-        }
-        let at = status["stage"].as_u64().unwrap_or(1) as usize;
-        let stage = &status["stages"][at.saturating_sub(1)];
-        match status["state"].as_str() {
-            Some("Completed") => return ExitCode::SUCCESS,
-            Some("Halted") => {
-                eprintln!("rampart release wait: {line}");
-                return ExitCode::from(exit::ROLLED_BACK);
-            }
-            _ if stage["state"] == "Paused" || stage["reason"] == "AwaitingApproval" => {
-                eprintln!("rampart release wait: needs a person: {line}");
-                return ExitCode::from(exit::NEEDS_OPERATOR);
-            }
-            _ => {}
-        }
-        if Instant::now() + args.interval > deadline {
-            eprintln!("rampart release wait: timed out after {:?}: {line}", args.timeout);
-            return ExitCode::from(exit::TIMED_OUT);
-        }
-        std::thread::sleep(args.interval);
-    }
+        },
+    )
 }
