@@ -54,7 +54,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use rampart_engine::LoadErrors;
 use tokio_util::sync::CancellationToken;
 
@@ -263,38 +263,33 @@ impl BoundServer {
         let mut state = state;
         state.services.shutdown = shutdown.clone();
         let data = web::Data::new(state.clone());
-        let timeout = config.shutdown_timeout.as_secs();
 
-        let http_data = data.clone();
-        let mut http_server = HttpServer::new(move || {
-            App::new()
-                .app_data(http_data.clone())
-                .wrap(from_fn(|req, next| http::observe("http", req, next)))
-                .configure(http::configure_http)
-                .default_service(web::to(http::not_found))
-        })
-        .disable_signals()
-        .shutdown_timeout(timeout);
-        let admin_data = data.clone();
-        let mut admin_server = HttpServer::new(move || {
-            App::new()
-                .app_data(admin_data.clone())
-                .wrap(from_fn(|req, next| http::observe("admin", req, next)))
-                .configure(http::configure_admin)
-                .default_service(web::to(http::not_found))
-        })
-        .disable_signals()
-        .shutdown_timeout(timeout);
         let workers = config.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let admin_workers = workers.min(2);
-        http_server = http_server.workers(workers);
-        admin_server = admin_server.workers(admin_workers);
-        // `max_connections` is per worker: together they make the listener's cap.
-        let cap = config.limits.connections_per_listener;
-        http_server = http_server.max_connections(cap.div_ceil(workers).max(1));
-        admin_server = admin_server.max_connections(cap.div_ceil(admin_workers).max(1));
-        let http_server = http_server.listen(http)?.run();
-        let admin_server = admin_server.listen(admin)?.run();
+        let settings = |listener, workers| http::listener::Settings {
+            listener,
+            workers,
+            connections: config.limits.connections_per_listener,
+            shutdown_timeout: config.shutdown_timeout,
+            metrics: state.metrics.clone(),
+        };
+        let http_data = data.clone();
+        let http_server =
+            http::listener::serve(settings(http::refusals::Listener::Application, workers), http, move || {
+                App::new()
+                    .app_data(http_data.clone())
+                    .wrap(from_fn(|req, next| http::observe("http", req, next)))
+                    .configure(http::configure_http)
+                    .default_service(web::to(http::not_found))
+            })?;
+        let admin_data = data.clone();
+        let admin_server =
+            http::listener::serve(settings(http::refusals::Listener::Operator, workers.min(2)), admin, move || {
+                App::new()
+                    .app_data(admin_data.clone())
+                    .wrap(from_fn(|req, next| http::observe("admin", req, next)))
+                    .configure(http::configure_admin)
+                    .default_service(web::to(http::not_found))
+            })?;
         let (http_handle, admin_handle) = (http_server.handle(), admin_server.handle());
 
         let grpc_thread = grpc::spawn(state.services.clone(), grpc, sync)?;

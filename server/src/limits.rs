@@ -238,10 +238,16 @@ pub enum Rejection {
     OutcomeImplausible,
     /// A dashboard sign-in ended the oldest session (at `MAX_SESSIONS`).
     DashboardSessions,
+    /// A request head over the HTTP library's size or header-count limit.
+    RequestHead,
+    /// A request head not complete within the head timeout.
+    HeadTimeout,
+    /// A request that is not valid HTTP/1.1.
+    MalformedRequest,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 13] = [
+    pub const ALL: [Rejection; 16] = [
         Rejection::RequestBody,
         Rejection::BodyReadTimeout,
         Rejection::ContextFields,
@@ -255,6 +261,9 @@ impl Rejection {
         Rejection::OutcomeRate,
         Rejection::OutcomeImplausible,
         Rejection::DashboardSessions,
+        Rejection::RequestHead,
+        Rejection::HeadTimeout,
+        Rejection::MalformedRequest,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -273,6 +282,9 @@ impl Rejection {
             Rejection::OutcomeRate => "outcome_rate",
             Rejection::OutcomeImplausible => "outcome_implausible",
             Rejection::DashboardSessions => "dashboard_sessions",
+            Rejection::RequestHead => "request_head",
+            Rejection::HeadTimeout => "head_timeout",
+            Rejection::MalformedRequest => "malformed_request",
         }
     }
 }

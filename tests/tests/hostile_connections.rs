@@ -219,3 +219,67 @@ fn stream_clients_that_never_read_cost_bounded_memory() {
     drop(sse);
     drop(subscribers);
 }
+
+/// Sends `request` and reads until the server closes the connection.
+fn exchange(listener: &str, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(host(listener)).expect("connect");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    // The server may refuse before it has read everything: a reset while
+    // writing still leaves its answer to read.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status and JSON body of a raw answer, checking its framing.
+fn refusal(answer: &str) -> (u16, serde_json::Value) {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no head in {answer:?}"));
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {head:?}"));
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains(&format!("content-length: {}\r\n", body.len())), "{head} / {body}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    (status, serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}")))
+}
+
+#[test]
+fn refusals_of_the_http_library_carry_the_listeners_json_error() {
+    let (server, _dir) = start(SMALL, "");
+    let many_headers: String = (0..120).map(|i| format!("X-Filler-{i}: {i}\r\n")).collect();
+    let long_uri = "a".repeat(200 * 1024);
+    for (listener, is_admin) in [(&server.http, false), (&server.admin, true)] {
+        let cases = [
+            (format!("GET /healthz HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n"), 431, "too large"),
+            (format!("GET /{long_uri} HTTP/1.1\r\nHost: x\r\n\r\n"), 431, "too large"),
+            ("NOT HTTP AT ALL\r\n\r\n".to_owned(), 400, "not valid HTTP"),
+        ];
+        for (request, expected, words) in cases {
+            let (status, body) = refusal(&exchange(listener, request.as_bytes()));
+            assert_eq!(status, expected, "{body}");
+            let message = if is_admin { &body["error"]["message"] } else { &body["errorDetails"] };
+            assert!(message.as_str().is_some_and(|m| m.contains(words)), "{body}");
+            if is_admin {
+                assert!(body["error"]["code"].is_string(), "{body}");
+            } else {
+                assert_eq!(body["errorCode"], "GENERAL");
+            }
+        }
+        // Headers that never finish: the head timeout (5 s) answers 408.
+        let started = Instant::now();
+        let (status, body) = refusal(&exchange(listener, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"));
+        assert_eq!(status, 408, "{body}");
+        assert!(started.elapsed() < Duration::from_secs(15), "took {:?}", started.elapsed());
+        // The listener still answers normally, keep-alive included.
+        let answer = exchange(listener, b"GET /nothing-here HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 40"), "{answer}");
+    }
+    for limit in ["request_head", "malformed_request", "head_timeout"] {
+        assert!(server.metric(&format!(r#"rampart_limit_rejections_total{{limit="{limit}"}}"#)) >= 2.0, "{limit}");
+    }
+}

@@ -10,9 +10,11 @@ pub(crate) mod auth;
 mod body;
 mod credentials;
 mod error;
+pub(crate) mod listener;
 mod ofrep;
 mod ops;
 mod outcomes;
+pub(crate) mod refusals;
 mod sse;
 pub(crate) mod ui;
 
