@@ -80,6 +80,7 @@ pub(crate) async fn flush(state: &State, channel: &Channel) -> Result<(), Error>
             ok: *ok,
             error: *error,
             targeting_key: targeting_key.clone().unwrap_or_default(),
+            at_second: 0,
         })
         .collect();
     let mut request = tonic::Request::new(OutcomeBatch { outcomes });

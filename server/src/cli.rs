@@ -34,6 +34,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(Box<ServeArgs>),
+    /// Run as a relay of another Rampart (`--upstream URL --environment
+    /// NAME`, token in RAMPART_RELAY_TOKEN): no flags of its own, serves
+    /// every protocol from what the upstream sends, keeps it in --cache-dir.
+    Relay(Box<ServeArgs>),
     /// Check flag files the way the server loads them; exit 1 with one line
     /// per problem if any is invalid.
     Validate(ValidateArgs),
@@ -402,6 +406,22 @@ pub struct ServeArgs {
     /// a ramp waits for another replica after its driver dies (default 15).
     #[arg(long, env = "RAMPART_RAMP_LEASE_SECONDS", value_name = "SECONDS")]
     pub ramp_lease_seconds: Option<f64>,
+
+    /// Relay mode: the upstream Rampart's sync listener (e.g.
+    /// http://primary:8015) to follow instead of serving flag files. The
+    /// relay token comes from RAMPART_RELAY_TOKEN.
+    #[arg(long, env = "RAMPART_UPSTREAM", value_name = "URL", conflicts_with = "flags")]
+    pub upstream: Option<String>,
+
+    /// Relay mode: an environment to follow (repeat for several; the
+    /// variable takes a comma-separated list).
+    #[arg(long = "environment", env = "RAMPART_RELAY_ENVIRONMENTS", value_name = "NAME", value_delimiter = ',')]
+    pub relay_environments: Vec<String>,
+
+    /// Relay mode: where the last configuration received is kept, so a
+    /// restart without the upstream still serves (default `relay-cache`).
+    #[arg(long, env = "RAMPART_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -40,6 +40,7 @@ pub mod paths;
 pub mod promote;
 pub mod ramp;
 pub mod ramp_client;
+pub mod relay;
 pub mod replica;
 pub mod services;
 pub mod snapshot;
@@ -89,6 +90,8 @@ pub enum StartupError {
     /// A failure of this process, not of its input (no TLS for HTTP clients).
     #[error("{0}")]
     Internal(String),
+    #[error("cannot use the relay cache directory: {0}")]
+    RelayCache(std::io::Error),
 }
 
 /// Exit codes of `rampart` (sysexits.h), listed in `rampart --help`.
@@ -124,6 +127,7 @@ impl StartupError {
             StartupError::Store(_) => exit::STORE_UNAVAILABLE,
             StartupError::Bind { .. } => exit::BIND,
             StartupError::Internal(_) => exit::SOFTWARE,
+            StartupError::RelayCache(_) => exit::STORE_UNAVAILABLE,
         }
     }
 }
@@ -202,8 +206,16 @@ impl Server {
             }
             None => None,
         };
+        let relay = match config.relay.clone() {
+            Some(relay) => Some(Arc::new(relay::Relay::new(relay, clock.clone()).map_err(StartupError::RelayCache)?)),
+            None => None,
+        };
+        if let Some(relay) = &relay {
+            relay.load_cache(&environments).await;
+        }
         let admin = Arc::new(AdminAccess::new(&config));
         let services = services::Services {
+            relay,
             environments,
             metrics,
             store,
@@ -286,6 +298,7 @@ impl BoundServer {
             http::listener::serve(settings(http::refusals::Listener::Operator, workers.min(2)), admin, move || {
                 App::new()
                     .app_data(admin_data.clone())
+                    .wrap(from_fn(http::relay_read_only))
                     .wrap(from_fn(|req, next| http::observe("admin", req, next)))
                     .configure(http::configure_admin)
                     .default_service(web::to(http::not_found))
@@ -303,6 +316,10 @@ impl BoundServer {
             shutdown.clone(),
         ));
         let replica = replica.map(|(replica, notices)| tokio::spawn(replica.run(notices, shutdown.clone())));
+        let relay =
+            state.services.relay.clone().map(|relay| {
+                tokio::spawn(relay.run(state.environments.clone(), state.metrics.clone(), shutdown.clone()))
+            });
         let retention = tokio::spawn(prune_history(state.services.clone(), config.limits.audit_retention));
         let watcher = tokio::spawn(watcher.run(shutdown.clone()));
         let environments: Vec<String> = state.environments.iter().map(|e| e.name.clone()).collect();
@@ -335,6 +352,9 @@ impl BoundServer {
         let _ = retention.await;
         if let Some(replica) = replica {
             let _ = replica.await;
+        }
+        if let Some(relay) = relay {
+            let _ = relay.await;
         }
         let grpc_result = tokio::task::spawn_blocking(move || grpc_thread.join())
             .await

@@ -244,10 +244,12 @@ pub enum Rejection {
     HeadTimeout,
     /// A request that is not valid HTTP/1.1.
     MalformedRequest,
+    /// Outcomes refused by a relay whose forwarding buffer is full.
+    RelayOutcomeBuffer,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 16] = [
+    pub const ALL: [Rejection; 17] = [
         Rejection::RequestBody,
         Rejection::BodyReadTimeout,
         Rejection::ContextFields,
@@ -264,6 +266,7 @@ impl Rejection {
         Rejection::RequestHead,
         Rejection::HeadTimeout,
         Rejection::MalformedRequest,
+        Rejection::RelayOutcomeBuffer,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -285,6 +288,7 @@ impl Rejection {
             Rejection::RequestHead => "request_head",
             Rejection::HeadTimeout => "head_timeout",
             Rejection::MalformedRequest => "malformed_request",
+            Rejection::RelayOutcomeBuffer => "relay_outcome_buffer",
         }
     }
 }

@@ -22,7 +22,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => validate::run(&args.files),
-        Command::Serve(args) => serve(*args),
+        Command::Serve(args) => serve(*args, false),
+        Command::Relay(args) => serve(*args, true),
         Command::Promote(args) => promote::run(&args),
         Command::Ramp(command) => ramp(command),
         Command::Diff(args) => rampart_server::gitops::diff(&args),
@@ -72,8 +73,12 @@ fn health(args: &rampart_server::cli::HealthArgs) -> ExitCode {
     }
 }
 
-fn serve(args: rampart_server::cli::ServeArgs) -> ExitCode {
+fn serve(args: rampart_server::cli::ServeArgs, relay: bool) -> ExitCode {
     let config = match ServerConfig::resolve(&args, &|name| std::env::var(name).ok()) {
+        Ok(config) if relay && config.relay.is_none() => {
+            eprintln!("rampart relay: name the upstream with --upstream URL (or upstream: in --config)");
+            return ExitCode::from(exit::CONFIG);
+        }
         Ok(config) => config,
         Err(error) => {
             eprintln!("rampart: invalid configuration: {error}");

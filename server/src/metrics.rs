@@ -34,6 +34,15 @@ pub struct Metrics {
     pub ramp_fenced_writes: IntCounterVec,
     /// Inputs refused (or cut off) by a limit, by limit name.
     pub limit_rejections: IntCounterVec,
+    /// On a relay: whether each environment's upstream stream is up, and
+    /// for how long the served configuration has gone without it.
+    relay_connected: IntGaugeVec,
+    relay_staleness: GaugeVec,
+    relay_cache_failures: IntCounter,
+    relay_outcomes_forwarded: IntCounter,
+    relay_outcome_buffer: IntGauge,
+    /// On an upstream: relay subscriptions accepted, by relay and environment.
+    relay_subscriptions: IntCounterVec,
 }
 
 impl Metrics {
@@ -128,6 +137,37 @@ impl Metrics {
             &["limit"],
         )
         .expect("valid metric");
+        let relay_connected = IntGaugeVec::new(
+            Opts::new("relay_upstream_connected", "On a relay: 1 while the environment's upstream stream is up"),
+            &["environment"],
+        )
+        .expect("valid metric");
+        let relay_staleness = GaugeVec::new(
+            Opts::new(
+                "relay_staleness_seconds",
+                "On a relay: seconds since the upstream was last heard while it is away (0 while connected)",
+            ),
+            &["environment"],
+        )
+        .expect("valid metric");
+        let relay_cache_failures =
+            IntCounter::new("relay_cache_write_failures_total", "On a relay: cache writes that failed")
+                .expect("valid metric");
+        let relay_outcomes_forwarded = IntCounter::new(
+            "relay_outcomes_forwarded_total",
+            "On a relay: aggregated outcome entries acknowledged by the upstream",
+        )
+        .expect("valid metric");
+        let relay_outcome_buffer = IntGauge::new(
+            "relay_outcome_buffer_bytes",
+            "On a relay: bytes of accepted outcomes not yet acknowledged by the upstream",
+        )
+        .expect("valid metric");
+        let relay_subscriptions = IntCounterVec::new(
+            Opts::new("relay_subscriptions_total", "Relay subscriptions accepted, by relay token name and environment"),
+            &["relay", "environment"],
+        )
+        .expect("valid metric");
         for rejection in crate::limits::Rejection::ALL
             .into_iter()
             .chain(rampart_engine::Limit::ALL.into_iter().map(crate::limits::Rejection::Engine))
@@ -158,6 +198,12 @@ impl Metrics {
             Box::new(ramp_leader.clone()),
             Box::new(ramp_fenced_writes.clone()),
             Box::new(limit_rejections.clone()),
+            Box::new(relay_connected.clone()),
+            Box::new(relay_staleness.clone()),
+            Box::new(relay_cache_failures.clone()),
+            Box::new(relay_subscriptions.clone()),
+            Box::new(relay_outcomes_forwarded.clone()),
+            Box::new(relay_outcome_buffer.clone()),
             Box::new(build),
         ] {
             registry.register(collector).expect("metrics are registered once");
@@ -190,7 +236,36 @@ impl Metrics {
             ramp_leader,
             ramp_fenced_writes,
             limit_rejections,
+            relay_connected,
+            relay_staleness,
+            relay_cache_failures,
+            relay_subscriptions,
+            relay_outcomes_forwarded,
+            relay_outcome_buffer,
         }
+    }
+
+    /// On a relay: one environment's link to its upstream.
+    pub fn relay_upstream(&self, environment: &str, connected: bool, staleness_seconds: f64) {
+        self.relay_connected.with_label_values(&[environment]).set(i64::from(connected));
+        self.relay_staleness.with_label_values(&[environment]).set(staleness_seconds);
+    }
+
+    pub fn relay_outcomes_forwarded(&self, entries: u64) {
+        self.relay_outcomes_forwarded.inc_by(entries);
+    }
+
+    pub fn relay_outcome_buffer(&self, bytes: u64) {
+        self.relay_outcome_buffer.set(bytes as i64);
+    }
+
+    pub fn relay_cache_failure(&self) {
+        self.relay_cache_failures.inc();
+    }
+
+    /// On an upstream: a relay subscribed to an environment.
+    pub fn relay_subscribed(&self, relay: &str, environment: &str) {
+        self.relay_subscriptions.with_label_values(&[relay, environment]).inc();
     }
 
     /// Counts an input refused by a limit.

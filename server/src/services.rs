@@ -31,4 +31,6 @@ pub struct Services {
     pub max_body_bytes: usize,
     /// Wall time for evaluations (`$flagd.timestamp`) and outcome reports.
     pub clock: Clock,
+    /// Set on a relay: its upstream and how each environment follows it.
+    pub relay: Option<Arc<crate::relay::Relay>>,
 }

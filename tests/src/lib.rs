@@ -115,8 +115,18 @@ impl Rampart {
     /// Starts `rampart serve` with exactly `args` (pass `--data-dir` to keep
     /// data across restarts).
     pub fn start_in(args: &[&str], env: &[(&str, &str)]) -> Rampart {
+        Rampart::start_command("serve", args, env)
+    }
+
+    /// Starts `rampart relay` with exactly `args` (`--upstream`,
+    /// `--environment`, `--cache-dir`; the token in `env`).
+    pub fn start_relay(args: &[&str], env: &[(&str, &str)]) -> Rampart {
+        Rampart::start_command("relay", args, env)
+    }
+
+    fn start_command(subcommand: &str, args: &[&str], env: &[(&str, &str)]) -> Rampart {
         let mut command = Command::new(rampart_bin());
-        command.arg("serve").args(args);
+        command.arg(subcommand).args(args);
         // Ephemeral loopback ports, unless the test chose its own.
         for flag in ["--http-addr", "--admin-addr", "--grpc-addr", "--sync-addr"] {
             if !args.contains(&flag) {
@@ -131,6 +141,9 @@ impl Rampart {
             .env_remove("RAMPART_DATA_DIR")
             .env_remove("RAMPART_ADMIN_TOKEN")
             .env_remove("RAMPART_ADMIN_TOKENS")
+            .env_remove("RAMPART_UPSTREAM")
+            .env_remove("RAMPART_RELAY_TOKEN")
+            .env_remove("RAMPART_CACHE_DIR")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -38,6 +38,8 @@ pub(super) struct ConfigFile {
     pub(super) dashboard_secure_cookie: Option<bool>,
     #[serde(default)]
     pub(super) environments: BTreeMap<String, EnvironmentFile>,
+    /// Run as a relay of this upstream.
+    pub(super) upstream: Option<crate::relay::UpstreamFile>,
 }
 
 /// An admin token in `rampart.yaml` or a tokens file.
@@ -46,6 +48,9 @@ pub(super) struct ConfigFile {
 pub(super) struct TokenFile {
     pub(super) name: String,
     pub(super) role: Role,
+    /// The environments a `relay` token may follow.
+    #[serde(default)]
+    pub(super) environments: Vec<String>,
     #[serde(flatten)]
     pub(super) secret: SecretSource,
 }

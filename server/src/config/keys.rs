@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::Role;
 use super::file::{EnvironmentFile, KeySource, SecretSource, TokenFile};
 use super::{AdminToken, ConfigError, EnvironmentConfig, KeyDigest, MIN_ADMIN_TOKEN_LENGTH};
 
@@ -93,7 +94,18 @@ pub(super) fn admin_token(token: TokenFile, env: &dyn Fn(&str) -> Option<String>
             )
         }
     };
-    Ok(AdminToken { name: token.name, role: token.role, digest })
+    match (token.role, token.environments.is_empty()) {
+        (Role::Relay, true) => {
+            return Err(ConfigError::Invalid(format!("{what}: a relay token names the environments it may follow")));
+        }
+        (role, false) if role != Role::Relay => {
+            return Err(ConfigError::Invalid(format!(
+                "{what}: only relay tokens are scoped to environments (admin roles reach every environment)"
+            )));
+        }
+        _ => {}
+    }
+    Ok(AdminToken { name: token.name, role: token.role, digest, environments: token.environments })
 }
 
 /// Token names are unique, and no secret is both a token and an SDK key:
@@ -110,6 +122,12 @@ pub(super) fn check_tokens(tokens: &[AdminToken], environments: &[EnvironmentCon
         }
         if environments.iter().any(|e| e.sdk_keys.contains(&token.digest) || e.reporter_keys.contains(&token.digest)) {
             return Err(ConfigError::Invalid(format!("admin token '{}' is also an SDK key", token.name)));
+        }
+        if let Some(unknown) = token.environments.iter().find(|name| !environments.iter().any(|e| &e.name == *name)) {
+            return Err(ConfigError::Invalid(format!(
+                "relay token '{}' names the environment '{unknown}', which is not configured",
+                token.name
+            )));
         }
     }
     Ok(())

@@ -88,12 +88,17 @@ pub struct ServerConfig {
     /// Refuse flag files as a whole when any flag is invalid (otherwise the
     /// invalid flag answers PARSE_ERROR, as in flagd).
     pub strict_flags: bool,
+    /// Set when this process is a relay: its flags come from the upstream.
+    pub relay: Option<crate::relay::RelayConfig>,
 }
 
 /// What an admin token may do. Ordered: each role includes the ones before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// A relay's credential: subscribes to the environments it is scoped
+    /// to and forwards outcomes; nothing on the admin API.
+    Relay,
     /// GET requests only.
     Read,
     /// Flag changes.
@@ -105,6 +110,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Relay => "relay",
             Role::Read => "read",
             Role::Write => "write",
             Role::Admin => "admin",
@@ -118,6 +124,8 @@ pub struct AdminToken {
     pub name: String,
     pub role: Role,
     pub digest: KeyDigest,
+    /// The environments a relay token may follow (empty for other roles).
+    pub environments: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -137,6 +145,20 @@ pub struct EnvironmentConfig {
     /// What the server adds to every evaluation context of the
     /// environment (flagd's `context-value` and `context-from-header`).
     pub context: crate::enrichment::Enrichment,
+}
+
+impl EnvironmentConfig {
+    /// An environment a relay serves: no files, no ramps; keys from upstream.
+    pub fn relayed(name: &str) -> EnvironmentConfig {
+        EnvironmentConfig {
+            name: name.to_owned(),
+            flags: Vec::new(),
+            ramps: Vec::new(),
+            sdk_keys: Vec::new(),
+            reporter_keys: Vec::new(),
+            context: crate::enrichment::Enrichment::default(),
+        }
+    }
 }
 
 /// SHA-256 of a secret. Secrets are compared by digest, so a lookup never
@@ -177,7 +199,7 @@ impl ServerConfig {
     /// environment variables (a parameter so tests need not mutate the
     /// process environment).
     pub fn resolve(args: &ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<ServerConfig, ConfigError> {
-        let (file, base) = match &args.config {
+        let (mut file, base) = match &args.config {
             Some(path) => {
                 let text =
                     std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
@@ -212,7 +234,22 @@ impl ServerConfig {
         }
 
         let config_base = base.clone().unwrap_or_default();
+        let relay = crate::relay::RelayConfig::resolve(args, file.upstream.take(), &config_base, env)?;
         let environments = match (&args.config, args.flags.is_empty()) {
+            _ if relay.is_some() => {
+                if !args.flags.is_empty() || !file.environments.is_empty() {
+                    return Err(ConfigError::Invalid(
+                        "a relay serves what its upstream sends: it takes no flag files or environments of its own \
+                         (name them in --environment / upstream.environments)"
+                            .into(),
+                    ));
+                }
+                relay
+                    .iter()
+                    .flat_map(|relay| relay.environments.iter())
+                    .map(|name| EnvironmentConfig::relayed(name))
+                    .collect()
+            }
             (Some(path), true) => {
                 if file.environments.is_empty() {
                     return Err(ConfigError::Invalid(format!("{}: no environments are configured", path.display())));
@@ -243,7 +280,9 @@ impl ServerConfig {
                 ));
             }
         };
-        check_keys(&environments)?;
+        if relay.is_none() {
+            check_keys(&environments)?;
+        }
 
         let mut admin_tokens = Vec::new();
         for token in file.admin_tokens {
@@ -266,6 +305,7 @@ impl ServerConfig {
                 name: "admin".into(),
                 role: Role::Admin,
                 digest: secret_digest(&secret, "RAMPART_ADMIN_TOKEN", MIN_ADMIN_TOKEN_LENGTH)?,
+                environments: Vec::new(),
             });
         }
         check_tokens(&admin_tokens, &environments)?;
@@ -307,6 +347,7 @@ impl ServerConfig {
             data_dir: args
                 .data_dir
                 .clone()
+                .or_else(|| relay.as_ref().map(|relay| relay.cache_dir.join("store")))
                 .or(file.data_dir.map(|dir| if dir.is_absolute() { dir } else { config_base.join(dir) }))
                 .unwrap_or_else(|| PathBuf::from("data")),
             admin_tokens,
@@ -326,12 +367,14 @@ impl ServerConfig {
             ramp_lease,
             limits,
             strict_flags: args.strict_flags || file.strict_flags.unwrap_or(false),
+            relay,
         })
     }
 
-    /// Whether evaluation needs no SDK key (no environment has any).
+    /// Whether evaluation needs no SDK key (no environment has any). A
+    /// relay learns its keys from the upstream and starts closed.
     pub fn open_evaluation(&self) -> bool {
-        self.environments.iter().all(|e| e.sdk_keys.is_empty())
+        self.relay.is_none() && self.environments.iter().all(|e| e.sdk_keys.is_empty())
     }
 }
 

@@ -136,3 +136,44 @@ fn invalid_configurations_say_why() {
 fn key_digests_are_not_printed() {
     assert_eq!(format!("{:?}", KeyDigest::of("secret")), "KeyDigest(…)");
 }
+
+#[test]
+fn relays_name_their_upstream_environments_and_token_and_relay_tokens_their_scope() {
+    let relay_vars = |name: &str| (name == "RAMPART_RELAY_TOKEN").then(|| "relay-secret".to_owned());
+    let args = || ServeArgs {
+        upstream: Some("http://primary:8015/".into()),
+        relay_environments: vec!["production".into()],
+        ..Default::default()
+    };
+    let config = ServerConfig::resolve(&args(), &relay_vars).unwrap();
+    let relay = config.relay.as_ref().unwrap();
+    assert_eq!(
+        (relay.url.as_str(), relay.environments.as_slice()),
+        ("http://primary:8015", &["production".to_owned()][..])
+    );
+    assert_eq!(config.environments[0].name, "production");
+    assert!(!config.open_evaluation(), "a relay learns its keys from the upstream");
+    assert!(!format!("{config:?}").contains("relay-secret"));
+    let error = |args: ServeArgs, vars: &dyn Fn(&str) -> Option<String>| {
+        ServerConfig::resolve(&args, vars).unwrap_err().to_string()
+    };
+    assert!(error(args(), &|_| None).contains("RAMPART_RELAY_TOKEN"));
+    assert!(error(ServeArgs { relay_environments: vec![], ..args() }, &relay_vars).contains("--environment"));
+    assert!(error(ServeArgs { upstream: Some("primary:8015".into()), ..args() }, &relay_vars).contains("http"));
+
+    let dir = tempfile::tempdir().unwrap();
+    for (token, message) in [
+        ("{name: edge, role: relay, value: relay-token-000000001}", "names the environments"),
+        ("{name: ops, role: admin, environments: [production], value: admin-token-000000001}", "only relay tokens"),
+        ("{name: edge, role: relay, environments: [nowhere], value: relay-token-000000001}", "'nowhere'"),
+    ] {
+        let path = write(
+            dir.path(),
+            &format!(
+                "environments:\n  production:\n    flags: [p.json]\n    sdkKeys: [{{value: sdk-key-0001}}]\nadminTokens:\n  - {token}\n"
+            ),
+        );
+        let got = resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap_err().to_string();
+        assert!(got.contains(message), "{token}: {got}");
+    }
+}

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use super::registry::{Credentials, KeyTable};
 use super::{Environment, Environments};
 use crate::config::KeyDigest;
 
@@ -68,22 +69,103 @@ impl Environments {
     /// (no keys configured, a single environment) no key is needed.
     pub fn authenticate(&self, key: Option<&str>, purpose: Purpose) -> Result<&Arc<Environment>, KeyRejection> {
         let digest = key.map(KeyDigest::of);
-        if digest.is_some_and(|digest| self.admin_tokens.contains(&digest)) {
+        let keys = self.keys.load();
+        if digest.is_some_and(|digest| keys.admin_tokens.contains(&digest) || keys.relay_tokens.contains_key(&digest)) {
             return Err(KeyRejection::AdminToken);
         }
         if purpose == Purpose::Report
-            && let Some(&index) = digest.and_then(|digest| self.reporters.get(&digest))
+            && let Some(&index) = digest.and_then(|digest| keys.reporters.get(&digest))
         {
             return Ok(&self.list[index]);
         }
         let index = match digest {
-            _ if self.open => 0,
+            _ if keys.open => 0,
             None => return Err(KeyRejection::Missing),
-            Some(digest) => *self.by_key.get(&digest).ok_or(KeyRejection::Unknown)?,
+            Some(digest) => *keys.by_key.get(&digest).ok_or(KeyRejection::Unknown)?,
         };
-        if purpose == Purpose::Report && self.reporters_only[index] {
+        if purpose == Purpose::Report && keys.reporters_only.get(index).copied().unwrap_or(false) {
             return Err(KeyRejection::NotAReporter);
         }
         Ok(&self.list[index])
+    }
+}
+
+/// Why a relay may not follow an environment.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelayRejection {
+    #[error("a relay token is required to follow an environment")]
+    NotARelayToken,
+    #[error("relay token '{relay}' may not follow the environment '{environment}'")]
+    OutOfScope { relay: String, environment: String },
+}
+
+impl Environments {
+    /// The relay a token belongs to, or `None` when it is not a relay token.
+    pub fn relay_name(&self, token: &str) -> Option<String> {
+        self.keys.load().relay_tokens.get(&KeyDigest::of(token)).map(|(name, _)| name.clone())
+    }
+
+    /// The environment a relay token may follow, by name.
+    pub fn relay(&self, token: &str, environment: &str) -> Result<(String, &Arc<Environment>), RelayRejection> {
+        let keys = self.keys.load();
+        let (relay, scope) = keys.relay_tokens.get(&KeyDigest::of(token)).ok_or(RelayRejection::NotARelayToken)?;
+        let out_of_scope = || RelayRejection::OutOfScope { relay: relay.clone(), environment: environment.to_owned() };
+        let index = self.list.iter().position(|e| e.name == environment).ok_or_else(out_of_scope)?;
+        if !scope.contains(&index) {
+            return Err(out_of_scope());
+        }
+        Ok((relay.clone(), &self.list[index]))
+    }
+
+    /// Who may use the environment, for a relay that serves it.
+    pub fn credentials(&self, environment: &str) -> Credentials {
+        let keys = self.keys.load();
+        let Some(index) = self.list.iter().position(|e| e.name == environment) else { return Credentials::default() };
+        let of = |map: &std::collections::HashMap<KeyDigest, usize>| {
+            let mut digests: Vec<KeyDigest> = map.iter().filter(|(_, i)| **i == index).map(|(d, _)| *d).collect();
+            digests.sort_by_key(|digest| digest.0);
+            digests
+        };
+        let mut relay_tokens: Vec<KeyDigest> =
+            keys.relay_tokens.iter().filter(|(_, (_, scope))| scope.contains(&index)).map(|(d, _)| *d).collect();
+        relay_tokens.sort_by_key(|digest| digest.0);
+        Credentials { open: keys.open, sdk_keys: of(&keys.by_key), reporter_keys: of(&keys.reporters), relay_tokens }
+    }
+
+    /// On a relay: the credentials the upstream last sent for an environment.
+    pub fn relayed_credentials(&self, environment: &str) -> Credentials {
+        let Some(index) = self.list.iter().position(|e| e.name == environment) else { return Credentials::default() };
+        self.relayed.lock().unwrap_or_else(|e| e.into_inner())[index].clone().unwrap_or_default()
+    }
+
+    /// On a relay: takes the credentials the upstream sent for one
+    /// environment and rebuilds which key reaches what.
+    pub fn set_credentials(&self, environment: &str, credentials: Credentials) {
+        let Some(index) = self.list.iter().position(|e| e.name == environment) else { return };
+        let mut relayed = self.relayed.lock().unwrap_or_else(|e| e.into_inner());
+        if relayed[index].as_ref() == Some(&credentials) {
+            return;
+        }
+        relayed[index] = Some(credentials);
+        let current = self.keys.load();
+        let mut table = KeyTable {
+            admin_tokens: current.admin_tokens.clone(),
+            local_relay_tokens: current.local_relay_tokens.clone(),
+            relay_tokens: current.local_relay_tokens.clone(),
+            reporters_only: vec![false; self.list.len()],
+            open: self.list.len() == 1 && relayed[0].as_ref().is_some_and(|c| c.open),
+            ..KeyTable::default()
+        };
+        for (index, credentials) in relayed.iter().enumerate() {
+            let Some(credentials) = credentials else { continue };
+            table.by_key.extend(credentials.sdk_keys.iter().map(|digest| (*digest, index)));
+            table.reporters.extend(credentials.reporter_keys.iter().map(|digest| (*digest, index)));
+            table.reporters_only[index] = !credentials.reporter_keys.is_empty();
+            for digest in &credentials.relay_tokens {
+                let entry = table.relay_tokens.entry(*digest).or_insert_with(|| ("relay".to_owned(), Vec::new()));
+                entry.1.push(index);
+            }
+        }
+        self.keys.store(Arc::new(table));
     }
 }

@@ -12,6 +12,7 @@
 mod access;
 mod inputs;
 mod registry;
+mod relayed;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,10 +23,11 @@ use rampart_engine::ramp::Exposure;
 use rampart_engine::{Flag, LoadError, LoadErrors};
 use tokio::sync::Mutex;
 
-pub use access::{KeyRejection, Purpose};
+pub use access::{KeyRejection, Purpose, RelayRejection};
 use inputs::snapshot;
 pub use inputs::{Built, Inputs, compile_api_flag};
-pub use registry::Environments;
+pub use registry::{Credentials, Environments};
+pub use relayed::UPSTREAM_SOURCE;
 
 use crate::changes::{self, ChangeEvent, Changes};
 use crate::config::EnvironmentConfig;

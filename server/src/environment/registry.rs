@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use rampart_engine::LoadErrors;
 
 use super::{Environment, Inputs};
@@ -16,6 +18,19 @@ use crate::time::Clock;
 #[derive(Debug)]
 pub struct Environments {
     pub(super) list: Vec<Arc<Environment>>,
+    /// Which key reaches what: fixed by the configuration, except on a relay,
+    /// where each environment's keys arrive from the upstream.
+    pub(super) keys: ArcSwap<KeyTable>,
+    /// A relay's credentials per environment, as the upstream last sent them.
+    pub(super) relayed: std::sync::Mutex<Vec<Option<Credentials>>>,
+    /// Identifies this process's version numbering: versions restart at 1
+    /// with the process, so a client resumes only within the same epoch.
+    pub epoch: String,
+}
+
+/// Which key reaches which environment, for what.
+#[derive(Debug, Default)]
+pub(super) struct KeyTable {
     pub(super) by_key: HashMap<KeyDigest, usize>,
     /// Reporter keys, and which environments accept outcomes only from them.
     pub(super) reporters: HashMap<KeyDigest, usize>,
@@ -23,9 +38,19 @@ pub struct Environments {
     pub(super) open: bool,
     /// Admin tokens: refused wherever an SDK key is expected.
     pub(super) admin_tokens: HashSet<KeyDigest>,
-    /// Identifies this process's version numbering: versions restart at 1
-    /// with the process, so a client resumes only within the same epoch.
-    pub epoch: String,
+    /// Relay tokens: their name and the environments (indices) each may follow.
+    pub(super) relay_tokens: HashMap<KeyDigest, (String, Vec<usize>)>,
+    /// The relay tokens configured here (kept when upstream credentials change).
+    pub(super) local_relay_tokens: HashMap<KeyDigest, (String, Vec<usize>)>,
+}
+
+/// Who may use one environment, as digests: what an upstream sends a relay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub open: bool,
+    pub sdk_keys: Vec<KeyDigest>,
+    pub reporter_keys: Vec<KeyDigest>,
+    pub relay_tokens: Vec<KeyDigest>,
 }
 
 impl Environments {
@@ -89,15 +114,30 @@ impl Environments {
             .collect();
         let reporters_only = config.environments.iter().map(|e| !e.reporter_keys.is_empty()).collect();
         let admin_tokens = config.admin_tokens.iter().map(|token| token.digest).collect();
-        Ok(Environments {
-            list,
+        let local_relay_tokens: HashMap<KeyDigest, (String, Vec<usize>)> = config
+            .admin_tokens
+            .iter()
+            .filter(|token| token.role == crate::config::Role::Relay)
+            .map(|token| {
+                let scope = token
+                    .environments
+                    .iter()
+                    .filter_map(|name| config.environments.iter().position(|e| &e.name == name))
+                    .collect();
+                (token.digest, (token.name.clone(), scope))
+            })
+            .collect();
+        let keys = KeyTable {
             by_key,
             reporters,
             reporters_only,
             open: config.open_evaluation(),
             admin_tokens,
-            epoch,
-        })
+            relay_tokens: local_relay_tokens.clone(),
+            local_relay_tokens,
+        };
+        let relayed = std::sync::Mutex::new(vec![None; list.len()]);
+        Ok(Environments { list, keys: ArcSwap::from_pointee(keys), relayed, epoch })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Environment>> {

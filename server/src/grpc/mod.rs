@@ -112,7 +112,7 @@ pub(crate) fn spawn(
                         .max_decoding_message_size(limit),
                 )
                 .add_service(
-                    FlagSyncServer::new(rampart_sync::RampartSync { state: state.clone() })
+                    FlagSyncServer::new(rampart_sync::RampartSync { state: state.clone(), applied: Arc::default() })
                         .max_decoding_message_size(limit),
                 )
                 .serve_with_incoming_shutdown(sync, state.shutdown.clone().cancelled_owned());

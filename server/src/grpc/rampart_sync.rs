@@ -16,12 +16,15 @@ use tonic::{Request, Response, Status};
 
 use super::GrpcState;
 use crate::changes::{ChangeEvent, Next};
+use crate::environment::Environment;
 use crate::ramp::outcome_gate::Refused;
-use crate::ramp::outcomes::RecordError;
+use crate::ramp::outcomes::{RecordError, Report};
 
 #[derive(Debug, Clone)]
 pub(crate) struct RampartSync {
     pub(crate) state: GrpcState,
+    /// Ids of batches relays forwarded and this process applied.
+    pub(crate) applied: Arc<crate::relay::AppliedBatches>,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<SyncEvent, Status>> + Send + 'static>>;
@@ -92,12 +95,107 @@ impl Subscription {
     }
 }
 
+fn report(o: rampart_proto::rampart::v1::Outcome) -> Report {
+    Report {
+        flag: o.flag,
+        variant: o.variant,
+        ok: o.ok,
+        error: o.error,
+        targeting_key: Some(o.targeting_key).filter(|k| !k.is_empty()),
+    }
+}
+
+impl RampartSync {
+    fn refused(&self, refused: Refused) -> Status {
+        self.state.metrics.rejected(refused.rejection());
+        match refused {
+            Refused::Rate { .. } => Status::resource_exhausted(refused.to_string()),
+            _ => Status::invalid_argument(refused.to_string()),
+        }
+    }
+
+    fn record_error(&self, error: RecordError) -> Status {
+        match error {
+            RecordError::Refused(outcome) => self.refused(outcome),
+            RecordError::Store(error) => Status::unavailable(error.to_string()),
+        }
+    }
+
+    /// Outcomes a relay forwards: already checked and rate-limited per
+    /// client there, summed per second, each counted in the second the
+    /// relay accepted it. A batch id already applied is acknowledged
+    /// without counting it again (the relay sends until acknowledged).
+    async fn forwarded(
+        &self,
+        relay: &str,
+        environment: &Environment,
+        metadata: &tonic::metadata::MetadataMap,
+        batch: OutcomeBatch,
+    ) -> Result<Response<OutcomeReply>, Status> {
+        let id = metadata.get(crate::relay::BATCH_HEADER).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+            Status::invalid_argument(format!("forwarded outcomes carry '{}'", crate::relay::BATCH_HEADER))
+        })?;
+        let id = format!("{relay}/{id}");
+        if self.applied.contains(&id) {
+            return Ok(Response::new(OutcomeReply { accepted: 0, ignored: batch.outcomes.len() as u64 }));
+        }
+        let now = self.state.clock.now_millis();
+        let mut by_second: std::collections::BTreeMap<u64, Vec<Report>> = std::collections::BTreeMap::new();
+        for outcome in batch.outcomes {
+            // A second in the future is taken as now.
+            let at = if outcome.at_second == 0 { now } else { (outcome.at_second * 1000).min(now) };
+            by_second.entry(at).or_default().push(report(outcome));
+        }
+        let (mut accepted, mut ignored) = (0, 0);
+        for (at, reports) in by_second {
+            crate::ramp::outcomes::check(&reports).map_err(|error| Status::invalid_argument(error.to_string()))?;
+            // A relay in the middle of a chain passes them on, in their second.
+            let (a, i) = crate::ramp::outcomes::take_at(&self.state, &environment.name, &reports, at)
+                .await
+                .map_err(|error| self.record_error(error))?;
+            accepted += a;
+            ignored += i;
+        }
+        self.applied.insert(id);
+        Ok(Response::new(OutcomeReply { accepted: accepted as u64, ignored: ignored as u64 }))
+    }
+
+    /// A relay's subscription: its token's name and the environment it
+    /// names (which the token must be scoped to); `None` for SDK clients.
+    fn relay(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Option<(String, Arc<Environment>)>, Status> {
+        let Some(token) = bearer(metadata) else { return Ok(None) };
+        if self.state.environments.relay_name(token).is_none() {
+            return Ok(None);
+        }
+        let header = crate::relay::ENVIRONMENT_HEADER;
+        let Some(name) = metadata.get(header).and_then(|v| v.to_str().ok()) else {
+            return Err(Status::invalid_argument(format!("a relay names the environment it follows in '{header}'")));
+        };
+        match self.state.environments.relay(token, name) {
+            Ok((relay, environment)) => Ok(Some((relay, environment.clone()))),
+            Err(rejection) => Err(Status::permission_denied(rejection.to_string())),
+        }
+    }
+}
+
+/// The bearer token of a call, if any.
+fn bearer(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
+    metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}
+
 #[tonic::async_trait]
 impl FlagSync for RampartSync {
     type SubscribeStream = EventStream;
 
     async fn report_outcomes(&self, request: Request<OutcomeBatch>) -> Result<Response<OutcomeReply>, Status> {
         let (metadata, _, batch) = request.into_parts();
+        if let Some((relay, environment)) = self.relay(&metadata)? {
+            return self.forwarded(&relay, &environment, &metadata, batch).await;
+        }
         let environment = self.state.reporter(&metadata)?;
         let state = &self.state;
         let key = metadata
@@ -106,47 +204,27 @@ impl FlagSync for RampartSync {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .or_else(|| metadata.get("x-api-key").and_then(|v| v.to_str().ok()))
             .map(str::trim);
-        let refused = |refused: Refused| {
-            state.metrics.rejected(refused.rejection());
-            match refused {
-                Refused::Rate { .. } => Status::resource_exhausted(refused.to_string()),
-                _ => Status::invalid_argument(refused.to_string()),
-            }
-        };
-        state.outcomes.admit(&environment.name, key, state.clock.now_millis()).map_err(refused)?;
-        let reports: Vec<crate::ramp::outcomes::Report> = batch
-            .outcomes
-            .into_iter()
-            .map(|o| crate::ramp::outcomes::Report {
-                flag: o.flag,
-                variant: o.variant,
-                ok: o.ok,
-                error: o.error,
-                targeting_key: Some(o.targeting_key).filter(|k| !k.is_empty()),
-            })
-            .collect();
+        state.outcomes.admit(&environment.name, key, state.clock.now_millis()).map_err(|r| self.refused(r))?;
+        let reports: Vec<Report> = batch.outcomes.into_iter().map(report).collect();
         crate::ramp::outcomes::check(&reports).map_err(|error| Status::invalid_argument(error.to_string()))?;
-        state.outcomes.check_counts(&reports).map_err(refused)?;
-        let (accepted, ignored) = crate::ramp::outcomes::record(
-            &*state.store,
-            &state.ramps,
-            &state.outcomes,
-            &state.metrics,
-            &environment.name,
-            &reports,
-            state.clock.now_millis(),
-        )
-        .await
-        .map_err(|error| match error {
-            RecordError::Refused(outcome) => refused(outcome),
-            RecordError::Store(error) => Status::unavailable(error.to_string()),
-        })?;
+        state.outcomes.check_counts(&reports).map_err(|r| self.refused(r))?;
+        let (accepted, ignored) = crate::ramp::outcomes::take(state, &environment.name, &reports)
+            .await
+            .map_err(|error| self.record_error(error))?;
         Ok(Response::new(OutcomeReply { accepted: accepted as u64, ignored: ignored as u64 }))
     }
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<EventStream>, Status> {
         let (metadata, _, body) = request.into_parts();
-        let environment = self.state.environment(&metadata, None)?;
+        let (environment, credentials) = match self.relay(&metadata)? {
+            Some((relay, environment)) => {
+                self.state.metrics.relay_subscribed(&relay, &environment.name);
+                tracing::info!(%relay, environment = %environment.name, "a relay subscribed");
+                let credentials = self.state.environments.credentials(&environment.name);
+                (environment, Some(credentials))
+            }
+            None => (self.state.environment(&metadata, None)?, None),
+        };
         let epoch = self.state.environments.epoch.clone();
         let changes = environment.changes.subscribe();
         let current = environment.snapshot();
@@ -171,6 +249,12 @@ impl FlagSync for RampartSync {
                     version: current.version,
                     environment: environment.name.clone(),
                     flags_json: String::from_utf8_lossy(&environment.changes.document_json(&current)).into_owned(),
+                    credentials: credentials.map(|c| rampart_proto::rampart::v1::Credentials {
+                        open: c.open,
+                        sdk_keys: c.sdk_keys.iter().map(|d| d.0.to_vec()).collect(),
+                        reporter_keys: c.reporter_keys.iter().map(|d| d.0.to_vec()).collect(),
+                        relay_tokens: c.relay_tokens.iter().map(|d| d.0.to_vec()).collect(),
+                    }),
                 })));
                 current.version
             }

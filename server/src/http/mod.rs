@@ -110,6 +110,33 @@ fn process_prefix() -> String {
 
 /// Records every request's latency by listener, route pattern (never the
 /// raw path, which would carry flag keys) and status.
+/// On a relay, the operator listener is read-only: every change is made
+/// upstream (and reaches the relay through its stream). Writes to the admin
+/// API and the dashboard's forms are refused with `409 RELAY_READ_ONLY`,
+/// naming the upstream; reading, signing in and out still work.
+pub(crate) async fn relay_read_only(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    use actix_web::http::Method;
+    let upstream = request.app_data::<web::Data<AppState>>().and_then(|state| state.relay.clone());
+    let path = request.path();
+    let writes = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && (path.starts_with("/admin/") || (path.starts_with("/ui/") && !path.starts_with("/ui/sign-")));
+    match upstream {
+        Some(relay) if writes => {
+            let body = serde_json::json!({"error": {
+                "code": "RELAY_READ_ONLY",
+                "message": format!("this server is a relay of {}: make changes on the upstream, they reach the relay through its stream", relay.upstream()),
+                "details": {"upstream": relay.upstream()},
+            }});
+            let response = HttpResponse::Conflict().json(body);
+            Ok(request.into_response(response).map_into_right_body())
+        }
+        _ => next.call(request).await.map(ServiceResponse::map_into_left_body),
+    }
+}
+
 pub(crate) async fn observe(
     listener: &'static str,
     request: ServiceRequest,

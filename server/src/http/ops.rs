@@ -45,7 +45,32 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     // (taking every replica out of the load balancer would turn a write
     // outage into a read outage) and says so here and in rampart_store_up.
     let store = state.store.health();
-    HttpResponse::Ok().json(json!({"status": "ready", "environments": environments, "store": store}))
+    let Some(relay) = &state.relay else {
+        return HttpResponse::Ok().json(json!({"status": "ready", "environments": environments, "store": store}));
+    };
+    // A relay whose upstream is away keeps serving what it has (taking it
+    // out of the load balancer would turn an upstream outage into a regional
+    // one): `stale`, still 200, with the age. Only a relay with nothing to
+    // serve yet is not ready.
+    use crate::relay::LinkState;
+    let mut environments = environments;
+    let mut status = "ready";
+    for (name, served) in environments.iter_mut() {
+        let link = relay.state(name);
+        let (text, age) = match link {
+            LinkState::Live => ("live", None),
+            LinkState::Stale { age_ms } => ("stale", age_ms.map(|ms| ms as f64 / 1e3)),
+            LinkState::Waiting => ("waiting", None),
+        };
+        status = match (status, link) {
+            (_, LinkState::Waiting) | ("not ready", _) => "not ready",
+            (_, LinkState::Stale { .. }) | ("stale", _) => "stale",
+            _ => "ready",
+        };
+        served["upstream"] = json!({"state": text, "stalenessSeconds": age});
+    }
+    let body = json!({"status": status, "environments": environments, "upstream": relay.upstream(), "store": store});
+    if status == "not ready" { HttpResponse::ServiceUnavailable().json(body) } else { HttpResponse::Ok().json(body) }
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {

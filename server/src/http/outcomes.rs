@@ -49,20 +49,11 @@ async fn record(
         .map_err(|e| ApiError::bad_request(format!("the request body is not a valid outcome batch: {e}")))?;
     outcomes::check(&batch.outcomes).map_err(|error| ApiError::bad_request(error.to_string()))?;
     state.outcomes.check_counts(&batch.outcomes).map_err(|refused| refusal(&state, refused))?;
-    let (accepted, ignored) = outcomes::record(
-        &*state.store,
-        &state.ramps,
-        &state.outcomes,
-        &state.metrics,
-        &environment.name,
-        &batch.outcomes,
-        state.clock.now_millis(),
-    )
-    .await
-    .map_err(|error| match error {
-        RecordError::Refused(refused) => refusal(&state, refused),
-        RecordError::Store(error) => error.into(),
-    })?;
+    let (accepted, ignored) =
+        outcomes::take(&state, &environment.name, &batch.outcomes).await.map_err(|error| match error {
+            RecordError::Refused(refused) => refusal(&state, refused),
+            RecordError::Store(error) => error.into(),
+        })?;
     Ok(HttpResponse::Ok().json(Accepted { accepted, ignored }))
 }
 

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::controller::Controller;
 use super::outcome_gate::{OutcomeGate, Refused};
@@ -23,7 +23,7 @@ use crate::store::{ContextOutcome, OutcomeCount, Store, StoreError};
 pub const MAX_ENTRIES: usize = 10_000;
 
 /// One entry of a batch.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Report {
     pub flag: String,
@@ -128,4 +128,40 @@ pub async fn record(
     metric("error", errors);
     metric("ignored", ignored as u64);
     Ok((accepted, ignored))
+}
+
+/// Takes a checked batch from a client: records it here, or on a relay
+/// appends it to the buffer forwarded upstream (where the ramps are).
+pub async fn take(
+    services: &crate::services::Services,
+    environment: &str,
+    reports: &[Report],
+) -> Result<(usize, usize), RecordError> {
+    take_at(services, environment, reports, services.clock.now_millis()).await
+}
+
+/// [`take`] for reports counted at `now` (unix ms): forwarded ones keep the
+/// second their first relay accepted them in.
+pub async fn take_at(
+    services: &crate::services::Services,
+    environment: &str,
+    reports: &[Report],
+    now: u64,
+) -> Result<(usize, usize), RecordError> {
+    if let Some(relay) = &services.relay {
+        let forwarder = relay.forwarder.clone();
+        let (environment, reports) = (environment.to_owned(), reports.to_vec());
+        let taken = tokio::task::spawn_blocking(move || forwarder.accept(&environment, &reports, now))
+            .await
+            .map_err(|e| StoreError::unavailable("the relay's outcome buffer", e))?;
+        return match taken {
+            Ok(count) => Ok((count, 0)),
+            Err(error @ crate::relay::ForwardError::Full) => {
+                services.metrics.rejected(crate::limits::Rejection::RelayOutcomeBuffer);
+                Err(StoreError::unavailable("the relay's outcome buffer", error).into())
+            }
+            Err(error) => Err(StoreError::unavailable("the relay's outcome buffer", error).into()),
+        };
+    }
+    record(&*services.store, &services.ramps, &services.outcomes, &services.metrics, environment, reports, now).await
 }

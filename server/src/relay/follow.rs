@@ -1,0 +1,243 @@
+//! Following one environment on the upstream: subscribe, apply the
+//! snapshot and the deltas, keep them in the cache, reconnect (resuming
+//! from the position held) with capped backoff.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rampart_engine::{FlagSet, LoadError, Source};
+use rampart_proto::rampart::v1::flag_sync_client::FlagSyncClient;
+use rampart_proto::rampart::v1::{Delta, Snapshot, SubscribeRequest, sync_event};
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Endpoint;
+
+use super::{Relay, cache};
+use crate::config::KeyDigest;
+use crate::environment::{Credentials, Environments};
+use crate::metrics::Metrics;
+
+/// The metadata naming the environment a relay follows.
+pub const ENVIRONMENT_HEADER: &str = "x-rampart-environment";
+
+/// Longest wait between reconnection attempts.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A stream silent for this long (heartbeats included) is taken as dead.
+const IDLE: Duration = Duration::from_secs(90);
+
+pub(super) struct Follower {
+    pub(super) relay: Arc<Relay>,
+    pub(super) environments: Arc<Environments>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) name: String,
+}
+
+/// How a session ended.
+enum Ended {
+    /// Asked to, or out of step: reconnect at once.
+    Reconnect,
+    Failed(String),
+}
+
+/// The upstream's position this relay holds.
+#[derive(Debug, Clone, Default)]
+struct Position {
+    epoch: String,
+    version: u64,
+}
+
+/// A flag document as flags, keeping those that do not compile as problems
+/// (they answer `PARSE_ERROR` here as they do upstream).
+pub(super) fn compile(json: &str) -> (FlagSet, Vec<LoadError>) {
+    let compiled = FlagSet::load_lenient(&[Source::json(super::super::environment::UPSTREAM_SOURCE, json)]);
+    (compiled.flags, compiled.errors.0)
+}
+
+fn credentials(snapshot: &Snapshot) -> Credentials {
+    let digests = |list: &[Vec<u8>]| -> Vec<KeyDigest> {
+        list.iter().filter_map(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok().map(KeyDigest)).collect()
+    };
+    let sent = snapshot.credentials.clone().unwrap_or_default();
+    Credentials {
+        open: sent.open,
+        sdk_keys: digests(&sent.sdk_keys),
+        reporter_keys: digests(&sent.reporter_keys),
+        relay_tokens: digests(&sent.relay_tokens),
+    }
+}
+
+impl Follower {
+    pub(super) async fn run(self, shutdown: CancellationToken) {
+        let mut position = match cache::load(&self.relay.config.cache_dir, &self.name) {
+            Ok(Some(cached)) => Position { epoch: cached.epoch, version: cached.version },
+            _ => Position::default(),
+        };
+        let mut failures: u32 = 0;
+        loop {
+            let ended = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                ended = self.session(&mut position) => ended,
+            };
+            if let Some(link) = self.relay.links.get(&self.name) {
+                link.connected.store(false, Ordering::Relaxed);
+            }
+            let delay = match ended {
+                Ended::Reconnect => {
+                    failures = 0;
+                    Duration::from_millis(10)
+                }
+                Ended::Failed(reason) => {
+                    failures = failures.saturating_add(1);
+                    if failures == 1 {
+                        tracing::warn!(environment = %self.name, upstream = %self.relay.config.url, %reason, "lost the upstream; serving the last configuration received");
+                    }
+                    Duration::from_millis(100).saturating_mul(1 << failures.min(6)).min(BACKOFF_MAX)
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn session(&self, position: &mut Position) -> Ended {
+        let endpoint = match Endpoint::from_shared(self.relay.config.url.clone()) {
+            Ok(endpoint) => endpoint.connect_timeout(Duration::from_secs(5)).tcp_nodelay(true),
+            Err(error) => return Ended::Failed(format!("invalid upstream URL: {error}")),
+        };
+        let channel = match endpoint.connect().await {
+            Ok(channel) => channel,
+            Err(error) => return Ended::Failed(format!("cannot connect: {error}")),
+        };
+        let mut request =
+            tonic::Request::new(SubscribeRequest { epoch: position.epoch.clone(), version: position.version });
+        let metadata = request.metadata_mut();
+        if let (Ok(token), Ok(environment)) = (format!("Bearer {}", self.relay.config.token).parse(), self.name.parse())
+        {
+            metadata.insert("authorization", token);
+            metadata.insert(ENVIRONMENT_HEADER, environment);
+        }
+        let mut stream = match FlagSyncClient::new(channel).subscribe(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) if matches!(status.code(), Code::Unauthenticated | Code::PermissionDenied) => {
+                tracing::error!(environment = %self.name, reason = %status.message(), "the upstream refuses this relay");
+                return Ended::Failed(status.message().to_owned());
+            }
+            Err(status) => return Ended::Failed(status.message().to_owned()),
+        };
+        let link = self.relay.links.get(&self.name);
+        loop {
+            let message = match tokio::time::timeout(IDLE, stream.message()).await {
+                Err(_) => return Ended::Failed("no message (not even a heartbeat) within the idle timeout".into()),
+                Ok(Err(status)) => return Ended::Failed(status.message().to_owned()),
+                Ok(Ok(None)) => return Ended::Failed("the stream ended".into()),
+                Ok(Ok(Some(message))) => message,
+            };
+            if let Some(link) = link {
+                link.last_contact.store(self.relay.clock.now_millis(), Ordering::Relaxed);
+            }
+            match message.event {
+                Some(sync_event::Event::Snapshot(snapshot)) => {
+                    if !self.apply_snapshot(snapshot, position).await {
+                        return Ended::Failed("the upstream's configuration does not load".into());
+                    }
+                    if let Some(link) = link {
+                        link.connected.store(true, Ordering::Relaxed);
+                        link.has_flags.store(true, Ordering::Relaxed);
+                    }
+                }
+                Some(sync_event::Event::Delta(delta)) => {
+                    if !self.apply_delta(delta, position).await {
+                        return Ended::Reconnect;
+                    }
+                    if let Some(link) = link {
+                        link.connected.store(true, Ordering::Relaxed);
+                    }
+                }
+                Some(sync_event::Event::Heartbeat(_)) | None => {
+                    // A resumed stream starts with deltas or, with nothing
+                    // missed, a heartbeat: either way this relay is current.
+                    if let Some(link) = link
+                        && link.has_flags.load(Ordering::Relaxed)
+                    {
+                        link.connected.store(true, Ordering::Relaxed);
+                    }
+                }
+                Some(sync_event::Event::Reconnect(reconnect)) => {
+                    tracing::debug!(environment = %self.name, reason = %reconnect.reason, "the upstream asked to reconnect");
+                    return Ended::Reconnect;
+                }
+            }
+        }
+    }
+
+    async fn apply_snapshot(&self, snapshot: Snapshot, position: &mut Position) -> bool {
+        let Some(environment) = self.environments.get(&self.name) else { return false };
+        let credentials = credentials(&snapshot);
+        let (flags, problems) = compile(&snapshot.flags_json);
+        if let Err(errors) = environment.serve_upstream(flags, problems).await {
+            tracing::error!(environment = %self.name, %errors, "cannot serve the upstream's configuration");
+            return false;
+        }
+        self.environments.set_credentials(&self.name, credentials.clone());
+        *position = Position { epoch: snapshot.epoch.clone(), version: snapshot.version };
+        self.save(position, credentials).await;
+        true
+    }
+
+    /// Applies a delta that follows from the position held; false when it
+    /// does not (then the relay starts over with a snapshot).
+    async fn apply_delta(&self, delta: Delta, position: &mut Position) -> bool {
+        if delta.epoch != position.epoch || delta.from_version != position.version {
+            *position = Position::default();
+            return false;
+        }
+        let Some(environment) = self.environments.get(&self.name) else { return false };
+        let current = environment.snapshot();
+        let (upserts, mut problems) = compile(&delta.upserts_json);
+        let replaced = |key: &str| upserts.get(key).is_some() || delta.removed.iter().any(|r| r == key);
+        let kept = current.flags.shared().filter(|flag| !replaced(flag.key())).cloned();
+        problems
+            .extend(current.problems.iter().filter(|p| p.flag.as_deref().is_none_or(|key| !replaced(key))).cloned());
+        let flags = match FlagSet::from_flags(kept.chain(upserts.shared().cloned()), upserts.metadata().clone()) {
+            Ok(flags) => flags,
+            Err(errors) => {
+                tracing::warn!(environment = %self.name, %errors, "cannot apply a delta; resynchronising");
+                *position = Position::default();
+                return false;
+            }
+        };
+        if let Err(errors) = environment.serve_upstream(flags, problems).await {
+            tracing::warn!(environment = %self.name, %errors, "cannot apply a delta; resynchronising");
+            *position = Position::default();
+            return false;
+        }
+        *position = Position { epoch: delta.epoch, version: delta.version };
+        let credentials = self.environments.relayed_credentials(&self.name);
+        self.save(position, credentials).await;
+        true
+    }
+
+    /// Keeps what is served in the cache (off the async threads).
+    async fn save(&self, position: &Position, credentials: Credentials) {
+        let Some(environment) = self.environments.get(&self.name) else { return };
+        let snapshot = environment.snapshot();
+        let flags_json = environment.changes.document_json(&snapshot);
+        let entry = cache::Cached {
+            epoch: position.epoch.clone(),
+            version: position.version,
+            saved_at: self.relay.clock.now_millis(),
+            credentials,
+            flags_json: String::from_utf8_lossy(&flags_json).into_owned(),
+        };
+        let dir = self.relay.config.cache_dir.clone();
+        let name = self.name.clone();
+        let saved = tokio::task::spawn_blocking(move || cache::save(&dir, &name, &entry)).await;
+        if let Ok(Err(error)) | Err(error) = saved.map_err(std::io::Error::other) {
+            self.metrics.relay_cache_failure();
+            tracing::error!(environment = %self.name, %error, "cannot write the relay cache");
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Relays with real processes: a primary, a relay of it and a relay of
+//! the relay. Changes reach clients at the bottom; keys are checked by the
+//! relays from the digests the upstream sends; a relay restarted while its
+//! upstream is away serves from its cache; an upstream restarted (a new
+//! epoch) makes its relays take a new snapshot.
+
+use rampart_tests::{DEADLINE, FlagDir, Rampart, eventually, free_port, get, post, send};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "relay-test-admin-token-0001";
+const RELAY: &str = "relay-test-relay-token-0001";
+const PRODUCTION_KEY: &str = "production-sdk-key-0001";
+const STAGING_KEY: &str = "staging-sdk-key-00000001";
+
+fn flags(color: &str) -> String {
+    format!(
+        r#"{{"flags": {{"color": {{"state": "ENABLED", "variants": {{"a": "{color}"}}, "defaultVariant": "a"}}}}}}"#
+    )
+}
+
+/// Writes the primary's configuration: two environments, an admin token
+/// and a relay token that may follow production only.
+fn primary_config(dir: &FlagDir, color: &str) -> String {
+    dir.write("production.json", &flags(color));
+    dir.write("staging.json", &flags("grey"));
+    dir.write(
+        "rampart.yaml",
+        &format!(
+            "environments:\n  production:\n    flags: [production.json]\n    sdkKeys: [{{value: {PRODUCTION_KEY}}}]\n  \
+             staging:\n    flags: [staging.json]\n    sdkKeys: [{{value: {STAGING_KEY}}}]\nadminTokens:\n  \
+             - {{name: ops, role: admin, value: {ADMIN}}}\n  \
+             - {{name: edge-eu, role: relay, environments: [production], value: {RELAY}}}\n"
+        ),
+    )
+}
+
+fn start_relay(upstream: &Rampart, cache: &std::path::Path, extra: &[&str]) -> Rampart {
+    let url = format!("http://{}", upstream.sync);
+    let cache = cache.to_string_lossy().into_owned();
+    let mut args = vec!["--upstream", url.as_str(), "--environment", "production", "--cache-dir", cache.as_str()];
+    args.extend_from_slice(extra);
+    Rampart::start_relay(&args, &[("RAMPART_RELAY_TOKEN", RELAY)])
+}
+
+/// The `color` a server answers with the production key (or the status).
+fn color(server: &Rampart, key: &str) -> Result<String, String> {
+    let reply = post(
+        &format!("{}/ofrep/v1/evaluate/flags/color", server.http),
+        "{}",
+        &[("authorization", &format!("Bearer {key}"))],
+    );
+    match reply.body["value"].as_str() {
+        Some(value) if reply.status == 200 => Ok(value.to_owned()),
+        _ => Err(format!("{} {}", reply.status, reply.body)),
+    }
+}
+
+fn wait_color(server: &Rampart, expected: &str) {
+    eventually(DEADLINE, || match color(server, PRODUCTION_KEY) {
+        Ok(value) if value == expected => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+}
+
+fn put_color(primary: &Rampart, key: &str, color: &str) -> u16 {
+    let body = json!({"state": "ENABLED", "variants": {"a": color}, "defaultVariant": "a"});
+    send(
+        "PUT",
+        &format!("{}/admin/v1/environments/production/flags/{key}", primary.admin),
+        Some(ADMIN),
+        Some(&body),
+        &[],
+    )
+    .status
+}
+
+fn readyz(server: &Rampart) -> (u16, Value) {
+    let reply = get(&format!("{}/readyz", server.admin));
+    (reply.status, reply.body)
+}
+
+#[test]
+fn changes_reach_clients_through_two_relay_levels_and_keys_are_checked_at_each() {
+    let dir = FlagDir::new();
+    let primary = Rampart::start(&["--config", &primary_config(&dir, "blue")]);
+    let cache = tempfile::tempdir().expect("cache");
+    let relay = start_relay(&primary, &cache.path().join("a"), &[]);
+    let bottom = start_relay(&relay, &cache.path().join("b"), &[]);
+    wait_color(&bottom, "blue");
+
+    // An API-owned flag written upstream is served at the bottom.
+    assert_eq!(put_color(&primary, "banner", "red"), 201);
+    eventually(DEADLINE, || {
+        let reply = post(
+            &format!("{}/ofrep/v1/evaluate/flags/banner", bottom.http),
+            "{}",
+            &[("authorization", &format!("Bearer {PRODUCTION_KEY}"))],
+        );
+        if reply.body["value"] == "red" { Ok(()) } else { Err(format!("{} {}", reply.status, reply.body)) }
+    });
+    // A file change upstream too.
+    dir.write("production.json", &flags("green"));
+    wait_color(&bottom, "green");
+    wait_color(&relay, "green");
+
+    // Keys: another environment's key, a made-up key, the relay token and
+    // no key are refused by both relays, as the primary would.
+    for server in [&relay, &bottom] {
+        for (key, status) in [(STAGING_KEY, 401), ("made-up-key-000000001", 401), (RELAY, 403)] {
+            let answer = color(server, key).expect_err("refused");
+            assert!(answer.starts_with(&status.to_string()), "{key}: {answer}");
+        }
+        let reply = post(&format!("{}/ofrep/v1/evaluate/flags/color", server.http), "{}", &[]);
+        assert_eq!(reply.status, 401, "{}", reply.body);
+        let (status, ready) = readyz(server);
+        assert_eq!(status, 200, "{ready}");
+        assert_eq!(ready["status"], "ready", "{ready}");
+        assert_eq!(ready["environments"]["production"]["upstream"]["state"], "live", "{ready}");
+        // The relay's admin API is read-only and says where writes go.
+        let refused = send(
+            "PUT",
+            &format!("{}/admin/v1/environments/production/flags/x", server.admin),
+            Some(ADMIN),
+            Some(&json!({"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a"})),
+            &[],
+        );
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        assert_eq!(refused.body["error"]["code"], "RELAY_READ_ONLY");
+    }
+    assert_eq!(primary.metric(r#"rampart_relay_subscriptions_total{environment="production",relay="edge-eu"}"#), 1.0);
+
+    // The relay token cannot write on the primary, nor follow staging.
+    let body = json!({"state": "ENABLED", "variants": {"a": 1}, "defaultVariant": "a"});
+    let write = send(
+        "PUT",
+        &format!("{}/admin/v1/environments/production/flags/y", primary.admin),
+        Some(RELAY),
+        Some(&body),
+        &[],
+    );
+    assert_eq!(write.status, 403, "{}", write.body);
+    let staging = Rampart::start_relay(
+        &[
+            "--upstream",
+            &format!("http://{}", primary.sync),
+            "--environment",
+            "staging",
+            "--cache-dir",
+            &cache.path().join("c").to_string_lossy(),
+        ],
+        &[("RAMPART_RELAY_TOKEN", RELAY)],
+    );
+    eventually(DEADLINE, || {
+        staging
+            .find_log(|entry| {
+                entry["message"] == "the upstream refuses this relay"
+                    && entry["reason"].as_str().is_some_and(|r| r.contains("may not follow the environment 'staging'"))
+            })
+            .ok_or_else(|| "no refusal logged".to_owned())
+    });
+    let (status, ready) = readyz(&staging);
+    assert_eq!(status, 503, "{ready}");
+}
+
+#[test]
+fn a_relay_serves_from_its_cache_while_the_upstream_is_away_and_resyncs_with_a_new_epoch() {
+    let dir = FlagDir::new();
+    let config = primary_config(&dir, "blue");
+    let data = tempfile::tempdir().expect("data");
+    let sync_addr = format!("127.0.0.1:{}", free_port());
+    let primary_args = ["--config", config.as_str(), "--sync-addr", &sync_addr];
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let start_primary = || {
+        let mut args = primary_args.to_vec();
+        args.extend(["--data-dir", &data_dir]);
+        Rampart::start_in(&args, &[])
+    };
+    let primary = start_primary();
+    let cache = tempfile::tempdir().expect("cache");
+    let relay = start_relay(&primary, cache.path(), &[]);
+    wait_color(&relay, "blue");
+
+    // The upstream goes away: the relay keeps serving and says it is stale.
+    primary.kill();
+    eventually(DEADLINE, || {
+        let (status, ready) = readyz(&relay);
+        let state = &ready["environments"]["production"]["upstream"];
+        if status == 200
+            && ready["status"] == "stale"
+            && state["state"] == "stale"
+            && state["stalenessSeconds"].is_number()
+        {
+            Ok(())
+        } else {
+            Err(format!("{status} {ready}"))
+        }
+    });
+    assert_eq!(color(&relay, PRODUCTION_KEY), Ok("blue".to_owned()));
+    assert!(relay.metric(r#"rampart_relay_upstream_connected{environment="production"}"#) == 0.0);
+
+    // Killed and started again without its upstream: it serves its cache,
+    // keys included.
+    let upstream = format!("http://{sync_addr}");
+    relay.kill();
+    let cache_dir = cache.path().to_string_lossy().into_owned();
+    let args = ["--upstream", upstream.as_str(), "--environment", "production", "--cache-dir", cache_dir.as_str()];
+    let relay = Rampart::start_relay(&args, &[("RAMPART_RELAY_TOKEN", RELAY)]);
+    assert_eq!(color(&relay, PRODUCTION_KEY), Ok("blue".to_owned()));
+    assert!(color(&relay, STAGING_KEY).is_err());
+    let (status, ready) = readyz(&relay);
+    assert_eq!((status, ready["status"].as_str()), (200, Some("stale")), "{ready}");
+
+    // The upstream returns with other files (a new process, a new epoch):
+    // the relay takes its snapshot and is live again.
+    dir.write("production.json", &flags("violet"));
+    let primary = start_primary();
+    wait_color(&relay, "violet");
+    eventually(DEADLINE, || {
+        let (_, ready) = readyz(&relay);
+        if ready["status"] == "ready" { Ok(()) } else { Err(ready.to_string()) }
+    });
+    // And follows the new process's changes.
+    assert_eq!(put_color(&primary, "banner", "teal"), 201);
+    eventually(DEADLINE, || {
+        let reply = post(
+            &format!("{}/ofrep/v1/evaluate/flags/banner", relay.http),
+            "{}",
+            &[("authorization", &format!("Bearer {PRODUCTION_KEY}"))],
+        );
+        if reply.body["value"] == "teal" { Ok(()) } else { Err(format!("{} {}", reply.status, reply.body)) }
+    });
+}
+
+#[test]
+fn outcomes_posted_to_the_bottom_relay_drive_the_upstream_ramp() {
+    let dir = FlagDir::new();
+    dir.write(
+        "production.json",
+        r#"{"flags": {"checkout": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"}}}"#,
+    );
+    dir.write(
+        "ramp.yaml",
+        "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata:\n  name: checkout-v2\nspec:\n  flag: checkout\n  \
+         treatment: \"on\"\n  interval: 1s\n  steps:\n    - { percent: 5, hold: 1h }\n  guard:\n    minSamples: 40\n    \
+         absolute: { maxErrorRate: 50%, maxIncrease: 10% }\n",
+    );
+    let config = dir.write(
+        "rampart.yaml",
+        &format!(
+            "environments:\n  production:\n    flags: [production.json]\n    ramps: [ramp.yaml]\n    \
+             sdkKeys: [{{value: {PRODUCTION_KEY}}}]\nadminTokens:\n  - {{name: ops, role: admin, value: {ADMIN}}}\n  \
+             - {{name: edge-eu, role: relay, environments: [production], value: {RELAY}}}\n"
+        ),
+    );
+    let primary = Rampart::start(&["--config", &config]);
+    let cache = tempfile::tempdir().expect("cache");
+    let relay = start_relay(&primary, &cache.path().join("a"), &[]);
+    let bottom = start_relay(&relay, &cache.path().join("b"), &[]);
+    let ramp = || {
+        send("GET", &format!("{}/admin/v1/ramps/production/checkout-v2", primary.admin), Some(ADMIN), None, &[]).body
+    };
+    eventually(DEADLINE, || if ramp()["percent"] == 5.0 { Ok(()) } else { Err(ramp().to_string()) });
+
+    // The bottom relay takes reports with the SDK key, as the primary would;
+    // 80 % errors in the treatment, none in the control, at the 5 % split.
+    let batch = json!({"outcomes": [
+        {"flag": "checkout", "variant": "on", "ok": 1, "error": 4},
+        {"flag": "checkout", "variant": "off", "ok": 95, "error": 0},
+    ]})
+    .to_string();
+    let rolled = eventually(std::time::Duration::from_secs(90), || {
+        let reply = post(
+            &format!("{}/v1/outcomes", bottom.http),
+            &batch,
+            &[("authorization", &format!("Bearer {PRODUCTION_KEY}")), ("content-type", "application/json")],
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let status = ramp();
+        if status["state"] == "RolledBack" { Ok(status) } else { Err(status.to_string()) }
+    });
+    assert_eq!(rolled["percent"], 0.0, "{rolled}");
+    // The rollback reaches the bottom: every context gets the control.
+    eventually(DEADLINE, || {
+        let reply = post(
+            &format!("{}/ofrep/v1/evaluate/flags/checkout", bottom.http),
+            r#"{"context": {"targetingKey": "user-1"}}"#,
+            &[("authorization", &format!("Bearer {PRODUCTION_KEY}"))],
+        );
+        if reply.body["value"] == false { Ok(()) } else { Err(reply.body.to_string()) }
+    });
+    assert!(bottom.metric("rampart_relay_outcomes_forwarded_total") > 0.0);
+    assert!(relay.metric("rampart_relay_outcomes_forwarded_total") > 0.0);
+    // A reporter with another environment's key is refused at the relay.
+    let refused = post(
+        &format!("{}/v1/outcomes", bottom.http),
+        &batch,
+        &[("authorization", "Bearer made-up-key-000000001"), ("content-type", "application/json")],
+    );
+    assert_eq!(refused.status, 401, "{}", refused.body);
+}
