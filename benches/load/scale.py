@@ -11,8 +11,6 @@ targeting clauses and a three-way `fractional`; a `sem_ver` rule.
 """
 import json, os, shutil, statistics, subprocess, sys, tempfile, time, urllib.request
 
-binary = sys.argv[1]
-sizes = [int(n) for n in sys.argv[2:]] or [1000, 10000, 100000]
 TOKEN = "scale-bench-admin-token-0001"
 ADMIN, HTTP = "http://127.0.0.1:18924", "http://127.0.0.1:18926"
 
@@ -117,7 +115,14 @@ def measure(n):
         shutil.rmtree(directory, ignore_errors=True)
 
 
-print("| flags | start-up | RSS after start | after 1 reload | after 10 reloads | reload (1 flag changed) | admin PUT (median) | bulk OFREP |")
-print("|---|---|---|---|---|---|---|---|")
-for n in sizes:
-    measure(n)
+if __name__ == "__main__":
+    # `python3 scale.py --write FILE N` only writes the flags (for other benches).
+    if sys.argv[1] == "--write":
+        write_flags(sys.argv[2], int(sys.argv[3]))
+        sys.exit(0)
+    binary = sys.argv[1]
+    sizes = [int(n) for n in sys.argv[2:]] or [1000, 10000, 100000]
+    print("| flags | start-up | RSS after start | after 1 reload | after 10 reloads | reload (1 flag changed) | admin PUT (median) | bulk OFREP |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in sizes:
+        measure(n)

@@ -4,7 +4,7 @@
 //! upstream is away serves from its cache; an upstream restarted (a new
 //! epoch) makes its relays take a new snapshot.
 
-use rampart_tests::{DEADLINE, FlagDir, Rampart, eventually, free_port, get, post, send};
+use rampart_tests::{DEADLINE, FlagDir, Rampart, SseReader, eventually, free_port, get, post, send};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "relay-test-admin-token-0001";
@@ -87,6 +87,25 @@ fn changes_reach_clients_through_two_relay_levels_and_keys_are_checked_at_each()
     let relay = start_relay(&primary, &cache.path().join("a"), &[]);
     let bottom = start_relay(&relay, &cache.path().join("b"), &[]);
     wait_color(&bottom, "blue");
+    // Stream clients at the bottom: SSE and the Rust SDK (rampart.v1 sync).
+    let sse = SseReader::connect(
+        &format!("{}/v1/stream", bottom.http),
+        &[("authorization", &format!("Bearer {PRODUCTION_KEY}"))],
+    );
+    assert_eq!(sse.status, 200);
+    assert_eq!(sse.next().event, "snapshot");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let sdk = runtime.block_on(async {
+        let client = rampart_sdk::Client::builder()
+            .endpoint(format!("http://{}", bottom.sync))
+            .sdk_key(PRODUCTION_KEY)
+            .build()
+            .expect("sdk");
+        client.wait_ready(DEADLINE).await.expect("the SDK syncs from the bottom relay");
+        client
+    });
+    let sdk_banner = || sdk.string_value("banner", &rampart_sdk::Context::default(), "none");
+    assert_eq!(sdk_banner(), "none");
 
     // An API-owned flag written upstream is served at the bottom.
     assert_eq!(put_color(&primary, "banner", "red"), 201);
@@ -98,6 +117,10 @@ fn changes_reach_clients_through_two_relay_levels_and_keys_are_checked_at_each()
         );
         if reply.body["value"] == "red" { Ok(()) } else { Err(format!("{} {}", reply.status, reply.body)) }
     });
+    let delta = sse.next();
+    assert_eq!(delta.event, "delta", "{delta:?}");
+    assert!(delta.data.contains("banner") && delta.data.contains("red"), "{}", delta.data);
+    eventually(DEADLINE, || if sdk_banner() == "red" { Ok(()) } else { Err(sdk_banner()) });
     // A file change upstream too.
     dir.write("production.json", &flags("green"));
     wait_color(&bottom, "green");
@@ -297,4 +320,92 @@ fn outcomes_posted_to_the_bottom_relay_drive_the_upstream_ramp() {
         &[("authorization", "Bearer made-up-key-000000001"), ("content-type", "application/json")],
     );
     assert_eq!(refused.status, 401, "{}", refused.body);
+}
+
+#[test]
+fn outcomes_accepted_while_the_upstream_is_away_survive_a_relay_crash_and_are_counted_once() {
+    let dir = FlagDir::new();
+    dir.write(
+        "production.json",
+        r#"{"flags": {"checkout": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"}}}"#,
+    );
+    dir.write(
+        "ramp.yaml",
+        "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata:\n  name: checkout-v2\nspec:\n  flag: checkout\n  \
+         treatment: \"on\"\n  interval: 1s\n  steps:\n    - { percent: 50, hold: 1h }\n  guard:\n    minSamples: 1000000\n",
+    );
+    let config = dir.write(
+        "rampart.yaml",
+        &format!(
+            "environments:\n  production:\n    flags: [production.json]\n    ramps: [ramp.yaml]\n    \
+             sdkKeys: [{{value: {PRODUCTION_KEY}}}]\nadminTokens:\n  - {{name: ops, role: admin, value: {ADMIN}}}\n  \
+             - {{name: edge-eu, role: relay, environments: [production], value: {RELAY}}}\n"
+        ),
+    );
+    let data = tempfile::tempdir().expect("data");
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let sync_addr = format!("127.0.0.1:{}", free_port());
+    let start_primary =
+        || Rampart::start_in(&["--config", &config, "--sync-addr", &sync_addr, "--data-dir", &data_dir], &[]);
+    let primary = start_primary();
+    let cache = tempfile::tempdir().expect("cache");
+    let cache_dir = cache.path().to_string_lossy().into_owned();
+    let upstream = format!("http://{sync_addr}");
+    let relay_args =
+        ["--upstream", upstream.as_str(), "--environment", "production", "--cache-dir", cache_dir.as_str()];
+    let relay = Rampart::start_relay(&relay_args, &[("RAMPART_RELAY_TOKEN", RELAY)]);
+    wait_color_of(&relay, "checkout");
+    primary.kill();
+
+    // Accepted (200) while the upstream is away, then the relay crashes.
+    let batch = json!({"outcomes": [
+        {"flag": "checkout", "variant": "on", "ok": 7, "error": 3},
+        {"flag": "checkout", "variant": "off", "ok": 10, "error": 0},
+    ]})
+    .to_string();
+    for _ in 0..5 {
+        let reply = post(
+            &format!("{}/v1/outcomes", relay.http),
+            &batch,
+            &[("authorization", &format!("Bearer {PRODUCTION_KEY}")), ("content-type", "application/json")],
+        );
+        assert_eq!((reply.status, reply.body["accepted"].as_u64()), (200, Some(2)), "{}", reply.body);
+    }
+    assert!(relay.metric("rampart_relay_outcome_buffer_bytes") >= 0.0);
+    relay.kill();
+
+    // Both come back: every acknowledged outcome reaches the ramp, once.
+    let primary = start_primary();
+    let relay = Rampart::start_relay(&relay_args, &[("RAMPART_RELAY_TOKEN", RELAY)]);
+    let counts = || {
+        let status =
+            send("GET", &format!("{}/admin/v1/ramps/production/checkout-v2", primary.admin), Some(ADMIN), None, &[])
+                .body;
+        let evidence = &status["evidence"];
+        (
+            evidence["treatment"]["exposures"].as_u64().unwrap_or(0),
+            evidence["treatment"]["errors"].as_u64().unwrap_or(0),
+            evidence["control"]["exposures"].as_u64().unwrap_or(0),
+        )
+    };
+    eventually(DEADLINE, || {
+        let buffered = relay.metric("rampart_relay_outcome_buffer_bytes");
+        if buffered == 0.0 { Ok(()) } else { Err(format!("{buffered} bytes still buffered")) }
+    });
+    // Everything was acknowledged, so nothing is left to send again: the
+    // counts are final.
+    eventually(DEADLINE, || if counts() == (50, 15, 50) { Ok(()) } else { Err(format!("{:?}", counts())) });
+    assert!(relay.metric("rampart_relay_outcomes_forwarded_total") >= 2.0);
+}
+
+/// Waits until the relay serves `flag` (any answer but FLAG_NOT_FOUND).
+fn wait_color_of(server: &Rampart, flag: &str) {
+    eventually(DEADLINE, || {
+        let reply = post(
+            &format!("{}/ofrep/v1/evaluate/flags/{flag}", server.http),
+            "{}",
+            &[("authorization", &format!("Bearer {PRODUCTION_KEY}"))],
+        );
+        if reply.status == 200 { Ok(()) } else { Err(format!("{} {}", reply.status, reply.body)) }
+    });
 }

@@ -122,8 +122,7 @@ impl RampartSync {
     }
 
     /// Outcomes a relay forwards: already checked and rate-limited per
-    /// client there, summed per second, each counted in the second the
-    /// relay accepted it. A batch id already applied is acknowledged
+    /// client there, summed per second the relay accepted them in. A batch id already applied is acknowledged
     /// without counting it again (the relay sends until acknowledged).
     async fn forwarded(
         &self,
@@ -139,18 +138,19 @@ impl RampartSync {
         if self.applied.contains(&id) {
             return Ok(Response::new(OutcomeReply { accepted: 0, ignored: batch.outcomes.len() as u64 }));
         }
-        let now = self.state.clock.now_millis();
+        // Counted on arrival, like every report (the ramp's evidence reads
+        // closed buckets only, so back-dating would miss them), one relay
+        // second at a time: the plausibility check sees each second's
+        // volume, as it does from SDKs, even when a relay catches up.
         let mut by_second: std::collections::BTreeMap<u64, Vec<Report>> = std::collections::BTreeMap::new();
         for outcome in batch.outcomes {
-            // A second in the future is taken as now.
-            let at = if outcome.at_second == 0 { now } else { (outcome.at_second * 1000).min(now) };
-            by_second.entry(at).or_default().push(report(outcome));
+            by_second.entry(outcome.at_second).or_default().push(report(outcome));
         }
         let (mut accepted, mut ignored) = (0, 0);
-        for (at, reports) in by_second {
-            crate::ramp::outcomes::check(&reports).map_err(|error| Status::invalid_argument(error.to_string()))?;
-            // A relay in the middle of a chain passes them on, in their second.
-            let (a, i) = crate::ramp::outcomes::take_at(&self.state, &environment.name, &reports, at)
+        for reports in by_second.values() {
+            crate::ramp::outcomes::check(reports).map_err(|error| Status::invalid_argument(error.to_string()))?;
+            // A relay in the middle of a chain passes them on.
+            let (a, i) = crate::ramp::outcomes::take(&self.state, &environment.name, reports)
                 .await
                 .map_err(|error| self.record_error(error))?;
             accepted += a;

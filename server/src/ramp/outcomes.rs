@@ -137,17 +137,7 @@ pub async fn take(
     environment: &str,
     reports: &[Report],
 ) -> Result<(usize, usize), RecordError> {
-    take_at(services, environment, reports, services.clock.now_millis()).await
-}
-
-/// [`take`] for reports counted at `now` (unix ms): forwarded ones keep the
-/// second their first relay accepted them in.
-pub async fn take_at(
-    services: &crate::services::Services,
-    environment: &str,
-    reports: &[Report],
-    now: u64,
-) -> Result<(usize, usize), RecordError> {
+    let now = services.clock.now_millis();
     if let Some(relay) = &services.relay {
         let forwarder = relay.forwarder.clone();
         let (environment, reports) = (environment.to_owned(), reports.to_vec());
@@ -156,7 +146,7 @@ pub async fn take_at(
             .map_err(|e| StoreError::unavailable("the relay's outcome buffer", e))?;
         return match taken {
             Ok(count) => Ok((count, 0)),
-            Err(error @ crate::relay::ForwardError::Full) => {
+            Err(error @ crate::relay::ForwardError::Full(_)) => {
                 services.metrics.rejected(crate::limits::Rejection::RelayOutcomeBuffer);
                 Err(StoreError::unavailable("the relay's outcome buffer", error).into())
             }

@@ -37,8 +37,8 @@ pub const BATCH_HEADER: &str = "x-rampart-batch";
 /// Why a report was not taken.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
-    #[error("the relay's outcome buffer is full ({BUFFER_BYTES} bytes) while the upstream is away; retry later")]
-    Full,
+    #[error("the relay's outcome buffer is full ({0} bytes) while the upstream is away; retry later")]
+    Full(u64),
     #[error("cannot write the relay's outcome buffer: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -67,6 +67,8 @@ pub struct Forwarder {
     /// directory, so it survives restarts).
     relay_id: String,
     buffer: Mutex<Buffer>,
+    /// Most bytes buffered ([`BUFFER_BYTES`]).
+    limit: u64,
     wake: tokio::sync::Notify,
 }
 
@@ -101,6 +103,47 @@ fn batch_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("batch-{number:020}.jsonl"))
 }
 
+fn sealing_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("sealing-{number:020}.jsonl"))
+}
+
+/// Sums `sealing-N` into `batch-N` (written whole, synced, renamed) and
+/// removes `sealing-N`; returns the batch's size. A crash before the rename
+/// leaves `sealing-N` to compact again; after it, `batch-N` exists and the
+/// leftover `sealing-N` is only removed.
+fn compact(dir: &Path, number: u64) -> std::io::Result<u64> {
+    let (source, target) = (sealing_path(dir, number), batch_path(dir, number));
+    if !target.exists() {
+        let mut lines: BTreeMap<(String, u64), Vec<Report>> = BTreeMap::new();
+        for ((environment, second, flag, variant, key), (ok, error)) in sums(&source)? {
+            let targeting_key = Some(key).filter(|k| !k.is_empty());
+            lines.entry((environment, second)).or_default().push(Report { flag, variant, ok, error, targeting_key });
+        }
+        let mut text = Vec::new();
+        for ((environment, second), outcomes) in lines {
+            serde_json::to_writer(&mut text, &Line { environment, second, outcomes }).map_err(std::io::Error::other)?;
+            text.push(b'\n');
+        }
+        write_synced(&target, &text)?;
+    }
+    std::fs::remove_file(&source)?;
+    Ok(std::fs::metadata(&target)?.len())
+}
+
+/// Sealed but not yet compacted (a crash between the two).
+fn sealing(dir: &Path) -> std::io::Result<Vec<u64>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(number) =
+            name.to_str().and_then(|n| n.strip_prefix("sealing-")?.strip_suffix(".jsonl")?.parse::<u64>().ok())
+        {
+            found.push(number);
+        }
+    }
+    Ok(found)
+}
+
 /// Unsent batches, oldest first.
 fn batches(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     let mut found = Vec::new();
@@ -120,6 +163,10 @@ fn batches(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 
 impl Forwarder {
     pub fn open(cache_dir: &Path) -> std::io::Result<Forwarder> {
+        Forwarder::open_with_limit(cache_dir, BUFFER_BYTES)
+    }
+
+    fn open_with_limit(cache_dir: &Path, limit: u64) -> std::io::Result<Forwarder> {
         let dir = cache_dir.join("outcomes");
         std::fs::create_dir_all(&dir)?;
         let relay_id = read_or_create_id(cache_dir)?;
@@ -136,6 +183,9 @@ impl Forwarder {
         }
         let pending = std::fs::OpenOptions::new().create(true).append(true).open(&pending_path)?;
         let pending_bytes = pending.metadata()?.len();
+        for number in sealing(&dir)? {
+            compact(&dir, number)?;
+        }
         let existing = batches(&dir)?;
         let mut batch_bytes = 0;
         for (_, path) in &existing {
@@ -147,7 +197,7 @@ impl Forwarder {
             .unwrap_or(1);
         let next_batch = existing.last().map_or(stored_next, |(n, _)| stored_next.max(n + 1));
         let buffer = Buffer { pending, pending_bytes, batch_bytes, next_batch };
-        Ok(Forwarder { dir, relay_id, buffer: Mutex::new(buffer), wake: tokio::sync::Notify::new() })
+        Ok(Forwarder { dir, relay_id, buffer: Mutex::new(buffer), limit, wake: tokio::sync::Notify::new() })
     }
 
     /// Appends an accepted request durably (blocking: call off the async
@@ -157,8 +207,8 @@ impl Forwarder {
         let mut text = serde_json::to_vec(&line).map_err(std::io::Error::other)?;
         text.push(b'\n');
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        if buffer.pending_bytes + buffer.batch_bytes + text.len() as u64 > BUFFER_BYTES {
-            return Err(ForwardError::Full);
+        if buffer.pending_bytes + buffer.batch_bytes + text.len() as u64 > self.limit {
+            return Err(ForwardError::Full(self.limit));
         }
         buffer.pending.write_all(&text)?;
         buffer.pending.sync_data()?;
@@ -167,20 +217,32 @@ impl Forwarder {
         Ok(reports.len())
     }
 
-    /// Turns what is pending into the next numbered batch.
+    /// Turns what is pending into the next numbered batch: the pending
+    /// file is renamed (`sealing-N`, atomically, so accepts go on into a
+    /// fresh one), then summed per environment, second, flag, variant and
+    /// targeting key into `batch-N`. While the upstream is away the buffer
+    /// so grows with seconds × flags × variants, not with requests.
     fn seal(&self) -> std::io::Result<()> {
+        let (number, raw) = {
+            let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+            if buffer.pending_bytes == 0 {
+                return Ok(());
+            }
+            let number = buffer.next_batch;
+            write_synced(&self.dir.join("next-batch"), (number + 1).to_string().as_bytes())?;
+            std::fs::rename(self.dir.join("pending.jsonl"), sealing_path(&self.dir, number))?;
+            std::fs::File::open(&self.dir)?.sync_all()?;
+            buffer.pending =
+                std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("pending.jsonl"))?;
+            let raw = buffer.pending_bytes;
+            buffer.batch_bytes += raw;
+            buffer.pending_bytes = 0;
+            buffer.next_batch = number + 1;
+            (number, raw)
+        };
+        let compacted = compact(&self.dir, number)?;
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-        if buffer.pending_bytes == 0 {
-            return Ok(());
-        }
-        let number = buffer.next_batch;
-        write_synced(&self.dir.join("next-batch"), (number + 1).to_string().as_bytes())?;
-        std::fs::rename(self.dir.join("pending.jsonl"), batch_path(&self.dir, number))?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
-        buffer.pending = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("pending.jsonl"))?;
-        buffer.batch_bytes += buffer.pending_bytes;
-        buffer.pending_bytes = 0;
-        buffer.next_batch = number + 1;
+        buffer.batch_bytes = buffer.batch_bytes.saturating_sub(raw) + compacted;
         Ok(())
     }
 
@@ -285,11 +347,12 @@ impl Forwarder {
     }
 }
 
-/// A batch file's reports summed per environment, flag, variant, targeting
-/// key and second.
-fn aggregate(path: &Path) -> std::io::Result<BTreeMap<String, Vec<Outcome>>> {
-    type Key = (String, u64, String, String, String);
-    let mut sums: BTreeMap<Key, (u64, u64)> = BTreeMap::new();
+type SumKey = (String, u64, String, String, String);
+
+/// A buffer file's reports summed per environment, second, flag, variant
+/// and targeting key (empty when none).
+fn sums(path: &Path) -> std::io::Result<BTreeMap<SumKey, (u64, u64)>> {
+    let mut sums: BTreeMap<SumKey, (u64, u64)> = BTreeMap::new();
     let file = std::fs::File::open(path)?;
     for line in std::io::BufReader::new(file).lines() {
         let line = line?;
@@ -308,8 +371,13 @@ fn aggregate(path: &Path) -> std::io::Result<BTreeMap<String, Vec<Outcome>>> {
             sum.1 = sum.1.saturating_add(report.error);
         }
     }
+    Ok(sums)
+}
+
+/// A batch as the upstream's messages, per environment.
+fn aggregate(path: &Path) -> std::io::Result<BTreeMap<String, Vec<Outcome>>> {
     let mut parts: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
-    for ((environment, second, flag, variant, targeting_key), (ok, error)) in sums {
+    for ((environment, second, flag, variant, targeting_key), (ok, error)) in sums(path)? {
         parts.entry(environment).or_default().push(Outcome {
             flag,
             variant,
@@ -350,5 +418,93 @@ impl AppliedBatches {
                 ids.0.remove(&old);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(variant: &str, ok: u64, error: u64) -> Report {
+        Report { flag: "f".into(), variant: variant.into(), ok, error, targeting_key: None }
+    }
+
+    #[test]
+    fn accepted_reports_are_sealed_into_numbered_batches_and_summed_per_second() {
+        let dir = tempfile::tempdir().expect("dir");
+        let forwarder = Forwarder::open(dir.path()).expect("open");
+        forwarder.accept("production", &[report("on", 1, 2), report("off", 5, 0)], 10_100).expect("accept");
+        forwarder.accept("production", &[report("on", 3, 0)], 10_900).expect("accept");
+        forwarder.accept("production", &[report("on", 1, 0)], 11_000).expect("accept");
+        forwarder.accept("staging", &[report("on", 1, 1)], 10_000).expect("accept");
+        forwarder.seal().expect("seal");
+        forwarder.seal().expect("nothing more to seal");
+        let sealed = batches(&forwarder.dir).expect("batches");
+        assert_eq!(sealed.len(), 1);
+        let parts = aggregate(&sealed[0].1).expect("aggregate");
+        let production: Vec<(u64, &str, u64, u64)> =
+            parts["production"].iter().map(|o| (o.at_second, o.variant.as_str(), o.ok, o.error)).collect();
+        assert_eq!(production, [(10, "off", 5, 0), (10, "on", 4, 2), (11, "on", 1, 0)]);
+        assert_eq!(parts["staging"].len(), 1);
+        // The batch holds sums, not requests: many reports of one second
+        // take one line per flag and variant.
+        let many = Forwarder::open(&dir.path().join("many")).expect("open");
+        for _ in 0..1000 {
+            many.accept("production", &[report("on", 1, 0), report("off", 1, 0)], 20_000).expect("accept");
+        }
+        let raw = many.buffered_bytes();
+        many.seal().expect("seal");
+        assert!(many.buffered_bytes() * 100 < raw, "{} of {raw} bytes", many.buffered_bytes());
+        // Reopened (a restart), the batch is still there and numbering goes on.
+        let id = forwarder.relay_id.clone();
+        drop(forwarder);
+        let reopened = Forwarder::open(dir.path()).expect("reopen");
+        assert_eq!(reopened.relay_id, id, "the relay keeps its id");
+        reopened.accept("production", &[report("on", 1, 0)], 12_000).expect("accept");
+        reopened.seal().expect("seal");
+        let numbers: Vec<u64> = batches(&reopened.dir).expect("batches").into_iter().map(|(n, _)| n).collect();
+        assert_eq!(numbers, [1, 2]);
+    }
+
+    #[test]
+    fn a_line_torn_by_a_crash_is_cut_and_the_buffer_is_bounded() {
+        let dir = tempfile::tempdir().expect("dir");
+        let forwarder = Forwarder::open_with_limit(dir.path(), 400).expect("open");
+        forwarder.accept("production", &[report("on", 1, 0)], 1_000).expect("accept");
+        let pending = forwarder.dir.join("pending.jsonl");
+        drop(forwarder);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&pending)
+            .expect("pending")
+            .write_all(b"{\"environ")
+            .expect("tear");
+        let forwarder = Forwarder::open_with_limit(dir.path(), 400).expect("reopen");
+        forwarder.accept("production", &[report("on", 2, 0)], 2_000).expect("accept");
+        forwarder.seal().expect("seal");
+        let sealed = batches(&forwarder.dir).expect("batches");
+        let ok: u64 = aggregate(&sealed[0].1).expect("aggregate")["production"].iter().map(|o| o.ok).sum();
+        assert_eq!(ok, 3, "both acknowledged lines survive, the torn one is gone");
+        // At the bound: refused, counted by the caller, nothing written.
+        let before = forwarder.buffered_bytes();
+        let mut accepted = 0;
+        while forwarder.accept("production", &[report("on", 1, 0)], 3_000).is_ok() {
+            accepted += 1;
+        }
+        assert!(accepted > 0);
+        assert!(matches!(forwarder.accept("production", &[report("on", 1, 0)], 3_000), Err(ForwardError::Full(400))));
+        assert!(forwarder.buffered_bytes() <= 400 && forwarder.buffered_bytes() > before);
+    }
+
+    #[test]
+    fn applied_batch_ids_are_remembered_up_to_their_bound() {
+        let applied = AppliedBatches::default();
+        applied.insert("relay/a:1:production:0".into());
+        assert!(applied.contains("relay/a:1:production:0"));
+        for n in 0..APPLIED_IDS {
+            applied.insert(format!("other:{n}"));
+        }
+        assert!(!applied.contains("relay/a:1:production:0"), "the oldest id is forgotten first");
+        assert!(applied.contains(&format!("other:{}", APPLIED_IDS - 1)));
     }
 }
