@@ -118,7 +118,11 @@ async fn session(state: &State, endpoint: &str) -> Ended {
     {
         request.metadata_mut().insert("authorization", value);
     }
-    let mut stream = match FlagSyncClient::new(channel).subscribe(request).await {
+    // A snapshot is the whole environment in one message: allow what a
+    // flag document may be (gRPC's default of 4 MiB is ~45,000 flags).
+    let mut client =
+        FlagSyncClient::new(channel).max_decoding_message_size(rampart_engine::InputLimits::DEFAULT_MAX_BYTES);
+    let mut stream = match client.subscribe(request).await {
         Ok(response) => response.into_inner(),
         Err(status) if matches!(status.code(), Code::Unauthenticated | Code::PermissionDenied) => {
             return Ended::Refused(status.message().to_owned());

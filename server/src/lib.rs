@@ -207,7 +207,10 @@ impl Server {
             None => None,
         };
         let relay = match config.relay.clone() {
-            Some(relay) => Some(Arc::new(relay::Relay::new(relay, clock.clone()).map_err(StartupError::RelayCache)?)),
+            Some(relay) => Some(Arc::new(
+                relay::Relay::new(relay, clock.clone(), config.limits.flag_files.max_bytes)
+                    .map_err(StartupError::RelayCache)?,
+            )),
             None => None,
         };
         if let Some(relay) = &relay {

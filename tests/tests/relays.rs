@@ -270,26 +270,37 @@ fn a_relay_serves_from_its_cache_while_the_upstream_is_away_and_resyncs_with_a_n
     });
 }
 
-#[test]
-fn outcomes_posted_to_the_bottom_relay_drive_the_upstream_ramp() {
-    let dir = FlagDir::new();
+/// A primary's configuration for production with the flag `checkout`
+/// ramped by `checkout-v2` in one `step`, guarded by `guard` (YAML lines).
+fn ramped_config(dir: &FlagDir, step: &str, guard: &str) -> String {
     dir.write(
         "production.json",
         r#"{"flags": {"checkout": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"}}}"#,
     );
     dir.write(
         "ramp.yaml",
-        "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata:\n  name: checkout-v2\nspec:\n  flag: checkout\n  \
-         treatment: \"on\"\n  interval: 1s\n  steps:\n    - { percent: 5, hold: 1h }\n  guard:\n    minSamples: 40\n    \
-         absolute: { maxErrorRate: 50%, maxIncrease: 10% }\n",
+        &format!(
+            "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata:\n  name: checkout-v2\nspec:\n  flag: checkout\n  \
+             treatment: \"on\"\n  interval: 1s\n  steps:\n    - {step}\n  guard:\n    {guard}\n"
+        ),
     );
-    let config = dir.write(
+    dir.write(
         "rampart.yaml",
         &format!(
             "environments:\n  production:\n    flags: [production.json]\n    ramps: [ramp.yaml]\n    \
              sdkKeys: [{{value: {PRODUCTION_KEY}}}]\nadminTokens:\n  - {{name: ops, role: admin, value: {ADMIN}}}\n  \
              - {{name: edge-eu, role: relay, environments: [production], value: {RELAY}}}\n"
         ),
+    )
+}
+
+#[test]
+fn outcomes_posted_to_the_bottom_relay_drive_the_upstream_ramp() {
+    let dir = FlagDir::new();
+    let config = ramped_config(
+        &dir,
+        "{ percent: 5, hold: 1h }",
+        "minSamples: 40\n    absolute: { maxErrorRate: 50%, maxIncrease: 10% }",
     );
     let primary = Rampart::start(&["--config", &config]);
     let cache = tempfile::tempdir().expect("cache");
@@ -341,23 +352,7 @@ fn outcomes_posted_to_the_bottom_relay_drive_the_upstream_ramp() {
 #[test]
 fn outcomes_accepted_while_the_upstream_is_away_survive_a_relay_crash_and_are_counted_once() {
     let dir = FlagDir::new();
-    dir.write(
-        "production.json",
-        r#"{"flags": {"checkout": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"}}}"#,
-    );
-    dir.write(
-        "ramp.yaml",
-        "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata:\n  name: checkout-v2\nspec:\n  flag: checkout\n  \
-         treatment: \"on\"\n  interval: 1s\n  steps:\n    - { percent: 50, hold: 1h }\n  guard:\n    minSamples: 1000000\n",
-    );
-    let config = dir.write(
-        "rampart.yaml",
-        &format!(
-            "environments:\n  production:\n    flags: [production.json]\n    ramps: [ramp.yaml]\n    \
-             sdkKeys: [{{value: {PRODUCTION_KEY}}}]\nadminTokens:\n  - {{name: ops, role: admin, value: {ADMIN}}}\n  \
-             - {{name: edge-eu, role: relay, environments: [production], value: {RELAY}}}\n"
-        ),
-    );
+    let config = ramped_config(&dir, "{ percent: 50, hold: 1h }", "minSamples: 1000000");
     let data = tempfile::tempdir().expect("data");
     let data_dir = data.path().to_string_lossy().into_owned();
     let sync_addr = format!("127.0.0.1:{}", free_port());
@@ -443,5 +438,45 @@ fn wait_color_of(server: &Rampart, flag: &str) {
             &[("authorization", &format!("Bearer {PRODUCTION_KEY}"))],
         );
         if reply.status == 200 { Ok(()) } else { Err(format!("{} {}", reply.status, reply.body)) }
+    });
+}
+
+#[test]
+fn an_environment_larger_than_grpcs_default_message_limit_reaches_relays_and_sdks() {
+    // About 6 MB of flags: one snapshot message above gRPC's default 4 MiB.
+    let padding = "x".repeat(100);
+    let flags: serde_json::Map<String, Value> = (0..50_000)
+        .map(|i| {
+            let definition =
+                json!({"state": "ENABLED", "variants": {"a": format!("{padding}{i}")}, "defaultVariant": "a"});
+            (format!("flag-{i:05}"), definition)
+        })
+        .collect();
+    let document = json!({"flags": flags}).to_string();
+    assert!(document.len() > 5 << 20, "{} bytes", document.len());
+    let dir = FlagDir::new();
+    let config = primary_config(&dir, "blue");
+    dir.write("production.json", &document);
+    let primary = Rampart::start(&["--config", &config]);
+    let cache = tempfile::tempdir().expect("cache");
+    let relay = start_relay(&primary, cache.path(), &[]);
+    let last = format!("{padding}49999");
+    eventually(DEADLINE, || {
+        let reply = post(
+            &format!("{}/ofrep/v1/evaluate/flags/flag-49999", relay.http),
+            "{}",
+            &[("authorization", &format!("Bearer {PRODUCTION_KEY}"))],
+        );
+        if reply.body["value"] == last.as_str() { Ok(()) } else { Err(format!("{} {}", reply.status, reply.body)) }
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let client = rampart_sdk::Client::builder()
+            .endpoint(format!("http://{}", relay.sync))
+            .sdk_key(PRODUCTION_KEY)
+            .build()
+            .expect("sdk");
+        client.wait_ready(DEADLINE).await.expect("the SDK takes the large snapshot");
+        assert_eq!(client.string_value("flag-49999", &rampart_sdk::Context::default(), "none"), last);
     });
 }

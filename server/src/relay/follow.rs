@@ -119,7 +119,10 @@ impl Follower {
             metadata.insert("authorization", token);
             metadata.insert(ENVIRONMENT_HEADER, environment);
         }
-        let mut stream = match FlagSyncClient::new(channel).subscribe(request).await {
+        // A snapshot is the whole environment in one message: allow what a
+        // flag document may be here (gRPC's default is 4 MiB).
+        let mut client = FlagSyncClient::new(channel).max_decoding_message_size(self.relay.max_message_bytes);
+        let mut stream = match client.subscribe(request).await {
             Ok(response) => response.into_inner(),
             Err(status) if matches!(status.code(), Code::Unauthenticated | Code::PermissionDenied) => {
                 tracing::error!(environment = %self.name, reason = %status.message(), "the upstream refuses this relay");

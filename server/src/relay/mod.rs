@@ -157,14 +157,17 @@ pub struct Relay {
     pub forwarder: Arc<Forwarder>,
     links: BTreeMap<String, Link>,
     clock: Clock,
+    /// The largest message taken from the upstream: a flag document's limit.
+    max_message_bytes: usize,
 }
 
 impl Relay {
     /// Opens the cache directory (the outcome buffer lives there).
-    pub fn new(config: RelayConfig, clock: Clock) -> std::io::Result<Relay> {
+    /// `max_message_bytes`: the largest flag document taken from upstream.
+    pub fn new(config: RelayConfig, clock: Clock, max_message_bytes: usize) -> std::io::Result<Relay> {
         let links = config.environments.iter().map(|name| (name.clone(), Link::default())).collect();
         let forwarder = Arc::new(Forwarder::open(&config.cache_dir)?);
-        Ok(Relay { config, forwarder, links, clock })
+        Ok(Relay { config, forwarder, links, clock, max_message_bytes })
     }
 
     /// Where writes go: the upstream (its sync address; its admin API is beside it).
