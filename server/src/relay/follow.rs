@@ -67,6 +67,11 @@ fn credentials(snapshot: &Snapshot) -> Credentials {
     }
 }
 
+/// A number in [0, 1).
+fn unit_random() -> f64 {
+    (super::random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 impl Follower {
     pub(super) async fn run(self, shutdown: CancellationToken) {
         let mut position = match cache::load(&self.relay.config.cache_dir, &self.name) {
@@ -95,6 +100,9 @@ impl Follower {
                     Duration::from_millis(100).saturating_mul(1 << failures.min(6)).min(BACKOFF_MAX)
                 }
             };
+            // Spread out: every relay of an upstream that restarted would
+            // otherwise ask for its snapshot in the same instant.
+            let delay = delay.mul_f64(0.5 + 0.5 * unit_random());
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}

@@ -128,6 +128,15 @@ impl RelayConfig {
     }
 }
 
+/// A random number for jitter and ids: spread, not cryptography (the std
+/// hasher's per-process random keys).
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
 /// What one followed environment last heard from the upstream.
 #[derive(Debug, Default)]
 pub struct Link {

@@ -79,10 +79,7 @@ fn read_or_create_id(dir: &Path) -> std::io::Result<String> {
         Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
         _ => {}
     }
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    let id = format!("{:016x}", hasher.finish());
+    let id = format!("{:016x}", super::random_u64());
     write_synced(&path, id.as_bytes())?;
     Ok(id)
 }
