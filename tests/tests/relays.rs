@@ -480,3 +480,22 @@ fn an_environment_larger_than_grpcs_default_message_limit_reaches_relays_and_sdk
         assert_eq!(client.string_value("flag-49999", &rampart_sdk::Context::default(), "none"), last);
     });
 }
+
+#[test]
+fn a_relay_restarted_next_to_its_upstream_resumes_and_is_ready_without_waiting_for_a_heartbeat() {
+    let dir = FlagDir::new();
+    // Heartbeats far apart: readiness must not wait for one.
+    let primary = Rampart::start(&["--config", &primary_config(&dir, "blue"), "--heartbeat-seconds", "600"]);
+    let cache = tempfile::tempdir().expect("cache");
+    let relay = start_relay(&primary, cache.path(), &[]);
+    wait_color(&relay, "blue");
+    relay.kill();
+    let relay = start_relay(&primary, cache.path(), &[]);
+    eventually(DEADLINE, || {
+        let (status, ready) = readyz(&relay);
+        if status == 200 && ready["status"] == "ready" { Ok(()) } else { Err(format!("{status} {ready}")) }
+    });
+    assert_eq!(color(&relay, PRODUCTION_KEY), Ok("blue".to_owned()));
+    // Both runs subscribed (the second from its cached position).
+    assert_eq!(primary.metric(r#"rampart_relay_subscriptions_total{environment="production",relay="edge-eu"}"#), 2.0);
+}

@@ -139,6 +139,15 @@ impl Follower {
             Err(status) => return Ended::Failed(status.message().to_owned()),
         };
         let link = self.relay.links.get(&self.name);
+        // Accepted: a resumed stream sends nothing until there is a change
+        // or a heartbeat, and what this relay serves is current meanwhile.
+        if let Some(link) = link
+            && link.has_flags.load(Ordering::Relaxed)
+            && !position.epoch.is_empty()
+        {
+            link.connected.store(true, Ordering::Relaxed);
+            link.last_contact.store(self.relay.clock.now_millis(), Ordering::Relaxed);
+        }
         loop {
             let message = match tokio::time::timeout(IDLE, stream.message()).await {
                 Err(_) => return Ended::Failed("no message (not even a heartbeat) within the idle timeout".into()),
