@@ -8,6 +8,8 @@
 # 2. OFREP throughput of a relay against a primary's (one worker on core 0,
 #    wrk on core 1, the example flags; the relay's upstream idles on core 1).
 # 3. Memory: RSS of a primary and of its relay serving 10,000 flags.
+# 4. A change in an environment of 100,000 flags: from the primary's 2xx
+#    until the relay answers OFREP with it (polling), five changes.
 #
 #   benches/load/relays.sh [rounds=20] [clients per relay=1000] [protocols="grpc sse"]
 set -euo pipefail
@@ -100,4 +102,21 @@ primary 1 19300 "$work/flags.json"
 relay 0 19310 19300
 sleep 2 # let allocations settle
 echo "RESULT memory flags=10000 primary_rss_mib=$(rss_mib "${pids[0]}") relay_rss_mib=$(rss_mib "${pids[1]}")"
+stop_all
+
+echo "a change among 100,000 flags:"
+python3 benches/load/scale.py --write "$work/flags.json" 100000
+primary 1 19400 "$work/flags.json"
+relay 0 19410 19400
+for i in 1 2 3 4 5; do
+  start=$(date +%s%N)
+  curl -fs -X PUT -H "authorization: Bearer $admin" -H 'content-type: application/json' \
+    -d "{\"state\":\"ENABLED\",\"variants\":{\"v\":$i},\"defaultVariant\":\"v\"}" \
+    http://127.0.0.1:19401/admin/v1/environments/default/flags/probe >/dev/null
+  acked=$(date +%s%N)
+  until curl -fs -X POST -d '{}' http://127.0.0.1:19410/ofrep/v1/evaluate/flags/probe | grep -q "\"value\":$i"; do :; done
+  seen=$(date +%s%N)
+  echo "RESULT change=$i flags=100000 admin_ms=$(( (acked - start) / 1000000 )) relay_serves_after_ms=$(( (seen - acked) / 1000000 ))"
+done
+echo "RESULT memory flags=100000 primary_rss_mib=$(rss_mib "${pids[0]}") relay_rss_mib=$(rss_mib "${pids[1]}")"
 stop_all

@@ -121,6 +121,23 @@ fn changes_reach_clients_through_two_relay_levels_and_keys_are_checked_at_each()
     assert_eq!(delta.event, "delta", "{delta:?}");
     assert!(delta.data.contains("banner") && delta.data.contains("red"), "{}", delta.data);
     eventually(DEADLINE, || if sdk_banner() == "red" { Ok(()) } else { Err(sdk_banner()) });
+    // A deletion upstream removes it at the bottom.
+    let deleted = send(
+        "DELETE",
+        &format!("{}/admin/v1/environments/production/flags/banner", primary.admin),
+        Some(ADMIN),
+        None,
+        &[],
+    );
+    assert!(deleted.status < 300, "{} {}", deleted.status, deleted.body);
+    eventually(DEADLINE, || {
+        let reply = post(
+            &format!("{}/ofrep/v1/evaluate/flags/banner", bottom.http),
+            "{}",
+            &[("authorization", &format!("Bearer {PRODUCTION_KEY}"))],
+        );
+        if reply.status == 404 { Ok(()) } else { Err(format!("{} {}", reply.status, reply.body)) }
+    });
     // A file change upstream too.
     dir.write("production.json", &flags("green"));
     wait_color(&bottom, "green");

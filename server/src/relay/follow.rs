@@ -21,6 +21,10 @@ use crate::metrics::Metrics;
 /// The metadata naming the environment a relay follows.
 pub const ENVIRONMENT_HEADER: &str = "x-rampart-environment";
 
+/// Flags changed since the last rebuild kept on top of the shared set;
+/// beyond this, the set is rebuilt (lookups check the top first).
+const MAX_TOP: usize = 1024;
+
 /// Longest wait between reconnection attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A stream silent for this long (heartbeats included) is taken as dead.
@@ -29,8 +33,9 @@ const IDLE: Duration = Duration::from_secs(90);
 pub(super) struct Follower {
     pub(super) relay: Arc<Relay>,
     pub(super) environments: Arc<Environments>,
-    pub(super) metrics: Arc<Metrics>,
     pub(super) name: String,
+    /// To the environment's cache writer ([`write_cache`]).
+    pub(super) cache: tokio::sync::watch::Sender<Option<Arc<Served>>>,
 }
 
 /// How a session ended.
@@ -42,7 +47,7 @@ enum Ended {
 
 /// The upstream's position this relay holds.
 #[derive(Debug, Clone, Default)]
-struct Position {
+pub(super) struct Position {
     epoch: String,
     version: u64,
 }
@@ -203,7 +208,7 @@ impl Follower {
         }
         self.environments.set_credentials(&self.name, credentials.clone());
         *position = Position { epoch: snapshot.epoch.clone(), version: snapshot.version };
-        self.save(position, credentials).await;
+        self.save(position, credentials);
         true
     }
 
@@ -218,10 +223,21 @@ impl Follower {
         let current = environment.snapshot();
         let (upserts, mut problems) = compile(&delta.upserts_json);
         let replaced = |key: &str| upserts.get(key).is_some() || delta.removed.iter().any(|r| r == key);
-        let kept = current.flags.shared().filter(|flag| !replaced(flag.key())).cloned();
         problems
             .extend(current.problems.iter().filter(|p| p.flag.as_deref().is_none_or(|key| !replaced(key))).cloned());
-        let flags = match FlagSet::from_flags(kept.chain(upserts.shared().cloned()), upserts.metadata().clone()) {
+        // Changed flags go on top of the current set, sharing the rest: a
+        // change costs the changed flags, not the environment. Removals, new
+        // metadata or a top grown large rebuild the set once.
+        let layered = delta.removed.is_empty()
+            && upserts.metadata() == current.flags.metadata()
+            && current.flags.top_keys().count() + upserts.len() <= MAX_TOP;
+        let built = if layered {
+            FlagSet::on(&current.flags, upserts.shared().cloned())
+        } else {
+            let kept = current.flags.shared().filter(|flag| !replaced(flag.key())).cloned();
+            FlagSet::from_flags(kept.chain(upserts.shared().cloned()), upserts.metadata().clone())
+        };
+        let flags = match built {
             Ok(flags) => flags,
             Err(errors) => {
                 tracing::warn!(environment = %self.name, %errors, "cannot apply a delta; resynchronising");
@@ -236,28 +252,70 @@ impl Follower {
         }
         *position = Position { epoch: delta.epoch, version: delta.version };
         let credentials = self.environments.relayed_credentials(&self.name);
-        self.save(position, credentials).await;
+        self.save(position, credentials);
         true
     }
 
-    /// Keeps what is served in the cache (off the async threads).
-    async fn save(&self, position: &Position, credentials: Credentials) {
+    /// Hands what is served now, with the position it reflects, to the
+    /// cache writer (the latest replaces any not yet written).
+    fn save(&self, position: &Position, credentials: Credentials) {
         let Some(environment) = self.environments.get(&self.name) else { return };
-        let snapshot = environment.snapshot();
-        let flags_json = environment.changes.document_json(&snapshot);
-        let entry = cache::Cached {
-            epoch: position.epoch.clone(),
-            version: position.version,
-            saved_at: self.relay.clock.now_millis(),
-            credentials,
-            flags_json: String::from_utf8_lossy(&flags_json).into_owned(),
+        let served = Served { position: position.clone(), credentials, snapshot: environment.snapshot() };
+        self.cache.send_replace(Some(Arc::new(served)));
+    }
+}
+
+/// What a relay serves for one environment, to be cached.
+#[derive(Debug)]
+pub(super) struct Served {
+    position: Position,
+    credentials: Credentials,
+    snapshot: Arc<crate::snapshot::Snapshot>,
+}
+
+/// Fewest milliseconds between two cache writes of one environment: a
+/// write renders the whole environment, so a burst of changes is written
+/// once; a crash loses at most this much, which the upstream resends.
+const CACHE_EVERY_MS: u64 = 1000;
+
+/// Writes the latest [`Served`] to the cache, at most every
+/// [`CACHE_EVERY_MS`], off the stream's path; the last one before shutdown.
+pub(super) async fn write_cache(
+    relay: Arc<Relay>,
+    environments: Arc<Environments>,
+    metrics: Arc<Metrics>,
+    name: String,
+    mut latest: tokio::sync::watch::Receiver<Option<Arc<Served>>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let stopping = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            changed = latest.changed() => changed.is_err(),
         };
-        let dir = self.relay.config.cache_dir.clone();
-        let name = self.name.clone();
-        let saved = tokio::task::spawn_blocking(move || cache::save(&dir, &name, &entry)).await;
-        if let Ok(Err(error)) | Err(error) = saved.map_err(std::io::Error::other) {
-            self.metrics.relay_cache_failure();
-            tracing::error!(environment = %self.name, %error, "cannot write the relay cache");
+        let served = latest.borrow_and_update().clone();
+        if let (Some(served), Some(environment)) = (served, environments.get(&name)) {
+            let flags_json = environment.changes.document_json(&served.snapshot);
+            let entry = cache::Cached {
+                epoch: served.position.epoch.clone(),
+                version: served.position.version,
+                saved_at: relay.clock.now_millis(),
+                credentials: served.credentials.clone(),
+                flags_json: String::from_utf8_lossy(&flags_json).into_owned(),
+            };
+            let (dir, file) = (relay.config.cache_dir.clone(), name.clone());
+            let saved = tokio::task::spawn_blocking(move || cache::save(&dir, &file, &entry)).await;
+            if let Ok(Err(error)) | Err(error) = saved.map_err(std::io::Error::other) {
+                metrics.relay_cache_failure();
+                tracing::error!(environment = %name, %error, "cannot write the relay cache");
+            }
+        }
+        if stopping {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_millis(CACHE_EVERY_MS)) => {}
         }
     }
 }

@@ -205,12 +205,16 @@ impl Relay {
     ) {
         let mut tasks = Vec::new();
         for name in self.config.environments.clone() {
-            let follower = follow::Follower {
-                relay: self.clone(),
-                environments: environments.clone(),
-                metrics: metrics.clone(),
-                name,
-            };
+            let (cache, latest) = tokio::sync::watch::channel(None);
+            tasks.push(tokio::spawn(follow::write_cache(
+                self.clone(),
+                environments.clone(),
+                metrics.clone(),
+                name.clone(),
+                latest,
+                shutdown.clone(),
+            )));
+            let follower = follow::Follower { relay: self.clone(), environments: environments.clone(), name, cache };
             tasks.push(tokio::spawn(follower.run(shutdown.clone())));
         }
         tasks.push(tokio::spawn(self.forwarder.clone().run(self.config.clone(), metrics.clone(), shutdown.clone())));
