@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """What an environment of N flags costs the release server (issue 16's
-table): start-up time, RSS after start, RSS after one reload and after ten,
+table): start-up time, RSS after start, RSS after one reload and after ten
+and once idle (the allocator has returned what the work freed),
 the median admin PUT of one API flag, and one bulk OFREP answer.
 
 Flags come in three shapes, a third each: a static boolean; three
@@ -105,8 +106,16 @@ def measure(n):
         _, bulk = request("POST", f"{HTTP}/ofrep/v1/evaluate/flags", b'{"context": {"targetingKey": "u1"}}',
                           {"Content-Type": "application/json"})
         bulk_time = time.monotonic() - t
+        # Idle until the allocator has returned what the work freed (its
+        # decay time): RSS falling no more over 3 s, at most 30 s.
+        settled, steady, started = rss_mib(server.pid), 0, time.monotonic()
+        while steady < 3 and time.monotonic() - started < 30:
+            time.sleep(1)
+            now = rss_mib(server.pid)
+            steady = steady + 1 if now >= settled - 0.5 else 0
+            settled = min(settled, now)
         print(f"| {n:,} | {startup:.1f} s | {after_start:.0f} MiB | {rss_reloads[0]:.0f} MiB | "
-              f"{rss_reloads[-1]:.0f} MiB | {statistics.median(reloads) * 1000:.0f} ms | "
+              f"{rss_reloads[-1]:.0f} MiB | {settled:.0f} MiB | {statistics.median(reloads) * 1000:.0f} ms | "
               f"{statistics.median(puts) * 1000:.1f} ms | {bulk_time * 1000:.0f} ms ({len(bulk) / 1000:.0f} KB) |",
               flush=True)
     finally:
@@ -122,7 +131,7 @@ if __name__ == "__main__":
         sys.exit(0)
     binary = sys.argv[1]
     sizes = [int(n) for n in sys.argv[2:]] or [1000, 10000, 100000]
-    print("| flags | start-up | RSS after start | after 1 reload | after 10 reloads | reload (1 flag changed) | admin PUT (median) | bulk OFREP |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| flags | start-up | RSS after start | after 1 reload | after 10 reloads | then idle (settled) | reload (1 flag changed) | admin PUT (median) | bulk OFREP |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
         measure(n)

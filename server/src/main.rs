@@ -9,16 +9,21 @@ use rampart_server::config::ServerConfig;
 use rampart_server::{Server, StartupError, exit, promote, telemetry, validate};
 use tokio_util::sync::CancellationToken;
 
-/// mimalloc rather than the system allocator: after a burst (a large
-/// reload, thousands of stream clients) it returns freed memory to the
-/// system, where glibc's arenas keep most of it, and it fragments less
-/// under the server's many small, short-lived allocations. Built without
-/// transparent huge pages (`no_thp`): with them an idle stream client
-/// cost 46 KiB instead of 26 (docs/benchmarks.md).
+/// jemalloc rather than the system allocator, with its background threads
+/// on (see `main`): pages freed by a burst (a reload of 100,000 flags,
+/// thousands of stream clients leaving) go back to the system after the
+/// decay time whichever thread freed them and whether or not that thread
+/// allocates again — glibc's arenas keep most of such memory, and mimalloc
+/// (used before) returned it only when the owning thread next collected,
+/// so an idle server kept ~40 MiB more after each reload of 100,000 flags
+/// (docs/benchmarks.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    // Freed pages go back to the system from jemalloc's own threads, after
+    // its decay time, whichever thread freed them.
+    let _ = tikv_jemalloc_ctl::background_thread::write(true);
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => validate::run(&args.files),

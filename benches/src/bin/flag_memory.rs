@@ -20,7 +20,7 @@ use rampart_server::time::Clock;
 
 /// Counts live bytes (what is allocated, beside what is resident).
 #[global_allocator]
-static ALLOCATOR: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
+static ALLOCATOR: cap::Cap<tikv_jemallocator::Jemalloc> = cap::Cap::new(tikv_jemallocator::Jemalloc, usize::MAX);
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
