@@ -29,6 +29,8 @@ pub enum Outcome {
 const MAX_PENDING: usize = 10_000;
 
 type Key = (String, String, Option<String>);
+/// (ok, error) per key.
+type Counts = HashMap<Key, (u64, u64)>;
 
 /// Counts waiting to be sent.
 #[derive(Debug, Default)]
@@ -66,12 +68,78 @@ impl Pending {
     }
 }
 
+/// How many times a batch the server found too large for now is halved
+/// and sent again within one flush.
+const MAX_HALVINGS: usize = 8;
+
 /// Sends what is pending now; on failure the counts stay pending.
+///
+/// The server bounds what one reporter may add to a ramp in a second,
+/// relative to the step's evidence (`RESOURCE_EXHAUSTED`): then half is
+/// sent at once and the rest waits for the next flush, so honest traffic
+/// catches up as the step's evidence grows instead of being refused whole
+/// forever. A report the server will never take (`PERMISSION_DENIED`: an
+/// SDK key where reporter keys are required; `INVALID_ARGUMENT`) is
+/// dropped and counted, not retried.
 pub(crate) async fn flush(state: &State, channel: &Channel) -> Result<(), Error> {
-    let counts = state.outcomes.take();
-    if counts.is_empty() {
-        return Ok(());
+    let mut batch = state.outcomes.take();
+    let mut later: Counts = HashMap::new();
+    for _ in 0..=MAX_HALVINGS {
+        if batch.is_empty() {
+            break;
+        }
+        match send(state, channel, &batch).await {
+            Ok(()) => {
+                state.outcomes.restore(later);
+                return Ok(());
+            }
+            Err(status) if status.code() == tonic::Code::ResourceExhausted && total(&batch) > 1 => {
+                let (now, rest) = halve(batch);
+                for (key, (ok, error)) in rest {
+                    let entry = later.entry(key).or_default();
+                    entry.0 += ok;
+                    entry.1 += error;
+                }
+                batch = now;
+            }
+            Err(status) if matches!(status.code(), tonic::Code::PermissionDenied | tonic::Code::InvalidArgument) => {
+                let dropped = total(&batch);
+                state.outcomes.dropped.fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+                state.outcomes.restore(later);
+                tracing::warn!(dropped, reason = status.message(), "the server refuses these outcome reports; dropped");
+                return Err(Error::Outcomes(status.message().to_owned()));
+            }
+            Err(status) => {
+                state.outcomes.restore(batch);
+                state.outcomes.restore(later);
+                return Err(Error::Outcomes(status.message().to_owned()));
+            }
+        }
     }
+    state.outcomes.restore(batch);
+    state.outcomes.restore(later);
+    Ok(())
+}
+
+fn total(batch: &Counts) -> u64 {
+    batch.values().map(|(ok, error)| ok + error).sum()
+}
+
+/// Half of every count now (rounded up), the rest later.
+fn halve(batch: Counts) -> (Counts, Counts) {
+    let mut now = HashMap::new();
+    let mut rest = HashMap::new();
+    for (key, (ok, error)) in batch {
+        let (ok_now, error_now) = (ok.div_ceil(2), error.div_ceil(2));
+        if ok - ok_now + error - error_now > 0 {
+            rest.insert(key.clone(), (ok - ok_now, error - error_now));
+        }
+        now.insert(key, (ok_now, error_now));
+    }
+    (now, rest)
+}
+
+async fn send(state: &State, channel: &Channel, counts: &Counts) -> Result<(), tonic::Status> {
     let outcomes = counts
         .iter()
         .map(|((flag, variant, targeting_key), (ok, error))| OutcomeMessage {
@@ -89,13 +157,7 @@ pub(crate) async fn flush(state: &State, channel: &Channel) -> Result<(), Error>
     {
         request.metadata_mut().insert("authorization", value);
     }
-    match FlagSyncClient::new(channel.clone()).report_outcomes(request).await {
-        Ok(_) => Ok(()),
-        Err(status) => {
-            state.outcomes.restore(counts);
-            Err(Error::Outcomes(status.message().to_owned()))
-        }
-    }
+    FlagSyncClient::new(channel.clone()).report_outcomes(request).await.map(|_| ())
 }
 
 /// A lazily connected channel to the server, for outcome batches.

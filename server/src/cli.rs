@@ -430,6 +430,10 @@ pub struct ValidateArgs {
     /// are checked against the flags given with them.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<String>,
+    /// The server's configuration: release stages must then name its
+    /// environments (a typo would otherwise end a pipeline early).
+    #[arg(long, value_name = "rampart.yaml")]
+    pub config: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

@@ -82,16 +82,16 @@ pub fn export(args: &ExportArgs) -> ExitCode {
 /// `rampart diff FILES…`.
 #[allow(clippy::print_stdout)] // a command's report
 pub fn diff(args: &DiffArgs) -> ExitCode {
-    let result = load_files(&args.files).and_then(|(flags, ramps)| {
+    let result = load_files(&args.files, &args.environment).and_then(|(flags, ramps)| {
         let api = client(&args.server)?;
         let served = served_flags(&api, &args.environment)?;
         let server_ramps = api.get("/admin/v1/ramps")?;
         let lines = changes(&args.environment, &flags, &ramps, &served, &server_ramps);
         if lines.is_empty() {
-            println!("no changes: the files match what '{}' serves", args.environment);
+            println!("no changes: the files match what {} serves", code(&args.environment));
             return Ok(false);
         }
-        println!("## Changes to '{}' if these files are deployed\n", args.environment);
+        println!("## Changes to {} if these files are deployed\n", code(&args.environment));
         for line in &lines {
             println!("{line}");
         }
@@ -114,17 +114,27 @@ struct RampShape {
 
 /// The flag files' flags (definitions as written) and the ramp files' ramps.
 #[allow(clippy::type_complexity)]
-fn load_files(paths: &[std::path::PathBuf]) -> Result<(BTreeMap<String, Value>, BTreeMap<String, RampShape>), Failure> {
+fn load_files(
+    paths: &[std::path::PathBuf],
+    environment: &str,
+) -> Result<(BTreeMap<String, Value>, BTreeMap<String, RampShape>), Failure> {
     let mut texts = Vec::new();
     let mut ramps = BTreeMap::new();
     for path in paths {
         let name = path.display().to_string();
         let text =
             std::fs::read_to_string(path).map_err(|e| Failure(exit::CONFIG, format!("{name}: cannot read: {e}")))?;
-        if text.lines().any(|line| line.trim() == "kind: Ramp") {
-            let spec = crate::ramp::spec::parse(&name, &text).map_err(|errors| {
-                Failure(exit::CONFIG, errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
-            })?;
+        let refused = |errors: Vec<rampart_engine::LoadError>| {
+            Failure(exit::CONFIG, errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        };
+        if crate::ramp::release::is_release(&text) {
+            // The release's stage in this environment, as the server reads it.
+            if let Some(spec) = crate::ramp::release::stage_for(&name, &text, environment, None).map_err(refused)? {
+                let steps = spec.steps.iter().map(|s| f64::from(s.basis_points) / 100.0).collect();
+                ramps.insert(spec.name.clone(), RampShape { flag: spec.flag.clone(), steps, revision: spec.revision });
+            }
+        } else if text.lines().any(|line| line.trim() == "kind: Ramp") {
+            let spec = crate::ramp::spec::parse(&name, &text).map_err(refused)?;
             let steps = spec.steps.iter().map(|s| f64::from(s.basis_points) / 100.0).collect();
             ramps.insert(spec.name.clone(), RampShape { flag: spec.flag.clone(), steps, revision: spec.revision });
         } else {
@@ -155,10 +165,11 @@ fn changes(
         .collect();
     for (key, definition) in flags {
         match served.get(key) {
-            None => lines.push(format!("- flag `{key}`: created")),
+            None => lines.push(format!("- flag {}: created", code(key))),
             Some((summary, _)) if summary["source"] == "api" => lines.push(format!(
-                "- flag `{key}`: **conflict** — the server has an API-owned flag of this key; the files would be \
-                 refused until it is deleted (or exported and deleted)"
+                "- flag {}: **conflict** — the server has an API-owned flag of this key; the files would be \
+                 refused until it is deleted (or exported and deleted)",
+                code(key)
             )),
             Some((summary, current)) => {
                 let mut current = current.clone();
@@ -171,12 +182,12 @@ fn changes(
                 }
                 if let Some(ramp) = ramped.get(key.as_str()) {
                     current["targeting"] = definition["targeting"].clone();
-                    notes.push(format!("targeting not compared: ramp `{ramp}` serves it"));
+                    notes.push(format!("targeting not compared: ramp {} serves it", code(ramp)));
                 }
                 let described = describe(Some(&current), Some(definition));
                 let note = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join("; ")) };
                 if !described.is_empty() {
-                    lines.push(format!("- flag `{key}`: {}{note}", described.join("; ")));
+                    lines.push(format!("- flag {}: {}{note}", code(key), described.join("; ")));
                 }
             }
         }
@@ -184,7 +195,7 @@ fn changes(
     for (key, (summary, _)) in served {
         if summary["source"] == "file" && !flags.contains_key(key) {
             let file = summary["file"].as_str().unwrap_or("a file");
-            lines.push(format!("- flag `{key}`: deleted (now from {file})"));
+            lines.push(format!("- flag {}: deleted (now from {})", code(key), code(file)));
         }
     }
     let mut served_ramps = BTreeMap::new();
@@ -201,11 +212,13 @@ fn changes(
     let ladder = |steps: &[f64]| steps.iter().map(|s| format!("{s}%")).collect::<Vec<_>>().join(" → ");
     for (name, shape) in ramps {
         match served_ramps.get(name) {
-            None => lines.push(format!("- ramp `{name}`: added on `{}`, {}", shape.flag, ladder(&shape.steps))),
+            None => {
+                lines.push(format!("- ramp {}: added on {}, {}", code(name), code(&shape.flag), ladder(&shape.steps)))
+            }
             Some((current, state)) => {
                 let mut what = Vec::new();
                 if current.flag != shape.flag {
-                    what.push(format!("flag `{}` → `{}`", current.flag, shape.flag));
+                    what.push(format!("flag {} → {}", code(&current.flag), code(&shape.flag)));
                 }
                 if current.steps != shape.steps {
                     what.push(format!("steps {} → {}", ladder(&current.steps), ladder(&shape.steps)));
@@ -217,7 +230,7 @@ fn changes(
                     ));
                 }
                 if !what.is_empty() {
-                    lines.push(format!("- ramp `{name}`: {}", what.join("; ")));
+                    lines.push(format!("- ramp {}: {}", code(name), what.join("; ")));
                 }
             }
         }
@@ -225,10 +238,43 @@ fn changes(
     for (name, (current, state)) in &served_ramps {
         if !ramps.contains_key(name) {
             lines.push(format!(
-                "- ramp `{name}` on `{}`: removed — it stops and its flag keeps its current exposure (it is {state})",
-                current.flag
+                "- ramp {} on {}: removed — it stops and its flag keeps its current exposure (it is {})",
+                code(name),
+                code(&current.flag),
+                code(state)
             ));
         }
     }
     lines
+}
+
+/// A name as a Markdown code span that cannot end early or spill into the
+/// rest of a pull-request comment: control characters (line breaks
+/// included) are shown escaped, and the fence is longer than any run of
+/// backticks inside.
+fn code(text: &str) -> String {
+    let shown: String = text
+        .chars()
+        .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+        .collect();
+    let longest = shown.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    // A space keeps a leading or trailing backtick apart from the fence.
+    let pad = if shown.starts_with('`') || shown.ends_with('`') { " " } else { "" };
+    format!("{fence}{pad}{shown}{pad}{fence}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::code;
+
+    #[test]
+    fn names_stay_inside_their_code_span() {
+        assert_eq!(code("checkout"), "`checkout`");
+        let hostile = code("a\n\nNo other changes.\n\n<!--");
+        assert!(!hostile.contains('\n'), "{hostile}");
+        assert_eq!(hostile, "`a\\n\\nNo other changes.\\n\\n<!--`");
+        assert_eq!(code("a`b"), "``a`b``");
+        assert_eq!(code("`x"), "`` `x ``");
+    }
 }

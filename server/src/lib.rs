@@ -336,6 +336,25 @@ impl BoundServer {
             "listening"
         );
 
+        if config.open_evaluation()
+            && !http_addr.ip().is_loopback()
+            && config.environments.iter().any(|e| !e.ramps.is_empty())
+        {
+            tracing::warn!(
+                %http_addr,
+                "no SDK or reporter keys are configured and the application listener is not on loopback: \
+                 anyone who reaches it can report outcomes that steer the ramps, without bounds per source; \
+                 configure sdkKeys and reporterKeys"
+            );
+        }
+        for environment in config.environments.iter().filter(|e| e.sdk_key_outcomes) {
+            tracing::warn!(
+                environment = %environment.name,
+                "sdkKeyOutcomes is on: anyone holding this environment's SDK keys (they ship in client apps) can \
+                 report outcomes that feed its ramps; each client address and targeting key is bounded, but a \
+                 crowd of clients can still bend a decision. Report from your servers with reporterKeys instead"
+            );
+        }
         if matches!(*state.admin, AdminAccess::Disabled) {
             tracing::warn!(
                 "the admin API is off: no admin token is configured (adminTokens, --admin-tokens, RAMPART_ADMIN_TOKEN); \

@@ -15,7 +15,10 @@
 //!   responseBytes: 8388608           # one page of history or audit
 //!   globFiles: 10000                 # files one set of patterns may match
 //!   outcomeCountPerEntry: 100000     # ok + error in one outcome entry
-//!   outcomeReportsPerSecond: 200     # outcome requests per SDK key (burst: twice this)
+//!   outcomeReportsPerSecond: 200     # outcome requests per key (burst: twice this)
+//!   outcomesPerClientPerMinute: 60   # SDK-key reports: one client address, per ramped variant
+//!   outcomesPerContextPerMinute: 60  # one targeting key, per ramped flag
+//!   outcomeSourceWindowSeconds: 60   # what one reporter key or relay adds is bounded per this window
 //! ```
 
 use std::time::Duration;
@@ -58,8 +61,19 @@ pub struct Limits {
     pub glob_files: usize,
     /// `ok + error` of one outcome entry.
     pub outcome_count_per_entry: u64,
-    /// Outcome requests per second per SDK key, with a burst of twice this.
+    /// Outcome requests per second per key, with a burst of twice this.
     pub outcome_reports_per_second: u32,
+    /// Outcomes one client address may report with an SDK key for one
+    /// ramped variant in a minute (more once the step's evidence is large:
+    /// see `ramp::contribution`).
+    pub outcomes_per_client_per_minute: u64,
+    /// Outcomes one targeting key may account for, for one ramped flag, in
+    /// a minute: one user cannot be thousands of users.
+    pub outcomes_per_context_per_minute: u64,
+    /// The window over which what one reporter key or relay adds to a
+    /// ramped arm is bounded (`ramp::contribution`): a minute, so no key
+    /// can bring a young step's `minSamples` within one.
+    pub outcome_source_window: Duration,
 }
 
 impl Default for Limits {
@@ -77,6 +91,9 @@ impl Default for Limits {
             glob_files: 10_000,
             outcome_count_per_entry: 100_000,
             outcome_reports_per_second: 200,
+            outcomes_per_client_per_minute: 60,
+            outcomes_per_context_per_minute: 60,
+            outcome_source_window: Duration::from_secs(60),
         }
     }
 }
@@ -140,6 +157,9 @@ pub(crate) struct LimitsFile {
     glob_files: Option<usize>,
     outcome_count_per_entry: Option<u64>,
     outcome_reports_per_second: Option<u32>,
+    outcomes_per_client_per_minute: Option<u64>,
+    outcomes_per_context_per_minute: Option<u64>,
+    outcome_source_window_seconds: Option<f64>,
 }
 
 impl LimitsFile {
@@ -214,6 +234,25 @@ impl LimitsFile {
                 1,
                 1_000_000,
             )?,
+            outcomes_per_client_per_minute: within(
+                "outcomesPerClientPerMinute",
+                self.outcomes_per_client_per_minute,
+                d.outcomes_per_client_per_minute,
+                1,
+                1_000_000,
+            )?,
+            outcomes_per_context_per_minute: within(
+                "outcomesPerContextPerMinute",
+                self.outcomes_per_context_per_minute,
+                d.outcomes_per_context_per_minute,
+                1,
+                1_000_000,
+            )?,
+            outcome_source_window: seconds(
+                "outcomeSourceWindowSeconds",
+                self.outcome_source_window_seconds,
+                d.outcome_source_window,
+            )?,
         })
     }
 }
@@ -246,10 +285,12 @@ pub enum Rejection {
     MalformedRequest,
     /// Outcomes refused by a relay whose forwarding buffer is full.
     RelayOutcomeBuffer,
+    /// Dashboard sign-ins refused after too many failures.
+    SignInAttempts,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 17] = [
+    pub const ALL: [Rejection; 18] = [
         Rejection::RequestBody,
         Rejection::BodyReadTimeout,
         Rejection::ContextFields,
@@ -267,6 +308,7 @@ impl Rejection {
         Rejection::HeadTimeout,
         Rejection::MalformedRequest,
         Rejection::RelayOutcomeBuffer,
+        Rejection::SignInAttempts,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -289,6 +331,7 @@ impl Rejection {
             Rejection::HeadTimeout => "head_timeout",
             Rejection::MalformedRequest => "malformed_request",
             Rejection::RelayOutcomeBuffer => "relay_outcome_buffer",
+            Rejection::SignInAttempts => "sign_in_attempts",
         }
     }
 }

@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     let _ = tikv_jemalloc_ctl::background_thread::write(true);
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate(args) => validate::run(&args.files),
+        Command::Validate(args) => validate::run(&args.files, args.config.as_deref()),
         Command::Serve(args) => serve(*args, false),
         Command::Relay(args) => serve(*args, true),
         Command::Promote(args) => promote::run(&args),

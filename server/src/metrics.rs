@@ -26,6 +26,8 @@ pub struct Metrics {
     pub ramp_state: IntGaugeVec,
     pub ramp_transitions: IntCounterVec,
     pub outcomes: IntCounterVec,
+    /// Outcome reports refused before they were acknowledged, by reason.
+    pub outcomes_refused: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
     pub webhook_outbox: IntGauge,
     pub store_up: IntGauge,
@@ -40,6 +42,7 @@ pub struct Metrics {
     relay_staleness: GaugeVec,
     relay_cache_failures: IntCounter,
     relay_outcomes_forwarded: IntCounter,
+    relay_outcomes_quarantined: IntCounter,
     relay_outcome_buffer: IntGauge,
     /// On an upstream: relay subscriptions accepted, by relay and environment.
     relay_subscriptions: IntCounterVec,
@@ -101,6 +104,17 @@ impl Metrics {
             &["environment", "result"],
         )
         .expect("valid metric");
+        let outcomes_refused = IntCounterVec::new(
+            Opts::new(
+                "outcomes_refused_total",
+                "Outcome reports refused before they were acknowledged, by reason (docs/limits.md#outcome-reports)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        for reason in crate::ramp::outcome_gate::REASONS {
+            outcomes_refused.with_label_values(&[reason]);
+        }
         let webhook_deliveries = IntCounterVec::new(
             Opts::new("webhook_deliveries_total", "Ramp webhook attempts, by result (delivered, failed, dropped)"),
             &["result"],
@@ -153,6 +167,12 @@ impl Metrics {
         let relay_cache_failures =
             IntCounter::new("relay_cache_write_failures_total", "On a relay: cache writes that failed")
                 .expect("valid metric");
+        let relay_outcomes_quarantined = IntCounter::new(
+            "relay_outcomes_quarantined_total",
+            "On a relay: buffer files or lines that could not be read or were refused for good, moved aside \
+             (outcomes/quarantine/) instead of blocking the buffer",
+        )
+        .expect("valid metric");
         let relay_outcomes_forwarded = IntCounter::new(
             "relay_outcomes_forwarded_total",
             "On a relay: aggregated outcome entries acknowledged by the upstream",
@@ -191,6 +211,7 @@ impl Metrics {
             Box::new(ramp_state.clone()),
             Box::new(ramp_transitions.clone()),
             Box::new(outcomes.clone()),
+            Box::new(outcomes_refused.clone()),
             Box::new(webhook_deliveries.clone()),
             Box::new(webhook_outbox.clone()),
             Box::new(store_up.clone()),
@@ -203,6 +224,7 @@ impl Metrics {
             Box::new(relay_cache_failures.clone()),
             Box::new(relay_subscriptions.clone()),
             Box::new(relay_outcomes_forwarded.clone()),
+            Box::new(relay_outcomes_quarantined.clone()),
             Box::new(relay_outcome_buffer.clone()),
             Box::new(build),
         ] {
@@ -229,6 +251,7 @@ impl Metrics {
             ramp_state,
             ramp_transitions,
             outcomes,
+            outcomes_refused,
             webhook_deliveries,
             webhook_outbox,
             store_up,
@@ -241,6 +264,7 @@ impl Metrics {
             relay_cache_failures,
             relay_subscriptions,
             relay_outcomes_forwarded,
+            relay_outcomes_quarantined,
             relay_outcome_buffer,
         }
     }
@@ -249,6 +273,10 @@ impl Metrics {
     pub fn relay_upstream(&self, environment: &str, connected: bool, staleness_seconds: f64) {
         self.relay_connected.with_label_values(&[environment]).set(i64::from(connected));
         self.relay_staleness.with_label_values(&[environment]).set(staleness_seconds);
+    }
+
+    pub fn relay_outcomes_quarantined(&self) {
+        self.relay_outcomes_quarantined.inc();
     }
 
     pub fn relay_outcomes_forwarded(&self, entries: u64) {
@@ -266,6 +294,12 @@ impl Metrics {
     /// On an upstream: a relay subscribed to an environment.
     pub fn relay_subscribed(&self, relay: &str, environment: &str) {
         self.relay_subscriptions.with_label_values(&[relay, environment]).inc();
+    }
+
+    /// Counts an outcome report refused before it was acknowledged.
+    pub fn refused_outcomes(&self, refused: &crate::ramp::outcome_gate::Refused) {
+        self.outcomes_refused.with_label_values(&[refused.reason()]).inc();
+        self.rejected(refused.rejection());
     }
 
     /// Counts an input refused by a limit.

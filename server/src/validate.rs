@@ -16,14 +16,33 @@ fn is_ramp(text: &str) -> bool {
         || crate::ramp::release::is_release(text)
 }
 
+/// The environments a `rampart.yaml` configures (its `environments:` keys).
+fn environments_of(path: &str) -> Result<Vec<String>, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError::new(path, format!("cannot read: {e}")))?;
+    let document: serde_json::Value =
+        serde_saphyr::from_str_with_options(&text, rampart_engine::source::yaml_options()).map_err(|e| {
+            LoadError::new(path, format!("invalid YAML: {}", e.to_string().lines().next().unwrap_or("")))
+        })?;
+    match document.get("environments").and_then(serde_json::Value::as_object) {
+        Some(environments) => Ok(environments.keys().cloned().collect()),
+        None => Err(LoadError::new(path, "no environments are configured")),
+    }
+}
+
 /// Prints one line per problem and returns 1 when any file is invalid;
 /// prints a summary (and any warnings) and returns 0 otherwise.
 #[allow(clippy::print_stdout)] // a command's report
-pub fn run(patterns: &[String]) -> ExitCode {
+pub fn run(patterns: &[String], config: Option<&str>) -> ExitCode {
     let mut errors: Vec<LoadError> = Vec::new();
     // The server's default limits: a file that validates loads on a server
     // that keeps them.
     let limits = crate::limits::Limits::default();
+    // With the server's configuration, release stages must name its
+    // environments.
+    let known = match config.map(environments_of).transpose() {
+        Ok(known) => known,
+        Err(problem) => return report(vec![problem]),
+    };
     let read = match loader::read(patterns, &limits) {
         Ok(read) => read,
         Err(problems) => return report(problems.0),
@@ -44,12 +63,12 @@ pub fn run(patterns: &[String]) -> ExitCode {
         if crate::ramp::release::is_release(&file.text) {
             // Every stage, each against the flags as its environment.
             use crate::ramp::release::stage_for;
-            match stage_for(&file.name, &file.text, "") {
+            match stage_for(&file.name, &file.text, "", known.as_deref()) {
                 Err(problems) => errors.extend(problems),
                 Ok(first) => {
                     let environments = first.and_then(|s| s.stage).map(|s| s.environments).unwrap_or_default();
                     for environment in environments {
-                        match stage_for(&file.name, &file.text, &environment) {
+                        match stage_for(&file.name, &file.text, &environment, known.as_deref()) {
                             Ok(Some(stage)) => by_environment.entry(environment).or_default().push(stage),
                             Ok(None) => {}
                             Err(problems) => errors.extend(problems),

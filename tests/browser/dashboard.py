@@ -6,6 +6,7 @@ with what it needs in the environment:
   RAMPART_ADMIN, RAMPART_HTTP   the operator and application listeners
   ADMIN_TOKEN, READ_TOKEN       an `admin` and a `read` admin token
   SDK_KEY                       the staging environment's SDK key
+  REPORTER_KEY                  the staging environment's reporter key
   AXE                           path of axe-core's axe.min.js
   SCREENSHOTS                   directory for a PNG of every page
 
@@ -31,6 +32,7 @@ HTTP = os.environ["RAMPART_HTTP"]
 ADMIN_TOKEN = os.environ["ADMIN_TOKEN"]
 READ_TOKEN = os.environ["READ_TOKEN"]
 SDK_KEY = os.environ["SDK_KEY"]
+REPORTER_KEY = os.environ["REPORTER_KEY"]
 SCREENSHOTS = os.environ["SCREENSHOTS"]
 AXE = open(os.environ["AXE"], encoding="utf-8").read()
 RAMP = "/ui/ramps/staging/checkout-v2"
@@ -342,7 +344,8 @@ def overview_and_audit(ui):
 
 
 class Outcomes:
-    """Posts outcomes like a fleet of SDKs, following the ramp's percent."""
+    """Posts outcomes like a fleet's reporters, following the ramp's percent
+    (with a reporter key: SDK keys do not feed ramps)."""
 
     def __init__(self):
         self.treatment_errors = 0.0
@@ -362,7 +365,7 @@ class Outcomes:
                 {"flag": "new-checkout", "variant": "off", "ok": control, "error": 0},
             ]}
             request("POST", f"{HTTP}/v1/outcomes", json.dumps(body),
-                    {"Authorization": f"Bearer {SDK_KEY}", "Content-Type": "application/json"})
+                    {"Authorization": f"Bearer {REPORTER_KEY}", "Content-Type": "application/json"})
             time.sleep(0.1)
 
 

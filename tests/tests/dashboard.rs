@@ -14,6 +14,7 @@ use rampart_tests::{FlagDir, Rampart, deps_dir, output_within, workspace};
 const ADMIN_TOKEN: &str = "dashboard-admin-token-0001";
 const READ_TOKEN: &str = "dashboard-read-token-00001";
 const STAGING_KEY: &str = "staging-key-0001";
+const REPORTER_KEY: &str = "staging-reporter-0001";
 
 const FLAGS: &str = r#"
 flags:
@@ -59,13 +60,15 @@ fn config(dir: &FlagDir, extra: &str) -> String {
         &format!(
             "adminTokens:\n  - {{name: ana, role: admin, env: DASHBOARD_ADMIN}}\n  - {{name: rita, role: read, env: DASHBOARD_READ}}\n\
              environments:\n  staging:\n    flags: [flags.yaml]\n    ramps: [ramp.yaml]\n    sdkKeys: [{{env: STAGING_KEY}}]\n\
+             \x20   reporterKeys: [{{value: {REPORTER_KEY}}}]\n\
              \x20 production:\n    flags: [flags.yaml]\n    sdkKeys: [{{env: PRODUCTION_KEY}}]\n{extra}"
         ),
     )
 }
 
 fn start(dir: &FlagDir, extra: &str) -> Rampart {
-    let config = config(dir, extra);
+    // The browser's live ramp is fed by one reporter: its bound counts per second here.
+    let config = config(dir, &format!("{extra}limits:\n  outcomeSourceWindowSeconds: 1\n"));
     Rampart::start_with_env(
         &["--config", &config],
         &[
@@ -121,6 +124,7 @@ fn the_dashboard_works_in_a_real_browser() {
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .env("READ_TOKEN", READ_TOKEN)
         .env("SDK_KEY", STAGING_KEY)
+        .env("REPORTER_KEY", REPORTER_KEY)
         .env("AXE", &axe)
         .env("SCREENSHOTS", screenshots());
     let output = output_within(command, Duration::from_secs(300));

@@ -42,7 +42,8 @@ impl Setup {
         let config = dir.write(
             "rampart.yaml",
             &format!(
-                "environments:\n  production:\n    flags: [flags*.json]\n    sdkKeys: [{{value: {SDK_KEY}}}]\n\
+                "environments:\n  production:\n    flags: [flags*.json]\n    sdkKeys: [{{value: {SDK_KEY}}}]\n    \
+                 sdkKeyOutcomes: true\n\
                  adminTokens: [{{name: ops, role: admin, value: {ADMIN}}}]\n{extra}"
             ),
         );

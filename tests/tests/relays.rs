@@ -11,6 +11,7 @@ const ADMIN: &str = "relay-test-admin-token-0001";
 const RELAY: &str = "relay-test-relay-token-0001";
 const PRODUCTION_KEY: &str = "production-sdk-key-0001";
 const STAGING_KEY: &str = "staging-sdk-key-00000001";
+const REPORTER_KEY: &str = "production-reporter-key-01";
 
 fn flags(color: &str) -> String {
     format!(
@@ -305,8 +306,10 @@ fn ramped_config(dir: &FlagDir, step: &str, guard: &str) -> String {
         "rampart.yaml",
         &format!(
             "environments:\n  production:\n    flags: [production.json]\n    ramps: [ramp.yaml]\n    \
-             sdkKeys: [{{value: {PRODUCTION_KEY}}}]\nadminTokens:\n  - {{name: ops, role: admin, value: {ADMIN}}}\n  \
-             - {{name: edge-eu, role: relay, environments: [production], value: {RELAY}}}\n"
+             sdkKeys: [{{value: {PRODUCTION_KEY}}}]\n    reporterKeys: [{{value: {REPORTER_KEY}}}]\n\
+             adminTokens:\n  - {{name: ops, role: admin, value: {ADMIN}}}\n  \
+             - {{name: edge-eu, role: relay, environments: [production], value: {RELAY}}}\n\
+             limits:\n  outcomeSourceWindowSeconds: 1\n"
         ),
     )
 }
@@ -328,7 +331,7 @@ fn outcomes_posted_to_the_bottom_relay_drive_the_upstream_ramp() {
     };
     eventually(DEADLINE, || if ramp()["percent"] == 5.0 { Ok(()) } else { Err(ramp().to_string()) });
 
-    // The bottom relay takes reports with the SDK key, as the primary would;
+    // The bottom relay takes reports with the reporter key, as the primary would;
     // 80 % errors in the treatment, none in the control, at the 5 % split.
     let batch = json!({"outcomes": [
         {"flag": "checkout", "variant": "on", "ok": 1, "error": 4},
@@ -339,7 +342,7 @@ fn outcomes_posted_to_the_bottom_relay_drive_the_upstream_ramp() {
         let reply = post(
             &format!("{}/v1/outcomes", bottom.http),
             &batch,
-            &[("authorization", &format!("Bearer {PRODUCTION_KEY}")), ("content-type", "application/json")],
+            &[("authorization", &format!("Bearer {REPORTER_KEY}")), ("content-type", "application/json")],
         );
         assert_eq!(reply.status, 200, "{}", reply.body);
         let status = ramp();
@@ -395,7 +398,7 @@ fn outcomes_accepted_while_the_upstream_is_away_survive_a_relay_crash_and_are_co
         let reply = post(
             &format!("{}/v1/outcomes", relay.http),
             &batch,
-            &[("authorization", &format!("Bearer {PRODUCTION_KEY}")), ("content-type", "application/json")],
+            &[("authorization", &format!("Bearer {REPORTER_KEY}")), ("content-type", "application/json")],
         );
         assert_eq!((reply.status, reply.body["accepted"].as_u64()), (200, Some(2)), "{}", reply.body);
     }
@@ -415,7 +418,7 @@ fn outcomes_accepted_while_the_upstream_is_away_survive_a_relay_crash_and_are_co
         let mut client = FlagSyncClient::connect(format!("http://{}", relay.sync)).await.expect("connect");
         let mut request =
             tonic::Request::new(OutcomeBatch { outcomes: vec![outcome("on", 7, 3), outcome("off", 10, 0)] });
-        request.metadata_mut().insert("authorization", format!("Bearer {PRODUCTION_KEY}").parse().expect("ascii"));
+        request.metadata_mut().insert("authorization", format!("Bearer {REPORTER_KEY}").parse().expect("ascii"));
         client.report_outcomes(request).await.expect("accepted").into_inner()
     });
     assert_eq!(reply.accepted, 2);

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 const LONG: Duration = Duration::from_secs(90);
 const FLAGS: &str = "flags:\n  new-checkout:\n    state: ENABLED\n    variants: { \"on\": true, \"off\": false }\n    defaultVariant: \"off\"\n";
 const RELEASE: &str = "apiVersion: rampart.dev/v1\nkind: Release\nmetadata:\n  name: checkout\nspec:\n  flag: new-checkout\n  treatment: \"on\"\n  interval: 1s\n  guard:\n    minSamples: 40\n    absolute: { maxErrorRate: 50%, maxIncrease: 10% }\n  stages:\n    - environment: staging\n      steps: [{percent: 50, hold: 1s}, {percent: 100, hold: 1s}]\n    - environment: production\n      steps: [{percent: 5, hold: 1s}, {percent: 100, hold: 1s}]\n";
-const KEYS: [(&str, &str); 2] = [("staging", "staging-sdk-key-0001"), ("production", "production-sdk-key-01")];
+/// Reporter keys, per environment.
+const KEYS: [(&str, &str); 2] = [("staging", "staging-reporter-key-01"), ("production", "production-reporter-01")];
 
 struct Setup {
     dir: FlagDir,
@@ -35,8 +36,10 @@ impl Setup {
         dir.write("release.yaml", release);
         let config = dir.write(
             "rampart.yaml",
-            "environments:\n  staging:\n    flags: [flags.yaml]\n    ramps: [release.yaml]\n    sdkKeys: [{value: staging-sdk-key-0001}]\n  \
-             production:\n    flags: [flags.yaml]\n    ramps: [release.yaml]\n    sdkKeys: [{value: production-sdk-key-01}]\n",
+            "environments:\n  staging:\n    flags: [flags.yaml]\n    ramps: [release.yaml]\n    sdkKeys: [{value: staging-sdk-key-0001}]\n    \
+             reporterKeys: [{value: staging-reporter-key-01}]\n  \
+             production:\n    flags: [flags.yaml]\n    ramps: [release.yaml]\n    sdkKeys: [{value: production-sdk-key-01}]\n    \
+             reporterKeys: [{value: production-reporter-01}]\nlimits:\n  outcomeSourceWindowSeconds: 1\n",
         );
         Setup { dir, config }
     }
@@ -85,6 +88,7 @@ impl Reports {
         let production_rate = production_errors.clone();
         let thread = std::thread::spawn(move || {
             let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
+            let mut carry = [0.0_f64; 2];
             while !halt.load(Ordering::Relaxed) {
                 let (http, admin) = where_to.lock().expect("lock").clone();
                 for (environment, key) in KEYS {
@@ -95,11 +99,19 @@ impl Reports {
                         .ok()
                         .and_then(|s| s["percent"].as_f64())
                         .unwrap_or(0.0);
-                    let treatment = (percent * 2.0).round() as u64;
-                    let control = 200 - treatment.min(200);
+                    // A fleet's reports, each within what one reporter may add
+                    // to a young step (half of minSamples, 20, for the
+                    // smaller arm), errors carried over between reports.
+                    let share = percent / 100.0;
+                    let total = (20.0 / share.max(1.0 - share).max(0.5)).round();
+                    let treatment = (total * share).round() as u64;
+                    let control = (total as u64).saturating_sub(treatment);
                     let rate =
                         if environment == "staging" { &errors } else { &production_rate }.load(Ordering::Relaxed);
-                    let failed = treatment * rate / 1000;
+                    let carried = if environment == "staging" { &mut carry[0] } else { &mut carry[1] };
+                    *carried += treatment as f64 * rate as f64 / 1000.0;
+                    let failed = (carried.floor() as u64).min(treatment);
+                    *carried -= failed as f64;
                     let body = json!({"outcomes": [
                         {"flag": "new-checkout", "variant": "on", "ok": treatment - failed, "error": failed},
                         {"flag": "new-checkout", "variant": "off", "ok": control, "error": 0},
@@ -236,8 +248,10 @@ fn an_api_owned_flag_is_promoted_into_the_next_environment_when_its_stage_starts
     dir.write("flags.yaml", "flags:\n  other:\n    state: ENABLED\n    variants: { a: 1 }\n    defaultVariant: a\n");
     let config = dir.write(
         "rampart.yaml",
-        "environments:\n  staging:\n    flags: [flags.yaml]\n    ramps: [release.yaml]\n    sdkKeys: [{value: staging-sdk-key-0001}]\n  \
-         production:\n    flags: [flags.yaml]\n    ramps: [release.yaml]\n    sdkKeys: [{value: production-sdk-key-01}]\n",
+        "environments:\n  staging:\n    flags: [flags.yaml]\n    ramps: [release.yaml]\n    sdkKeys: [{value: staging-sdk-key-0001}]\n    \
+             reporterKeys: [{value: staging-reporter-key-01}]\n  \
+         production:\n    flags: [flags.yaml]\n    ramps: [release.yaml]\n    sdkKeys: [{value: production-sdk-key-01}]\n    \
+             reporterKeys: [{value: production-reporter-01}]\nlimits:\n  outcomeSourceWindowSeconds: 1\n",
     );
     let server = Rampart::start(&["--config", &config, "--admin-insecure-local"]);
     // The flag exists only in staging, created through the API.

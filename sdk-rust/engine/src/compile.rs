@@ -407,7 +407,14 @@ fn compile_flag(
                 Some(TargetingProblem { message: format!("targeting: {}", error.message), limit: error.limit }),
             ),
             Ok(()) => match rule::compile(logic) {
-                Ok(rule) => (Targeting::Rule(rule), None),
+                Ok(rule) => {
+                    // Compiles, but can it work? Reported, still served.
+                    let names: Vec<&str> = variants.iter().map(|(name, _)| name.as_str()).collect();
+                    let lint = crate::lint::targeting(logic, &names);
+                    let problem = (!lint.is_empty())
+                        .then(|| TargetingProblem { message: format!("targeting: {}", lint.join("; ")), limit: None });
+                    (Targeting::Rule(rule), problem)
+                }
                 Err(error) => {
                     let message = format!("invalid targeting: {}", error.message);
                     (Targeting::Broken(message.clone()), Some(TargetingProblem { message, limit: error.limit }))

@@ -172,6 +172,15 @@ impl Flag {
         self.variants.iter().map(|(name, value)| (name.as_str(), value))
     }
 
+    /// The variant every evaluation serves, when the flag has no targeting
+    /// (its default); `None` when targeting decides.
+    pub fn static_variant(&self) -> Option<&str> {
+        match self.targeting {
+            Targeting::None => self.default_variant(),
+            _ => None,
+        }
+    }
+
     pub fn default_variant(&self) -> Option<&str> {
         self.default_variant.map(|index| self.variants[index].0.as_str())
     }

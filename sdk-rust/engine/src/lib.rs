@@ -50,6 +50,7 @@ mod flag_set;
 mod js;
 mod lazy;
 pub mod limits;
+mod lint;
 mod ops;
 pub mod ramp;
 mod rule;

@@ -80,6 +80,10 @@ pub(super) struct EnvironmentFile {
     pub(super) sdk_keys: Vec<KeySource>,
     #[serde(default)]
     pub(super) reporter_keys: Vec<KeySource>,
+    /// Whether outcome reports made with SDK keys may feed this
+    /// environment's ramps (off: SDK keys are public).
+    #[serde(default)]
+    pub(super) sdk_key_outcomes: bool,
     /// Static values added to every evaluation context.
     #[serde(default)]
     pub(super) context: serde_json::Map<String, serde_json::Value>,

@@ -138,10 +138,15 @@ pub struct EnvironmentConfig {
     /// SHA-256 digests of the environment's SDK keys; keys themselves are
     /// never kept.
     pub sdk_keys: Vec<KeyDigest>,
-    /// Digests of reporter keys: when any are configured, only they may
-    /// report outcomes (SDK keys ship inside client apps, so they are
-    /// public; a reporter key stays on the servers that report).
+    /// Digests of reporter keys: the credentials that report outcomes
+    /// (a reporter key stays on the servers that report).
     pub reporter_keys: Vec<KeyDigest>,
+    /// Whether SDK keys may report outcomes too (`sdkKeyOutcomes: true`).
+    /// Off by default: SDK keys ship inside client apps, so anyone holds
+    /// them; their reports are then held to the public bounds
+    /// (`ramp::outcome_gate`: one outcome per entry, per client and per
+    /// targeting key).
+    pub sdk_key_outcomes: bool,
     /// What the server adds to every evaluation context of the
     /// environment (flagd's `context-value` and `context-from-header`).
     pub context: crate::enrichment::Enrichment,
@@ -156,6 +161,7 @@ impl EnvironmentConfig {
             ramps: Vec::new(),
             sdk_keys: Vec::new(),
             reporter_keys: Vec::new(),
+            sdk_key_outcomes: false,
             context: crate::enrichment::Enrichment::default(),
         }
     }
@@ -266,6 +272,7 @@ impl ServerConfig {
                 ramps: args.ramps.clone(),
                 sdk_keys: Vec::new(),
                 reporter_keys: Vec::new(),
+                sdk_key_outcomes: false,
                 context: crate::enrichment::Enrichment::default(),
             }],
             (Some(_), false) => {

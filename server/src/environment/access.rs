@@ -21,8 +21,21 @@ pub enum Purpose {
     /// Evaluating flags and following their changes: an SDK key.
     Evaluate,
     /// Reporting outcomes: a reporter key, or an SDK key where the
-    /// environment has no reporter keys.
+    /// environment opted in (`sdkKeyOutcomes`).
     Report,
+}
+
+/// How far the credential of an outcome report is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust {
+    /// A reporter key: a secret kept on the servers that report, so its
+    /// reports may carry counts. Also an open environment (no credentials
+    /// configured at all, local development), which has nothing else.
+    Reporter,
+    /// An SDK key where the environment opted in: anyone holds it (it
+    /// ships in client apps), so each entry is one outcome and every
+    /// client and targeting key is bounded (`ramp::outcome_gate`).
+    Public,
 }
 
 /// Why a request could not be given an environment.
@@ -34,8 +47,8 @@ pub enum KeyRejection {
     Unknown,
     /// An admin token, where an SDK or reporter key belongs.
     AdminToken,
-    /// An SDK key, where the environment accepts outcomes only from its
-    /// reporter keys.
+    /// An SDK key, where the environment takes outcome reports only from
+    /// reporter keys (the default).
     NotAReporter,
 }
 
@@ -52,7 +65,9 @@ impl KeyRejection {
                 "admin tokens are for the admin API: use an SDK key (or a reporter key for outcome reports)"
             }
             KeyRejection::NotAReporter => {
-                "this environment accepts outcome reports only from its reporter keys (reporterKeys), not SDK keys"
+                "SDK keys are public (they ship in client apps), so this environment does not let them feed its \
+                 ramps: configure reporterKeys for it and report with one from your servers (or, knowing the \
+                 risk, set sdkKeyOutcomes: true)"
             }
         }
     }
@@ -68,6 +83,20 @@ impl Environments {
     /// The environment `key` reaches for `purpose`. With open evaluation
     /// (no keys configured, a single environment) no key is needed.
     pub fn authenticate(&self, key: Option<&str>, purpose: Purpose) -> Result<&Arc<Environment>, KeyRejection> {
+        self.authenticate_with_trust(key, purpose).map(|(environment, _)| environment)
+    }
+
+    /// The environment an outcome report's key reaches, and how far the
+    /// key is trusted.
+    pub fn reporter(&self, key: Option<&str>) -> Result<(&Arc<Environment>, Trust), KeyRejection> {
+        self.authenticate_with_trust(key, Purpose::Report)
+    }
+
+    fn authenticate_with_trust(
+        &self,
+        key: Option<&str>,
+        purpose: Purpose,
+    ) -> Result<(&Arc<Environment>, Trust), KeyRejection> {
         let digest = key.map(KeyDigest::of);
         let keys = self.keys.load();
         if digest.is_some_and(|digest| keys.admin_tokens.contains(&digest) || keys.relay_tokens.contains_key(&digest)) {
@@ -76,17 +105,17 @@ impl Environments {
         if purpose == Purpose::Report
             && let Some(&index) = digest.and_then(|digest| keys.reporters.get(&digest))
         {
-            return Ok(&self.list[index]);
+            return Ok((&self.list[index], Trust::Reporter));
         }
         let index = match digest {
-            _ if keys.open => 0,
+            _ if keys.open => return Ok((&self.list[0], Trust::Reporter)),
             None => return Err(KeyRejection::Missing),
             Some(digest) => *keys.by_key.get(&digest).ok_or(KeyRejection::Unknown)?,
         };
-        if purpose == Purpose::Report && keys.reporters_only.get(index).copied().unwrap_or(false) {
+        if purpose == Purpose::Report && !keys.sdk_key_outcomes.get(index).copied().unwrap_or(false) {
             return Err(KeyRejection::NotAReporter);
         }
-        Ok(&self.list[index])
+        Ok((&self.list[index], Trust::Public))
     }
 }
 
@@ -129,7 +158,13 @@ impl Environments {
         let mut relay_tokens: Vec<KeyDigest> =
             keys.relay_tokens.iter().filter(|(_, (_, scope))| scope.contains(&index)).map(|(d, _)| *d).collect();
         relay_tokens.sort_by_key(|digest| digest.0);
-        Credentials { open: keys.open, sdk_keys: of(&keys.by_key), reporter_keys: of(&keys.reporters), relay_tokens }
+        Credentials {
+            open: keys.open,
+            sdk_keys: of(&keys.by_key),
+            reporter_keys: of(&keys.reporters),
+            relay_tokens,
+            sdk_key_outcomes: keys.sdk_key_outcomes.get(index).copied().unwrap_or(false),
+        }
     }
 
     /// On a relay: the credentials the upstream last sent for an environment.
@@ -152,7 +187,7 @@ impl Environments {
             admin_tokens: current.admin_tokens.clone(),
             local_relay_tokens: current.local_relay_tokens.clone(),
             relay_tokens: current.local_relay_tokens.clone(),
-            reporters_only: vec![false; self.list.len()],
+            sdk_key_outcomes: vec![false; self.list.len()],
             open: self.list.len() == 1 && relayed[0].as_ref().is_some_and(|c| c.open),
             ..KeyTable::default()
         };
@@ -160,7 +195,7 @@ impl Environments {
             let Some(credentials) = credentials else { continue };
             table.by_key.extend(credentials.sdk_keys.iter().map(|digest| (*digest, index)));
             table.reporters.extend(credentials.reporter_keys.iter().map(|digest| (*digest, index)));
-            table.reporters_only[index] = !credentials.reporter_keys.is_empty();
+            table.sdk_key_outcomes[index] = credentials.sdk_key_outcomes;
             for digest in &credentials.relay_tokens {
                 let entry = table.relay_tokens.entry(*digest).or_insert_with(|| ("relay".to_owned(), Vec::new()));
                 entry.1.push(index);

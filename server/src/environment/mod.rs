@@ -23,7 +23,7 @@ use rampart_engine::ramp::Exposure;
 use rampart_engine::{Flag, LoadError, LoadErrors};
 use tokio::sync::Mutex;
 
-pub use access::{KeyRejection, Purpose, RelayRejection};
+pub use access::{KeyRejection, Purpose, RelayRejection, Trust};
 use inputs::snapshot;
 pub use inputs::{Built, Inputs, compile_api_flag};
 pub use registry::{Credentials, Environments};

@@ -32,9 +32,9 @@ pub struct Environments {
 #[derive(Debug, Default)]
 pub(super) struct KeyTable {
     pub(super) by_key: HashMap<KeyDigest, usize>,
-    /// Reporter keys, and which environments accept outcomes only from them.
+    /// Reporter keys, and which environments also take outcomes from SDK keys.
     pub(super) reporters: HashMap<KeyDigest, usize>,
-    pub(super) reporters_only: Vec<bool>,
+    pub(super) sdk_key_outcomes: Vec<bool>,
     pub(super) open: bool,
     /// Admin tokens: refused wherever an SDK key is expected.
     pub(super) admin_tokens: HashSet<KeyDigest>,
@@ -51,6 +51,8 @@ pub struct Credentials {
     pub sdk_keys: Vec<KeyDigest>,
     pub reporter_keys: Vec<KeyDigest>,
     pub relay_tokens: Vec<KeyDigest>,
+    /// SDK keys may report outcomes (the environment opted in).
+    pub sdk_key_outcomes: bool,
 }
 
 impl Environments {
@@ -112,7 +114,7 @@ impl Environments {
             .enumerate()
             .flat_map(|(index, environment)| environment.reporter_keys.iter().map(move |key| (*key, index)))
             .collect();
-        let reporters_only = config.environments.iter().map(|e| !e.reporter_keys.is_empty()).collect();
+        let sdk_key_outcomes = config.environments.iter().map(|e| e.sdk_key_outcomes).collect();
         let admin_tokens = config.admin_tokens.iter().map(|token| token.digest).collect();
         let local_relay_tokens: HashMap<KeyDigest, (String, Vec<usize>)> = config
             .admin_tokens
@@ -130,7 +132,7 @@ impl Environments {
         let keys = KeyTable {
             by_key,
             reporters,
-            reporters_only,
+            sdk_key_outcomes,
             open: config.open_evaluation(),
             admin_tokens,
             relay_tokens: local_relay_tokens.clone(),

@@ -23,7 +23,7 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Server;
 use tonic::{Code, Status};
 
-use crate::environment::{Environment, KeyRejection, Purpose};
+use crate::environment::{Environment, KeyRejection, Purpose, Trust};
 
 /// The gRPC services share what every transport has.
 pub(crate) use crate::services::Services as GrpcState;
@@ -50,13 +50,21 @@ impl crate::services::Services {
 
     /// The environment an outcome report's key selects (a reporter key
     /// where the environment has them).
-    pub(crate) fn reporter(&self, metadata: &MetadataMap) -> Result<Arc<Environment>, Status> {
+    pub(crate) fn reporter(&self, metadata: &MetadataMap) -> Result<(Arc<Environment>, Trust), Status> {
         let header =
             |name: &str| metadata.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
         let key = header("authorization")
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .or_else(|| header("x-api-key"));
-        self.environments.authenticate(key, Purpose::Report).cloned().map_err(Status::from)
+        match self.environments.reporter(key) {
+            Ok((environment, trust)) => Ok((environment.clone(), trust)),
+            Err(rejection) => {
+                if rejection == KeyRejection::NotAReporter {
+                    self.metrics.outcomes_refused.with_label_values(&["sdk_key"]).inc();
+                }
+                Err(Status::from(rejection))
+            }
+        }
     }
 }
 

@@ -16,15 +16,17 @@ use tonic::{Request, Response, Status};
 
 use super::GrpcState;
 use crate::changes::{ChangeEvent, Next};
-use crate::environment::Environment;
+use crate::environment::{Environment, Trust};
+use crate::ramp::applied::Claim;
+use crate::ramp::contribution::Source;
 use crate::ramp::outcome_gate::Refused;
-use crate::ramp::outcomes::{RecordError, Report};
+use crate::ramp::outcomes::{Origin, Part, RecordError, Report};
 
 #[derive(Debug, Clone)]
 pub(crate) struct RampartSync {
     pub(crate) state: GrpcState,
     /// Ids of batches relays forwarded and this process applied.
-    pub(crate) applied: Arc<crate::relay::AppliedBatches>,
+    pub(crate) applied: Arc<crate::ramp::applied::AppliedBatches>,
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<SyncEvent, Status>> + Send + 'static>>;
@@ -107,16 +109,14 @@ fn report(o: rampart_proto::rampart::v1::Outcome) -> Report {
 
 impl RampartSync {
     fn refused(&self, refused: Refused) -> Status {
-        self.state.metrics.rejected(refused.rejection());
-        match refused {
-            Refused::Rate { .. } => Status::resource_exhausted(refused.to_string()),
-            _ => Status::invalid_argument(refused.to_string()),
-        }
+        self.state.metrics.refused_outcomes(&refused);
+        answer(refused)
     }
 
     fn record_error(&self, error: RecordError) -> Status {
         match error {
-            RecordError::Refused(outcome) => self.refused(outcome),
+            // Counted where it was refused.
+            RecordError::Refused(refused) => answer(refused),
             RecordError::Store(error) => Status::unavailable(error.to_string()),
         }
     }
@@ -135,28 +135,49 @@ impl RampartSync {
             Status::invalid_argument(format!("forwarded outcomes carry '{}'", crate::relay::BATCH_HEADER))
         })?;
         let id = format!("{relay}/{id}");
-        if self.applied.contains(&id) {
-            return Ok(Response::new(OutcomeReply { accepted: 0, ignored: batch.outcomes.len() as u64 }));
-        }
+        let claimed = match self.applied.claim(&id) {
+            Claim::Fresh(claimed) => claimed,
+            Claim::Applied => {
+                return Ok(Response::new(OutcomeReply { accepted: 0, ignored: batch.outcomes.len() as u64 }));
+            }
+            Claim::InFlight => return Err(Status::unavailable("this batch is being applied now; send it again later")),
+        };
+        let origin = Origin { trust: Trust::Reporter, source: Source::Relay(relay.to_owned()) };
+        self.state
+            .outcomes
+            .admit(&environment.name, &origin.source, self.state.clock.now_millis())
+            .map_err(|r| self.refused(r))?;
         // Counted on arrival, like every report (the ramp's evidence reads
-        // closed buckets only, so back-dating would miss them), one relay
-        // second at a time: the plausibility check sees each second's
-        // volume, as it does from SDKs, even when a relay catches up.
+        // closed buckets only, so back-dating would miss them), and bounded
+        // as one source, second by second of the relay's own: the relay's
+        // token is a credential that can leak. All or nothing: a batch is
+        // counted whole or refused whole (and resent whole).
+        let now = self.state.clock.now_millis();
         let mut by_second: std::collections::BTreeMap<u64, Vec<Report>> = std::collections::BTreeMap::new();
         for outcome in batch.outcomes {
+            if outcome.at_second > now / 1000 + 5 {
+                return Err(Status::invalid_argument("forwarded outcomes name a second in the future"));
+            }
             by_second.entry(outcome.at_second).or_default().push(report(outcome));
         }
-        let (mut accepted, mut ignored) = (0, 0);
+        let mut all = Vec::new();
         for reports in by_second.values() {
             crate::ramp::outcomes::check(reports).map_err(|error| Status::invalid_argument(error.to_string()))?;
-            // A relay in the middle of a chain passes them on.
-            let (a, i) = crate::ramp::outcomes::take(&self.state, &environment.name, reports)
-                .await
-                .map_err(|error| self.record_error(error))?;
-            accepted += a;
-            ignored += i;
+            // Too large for one request: the relay sends it in smaller parts.
+            self.state.outcomes.check_counts(Trust::Reporter, reports).map_err(|refused| {
+                self.state.metrics.refused_outcomes(&refused);
+                Status::resource_exhausted(refused.to_string())
+            })?;
+            all.extend(reports.iter().cloned());
         }
-        self.applied.insert(id);
+        crate::ramp::outcomes::check(&all).map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let parts: Vec<Part<'_>> =
+            by_second.iter().map(|(second, reports)| Part { second: *second, reports: reports.as_slice() }).collect();
+        // A relay in the middle of a chain passes them on.
+        let (accepted, ignored) = crate::ramp::outcomes::take(&self.state, &environment.name, &origin, &parts)
+            .await
+            .map_err(|error| self.record_error(error))?;
+        claimed.applied();
         Ok(Response::new(OutcomeReply { accepted: accepted as u64, ignored: ignored as u64 }))
     }
 
@@ -178,6 +199,14 @@ impl RampartSync {
     }
 }
 
+/// A refused report as a gRPC status.
+fn answer(refused: Refused) -> Status {
+    match refused {
+        Refused::Rate { .. } | Refused::Excess { .. } => Status::resource_exhausted(refused.to_string()),
+        _ => Status::invalid_argument(refused.to_string()),
+    }
+}
+
 /// The bearer token of a call, if any.
 fn bearer(metadata: &tonic::metadata::MetadataMap) -> Option<&str> {
     metadata
@@ -192,11 +221,12 @@ impl FlagSync for RampartSync {
     type SubscribeStream = EventStream;
 
     async fn report_outcomes(&self, request: Request<OutcomeBatch>) -> Result<Response<OutcomeReply>, Status> {
+        let peer = request.remote_addr().map(|addr| addr.ip());
         let (metadata, _, batch) = request.into_parts();
         if let Some((relay, environment)) = self.relay(&metadata)? {
             return self.forwarded(&relay, &environment, &metadata, batch).await;
         }
-        let environment = self.state.reporter(&metadata)?;
+        let (environment, trust) = self.state.reporter(&metadata)?;
         let state = &self.state;
         let key = metadata
             .get("authorization")
@@ -204,11 +234,16 @@ impl FlagSync for RampartSync {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .or_else(|| metadata.get("x-api-key").and_then(|v| v.to_str().ok()))
             .map(str::trim);
-        state.outcomes.admit(&environment.name, key, state.clock.now_millis()).map_err(|r| self.refused(r))?;
+        let origin = Origin::of(trust, key, peer);
+        state
+            .outcomes
+            .admit(&environment.name, &origin.source, state.clock.now_millis())
+            .map_err(|r| self.refused(r))?;
         let reports: Vec<Report> = batch.outcomes.into_iter().map(report).collect();
         crate::ramp::outcomes::check(&reports).map_err(|error| Status::invalid_argument(error.to_string()))?;
-        state.outcomes.check_counts(&reports).map_err(|r| self.refused(r))?;
-        let (accepted, ignored) = crate::ramp::outcomes::take(state, &environment.name, &reports)
+        state.outcomes.check_counts(trust, &reports).map_err(|r| self.refused(r))?;
+        let parts = [Part { second: state.clock.now_millis() / 1000, reports: &reports }];
+        let (accepted, ignored) = crate::ramp::outcomes::take(state, &environment.name, &origin, &parts)
             .await
             .map_err(|error| self.record_error(error))?;
         Ok(Response::new(OutcomeReply { accepted: accepted as u64, ignored: ignored as u64 }))
@@ -254,6 +289,7 @@ impl FlagSync for RampartSync {
                         sdk_keys: c.sdk_keys.iter().map(|d| d.0.to_vec()).collect(),
                         reporter_keys: c.reporter_keys.iter().map(|d| d.0.to_vec()).collect(),
                         relay_tokens: c.relay_tokens.iter().map(|d| d.0.to_vec()).collect(),
+                        sdk_key_outcomes: c.sdk_key_outcomes,
                     }),
                 })));
                 current.version

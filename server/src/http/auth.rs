@@ -2,6 +2,7 @@
 //! digest (a lookup never depends on how much of a guessed token is right,
 //! and tokens are never kept or logged).
 
+use super::policy::Action;
 use std::collections::HashMap;
 
 use actix_web::HttpRequest;
@@ -42,7 +43,8 @@ impl AdminAccess {
     }
 
     /// The caller, if its token allows `needed`.
-    pub(crate) fn authorize(&self, request: &HttpRequest, needed: Role) -> Result<Caller, ApiError> {
+    pub(crate) fn authorize(&self, request: &HttpRequest, action: Action) -> Result<Caller, ApiError> {
+        let needed = action.required();
         let tokens = match self {
             AdminAccess::Disabled => return Err(ApiError::admin_disabled()),
             AdminAccess::InsecureLocal => return Ok(Caller { name: "local".into(), role: Role::Admin }),

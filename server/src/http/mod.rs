@@ -14,6 +14,7 @@ pub(crate) mod listener;
 mod ofrep;
 mod ops;
 mod outcomes;
+pub(crate) mod policy;
 pub(crate) mod refusals;
 mod sse;
 pub(crate) mod ui;

@@ -8,9 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::body;
 use super::error::ApiError;
-use crate::environment::Purpose;
 use crate::ramp::outcome_gate::Refused;
-use crate::ramp::outcomes::{self, RecordError, Report};
+use crate::ramp::outcomes::{self, Origin, Part, RecordError, Report};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,34 +38,54 @@ async fn record(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let key = super::credentials::sdk_key(request.headers());
-    let environment = state.environments.authenticate(key, Purpose::Report)?;
+    let (environment, trust) = state.environments.reporter(key).inspect_err(|rejection| {
+        if *rejection == crate::environment::KeyRejection::NotAReporter {
+            state.metrics.outcomes_refused.with_label_values(&["sdk_key"]).inc();
+        }
+    })?;
+    let origin = Origin::of(trust, key, request.peer_addr().map(|addr| addr.ip()));
     state
         .outcomes
-        .admit(&environment.name, key, state.clock.now_millis())
+        .admit(&environment.name, &origin.source, state.clock.now_millis())
         .map_err(|refused| refusal(&state, refused))?;
     let bytes = body::read_body(&state, payload, state.max_body_bytes).await?;
     let batch: Batch = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not a valid outcome batch: {e}")))?;
     outcomes::check(&batch.outcomes).map_err(|error| ApiError::bad_request(error.to_string()))?;
-    state.outcomes.check_counts(&batch.outcomes).map_err(|refused| refusal(&state, refused))?;
-    let (accepted, ignored) =
-        outcomes::take(&state, &environment.name, &batch.outcomes).await.map_err(|error| match error {
-            RecordError::Refused(refused) => refusal(&state, refused),
+    state.outcomes.check_counts(trust, &batch.outcomes).map_err(|refused| refusal(&state, refused))?;
+    let parts = [Part { second: state.clock.now_millis() / 1000, reports: &batch.outcomes }];
+    let (accepted, ignored) = outcomes::take(&state, &environment.name, &origin, &parts).await.map_err(|error| {
+        match error {
+            // Counted where it was refused.
+            RecordError::Refused(refused) => answer(refused),
             RecordError::Store(error) => error.into(),
-        })?;
+        }
+    })?;
     Ok(HttpResponse::Ok().json(Accepted { accepted, ignored }))
 }
 
-/// A refused report as an HTTP error (counted, with `Retry-After` for the rate).
+/// A refused report as an HTTP error, counted.
 fn refusal(state: &AppState, refused: Refused) -> ApiError {
-    state.metrics.rejected(refused.rejection());
+    state.metrics.refused_outcomes(&refused);
+    answer(refused)
+}
+
+/// A refused report as an HTTP error (`Retry-After` where waiting helps).
+fn answer(refused: Refused) -> ApiError {
     let message = refused.to_string();
-    match refused {
-        Refused::EntryCount { .. } | Refused::RequestCount { .. } => ApiError::bad_request(message),
-        Refused::Rate { retry_after } => {
+    let retry_after = refused.retry_after();
+    let error = match refused {
+        Refused::EntryCount { .. }
+        | Refused::RequestCount { .. }
+        | Refused::PublicCounts { .. }
+        | Refused::PublicWithoutKey { .. } => ApiError::bad_request(message),
+        Refused::Rate { .. } | Refused::Excess { excess: crate::ramp::contribution::Excess::Client { .. }, .. } => {
             ApiError::new(actix_web::http::StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message)
-                .with_retry_after(retry_after)
         }
-        Refused::Implausible { .. } => ApiError::unprocessable("OUTCOMES_IMPLAUSIBLE", message),
+        Refused::Excess { .. } => ApiError::unprocessable("OUTCOMES_IMPLAUSIBLE", message),
+    };
+    match retry_after {
+        Some(retry_after) => error.with_retry_after(retry_after),
+        None => error,
     }
 }

@@ -96,6 +96,11 @@ pub struct Evidence {
     pub metrics: Vec<MetricVerdict>,
     /// What stands between this step and the next.
     pub missing_to_advance: Vec<String>,
+    /// Outcome reports for this step refused before they were counted, by
+    /// reason (`rampart_outcomes_refused_total`): evidence that someone
+    /// sent more than one source may add, or in a shape a key may not use.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub refused_outcomes: std::collections::BTreeMap<String, u64>,
 }
 
 #[cfg(test)]

@@ -82,6 +82,9 @@ pub enum PauseReason {
     Regression,
     #[serde(rename = "ApprovalTimeout")]
     ApprovalTimeout,
+    /// The flag was turned off (its kill switch): nobody is exposed.
+    #[serde(rename = "KillSwitch")]
+    KillSwitch,
 }
 
 impl PauseReason {
@@ -92,6 +95,7 @@ impl PauseReason {
             PauseReason::StepTimeout => "StepTimeout",
             PauseReason::Regression => "Regression",
             PauseReason::ApprovalTimeout => "ApprovalTimeout",
+            PauseReason::KillSwitch => "KillSwitch",
         }
     }
 }

@@ -156,6 +156,34 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
         return finish(run, decision);
     }
 
+    // 3-: the kill switch. A disabled flag exposes nobody, so the ramp
+    // pauses (typed), whatever it was doing. Turning the flag back on
+    // leaves it paused at its step until an operator resumes: the switch
+    // was pulled for a reason, and the step's evidence stopped with it.
+    if !observation.flag_enabled {
+        match command {
+            Some(Command::Abort { by }) => {
+                roll_back(&mut decision, RollbackReason::Aborted, by);
+                decision.command = Some(Ok(()));
+                return finish(run, decision);
+            }
+            Some(Command::Pause { .. }) | None => {}
+            Some(other) => {
+                decision.command = Some(Err(format!(
+                    "the flag is off (its kill switch); {} does not apply: turn the flag on, then resume",
+                    other.name()
+                )))
+            }
+        }
+        if !matches!(run.status, Status::Paused { .. }) {
+            pause(&mut decision, PauseReason::KillSwitch, CONTROLLER);
+        }
+        if decision.command.is_none() && command.is_some() {
+            decision.command = Some(Ok(()));
+        }
+        return finish(run, decision);
+    }
+
     // 3a: data that cannot be trusted. Far more treatment outcomes than the
     // split allows is what forged reports look like (SDK keys are public),
     // not what a failing treatment looks like (it reports fewer), nor what
@@ -192,7 +220,8 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
             metric.role == MetricRole::Guard && !metric.dry_run && verdict.verdict == Verdict::Fail
         })
         .map(|(metric, _)| metric.name.clone());
-    let failure = guard_failure(&decision.evidence, spec, run.basis_points)
+    let min_samples = spec.steps.get(run.step).map_or(super::spec::DEFAULT_MIN_SAMPLES, |step| step.min_samples);
+    let failure = guard_failure(&decision.evidence, spec, run.basis_points, min_samples)
         .or(failed_metric.as_ref().map(|_| RollbackReason::MetricRegression));
     if let Some(reason) = failure {
         let action = if spec.guard.critical { spec.policy.on_regression } else { Action::Pause };
@@ -417,14 +446,23 @@ fn pause(decision: &mut Decision, reason: PauseReason, by: &str) {
     decision.events.push(event(EventKind::Paused, Some(reason.as_str().to_owned()), by));
 }
 
-/// Layer 1 (absolute ceiling) and Layer 2 (relative mixture SPRT).
-fn guard_failure(evidence: &Evidence, spec: &RampSpec, basis_points: u32) -> Option<RollbackReason> {
+/// Layer 1 (absolute ceiling) and Layer 2 (relative mixture SPRT), each
+/// only once the arms it reads hold the step's `minSamples`: no decision
+/// on a tiny denominator, either way. Besides the statistics, that is what
+/// keeps one reporter from rolling a young step back: what one key may add
+/// to an arm in a minute is at most half of `minSamples`
+/// (`ramp::contribution`).
+fn guard_failure(evidence: &Evidence, spec: &RampSpec, basis_points: u32, min_samples: u64) -> Option<RollbackReason> {
+    if evidence.treatment.exposures < min_samples {
+        return None;
+    }
     if let (Some(ceiling), Some(lower)) = (spec.guard.max_error_rate, evidence.ceiling_lower)
         && lower > ceiling
     {
         return Some(RollbackReason::AbsoluteCeiling);
     }
     if basis_points < FULL
+        && evidence.control.exposures >= min_samples
         && let (Some(lambda), Some(threshold)) = (evidence.lambda, evidence.lambda_threshold)
         && lambda >= threshold
     {

@@ -190,6 +190,7 @@ fn evidence(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, ful
         srm_z: None,
         metrics: metric_verdicts(spec, observation, has_control),
         missing_to_advance: Vec::new(),
+        refused_outcomes: Default::default(),
     };
     if let Some(expected) = evidence.expected_share {
         // The step's first closed bucket still holds outcomes of clients

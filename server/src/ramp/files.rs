@@ -47,18 +47,20 @@ pub fn expand(patterns: &[String], glob_files: usize) -> Result<Vec<PathBuf>, Lo
 }
 
 /// Reads and parses ramp files for `environment` (a release file gives
-/// its stage there, if it has one); every problem of every file is returned.
-pub fn read(paths: &[PathBuf], environment: &str) -> Result<Vec<RampSpec>, LoadErrors> {
+/// its stage there, if it has one, and its stages must name environments
+/// in `known`); every problem of every file is returned.
+pub fn read(paths: &[PathBuf], environment: &str, known: &[String]) -> Result<Vec<RampSpec>, LoadErrors> {
     let mut specs = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
         let name = path.to_string_lossy().into_owned();
         match std::fs::read_to_string(path) {
-            Ok(text) if super::release::is_release(&text) => match super::release::stage_for(&name, &text, environment)
-            {
-                Ok(stage) => specs.extend(stage),
-                Err(problems) => errors.extend(problems),
-            },
+            Ok(text) if super::release::is_release(&text) => {
+                match super::release::stage_for(&name, &text, environment, Some(known)) {
+                    Ok(stage) => specs.extend(stage),
+                    Err(problems) => errors.extend(problems),
+                }
+            }
             Ok(text) => match spec::parse(&name, &text) {
                 Ok(spec) => specs.push(spec),
                 Err(problems) => errors.extend(problems),
@@ -148,6 +150,21 @@ pub fn bind(
         }
         if control == spec.treatment {
             errors.push(error(format!("the control is the flag's default variant '{control}', same as the treatment")));
+            continue;
+        }
+        // A ramp compares the treatment with what users get today: a
+        // control nobody is served can never be judged (the split would
+        // look broken and the ramp hold forever).
+        if let Some(served) = target.static_variant()
+            && served != control
+        {
+            errors.push(error_at(
+                spec.lines.control,
+                format!(
+                    "control '{control}' is not what the flag serves outside the ramp ('{served}', its default, \
+                     to everyone): make '{control}' the flag's defaultVariant, or ramp from '{served}'"
+                ),
+            ));
             continue;
         }
         bound.push(Bound { spec: Arc::new(spec), control });

@@ -5,13 +5,17 @@
 //! - [`stats`]: exact binomial bounds and the always-valid mixture SPRT.
 //! - [`evidence`]: the statistics of an observation, as a decision sees them.
 //! - [`decide`]: the controller's tick as a pure function.
-//! - [`outcomes`] and [`outcome_gate`]: outcome reports, and what they
-//!   must pass before a ramp counts them.
+//! - [`outcomes`], [`outcome_gate`] and [`contribution`]: outcome reports,
+//!   what they must pass before a ramp counts them, and how much one
+//!   source may add to a step's evidence.
 
+pub mod applied;
+pub mod contribution;
 pub mod controller;
 pub mod decide;
 pub mod evidence;
 pub mod files;
+pub mod in_flight;
 pub mod observe;
 pub mod outcome_gate;
 pub mod outcomes;

@@ -1,37 +1,40 @@
 //! Admission of outcome reports: they are untrusted input.
 //!
-//! SDK keys ship inside client applications, so anyone can post outcomes
-//! with one, and a ramp acts on them: a single forged report of a billion
-//! errors would roll a healthy ramp back (or a billion successes push a bad
-//! one forward). Before a report is counted it passes, in order:
+//! A ramp acts on them, so whoever can add outcomes can steer it. Before a
+//! report is counted it passes, in order:
 //!
-//! 1. **its key**: an environment with `reporterKeys` accepts reports only
-//!    from those (server-side reporters), never from SDK keys;
+//! 1. **its key** (`environment::access`): reporter keys (secrets kept on
+//!    servers) report; SDK keys ship inside client apps, so they report
+//!    only where the environment opted in (`sdkKeyOutcomes: true`), and
+//!    are refused with 403 otherwise;
 //! 2. **a rate**: `limits.outcomeReportsPerSecond` requests per key, with a
 //!    burst of twice that (429 with `Retry-After` beyond);
 //! 3. **sizes**: `ok + error` of an entry at most
-//!    `limits.outcomeCountPerEntry`, the whole request at most ten times that;
-//! 4. **plausibility**: one request may not bring more outcomes for a ramped
-//!    flag than ten times the busiest second of that flag in the last
-//!    minute (and at least `outcomeCountPerEntry` are always allowed), so
-//!    counts grow with real traffic, not in one jump.
+//!    `limits.outcomeCountPerEntry`, the whole request at most ten times
+//!    that; with an SDK key, exactly one outcome per entry, with the
+//!    targeting key it was served to (a browser reports what it saw);
+//! 4. **contribution** ([`super::contribution`]): what one source (a
+//!    reporter key, a relay, a client address) and one targeting key may
+//!    add to a ramped arm, relative to the step's evidence.
 //!
-//! The ramp controller adds its own defence: a sample-ratio mismatch with
-//! an excess of treatment data holds the ramp instead of acting on it.
+//! Every refusal is counted in `rampart_outcomes_refused_total{reason}`
+//! and named in the ramp's explanation; nothing of a refused report is
+//! counted. The ramp controller adds its own defence: a sample-ratio
+//! mismatch with an excess of treatment data holds the ramp instead of
+//! acting on it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::config::KeyDigest;
+use crate::environment::Trust;
 use crate::limits::{Limits, Rejection};
 
-use super::outcomes::Report;
+use super::contribution::{Contributions, Excess, Source};
 
-/// How far back plausibility looks, in seconds.
-const WINDOW_SECONDS: u64 = 60;
-/// A request may bring this many times the flag's busiest recent second.
-const GROWTH: u64 = 10;
+/// Most rate buckets kept (sources that reported in the last seconds).
+const MAX_BUCKETS: usize = 100_000;
+use super::outcomes::Report;
 
 /// Why a report was refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,16 +45,60 @@ pub enum Refused {
     RequestCount { count: u64, limit: u64 },
     /// The key sent too many requests; retry after this long.
     Rate { retry_after: Duration },
-    /// More outcomes for a flag than its recent traffic makes believable.
-    Implausible { flag: String, count: u64, allowed: u64 },
+    /// An SDK-key report whose entry is not one outcome.
+    PublicCounts { index: usize },
+    /// An SDK-key report whose entry names no targeting key.
+    PublicWithoutKey { index: usize },
+    /// More for a ramped arm than this source or targeting key may add now.
+    Excess { flag: String, variant: Option<String>, excess: Excess },
 }
+
+/// Every `reason` of `rampart_outcomes_refused_total`.
+pub const REASONS: [&str; 9] = [
+    "sdk_key",
+    "entry_count",
+    "request_count",
+    "rate",
+    "sdk_key_counts",
+    "sdk_key_without_targeting_key",
+    "source_volume",
+    "client_volume",
+    "context_volume",
+];
 
 impl Refused {
     pub fn rejection(&self) -> Rejection {
         match self {
-            Refused::EntryCount { .. } | Refused::RequestCount { .. } => Rejection::OutcomeCount,
+            Refused::EntryCount { .. }
+            | Refused::RequestCount { .. }
+            | Refused::PublicCounts { .. }
+            | Refused::PublicWithoutKey { .. } => Rejection::OutcomeCount,
             Refused::Rate { .. } => Rejection::OutcomeRate,
-            Refused::Implausible { .. } => Rejection::OutcomeImplausible,
+            Refused::Excess { .. } => Rejection::OutcomeImplausible,
+        }
+    }
+
+    /// The `reason` label of `rampart_outcomes_refused_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refused::EntryCount { .. } => "entry_count",
+            Refused::RequestCount { .. } => "request_count",
+            Refused::Rate { .. } => "rate",
+            Refused::PublicCounts { .. } => "sdk_key_counts",
+            Refused::PublicWithoutKey { .. } => "sdk_key_without_targeting_key",
+            Refused::Excess { excess: Excess::Source { .. }, .. } => "source_volume",
+            Refused::Excess { excess: Excess::Client { .. }, .. } => "client_volume",
+            Refused::Excess { excess: Excess::Context { .. }, .. } => "context_volume",
+        }
+    }
+
+    /// How long to wait before sending again, where waiting helps.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Refused::Rate { retry_after } => Some(*retry_after),
+            Refused::Excess { excess: Excess::Source { .. }, .. } => Some(Duration::from_secs(1)),
+            Refused::Excess { .. } => Some(Duration::from_secs(60)),
+            _ => None,
         }
     }
 }
@@ -71,11 +118,38 @@ impl std::fmt::Display for Refused {
                 "too many outcome reports with this key (limits.outcomeReportsPerSecond); retry in {:.1} s",
                 retry_after.as_secs_f64()
             ),
-            Refused::Implausible { flag, count, allowed } => write!(
+            Refused::PublicCounts { index } => write!(
                 f,
-                "{count} outcomes for flag '{flag}' in one request is more than its recent traffic makes \
-                 plausible (at most {allowed} now); nothing was counted"
+                "outcomes[{index}]: a report made with an SDK key carries one outcome per entry (ok or error \
+                 is 1, the other 0); report counts from your servers with a reporter key"
             ),
+            Refused::PublicWithoutKey { index } => write!(
+                f,
+                "outcomes[{index}]: a report made with an SDK key names the targetingKey the variant was served to"
+            ),
+            Refused::Excess { flag, variant, excess } => {
+                let arm = match variant {
+                    Some(variant) => format!("flag '{flag}' variant '{variant}'"),
+                    None => format!("flag '{flag}'"),
+                };
+                match excess {
+                    Excess::Source { allowed } => write!(
+                        f,
+                        "more outcomes for {arm} than this reporter may add in one second at this step's \
+                         evidence (at most {allowed} now); nothing was counted: send at most that, the rest later"
+                    ),
+                    Excess::Client { allowed } => write!(
+                        f,
+                        "more outcomes for {arm} from this client than one client may report in a minute \
+                         (limits.outcomesPerClientPerMinute; at most {allowed} now); nothing was counted"
+                    ),
+                    Excess::Context { allowed } => write!(
+                        f,
+                        "more outcomes for {arm} from one targeting key than one user makes in a minute \
+                         (limits.outcomesPerContextPerMinute; at most {allowed} now); nothing was counted"
+                    ),
+                }
+            }
         }
     }
 }
@@ -87,28 +161,6 @@ struct Bucket {
     at: u64,
 }
 
-/// Outcomes accepted per second for one ramped flag, recent seconds only.
-#[derive(Debug, Default)]
-struct Volume {
-    seconds: VecDeque<(u64, u64)>,
-}
-
-impl Volume {
-    fn peak(&self, now: u64) -> u64 {
-        self.seconds.iter().filter(|(second, _)| second + WINDOW_SECONDS > now).map(|(_, n)| *n).max().unwrap_or(0)
-    }
-
-    fn add(&mut self, now: u64, count: u64) {
-        match self.seconds.back_mut() {
-            Some((second, total)) if *second == now => *total += count,
-            _ => self.seconds.push_back((now, count)),
-        }
-        while self.seconds.front().is_some_and(|(second, _)| second + WINDOW_SECONDS <= now) {
-            self.seconds.pop_front();
-        }
-    }
-}
-
 /// The admission state shared by the HTTP and gRPC outcome endpoints.
 #[derive(Debug)]
 pub struct OutcomeGate {
@@ -116,10 +168,10 @@ pub struct OutcomeGate {
     context_key: [u8; 32],
     per_entry: u64,
     per_second: f64,
-    /// One per key that reported (keys are configured ones: bounded).
-    buckets: Mutex<HashMap<(String, Option<KeyDigest>), Bucket>>,
-    /// One per ramped flag that received outcomes (bounded by the ramps).
-    volumes: Mutex<HashMap<(String, String), Volume>>,
+    /// One per source that reported recently (at most `MAX_BUCKETS`).
+    buckets: Mutex<HashMap<(String, Source), Bucket>>,
+    /// What each source and targeting key may still add to a ramp.
+    pub contributions: Contributions,
 }
 
 impl OutcomeGate {
@@ -131,7 +183,7 @@ impl OutcomeGate {
             per_entry: limits.outcome_count_per_entry,
             per_second: f64::from(limits.outcome_reports_per_second),
             buckets: Mutex::default(),
-            volumes: Mutex::default(),
+            contributions: Contributions::new(limits),
         }
     }
 
@@ -148,13 +200,25 @@ impl OutcomeGate {
         u64::from_le_bytes(id)
     }
 
-    /// Takes one request from the key's bucket (`now` in unix ms).
-    pub fn admit(&self, environment: &str, key: Option<&str>, now: u64) -> Result<(), Refused> {
+    /// Takes one request from the source's bucket (`now` in unix ms): a
+    /// reporter key's, a relay's, or with a public SDK key the client
+    /// address's (everyone shares the key, so it cannot be the unit).
+    pub fn admit(&self, environment: &str, source: &Source, now: u64) -> Result<(), Refused> {
         let capacity = 2.0 * self.per_second;
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets
-            .entry((environment.to_owned(), key.map(KeyDigest::of)))
-            .or_insert(Bucket { tokens: capacity, at: now });
+        if buckets.len() >= MAX_BUCKETS {
+            // A full bucket is what a new one would be: forgetting it loses
+            // nothing. Clients are bounded by the ones active in the last
+            // two seconds, and never more than this.
+            buckets.retain(|_, bucket| {
+                bucket.tokens + now.saturating_sub(bucket.at) as f64 / 1000.0 * self.per_second < capacity
+            });
+            if buckets.len() >= MAX_BUCKETS {
+                buckets.clear();
+            }
+        }
+        let bucket =
+            buckets.entry((environment.to_owned(), source.clone())).or_insert(Bucket { tokens: capacity, at: now });
         let elapsed = now.saturating_sub(bucket.at) as f64 / 1000.0;
         bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(capacity);
         bucket.at = now;
@@ -167,11 +231,20 @@ impl OutcomeGate {
         }
     }
 
-    /// Checks every entry's counts and the request's total.
-    pub fn check_counts(&self, reports: &[Report]) -> Result<(), Refused> {
+    /// Checks every entry's counts and the request's total; an SDK key's
+    /// entries are one outcome each, for a named targeting key.
+    pub fn check_counts(&self, trust: Trust, reports: &[Report]) -> Result<(), Refused> {
         let mut total = 0u64;
         for (index, report) in reports.iter().enumerate() {
             let count = report.ok.saturating_add(report.error);
+            if trust == Trust::Public {
+                if count != 1 {
+                    return Err(Refused::PublicCounts { index });
+                }
+                if report.targeting_key.as_deref().is_none_or(str::is_empty) {
+                    return Err(Refused::PublicWithoutKey { index });
+                }
+            }
             if count > self.per_entry {
                 return Err(Refused::EntryCount { index, count, limit: self.per_entry });
             }
@@ -183,24 +256,6 @@ impl OutcomeGate {
         }
         Ok(())
     }
-
-    /// Checks the counted outcomes per flag (`counts`: flag → outcomes)
-    /// against recent traffic and, when all are plausible, records them
-    /// (`now` in unix seconds). Nothing is recorded when one is refused.
-    pub fn plausible(&self, environment: &str, counts: &HashMap<&str, u64>, now: u64) -> Result<(), Refused> {
-        let mut volumes = self.volumes.lock().unwrap_or_else(|e| e.into_inner());
-        for (flag, count) in counts {
-            let peak = volumes.get(&(environment.to_owned(), (*flag).to_owned())).map_or(0, |v| v.peak(now));
-            let allowed = self.per_entry.max(peak.saturating_mul(GROWTH));
-            if *count > allowed {
-                return Err(Refused::Implausible { flag: (*flag).to_owned(), count: *count, allowed });
-            }
-        }
-        for (flag, count) in counts {
-            volumes.entry((environment.to_owned(), (*flag).to_owned())).or_default().add(now, *count);
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -209,6 +264,10 @@ mod tests {
 
     fn report(ok: u64, error: u64) -> Report {
         Report { flag: "f".into(), variant: "on".into(), ok, error, targeting_key: None }
+    }
+
+    fn key(key: &str) -> Source {
+        Source::Key(crate::config::KeyDigest::of(key))
     }
 
     fn gate(per_entry: u64, per_second: u32) -> OutcomeGate {
@@ -233,38 +292,50 @@ mod tests {
     #[test]
     fn counts_are_bounded_per_entry_and_per_request() {
         let gate = gate(1000, 10);
-        assert!(gate.check_counts(&[report(600, 400)]).is_ok());
+        assert!(gate.check_counts(Trust::Reporter, &[report(600, 400)]).is_ok());
         assert_eq!(
-            gate.check_counts(&[report(1, 1), report(1_000_000_000, 1_000_000_000)]),
+            gate.check_counts(Trust::Reporter, &[report(1, 1), report(1_000_000_000, 1_000_000_000)]),
             Err(Refused::EntryCount { index: 1, count: 2_000_000_000, limit: 1000 })
         );
         let many: Vec<Report> = (0..11).map(|_| report(1000, 0)).collect();
-        assert_eq!(gate.check_counts(&many), Err(Refused::RequestCount { count: 11_000, limit: 10_000 }));
+        assert_eq!(
+            gate.check_counts(Trust::Reporter, &many),
+            Err(Refused::RequestCount { count: 11_000, limit: 10_000 })
+        );
+    }
+
+    #[test]
+    fn an_sdk_key_reports_one_outcome_per_entry_for_a_named_user() {
+        let gate = gate(1000, 10);
+        let one = |ok, error, key: Option<&str>| Report {
+            flag: "f".into(),
+            variant: "on".into(),
+            ok,
+            error,
+            targeting_key: key.map(str::to_owned),
+        };
+        assert!(gate.check_counts(Trust::Public, &[one(1, 0, Some("u1")), one(0, 1, Some("u2"))]).is_ok());
+        assert_eq!(
+            gate.check_counts(Trust::Public, &[one(1, 0, Some("u1")), one(0, 50_000, Some("u2"))]),
+            Err(Refused::PublicCounts { index: 1 })
+        );
+        assert_eq!(gate.check_counts(Trust::Public, &[one(1, 1, Some("u"))]), Err(Refused::PublicCounts { index: 0 }));
+        assert_eq!(gate.check_counts(Trust::Public, &[one(0, 0, Some("u"))]), Err(Refused::PublicCounts { index: 0 }));
+        assert_eq!(gate.check_counts(Trust::Public, &[one(1, 0, None)]), Err(Refused::PublicWithoutKey { index: 0 }));
+        assert!(gate.check_counts(Trust::Reporter, &[one(5, 0, None)]).is_ok());
     }
 
     #[test]
     fn the_rate_is_per_key_with_a_burst() {
         let gate = gate(1000, 5);
         for _ in 0..10 {
-            assert!(gate.admit("production", Some("key-a"), 1_000).is_ok());
+            assert!(gate.admit("production", &key("key-a"), 1_000).is_ok());
         }
-        let Err(Refused::Rate { retry_after }) = gate.admit("production", Some("key-a"), 1_000) else {
+        let Err(Refused::Rate { retry_after }) = gate.admit("production", &key("key-a"), 1_000) else {
             panic!("the burst is ten")
         };
         assert!(retry_after <= Duration::from_millis(200), "{retry_after:?}");
-        assert!(gate.admit("production", Some("key-b"), 1_000).is_ok(), "another key has its own bucket");
-        assert!(gate.admit("production", Some("key-a"), 1_200).is_ok(), "refilled at 5 per second");
-    }
-
-    #[test]
-    fn volume_may_grow_tenfold_per_request_not_more() {
-        let gate = gate(1000, 5);
-        let counts = |n| HashMap::from([("f", n)]);
-        assert!(gate.plausible("e", &counts(1000), 100).is_ok(), "the floor");
-        assert!(matches!(gate.plausible("e", &counts(20_000), 101), Err(Refused::Implausible { allowed: 10_000, .. })));
-        assert!(gate.plausible("e", &counts(10_000), 101).is_ok());
-        assert!(gate.plausible("e", &counts(100_000), 102).is_ok());
-        // A minute later the peak has passed.
-        assert!(gate.plausible("e", &counts(100_000), 200).is_err());
+        assert!(gate.admit("production", &key("key-b"), 1_000).is_ok(), "another key has its own bucket");
+        assert!(gate.admit("production", &key("key-a"), 1_200).is_ok(), "refilled at 5 per second");
     }
 }

@@ -10,12 +10,14 @@
 //! its treatment and control, are acknowledged and dropped (counted as
 //! `ignored`), so reports cannot grow the store without bound.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use super::contribution::{Share, Source};
 use super::controller::Controller;
 use super::outcome_gate::{OutcomeGate, Refused};
+use crate::environment::Trust;
 use crate::metrics::Metrics;
 use crate::store::{ContextOutcome, OutcomeCount, Store, StoreError};
 
@@ -65,51 +67,108 @@ pub enum RecordError {
     Store(#[from] StoreError),
 }
 
-/// Records a checked batch durably, once its counts are plausible for the
-/// ramps they feed (see [`OutcomeGate`]); returns (accepted, ignored)
-/// entries.
+/// Who sent a batch: how far its credential is trusted, and the source
+/// its contribution is bounded by.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub trust: Trust,
+    pub source: Source,
+}
+
+impl Origin {
+    /// A direct report: a reporter key is its own source; with a public
+    /// SDK key the client's address is (everyone holds the key).
+    pub fn of(trust: Trust, key: Option<&str>, peer: Option<std::net::IpAddr>) -> Origin {
+        let source = match (trust, peer, key) {
+            (Trust::Public, Some(address), _) => Source::Client(address),
+            (_, _, Some(key)) => Source::Key(crate::config::KeyDigest::of(key)),
+            (_, _, None) => Source::Open,
+        };
+        Origin { trust, source }
+    }
+}
+
+/// The part of a batch a source sent in one second of its own: a direct
+/// report is one part in the second it arrives; a relay forwards the
+/// seconds it accepted outcomes in.
+#[derive(Debug, Clone, Copy)]
+pub struct Part<'a> {
+    pub second: u64,
+    pub reports: &'a [Report],
+}
+
+/// Records a checked batch durably, once what it adds is within the
+/// bounds of its source and targeting keys (see
+/// [`super::contribution`]); nothing is counted when any part is
+/// refused. Outcomes land in the second they arrive. Returns (accepted,
+/// ignored) entries.
+#[allow(clippy::too_many_arguments)]
 pub async fn record(
     store: &dyn Store,
     ramps: &Controller,
     gate: &OutcomeGate,
     metrics: &Metrics,
     environment: &str,
-    reports: &[Report],
+    origin: &Origin,
+    parts: &[Part<'_>],
     now: u64,
 ) -> Result<(usize, usize), RecordError> {
     let second = now / 1000;
+    // Until the commit lands (or the report is refused), this second is not
+    // read as closed: registered before the first await.
+    let _writing = ramps.writing(environment, second);
     let mut counts: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+    let mut per_context: HashMap<(&str, u64), u64> = HashMap::new();
     let mut contexts = Vec::new();
-    let mut ignored = 0;
-    for report in reports {
-        if !ramps.counts(environment, &report.flag, &report.variant) {
-            ignored += 1;
-            continue;
-        }
-        let total = counts.entry((&report.flag, &report.variant)).or_default();
-        total.0 += report.ok;
-        total.1 += report.error;
-        if let Some(key) = &report.targeting_key {
-            // The key itself is not stored: a keyed hash tells contexts apart.
-            contexts.push(ContextOutcome {
-                flag: report.flag.clone(),
-                variant: report.variant.clone(),
-                second,
-                context: gate.context_id(key),
-                error: report.error > 0,
+    let mut groups = Vec::with_capacity(parts.len());
+    let (mut accepted, mut ignored) = (0, 0);
+    for part in parts {
+        let mut shares: BTreeMap<(&str, &str), Share<'_>> = BTreeMap::new();
+        for report in part.reports {
+            let Some(arm) = ramps.arm(environment, &report.flag, &report.variant) else {
+                ignored += 1;
+                continue;
+            };
+            accepted += 1;
+            let count = report.ok.saturating_add(report.error);
+            let share = shares.entry((&report.flag, &report.variant)).or_insert(Share {
+                flag: &report.flag,
+                variant: &report.variant,
+                arm,
+                count: 0,
             });
+            share.count = share.count.saturating_add(count);
+            let total = counts.entry((&report.flag, &report.variant)).or_default();
+            total.0 = total.0.saturating_add(report.ok);
+            total.1 = total.1.saturating_add(report.error);
+            if let Some(key) = &report.targeting_key {
+                // The key itself is not stored: a keyed hash tells contexts apart.
+                let context = gate.context_id(key);
+                *per_context.entry((&report.flag, context)).or_default() += count;
+                contexts.push(ContextOutcome {
+                    flag: report.flag.clone(),
+                    variant: report.variant.clone(),
+                    second,
+                    context,
+                    error: report.error > 0,
+                });
+            }
         }
+        groups.push((part.second, shares.into_values().collect::<Vec<_>>()));
     }
-    let (ok, errors) = counts.values().fold((0, 0), |(a, b), (ok, error)| (a + ok, b + error));
-    let mut per_flag: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-    for ((flag, _), (ok, error)) in &counts {
-        *per_flag.entry(flag).or_default() += ok + error;
-    }
-    if let Err(refused) = gate.plausible(environment, &per_flag, second) {
-        metrics.rejected(refused.rejection());
+    let refused = gate
+        .contributions
+        .admit(environment, &origin.source, &groups, now)
+        .and_then(|()| gate.contributions.admit_contexts(environment, &per_context, now))
+        .map_err(|(flag, variant, excess)| Refused::Excess { flag, variant, excess });
+    if let Err(refused) = refused {
+        if let Refused::Excess { flag, .. } = &refused {
+            ramps.note_refused(environment, flag, refused.reason());
+        }
+        metrics.refused_outcomes(&refused);
         return Err(RecordError::Refused(refused));
     }
-    let accepted = reports.len() - ignored;
+    let (ok, errors) = counts.values().fold((0, 0), |(a, b), (ok, error)| (a + ok, b + error));
     if accepted > 0 {
         let counts = counts
             .into_iter()
@@ -135,12 +194,35 @@ pub async fn record(
 pub async fn take(
     services: &crate::services::Services,
     environment: &str,
-    reports: &[Report],
+    origin: &Origin,
+    parts: &[Part<'_>],
 ) -> Result<(usize, usize), RecordError> {
     let now = services.clock.now_millis();
     if let Some(relay) = &services.relay {
+        // The relay checks its public clients as the upstream would (it
+        // knows no step's evidence: their floors apply); the upstream
+        // bounds what the relay forwards as one source.
+        let reports: Vec<Report> = parts.iter().flat_map(|part| part.reports.iter().cloned()).collect();
+        if let Source::Client(_) = origin.source {
+            let shares: Vec<Share<'_>> = reports
+                .iter()
+                .map(|report| Share {
+                    flag: &report.flag,
+                    variant: &report.variant,
+                    arm: super::contribution::Arm::unknown(),
+                    count: report.ok.saturating_add(report.error),
+                })
+                .collect();
+            services.outcomes.contributions.admit(environment, &origin.source, &[(now / 1000, shares)], now).map_err(
+                |(flag, variant, excess)| {
+                    let refused = Refused::Excess { flag, variant, excess };
+                    services.metrics.refused_outcomes(&refused);
+                    RecordError::Refused(refused)
+                },
+            )?;
+        }
         let forwarder = relay.forwarder.clone();
-        let (environment, reports) = (environment.to_owned(), reports.to_vec());
+        let environment = environment.to_owned();
         let taken = tokio::task::spawn_blocking(move || forwarder.accept(&environment, &reports, now))
             .await
             .map_err(|e| StoreError::unavailable("the relay's outcome buffer", e))?;
@@ -153,5 +235,6 @@ pub async fn take(
             Err(error) => Err(StoreError::unavailable("the relay's outcome buffer", error).into()),
         };
     }
-    record(&*services.store, &services.ramps, &services.outcomes, &services.metrics, environment, reports, now).await
+    record(&*services.store, &services.ramps, &services.outcomes, &services.metrics, environment, origin, parts, now)
+        .await
 }

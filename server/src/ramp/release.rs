@@ -24,8 +24,15 @@ pub fn is_release(text: &str) -> bool {
 
 /// The stage of the release in `text` for `environment`: `Ok(None)` when
 /// the release has no stage there (any environment: the first stage, for
-/// `rampart validate` without one).
-pub fn stage_for(file: &str, text: &str, environment: &str) -> Result<Option<RampSpec>, Vec<LoadError>> {
+/// `rampart validate` without one). With `known`, every stage must name
+/// one of those environments: a typo must not pass for a stage that was
+/// run (the pipeline would end before it, and report success).
+pub fn stage_for(
+    file: &str,
+    text: &str,
+    environment: &str,
+    known: Option<&[String]>,
+) -> Result<Option<RampSpec>, Vec<LoadError>> {
     let error = |message: String| vec![LoadError::new(file, message)];
     let document: Value = serde_saphyr::from_str_with_options(text, rampart_engine::source::yaml_options())
         .map_err(|e| error(format!("invalid YAML: {}", e.to_string().lines().next().unwrap_or(""))))?;
@@ -41,6 +48,20 @@ pub fn stage_for(file: &str, text: &str, environment: &str) -> Result<Option<Ram
         };
         if environments.iter().any(|e| e == environment) {
             return Err(error(format!("spec.stages[{index}]: environment '{environment}' has a stage already")));
+        }
+        if let Some(known) = known.filter(|known| !known.iter().any(|k| k == environment)) {
+            let line = text.lines().position(|l| l.contains("environment") && l.contains(environment)).map(|i| i + 1);
+            let problem = LoadError::new(
+                file,
+                format!(
+                    "spec.stages[{index}].environment '{environment}' is not a configured environment ({})",
+                    known.join(", ")
+                ),
+            );
+            return Err(vec![match line {
+                Some(line) => problem.at_line(line),
+                None => problem,
+            }]);
         }
         environments.push(environment.to_owned());
     }
@@ -95,23 +116,23 @@ mod tests {
     #[test]
     fn each_environment_reads_its_own_stage() {
         assert!(is_release(RELEASE));
-        let staging = stage_for("r.yaml", RELEASE, "staging").expect("valid").expect("a stage");
+        let staging = stage_for("r.yaml", RELEASE, "staging", None).expect("valid").expect("a stage");
         assert_eq!(staging.name, "checkout-v2");
         assert_eq!(staging.steps.iter().map(|s| s.basis_points).collect::<Vec<_>>(), [5000, 10_000]);
         assert_eq!(staging.stage.as_ref().and_then(Stage::previous), None);
-        let production = stage_for("r.yaml", RELEASE, "production").expect("valid").expect("a stage");
+        let production = stage_for("r.yaml", RELEASE, "production", None).expect("valid").expect("a stage");
         assert_eq!(production.steps[0].basis_points, 500);
         assert_eq!(production.steps[0].min_samples, 100);
         assert_eq!(production.environment.as_deref(), Some("production"));
         assert_eq!(production.stage.as_ref().and_then(Stage::previous), Some(("staging", "checkout-v2")));
         assert_eq!(production.file, "r.yaml");
         assert_eq!(production.lines.flag, Some(6));
-        assert!(stage_for("r.yaml", RELEASE, "dev").expect("valid").is_none());
+        assert!(stage_for("r.yaml", RELEASE, "dev", None).expect("valid").is_none());
         // A stage's digest changes with what the stage runs, not with other stages.
         let edited = RELEASE.replace("{percent: 5, hold: 1s}", "{percent: 10, hold: 1s}");
-        let staging_again = stage_for("r.yaml", &edited, "staging").expect("valid").expect("a stage");
+        let staging_again = stage_for("r.yaml", &edited, "staging", None).expect("valid").expect("a stage");
         assert_eq!(staging_again.digest, staging.digest);
-        assert_ne!(stage_for("r.yaml", &edited, "production").unwrap().unwrap().digest, production.digest);
+        assert_ne!(stage_for("r.yaml", &edited, "production", None).unwrap().unwrap().digest, production.digest);
     }
 
     #[test]
@@ -120,10 +141,12 @@ mod tests {
             "{percent: 100, hold: 1s}]\n    - environment: production",
             "{percent: 150, hold: 1s}]\n    - environment: production",
         );
-        let errors = stage_for("r.yaml", &broken, "staging").expect_err("invalid");
+        let errors = stage_for("r.yaml", &broken, "staging", None).expect_err("invalid");
         assert!(errors.iter().any(|e| e.file == "r.yaml" && e.message.contains("stage 1 (staging)")), "{errors:?}");
         let twice = RELEASE.replace("environment: production", "environment: staging");
-        assert!(stage_for("r.yaml", &twice, "staging").is_err());
-        assert!(stage_for("r.yaml", "kind: Release\nmetadata: {name: x}\nspec: {stages: []}\n", "staging").is_err());
+        assert!(stage_for("r.yaml", &twice, "staging", None).is_err());
+        assert!(
+            stage_for("r.yaml", "kind: Release\nmetadata: {name: x}\nspec: {stages: []}\n", "staging", None).is_err()
+        );
     }
 }

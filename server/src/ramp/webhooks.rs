@@ -237,7 +237,8 @@ mod tests {
     #[test]
     fn a_release_stage_s_events_name_the_release_and_the_stage() {
         let text = "apiVersion: rampart.dev/v1\nkind: Release\nmetadata: {name: checkout}\nspec:\n  flag: f\n  treatment: \"on\"\n  notify:\n    - {webhook: \"http://127.0.0.1:9/hook\"}\n  stages:\n    - {environment: staging, steps: [{percent: 100, hold: 1m}]}\n    - {environment: production, steps: [{percent: 100, hold: 1m}]}\n";
-        let spec = crate::ramp::release::stage_for("r.yaml", text, "production").expect("valid").expect("a stage");
+        let spec =
+            crate::ramp::release::stage_for("r.yaml", text, "production", None).expect("valid").expect("a stage");
         let run = spec.new_run("off", "run-1".into(), 0);
         let event = Event::new(EventKind::Started, None, "controller");
         let deliveries = deliveries(&spec, "production", &run, &[event], &Evidence::default());

@@ -34,6 +34,9 @@ struct Entry {
     sdk_keys: Vec<String>,
     reporter_keys: Vec<String>,
     relay_tokens: Vec<String>,
+    /// Absent in entries written before it existed: SDK keys do not report.
+    #[serde(default)]
+    sdk_key_outcomes: bool,
     flags_json: String,
 }
 
@@ -66,6 +69,7 @@ pub(super) fn save(dir: &Path, environment: &str, cached: &Cached) -> std::io::R
         sdk_keys: hexes(&cached.credentials.sdk_keys),
         reporter_keys: hexes(&cached.credentials.reporter_keys),
         relay_tokens: hexes(&cached.credentials.relay_tokens),
+        sdk_key_outcomes: cached.credentials.sdk_key_outcomes,
         flags_json: cached.flags_json.clone(),
     };
     let target = path(dir, environment);
@@ -96,6 +100,7 @@ pub(super) fn load(dir: &Path, environment: &str) -> std::io::Result<Option<Cach
             sdk_keys: digests(&entry.sdk_keys),
             reporter_keys: digests(&entry.reporter_keys),
             relay_tokens: digests(&entry.relay_tokens),
+            sdk_key_outcomes: entry.sdk_key_outcomes,
         },
         flags_json: entry.flags_json,
     }))
@@ -117,6 +122,7 @@ mod tests {
                 sdk_keys: vec![KeyDigest::of("sdk-key")],
                 reporter_keys: vec![],
                 relay_tokens: vec![KeyDigest::of("relay")],
+                sdk_key_outcomes: true,
             },
             flags_json: r#"{"flags":{}}"#.into(),
         };

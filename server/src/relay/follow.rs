@@ -40,10 +40,16 @@ pub(super) struct Follower {
 
 /// How a session ended.
 enum Ended {
-    /// Asked to, or out of step: reconnect at once.
-    Reconnect,
+    /// Asked to, or out of step: reconnect soon. `fresh`: the session
+    /// applied something first (a healthy upstream's routine reconnect).
+    Reconnect {
+        fresh: bool,
+    },
     Failed(String),
 }
+
+/// Consecutive reconnects without progress back off from this, doubling.
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
 
 /// The upstream's position this relay holds.
 #[derive(Debug, Clone, Default)]
@@ -54,9 +60,17 @@ pub(super) struct Position {
 
 /// A flag document as flags, keeping those that do not compile as problems
 /// (they answer `PARSE_ERROR` here as they do upstream).
-pub(super) fn compile(json: &str) -> (FlagSet, Vec<LoadError>) {
+/// A document that cannot be read at all (invalid JSON, a damaged cache
+/// entry) is an error: the relay keeps what it serves, as a flag file's
+/// last good configuration is kept, rather than serving nothing as healthy.
+pub(super) fn compile(json: &str) -> Result<(FlagSet, Vec<LoadError>), rampart_engine::LoadErrors> {
     let compiled = FlagSet::load_lenient(&[Source::json(super::super::environment::UPSTREAM_SOURCE, json)]);
-    (compiled.flags, compiled.errors.0)
+    let (whole, per_flag): (Vec<LoadError>, Vec<LoadError>) =
+        compiled.errors.0.into_iter().partition(|error| error.flag.is_none());
+    if !whole.is_empty() {
+        return Err(rampart_engine::LoadErrors(whole));
+    }
+    Ok((compiled.flags, per_flag))
 }
 
 fn credentials(snapshot: &Snapshot) -> Credentials {
@@ -69,6 +83,7 @@ fn credentials(snapshot: &Snapshot) -> Credentials {
         sdk_keys: digests(&sent.sdk_keys),
         reporter_keys: digests(&sent.reporter_keys),
         relay_tokens: digests(&sent.relay_tokens),
+        sdk_key_outcomes: sent.sdk_key_outcomes,
     }
 }
 
@@ -93,9 +108,16 @@ impl Follower {
                 link.connected.store(false, Ordering::Relaxed);
             }
             let delay = match ended {
-                Ended::Reconnect => {
+                Ended::Reconnect { fresh: true } => {
                     failures = 0;
                     Duration::from_millis(10)
+                }
+                // An upstream that keeps asking to reconnect, or sends
+                // deltas that do not follow, before anything was applied:
+                // each such round costs it a full snapshot, so back off.
+                Ended::Reconnect { fresh: false } => {
+                    failures = failures.saturating_add(1);
+                    RECONNECT_FIRST.saturating_mul(1 << failures.min(6)).min(BACKOFF_MAX)
                 }
                 Ended::Failed(reason) => {
                     failures = failures.saturating_add(1);
@@ -153,6 +175,8 @@ impl Follower {
             link.connected.store(true, Ordering::Relaxed);
             link.last_contact.store(self.relay.clock.now_millis(), Ordering::Relaxed);
         }
+        // Whether this session applied anything yet.
+        let mut applied = false;
         loop {
             let message = match tokio::time::timeout(IDLE, stream.message()).await {
                 Err(_) => return Ended::Failed("no message (not even a heartbeat) within the idle timeout".into()),
@@ -168,6 +192,7 @@ impl Follower {
                     if !self.apply_snapshot(snapshot, position).await {
                         return Ended::Failed("the upstream's configuration does not load".into());
                     }
+                    applied = true;
                     if let Some(link) = link {
                         link.connected.store(true, Ordering::Relaxed);
                         link.has_flags.store(true, Ordering::Relaxed);
@@ -175,8 +200,9 @@ impl Follower {
                 }
                 Some(sync_event::Event::Delta(delta)) => {
                     if !self.apply_delta(delta, position).await {
-                        return Ended::Reconnect;
+                        return Ended::Reconnect { fresh: applied };
                     }
+                    applied = true;
                     if let Some(link) = link {
                         link.connected.store(true, Ordering::Relaxed);
                     }
@@ -192,7 +218,7 @@ impl Follower {
                 }
                 Some(sync_event::Event::Reconnect(reconnect)) => {
                     tracing::debug!(environment = %self.name, reason = %reconnect.reason, "the upstream asked to reconnect");
-                    return Ended::Reconnect;
+                    return Ended::Reconnect { fresh: applied };
                 }
             }
         }
@@ -201,7 +227,13 @@ impl Follower {
     async fn apply_snapshot(&self, snapshot: Snapshot, position: &mut Position) -> bool {
         let Some(environment) = self.environments.get(&self.name) else { return false };
         let credentials = credentials(&snapshot);
-        let (flags, problems) = compile(&snapshot.flags_json);
+        let (flags, problems) = match compile(&snapshot.flags_json) {
+            Ok(compiled) => compiled,
+            Err(errors) => {
+                tracing::error!(environment = %self.name, %errors, "the upstream sent a configuration that cannot be read; serving the last good one");
+                return false;
+            }
+        };
         if let Err(errors) = environment.serve_upstream(flags, problems).await {
             tracing::error!(environment = %self.name, %errors, "cannot serve the upstream's configuration");
             return false;
@@ -221,7 +253,14 @@ impl Follower {
         }
         let Some(environment) = self.environments.get(&self.name) else { return false };
         let current = environment.snapshot();
-        let (upserts, mut problems) = compile(&delta.upserts_json);
+        let (upserts, mut problems) = match compile(&delta.upserts_json) {
+            Ok(compiled) => compiled,
+            Err(errors) => {
+                tracing::error!(environment = %self.name, %errors, "the upstream sent a change that cannot be read; resynchronising");
+                *position = Position::default();
+                return false;
+            }
+        };
         let replaced = |key: &str| upserts.get(key).is_some() || delta.removed.iter().any(|r| r == key);
         problems
             .extend(current.problems.iter().filter(|p| p.flag.as_deref().is_none_or(|key| !replaced(key))).cloned());
@@ -317,5 +356,20 @@ pub(super) async fn write_cache(
             _ = shutdown.cancelled() => {}
             _ = tokio::time::sleep(Duration::from_millis(CACHE_EVERY_MS)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compile;
+
+    #[test]
+    fn a_document_that_cannot_be_read_is_an_error_not_an_empty_set() {
+        assert!(compile("{\"flags\": {").is_err(), "invalid JSON");
+        assert!(compile("\u{fffd}garbage").is_err());
+        let (flags, problems) = compile(r#"{"flags": {"a": {"state": "ENABLED", "variants": {"on": true}, "defaultVariant": "on"}, "b": {"state": "MAYBE"}}}"#)
+            .expect("a document whose flags are read");
+        assert_eq!(flags.len(), 2, "a broken flag is kept, answering PARSE_ERROR");
+        assert!(!problems.is_empty() && problems.iter().all(|p| p.flag.as_deref() == Some("b")), "{problems:?}");
     }
 }

@@ -11,12 +11,13 @@
 //! the last configuration it had. Ramps run upstream only: the exposure
 //! each ramp sets is part of the flag definitions the relay receives.
 
+mod batch;
 mod cache;
 mod follow;
 mod outcomes;
 
 pub use follow::ENVIRONMENT_HEADER;
-pub use outcomes::{AppliedBatches, BATCH_HEADER, ForwardError, Forwarder};
+pub use outcomes::{BATCH_HEADER, ForwardError, Forwarder};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -238,16 +239,22 @@ impl Relay {
             match cache::load(&self.config.cache_dir, name) {
                 Ok(Some(cached)) => {
                     environments.set_credentials(name, cached.credentials.clone());
-                    let (flags, problems) = follow::compile(&cached.flags_json);
-                    match environment.serve_upstream(flags, problems).await {
+                    let compiled = follow::compile(&cached.flags_json);
+                    let served = match compiled {
+                        Ok((flags, problems)) => environment.serve_upstream(flags, problems).await,
+                        Err(errors) => Err(errors),
+                    };
+                    match served {
                         Ok(_) => {
                             link.has_flags.store(true, Ordering::Relaxed);
                             link.last_contact.store(cached.saved_at, Ordering::Relaxed);
                             tracing::info!(environment = %name, upstream_version = cached.version, "serving the cached configuration until the upstream answers");
                         }
-                        Err(errors) => {
-                            tracing::error!(environment = %name, %errors, "the cached configuration does not load")
-                        }
+                        Err(errors) => tracing::error!(
+                            environment = %name,
+                            %errors,
+                            "the cached configuration cannot be read; waiting for the upstream (not ready until then)"
+                        ),
                     }
                 }
                 Ok(None) => {}

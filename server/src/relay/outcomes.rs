@@ -1,30 +1,38 @@
-//! Outcomes posted to a relay, forwarded upstream at least once.
+//! Outcomes posted to a relay, forwarded upstream at least once and
+//! counted there exactly once.
 //!
 //! An accepted report is appended to `outcomes/pending.jsonl` in the cache
 //! directory and synced before the client is answered, so an acknowledged
 //! outcome survives a relay crash. About once a second the pending file
 //! becomes a numbered batch (`batch-N.jsonl`, renamed atomically); each
-//! batch is aggregated per environment, flag, variant, targeting key and
-//! second, and sent with its id (`relay id : N : environment : part`). A
-//! batch file is removed only once the upstream acknowledged every part;
-//! until then it is sent again after a failure or a restart, and the
-//! upstream acknowledges a part it already applied without counting it
-//! twice. The buffer is bounded in bytes: when it is full, reports are
-//! refused (503) rather than dropped silently.
+//! batch is summed per environment, flag, variant, targeting key and
+//! second, and sent part by part with ids the upstream remembers. A batch
+//! file is removed only once the upstream acknowledged every part; until
+//! then it is sent again after a failure or a restart, and the upstream
+//! acknowledges a part it already applied without counting it twice.
+//!
+//! The upstream bounds what one relay may add to a ramp per second of its
+//! own, as for any reporter. A part it finds too large for now is never
+//! dropped: the batch is rewritten with that part halved and the rest
+//! stamped as a later second (`batch::split`), until it fits. What can
+//! never be sent (a file or lines that cannot be read, a part the upstream
+//! refuses as invalid) is moved aside into `outcomes/quarantine/`, logged
+//! and counted, and never blocks later batches. The buffer is bounded in
+//! bytes: when it is full, reports are refused (503) rather than dropped.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rampart_proto::rampart::v1::OutcomeBatch;
 use rampart_proto::rampart::v1::flag_sync_client::FlagSyncClient;
-use rampart_proto::rampart::v1::{Outcome, OutcomeBatch};
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
+use tonic::transport::Channel;
 
 use super::RelayConfig;
+use super::batch::{self, Line, batch_path, numbered, sealing_path, write_synced};
 use crate::ramp::outcomes::Report;
 
 /// Most bytes the buffer may hold (pending and unsent batches together).
@@ -43,20 +51,23 @@ pub enum ForwardError {
     Io(#[from] std::io::Error),
 }
 
-/// One accepted request, as a line of the buffer.
-#[derive(Debug, Serialize, Deserialize)]
-struct Line {
-    environment: String,
-    second: u64,
-    outcomes: Vec<Report>,
-}
-
 #[derive(Debug)]
 struct Buffer {
     pending: std::fs::File,
     pending_bytes: u64,
     batch_bytes: u64,
     next_batch: u64,
+}
+
+/// What became of one batch.
+#[derive(Debug)]
+enum Sent {
+    /// Every part acknowledged: the file may go.
+    All(u64),
+    /// A part was too large for now: the file holds the next generation.
+    Split,
+    /// It can never be sent: moved aside.
+    Quarantined,
 }
 
 /// The relay's outcome buffer and its sender.
@@ -84,80 +95,6 @@ fn read_or_create_id(dir: &Path) -> std::io::Result<String> {
     Ok(id)
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&temporary)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-fn batch_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("batch-{number:020}.jsonl"))
-}
-
-fn sealing_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("sealing-{number:020}.jsonl"))
-}
-
-/// Sums `sealing-N` into `batch-N` (written whole, synced, renamed) and
-/// removes `sealing-N`; returns the batch's size. A crash before the rename
-/// leaves `sealing-N` to compact again; after it, `batch-N` exists and the
-/// leftover `sealing-N` is only removed.
-fn compact(dir: &Path, number: u64) -> std::io::Result<u64> {
-    let (source, target) = (sealing_path(dir, number), batch_path(dir, number));
-    if !target.exists() {
-        let mut lines: BTreeMap<(String, u64), Vec<Report>> = BTreeMap::new();
-        for ((environment, second, flag, variant, key), (ok, error)) in sums(&source)? {
-            let targeting_key = Some(key).filter(|k| !k.is_empty());
-            lines.entry((environment, second)).or_default().push(Report { flag, variant, ok, error, targeting_key });
-        }
-        let mut text = Vec::new();
-        for ((environment, second), outcomes) in lines {
-            serde_json::to_writer(&mut text, &Line { environment, second, outcomes }).map_err(std::io::Error::other)?;
-            text.push(b'\n');
-        }
-        write_synced(&target, &text)?;
-    }
-    std::fs::remove_file(&source)?;
-    Ok(std::fs::metadata(&target)?.len())
-}
-
-/// Sealed but not yet compacted (a crash between the two).
-fn sealing(dir: &Path) -> std::io::Result<Vec<u64>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        if let Some(number) =
-            name.to_str().and_then(|n| n.strip_prefix("sealing-")?.strip_suffix(".jsonl")?.parse::<u64>().ok())
-        {
-            found.push(number);
-        }
-    }
-    Ok(found)
-}
-
-/// Unsent batches, oldest first.
-fn batches(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let number = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("batch-")?.strip_suffix(".jsonl")?.parse::<u64>().ok());
-        if let Some(number) = number {
-            found.push((number, path));
-        }
-    }
-    found.sort();
-    Ok(found)
-}
-
 impl Forwarder {
     pub fn open(cache_dir: &Path) -> std::io::Result<Forwarder> {
         Forwarder::open_with_limit(cache_dir, BUFFER_BYTES)
@@ -180,10 +117,10 @@ impl Forwarder {
         }
         let pending = std::fs::OpenOptions::new().create(true).append(true).open(&pending_path)?;
         let pending_bytes = pending.metadata()?.len();
-        for number in sealing(&dir)? {
-            compact(&dir, number)?;
+        for (number, source) in numbered(&dir, "sealing-")? {
+            compact(&dir, number, &source);
         }
-        let existing = batches(&dir)?;
+        let existing = numbered(&dir, "batch-")?;
         let mut batch_bytes = 0;
         for (_, path) in &existing {
             batch_bytes += std::fs::metadata(path)?.len();
@@ -200,7 +137,8 @@ impl Forwarder {
     /// Appends an accepted request durably (blocking: call off the async
     /// threads). Returns how many entries were taken.
     pub fn accept(&self, environment: &str, reports: &[Report], now_ms: u64) -> Result<usize, ForwardError> {
-        let line = Line { environment: environment.to_owned(), second: now_ms / 1000, outcomes: reports.to_vec() };
+        let line =
+            Line { environment: environment.to_owned(), second: now_ms / 1000, outcomes: reports.to_vec(), part: None };
         let mut text = serde_json::to_vec(&line).map_err(std::io::Error::other)?;
         text.push(b'\n');
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
@@ -237,7 +175,7 @@ impl Forwarder {
             buffer.next_batch = number + 1;
             (number, raw)
         };
-        let compacted = compact(&self.dir, number)?;
+        let compacted = compact(&self.dir, number, &sealing_path(&self.dir, number));
         let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
         buffer.batch_bytes = buffer.batch_bytes.saturating_sub(raw) + compacted;
         Ok(())
@@ -256,6 +194,13 @@ impl Forwarder {
         metrics: Arc<crate::metrics::Metrics>,
         shutdown: CancellationToken,
     ) {
+        let channel = match tonic::transport::Endpoint::from_shared(config.url.clone()) {
+            Ok(endpoint) => endpoint.connect_timeout(Duration::from_secs(5)).connect_lazy(),
+            Err(error) => {
+                tracing::error!(%error, "the upstream's address is not valid; outcomes stay buffered");
+                return;
+            }
+        };
         let mut failures: u32 = 0;
         loop {
             let delay = if failures == 0 {
@@ -269,8 +214,8 @@ impl Forwarder {
                 _ = tokio::time::sleep(delay) => {}
             }
             let this = self.clone();
-            let sealed = tokio::task::spawn_blocking(move || this.seal().and_then(|()| batches(&this.dir))).await;
-            let pending = match sealed {
+            let sealed = tokio::task::spawn_blocking(move || this.seal().and_then(|()| numbered(&this.dir, "batch-")));
+            let pending = match sealed.await {
                 Ok(Ok(pending)) => pending,
                 Ok(Err(error)) => {
                     tracing::error!(%error, "cannot seal the relay's outcome buffer");
@@ -281,15 +226,21 @@ impl Forwarder {
             };
             failures = 0;
             for (number, path) in pending {
-                match self.send(&config, number, &path).await {
-                    Ok(sent) => {
+                let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                match self.send(&config, &channel, &metrics, number, &path).await {
+                    Ok(Sent::All(sent)) => {
                         metrics.relay_outcomes_forwarded(sent);
-                        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                         if std::fs::remove_file(&path).is_ok() {
-                            let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
-                            buffer.batch_bytes = buffer.batch_bytes.saturating_sub(size);
+                            self.forget_bytes(size);
                         }
                     }
+                    Ok(Sent::Split) => {
+                        // Sent again at once, now in smaller parts.
+                        self.resize(size, &path);
+                        self.wake.notify_one();
+                        break;
+                    }
+                    Ok(Sent::Quarantined) => self.forget_bytes(size),
                     Err(error) => {
                         tracing::debug!(%error, batch = number, "cannot forward outcomes yet");
                         failures = failures.saturating_add(1);
@@ -300,127 +251,155 @@ impl Forwarder {
         }
     }
 
-    /// Sends one batch, part by part; `Ok` once every part is acknowledged
-    /// (or refused for good: logged and counted, never retried forever).
-    async fn send(&self, config: &RelayConfig, number: u64, path: &Path) -> Result<u64, String> {
-        let parts = aggregate(path).map_err(|e| e.to_string())?;
-        let channel = tonic::transport::Endpoint::from_shared(config.url.clone())
-            .map_err(|e| e.to_string())?
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut client = FlagSyncClient::new(channel);
-        let mut sent = 0;
-        for (environment, entries) in parts {
-            for (part, chunk) in entries.chunks(PART_ENTRIES).enumerate() {
-                let mut request = tonic::Request::new(OutcomeBatch { outcomes: chunk.to_vec() });
-                let id = format!("{}:{number}:{environment}:{part}", self.relay_id);
-                let metadata = request.metadata_mut();
-                for (name, value) in [
-                    ("authorization", format!("Bearer {}", config.token)),
-                    (super::ENVIRONMENT_HEADER, environment.clone()),
-                    (BATCH_HEADER, id.clone()),
-                ] {
-                    if let Ok(value) = value.parse() {
-                        metadata.insert(name, value);
-                    }
-                }
-                match client.report_outcomes(request).await {
-                    Ok(_) => sent += chunk.len() as u64,
-                    Err(status)
-                        if matches!(
-                            status.code(),
-                            Code::InvalidArgument | Code::PermissionDenied | Code::Unauthenticated
-                        ) =>
-                    {
-                        tracing::error!(batch = %id, reason = %status.message(), "the upstream refused forwarded outcomes; dropping them");
-                    }
-                    Err(status) => return Err(status.message().to_owned()),
-                }
-            }
-        }
-        Ok(sent)
+    fn forget_bytes(&self, size: u64) {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        buffer.batch_bytes = buffer.batch_bytes.saturating_sub(size);
     }
-}
 
-type SumKey = (String, u64, String, String, String);
+    /// A batch file was rewritten: its size in the bound follows.
+    fn resize(&self, before: u64, path: &Path) {
+        let after = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        buffer.batch_bytes = buffer.batch_bytes.saturating_sub(before) + after;
+    }
 
-/// A buffer file's reports summed per environment, second, flag, variant
-/// and targeting key (empty when none).
-fn sums(path: &Path) -> std::io::Result<BTreeMap<SumKey, (u64, u64)>> {
-    let mut sums: BTreeMap<SumKey, (u64, u64)> = BTreeMap::new();
-    let file = std::fs::File::open(path)?;
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line?;
-        // A line torn by a crash mid-append was never acknowledged.
-        let Ok(line) = serde_json::from_str::<Line>(&line) else { continue };
-        for report in line.outcomes {
-            let key = (
-                line.environment.clone(),
-                line.second,
-                report.flag,
-                report.variant,
-                report.targeting_key.unwrap_or_default(),
+    /// Sends one batch, part by part, in order; stops at the first part
+    /// not acknowledged.
+    async fn send(
+        &self,
+        config: &RelayConfig,
+        channel: &Channel,
+        metrics: &crate::metrics::Metrics,
+        number: u64,
+        path: &Path,
+    ) -> Result<Sent, String> {
+        let read = {
+            let path = path.to_owned();
+            tokio::task::spawn_blocking(move || batch::read(&path, PART_ENTRIES)).await.map_err(|e| e.to_string())?
+        };
+        let batch = match read {
+            Ok(batch) => batch,
+            Err(error) => {
+                self.set_aside(metrics, path, &format!("cannot read it: {error}"));
+                return Ok(Sent::Quarantined);
+            }
+        };
+        if batch.unreadable > 0 {
+            tracing::error!(
+                batch = number,
+                lines = batch.unreadable,
+                "unreadable lines in the relay's outcome buffer were skipped"
             );
-            let sum = sums.entry(key).or_default();
-            sum.0 = sum.0.saturating_add(report.ok);
-            sum.1 = sum.1.saturating_add(report.error);
+            metrics.relay_outcomes_quarantined();
         }
-    }
-    Ok(sums)
-}
-
-/// A batch as the upstream's messages, per environment.
-fn aggregate(path: &Path) -> std::io::Result<BTreeMap<String, Vec<Outcome>>> {
-    let mut parts: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
-    for ((environment, second, flag, variant, targeting_key), (ok, error)) in sums(path)? {
-        parts.entry(environment).or_default().push(Outcome {
-            flag,
-            variant,
-            ok,
-            error,
-            targeting_key,
-            at_second: second,
-        });
-    }
-    Ok(parts)
-}
-
-/// On an upstream: the ids of forwarded batches already applied, so a
-/// batch sent again (its acknowledgement was lost) is not counted twice.
-/// Bounded: the oldest ids are forgotten first, long after their relay
-/// stopped resending them. Held in memory: an upstream that crashes between
-/// applying a batch and acknowledging it may count that batch again.
-#[derive(Debug, Default)]
-pub struct AppliedBatches {
-    ids: Mutex<(std::collections::HashSet<String>, std::collections::VecDeque<String>)>,
-}
-
-/// Batch ids remembered.
-const APPLIED_IDS: usize = 100_000;
-
-impl AppliedBatches {
-    pub fn contains(&self, id: &str) -> bool {
-        self.ids.lock().unwrap_or_else(|e| e.into_inner()).0.contains(id)
-    }
-
-    pub fn insert(&self, id: String) {
-        let mut ids = self.ids.lock().unwrap_or_else(|e| e.into_inner());
-        if ids.0.insert(id.clone()) {
-            ids.1.push_back(id);
-        }
-        while ids.1.len() > APPLIED_IDS {
-            if let Some(old) = ids.1.pop_front() {
-                ids.0.remove(&old);
+        let mut client = FlagSyncClient::new(channel.clone());
+        let mut sent = 0;
+        for (index, part) in batch.parts.iter().enumerate() {
+            let mut request = tonic::Request::new(OutcomeBatch { outcomes: part.outcomes.clone() });
+            let id = format!("{}:{number}.{}:{}:{}", self.relay_id, batch.generation, part.environment, part.index);
+            let metadata = request.metadata_mut();
+            for (name, value) in [
+                ("authorization", format!("Bearer {}", config.token)),
+                (super::ENVIRONMENT_HEADER, part.environment.clone()),
+                (BATCH_HEADER, id.clone()),
+            ] {
+                if let Ok(value) = value.parse() {
+                    metadata.insert(name, value);
+                }
+            }
+            match client.report_outcomes(request).await {
+                Ok(_) => sent += part.outcomes.len() as u64,
+                Err(status)
+                    if status.code() == Code::ResourceExhausted
+                        && part.outcomes.iter().map(|o| o.ok + o.error).sum::<u64>() > 1 =>
+                {
+                    tracing::info!(batch = %id, reason = %status.message(), "the upstream takes less for now; sending it in smaller parts");
+                    let later = self.clock_seconds();
+                    let path = path.to_owned();
+                    tokio::task::spawn_blocking(move || batch::split(&path, &batch, index, later))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
+                    return Ok(Sent::Split);
+                }
+                Err(status) if status.code() == Code::InvalidArgument => {
+                    self.set_aside(metrics, path, &format!("the upstream refuses part {id}: {}", status.message()));
+                    return Ok(Sent::Quarantined);
+                }
+                Err(status) => {
+                    if matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated) {
+                        tracing::error!(batch = %id, reason = %status.message(), "the upstream refuses this relay's token; outcomes stay buffered");
+                    }
+                    return Err(status.message().to_owned());
+                }
             }
         }
+        Ok(Sent::All(sent))
     }
+
+    fn set_aside(&self, metrics: &crate::metrics::Metrics, path: &Path, why: &str) {
+        metrics.relay_outcomes_quarantined();
+        match batch::quarantine(path) {
+            Ok(moved) => tracing::error!(file = %moved.display(), why, "an outcome batch was moved aside"),
+            Err(error) => tracing::error!(file = %path.display(), %error, why, "cannot move an outcome batch aside"),
+        }
+    }
+
+    /// The relay's own seconds for stamping (wall time, as the buffer's).
+    fn clock_seconds(&self) -> u64 {
+        crate::time::Clock::system().now_millis() / 1000
+    }
+}
+
+/// Sums `sealing-N` into `batch-N` (written whole, synced, renamed) and
+/// removes `sealing-N`; returns the batch's size. A crash before the rename
+/// leaves `sealing-N` to compact again; after it, `batch-N` exists and the
+/// leftover `sealing-N` is only removed. A `sealing-N` that cannot be read
+/// is moved aside, so a restart never fails on it.
+fn compact(dir: &Path, number: u64, source: &Path) -> u64 {
+    let target = batch_path(dir, number);
+    let result = if target.exists() { Ok(0) } else { batch::compact(source, &target) };
+    match result {
+        Ok(unreadable) => {
+            if unreadable > 0 {
+                tracing::error!(
+                    batch = number,
+                    lines = unreadable,
+                    "unreadable lines in the relay's pending outcomes were skipped"
+                );
+            }
+            if let Err(error) = std::fs::remove_file(source) {
+                tracing::warn!(%error, "cannot remove a sealed outcome file");
+            }
+        }
+        Err(error) => match batch::quarantine(source) {
+            Ok(moved) => tracing::error!(%error, file = %moved.display(), "cannot read sealed outcomes; moved aside"),
+            Err(error) => tracing::error!(%error, "cannot read nor move aside sealed outcomes"),
+        },
+    }
+    std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use rampart_proto::rampart::v1::Outcome;
+
     use super::*;
+
+    fn batches(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+        numbered(dir, "batch-")
+    }
+
+    /// A batch's outcomes per environment.
+    fn aggregate(path: &Path) -> std::io::Result<BTreeMap<String, Vec<Outcome>>> {
+        let mut parts: BTreeMap<String, Vec<Outcome>> = BTreeMap::new();
+        for part in batch::read(path, PART_ENTRIES)?.parts {
+            parts.entry(part.environment).or_default().extend(part.outcomes);
+        }
+        Ok(parts)
+    }
 
     fn report(variant: &str, ok: u64, error: u64) -> Report {
         Report { flag: "f".into(), variant: variant.into(), ok, error, targeting_key: None }
@@ -494,14 +473,23 @@ mod tests {
     }
 
     #[test]
-    fn applied_batch_ids_are_remembered_up_to_their_bound() {
-        let applied = AppliedBatches::default();
-        applied.insert("relay/a:1:production:0".into());
-        assert!(applied.contains("relay/a:1:production:0"));
-        for n in 0..APPLIED_IDS {
-            applied.insert(format!("other:{n}"));
+    fn garbage_left_in_pending_outcomes_never_stops_a_restart() {
+        let dir = tempfile::tempdir().expect("dir");
+        let forwarder = Forwarder::open(dir.path()).expect("open");
+        forwarder.accept("production", &[report("on", 4, 0)], 1_000).expect("accept");
+        let outcomes = forwarder.dir.clone();
+        drop(forwarder);
+        // A sealing file left by a crash, with bytes that are not text.
+        let mut garbage = std::fs::read(outcomes.join("pending.jsonl")).expect("pending");
+        garbage.extend_from_slice(b"\xff\xfe\x00 garbage\n");
+        std::fs::write(sealing_path(&outcomes, 1), garbage).expect("write");
+        std::fs::remove_file(outcomes.join("pending.jsonl")).expect("remove");
+        for _ in 0..2 {
+            let reopened = Forwarder::open(dir.path()).expect("a restart never fails on garbage");
+            drop(reopened);
         }
-        assert!(!applied.contains("relay/a:1:production:0"), "the oldest id is forgotten first");
-        assert!(applied.contains(&format!("other:{}", APPLIED_IDS - 1)));
+        let sealed = batches(&outcomes).expect("batches");
+        let ok: u64 = aggregate(&sealed[0].1).expect("aggregate")["production"].iter().map(|o| o.ok).sum();
+        assert_eq!(ok, 4, "what could be read is kept");
     }
 }

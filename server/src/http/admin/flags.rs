@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use super::views::{self, EnvironmentList, EnvironmentView, FlagList, StateChange};
 use super::{check_key, environment, if_match, json_body};
-use crate::config::Role;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::policy::Action;
 use crate::limits::Rejection;
 use crate::snapshot::Snapshot;
 use crate::writes::{Definition, version_tag};
@@ -21,7 +21,7 @@ pub(crate) async fn list_environments(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     let environments = state
         .environments
         .iter()
@@ -47,7 +47,7 @@ pub(crate) async fn list_flags(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     let snapshot = environment(&state, &path)?.snapshot();
     let flags = snapshot.flags.iter().filter_map(|flag| views::summary(&snapshot, flag.key())).collect();
     Ok(HttpResponse::Ok().json(FlagList { flags }))
@@ -62,7 +62,7 @@ pub(crate) async fn get_flag(
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     let (name, key) = path.into_inner();
     let snapshot = environment(&state, &name)?.snapshot();
     flag_response(StatusCode::OK, &snapshot, &name, &key)
@@ -87,7 +87,7 @@ pub(crate) async fn put_flag(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = state.admin.authorize(&request, Role::Write)?;
+    let caller = state.admin.authorize(&request, Action::WriteFlag)?;
     let (name, key) = path.into_inner();
     check_key(&key)?;
     let environment = environment(&state, &name)?;
@@ -136,7 +136,7 @@ pub(crate) async fn patch_flag(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = state.admin.authorize(&request, Role::Write)?;
+    let caller = state.admin.authorize(&request, Action::SwitchFlag)?;
     let (name, key) = path.into_inner();
     let environment = environment(&state, &name)?;
     let change: StateChange = json_body(&state, payload).await?;
@@ -161,7 +161,7 @@ pub(crate) async fn delete_flag(
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = state.admin.authorize(&request, Role::Write)?;
+    let caller = state.admin.authorize(&request, Action::DeleteFlag)?;
     let (name, key) = path.into_inner();
     let environment = environment(&state, &name)?;
     let expected = if_match(request.headers())?;

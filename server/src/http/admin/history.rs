@@ -7,9 +7,9 @@ use serde::Deserialize;
 use super::flags::flag_response;
 use super::views::{AuditPage, History, RevertRequest, VersionView};
 use super::{environment, if_match, json_body};
-use crate::config::Role;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::policy::Action;
 use crate::store::AuditQuery;
 use crate::time;
 
@@ -33,7 +33,7 @@ pub(crate) async fn flag_history(
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     let params = web::Query::<HistoryParams>::from_query(request.query_string())
         .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?
         .into_inner();
@@ -96,7 +96,7 @@ pub(crate) async fn revert_flag(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = state.admin.authorize(&request, Role::Write)?;
+    let caller = state.admin.authorize(&request, Action::RevertFlag)?;
     let (name, key) = path.into_inner();
     let environment = environment(&state, &name)?;
     let revert: RevertRequest = json_body(&state, payload).await?;
@@ -130,7 +130,7 @@ const MAX_PAGE: usize = 1000;
            ("after" = Option<i64>, Query, minimum = 0), ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000)),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub(crate) async fn audit(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     let params = web::Query::<AuditParams>::from_query(request.query_string())
         .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?
         .into_inner();

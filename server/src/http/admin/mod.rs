@@ -22,8 +22,8 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::config::Role;
 use crate::environment::Environment;
+use crate::http::policy::Action;
 pub(crate) use views::ApiDoc;
 
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
@@ -74,7 +74,7 @@ async fn method_not_allowed(
     request: HttpRequest,
     allow: &'static str,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     let mut error = ApiError::new(
         actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",
@@ -86,7 +86,7 @@ async fn method_not_allowed(
 
 async fn not_found(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     // Unknown admin paths still need a valid token, so they reveal nothing.
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     Err(ApiError::not_found("NOT_FOUND", format!("no admin endpoint {} {}", request.method(), request.path())))
 }
 

@@ -7,9 +7,9 @@ use super::views::{
     PromotionItem,
 };
 use super::{environment, json_body};
-use crate::config::Role;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::policy::Action;
 use crate::time::rfc3339;
 use crate::writes;
 
@@ -27,7 +27,7 @@ pub(crate) async fn promote(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = state.admin.authorize(&request, Role::Admin)?;
+    let caller = state.admin.authorize(&request, Action::PromoteFlag)?;
     let from_name = path.into_inner();
     let from = environment(&state, &from_name)?;
     let body: PromoteRequest = json_body(&state, payload).await?;
@@ -66,7 +66,7 @@ pub(crate) async fn promote(
                    exist only through the admin API.",
     responses((status = 200, body = DriftReport), (status = 401, body = ErrorBody)))]
 pub(crate) async fn drift(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     let environments = state
         .environments
         .iter()

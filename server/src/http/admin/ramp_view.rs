@@ -26,7 +26,12 @@ pub(crate) struct RampStatus {
     /// first step), as in the history and the logs.
     pub step: usize,
     pub steps: Vec<f64>,
+    /// The run's exposure: what its flag serves while the flag is on.
     pub percent: f64,
+    /// What users get now: 0 while the flag is off (its kill switch).
+    pub effective_percent: f64,
+    /// The ramped flag is on (a kill switch turns it off).
+    pub flag_enabled: bool,
     pub treatment: String,
     pub control: String,
     pub salt: String,
@@ -66,6 +71,8 @@ impl From<RampView> for RampStatus {
             step: if matches!(run.status, Status::Pending { .. }) { 0 } else { run.step + 1 },
             steps: view.spec.steps.iter().map(|s| f64::from(s.basis_points) / 100.0).collect(),
             percent: run.percent(),
+            effective_percent: if view.flag_enabled { run.percent() } else { 0.0 },
+            flag_enabled: view.flag_enabled,
             treatment: run.treatment.clone(),
             control: run.control.clone(),
             salt: run.salt.clone(),

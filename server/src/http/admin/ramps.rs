@@ -8,11 +8,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::ramp_view::{Explanation, RampStatus};
-use crate::config::Role;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::policy::{Action, RampCommand};
 use crate::ramp::controller::{CommandError, Entry};
-use crate::ramp::decide::Command;
 use crate::ramp::verdict::{Verdict, judge};
 use serde_json::{Value, json};
 
@@ -42,7 +41,7 @@ pub(crate) struct HistoryQuery {
     description = "Every ramp of every environment with its state, step, percent and evidence.",
     responses((status = 200, body = RampList), (status = 401, body = ErrorBody)))]
 pub(crate) async fn list_ramps(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     let ramps = state.ramps.views().await.into_iter().map(RampStatus::from).collect();
     Ok(HttpResponse::Ok().json(RampList { ramps }))
 }
@@ -56,7 +55,7 @@ pub(crate) async fn get_ramp(
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     let entry = find(&state, path.into_inner())?;
     Ok(HttpResponse::Ok().json(RampStatus::from(state.ramps.view(&entry).await)))
 }
@@ -71,7 +70,7 @@ pub(crate) async fn explain_ramp(
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     let entry = find(&state, path.into_inner())?;
     Ok(HttpResponse::Ok().json(Explanation::from(state.ramps.view(&entry).await)))
 }
@@ -123,7 +122,7 @@ pub(crate) async fn ramp_verdict(
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     let query = web::Query::<VerdictQuery>::from_query(request.query_string())
         .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
     let entry = find(&state, path.into_inner())?;
@@ -164,7 +163,7 @@ pub(crate) async fn ramp_history(
     request: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     let query = web::Query::<HistoryQuery>::from_query(request.query_string())
         .map_err(|e| ApiError::bad_request(format!("invalid query: {e}")))?;
     let limit = query.limit.unwrap_or(100);
@@ -205,18 +204,17 @@ pub(crate) async fn ramp_command(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let (environment, name, action) = path.into_inner();
-    // Holding a ramp back is everyday work; moving it on without its
-    // evidence, rolling it back or starting it over changes what users get
-    // outside the ramp's own checks.
-    let needed = match action.as_str() {
-        "pause" | "resume" | "approve" => Role::Write,
-        "promote" | "abort" | "restart" => Role::Admin,
-        _ => Role::Read,
+    let Some(ramp_command) = RampCommand::parse(&action) else {
+        state.admin.authorize(&request, Action::Read)?;
+        return Err(ApiError::not_found(
+            "NOT_FOUND",
+            format!("no ramp command '{action}': use pause, resume, promote, abort, approve or restart"),
+        ));
     };
-    let caller = state.admin.authorize(&request, needed)?;
+    let caller = state.admin.authorize(&request, Action::Ramp(ramp_command))?;
     let by = caller.name.clone();
     let body = command_body(&state, payload).await?;
-    if body.force && action != "promote" {
+    if body.force && ramp_command != RampCommand::Promote {
         return Err(ApiError::bad_request("force applies to promote only"));
     }
     let force = match (body.force, body.reason) {
@@ -224,20 +222,7 @@ pub(crate) async fn ramp_command(
         (true, _) => return Err(ApiError::bad_request("force needs a reason (it is kept in the audit log)")),
         (false, _) => None,
     };
-    let command = match action.as_str() {
-        "pause" => Command::Pause { by },
-        "resume" => Command::Resume { by },
-        "promote" => Command::Promote { by, force },
-        "abort" => Command::Abort { by },
-        "approve" => Command::Approve { by },
-        "restart" => Command::Restart { by, run_id: String::new() },
-        other => {
-            return Err(ApiError::not_found(
-                "NOT_FOUND",
-                format!("no ramp command '{other}': use pause, resume, promote, abort, approve or restart"),
-            ));
-        }
-    };
+    let command = ramp_command.command(by, force);
     match state.ramps.command(&environment, &name, command).await {
         Ok(view) => Ok(HttpResponse::Ok().json(RampStatus::from(view))),
         Err(CommandError::NotFound(environment, name)) => Err(not_found(&environment, &name)),

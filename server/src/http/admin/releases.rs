@@ -5,9 +5,9 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
-use crate::config::Role;
 use crate::http::AppState;
 use crate::http::error::{ApiError, ErrorBody};
+use crate::http::policy::Action;
 use crate::model::{PendingReason, Status};
 use crate::ramp::controller::RampView;
 
@@ -99,7 +99,7 @@ fn release(name: String, views: &mut [(usize, RampView)]) -> ReleaseStatus {
     description = "Every release pipeline (`kind: Release`) with its stages, each a ramp in its environment, and where it stands.",
     responses((status = 200, body = ReleaseList), (status = 401, body = ErrorBody)))]
 pub(crate) async fn list_releases(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     Ok(HttpResponse::Ok().json(ReleaseList { releases: releases(&state).await }))
 }
 
@@ -112,7 +112,7 @@ pub(crate) async fn get_release(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     Ok(HttpResponse::Ok().json(find(&state, &path.into_inner()).await?))
 }
 
@@ -147,7 +147,7 @@ pub(crate) async fn release_history(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.admin.authorize(&request, Role::Read)?;
+    state.admin.authorize(&request, Action::Read)?;
     let name = path.into_inner();
     let release = find(&state, &name).await?;
     let mut decisions = Vec::new();

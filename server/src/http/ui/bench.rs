@@ -145,6 +145,7 @@ impl RampPage {
             warnings: Vec::new(),
             evidence: Some(evidence),
             at: start + checks as u64 * 60_000,
+            flag_enabled: true,
         };
         RampPage { view, checks: points, history }
     }

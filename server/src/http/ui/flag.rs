@@ -10,9 +10,9 @@ use serde::Deserialize;
 use super::flags::{kill_switch, state_badge};
 use super::layout::{Section, csrf_field, frame};
 use super::{Viewer, environment, flag_path, html, viewer, words};
-use crate::config::Role;
 use crate::environment::Environment;
 use crate::http::AppState;
+use crate::http::policy::Action;
 use crate::store::{AuditQuery, FlagVersion};
 
 /// Versions offered for revert, newest first.
@@ -87,7 +87,7 @@ pub(crate) async fn page(
                 @if let Some(problem) = flag.problem() {
                     p.alert.bad role="alert" { "This flag cannot be evaluated (it answers PARSE_ERROR): " (problem) }
                 }
-                @if viewer.may(Role::Write) {
+                @if viewer.may(Action::WriteFlag) {
                     div.actions {
                         (kill_switch(&viewer, &name, &key, flag.state(), "flag"))
                         @if current.api.contains_key(&key) {
@@ -152,13 +152,13 @@ pub(crate) async fn page(
                 }
             }
             @if let (Some(record), Ok(versions)) = (&api, &versions) {
-                @if viewer.may(Role::Write) && versions.len() > 1 {
+                @if viewer.may(Action::RevertFlag) && versions.len() > 1 {
                     h3 { "Revert to an earlier version" }
                     (revert_list(&viewer, &name, &key, record.version, versions))
                 }
             }
         }
-        @if api.is_some() && viewer.may(Role::Write) && state.environments.iter().count() > 1 {
+        @if api.is_some() && viewer.may(Action::PromoteFlag) && state.environments.iter().count() > 1 {
             section aria-labelledby="promote-heading" {
                 h2 #promote-heading { "Promote" }
                 p { "Copy this flag into another environment. You see the difference first." }

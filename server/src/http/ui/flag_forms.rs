@@ -11,9 +11,9 @@ use serde::Deserialize;
 
 use super::layout::{Section, csrf_field, frame, reason_field};
 use super::{Csrf, Viewer, environment, flag_path, html, reason, see_other, submitted, viewer};
-use crate::config::Role;
 use crate::http::AppState;
 use crate::http::error::ApiError;
+use crate::http::policy::Action;
 use crate::writes::{Actor, Definition, PromotionAction, WriteError};
 
 const TEMPLATE: &str = r#"{
@@ -89,7 +89,7 @@ pub(crate) async fn create_form(
     path: web::Path<String>,
 ) -> super::Page {
     let viewer = viewer(&state, &request)?;
-    if !viewer.may(Role::Write) {
+    if !viewer.may(Action::WriteFlag) {
         return Ok(read_only());
     }
     environment(&state, &path)?;
@@ -103,7 +103,7 @@ pub(crate) async fn create(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> super::Page {
-    let (submitted, viewer) = submitted::<DefinitionForm>(&state, &request, payload, Role::Write).await?;
+    let (submitted, viewer) = submitted::<DefinitionForm>(&state, &request, payload, Action::WriteFlag).await?;
     let key = submitted.key.as_deref().map(str::trim).unwrap_or("").to_owned();
     if state.environments.get(&path).is_some_and(|e| e.snapshot().flags.get(&key).is_some()) {
         let error = format!("A flag '{key}' exists already in {}: edit it instead.", path.as_str());
@@ -122,7 +122,7 @@ pub(crate) async fn edit_form(
     path: web::Path<(String, String)>,
 ) -> super::Page {
     let viewer = viewer(&state, &request)?;
-    if !viewer.may(Role::Write) {
+    if !viewer.may(Action::WriteFlag) {
         return Ok(read_only());
     }
     let (name, key) = path.into_inner();
@@ -147,7 +147,7 @@ pub(crate) async fn edit(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> super::Page {
-    let (submitted, viewer) = submitted::<DefinitionForm>(&state, &request, payload, Role::Write).await?;
+    let (submitted, viewer) = submitted::<DefinitionForm>(&state, &request, payload, Action::WriteFlag).await?;
     let (name, key) = path.into_inner();
     // The version the editor started from: a change made meanwhile is not overwritten.
     let expected = submitted.expected.clone().filter(|tag| !tag.is_empty());
@@ -270,7 +270,7 @@ pub(crate) async fn set_state(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> super::Page {
-    let (submitted, viewer) = submitted::<StateForm>(&state, &request, payload, Role::Write).await?;
+    let (submitted, viewer) = submitted::<StateForm>(&state, &request, payload, Action::SwitchFlag).await?;
     let (name, key) = path.into_inner();
     let environment = environment(&state, &name)?;
     let Some(wanted) = FlagState::parse(&submitted.state) else {
@@ -298,7 +298,7 @@ pub(crate) async fn revert(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> super::Page {
-    let (submitted, viewer) = submitted::<RevertForm>(&state, &request, payload, Role::Write).await?;
+    let (submitted, viewer) = submitted::<RevertForm>(&state, &request, payload, Action::RevertFlag).await?;
     let (name, key) = path.into_inner();
     let environment = environment(&state, &name)?;
     let why = reason(submitted.reason.as_deref());
@@ -317,7 +317,7 @@ pub(crate) async fn promote(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> super::Page {
-    let (submitted, viewer) = submitted::<PromoteForm>(&state, &request, payload, Role::Write).await?;
+    let (submitted, viewer) = submitted::<PromoteForm>(&state, &request, payload, Action::PromoteFlag).await?;
     let (name, key) = path.into_inner();
     let (from, to) = (environment(&state, &name)?, environment(&state, &submitted.to)?);
     let dry_run = submitted.confirm.as_deref() != Some("yes");

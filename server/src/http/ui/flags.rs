@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::layout::{Section, csrf_field, frame};
 use super::{Viewer, encode_query, environment, flag_path, html, viewer, words};
-use crate::config::Role;
 use crate::http::AppState;
+use crate::http::policy::Action;
 use crate::snapshot::Snapshot;
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,7 +91,7 @@ pub(crate) fn render(
             }
             button type="submit" { "Filter" }
         }
-        @if viewer.may(Role::Write) {
+        @if viewer.may(Action::WriteFlag) {
             p { a.button href={ "/ui/environments/" (encode_query(name)) "/new-flag" } { "New flag" } }
         }
         div #flag-table data-live=(super::scope_of_environment(name)) {
@@ -101,7 +101,7 @@ pub(crate) fn render(
                 thead { tr {
                     th scope="col" { "Key" } th scope="col" { "Type" } th scope="col" { "State" }
                     th scope="col" { "Source" } th scope="col" { "Default variant" } th scope="col" { "Last change" }
-                    @if viewer.may(Role::Write) { th scope="col" { "Kill switch" } }
+                    @if viewer.may(Action::WriteFlag) { th scope="col" { "Kill switch" } }
                 } }
                 tbody {
                     @for key in &keys { (row(snapshot, name, key, viewer, now)) }
@@ -135,7 +135,7 @@ fn row(snapshot: &Snapshot, environment: &str, key: &str, viewer: &Viewer, now: 
             }
             td { @match flag.default_variant() { Some(variant) => code { (variant) }, None => "code default" } }
             td { @match changed { Some((at, by)) => { (words::ago(now, at)) " by " (by) }, None => "—" } }
-            @if viewer.may(Role::Write) {
+            @if viewer.may(Action::WriteFlag) {
                 td { (kill_switch(viewer, environment, key, flag.state(), "list")) }
             }
         }

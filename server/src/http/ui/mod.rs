@@ -21,6 +21,7 @@ mod ramp;
 mod ramps;
 pub(crate) mod session;
 mod sign_in;
+mod sign_in_limit;
 mod targeting;
 mod words;
 
@@ -35,6 +36,7 @@ use serde::de::DeserializeOwned;
 use super::AppState;
 use super::auth::{AdminAccess, Caller};
 use crate::config::Role;
+use crate::http::policy::Action;
 use session::Sessions;
 
 /// The session cookie's name.
@@ -46,6 +48,8 @@ const MAX_FORM_BYTES: usize = 2 << 20;
 #[derive(Debug)]
 pub(crate) struct Dashboard {
     pub(crate) sessions: Sessions,
+    /// Failed sign-ins, limited per client address and overall.
+    pub(crate) sign_in_limit: sign_in_limit::SignInLimit,
     /// Set the cookie's `Secure` attribute (the dashboard is reached over HTTPS).
     secure_cookie: bool,
     /// The CSRF token of forms when no sign-in is needed (`--admin-insecure-local`).
@@ -56,6 +60,7 @@ impl Dashboard {
     pub(crate) fn new(clock: crate::time::Clock, secure_cookie: bool) -> Dashboard {
         Dashboard {
             sessions: Sessions::new(clock),
+            sign_in_limit: sign_in_limit::SignInLimit::default(),
             secure_cookie,
             local_csrf: session::random_token().unwrap_or_else(|| "unavailable".into()),
         }
@@ -152,8 +157,8 @@ pub(crate) struct Viewer {
 }
 
 impl Viewer {
-    pub(crate) fn may(&self, role: Role) -> bool {
-        self.caller.role >= role
+    pub(crate) fn may(&self, action: Action) -> bool {
+        action.allows(self.caller.role)
     }
 }
 
@@ -198,16 +203,17 @@ pub(crate) async fn submitted<T: DeserializeOwned + Csrf>(
     state: &AppState,
     request: &HttpRequest,
     payload: web::Payload,
-    needed: Role,
+    action: Action,
 ) -> Result<(T, Viewer), Refusal> {
     let form: T = form(state, payload).await?;
-    let viewer = changer(state, request, form.csrf(), needed)?;
+    let viewer = changer(state, request, form.csrf(), action)?;
     Ok((form, viewer))
 }
 
 /// The viewer of a state-changing form: signed in, with the session's CSRF
 /// token in the form, and a role of at least `needed`.
-fn changer(state: &AppState, request: &HttpRequest, csrf: Option<&str>, needed: Role) -> Result<Viewer, Refusal> {
+fn changer(state: &AppState, request: &HttpRequest, csrf: Option<&str>, action: Action) -> Result<Viewer, Refusal> {
+    let needed = action.required();
     let viewer = viewer(state, request)?;
     if !session::csrf_matches(&viewer.csrf, csrf) {
         return Err(Refusal::page(
@@ -217,7 +223,7 @@ fn changer(state: &AppState, request: &HttpRequest, csrf: Option<&str>, needed: 
              not sent from this dashboard. Nothing was changed; reload the page and try again.",
         ));
     }
-    if !viewer.may(needed) {
+    if !viewer.may(action) {
         return Err(Refusal::page(
             StatusCode::FORBIDDEN,
             "Not allowed",

@@ -10,12 +10,11 @@ use serde::Deserialize;
 use super::charts::{Band, Chart, Rule, Series, wilson};
 use super::layout::{Section, csrf_field, frame};
 use super::{Csrf, Viewer, flag_path, html, ramp_path, reason, see_other, submitted, viewer, words};
-use crate::config::Role;
 use crate::http::AppState;
+use crate::http::policy::{Action, RampCommand};
 use crate::model::Status;
 use crate::ramp::controller::checks::CheckPoint;
 use crate::ramp::controller::{CommandError, RampView};
-use crate::ramp::decide::Command;
 use crate::store::RampDecisionRecord;
 
 /// Decisions shown in the timeline (the newest).
@@ -87,7 +86,12 @@ pub(crate) fn render(
             }
             (ladder(view))
             p {
-                "Exposure " strong #ramp-percent { (words::percent(run.percent())) }
+                @if view.flag_enabled {
+                    "Exposure " strong #ramp-percent { (words::percent(run.percent())) }
+                } @else {
+                    "Exposure " strong #ramp-percent { (words::percent(0.0)) }
+                    " — the flag is off (kill switch); " (words::percent(run.percent())) " again once it is on and the ramp resumed"
+                }
                 @if run.is_active() && hold_left > 0 { " · " (words::duration(hold_left)) " of hold left at this step" }
                 " · checks every " (words::duration(view.spec.interval.as_secs()))
             }
@@ -151,34 +155,35 @@ fn ladder(view: &RampView) -> Markup {
 fn controls(view: &RampView, viewer: &Viewer) -> Markup {
     let run = &view.run;
     let status = &run.status;
-    let mut buttons: Vec<(&str, &str, Role)> = Vec::new();
+    let mut buttons: Vec<(RampCommand, &str)> = Vec::new();
     if run.is_active() {
         if matches!(status, Status::Paused { .. }) {
-            buttons.push(("resume", "Resume", Role::Write));
+            buttons.push((RampCommand::Resume, "Resume"));
         } else {
-            buttons.push(("pause", "Pause", Role::Write));
+            buttons.push((RampCommand::Pause, "Pause"));
         }
         if matches!(status, Status::AwaitingApproval) {
-            buttons.push(("approve", "Approve the next step", Role::Write));
+            buttons.push((RampCommand::Approve, "Approve the next step"));
         }
-        buttons.push(("promote", "Promote to the next step now", Role::Admin));
-        buttons.push(("abort", "Abort: roll back to 0 %", Role::Admin));
+        buttons.push((RampCommand::Promote, "Promote to the next step now"));
+        buttons.push((RampCommand::Abort, "Abort: roll back to 0 %"));
     } else if view.frozen {
-        buttons.push(("abort", "Abort: roll back to 0 %", Role::Admin));
+        buttons.push((RampCommand::Abort, "Abort: roll back to 0 %"));
     }
     if status.is_terminal() {
-        buttons.push(("restart", "Restart with a new run", Role::Admin));
+        buttons.push((RampCommand::Restart, "Restart with a new run"));
     }
-    let allowed: Vec<_> = buttons.into_iter().filter(|(_, _, role)| viewer.may(*role)).collect();
+    let allowed: Vec<_> = buttons.into_iter().filter(|(command, _)| viewer.may(Action::Ramp(*command))).collect();
     html! {
         @if !allowed.is_empty() {
             div.actions #ramp-controls {
-                @for (action, label, _) in allowed {
+                @for (command, label) in allowed {
+                    @let action = command.as_str();
                     form.inline method="post" action={ (ramp_path(&view.environment, &view.name)) "/" (action) }
                         data-confirm={ (label) " — ramp " (view.name) " in " (view.environment) "?" } {
                         (csrf_field(viewer))
                         input type="hidden" name="reason" value="";
-                        button type="submit" class=(if action == "abort" { "danger" } else { "" }) { (label) }
+                        button type="submit" class=(if command == RampCommand::Abort { "danger" } else { "" }) { (label) }
                     }
                 }
             }
@@ -386,21 +391,11 @@ pub(crate) async fn command(
     payload: web::Payload,
 ) -> super::Page {
     let (environment, name, action) = path.into_inner();
-    let needed = match action.as_str() {
-        "pause" | "resume" | "approve" => Role::Write,
-        "promote" | "abort" | "restart" => Role::Admin,
-        _ => return Ok(super::layout::message_page(StatusCode::NOT_FOUND, "No such command", &action)),
+    let Some(ramp_command) = RampCommand::parse(&action) else {
+        return Ok(super::layout::message_page(StatusCode::NOT_FOUND, "No such command", &action));
     };
-    let (submitted, viewer) = submitted::<CommandForm>(&state, &request, payload, needed).await?;
-    let by = viewer.caller.name.clone();
-    let command = match action.as_str() {
-        "pause" => Command::Pause { by },
-        "resume" => Command::Resume { by },
-        "approve" => Command::Approve { by },
-        "promote" => Command::Promote { by, force: None },
-        "abort" => Command::Abort { by },
-        _ => Command::Restart { by, run_id: String::new() },
-    };
+    let (submitted, viewer) = submitted::<CommandForm>(&state, &request, payload, Action::Ramp(ramp_command)).await?;
+    let command = ramp_command.command(viewer.caller.name.clone(), None);
     let note = reason(submitted.reason.as_deref());
     Ok(match state.ramps.command_noted(&environment, &name, command, note).await {
         Ok(_) => see_other(&ramp_path(&environment, &name)),

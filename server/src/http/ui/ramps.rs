@@ -33,7 +33,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> su
                                 td { a href=(flag_path(&ramp.environment, &ramp.run.flag)) { (ramp.run.flag) } }
                                 td { (state_badge(ramp.run.status.name(), ramp.run.status.reason())) }
                                 td { (step_text(ramp)) }
-                                td { (progress(ramp.run.percent())) }
+                                td { (progress(if ramp.flag_enabled { ramp.run.percent() } else { 0.0 })) }
                             }
                         }
                     }

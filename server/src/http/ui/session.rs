@@ -17,6 +17,9 @@ use crate::time::Clock;
 pub(crate) const SESSION_LIFETIME_MS: u64 = 12 * 3600 * 1000;
 /// Most sessions kept at once; signing in beyond it ends the oldest.
 pub(crate) const MAX_SESSIONS: usize = 10_000;
+/// Most sessions of one token; signing in beyond it ends that token's
+/// oldest, so one token holder cannot end other people's sessions.
+pub(crate) const MAX_SESSIONS_PER_TOKEN: usize = 20;
 
 /// A signed-in operator.
 #[derive(Debug, Clone)]
@@ -54,6 +57,17 @@ impl Sessions {
         let mut sessions = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
         sessions.retain(|_, s| s.expires_at > now);
         let mut evicted = false;
+        let own: Vec<(KeyDigest, u64)> = sessions
+            .iter()
+            .filter(|(_, s)| s.caller.name == session.caller.name)
+            .map(|(k, s)| (*k, s.expires_at))
+            .collect();
+        if own.len() >= MAX_SESSIONS_PER_TOKEN
+            && let Some((oldest, _)) = own.iter().min_by_key(|(_, expires_at)| *expires_at)
+        {
+            sessions.remove(oldest);
+            evicted = true;
+        }
         if sessions.len() >= MAX_SESSIONS {
             // The oldest is the one that expires first.
             if let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.expires_at).map(|(k, _)| *k) {
@@ -133,17 +147,34 @@ mod tests {
     }
 
     #[test]
+    fn one_token_cannot_end_other_peoples_sessions() {
+        let (clock, manual) = Clock::manual(0);
+        let sessions = Sessions::new(clock);
+        let ana = sessions.start(caller()).expect("randomness");
+        let mallory = || Caller { name: "mallory".into(), role: Role::Read };
+        let first = sessions.start(mallory()).expect("randomness");
+        for _ in 1..MAX_SESSIONS {
+            manual.advance(Duration::from_millis(1));
+            sessions.start(mallory()).expect("randomness");
+        }
+        assert_eq!(sessions.len(), 1 + MAX_SESSIONS_PER_TOKEN);
+        assert!(sessions.get(&ana.id).is_some(), "another token's session lives");
+        assert!(sessions.get(&first.id).is_none(), "the token's own oldest ended");
+    }
+
+    #[test]
     fn at_the_bound_the_oldest_session_ends() {
         let (clock, manual) = Clock::manual(0);
         let sessions = Sessions::new(clock);
-        let oldest = sessions.start(caller()).expect("randomness");
-        for _ in 1..MAX_SESSIONS {
+        let many = |n: usize| Caller { name: format!("operator-{}", n % 1000), role: Role::Read };
+        let oldest = sessions.start(many(0)).expect("randomness");
+        for n in 1..MAX_SESSIONS {
             manual.advance(Duration::from_millis(1));
-            assert!(!sessions.start(caller()).expect("randomness").evicted);
+            assert!(!sessions.start(many(n)).expect("randomness").evicted);
         }
         assert_eq!(sessions.len(), MAX_SESSIONS);
         manual.advance(Duration::from_millis(1));
-        let newest = sessions.start(caller()).expect("randomness");
+        let newest = sessions.start(many(MAX_SESSIONS)).expect("randomness");
         assert!(newest.evicted);
         assert_eq!(sessions.len(), MAX_SESSIONS);
         assert!(sessions.get(&oldest.id).is_none());

@@ -8,9 +8,10 @@ use serde::Deserialize;
 
 use super::layout::{Section, frame};
 use super::{COOKIE, html, see_other};
-use crate::config::{KeyDigest, Role};
+use crate::config::KeyDigest;
 use crate::http::AppState;
 use crate::http::auth::AdminAccess;
+use crate::http::policy::Action;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct NextQuery {
@@ -37,9 +38,19 @@ impl super::Csrf for SignOutForm {
 /// Only dashboard paths are followed after sign-in (no open redirect).
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(next) if next.starts_with("/ui/") && !next.starts_with("//") && !next.contains('\\') => next,
+        Some(next)
+            if next.starts_with("/ui/") && !next.starts_with("//") && !next.contains('\\') && !has_controls(next) =>
+        {
+            next
+        }
         _ => "/ui/",
     }
+}
+
+/// Control characters (CR, LF, DEL, …) have no place in a path and would
+/// break the redirect's header.
+fn has_controls(text: &str) -> bool {
+    text.chars().any(char::is_control)
 }
 
 /// `GET /ui/sign-in`.
@@ -75,14 +86,41 @@ fn sign_in_page(next: &str, error: Option<&str>) -> maud::Markup {
 
 /// `POST /ui/sign-in`: a valid token starts a session. The form needs no
 /// CSRF token (there is no session yet); the cookie is `SameSite=Strict`.
-pub(crate) async fn submit(state: web::Data<AppState>, payload: web::Payload) -> super::Page {
+pub(crate) async fn submit(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> super::Page {
     let AdminAccess::Tokens(tokens) = &*state.admin else { return Ok(see_other("/ui/")) };
+    let client = request.peer_addr().map(|addr| addr.ip());
+    let now = state.clock.now_millis();
+    if let Err(wait) = state.dashboard.sign_in_limit.check(client, now) {
+        state.metrics.rejected(crate::limits::Rejection::SignInAttempts);
+        let mut page = html(
+            StatusCode::TOO_MANY_REQUESTS,
+            sign_in_page("/ui/", Some("Too many failed sign-ins; wait a little and try again.")),
+        );
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            page.headers_mut().insert(actix_web::http::header::RETRY_AFTER, value);
+        }
+        return Ok(page);
+    }
     let form: SignInForm = super::form(&state, payload).await?;
+    if form.next.as_deref().is_some_and(has_controls) {
+        return Err(super::Refusal::page(
+            StatusCode::BAD_REQUEST,
+            "This sign-in was not accepted",
+            "Its 'next' address holds control characters. Nothing was changed; sign in from the dashboard's own page.",
+        ));
+    }
     let next = safe_next(form.next.as_deref()).to_owned();
     let Some(caller) = tokens.get(&KeyDigest::of(form.token.trim())) else {
+        state.dashboard.sign_in_limit.failed(client, now);
         tracing::info!("dashboard sign-in refused: not a valid admin token");
         return Ok(html(StatusCode::UNAUTHORIZED, sign_in_page(&next, Some("That is not a valid admin token."))));
     };
+    if !Action::SignIn.allows(caller.role) {
+        tracing::info!(actor = %caller.name, role = caller.role.as_str(), "dashboard sign-in refused: the role may not sign in");
+        let message =
+            format!("Token '{}' has the role '{}', which cannot use the dashboard.", caller.name, caller.role.as_str());
+        return Ok(html(StatusCode::FORBIDDEN, sign_in_page(&next, Some(&message))));
+    }
     let Some(signed_in) = state.dashboard.sessions.start(caller.clone()) else {
         return Err(super::Refusal::page(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -109,7 +147,7 @@ pub(crate) async fn submit(state: web::Data<AppState>, payload: web::Payload) ->
 /// `POST /ui/sign-out`: ends the session (CSRF-checked, so another site
 /// cannot sign people out either).
 pub(crate) async fn sign_out(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> super::Page {
-    super::submitted::<SignOutForm>(&state, &request, payload, Role::Read).await?;
+    super::submitted::<SignOutForm>(&state, &request, payload, Action::SignOut).await?;
     if let Some(cookie) = request.cookie(COOKIE) {
         state.dashboard.sessions.end(cookie.value());
     }

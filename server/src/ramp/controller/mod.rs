@@ -73,27 +73,76 @@ struct EntryState {
     last_tick: Option<u64>,
 }
 
-/// The flag and variants an active run counts outcomes for.
+/// The flag and variants an active run counts outcomes for, and what the
+/// evidence bounds need to know of its step (see
+/// [`crate::ramp::contribution`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Counting {
     flag: String,
     treatment: String,
     control: String,
+    /// The step's identity: evidence belongs to one step of one run.
+    step: (String, usize),
+    basis_points: u32,
+    min_samples: u64,
+    /// Each arm's exposures in the step, as last observed.
+    evidence: (u64, u64),
+    /// Outcome reports for the step refused, by reason.
+    refused: BTreeMap<String, u64>,
 }
 
 impl Counting {
-    fn of(run: &Run) -> Option<Counting> {
+    fn of(run: &Run, spec: &RampSpec) -> Option<Counting> {
         (!run.status.is_terminal()).then(|| Counting {
             flag: run.flag.clone(),
             treatment: run.treatment.clone(),
             control: run.control.clone(),
+            step: (run.run_id.clone(), run.step),
+            basis_points: run.basis_points,
+            min_samples: spec.steps.get(run.step).map_or(super::spec::DEFAULT_MIN_SAMPLES, |step| step.min_samples),
+            evidence: (0, 0),
+            refused: BTreeMap::new(),
         })
+    }
+
+    fn arm(&self, variant: &str) -> Option<super::contribution::Arm> {
+        use super::contribution::{Arm, Role};
+        let (role, evidence) = if variant == self.treatment {
+            (Role::Treatment, self.evidence.0)
+        } else if variant == self.control {
+            (Role::Control, self.evidence.1)
+        } else {
+            return None;
+        };
+        Some(Arm { role, basis_points: self.basis_points, min_samples: self.min_samples, evidence })
     }
 }
 
 impl Entry {
-    fn set_counting(&self, run: &Run) {
-        *self.counting.lock().unwrap_or_else(|e| e.into_inner()) = Counting::of(run);
+    fn set_counting(&self, run: &Run, spec: &RampSpec) {
+        let mut counting = self.counting.lock().unwrap_or_else(|e| e.into_inner());
+        let next = Counting::of(run, spec);
+        // The same step keeps what was observed of it.
+        let same = counting.take().filter(|c| next.as_ref().is_some_and(|n| n.step == c.step));
+        *counting = next.map(|mut next| {
+            if let Some(same) = same {
+                (next.evidence, next.refused) = (same.evidence, same.refused);
+            }
+            next
+        });
+    }
+
+    /// Outcome reports for the current step refused so far, by reason.
+    pub fn refused_outcomes(&self) -> BTreeMap<String, u64> {
+        self.counting.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|c| c.refused.clone()).unwrap_or_default()
+    }
+
+    /// What a tick observed of the current step (exposures per arm).
+    fn observed(&self, run: &Run, treatment: u64, control: u64) {
+        let mut counting = self.counting.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(counting) = counting.as_mut().filter(|c| c.step == (run.run_id.clone(), run.step)) {
+            counting.evidence = (treatment, control);
+        }
     }
 
     /// What changes whenever the ramp does: its persisted sequence number
@@ -215,18 +264,38 @@ impl Controller {
         self.entries.read().unwrap_or_else(|e| e.into_inner()).get(&(environment.to_owned(), name.to_owned())).cloned()
     }
 
-    /// Whether an active ramp counts outcomes of this flag variant (for
-    /// `/v1/outcomes`): only its treatment and control, only while the run
-    /// is active, so reports cannot grow the store without bound.
-    pub fn counts(&self, environment: &str, flag: &str, variant: &str) -> bool {
-        self.entries.read().unwrap_or_else(|e| e.into_inner()).values().any(|e| {
-            e.environment == environment
-                && e.counting
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .as_ref()
-                    .is_some_and(|c| c.flag == flag && (c.treatment == variant || c.control == variant))
+    /// What an active ramp counts of this flag variant (for outcome
+    /// reports): only its treatment and control, only while the run is
+    /// active, so reports cannot grow the store without bound. `None` when
+    /// no ramp counts it.
+    pub fn arm(&self, environment: &str, flag: &str, variant: &str) -> Option<super::contribution::Arm> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).values().find_map(|e| {
+            if e.environment != environment {
+                return None;
+            }
+            let counting = e.counting.lock().unwrap_or_else(|e| e.into_inner());
+            counting.as_ref().filter(|c| c.flag == flag).and_then(|c| c.arm(variant))
         })
+    }
+
+    /// An outcome write into `second` of `environment` starts; the
+    /// observer reads that second as closed only once it ends.
+    pub fn writing(&self, environment: &str, second: u64) -> crate::ramp::in_flight::Writing {
+        self.observer.in_flight.begin(environment, second)
+    }
+
+    /// Notes a refused outcome report for the ramp counting `flag`, so its
+    /// explanation says evidence was refused.
+    pub fn note_refused(&self, environment: &str, flag: &str, reason: &str) {
+        for entry in self.entries.read().unwrap_or_else(|e| e.into_inner()).values() {
+            if entry.environment != environment {
+                continue;
+            }
+            let mut counting = entry.counting.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(counting) = counting.as_mut().filter(|c| c.flag == flag) {
+                *counting.refused.entry(reason.to_owned()).or_default() += 1;
+            }
+        }
     }
 
     /// Ticks every due ramp this replica holds the lease of, and renews
@@ -391,7 +460,9 @@ impl Controller {
         state.last_tick = Some(now);
         let mut compare = decision.run.clone();
         compare.updated_at = state.run.updated_at;
-        let evidence = super::evidence::explain(&decision.run, &spec, &observation, now);
+        let mut evidence = super::evidence::explain(&decision.run, &spec, &observation, now);
+        evidence.refused_outcomes = entry.refused_outcomes();
+        entry.observed(&decision.run, evidence.treatment.exposures, evidence.control.exposures);
         let point = checks::CheckPoint::new(&decision.run, &evidence, now);
         let rolled_back_now = matches!(decision.run.status, Status::RolledBack { .. })
             && !matches!(state.run.status, Status::RolledBack { .. });

@@ -43,7 +43,7 @@ impl Controller {
             Err(error) => return Err(error),
         }
         state.run = next.clone();
-        entry.set_counting(&next);
+        entry.set_counting(&next, &state.spec);
         for event in &events {
             let (name, reason) = (event.name(), event.reason.clone().unwrap_or_default());
             self.metrics.ramp_transitions.with_label_values(&[&entry.environment, &entry.name, &name, &reason]).inc();

@@ -89,9 +89,11 @@ impl Controller {
         let patterns = self.patterns.get(&environment.name).cloned().unwrap_or_default();
         let glob_files = self.glob_files;
         let name = environment.name.clone();
-        let specs = tokio::task::spawn_blocking(move || files::read(&files::expand(&patterns, glob_files)?, &name))
-            .await
-            .map_err(|e| LoadErrors(vec![LoadError::new("<ramps>", e.to_string())]))??;
+        let known: Vec<String> = self.patterns.keys().cloned().collect();
+        let specs =
+            tokio::task::spawn_blocking(move || files::read(&files::expand(&patterns, glob_files)?, &name, &known))
+                .await
+                .map_err(|e| LoadErrors(vec![LoadError::new("<ramps>", e.to_string())]))??;
         let mut flags = BTreeMap::new();
         for spec in &specs {
             if let Some(flag) = environment.unramped_flag(&spec.flag).await {
@@ -208,7 +210,7 @@ impl Controller {
         let entry = Arc::new(Entry {
             environment: environment.name.clone(),
             name: name.clone(),
-            counting: std::sync::Mutex::new(Counting::of(&run)),
+            counting: std::sync::Mutex::new(Counting::of(&run, &spec)),
             bucket_cache: Default::default(),
             checks: std::sync::Mutex::default(),
             lease: std::sync::Mutex::new(token),
@@ -267,7 +269,7 @@ impl Controller {
         let exposure_changed = state.run.basis_points != run.basis_points
             || state.run.run_id != run.run_id
             || state.run.dry_run != run.dry_run;
-        entry.set_counting(&run);
+        entry.set_counting(&run, &state.spec);
         self.metrics.ramp(&entry.environment, &entry.name, run.status.name(), run.percent());
         state.run = run.clone();
         if exposure_changed {

@@ -226,3 +226,31 @@ async fn after_a_rollback_reloading_the_file_changes_nothing_and_a_new_revision_
     assert_ne!(restarted.run.run_id, aborted.run.run_id);
     assert_eq!(restarted.run.revision, 2);
 }
+
+/// A report is stamped with the second it arrives in and becomes visible
+/// when its commit lands; a slow commit (a busy machine, a store reopened
+/// after a restart) can land after that second passed the watermark. The
+/// second is not read as closed while a write into it is in flight, so the
+/// acknowledged outcomes are counted (before, the tick cached the second as
+/// closed and empty, and they were never seen).
+#[tokio::test]
+async fn outcomes_whose_commit_lands_after_the_watermark_are_still_counted() {
+    let h =
+        Harness::start(&ramp_file(1, "    - { percent: 50, hold: 1h }\n    - { percent: 100, hold: 1h }\n", "")).await;
+    h.run(3, None).await;
+    assert_eq!(h.view().await.run.percent(), 50.0);
+    let second = h.clock.now_millis() / 1000;
+    let writing = h.controller.writing("default", second);
+    // Ticks go by while the commit is slow: the second is well past the watermark.
+    for _ in 0..5 {
+        h.clock.advance(Duration::from_secs(1));
+        h.controller.tick_due().await;
+    }
+    let count =
+        |variant: &str, ok| OutcomeCount { flag: "new-checkout".into(), variant: variant.into(), second, ok, error: 0 };
+    h.store.record_outcomes("default", vec![count("on", 7), count("off", 9)], Vec::new()).await.expect("record");
+    drop(writing);
+    h.run(2, None).await;
+    let evidence = h.view().await.evidence.expect("evidence");
+    assert_eq!((evidence.treatment.exposures, evidence.control.exposures), (7, 9));
+}

@@ -26,6 +26,9 @@ pub struct RampView {
     pub evidence: Option<Evidence>,
     /// When the view was taken (unix ms).
     pub at: u64,
+    /// Whether the environment serves the ramp's flag enabled (a kill
+    /// switch turns it off: the ramp then exposes nobody).
+    pub flag_enabled: bool,
 }
 
 impl Controller {
@@ -43,13 +46,22 @@ impl Controller {
     async fn view_with(&self, entry: &Entry, observe: bool) -> RampView {
         let state = entry.state.lock().await.clone();
         let now = self.clock.now_millis();
+        let flag_enabled = self.environments.get(&entry.environment).is_some_and(|environment| {
+            environment
+                .snapshot()
+                .flags
+                .get(&state.run.flag)
+                .is_some_and(|flag| flag.state() == rampart_engine::FlagState::Enabled)
+        });
         let evidence = match self.environments.get(&entry.environment) {
             Some(environment) if observe && !state.run.status.is_terminal() => {
                 let observation = self
                     .observer
                     .observe(environment, &entry.name, &entry.bucket_cache, &state.spec, &state.run, now)
                     .await;
-                Some(crate::ramp::evidence::explain(&state.run, &state.spec, &observation, now))
+                let mut evidence = crate::ramp::evidence::explain(&state.run, &state.spec, &observation, now);
+                evidence.refused_outcomes = entry.refused_outcomes();
+                Some(evidence)
             }
             _ => None,
         };
@@ -65,6 +77,7 @@ impl Controller {
             warnings: state.warnings,
             evidence,
             at: now,
+            flag_enabled,
         }
     }
 

@@ -341,16 +341,18 @@ fn sustained_regressions_are_detected_and_transient_errors_are_not() {
 }
 
 #[test]
-fn a_ten_times_spike_rolls_back_at_the_first_check() {
-    // 25 % of 2 000 requests a minute, baseline 0.5 %, treatment 5 %.
+fn a_ten_times_spike_rolls_back_at_the_first_check_with_min_samples() {
+    // 25 % of 2 000 requests a minute, baseline 0.5 %, treatment 5 %; the
+    // default minSamples (1,000) is reached at the second check, and no
+    // guard decides on fewer (one reporter cannot bring them in a minute).
     let spec = spec_with("", "    - { percent: 25, hold: 2h }\n    - { percent: 100, hold: 1h }\n");
     let mut random = Random(3);
     let checks: Vec<Option<u64>> =
         (0..200).map(|_| simulate(&spec, &mut random, (500, 1500), (0.05, 0.005), 5)).collect();
-    let first = checks.iter().filter(|c| **c == Some(1)).count();
-    eprintln!("10× spike: rolled back at the first check in {first} of 200 runs");
-    assert!(first >= 190, "{first}");
-    assert!(checks.iter().all(|c| c.is_some_and(|c| c <= 2)), "{checks:?}");
+    let second = checks.iter().filter(|c| **c == Some(2)).count();
+    eprintln!("10× spike: rolled back at the second check in {second} of 200 runs");
+    assert!(second >= 190, "{second}");
+    assert!(checks.iter().all(|c| c.is_some_and(|c| c == 2 || c == 3)), "{checks:?}");
 }
 
 /// the ratio oscillates between 1.15 and 1.25
@@ -604,4 +606,24 @@ fn promote_is_refused_while_the_treatment_looks_worse_unless_forced() {
     // Looking as good as the control: promote needs no force.
     let d = decide(&run, &spec, &observe(&healthy()), MINUTE, Some(&promote));
     assert_eq!(d.command, Some(Ok(())));
+}
+
+#[test]
+fn a_kill_switch_pauses_the_ramp_until_an_operator_resumes() {
+    let spec = standard();
+    let run = started(&spec, 0);
+    let off = Observation { flag_enabled: false, ..observe(&[pair((50, 0), (950, 0))]) };
+    let d = decide(&run, &spec, &off, MINUTE, None);
+    assert_eq!(d.run.status, Status::Paused { reason: PauseReason::KillSwitch, by: "controller".into() });
+    assert_eq!(d.run.basis_points, run.basis_points, "the step is kept for when the flag is back");
+    assert_eq!(d.events[0].kind, EventKind::Paused);
+    // Still off: resume is refused and says why; abort applies.
+    let resume = decide(&d.run, &spec, &off, 2 * MINUTE, Some(&Command::Resume { by: "ana".into() }));
+    assert!(resume.command.as_ref().is_some_and(|c| c.as_ref().is_err_and(|e| e.contains("kill switch"))));
+    // Back on: still paused, until resumed.
+    let on = observe(&[pair((50, 0), (950, 0))]);
+    let back = decide(&d.run, &spec, &on, 3 * MINUTE, None);
+    assert!(matches!(back.run.status, Status::Paused { reason: PauseReason::KillSwitch, .. }));
+    let resumed = decide(&back.run, &spec, &on, 4 * MINUTE, Some(&Command::Resume { by: "ana".into() }));
+    assert!(matches!(resumed.run.status, Status::Ramping | Status::Holding { .. }), "{:?}", resumed.run.status);
 }

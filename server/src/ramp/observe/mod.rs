@@ -36,6 +36,9 @@ pub(crate) struct Window<'a> {
     /// Bucket width.
     pub interval_ms: u64,
     pub now: u64,
+    /// The oldest second with an outcome write in flight: seconds from it
+    /// on are not closed yet, whatever the clock says.
+    pub open_from: Option<u64>,
 }
 
 /// Where a ramp's treatment and control counts come from.
@@ -109,6 +112,8 @@ impl SprtCache {
 #[derive(Debug)]
 pub struct Observer {
     store: Arc<dyn Store>,
+    /// Outcome writes not committed yet (see [`crate::ramp::in_flight`]).
+    pub in_flight: Arc<crate::ramp::in_flight::InFlight>,
     prometheus: PrometheusSource,
     /// Longest an observation may take.
     budget: Duration,
@@ -116,7 +121,7 @@ pub struct Observer {
 
 impl Observer {
     pub fn new(store: Arc<dyn Store>, prometheus: PrometheusSource, budget: Duration) -> Observer {
-        Observer { store, prometheus, budget }
+        Observer { store, in_flight: Arc::default(), prometheus, budget }
     }
 
     /// The run's current step, within the budget: a source slower than
@@ -169,7 +174,8 @@ impl Observer {
         if !spec.metrics.is_empty() && !matches!(run.status, Status::Pending { .. }) {
             observation.metrics = self.extra_metrics(spec, names, run, interval_ms, now).await;
         }
-        let window = Window { environment: &environment.name, ramp, run, interval_ms, now };
+        let open_from = self.in_flight.oldest(&environment.name);
+        let window = Window { environment: &environment.name, ramp, run, interval_ms, now, open_from };
         let read = match &spec.guard.source {
             MetricSource::Prometheus(guard) => {
                 let cache = &cache.prometheus;

@@ -34,7 +34,9 @@ impl BucketSource for OutcomeBuckets<'_> {
     async fn buckets(&self, window: &Window<'_>) -> Result<Vec<Pair>, HoldReason> {
         let run = window.run;
         let step_from = run.step_started_at.div_ceil(1000);
-        let to = window.now.saturating_sub(WATERMARK_LAG_MS) / 1000;
+        let watermark = window.now.saturating_sub(WATERMARK_LAG_MS) / 1000;
+        // A second with a write in flight is not closed yet.
+        let to = window.open_from.map_or(watermark, |open| watermark.min(open));
         if to <= step_from {
             return Ok(Vec::new());
         }
@@ -164,7 +166,8 @@ mod tests {
                     .collect();
                 store.record_outcomes("prod", counts, contexts).await.expect("recorded");
                 now += 7_000;
-                let window = Window { environment: "prod", ramp: "r", run: &run, interval_ms: 10_000, now };
+                let window =
+                    Window { environment: "prod", ramp: "r", run: &run, interval_ms: 10_000, now, open_from: None };
                 let incremental = cached.buckets(&window).await.expect("buckets");
                 *fresh_cache.lock().expect("lock") = OutcomeCache::default();
                 let fresh = OutcomeBuckets { store: &store, unit, cache: &fresh_cache };
