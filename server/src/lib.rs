@@ -230,7 +230,8 @@ impl Server {
             max_body_bytes: config.max_body_bytes,
             clock: clock.clone(),
         };
-        let writes = writes::Writes::new(services.store.clone(), config.max_api_flags, clock.clone());
+        let writes = writes::Writes::new(services.store.clone(), config.max_api_flags, clock.clone())
+            .with_rate(config.limits.admin_writes_per_second, services.metrics.clone());
         let dashboard = Arc::new(http::Dashboard::new(clock, config.dashboard_secure_cookie));
         let state = AppState { services, admin, writes, dashboard };
         Ok(Server { config, state, replica })
@@ -391,15 +392,25 @@ impl BoundServer {
 /// `PARSE_ERROR`), with its file and line, and counts those refused by a
 /// limit: a flag served leniently hit its budget all the same.
 pub(crate) fn log_problems(environment: &environment::Environment, metrics: &Metrics) {
-    let problems = environment.snapshot().problems.clone();
-    metrics.rejected_load(&problems);
-    for problem in problems.iter() {
+    let snapshot = environment.snapshot();
+    metrics.rejected_load(&snapshot.problems);
+    for problem in snapshot.problems.iter() {
+        // A flag whose targeting compiles but cannot work as written is
+        // served as flagd serves it; one that does not compile answers
+        // PARSE_ERROR.
+        let served =
+            problem.flag.as_deref().and_then(|key| snapshot.flags.get(key)).is_some_and(|f| f.problem().is_none());
+        let consequence = if served {
+            "this flag is served, but its targeting cannot work as written (evaluations that reach it fail)"
+        } else {
+            "this flag cannot be used and answers PARSE_ERROR"
+        };
         tracing::error!(
             environment = %environment.name,
             file = %problem.file,
             line = problem.line,
             flag = problem.flag.as_deref(),
-            "this flag cannot be used and answers PARSE_ERROR: {problem}"
+            "{consequence}: {problem}"
         );
     }
 }

@@ -19,6 +19,7 @@
 //!   outcomesPerClientPerMinute: 60   # SDK-key reports: one client address, per ramped variant
 //!   outcomesPerContextPerMinute: 60  # one targeting key, per ramped flag
 //!   outcomeSourceWindowSeconds: 60   # what one reporter key or relay adds is bounded per this window
+//!   adminWritesPerSecond: 50         # flag writes per admin token (burst: twice this)
 //! ```
 
 use std::time::Duration;
@@ -74,6 +75,9 @@ pub struct Limits {
     /// ramped arm is bounded (`ramp::contribution`): a minute, so no key
     /// can bring a young step's `minSamples` within one.
     pub outcome_source_window: Duration,
+    /// Flag writes per second per admin token (burst twice this): with
+    /// `flagDefinitionBytes`, how fast one token can grow the store.
+    pub admin_writes_per_second: u32,
 }
 
 impl Default for Limits {
@@ -94,6 +98,7 @@ impl Default for Limits {
             outcomes_per_client_per_minute: 60,
             outcomes_per_context_per_minute: 60,
             outcome_source_window: Duration::from_secs(60),
+            admin_writes_per_second: 50,
         }
     }
 }
@@ -160,6 +165,7 @@ pub(crate) struct LimitsFile {
     outcomes_per_client_per_minute: Option<u64>,
     outcomes_per_context_per_minute: Option<u64>,
     outcome_source_window_seconds: Option<f64>,
+    admin_writes_per_second: Option<u32>,
 }
 
 impl LimitsFile {
@@ -253,6 +259,13 @@ impl LimitsFile {
                 self.outcome_source_window_seconds,
                 d.outcome_source_window,
             )?,
+            admin_writes_per_second: within(
+                "adminWritesPerSecond",
+                self.admin_writes_per_second,
+                d.admin_writes_per_second,
+                1,
+                100_000,
+            )?,
         })
     }
 }
@@ -287,10 +300,12 @@ pub enum Rejection {
     RelayOutcomeBuffer,
     /// Dashboard sign-ins refused after too many failures.
     SignInAttempts,
+    /// Flag writes of one admin token over `adminWritesPerSecond`.
+    AdminWrites,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 18] = [
+    pub const ALL: [Rejection; 19] = [
         Rejection::RequestBody,
         Rejection::BodyReadTimeout,
         Rejection::ContextFields,
@@ -309,6 +324,7 @@ impl Rejection {
         Rejection::MalformedRequest,
         Rejection::RelayOutcomeBuffer,
         Rejection::SignInAttempts,
+        Rejection::AdminWrites,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -332,6 +348,7 @@ impl Rejection {
             Rejection::MalformedRequest => "malformed_request",
             Rejection::RelayOutcomeBuffer => "relay_outcome_buffer",
             Rejection::SignInAttempts => "sign_in_attempts",
+            Rejection::AdminWrites => "admin_writes",
         }
     }
 }

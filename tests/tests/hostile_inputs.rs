@@ -315,7 +315,9 @@ fn symlink_loops_in_a_ramps_glob_neither_hang_nor_stop_reloads() {
 
 #[test]
 fn each_put_answers_with_the_version_it_wrote() {
-    let setup = Setup::new("limits:\n  historyVersionsPerFlag: 1000\n");
+    // Concurrent writers, as fast as they can: this test is about versions,
+    // not the write rate.
+    let setup = Setup::new("limits:\n  historyVersionsPerFlag: 1000\n  adminWritesPerSecond: 100000\n");
     let url = format!("{}/admin/v1/environments/production/flags/contested", setup.server.admin);
     let answers: Vec<(u64, String)> = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..8)
@@ -354,7 +356,8 @@ fn each_put_answers_with_the_version_it_wrote() {
 
 #[test]
 fn history_is_paged_capped_and_retained() {
-    let setup = Setup::new("limits:\n  historyVersionsPerFlag: 5\n  responseBytes: 65536\n");
+    let setup =
+        Setup::new("limits:\n  historyVersionsPerFlag: 5\n  responseBytes: 65536\n  adminWritesPerSecond: 100000\n");
     let url = format!("{}/admin/v1/environments/production/flags/wide", setup.server.admin);
     for round in 0..8 {
         let body = json!({"state": "ENABLED", "variants": {"v": format!("{round}{}", "x".repeat(8_000))}, "defaultVariant": "v"});

@@ -201,9 +201,16 @@ fn health_readiness_and_metrics() {
     assert_eq!(get(&format!("{}/healthz", server.admin)).status, 200);
     let ready = get(&format!("{}/readyz", server.admin));
     assert_eq!(ready.status, 200);
-    assert_eq!(
-        ready.body["environments"]["default"],
-        json!({"version": 1, "flags": 8, "revision": 0, "invalidFlags": []})
+    // A flag whose targeting can return a name that is not a variant is
+    // served as flagd would (GENERAL at evaluation) and listed, with its line.
+    let default = &ready.body["environments"]["default"];
+    assert_eq!((default["version"].as_u64(), default["flags"].as_u64()), (Some(1), Some(8)), "{default}");
+    let invalid = default["invalidFlags"].as_array().expect("list");
+    assert_eq!(invalid.len(), 1, "{default}");
+    assert_eq!(invalid[0]["flag"], "bad-variant");
+    assert!(
+        invalid[0]["line"].as_u64().is_some()
+            && invalid[0]["message"].as_str().is_some_and(|m| m.contains("'missing'"))
     );
     assert_eq!(ready.body["store"], json!({"kind": "embedded", "state": "ok"}));
 

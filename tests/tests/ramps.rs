@@ -554,7 +554,8 @@ fn counting_contexts_dedupes_a_noisy_client() {
     let mut outcomes: Vec<Value> = (0..20)
         .map(|i| json!({"flag": "new-checkout", "variant": "on", "ok": 3, "targetingKey": format!("t{i}")}))
         .collect();
-    outcomes.push(json!({"flag": "new-checkout", "variant": "on", "error": 500, "targetingKey": "noisy"}));
+    // As noisy as one user may be in a minute (limits.outcomesPerContextPerMinute).
+    outcomes.push(json!({"flag": "new-checkout", "variant": "on", "error": 60, "targetingKey": "noisy"}));
     outcomes.extend(
         (0..30).map(|i| json!({"flag": "new-checkout", "variant": "off", "ok": 2, "targetingKey": format!("c{i}")})),
     );
@@ -566,6 +567,16 @@ fn counting_contexts_dedupes_a_noisy_client() {
         (200, json!(51), json!(1)),
         "{}",
         reply.text
+    );
+    // Beyond that, one user is not believed to be many: refused whole.
+    let noisier =
+        json!({"outcomes": [{"flag": "new-checkout", "variant": "on", "error": 500, "targetingKey": "noisier"}]});
+    let refused = post(&format!("{}/v1/outcomes", server.http), &noisier.to_string(), &[]);
+    assert_eq!(
+        (refused.status, refused.body["error"]["code"].as_str()),
+        (422, Some("OUTCOMES_IMPLAUSIBLE")),
+        "{}",
+        refused.text
     );
     let status = wait_for(&server, "contexts counted", |s| s["evidence"]["control"]["exposures"] == 30);
     assert_eq!(status["evidence"]["treatment"], json!({"exposures": 21, "errors": 1}));

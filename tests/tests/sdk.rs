@@ -98,7 +98,9 @@ fn sdk_evaluation_equals_ofrep_on_the_fixtures() {
             assert_eq!(local.error_code.map(|c| c.as_str()), remote.get("errorCode").and_then(Value::as_str), "{key}");
             compared += 1;
         }
-        assert!(compared >= 30, "only {compared} cases compared");
+        // All the fixture's cases but time-dependent ones and those of flags
+        // a strict load refuses.
+        assert!(compared >= 29, "only {compared} cases compared");
     });
 }
 

@@ -161,6 +161,9 @@ impl From<WriteError> for ApiError {
             WriteError::VersionDeleted { .. } => ApiError::conflict("VERSION_DELETED", message),
             WriteError::SourceFileOwned { .. } => ApiError::conflict("SOURCE_FILE_OWNED", message),
             WriteError::SameEnvironment => ApiError::bad_request(message),
+            WriteError::RateLimited { retry_after } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message).with_retry_after(retry_after)
+            }
             WriteError::Store(error) => error.into(),
         }
     }

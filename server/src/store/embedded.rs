@@ -64,14 +64,48 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+/// The store's page cache (redb's default is 1 GiB, which a burst of large
+/// writes fills for good): what is read often — flags, runs, recent
+/// outcome buckets — fits many times over.
+pub const CACHE_BYTES: usize = 64 << 20;
+
+/// Gives the space of pruned history back to the file system. redb reuses
+/// freed pages but never shrinks the file, and compacting needs the
+/// database to itself: so it happens at start-up, before anything else
+/// reads or writes (docs/limits.md). A failure is logged; the store serves
+/// as it was.
+fn compact(db: &mut Database, path: &Path) {
+    let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let before = size(path);
+    let started = std::time::Instant::now();
+    match db.compact() {
+        Ok(_) => {
+            let after = size(path);
+            if after < before {
+                tracing::info!(
+                    before,
+                    after,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "compacted the embedded store"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot compact the embedded store; it keeps its size"),
+    }
+}
+
 impl EmbeddedStore {
-    /// Opens (or creates) `rampart.redb` in `dir`, creating the directory.
+    /// Opens (or creates) `rampart.redb` in `dir`, creating the directory,
+    /// and compacts it.
     pub fn open(dir: &Path) -> Result<EmbeddedStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::unavailable(format!("cannot create the data directory {}", dir.display()), e))?;
         let path = dir.join("rampart.redb");
-        let db = Database::create(&path)
+        let mut db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
             .map_err(|e| StoreError::unavailable(format!("cannot open {}", path.display()), e))?;
+        compact(&mut db, &path);
         let txn = db.begin_write().map_err(unavailable)?;
         {
             txn.open_table(FLAGS).map_err(unavailable)?;

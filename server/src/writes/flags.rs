@@ -28,6 +28,7 @@ impl Writes {
         expected: Option<&str>,
         definition: Definition,
     ) -> Result<Written, WriteError> {
+        self.admit(&actor)?;
         self.edit(environment, actor, key, expected, Edit::Replace(definition), None).await
     }
 
@@ -39,6 +40,7 @@ impl Writes {
         key: &str,
         expected: Option<&str>,
     ) -> Result<Written, WriteError> {
+        self.admit(&actor)?;
         self.edit(environment, actor, key, expected, Edit::Delete, None).await
     }
 
@@ -53,6 +55,7 @@ impl Writes {
         expected: Option<&str>,
         wanted: FlagState,
     ) -> Result<Written, WriteError> {
+        self.admit(&actor)?;
         if environment.snapshot().api.contains_key(key) {
             let action = if wanted == FlagState::Disabled { "disable" } else { "enable" };
             self.edit(environment, actor, key, expected, Edit::SetState(wanted), Some(action)).await
@@ -70,6 +73,7 @@ impl Writes {
         expected: Option<&str>,
         version: u64,
     ) -> Result<Written, WriteError> {
+        self.admit(&actor)?;
         let history = self.store.history(&environment.name, key, version.saturating_sub(1), 1).await?;
         let target = history
             .into_iter()

@@ -10,6 +10,7 @@
 mod describe;
 mod flags;
 mod promote;
+mod rate;
 
 use std::sync::Arc;
 
@@ -78,6 +79,9 @@ pub enum WriteError {
     SourceFileOwned { environment: String, flag: String, file: String },
     #[error("promotion needs two different environments")]
     SameEnvironment,
+    /// The actor writes faster than `limits.adminWritesPerSecond`.
+    #[error("too many writes with this token (limits.adminWritesPerSecond); retry in {:.1} s", retry_after.as_secs_f64())]
+    RateLimited { retry_after: std::time::Duration },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -90,6 +94,10 @@ pub struct Writes {
     max_api_flags: usize,
     /// When each change happened.
     clock: Clock,
+    /// Writes per second per actor.
+    rate: Arc<rate::WriteRate>,
+    /// Where refusals by the rate are counted (the server's writes).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// What a write published: `created` when the flag did not exist, and the
@@ -153,7 +161,26 @@ fn check_not_file_owned(snapshot: &Snapshot, key: &str) -> Result<(), WriteError
 
 impl Writes {
     pub fn new(store: Arc<dyn Store>, max_api_flags: usize, clock: Clock) -> Writes {
-        Writes { store, max_api_flags, clock }
+        let rate = Arc::new(rate::WriteRate::new(crate::limits::Limits::default().admin_writes_per_second));
+        Writes { store, max_api_flags, clock, rate, metrics: None }
+    }
+
+    /// Writes per second per actor (`limits.adminWritesPerSecond`),
+    /// refusals counted in `metrics`.
+    pub fn with_rate(mut self, per_second: u32, metrics: Arc<crate::metrics::Metrics>) -> Writes {
+        self.rate = Arc::new(rate::WriteRate::new(per_second));
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Takes one write from the actor's rate.
+    fn admit(&self, actor: &Actor<'_>) -> Result<(), WriteError> {
+        self.rate.admit(actor.name, self.clock.now_millis()).map_err(|retry_after| {
+            if let Some(metrics) = &self.metrics {
+                metrics.rejected(crate::limits::Rejection::AdminWrites);
+            }
+            WriteError::RateLimited { retry_after }
+        })
     }
 }
 

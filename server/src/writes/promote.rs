@@ -42,6 +42,9 @@ impl Writes {
         keys: Option<&[String]>,
         dry_run: bool,
     ) -> Result<Promotion, WriteError> {
+        if !dry_run {
+            self.admit(&actor)?;
+        }
         if from.name == to.name {
             return Err(WriteError::SameEnvironment);
         }

@@ -81,3 +81,33 @@ async fn overrides_are_set_and_cleared() {
     store.commit(commit_of("ops", 2, vec![clear])).await.unwrap();
     assert!(store.load().await.unwrap().get("prod").is_none_or(|s| s.overrides.is_empty()));
 }
+
+/// Pruned history gives its space back at the next start (compaction), and
+/// the page cache stays within its bound whatever was written.
+#[tokio::test]
+async fn space_of_pruned_history_is_reclaimed_at_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rampart.redb");
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    store.retain_versions(1000);
+    let wide = |round: i64| Change {
+        kind: ChangeKind::Put(
+            json!({"state": "ENABLED", "variants": {"v": format!("{round}{}", "x".repeat(200_000))}, "defaultVariant": "v"}),
+        ),
+        ..put("wide", Expect::Anything, 0)
+    };
+    for round in 0..60 {
+        store.commit(commit_of("ana", round as u64, vec![wide(round)])).await.unwrap();
+    }
+    // Retention lowered: the next write prunes all but two versions.
+    store.retain_versions(2);
+    store.commit(commit_of("ana", 60, vec![wide(60)])).await.unwrap();
+    let grown = std::fs::metadata(&file).unwrap().len();
+    assert!(grown > 10_000_000, "60 versions of 200 KB were kept for a while: {grown} bytes");
+    drop(store);
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    let compacted = std::fs::metadata(&file).unwrap().len();
+    // Two versions of 200 KB are kept; the file keeps some slack.
+    assert!(compacted < grown / 3, "{grown} -> {compacted} bytes");
+    assert_eq!(store.history("prod", "wide", 0, 10).await.unwrap().len(), 2);
+}
