@@ -70,25 +70,35 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 pub const CACHE_BYTES: usize = 64 << 20;
 
 /// Gives the space of pruned history back to the file system. redb reuses
-/// freed pages but never shrinks the file, and compacting needs the
+/// freed pages but never shrinks its file, and compacting needs the
 /// database to itself: so it happens at start-up, before anything else
-/// reads or writes (docs/limits.md). A failure is logged; the store serves
-/// as it was.
+/// reads or writes, and only when at least a quarter of the file (and
+/// 1 MiB) is free space — compacting gigabytes takes minutes, which the
+/// log says before it starts (docs/limits.md). A failure is logged; the
+/// store serves as it was.
 fn compact(db: &mut Database, path: &Path) {
     let size = |path: &Path| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let before = size(path);
+    let free = match db.begin_write().and_then(|txn| {
+        let stats = txn.stats();
+        txn.abort()?;
+        Ok(stats?)
+    }) {
+        Ok(stats) => stats.fragmented_bytes(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the embedded store's free space; not compacting it");
+            return;
+        }
+    };
+    if free < (1 << 20) || free < before / 4 {
+        return;
+    }
+    tracing::info!(size = before, free, "compacting the embedded store before serving: this takes a while for a large store");
     let started = std::time::Instant::now();
     match db.compact() {
         Ok(_) => {
-            let after = size(path);
-            if after < before {
-                tracing::info!(
-                    before,
-                    after,
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "compacted the embedded store"
-                );
-            }
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(before, after = size(path), elapsed_ms, "compacted the embedded store");
         }
         Err(error) => tracing::warn!(%error, "cannot compact the embedded store; it keeps its size"),
     }
