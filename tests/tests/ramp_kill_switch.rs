@@ -50,6 +50,14 @@ fn a_kill_switch_pauses_the_ramp_and_every_surface_says_nobody_is_exposed() {
     assert_eq!(evaluated.body["reason"], "DISABLED", "{}", evaluated.text);
     let page = send("GET", &format!("{}/ui/ramps/default/checkout-v2", server.admin), None, None, &[]);
     assert!(page.text.contains("kill switch"), "the ramp page says why nobody is exposed");
+    let flag_page = send("GET", &format!("{}/ui/environments/default/flags/checkout", server.admin), None, None, &[]);
+    assert!(
+        flag_page.text.contains("Ramped by")
+            && flag_page.text.contains("checkout-v2")
+            && flag_page.text.contains("kill switch"),
+        "the flag page names its ramp: {}",
+        flag_page.text
+    );
     // Resuming while the flag is off says why it cannot.
     let refused = send("POST", &format!("{}/admin/v1/ramps/default/checkout-v2/resume", server.admin), None, None, &[]);
     assert_eq!(refused.status, 409, "{}", refused.text);

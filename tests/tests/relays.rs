@@ -523,3 +523,50 @@ fn a_relay_restarted_next_to_its_upstream_resumes_and_is_ready_without_waiting_f
     // Both runs subscribed (the second from its cached position).
     assert_eq!(primary.metric(r#"rampart_relay_subscriptions_total{environment="production",relay="edge-eu"}"#), 2.0);
 }
+
+/// A relay never drops what it acknowledged: two concurrent reports of
+/// 30,000 + 30,000 are summed into one second, more than the upstream lets
+/// one relay add to a young step at once; the relay sends them in smaller
+/// parts as the upstream's bound grows, and every outcome is counted once.
+#[test]
+fn a_relay_sends_what_the_upstream_takes_only_in_part_in_smaller_parts_and_loses_nothing() {
+    let dir = FlagDir::new();
+    let config = ramped_config(&dir, "{ percent: 50, hold: 1h }", "minSamples: 1000");
+    let primary = Rampart::start(&["--config", &config]);
+    let cache = tempfile::tempdir().expect("cache");
+    let relay = start_relay(&primary, &cache.path().join("a"), &[]);
+    let ramp = || {
+        send("GET", &format!("{}/admin/v1/ramps/production/checkout-v2", primary.admin), Some(ADMIN), None, &[]).body
+    };
+    eventually(DEADLINE, || if ramp()["percent"] == 50.0 { Ok(()) } else { Err(ramp().to_string()) });
+    let batch = json!({"outcomes": [
+        {"flag": "checkout", "variant": "on", "ok": 30000, "error": 0},
+        {"flag": "checkout", "variant": "off", "ok": 30000, "error": 0},
+    ]})
+    .to_string();
+    let post_once = |batch: String, url: String| {
+        std::thread::spawn(move || {
+            eventually(DEADLINE, || {
+                let reply = post(
+                    &url,
+                    &batch,
+                    &[("authorization", &format!("Bearer {REPORTER_KEY}")), ("content-type", "application/json")],
+                );
+                if reply.status == 200 { Ok(()) } else { Err(format!("{}: {}", reply.status, reply.body)) }
+            })
+        })
+    };
+    let url = format!("{}/v1/outcomes", relay.http);
+    let posts = [post_once(batch.clone(), url.clone()), post_once(batch, url)];
+    for post in posts {
+        post.join().expect("reported");
+    }
+    let counted = || primary.metric("rampart_outcomes_total{environment=\"production\",result=\"ok\"}");
+    eventually(std::time::Duration::from_secs(90), || {
+        let ok = counted();
+        if ok >= 120_000.0 { Ok(()) } else { Err(format!("{ok} of 120000 counted")) }
+    });
+    assert_eq!(counted(), 120_000.0, "each acknowledged outcome exactly once");
+    assert!(primary.metric("rampart_outcomes_refused_total{reason=\"source_volume\"}") >= 1.0, "the bound was met");
+    assert_eq!(relay.metric("rampart_relay_outcomes_quarantined_total"), 0.0);
+}

@@ -93,7 +93,11 @@ fn compact(db: &mut Database, path: &Path) {
     if free < (1 << 20) || free < before / 4 {
         return;
     }
-    tracing::info!(size = before, free, "compacting the embedded store before serving: this takes a while for a large store");
+    tracing::info!(
+        size = before,
+        free,
+        "compacting the embedded store before serving: this takes a while for a large store"
+    );
     let started = std::time::Instant::now();
     match db.compact() {
         Ok(_) => {

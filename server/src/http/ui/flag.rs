@@ -65,6 +65,14 @@ pub(crate) async fn page(
         .await;
     let now = state.clock.now_millis();
     let definition = flag.definition();
+    // The ramp that drives this flag's exposure, if one runs.
+    let mut ramped_by = None;
+    for entry in state.ramps.entries().into_iter().filter(|e| e.environment == name) {
+        let view = state.ramps.glance(&entry).await;
+        if view.run.flag == key && view.run.is_active() {
+            ramped_by = Some(view);
+        }
+    }
     let content = html! {
         p.crumbs { a href={ "/ui/environments/" (super::encode_query(&name)) "/flags" } { "Flags in " (name) } }
         h1 { (key) }
@@ -82,6 +90,15 @@ pub(crate) async fn page(
                     }
                     @if current.file_states.contains_key(&key) {
                         " · " span.badge.warn { "kill-switch override" }
+                    }
+                }
+                @if let Some(ramp) = &ramped_by {
+                    p {
+                        "Ramped by " a href={ "/ui/ramps/" (super::encode_query(&name)) "/" (super::encode_query(&ramp.name)) } { (ramp.name) }
+                        " at " (super::words::percent(ramp.run.percent()))
+                        @if flag.state() != rampart_engine::FlagState::Enabled {
+                            " — paused while the flag is off (kill switch): nobody is exposed"
+                        }
                     }
                 }
                 @if let Some(problem) = flag.problem() {
