@@ -40,6 +40,7 @@ pub mod paths;
 pub mod promote;
 pub mod ramp;
 pub mod ramp_client;
+pub mod rate;
 pub mod relay;
 pub mod replica;
 pub mod services;

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use crate::environment::Trust;
 use crate::limits::{Limits, Rejection};
+use crate::rate::TokenBucket;
 
 use super::contribution::{Contributions, Excess, Source};
 
@@ -154,13 +155,6 @@ impl std::fmt::Display for Refused {
     }
 }
 
-/// Token bucket of one key.
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    at: u64,
-}
-
 /// The admission state shared by the HTTP and gRPC outcome endpoints.
 #[derive(Debug)]
 pub struct OutcomeGate {
@@ -169,7 +163,7 @@ pub struct OutcomeGate {
     per_entry: u64,
     per_second: f64,
     /// One per source that reported recently (at most `MAX_BUCKETS`).
-    buckets: Mutex<HashMap<(String, Source), Bucket>>,
+    buckets: Mutex<HashMap<(String, Source), TokenBucket>>,
     /// What each source and targeting key may still add to a ramp.
     pub contributions: Contributions,
 }
@@ -204,31 +198,22 @@ impl OutcomeGate {
     /// reporter key's, a relay's, or with a public SDK key the client
     /// address's (everyone shares the key, so it cannot be the unit).
     pub fn admit(&self, environment: &str, source: &Source, now: u64) -> Result<(), Refused> {
-        let capacity = 2.0 * self.per_second;
+        let (rate, burst) = (self.per_second, 2.0 * self.per_second);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_BUCKETS {
             // A full bucket is what a new one would be: forgetting it loses
             // nothing. Clients are bounded by the ones active in the last
             // two seconds, and never more than this.
-            buckets.retain(|_, bucket| {
-                bucket.tokens + now.saturating_sub(bucket.at) as f64 / 1000.0 * self.per_second < capacity
-            });
+            buckets.retain(|_, bucket| !bucket.is_full(now, rate, burst));
             if buckets.len() >= MAX_BUCKETS {
                 buckets.clear();
             }
         }
-        let bucket =
-            buckets.entry((environment.to_owned(), source.clone())).or_insert(Bucket { tokens: capacity, at: now });
-        let elapsed = now.saturating_sub(bucket.at) as f64 / 1000.0;
-        bucket.tokens = (bucket.tokens + elapsed * self.per_second).min(capacity);
-        bucket.at = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - bucket.tokens) / self.per_second;
-            Err(Refused::Rate { retry_after: Duration::from_secs_f64(wait.max(0.001)) })
-        }
+        buckets
+            .entry((environment.to_owned(), source.clone()))
+            .or_insert_with(|| TokenBucket::full(burst, now))
+            .take(now, rate, burst)
+            .map_err(|retry_after| Refused::Rate { retry_after })
     }
 
     /// Checks every entry's counts and the request's total; an SDK key's

@@ -7,6 +7,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::rate::TokenBucket;
+
 /// Actors tracked at most (token names are configured; a full bucket is
 /// forgotten first, losing nothing).
 const MAX_ACTORS: usize = 10_000;
@@ -14,7 +16,7 @@ const MAX_ACTORS: usize = 10_000;
 #[derive(Debug)]
 pub(crate) struct WriteRate {
     per_second: f64,
-    buckets: Mutex<HashMap<String, (f64, u64)>>,
+    buckets: Mutex<HashMap<String, TokenBucket>>,
 }
 
 impl WriteRate {
@@ -25,21 +27,12 @@ impl WriteRate {
     /// Takes one write from `actor`'s bucket (`now` in unix ms); `Err`
     /// says how long to wait.
     pub(crate) fn admit(&self, actor: &str, now: u64) -> Result<(), Duration> {
-        let capacity = 2.0 * self.per_second;
+        let (rate, burst) = (self.per_second, 2.0 * self.per_second);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_ACTORS {
-            let per_second = self.per_second;
-            buckets.retain(|_, (tokens, at)| *tokens + now.saturating_sub(*at) as f64 / 1000.0 * per_second < capacity);
+            buckets.retain(|_, bucket| !bucket.is_full(now, rate, burst));
         }
-        let (tokens, at) = buckets.entry(actor.to_owned()).or_insert((capacity, now));
-        *tokens = (*tokens + now.saturating_sub(*at) as f64 / 1000.0 * self.per_second).min(capacity);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64(((1.0 - *tokens) / self.per_second).max(0.001)))
-        }
+        buckets.entry(actor.to_owned()).or_insert_with(|| TokenBucket::full(burst, now)).take(now, rate, burst)
     }
 }
 

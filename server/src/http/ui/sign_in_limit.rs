@@ -9,36 +9,27 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Failed attempts one address may make in a burst, then one per this.
+use crate::rate::TokenBucket;
+
+/// Failed attempts one address may make in a burst, then a tenth a second
+/// (one per 6 s).
 const PER_CLIENT_BURST: f64 = 10.0;
-const PER_CLIENT_EVERY: Duration = Duration::from_secs(6);
-/// Failed attempts from everyone together, in a burst, then one per this.
+const PER_CLIENT_RATE: f64 = 1.0 / 6.0;
+/// Failed attempts from everyone together, in a burst, then this many a
+/// second.
 const OVERALL_BURST: f64 = 100.0;
-const OVERALL_EVERY: Duration = Duration::from_millis(600);
+const OVERALL_RATE: f64 = 1.0 / 0.6;
 /// Addresses tracked at most (those whose bucket is not full again).
 const MAX_CLIENTS: usize = 10_000;
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: u64,
-}
-
-impl Bucket {
-    fn refilled(self, now: u64, burst: f64, every: Duration) -> f64 {
-        let elapsed = now.saturating_sub(self.at) as f64 / every.as_millis() as f64;
-        (self.tokens + elapsed).min(burst)
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct SignInLimit {
-    clients: Mutex<(HashMap<IpAddr, Bucket>, Bucket)>,
+    buckets: Mutex<(HashMap<IpAddr, TokenBucket>, TokenBucket)>,
 }
 
 impl Default for SignInLimit {
     fn default() -> Self {
-        SignInLimit { clients: Mutex::new((HashMap::new(), Bucket { tokens: OVERALL_BURST, at: 0 })) }
+        SignInLimit { buckets: Mutex::new((HashMap::new(), TokenBucket::full(OVERALL_BURST, 0))) }
     }
 }
 
@@ -46,32 +37,32 @@ impl SignInLimit {
     /// Whether a sign-in from `client` may be tried now (`now` in unix
     /// ms); `Err` says how long to wait.
     pub(crate) fn check(&self, client: Option<IpAddr>, now: u64) -> Result<(), Duration> {
-        let clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        let overall = clients.1.refilled(now, OVERALL_BURST, OVERALL_EVERY);
-        if overall < 1.0 {
-            return Err(OVERALL_EVERY);
+        let buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.1.level(now, OVERALL_RATE, OVERALL_BURST) < 1.0 {
+            return Err(Duration::from_secs_f64(1.0 / OVERALL_RATE));
         }
         let own = client
-            .and_then(|c| clients.0.get(&c))
-            .map_or(PER_CLIENT_BURST, |b| b.refilled(now, PER_CLIENT_BURST, PER_CLIENT_EVERY));
-        if own < 1.0 { Err(PER_CLIENT_EVERY) } else { Ok(()) }
+            .and_then(|c| buckets.0.get(&c))
+            .map_or(PER_CLIENT_BURST, |b| b.level(now, PER_CLIENT_RATE, PER_CLIENT_BURST));
+        if own < 1.0 { Err(Duration::from_secs_f64(1.0 / PER_CLIENT_RATE)) } else { Ok(()) }
     }
 
     /// Charges a failed attempt.
     pub(crate) fn failed(&self, client: Option<IpAddr>, now: u64) {
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        let overall = clients.1.refilled(now, OVERALL_BURST, OVERALL_EVERY);
-        clients.1 = Bucket { tokens: (overall - 1.0).max(0.0), at: now };
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.1.charge(now, OVERALL_RATE, OVERALL_BURST);
         let Some(client) = client else { return };
-        if clients.0.len() >= MAX_CLIENTS {
-            clients.0.retain(|_, b| b.refilled(now, PER_CLIENT_BURST, PER_CLIENT_EVERY) < PER_CLIENT_BURST);
+        if buckets.0.len() >= MAX_CLIENTS {
+            buckets.0.retain(|_, b| !b.is_full(now, PER_CLIENT_RATE, PER_CLIENT_BURST));
         }
-        if clients.0.len() >= MAX_CLIENTS {
+        if buckets.0.len() >= MAX_CLIENTS && !buckets.0.contains_key(&client) {
             return;
         }
-        let own =
-            clients.0.get(&client).map_or(PER_CLIENT_BURST, |b| b.refilled(now, PER_CLIENT_BURST, PER_CLIENT_EVERY));
-        clients.0.insert(client, Bucket { tokens: (own - 1.0).max(0.0), at: now });
+        buckets.0.entry(client).or_insert_with(|| TokenBucket::full(PER_CLIENT_BURST, now)).charge(
+            now,
+            PER_CLIENT_RATE,
+            PER_CLIENT_BURST,
+        );
     }
 }
 
@@ -87,12 +78,12 @@ mod tests {
             assert!(limit.check(Some(a), 1_000).is_ok());
             limit.failed(Some(a), 1_000);
         }
-        assert_eq!(limit.check(Some(a), 1_000), Err(PER_CLIENT_EVERY));
+        assert_eq!(limit.check(Some(a), 1_000), Err(Duration::from_secs(6)));
         assert!(limit.check(Some(b), 1_000).is_ok(), "another address is not held back");
         assert!(limit.check(Some(a), 7_000).is_ok(), "one more after six seconds");
         for n in 0..90u8 {
             limit.failed(Some(IpAddr::from([198, 51, 100, n])), 1_000);
         }
-        assert_eq!(limit.check(Some(b), 1_000), Err(OVERALL_EVERY), "a hundred failures from anywhere");
+        assert_eq!(limit.check(Some(b), 1_000), Err(Duration::from_millis(600)), "a hundred failures from anywhere");
     }
 }
