@@ -1,7 +1,7 @@
 -- wrk script: outcome reports for a ramped flag, as SDKs send them.
 request = function()
-  local body = '{"outcomes":[{"flag":"new-checkout","variant":"on","ok":3,"error":0},' ..
-               '{"flag":"new-checkout","variant":"off","ok":5,"error":1}]}'
+  local body = '{"outcomes":[{"flag":"one-page-checkout","variant":"on","ok":3,"error":0},' ..
+               '{"flag":"one-page-checkout","variant":"off","ok":5,"error":1}]}'
   return wrk.format("POST", "/v1/outcomes", {["Content-Type"] = "application/json"}, body)
 end
 

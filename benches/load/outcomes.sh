@@ -19,7 +19,7 @@ apiVersion: rampart.dev/v1
 kind: Ramp
 metadata: {name: checkout-v2}
 spec:
-  flag: new-checkout
+  flag: one-page-checkout
   treatment: "on"
   control: "off"
   interval: 10s
