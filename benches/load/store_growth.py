@@ -38,7 +38,7 @@ def start(config, data):
         args += [flag, f"127.0.0.1:{free_port()}"]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{admin}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600  # a restart may compact a large store first
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(f"{url}/healthz", timeout=1)

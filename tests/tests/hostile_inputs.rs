@@ -360,11 +360,12 @@ fn history_is_paged_capped_and_retained() {
         Setup::new("limits:\n  historyVersionsPerFlag: 5\n  responseBytes: 65536\n  adminWritesPerSecond: 100000\n");
     let url = format!("{}/admin/v1/environments/production/flags/wide", setup.server.admin);
     for round in 0..8 {
-        let body = json!({"state": "ENABLED", "variants": {"v": format!("{round}{}", "x".repeat(8_000))}, "defaultVariant": "v"});
+        let body = json!({"state": "ENABLED", "variants": {"v": format!("{round}{}", "x".repeat(24_000))}, "defaultVariant": "v"});
         assert!(send("PUT", &url, Some(ADMIN), Some(&body), &[]).status < 300);
     }
     // Five kept (4..=8); a 64 KiB page holds two of them (each version
-    // carries its definition and the change in words: about 24 KB).
+    // carries its definition, about 24 KB; the change in words quotes
+    // large values only in part).
     let first = send("GET", &format!("{url}/history"), Some(ADMIN), None, &[]);
     let versions: Vec<u64> =
         first.body["versions"].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
@@ -379,10 +380,21 @@ fn history_is_paged_capped_and_retained() {
     // A pruned version cannot be reverted to.
     let revert = send("POST", &format!("{url}/revert"), Some(ADMIN), Some(&json!({"version": 2})), &[]);
     assert_eq!((revert.status, revert.body["error"]["code"].as_str()), (404, Some("VERSION_NOT_FOUND")));
-    // The audit log pages by size too.
+    // The audit log pages by size too (entries quote large values only in
+    // part, so it takes a few hundred of them to fill a page).
+    let many = format!("{}/admin/v1/environments/production/flags/many", setup.server.admin);
+    for round in 0..400 {
+        let body = json!({"state": "ENABLED", "variants": {"v": format!("{round}{}", "y".repeat(200))}, "defaultVariant": "v"});
+        assert!(send("PUT", &many, Some(ADMIN), Some(&body), &[]).status < 300);
+    }
     let audit = send("GET", &format!("{}/admin/v1/audit?limit=1000", setup.server.admin), Some(ADMIN), None, &[]);
     assert!(audit.text.len() < 2 * 65536, "{} bytes", audit.text.len());
-    assert!(audit.body["next"].is_u64());
+    assert!(
+        audit.body["next"].is_u64(),
+        "{} bytes, {} entries",
+        audit.text.len(),
+        audit.body["entries"].as_array().map_or(0, Vec::len)
+    );
     assert!(setup.server.metric(r#"rampart_limit_rejections_total{limit="response_bytes"}"#) >= 1.0);
 }
 

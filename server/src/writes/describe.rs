@@ -24,8 +24,10 @@ pub fn describe(old: Option<&Value>, new: Option<&Value>) -> Vec<String> {
     let (before, after) = (variants(old), variants(new));
     for (name, value) in &after {
         match before.get(name) {
-            None => out.push(format!("variant '{name}' added: {value}")),
-            Some(previous) if previous != value => out.push(format!("variant '{name}': {previous} → {value}")),
+            None => out.push(format!("variant '{name}' added: {}", clip(&value.to_string()))),
+            Some(previous) if previous != value => {
+                out.push(format!("variant '{name}': {} → {}", clip(&previous.to_string()), clip(&value.to_string())))
+            }
             Some(_) => {}
         }
     }
@@ -43,8 +45,20 @@ pub fn describe(old: Option<&Value>, new: Option<&Value>) -> Vec<String> {
 fn show(value: Option<&Value>) -> String {
     match value {
         None | Some(Value::Null) => "none".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
+        Some(Value::String(s)) => clip(s),
+        Some(other) => clip(&other.to_string()),
+    }
+}
+
+/// Most characters of a value a description quotes: the version itself
+/// holds the whole definition, and the description is stored with every
+/// version and audit entry (a 250 KB variant must not be copied twice more).
+const QUOTED_CHARS: usize = 120;
+
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        Some((cut, _)) => format!("{}… ({} characters)", &text[..cut], text.chars().count()),
+        None => text.to_owned(),
     }
 }
 
@@ -72,5 +86,13 @@ mod tests {
         assert_eq!(describe(None, Some(&new)), ["created"]);
         assert_eq!(describe(Some(&old), None), ["deleted"]);
         assert!(describe(Some(&old), Some(&old)).is_empty());
+    }
+
+    #[test]
+    fn large_values_are_quoted_in_part() {
+        let wide = |c: &str| json!({"state": "ENABLED", "variants": {"v": c.repeat(250_000)}, "defaultVariant": "v"});
+        let lines = describe(Some(&wide("x")), Some(&wide("y")));
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].len() < 400 && lines[0].contains("(250002 characters)"), "{}", lines[0]);
     }
 }
