@@ -125,16 +125,27 @@ fn total(batch: &Counts) -> u64 {
     batch.values().map(|(ok, error)| ok + error).sum()
 }
 
-/// Half of every count now (rounded up), the rest later.
+/// Half of every count now (rounded up), the rest later; of the entries
+/// holding a single outcome (one per targeting key, as context reports
+/// are), every other one now — so that a batch of many single outcomes
+/// halves as well.
 fn halve(batch: Counts) -> (Counts, Counts) {
     let mut now = HashMap::new();
     let mut rest = HashMap::new();
+    let mut single_now = true;
     for (key, (ok, error)) in batch {
-        let (ok_now, error_now) = (ok.div_ceil(2), error.div_ceil(2));
+        let (ok_now, error_now) = if ok + error == 1 {
+            single_now = !single_now;
+            if single_now { (0, 0) } else { (ok, error) }
+        } else {
+            (ok.div_ceil(2), error.div_ceil(2))
+        };
         if ok - ok_now + error - error_now > 0 {
             rest.insert(key.clone(), (ok - ok_now, error - error_now));
         }
-        now.insert(key, (ok_now, error_now));
+        if ok_now + error_now > 0 {
+            now.insert(key, (ok_now, error_now));
+        }
     }
     (now, rest)
 }
@@ -179,4 +190,33 @@ pub(crate) async fn run(state: Arc<State>, interval: Duration, stop: Cancellatio
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), flush(&state, &channel)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(variant: &str, targeting_key: Option<&str>) -> Key {
+        ("flag".to_owned(), variant.to_owned(), targeting_key.map(str::to_owned))
+    }
+
+    #[test]
+    fn halving_splits_counts_and_single_outcomes_alike() {
+        let mut batch: Counts = HashMap::new();
+        batch.insert(key("on", None), (7, 3));
+        for user in 0..10 {
+            batch.insert(key("off", Some(&format!("user-{user}"))), (1, 0));
+        }
+        let before = total(&batch);
+        let (now, later) = halve(batch);
+        assert_eq!(now[&key("on", None)], (4, 2), "rounded up, both kinds");
+        assert_eq!(later[&key("on", None)], (3, 1));
+        let singles = |part: &Counts| part.keys().filter(|k| k.2.is_some()).count();
+        assert_eq!((singles(&now), singles(&later)), (5, 5), "every other single outcome");
+        assert_eq!(total(&now) + total(&later), before, "nothing lost, nothing doubled");
+        // A batch of one outcome cannot be halved: flush sends it as it is.
+        let one: Counts = [(key("on", Some("u")), (0, 1))].into_iter().collect();
+        let (now, later) = halve(one);
+        assert_eq!((total(&now), later.len()), (1, 0));
+    }
 }

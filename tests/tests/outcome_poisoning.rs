@@ -131,6 +131,71 @@ fn one_reporter_request_cannot_decide_a_young_step() {
     assert_eq!(report(&server, SDK_KEY, &json!([{"flag": "search-engine", "variant": "vector", "ok": 1}])).status, 403);
 }
 
+/// The other side of the bound: an honest reporter whose batch is larger
+/// than a young step may take from one source loses nothing. The Rust SDK
+/// sends the part the server takes (halving on `RESOURCE_EXHAUSTED`),
+/// keeps the rest, and every outcome is counted exactly once as the
+/// allowance grows window by window.
+#[test]
+fn the_sdk_sends_a_batch_the_server_takes_only_in_part_in_parts_and_counts_it_once() {
+    let (server, _dir) = start(
+        &format!("    reporterKeys: [{{value: {REPORTER_KEY}}}]\nlimits:\n  outcomeSourceWindowSeconds: 1\n"),
+        HOLDING,
+    );
+    running(&server);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    // The client runs on the runtime's workers; the test polls the server
+    // from this thread (blocking HTTP) while its background flushes go on.
+    let (client, treatment, control) = runtime.block_on(async {
+        let client = rampart_sdk::Client::builder()
+            .endpoint(format!("http://{}", server.sync))
+            .sdk_key(SDK_KEY)
+            .reporter_key(REPORTER_KEY)
+            .outcome_interval(Duration::from_millis(200))
+            .build()
+            .expect("client");
+        client.wait_ready(Duration::from_secs(30)).await.expect("ready");
+        let (mut treatment, mut control) = (0u64, 0u64);
+        for user in 0..600 {
+            let context = rampart_sdk::Context::with_targeting_key(format!("user-{user}").as_str());
+            let details = client.string_details("search-engine", &context, "classic");
+            if details.variant.as_deref() == Some("vector") {
+                // One outcome per targeting key, as a request handler reports.
+                client.record_context_outcome("search-engine", &details, &context, rampart_sdk::Outcome::Ok);
+                treatment += 1;
+            } else {
+                // Aggregated counts.
+                client.record_outcome("search-engine", &details, rampart_sdk::Outcome::Ok);
+                control += 1;
+            }
+        }
+        // The first flush: far more than 20 (half of minSamples) per arm, so
+        // the server takes a part and the rest stays pending.
+        client.flush_outcomes().await.expect("a part is taken");
+        (client, treatment, control)
+    });
+    let counted = eventually(Duration::from_secs(90), || {
+        let status = status(&server);
+        let arm = |name: &str| status["evidence"][name]["exposures"].as_u64().unwrap_or(0);
+        if (arm("treatment"), arm("control")) == (treatment, control) {
+            Ok(status)
+        } else {
+            Err(format!("{} of {treatment} and {} of {control} counted: {status}", arm("treatment"), arm("control")))
+        }
+    });
+    // Still exactly that a few ticks later: nothing was counted twice.
+    let later = ticks_pass(&server);
+    assert_eq!(later["evidence"]["treatment"]["exposures"], counted["evidence"]["treatment"]["exposures"]);
+    assert_eq!(later["evidence"]["control"]["exposures"], counted["evidence"]["control"]["exposures"]);
+    client.close();
+    drop(runtime);
+    assert!(treatment > 200 && control > 200, "both arms well over the allowance: {treatment} {control}");
+    assert!(
+        server.metric("rampart_outcomes_refused_total{reason=\"source_volume\"}") >= 1.0,
+        "the server took the batch only in part (else this test proves nothing)"
+    );
+}
+
 /// Honest users: many, one outcome each, from many client addresses;
 /// the treatment fails for `treatment_error_every`-th user (0: never).
 struct Users {

@@ -475,7 +475,9 @@ fn the_rust_sdk_reports_outcomes_that_the_ramp_counts() {
             } else {
                 control += 1
             }
-            let failing = key.ends_with('7') && details.value;
+            // Both arms fail alike: a regression would roll the ramp back
+            // before the evidence is read (flaky on a loaded machine).
+            let failing = key.ends_with('7');
             let _ = client.with_outcome("new-checkout", &details, || if failing { Err("boom") } else { Ok(()) });
         }
         // A flag without a ramp is accepted and ignored.
@@ -488,9 +490,10 @@ fn the_rust_sdk_reports_outcomes_that_the_ramp_counts() {
     let status = wait_for(&server, "outcomes counted", |s| {
         s["evidence"]["treatment"]["exposures"] == treatment && s["evidence"]["control"]["exposures"] == control
     });
-    let errors = status["evidence"]["treatment"]["errors"].as_u64().unwrap() as usize;
-    assert!(errors > 0 && errors <= expected_errors, "{status}");
-    assert_eq!(status["evidence"]["control"]["errors"], 0);
+    let errors = |arm: &str| status["evidence"][arm]["errors"].as_u64().unwrap() as usize;
+    assert!(errors("treatment") > 0 && errors("control") > 0, "{status}");
+    assert_eq!(errors("treatment") + errors("control"), expected_errors, "every outcome counted once: {status}");
+    assert_ne!(status["state"], "RolledBack", "equal error rates: nothing to roll back: {status}");
 }
 
 #[test]
