@@ -255,6 +255,25 @@ def create_flag(ui):
     ui.check_page("new-flag-error")
     status, _ = admin_api("GET", "/admin/v1/environments/staging/flags/pricing-page")
     assert status == 404, "an invalid flag is not stored"
+    # Valid JSON Logic that could never be served: a variant that does not
+    # exist, and an operator short of an argument.
+    for targeting, expected in [
+        ({"if": [{"in": [{"var": "country"}, ["de"]]}, "newer", "old"]}, "targeting can return 'newer'"),
+        ({"if": [{"starts_with": [{"var": "email"}]}, "new", "old"]}, "'starts_with' takes 2 arguments, found 1"),
+    ]:
+        definition = ui.driver.find_element(By.ID, "flag-definition")
+        definition.clear()
+        definition.send_keys(json.dumps({
+            "state": "ENABLED",
+            "variants": {"old": "v1", "new": "v2"},
+            "defaultVariant": "old",
+            "targeting": targeting,
+        }, indent=2))
+        ui.driver.find_element(By.CSS_SELECTOR, "form.definition button[type=submit]").click()
+        eventually(f"the engine's lint on the form: {expected}",
+                   lambda: ui.exists("#definition-error") and expected in ui.text("#definition-error"))
+        status, _ = admin_api("GET", "/admin/v1/environments/staging/flags/pricing-page")
+        assert status == 404, "an un-servable flag is not stored"
     definition = ui.driver.find_element(By.ID, "flag-definition")
     definition.clear()
     definition.send_keys(json.dumps({
@@ -387,6 +406,23 @@ def live_ramp(ui):
         assert ui.marked(), "the ramp page followed the rollback without a reload"
         assert "Rolled back to 0 %" in ui.text(".rollback"), "unmistakable"
         assert ui.text("#ramp-percent") == "0 %"
+        # What an incident review needs stays on the page, and reads true.
+        eventually("the final evidence kept", lambda: ui.exists("#final-evidence"))
+        assert "Treatment" in ui.text("#ramp-evidence"), "the final counts are shown"
+        assert ui.exists("ol.ladder li.failed"), "the step rolled back from is marked failed"
+        failed = ui.text("ol.ladder li.failed")
+        assert "rolled back" in failed, failed
+        assert not ui.driver.execute_script(
+            "return [...document.querySelectorAll('ol.ladder li.done')].some(li => li.textContent.includes('rolled back'))"
+        ), "a rolled-back step is not shown done"
+        # One time axis: the four charts begin with the same tick.
+        firsts = ui.driver.execute_script(
+            "return [...document.querySelectorAll('#ramp-charts svg')].map(svg => (svg.querySelector('text.time') || {}).textContent)"
+        )
+        assert len(firsts) >= 3 and len(set(firsts)) == 1 and firsts[0], firsts
+        assert "maxErrorRate 20 %" in ui.text("#chart-errors"), "the ceiling is drawn"
+        assert ui.exists("#chart-errors line.marker-step"), "step boundaries are drawn"
+        assert ui.exists("#chart-errors line.marker"), "and the rollback"
         ui.check_page("ramp-rolled-back")
     finally:
         outcomes.stop = True

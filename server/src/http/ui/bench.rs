@@ -108,6 +108,7 @@ impl RampPage {
             .map(|i| CheckPoint {
                 at: start + i * 60_000,
                 percent: [5.0, 25.0, 50.0][((i * 3) / checks.max(1) as u64).min(2) as usize],
+                step: ((i * 3) / checks.max(1) as u64).min(2) as usize,
                 treatment_exposures: 200 * (i % 180 + 1),
                 treatment_errors: (i % 180) / 4,
                 control_exposures: 1800 * (i % 180 + 1),

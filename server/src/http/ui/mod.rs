@@ -18,6 +18,7 @@ mod flags;
 mod layout;
 mod overview;
 mod ramp;
+mod ramp_charts;
 mod ramps;
 pub(crate) mod session;
 mod sign_in;

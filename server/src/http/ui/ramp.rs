@@ -7,7 +7,6 @@ use actix_web::{HttpRequest, web};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::charts::{Band, Chart, Rule, Series, wilson};
 use super::layout::{Section, csrf_field, frame};
 use super::{Csrf, Viewer, flag_path, html, ramp_path, reason, see_other, submitted, viewer, words};
 use crate::http::AppState;
@@ -109,15 +108,12 @@ pub(crate) fn render(
         section aria-labelledby="charts-heading" {
             h2 #charts-heading { "The run" }
             div #ramp-charts.charts data-live=(super::scope_of_ramp(&view.environment, &view.name)) {
-                (exposure_chart(checks))
-                (error_chart(checks))
-                (evidence_chart(checks))
-                (samples_chart(checks, min_samples))
+                (super::ramp_charts::render(checks, min_samples, view.spec.guard.max_error_rate))
             }
         }
         section aria-labelledby="guards-heading" {
             h2 #guards-heading { "Evidence now" }
-            div #ramp-evidence data-live=(super::scope_of_ramp(&view.environment, &view.name)) { (evidence_table(view)) }
+            div #ramp-evidence data-live=(super::scope_of_ramp(&view.environment, &view.name)) { (evidence_now(view, history.as_deref().ok())) }
         }
         section aria-labelledby="timeline-heading" {
             h2 #timeline-heading { "Decisions" }
@@ -140,9 +136,19 @@ fn ladder(view: &RampView) -> Markup {
         ol.ladder aria-label="Steps" {
             @for (index, step) in view.spec.steps.iter().enumerate() {
                 @let percent = f64::from(step.basis_points) / 100.0;
-                @let class = if !started || index > run.step { "todo" } else if index == run.step && !run.status.is_terminal() { "current" } else { "done" };
+                @let class = if !started || index > run.step {
+                    "todo"
+                } else if index < run.step || matches!(run.status, Status::Completed) {
+                    "done"
+                } else if matches!(run.status, Status::RolledBack { .. }) {
+                    "failed" // the step the run was rolled back from
+                } else {
+                    "current"
+                };
                 @if class == "current" {
                     li class=(class) aria-current="step" { (words::percent(percent)) @if step.approve { " (approval)" } }
+                } @else if class == "failed" {
+                    li class=(class) { (words::percent(percent)) " — rolled back" }
                 } @else {
                     li class=(class) { (words::percent(percent)) @if step.approve { " (approval)" } }
                 }
@@ -191,148 +197,27 @@ fn controls(view: &RampView, viewer: &Viewer) -> Markup {
     }
 }
 
-fn exposure_chart(checks: &[CheckPoint]) -> Markup {
-    let rollback: Vec<(u64, &'static str)> =
-        checks.iter().filter(|c| c.rolled_back).take(1).map(|c| (c.at, "rolled back")).collect();
-    Chart {
-        id: "chart-exposure",
-        title: "Exposure over time",
-        description: match checks.last() {
-            Some(last) => format!("The treatment's share of traffic, now {}.", words::percent(last.percent)),
-            None => "No checks yet.".into(),
+/// The live evidence; once the run has ended, the evidence of its last
+/// decision (what an incident review needs after a rollback).
+fn evidence_now(view: &RampView, history: Option<&[RampDecisionRecord]>) -> Markup {
+    if let Some(evidence) = &view.evidence {
+        return evidence_table(evidence);
+    }
+    let last = history.and_then(|records| records.iter().rev().find(|r| r.run_id == view.run.run_id));
+    match last {
+        Some(record) if view.run.status.is_terminal() => html! {
+            p #final-evidence {
+                "The run has ended. Its final evidence, at the decision of "
+                time datetime=(crate::time::rfc3339(record.at)) { (words::time(record.at)) }
+                " (" (words::ramp_reason(&record.to, record.reason.as_deref())) "):"
+            }
+            (evidence_table(&record.evidence))
         },
-        series: vec![Series {
-            label: "exposure %",
-            class: "series-exposure",
-            points: checks.iter().map(|c| (c.at, c.percent)).collect(),
-            steps: true,
-        }],
-        bands: vec![],
-        rules: vec![],
-        log: false,
-        format: |v| format!("{v:.0} %"),
-        markers: rollback,
+        _ => html! { p { "No evidence yet." } },
     }
-    .render()
 }
 
-fn error_chart(checks: &[CheckPoint]) -> Markup {
-    let rate = |errors: u64, total: u64| if total == 0 { None } else { Some(errors as f64 / total as f64 * 100.0) };
-    let treatment: Vec<(u64, f64)> =
-        checks.iter().filter_map(|c| rate(c.treatment_errors, c.treatment_exposures).map(|r| (c.at, r))).collect();
-    let control: Vec<(u64, f64)> =
-        checks.iter().filter_map(|c| rate(c.control_errors, c.control_exposures).map(|r| (c.at, r))).collect();
-    let band = |errors: fn(&CheckPoint) -> (u64, u64)| -> Vec<(u64, f64, f64)> {
-        checks
-            .iter()
-            .filter_map(|c| {
-                let (e, n) = errors(c);
-                wilson(e, n).map(|(low, high)| (c.at, low * 100.0, high * 100.0))
-            })
-            .collect()
-    };
-    let description = match checks.last() {
-        Some(c) => format!(
-            "Error rates at the last check: treatment {} of {} ({}), control {} of {} ({}). Shaded: 95 % intervals.",
-            c.treatment_errors,
-            c.treatment_exposures,
-            words::rate(rate(c.treatment_errors, c.treatment_exposures).map(|r| r / 100.0)),
-            c.control_errors,
-            c.control_exposures,
-            words::rate(rate(c.control_errors, c.control_exposures).map(|r| r / 100.0)),
-        ),
-        None => "No checks yet.".into(),
-    };
-    Chart {
-        id: "chart-errors",
-        title: "Error rates per check, with 95 % intervals",
-        description,
-        series: vec![
-            Series { label: "treatment", class: "series-treatment", points: treatment, steps: false },
-            Series { label: "control", class: "series-control", points: control, steps: false },
-        ],
-        bands: vec![
-            Band { class: "band-treatment", points: band(|c| (c.treatment_errors, c.treatment_exposures)) },
-            Band { class: "band-control", points: band(|c| (c.control_errors, c.control_exposures)) },
-        ],
-        rules: vec![],
-        log: false,
-        format: |v| format!("{v:.2} %"),
-        markers: vec![],
-    }
-    .render()
-}
-
-fn evidence_chart(checks: &[CheckPoint]) -> Markup {
-    let threshold = checks.iter().rev().find_map(|c| c.lambda_threshold);
-    let points: Vec<(u64, f64)> = checks.iter().filter_map(|c| c.lambda.map(|l| (c.at, l))).collect();
-    let description = match (points.last(), threshold) {
-        (Some((_, lambda)), Some(threshold)) => format!(
-            "The evidence of a regression (likelihood ratio) is {} against the rollback threshold {}.",
-            words::number(Some(*lambda)),
-            words::number(Some(threshold))
-        ),
-        _ => "No sequential evidence yet.".into(),
-    };
-    Chart {
-        id: "chart-evidence",
-        title: "Evidence of a regression (log scale) against its threshold",
-        description,
-        series: vec![Series { label: "likelihood ratio Λ", class: "series-evidence", points, steps: false }],
-        bands: vec![],
-        rules: threshold
-            .map(|value| Rule {
-                label: format!("rollback at {}", words::number(Some(value))),
-                value,
-                class: "rule-bad",
-            })
-            .into_iter()
-            .collect(),
-        log: true,
-        format: |v| words::number(Some(v)),
-        markers: vec![],
-    }
-    .render()
-}
-
-fn samples_chart(checks: &[CheckPoint], min_samples: u64) -> Markup {
-    Chart {
-        id: "chart-samples",
-        title: "Samples at this step against the minimum",
-        description: match checks.last() {
-            Some(c) => format!(
-                "Treatment {} and control {} exposures; {} each are needed to advance.",
-                c.treatment_exposures, c.control_exposures, min_samples
-            ),
-            None => "No checks yet.".into(),
-        },
-        series: vec![
-            Series {
-                label: "treatment",
-                class: "series-treatment",
-                points: checks.iter().map(|c| (c.at, c.treatment_exposures as f64)).collect(),
-                steps: false,
-            },
-            Series {
-                label: "control",
-                class: "series-control",
-                points: checks.iter().map(|c| (c.at, c.control_exposures as f64)).collect(),
-                steps: false,
-            },
-        ],
-        bands: vec![],
-        rules: vec![Rule { label: format!("minSamples {min_samples}"), value: min_samples as f64, class: "rule-goal" }],
-        log: false,
-        format: |v| format!("{v:.0}"),
-        markers: vec![],
-    }
-    .render()
-}
-
-fn evidence_table(view: &RampView) -> Markup {
-    let Some(evidence) = &view.evidence else {
-        return html! { p { "The run has ended: no live evidence." } };
-    };
+fn evidence_table(evidence: &crate::model::Evidence) -> Markup {
     html! {
         table.evidence {
             caption.visually-hidden { "Counts and statistics at this check" }

@@ -23,7 +23,11 @@ pub const MAX_POINTS: usize = 1440;
 pub struct CheckPoint {
     /// Unix milliseconds.
     pub at: u64,
+    /// The exposure the check decided (after an advance: the new step's).
     pub percent: f64,
+    /// The step whose evidence the counts are: the step the run was at
+    /// when the check began (counts start again at every step).
+    pub step: usize,
     pub treatment_exposures: u64,
     pub treatment_errors: u64,
     pub control_exposures: u64,
@@ -35,10 +39,12 @@ pub struct CheckPoint {
 }
 
 impl CheckPoint {
-    pub fn new(run: &Run, evidence: &Evidence, at: u64) -> CheckPoint {
+    /// A check that observed `counted_step` and decided `run`.
+    pub fn new(run: &Run, counted_step: usize, evidence: &Evidence, at: u64) -> CheckPoint {
         CheckPoint {
             at,
             percent: run.percent(),
+            step: counted_step,
             treatment_exposures: evidence.treatment.exposures,
             treatment_errors: evidence.treatment.errors,
             control_exposures: evidence.control.exposures,
@@ -104,6 +110,7 @@ mod tests {
         CheckPoint {
             at,
             percent: 5.0,
+            step: 0,
             treatment_exposures: at,
             treatment_errors: 0,
             control_exposures: at,

@@ -463,7 +463,7 @@ impl Controller {
         let mut evidence = super::evidence::explain(&decision.run, &spec, &observation, now);
         evidence.refused_outcomes = entry.refused_outcomes();
         entry.observed(&decision.run, evidence.treatment.exposures, evidence.control.exposures);
-        let point = checks::CheckPoint::new(&decision.run, &evidence, now);
+        let point = checks::CheckPoint::new(&decision.run, state.run.step, &evidence, now);
         let rolled_back_now = matches!(decision.run.status, Status::RolledBack { .. })
             && !matches!(state.run.status, Status::RolledBack { .. });
         if compare != state.run {
