@@ -67,7 +67,11 @@ pub fn export(args: &ExportArgs) -> ExitCode {
         FlagSet::load(&[Source::json("export", &text)])
             .map_err(|errors| Failure(exit::SOFTWARE, format!("the export does not load: {errors}")))?;
         match &args.output {
-            Some(path) => std::fs::write(path, &text)
+            Some(path) => path
+                .parent()
+                .filter(|dir| !dir.as_os_str().is_empty())
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(path, &text))
                 .map_err(|e| Failure(exit::PROBLEMS, format!("cannot write {}: {e}", path.display())))
                 .map(|()| eprintln!("wrote {count} API-owned flags of '{}' to {}", args.environment, path.display())),
             None => {
@@ -113,11 +117,19 @@ struct RampShape {
 }
 
 /// The flag files' flags (definitions as written) and the ramp files' ramps.
+/// A flag of the files as the server would read it.
+struct LocalFlag {
+    definition: Value,
+    /// Its flag set's metadata merged with its own: what the server shows
+    /// for a flag under a ramp (the ramp's overlay carries it).
+    merged_metadata: Value,
+}
+
 #[allow(clippy::type_complexity)]
 fn load_files(
     paths: &[std::path::PathBuf],
     environment: &str,
-) -> Result<(BTreeMap<String, Value>, BTreeMap<String, RampShape>), Failure> {
+) -> Result<(BTreeMap<String, LocalFlag>, BTreeMap<String, RampShape>), Failure> {
     let mut texts = Vec::new();
     let mut ramps = BTreeMap::new();
     for path in paths {
@@ -143,14 +155,20 @@ fn load_files(
     }
     let sources: Vec<Source<'_>> = texts.iter().map(|(name, text)| Source::from_path(name, text)).collect();
     let set = FlagSet::load(&sources).map_err(|errors| Failure(exit::CONFIG, errors.to_string()))?;
-    let flags = set.iter().map(|flag| (flag.key().to_owned(), flag.definition())).collect();
+    let flags = set
+        .iter()
+        .map(|flag| {
+            let merged = Value::Object(flag.metadata().clone());
+            (flag.key().to_owned(), LocalFlag { definition: flag.definition(), merged_metadata: merged })
+        })
+        .collect();
     Ok((flags, ramps))
 }
 
 /// The changes, one line each, in words.
 fn changes(
     environment: &str,
-    flags: &BTreeMap<String, Value>,
+    flags: &BTreeMap<String, LocalFlag>,
     ramps: &BTreeMap<String, RampShape>,
     served: &BTreeMap<String, (Value, Value)>,
     server_ramps: &Value,
@@ -163,7 +181,7 @@ fn changes(
         .filter(|r| r["environment"] == environment && r["percent"].as_f64().is_some_and(|p| p > 0.0))
         .filter_map(|r| Some((r["flag"].as_str()?, r["name"].as_str()?)))
         .collect();
-    for (key, definition) in flags {
+    for (key, LocalFlag { definition, merged_metadata }) in flags {
         match served.get(key) {
             None => lines.push(format!("- flag {}: created", code(key))),
             Some((summary, _)) if summary["source"] == "api" => lines.push(format!(
@@ -180,8 +198,22 @@ fn changes(
                     current["state"] = definition["state"].clone();
                     notes.push("its kill-switch override stays".to_owned());
                 }
-                if let Some(ramp) = ramped.get(key.as_str()) {
-                    current["targeting"] = definition["targeting"].clone();
+                if let Some(ramp) = ramped.get(key.as_str())
+                    && let Some(fields) = current.as_object_mut()
+                {
+                    // The ramp's overlay serves its own targeting and the
+                    // flag set's metadata merged in: compare like with like,
+                    // so the files a server serves diff clean under a ramp.
+                    match definition.get("targeting") {
+                        Some(targeting) => fields.insert("targeting".into(), targeting.clone()),
+                        None => fields.remove("targeting"),
+                    };
+                    if fields.get("metadata") == Some(merged_metadata) {
+                        match definition.get("metadata") {
+                            Some(metadata) => fields.insert("metadata".into(), metadata.clone()),
+                            None => fields.remove("metadata"),
+                        };
+                    }
                     notes.push(format!("targeting not compared: ramp {} serves it", code(ramp)));
                 }
                 let described = describe(Some(&current), Some(definition));

@@ -32,14 +32,25 @@ const SELECTOR: &str = "rawflags/selector-flags.json";
 const METADATA: &str = "rawflags/selector-flag-combined-metadata.json";
 const EVALUATOR: &str = "evaluator/testkit-flags.json";
 
-fn testbed() -> PathBuf {
-    let dir = workspace().join("../shared/flagd-testbed");
-    assert!(
-        dir.join("gherkin").is_dir(),
-        "the flagd testbed is missing at {}: it is part of the shared material (see its SOURCE.md)",
+/// Where the suite's data is: `FLAGD_TESTBED`, else `../shared/flagd-testbed`
+/// beside the workspace. `None` when it is absent outside CI (a fresh clone
+/// elsewhere): the test says so and how to get it. Under `CI=true` a
+/// missing testbed fails the run — never a silent skip there.
+fn testbed() -> Option<PathBuf> {
+    let dir = std::env::var_os("FLAGD_TESTBED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("../shared/flagd-testbed"));
+    if dir.join("gherkin").is_dir() {
+        return Some(dir);
+    }
+    let how = format!(
+        "the flagd testbed is missing at {}: clone github.com/open-feature/flagd-testbed at release v3.9.0 \
+         (commit 82ba89ec) there, or point FLAGD_TESTBED at such a clone",
         dir.display()
     );
-    dir
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{how}");
+    eprintln!("NOT RUN: {how}");
+    None
 }
 
 // ---------- Gherkin ----------
@@ -602,7 +613,7 @@ fn run(testbed: &Testbed, scenario: &Scenario, transport: Transport) -> Result<b
 
 #[test]
 fn the_flagd_testbed_passes_over_ofrep_and_grpc() {
-    let root = testbed();
+    let Some(root) = testbed() else { return };
     let mut features: Vec<PathBuf> = ["gherkin", "evaluator/gherkin"]
         .iter()
         .flat_map(|dir| std::fs::read_dir(root.join(dir)).expect("features").flatten().map(|e| e.path()))

@@ -9,7 +9,9 @@ use std::time::Duration;
 use rampart_tests::{FlagDir, Rampart, output_within, rampart_bin, send};
 use serde_json::json;
 
-const FLAGS: &str = "flags:\n  checkout:\n    state: ENABLED\n    variants: { \"on\": true, \"off\": false }\n    defaultVariant: \"off\"\n  search:\n    state: ENABLED\n    variants: { old: old, new: new }\n    defaultVariant: old\n";
+/// With flag-set metadata, which the ramp's overlay merges into the flag
+/// it serves (diff must compare like with like).
+const FLAGS: &str = "metadata:\n  flagSetId: shop\n  version: \"1\"\nflags:\n  checkout:\n    state: ENABLED\n    variants: { \"on\": true, \"off\": false }\n    defaultVariant: \"off\"\n  search:\n    state: ENABLED\n    variants: { old: old, new: new }\n    defaultVariant: old\n";
 
 fn ramp(revision: u64, steps: &str) -> String {
     format!(
@@ -43,6 +45,12 @@ fn diff_names_every_change_and_export_writes_api_flags_that_load() {
     );
     assert!(put.status == 201 || put.status == 200, "{}", put.text);
 
+    // The ramp runs (its overlay serves the flag): the files as served
+    // still diff clean, or every pull request under a ramp would fail.
+    rampart_tests::eventually(Duration::from_secs(30), || {
+        let ramp = send("GET", &format!("{}/admin/v1/ramps/default/checkout-ramp", server.admin), None, None, &[]);
+        if ramp.body["percent"].as_f64() > Some(0.0) { Ok(()) } else { Err(ramp.text) }
+    });
     // The files as served: nothing to say.
     let (code, out, err) = rampart(&["diff", &flags, &ramps, "--url", &server.admin, "--exit-code"]);
     assert_eq!(code, Some(0), "{out}{err}");
@@ -74,7 +82,8 @@ fn diff_names_every_change_and_export_writes_api_flags_that_load() {
     assert!(err.contains("broken.yaml"), "{err}");
 
     // Export: the API-owned flag only, in a file that loads.
-    let exported = pr.path("exported.json");
+    // Into a folder that does not exist yet: export creates it.
+    let exported = pr.path("flags/new/exported.json");
     let (code, out, err) =
         rampart(&["export", "default", "--url", &server.admin, "-o", exported.to_str().expect("utf-8 path")]);
     assert_eq!(code, Some(0), "{out}{err}");

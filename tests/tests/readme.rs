@@ -70,7 +70,9 @@ fn inside_quotes(text: &str) -> bool {
 /// -p rampart-server --`) removed: the arguments the binary receives.
 fn rampart_arguments(line: &str) -> Option<Vec<String>> {
     let command = line.split(" #").next().unwrap_or_default().trim();
-    let rest = command.strip_prefix("rampart ").or_else(|| command.strip_prefix("cargo run -p rampart-server -- "))?;
+    let rest = command
+        .strip_prefix("rampart ")
+        .or_else(|| command.strip_prefix("cargo run --locked -p rampart-server -- "))?;
     Some(rest.split_whitespace().map(|word| word.trim_matches('\'').to_owned()).collect())
 }
 
@@ -113,10 +115,19 @@ fn run_rampart(arguments: &[String], env: &[(&str, &str)]) -> std::process::Outp
 #[test]
 fn the_readme_says_how_to_get_rampart_and_every_subcommand_it_uses_exists() {
     let readme = readme();
-    assert!(readme.contains("cargo install --path server"), "the README says how to install `rampart`");
+    assert!(readme.contains("cargo install --locked --path server"), "the README says how to install `rampart`");
     let manifest = std::fs::read_to_string(workspace().join("server/Cargo.toml")).expect("server manifest");
     assert!(manifest.contains("name = \"rampart\""), "`cargo install --path server` installs a binary named rampart");
-    assert!(readme.contains("first build takes"), "the README says how long the first build takes");
+    // Without --locked cargo re-resolves every dependency and builds a
+    // binary from versions the tests never ran.
+    for line in shell_lines(&readme) {
+        let cargo =
+            line.starts_with("cargo run") || line.starts_with("cargo install") || line.starts_with("cargo build");
+        assert!(!cargo || line.contains("--locked"), "a README command builds without --locked: {line}");
+    }
+    for words in ["`cargo install --locked", "first `cargo run` answers after", "build-essential"] {
+        assert!(readme.contains(words), "the README says how long the first build takes and what it needs: {words}");
+    }
     assert!(readme.contains("./data"), "the README says where state lives");
     assert!(
         readme.contains("needs\nroot") || readme.contains("needs root"),
@@ -324,4 +335,69 @@ fn the_readme_outcome_example_reports_both_variants_in_the_first_steps_proportio
     let server = Rampart::start(&["--flags", &flags, "--ramps", &ramps]);
     let posted = send("POST", &format!("{}/v1/outcomes", server.http), None, Some(&report), &[]);
     assert!(posted.status == 200 || posted.status == 202, "{} {}", posted.status, posted.text);
+}
+
+/// The README's CI/CD commands, run as written against the server its
+/// ramp section starts on `examples/` (only the wait's `--timeout 2h`
+/// is shortened: the example's first step holds 30 minutes).
+#[test]
+fn the_readme_ci_cd_commands_run_as_written_against_the_examples() {
+    let readme = readme();
+    let start = readme.find("### Ramps in a CI/CD pipeline").expect("the README's CI/CD section");
+    let section = &readme[start..];
+    let section = &section[..section.find("\n## ").unwrap_or(section.len())];
+    let lines = shell_lines(section);
+    let flags = workspace().join("examples/flags.yaml").to_string_lossy().into_owned();
+    let ramps = workspace().join("examples/ramps/*.yaml").to_string_lossy().into_owned();
+    let server = Rampart::start(&["--flags", &flags, "--ramps", &ramps, "--admin-insecure-local"]);
+    // As a reader would: the ramp has started (its first check) before they pause it.
+    rampart_tests::eventually(Duration::from_secs(90), || {
+        let ramp = send("GET", &format!("{}/admin/v1/ramps/default/search-v2", server.admin), None, None, &[]);
+        if ramp.body["state"].as_str().is_some_and(|state| state != "Pending") { Ok(()) } else { Err(ramp.text) }
+    });
+    let exported = tempfile::tempdir().expect("a folder for the export");
+    let mut ran = Vec::new();
+    for line in &lines {
+        if let Some(path) = line.strip_prefix("curl -s localhost:8014") {
+            let path = path.split_whitespace().next().expect("a path");
+            let reply = send("GET", &format!("{}{path}", server.admin), None, None, &[]);
+            assert_eq!(reply.status, 200, "{line}: {}", reply.text);
+            assert!(
+                ["pass", "fail", "pending"].contains(&reply.body["verdict"].as_str().unwrap_or("")),
+                "{}",
+                reply.text
+            );
+            ran.push("verdict".to_owned());
+            continue;
+        }
+        let mut arguments = rampart_arguments(line).unwrap_or_else(|| panic!("not a rampart command: {line}"));
+        let depth = if arguments[0] == "ramp" { 2 } else { 1 };
+        let name = arguments[..depth].join(" ");
+        if name == "ramp wait" {
+            let timeout = arguments.iter().position(|a| a == "--timeout").expect("a timeout") + 1;
+            arguments[timeout] = "1s".into();
+        }
+        // A quoted reason is one argument, as the shell passes it.
+        if let Some(reason) = arguments.iter().position(|a| a == "--reason") {
+            let words: Vec<String> = arguments.drain(reason + 1..).collect();
+            arguments.push(words.join(" ").trim_matches('"').to_owned());
+        }
+        let mut command = Command::new(rampart_bin());
+        command.args(&arguments).env("RAMPART_ADMIN_URL", &server.admin).env_remove("RAMPART_ADMIN_TOKEN");
+        command.current_dir(if name == "export" { exported.path().to_path_buf() } else { workspace() });
+        let output = output_within(command, Duration::from_secs(30));
+        let expected = if name == "ramp wait" { 5 } else { 0 }; // 5: timed out, the step holds
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "`{line}`: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        ran.push(name);
+    }
+    assert!(exported.path().join("exported/default-api.json").is_file(), "export created its folder and file");
+    for expected in ["ramp plan", "diff", "ramp pause", "ramp resume", "ramp wait", "export", "verdict"] {
+        assert!(ran.iter().any(|name| name == expected), "the CI/CD block runs `{expected}`: {ran:?}");
+    }
 }
