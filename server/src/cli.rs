@@ -358,7 +358,7 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// YAML file of admin tokens: `tokens: [{name, role: read|write|admin, env|sha256|value}]`.
+    /// YAML file of admin tokens: `tokens: [{name, role: read|write|admin|relay, env|sha256|value}]`.
     /// A single admin token can also come from RAMPART_ADMIN_TOKEN.
     #[arg(long, env = "RAMPART_ADMIN_TOKENS", value_name = "FILE")]
     pub admin_tokens: Option<PathBuf>,

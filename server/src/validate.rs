@@ -21,7 +21,7 @@ fn environments_of(path: &str) -> Result<Vec<String>, LoadError> {
     let text = std::fs::read_to_string(path).map_err(|e| LoadError::new(path, format!("cannot read: {e}")))?;
     let document: serde_json::Value =
         serde_saphyr::from_str_with_options(&text, rampart_engine::source::yaml_options()).map_err(|e| {
-            LoadError::new(path, format!("invalid YAML: {}", e.to_string().lines().next().unwrap_or("")))
+            LoadError::new(path, format!("invalid YAML: {}", rampart_engine::source::yaml_message(&e.to_string())))
         })?;
     match document.get("environments").and_then(serde_json::Value::as_object) {
         Some(environments) => Ok(environments.keys().cloned().collect()),

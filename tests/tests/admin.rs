@@ -120,6 +120,17 @@ fn admin_api_is_off_without_tokens_unless_insecure_local() {
     let output = rampart_tests::output_within(command, DEADLINE);
     assert_eq!(output.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
+
+    // With a token still exported, the flag would be silently ignored (every
+    // local call a 401): refused, naming the way out.
+    let mut command = std::process::Command::new(rampart_bin());
+    command
+        .args(["serve", "--flags", &flags, "--admin-insecure-local"])
+        .env("RAMPART_ADMIN_TOKEN", "an-exported-admin-token-0123456789");
+    let output = rampart_tests::output_within(command, DEADLINE);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("unset RAMPART_ADMIN_TOKEN"), "{stderr}");
 }
 
 #[test]

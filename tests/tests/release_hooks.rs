@@ -106,6 +106,21 @@ fn a_healthy_ramp_passes_and_wait_returns_when_it_completes() {
     let (status, body) = verdict(&server, "healthy", true);
     assert_eq!((status, body["verdict"].as_str()), (425, Some("pending")), "{body}");
     assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "the error shape too: {body}");
+    // With its reason phrase on the wire (a gate's log shows the status line).
+    let status_line = {
+        use std::io::{BufRead, Write};
+        let address = server.admin.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).expect("connect");
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+        let request = format!(
+            "GET /admin/v1/ramps/default/healthy/verdict?gate=true HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut line = String::new();
+        std::io::BufReader::new(stream).read_line(&mut line).expect("status line");
+        line
+    };
+    assert_eq!(status_line.trim_end(), "HTTP/1.1 425 Too Early");
 
     let _reports = Reports::start(&server, "healthy");
     let (code, output) =

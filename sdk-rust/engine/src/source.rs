@@ -80,8 +80,7 @@ impl<'a> Source<'a> {
                 bounded::yaml(self.text, yaml_options(), budget).map_err(|e| {
                     let message = e.to_string();
                     let line = yaml_error_line(&message);
-                    let first = message.lines().next().unwrap_or("").trim();
-                    let mut err = LoadError::new(self.name, format!("invalid YAML: {first}"));
+                    let mut err = LoadError::new(self.name, format!("invalid YAML: {}", yaml_message(&message)));
                     if let Some(line) = line {
                         err = err.at_line(line);
                     }
@@ -177,6 +176,21 @@ pub fn yaml_options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
     options
+}
+
+/// The first line of a YAML parser's error, in our words: without the
+/// parser's `error: ` prefix and its advice to change its options (a
+/// duplicate key reads "duplicate key 'state'", as in JSON files).
+pub fn yaml_message(error: &str) -> String {
+    let first = error.lines().next().unwrap_or("").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    match first.split_once("duplicate mapping key: ") {
+        Some((position, rest)) => {
+            let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+            format!("{position}duplicate key '{key}'")
+        }
+        None => first.to_owned(),
+    }
 }
 
 /// serde_json appends " at line L column C"; we report the line separately.
@@ -369,7 +383,7 @@ mod tests {
         let err = Source::yaml("f.yaml", "flags:\n  a: {}\n  a: {}\n")
             .parse(&InputLimits::default(), &mut budget())
             .unwrap_err();
-        assert!(err.message.contains("uplicate"), "{}", err.message);
+        assert_eq!(err.message, "invalid YAML: line 3 column 3: duplicate key 'a'");
     }
 
     #[test]

@@ -213,7 +213,7 @@ impl ServerConfig {
                     serde_saphyr::from_str_with_options(&text, rampart_engine::source::yaml_options()).map_err(
                         |e| ConfigError::Parse {
                             path: path.clone(),
-                            message: e.to_string().lines().next().unwrap_or_default().to_owned(),
+                            message: rampart_engine::source::yaml_message(&e.to_string()),
                         },
                     )?;
                 let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -301,7 +301,7 @@ impl ServerConfig {
             let tokens: TokensFile = serde_saphyr::from_str_with_options(&text, rampart_engine::source::yaml_options())
                 .map_err(|e| ConfigError::Parse {
                     path: path.clone(),
-                    message: e.to_string().lines().next().unwrap_or_default().to_owned(),
+                    message: rampart_engine::source::yaml_message(&e.to_string()),
                 })?;
             for token in tokens.tokens {
                 admin_tokens.push(admin_token(token, env)?);
@@ -316,6 +316,15 @@ impl ServerConfig {
             });
         }
         check_tokens(&admin_tokens, &environments)?;
+        if args.admin_insecure_local && !admin_tokens.is_empty() {
+            // Tokens win over the flag, so a token left exported from an
+            // earlier shell silently turned every local call into a 401.
+            return Err(ConfigError::Invalid(format!(
+                "--admin-insecure-local and admin tokens ({}) are both configured: with tokens every caller must \
+                 present one, so the flag would be ignored; drop one of them (e.g. `unset RAMPART_ADMIN_TOKEN`)",
+                admin_tokens.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
         if args.admin_insecure_local && !admin_addr.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!(
                 "--admin-insecure-local serves the admin API without tokens, so it needs a loopback admin address, not {admin_addr}"

@@ -35,7 +35,7 @@ pub fn stage_for(
 ) -> Result<Option<RampSpec>, Vec<LoadError>> {
     let error = |message: String| vec![LoadError::new(file, message)];
     let document: Value = serde_saphyr::from_str_with_options(text, rampart_engine::source::yaml_options())
-        .map_err(|e| error(format!("invalid YAML: {}", e.to_string().lines().next().unwrap_or(""))))?;
+        .map_err(|e| error(format!("invalid YAML: {}", rampart_engine::source::yaml_message(&e.to_string()))))?;
     let name = document["metadata"]["name"].as_str().ok_or_else(|| error("metadata.name is required".into()))?;
     let Some(fields) = document["spec"].as_object() else { return Err(error("spec is required".into())) };
     let Some(stages) = fields.get("stages").and_then(Value::as_array).filter(|s| !s.is_empty()) else {

@@ -139,7 +139,7 @@ pub(crate) async fn ramp_verdict(
         json!({"code": code, "message": judgement.reason, "details": null})
     });
     let step = if matches!(run.status, crate::model::Status::Pending { .. }) { 0 } else { run.step + 1 };
-    Ok(HttpResponse::build(status).json(VerdictAnswer {
+    let mut response = HttpResponse::build(status).json(VerdictAnswer {
         verdict: judgement.verdict,
         reason: judgement.reason,
         environment: view.environment.clone(),
@@ -150,7 +150,13 @@ pub(crate) async fn ramp_verdict(
         percent: f64::from(run.basis_points) / 100.0,
         evidence: view.evidence.clone(),
         error,
-    }))
+    });
+    if status.as_u16() == 425 {
+        // The http crate knows no reason phrase for 425: without one the
+        // status line reads "425 <unknown status code>".
+        response.head_mut().reason = Some("Too Early");
+    }
+    Ok(response)
 }
 
 #[utoipa::path(get, path = "/admin/v1/ramps/{environment}/{name}/history", tag = "ramps",

@@ -337,10 +337,6 @@ pub(super) fn line_of(text: &str, key: &str, occurrence: usize) -> Option<usize>
         .map(|(index, _)| index + 1)
 }
 
-pub(super) fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).to_owned()
-}
-
 pub(super) fn error_line(message: &str) -> Option<usize> {
     let index = message.find("line ")?;
     message[index + 5..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok()

@@ -18,7 +18,7 @@ mod syntax;
 
 pub use crate::model::MetricRole;
 use crate::model::{EventKind, Run, Target};
-use check::{Checker, error_line, first_line, line_of};
+use check::{Checker, error_line, line_of};
 use raw::RawFile;
 pub use syntax::{TEMPLATE_VARIABLES, check_template, parse_duration, render_template};
 
@@ -381,7 +381,7 @@ pub fn parse_all(file: &str, text: &str) -> (Option<RampSpec>, Vec<LoadError>) {
         Ok(raw) => raw,
         Err(e) => {
             let message = e.to_string();
-            let mut error = LoadError::new(file, first_line(&message));
+            let mut error = LoadError::new(file, rampart_engine::source::yaml_message(&message));
             if let Some(line) = error_line(&message) {
                 error = error.at_line(line);
             }
