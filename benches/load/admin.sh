@@ -13,7 +13,7 @@ port=${RAMPART_BENCH_PORT:-18736}
 export RAMPART_BENCH_TOKEN=bench-admin-token-000000001
 
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
-cargo build --release -q -p rampart-server
+cargo build --release --locked -q -p rampart-server
 data=$(mktemp -d)
 RAMPART_ADMIN_TOKEN=$RAMPART_BENCH_TOKEN taskset -c 0 ./target/release/rampart serve --flags examples/flags.yaml \
   --data-dir "$data" --http-addr "127.0.0.1:$port" --admin-addr "127.0.0.1:$((port + 1))" --workers 1 --log warn &

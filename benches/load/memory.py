@@ -4,7 +4,7 @@
 flag file is refused, with 2,000 SSE clients that never read, after 20
 changes, after they disconnect, and after the next requests.
 
-    cargo build --release -p rampart-server
+    cargo build --release --locked -p rampart-server
     python3 benches/load/memory.py target/release/rampart
 """
 import json, os, resource, socket, subprocess, sys, tempfile, time, urllib.request

@@ -2,6 +2,11 @@
 -- on every request, cycling over the example flags.
 local flags = {"welcome-banner", "search-results-per-page", "discount-rate", "theme", "new-checkout"}
 local counter = 0
+-- With RAMPART_BENCH_SDK_KEY set (ofrep.sh passes it on), every request
+-- carries the key, as SDKs send it.
+local headers = {["Content-Type"] = "application/json"}
+local key = os.getenv("RAMPART_BENCH_SDK_KEY")
+if key and key ~= "" then headers["Authorization"] = "Bearer " .. key end
 
 request = function()
   counter = counter + 1
@@ -9,7 +14,7 @@ request = function()
   local body = string.format(
     '{"context":{"targetingKey":"user-%d","email":"user%d@example.com","country":"NO","tier":"silver","appVersion":"2.%d.0"}}',
     counter, counter, counter % 7)
-  return wrk.format("POST", "/ofrep/v1/evaluate/flags/" .. flag, {["Content-Type"] = "application/json"}, body)
+  return wrk.format("POST", "/ofrep/v1/evaluate/flags/" .. flag, headers, body)
 end
 
 done = function(summary, latency, requests)

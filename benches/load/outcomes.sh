@@ -12,7 +12,7 @@ connections=${2:-64}
 port=${RAMPART_BENCH_PORT:-18746}
 
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
-cargo build --release -q -p rampart-server
+cargo build --release --locked -q -p rampart-server
 dir=$(mktemp -d)
 cat > "$dir/ramp.yaml" <<'YAML'
 apiVersion: rampart.dev/v1

@@ -10,8 +10,8 @@ cd "$(dirname "$0")/../.."
 rounds=${1:-20}
 counts=${2:-"1000 10000"}
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-cargo build --release -q -p rampart-server
-cargo build --release -q -p rampart-benches --bin propagation
+cargo build --release --locked -q -p rampart-server
+cargo build --release --locked -q -p rampart-benches --bin propagation
 token=propagation-bench-token-0001
 base=18900
 for protocol in ${PROTOCOLS:-grpc sse}; do

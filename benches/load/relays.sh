@@ -18,8 +18,8 @@ rounds=${1:-20}
 per_relay=${2:-1000}
 protocols=${3:-"grpc sse"}
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-cargo build --release -q -p rampart-server
-cargo build --release -q -p rampart-benches --bin propagation
+cargo build --release --locked -q -p rampart-server
+cargo build --release --locked -q -p rampart-benches --bin propagation
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 admin=relays-bench-admin-token-01
 relay=relays-bench-relay-token-01

@@ -15,8 +15,8 @@ rounds=${1:-20}
 per_replica=${2:-1000}
 protocols=${3:-"sse grpc"}
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-cargo build --release -q -p rampart-server
-cargo build --release -q -p rampart-benches --bin propagation
+cargo build --release --locked -q -p rampart-server
+cargo build --release --locked -q -p rampart-benches --bin propagation
 token=replicas-bench-token-00001
 redis_port=18990
 work=$(mktemp -d)

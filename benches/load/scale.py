@@ -7,7 +7,7 @@ the median admin PUT of one API flag, and one bulk OFREP answer.
 Flags come in three shapes, a third each: a static boolean; three
 targeting clauses and a three-way `fractional`; a `sem_ver` rule.
 
-    cargo build --release -p rampart-server
+    cargo build --release --locked -p rampart-server
     python3 benches/load/scale.py target/release/rampart [1000 10000 100000]
 """
 import json, os, shutil, statistics, subprocess, sys, tempfile, time, urllib.request

@@ -50,6 +50,11 @@ pub enum KeyRejection {
     /// An SDK key, where the environment takes outcome reports only from
     /// reporter keys (the default).
     NotAReporter,
+    /// A relay that has not yet received its environments' keys from the
+    /// upstream: it cannot tell a valid key from an invalid one yet, so it
+    /// answers "not ready, retry" (503) rather than "never" (401, which
+    /// SDKs take as permanent).
+    NotReady,
 }
 
 impl KeyRejection {
@@ -64,6 +69,9 @@ impl KeyRejection {
             KeyRejection::AdminToken => {
                 "admin tokens are for the admin API: use an SDK key (or a reporter key for outcome reports)"
             }
+            KeyRejection::NotReady => {
+                "this relay has not received its environments' keys from its upstream yet; retry shortly"
+            }
             KeyRejection::NotAReporter => {
                 "SDK keys are public (they ship in client apps), so this environment does not let them feed its \
                  ramps: configure reporterKeys for it and report with one from your servers (or, knowing the \
@@ -76,6 +84,11 @@ impl KeyRejection {
     /// rather than not authenticated (401, `UNAUTHENTICATED`).
     pub fn is_forbidden(self) -> bool {
         matches!(self, KeyRejection::AdminToken | KeyRejection::NotAReporter)
+    }
+
+    /// Whether asking again shortly may succeed (503, `UNAVAILABLE`).
+    pub fn is_temporary(self) -> bool {
+        self == KeyRejection::NotReady
     }
 }
 
@@ -97,20 +110,22 @@ impl Environments {
         key: Option<&str>,
         purpose: Purpose,
     ) -> Result<(&Arc<Environment>, Trust), KeyRejection> {
-        let digest = key.map(KeyDigest::of);
         let keys = self.keys.load();
-        if digest.is_some_and(|digest| keys.admin_tokens.contains(&digest) || keys.relay_tokens.contains_key(&digest)) {
+        let resolved = key.map(|key| keys.resolve(key));
+        if resolved.is_some_and(|resolved| resolved.admin) {
             return Err(KeyRejection::AdminToken);
         }
         if purpose == Purpose::Report
-            && let Some(&index) = digest.and_then(|digest| keys.reporters.get(&digest))
+            && let Some(index) = resolved.and_then(|resolved| resolved.reporter)
         {
             return Ok((&self.list[index], Trust::Reporter));
         }
-        let index = match digest {
+        let unknown = if keys.waiting { KeyRejection::NotReady } else { KeyRejection::Unknown };
+        let index = match resolved {
             _ if keys.open => return Ok((&self.list[0], Trust::Reporter)),
+            None if keys.waiting => return Err(KeyRejection::NotReady),
             None => return Err(KeyRejection::Missing),
-            Some(digest) => *keys.by_key.get(&digest).ok_or(KeyRejection::Unknown)?,
+            Some(resolved) => resolved.sdk.ok_or(unknown)?,
         };
         if purpose == Purpose::Report && !keys.sdk_key_outcomes.get(index).copied().unwrap_or(false) {
             return Err(KeyRejection::NotAReporter);
@@ -189,6 +204,7 @@ impl Environments {
             relay_tokens: current.local_relay_tokens.clone(),
             sdk_key_outcomes: vec![false; self.list.len()],
             open: self.list.len() == 1 && relayed[0].as_ref().is_some_and(|c| c.open),
+            waiting: relayed.iter().any(Option::is_none),
             ..KeyTable::default()
         };
         for (index, credentials) in relayed.iter().enumerate() {

@@ -42,6 +42,54 @@ pub(super) struct KeyTable {
     pub(super) relay_tokens: HashMap<KeyDigest, (String, Vec<usize>)>,
     /// The relay tokens configured here (kept when upstream credentials change).
     pub(super) local_relay_tokens: HashMap<KeyDigest, (String, Vec<usize>)>,
+    /// A relay still waiting for some environment's keys from its upstream.
+    pub(super) waiting: bool,
+    /// Presented keys already resolved (see [`KeyTable::resolve`]).
+    pub(super) resolved: KeyCache,
+}
+
+/// What a presented key reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Resolved {
+    /// An admin or relay token (refused where a key is expected).
+    pub(super) admin: bool,
+    pub(super) reporter: Option<usize>,
+    pub(super) sdk: Option<usize>,
+}
+
+/// Presented SDK and reporter keys mapped to what they reach, so a request
+/// costs a hash lookup instead of a SHA-256 of its key (about 1 µs, a tenth
+/// of an OFREP request's server time). Only keys that reach an environment
+/// are kept: the cache holds at most one entry per configured key (a flood
+/// of invalid keys adds nothing), and admin tokens are never kept. A new
+/// key table (a configuration or upstream change) starts an empty cache,
+/// so a removed key stops working at once.
+#[derive(Debug, Default)]
+pub(super) struct KeyCache {
+    map: ArcSwap<HashMap<Box<str>, Resolved>>,
+    writer: std::sync::Mutex<()>,
+}
+
+impl KeyTable {
+    /// What `key` reaches: from the cache, else by its digest.
+    pub(super) fn resolve(&self, key: &str) -> Resolved {
+        if let Some(resolved) = self.resolved.map.load().get(key) {
+            return *resolved;
+        }
+        let digest = KeyDigest::of(key);
+        let resolved = Resolved {
+            admin: self.admin_tokens.contains(&digest) || self.relay_tokens.contains_key(&digest),
+            reporter: self.reporters.get(&digest).copied(),
+            sdk: self.by_key.get(&digest).copied(),
+        };
+        if !resolved.admin && (resolved.reporter.is_some() || resolved.sdk.is_some()) {
+            let _writer = self.resolved.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = HashMap::clone(&self.resolved.map.load());
+            map.insert(key.into(), resolved);
+            self.resolved.map.store(Arc::new(map));
+        }
+        resolved
+    }
 }
 
 /// Who may use one environment, as digests: what an upstream sends a relay.
@@ -137,6 +185,9 @@ impl Environments {
             admin_tokens,
             relay_tokens: local_relay_tokens.clone(),
             local_relay_tokens,
+            // A relay knows its keys once the upstream has sent them.
+            waiting: config.relay.is_some(),
+            resolved: KeyCache::default(),
         };
         let relayed = std::sync::Mutex::new(vec![None; list.len()]);
         Ok(Environments { list, keys: ArcSwap::from_pointee(keys), relayed, epoch })
@@ -148,5 +199,36 @@ impl Environments {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Environment>> {
         self.list.iter().find(|e| e.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(keys: &[(&str, usize)]) -> KeyTable {
+        KeyTable {
+            by_key: keys.iter().map(|(key, index)| (KeyDigest::of(key), *index)).collect(),
+            admin_tokens: [KeyDigest::of("an-admin-token")].into_iter().collect(),
+            ..KeyTable::default()
+        }
+    }
+
+    #[test]
+    fn resolved_keys_are_cached_and_only_keys_that_reach_something() {
+        let keys = table(&[("sdk-key-production", 0), ("sdk-key-staging", 1)]);
+        let expected = Resolved { admin: false, reporter: None, sdk: Some(1) };
+        assert_eq!(keys.resolve("sdk-key-staging"), expected);
+        assert_eq!(keys.resolve("sdk-key-staging"), expected, "the same from the cache");
+        for attempt in 0..1000 {
+            assert_eq!(keys.resolve(&format!("guess-{attempt}")).sdk, None);
+        }
+        assert!(keys.resolve("an-admin-token").admin);
+        assert_eq!(keys.resolved.map.load().len(), 1, "invalid keys and admin tokens are never kept");
+        assert_eq!(keys.resolve("sdk-key-production").sdk, Some(0));
+        assert_eq!(keys.resolved.map.load().len(), 2, "at most one entry per configured key");
+        // A new table (keys changed) starts empty: a removed key stops at once.
+        let changed = table(&[("sdk-key-production", 0)]);
+        assert_eq!(changed.resolve("sdk-key-staging").sdk, None);
     }
 }

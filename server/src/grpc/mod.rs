@@ -70,7 +70,9 @@ impl crate::services::Services {
 
 impl From<KeyRejection> for Status {
     fn from(rejection: KeyRejection) -> Status {
-        if rejection.is_forbidden() {
+        if rejection.is_temporary() {
+            Status::unavailable(rejection.message())
+        } else if rejection.is_forbidden() {
             Status::permission_denied(rejection.message())
         } else {
             Status::unauthenticated(rejection.message())

@@ -21,7 +21,9 @@ pub(crate) fn sdk_key(headers: &HeaderMap) -> Option<&str> {
 /// shape, 401 with a `WWW-Authenticate` challenge or 403.
 pub(crate) fn evaluation_refused(rejection: KeyRejection) -> HttpResponse {
     let body = serde_json::json!({"errorCode": "GENERAL", "errorDetails": rejection.message()});
-    if rejection.is_forbidden() {
+    if rejection.is_temporary() {
+        HttpResponse::ServiceUnavailable().insert_header((header::RETRY_AFTER, "1")).json(body)
+    } else if rejection.is_forbidden() {
         HttpResponse::Forbidden().json(body)
     } else {
         HttpResponse::Unauthorized().insert_header((header::WWW_AUTHENTICATE, "Bearer")).json(body)
@@ -30,7 +32,10 @@ pub(crate) fn evaluation_refused(rejection: KeyRejection) -> HttpResponse {
 
 impl From<KeyRejection> for ApiError {
     fn from(rejection: KeyRejection) -> ApiError {
-        if rejection.is_forbidden() {
+        if rejection.is_temporary() {
+            ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "NOT_READY", rejection.message())
+                .with_retry_after(std::time::Duration::from_secs(1))
+        } else if rejection.is_forbidden() {
             ApiError::forbidden(rejection.message())
         } else {
             ApiError::unauthorized(rejection.message())
