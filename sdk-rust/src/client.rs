@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rampart_engine::{Context, ErrorCode, FlagSet, Reason, Source, Typed};
@@ -13,23 +13,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::outcomes::Outcome;
+use crate::pending::Outcome;
+use crate::state::{Config, State, Status, unix_now};
 use crate::sync;
-
-/// Where the client stands with the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Status {
-    /// No flags yet: not connected, no bootstrap file.
-    NotReady,
-    /// Connected and up to date.
-    Ready,
-    /// Serving the last known (or bootstrap) values while disconnected.
-    Stale,
-    /// The server refuses the client (e.g. an unknown SDK key); it keeps
-    /// serving what it has and keeps retrying.
-    Error(String),
-}
 
 /// One evaluation with its explanation.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,71 +25,6 @@ pub struct Details<T> {
     pub reason: Reason,
     pub error_code: Option<ErrorCode>,
     pub error_message: Option<String>,
-}
-
-type Listener = Arc<dyn Fn(&[String]) + Send + Sync>;
-
-/// What the client and its sync task share.
-pub(crate) struct State {
-    /// Unique in the process: what the thread-local cache keys on (an
-    /// address can be reused by the next client).
-    id: u64,
-    pub(crate) flags: ArcSwap<FlagSet>,
-    /// Bumped with every new flag set, so evaluating threads can keep the
-    /// current set in a thread-local cache and check it with one atomic load.
-    generation: AtomicU64,
-    pub(crate) status: watch::Sender<Status>,
-    /// The server's epoch and the last version applied, to resume from.
-    pub(crate) position: Mutex<(String, u64)>,
-    listeners: Mutex<Vec<Listener>>,
-    /// Unix seconds, refreshed by the sync task, so an evaluation needs no
-    /// clock read (`$flagd.timestamp` has one-second resolution anyway).
-    pub(crate) now: AtomicI64,
-    pub(crate) config: Config,
-    /// Outcome counts waiting to be sent.
-    pub(crate) outcomes: crate::outcomes::Pending,
-}
-
-impl std::fmt::Debug for State {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("status", &*self.status.borrow()).finish_non_exhaustive()
-    }
-}
-
-impl State {
-    /// Publishes a new flag set and tells the listeners which keys changed.
-    pub(crate) fn replace(&self, flags: FlagSet, changed: &[String]) {
-        self.flags.store(Arc::new(flags));
-        self.generation.fetch_add(1, Ordering::Release);
-        let listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for listener in listeners {
-            listener(changed);
-        }
-    }
-
-    pub(crate) fn set_status(&self, status: Status) {
-        self.status.send_if_modified(|current| {
-            let changed = *current != status;
-            *current = status;
-            changed
-        });
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) endpoint: Option<String>,
-    pub(crate) sdk_key: Option<String>,
-    /// Sent with outcome reports instead of the SDK key, for environments
-    /// that accept outcomes only from reporter keys.
-    pub(crate) reporter_key: Option<String>,
-    pub(crate) connect_timeout: Duration,
-    /// With no message (heartbeats included) for this long, reconnect.
-    pub(crate) idle_timeout: Duration,
-    pub(crate) backoff_initial: Duration,
-    pub(crate) backoff_max: Duration,
-    /// How often recorded outcomes are sent.
-    pub(crate) outcome_interval: Duration,
 }
 
 /// A Rampart client. Cheap to clone; the background sync stops when the
@@ -229,7 +150,7 @@ impl ClientBuilder {
             listeners: Mutex::new(Vec::new()),
             now: AtomicI64::new(unix_now()),
             config: self.config,
-            outcomes: crate::outcomes::Pending::default(),
+            outcomes: crate::pending::Pending::default(),
         });
         let stop = CancellationToken::new();
         runtime.spawn(sync::run(state.clone(), stop.clone()));
@@ -256,13 +177,6 @@ fn load_bootstrap(path: &PathBuf) -> Result<FlagSet, Error> {
         std::fs::read_to_string(path).map_err(|e| Error::Bootstrap { path: name.clone(), message: e.to_string() })?;
     FlagSet::load(&[Source::from_path(&name, &text)])
         .map_err(|e| Error::Bootstrap { path: name, message: e.to_string() })
-}
-
-/// The SDK's one reading of the system clock: its coarse clock (kept by
-/// the sync task, read by evaluations) starts and is refreshed from here.
-#[allow(clippy::disallowed_methods)]
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or_default()
 }
 
 /// One client's flag set as a thread last saw it.

@@ -35,10 +35,13 @@
 mod client;
 mod error;
 mod outcomes;
+mod pending;
 pub mod provider;
+mod state;
 mod sync;
 
-pub use client::{Client, ClientBuilder, Details, Status};
+pub use client::{Client, ClientBuilder, Details};
 pub use error::Error;
-pub use outcomes::Outcome;
+pub use pending::Outcome;
 pub use rampart_engine::{Context, ErrorCode, Reason};
+pub use state::Status;

@@ -5,7 +5,7 @@
 //! cannot be reached, up to a bound.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_proto::rampart::v1::flag_sync_client::FlagSyncClient;
@@ -13,60 +13,9 @@ use rampart_proto::rampart::v1::{Outcome as OutcomeMessage, OutcomeBatch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::client::State;
 use crate::error::Error;
-
-/// How a request served with a flag's variant went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Outcome {
-    Ok,
-    Error,
-}
-
-/// Distinct (flag, variant, targeting key) counters kept at most; beyond
-/// that new keys are dropped (and counted) rather than growing without bound.
-const MAX_PENDING: usize = 10_000;
-
-type Key = (String, String, Option<String>);
-/// (ok, error) per key.
-type Counts = HashMap<Key, (u64, u64)>;
-
-/// Counts waiting to be sent.
-#[derive(Debug, Default)]
-pub(crate) struct Pending {
-    counts: Mutex<HashMap<Key, (u64, u64)>>,
-    dropped: std::sync::atomic::AtomicU64,
-}
-
-impl Pending {
-    pub(crate) fn add(&self, key: Key, ok: u64, error: u64) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let full = counts.len() >= MAX_PENDING;
-        match counts.get_mut(&key) {
-            Some(entry) => {
-                entry.0 += ok;
-                entry.1 += error;
-            }
-            None if full => {
-                self.dropped.fetch_add(ok + error, std::sync::atomic::Ordering::Relaxed);
-            }
-            None => {
-                counts.insert(key, (ok, error));
-            }
-        }
-    }
-
-    fn take(&self) -> HashMap<Key, (u64, u64)> {
-        std::mem::take(&mut *self.counts.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    fn restore(&self, counts: HashMap<Key, (u64, u64)>) {
-        for (key, (ok, error)) in counts {
-            self.add(key, ok, error);
-        }
-    }
-}
+use crate::pending::Counts;
+use crate::state::State;
 
 /// How many times a batch the server found too large for now is halved
 /// and sent again within one flush.
@@ -195,6 +144,7 @@ pub(crate) async fn run(state: Arc<State>, interval: Duration, stop: Cancellatio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pending::Key;
 
     fn key(variant: &str, targeting_key: Option<&str>) -> Key {
         ("flag".to_owned(), variant.to_owned(), targeting_key.map(str::to_owned))

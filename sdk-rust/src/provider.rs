@@ -12,7 +12,8 @@ use open_feature::{
 use rampart_engine::{Context, ErrorCode, Reason};
 use serde_json::Value;
 
-use crate::client::{Client, Details, Status};
+use crate::client::{Client, Details};
+use crate::state::Status;
 
 /// `open_feature::provider::FeatureProvider` backed by a Rampart [`Client`].
 #[derive(Debug)]

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Code;
 use tonic::transport::Endpoint;
 
-use crate::client::{State, Status, unix_now};
+use crate::state::{State, Status, unix_now};
 
 /// How a session with the server ended.
 enum Ended {

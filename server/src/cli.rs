@@ -247,7 +247,7 @@ pub struct RampWaitArgs {
     pub target: RampTarget,
     /// `completed`, or `percent:N` (reached at N % or more).
     #[arg(long, default_value = "completed")]
-    pub until: crate::ramp_client::Until,
+    pub until: Until,
     /// How long to wait at most, e.g. `30m`, `2h`.
     #[arg(long, default_value = "1h", value_parser = duration)]
     pub timeout: std::time::Duration,
@@ -256,8 +256,31 @@ pub struct RampWaitArgs {
     pub interval: std::time::Duration,
 }
 
+/// What `wait` waits for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Until {
+    Completed,
+    /// At least this percent (or completed).
+    Percent(f64),
+}
+
+impl std::str::FromStr for Until {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Until, String> {
+        if text == "completed" {
+            return Ok(Until::Completed);
+        }
+        let percent = text
+            .strip_prefix("percent:")
+            .and_then(|p| p.trim_end_matches('%').parse::<f64>().ok())
+            .filter(|p| (0.0..=100.0).contains(p));
+        percent.map(Until::Percent).ok_or_else(|| format!("'{text}': expected completed or percent:N (0-100)"))
+    }
+}
+
 fn duration(text: &str) -> Result<std::time::Duration, String> {
-    crate::ramp::spec::parse_duration(text)
+    crate::time::parse_duration(text)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("'{text}': expected a duration such as 90s, 30m or 2h"))
 }

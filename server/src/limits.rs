@@ -271,6 +271,55 @@ impl LimitsFile {
 }
 
 /// Why something was refused, as the `limit` label of
+/// Why an outcome report was refused before it was acknowledged: the
+/// `reason` label of `rampart_outcomes_refused_total` (docs/limits.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutcomeRefusal {
+    /// An SDK key, where the environment takes reports from reporter keys only.
+    SdkKey,
+    EntryCount,
+    RequestCount,
+    Rate,
+    /// An SDK-key report whose entry is not one outcome.
+    SdkKeyCounts,
+    /// An SDK-key report whose entry names no targeting key.
+    SdkKeyWithoutTargetingKey,
+    /// More than one reporter key or relay may add to an arm per window.
+    SourceVolume,
+    /// More than one client address may add to an arm per minute.
+    ClientVolume,
+    /// More than one targeting key may account for per minute.
+    ContextVolume,
+}
+
+impl OutcomeRefusal {
+    pub const ALL: [OutcomeRefusal; 9] = [
+        OutcomeRefusal::SdkKey,
+        OutcomeRefusal::EntryCount,
+        OutcomeRefusal::RequestCount,
+        OutcomeRefusal::Rate,
+        OutcomeRefusal::SdkKeyCounts,
+        OutcomeRefusal::SdkKeyWithoutTargetingKey,
+        OutcomeRefusal::SourceVolume,
+        OutcomeRefusal::ClientVolume,
+        OutcomeRefusal::ContextVolume,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeRefusal::SdkKey => "sdk_key",
+            OutcomeRefusal::EntryCount => "entry_count",
+            OutcomeRefusal::RequestCount => "request_count",
+            OutcomeRefusal::Rate => "rate",
+            OutcomeRefusal::SdkKeyCounts => "sdk_key_counts",
+            OutcomeRefusal::SdkKeyWithoutTargetingKey => "sdk_key_without_targeting_key",
+            OutcomeRefusal::SourceVolume => "source_volume",
+            OutcomeRefusal::ClientVolume => "client_volume",
+            OutcomeRefusal::ContextVolume => "context_volume",
+        }
+    }
+}
+
 /// `rampart_limit_rejections_total`: stable names, a bounded set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rejection {

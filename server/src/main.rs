@@ -47,7 +47,7 @@ fn main() -> ExitCode {
 fn ramp(command: RampCommand) -> ExitCode {
     use rampart_server::ramp_client;
     match command {
-        RampCommand::Replay(args) => rampart_server::ramp::replay::run(&args),
+        RampCommand::Replay(args) => rampart_server::commands::ramp_replay::run(&args),
         RampCommand::Status(target) => ramp_client::status(&target),
         RampCommand::Pause(args) => ramp_client::command("pause", &args),
         RampCommand::Resume(args) => ramp_client::command("resume", &args),
@@ -55,7 +55,7 @@ fn ramp(command: RampCommand) -> ExitCode {
         RampCommand::Abort(args) => ramp_client::command("abort", &args),
         RampCommand::Approve(args) => ramp_client::command("approve", &args),
         RampCommand::Wait(args) => ramp_client::wait(&args),
-        RampCommand::Plan(args) => rampart_server::ramp::plan::run(&args),
+        RampCommand::Plan(args) => rampart_server::commands::ramp_plan::run(&args),
     }
 }
 

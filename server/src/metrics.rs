@@ -10,6 +10,8 @@ use prometheus::{
 };
 use rampart_engine::Reason;
 
+use crate::limits::OutcomeRefusal;
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -112,8 +114,8 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
-        for reason in crate::ramp::outcome_gate::REASONS {
-            outcomes_refused.with_label_values(&[reason]);
+        for reason in OutcomeRefusal::ALL {
+            outcomes_refused.with_label_values(&[reason.as_str()]);
         }
         let webhook_deliveries = IntCounterVec::new(
             Opts::new("webhook_deliveries_total", "Ramp webhook attempts, by result (delivered, failed, dropped)"),
@@ -296,10 +298,13 @@ impl Metrics {
         self.relay_subscriptions.with_label_values(&[relay, environment]).inc();
     }
 
-    /// Counts an outcome report refused before it was acknowledged.
-    pub fn refused_outcomes(&self, refused: &crate::ramp::outcome_gate::Refused) {
-        self.outcomes_refused.with_label_values(&[refused.reason()]).inc();
-        self.rejected(refused.rejection());
+    /// Counts an outcome report refused before it was acknowledged (and
+    /// the limit it hit, if one did).
+    pub fn refused_outcome(&self, reason: OutcomeRefusal, rejection: Option<crate::limits::Rejection>) {
+        self.outcomes_refused.with_label_values(&[reason.as_str()]).inc();
+        if let Some(rejection) = rejection {
+            self.rejected(rejection);
+        }
     }
 
     /// Counts an input refused by a limit.

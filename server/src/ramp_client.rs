@@ -16,31 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::admin_client::{AdminClient, Failure, report};
-use crate::cli::{RampActionArgs, RampTarget, RampWaitArgs, ReleaseTarget, ReleaseWaitArgs};
+use crate::cli::{RampActionArgs, RampTarget, RampWaitArgs, ReleaseTarget, ReleaseWaitArgs, Until};
 use crate::exit;
-
-/// What `wait` waits for.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Until {
-    Completed,
-    /// At least this percent (or completed).
-    Percent(f64),
-}
-
-impl std::str::FromStr for Until {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Until, String> {
-        if text == "completed" {
-            return Ok(Until::Completed);
-        }
-        let percent = text
-            .strip_prefix("percent:")
-            .and_then(|p| p.trim_end_matches('%').parse::<f64>().ok())
-            .filter(|p| (0.0..=100.0).contains(p));
-        percent.map(Until::Percent).ok_or_else(|| format!("'{text}': expected completed or percent:N (0-100)"))
-    }
-}
 
 /// One ramp of a running server.
 struct Api {

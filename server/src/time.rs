@@ -1,6 +1,7 @@
 //! Time: the one [`Clock`] everything that records or compares wall time
-//! reads (ramps, webhooks, outcome buckets, snapshots, evaluations), and
-//! RFC 3339 rendering and parsing (UTC only).
+//! reads (ramps, webhooks, outcome buckets, snapshots, evaluations), RFC
+//! 3339 rendering and parsing (UTC only), and durations as people write
+//! them (`90s`, `1h30m`) in files and on the command line.
 //!
 //! Only this module reads the system clock (a clippy rule forbids
 //! `SystemTime::now` elsewhere), so tests can run the ramp controller on a
@@ -134,6 +135,33 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// Parses a duration like `90s`, `1m`, `1h30m`, `500ms` or `2d`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let seconds = match &rest[..unit_end] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            _ => return None,
+        };
+        rest = &rest[unit_end..];
+        total += Duration::try_from_secs_f64(value * seconds).ok()?;
+    }
+    Some(total)
 }
 
 #[cfg(test)]

@@ -112,3 +112,11 @@ impl From<LoadError> for LoadErrors {
         LoadErrors(vec![error])
     }
 }
+
+/// serde_json appends " at line L column C"; we report the line separately.
+pub(crate) fn strip_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(index) => &message[..index],
+        None => message,
+    }
+}

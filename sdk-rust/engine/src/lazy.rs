@@ -61,7 +61,7 @@ pub(crate) fn flag(text: &str, raw: &RawValue, budget: &mut NodeBudget) -> Resul
         // The slice lies inside `text`: its offset gives the lines before it.
         let offset = (slice.as_ptr() as usize).saturating_sub(text.as_ptr() as usize).min(text.len());
         let before = text[..offset].bytes().filter(|b| *b == b'\n').count();
-        (crate::source::strip_position(&error.to_string()).to_owned(), before + error.line())
+        (crate::error::strip_position(&error.to_string()).to_owned(), before + error.line())
     })
 }
 

@@ -51,7 +51,6 @@ mod js;
 mod lazy;
 pub mod limits;
 mod lint;
-mod ops;
 pub mod ramp;
 mod rule;
 pub use rule::CompiledRule;

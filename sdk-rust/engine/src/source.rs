@@ -67,8 +67,11 @@ impl<'a> Source<'a> {
         }
         let result = match self.format {
             Format::Json => bounded::json(self.text, budget).map_err(|e| {
-                let mut error = LoadError::new(self.name, format!("invalid JSON: {}", strip_position(&e.to_string())))
-                    .at_line(e.line());
+                let mut error = LoadError::new(
+                    self.name,
+                    format!("invalid JSON: {}", crate::error::strip_position(&e.to_string())),
+                )
+                .at_line(e.line());
                 error.malformed =
                     matches!(e.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof);
                 error
@@ -105,8 +108,9 @@ impl<'a> Source<'a> {
             return self.parse(limits, budget).map(crate::lazy::Document::Whole);
         }
         crate::lazy::json(self.text, budget).map_err(|e| {
-            let mut error = LoadError::new(self.name, format!("invalid JSON: {}", strip_position(&e.to_string())))
-                .at_line(e.line());
+            let mut error =
+                LoadError::new(self.name, format!("invalid JSON: {}", crate::error::strip_position(&e.to_string())))
+                    .at_line(e.line());
             error.malformed =
                 matches!(e.classify(), serde_json::error::Category::Syntax | serde_json::error::Category::Eof);
             match budget.exceeded {
@@ -190,14 +194,6 @@ pub fn yaml_message(error: &str) -> String {
             format!("{position}duplicate key '{key}'")
         }
         None => first.to_owned(),
-    }
-}
-
-/// serde_json appends " at line L column C"; we report the line separately.
-pub(crate) fn strip_position(message: &str) -> &str {
-    match message.rfind(" at line ") {
-        Some(index) => &message[..index],
-        None => message,
     }
 }
 

@@ -39,7 +39,7 @@ pub(super) struct ConfigFile {
     #[serde(default)]
     pub(super) environments: BTreeMap<String, EnvironmentFile>,
     /// Run as a relay of this upstream.
-    pub(super) upstream: Option<crate::relay::UpstreamFile>,
+    pub(super) upstream: Option<super::relay::UpstreamFile>,
 }
 
 /// An admin token in `rampart.yaml` or a tokens file.

@@ -24,6 +24,7 @@
 
 mod file;
 mod keys;
+mod relay;
 mod store;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -36,6 +37,7 @@ use sha2::{Digest, Sha256};
 use crate::cli::{LogFormat, ServeArgs};
 use file::{ConfigFile, TokensFile};
 use keys::{admin_token, check_keys, check_tokens, environment_config, secret_digest};
+pub use relay::{RelayConfig, TOKEN_VARIABLE};
 use store::store_config;
 pub use store::{DEFAULT_RAMP_LEASE, RedisOptions, StoreConfig, redact};
 
@@ -89,7 +91,7 @@ pub struct ServerConfig {
     /// invalid flag answers PARSE_ERROR, as in flagd).
     pub strict_flags: bool,
     /// Set when this process is a relay: its flags come from the upstream.
-    pub relay: Option<crate::relay::RelayConfig>,
+    pub relay: Option<RelayConfig>,
 }
 
 /// What an admin token may do. Ordered: each role includes the ones before.
@@ -240,7 +242,7 @@ impl ServerConfig {
         }
 
         let config_base = base.clone().unwrap_or_default();
-        let relay = crate::relay::RelayConfig::resolve(args, file.upstream.take(), &config_base, env)?;
+        let relay = RelayConfig::resolve(args, file.upstream.take(), &config_base, env)?;
         let environments = match (&args.config, args.flags.is_empty()) {
             _ if relay.is_some() => {
                 if !args.flags.is_empty() || !file.environments.is_empty() {

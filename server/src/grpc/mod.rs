@@ -60,7 +60,7 @@ impl crate::services::Services {
             Ok((environment, trust)) => Ok((environment.clone(), trust)),
             Err(rejection) => {
                 if rejection == KeyRejection::NotAReporter {
-                    self.metrics.outcomes_refused.with_label_values(&["sdk_key"]).inc();
+                    self.metrics.refused_outcome(crate::limits::OutcomeRefusal::SdkKey, None);
                 }
                 Err(Status::from(rejection))
             }

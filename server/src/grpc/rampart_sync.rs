@@ -109,7 +109,7 @@ fn report(o: rampart_proto::rampart::v1::Outcome) -> Report {
 
 impl RampartSync {
     fn refused(&self, refused: Refused) -> Status {
-        self.state.metrics.refused_outcomes(&refused);
+        refused.count(&self.state.metrics);
         answer(refused)
     }
 
@@ -165,7 +165,7 @@ impl RampartSync {
             crate::ramp::outcomes::check(reports).map_err(|error| Status::invalid_argument(error.to_string()))?;
             // Too large for one request: the relay sends it in smaller parts.
             self.state.outcomes.check_counts(Trust::Reporter, reports).map_err(|refused| {
-                self.state.metrics.refused_outcomes(&refused);
+                refused.count(&self.state.metrics);
                 Status::resource_exhausted(refused.to_string())
             })?;
             all.extend(reports.iter().cloned());
@@ -174,7 +174,7 @@ impl RampartSync {
         let parts: Vec<Part<'_>> =
             by_second.iter().map(|(second, reports)| Part { second: *second, reports: reports.as_slice() }).collect();
         // A relay in the middle of a chain passes them on.
-        let (accepted, ignored) = crate::ramp::outcomes::take(&self.state, &environment.name, &origin, &parts)
+        let (accepted, ignored) = crate::services::outcomes::take(&self.state, &environment.name, &origin, &parts)
             .await
             .map_err(|error| self.record_error(error))?;
         claimed.applied();
@@ -243,7 +243,7 @@ impl FlagSync for RampartSync {
         crate::ramp::outcomes::check(&reports).map_err(|error| Status::invalid_argument(error.to_string()))?;
         state.outcomes.check_counts(trust, &reports).map_err(|r| self.refused(r))?;
         let parts = [Part { second: state.clock.now_millis() / 1000, reports: &reports }];
-        let (accepted, ignored) = crate::ramp::outcomes::take(state, &environment.name, &origin, &parts)
+        let (accepted, ignored) = crate::services::outcomes::take(state, &environment.name, &origin, &parts)
             .await
             .map_err(|error| self.record_error(error))?;
         Ok(Response::new(OutcomeReply { accepted: accepted as u64, ignored: ignored as u64 }))

@@ -40,7 +40,7 @@ async fn record(
     let key = super::credentials::sdk_key(request.headers());
     let (environment, trust) = state.environments.reporter(key).inspect_err(|rejection| {
         if *rejection == crate::environment::KeyRejection::NotAReporter {
-            state.metrics.outcomes_refused.with_label_values(&["sdk_key"]).inc();
+            state.metrics.refused_outcome(crate::limits::OutcomeRefusal::SdkKey, None);
         }
     })?;
     let origin = Origin::of(trust, key, request.peer_addr().map(|addr| addr.ip()));
@@ -54,19 +54,20 @@ async fn record(
     outcomes::check(&batch.outcomes).map_err(|error| ApiError::bad_request(error.to_string()))?;
     state.outcomes.check_counts(trust, &batch.outcomes).map_err(|refused| refusal(&state, refused))?;
     let parts = [Part { second: state.clock.now_millis() / 1000, reports: &batch.outcomes }];
-    let (accepted, ignored) = outcomes::take(&state, &environment.name, &origin, &parts).await.map_err(|error| {
-        match error {
-            // Counted where it was refused.
-            RecordError::Refused(refused) => answer(refused),
-            RecordError::Store(error) => error.into(),
-        }
-    })?;
+    let (accepted, ignored) =
+        crate::services::outcomes::take(&state, &environment.name, &origin, &parts).await.map_err(|error| {
+            match error {
+                // Counted where it was refused.
+                RecordError::Refused(refused) => answer(refused),
+                RecordError::Store(error) => error.into(),
+            }
+        })?;
     Ok(HttpResponse::Ok().json(Accepted { accepted, ignored }))
 }
 
 /// A refused report as an HTTP error, counted.
 fn refusal(state: &AppState, refused: Refused) -> ApiError {
-    state.metrics.refused_outcomes(&refused);
+    refused.count(&state.metrics);
     answer(refused)
 }
 

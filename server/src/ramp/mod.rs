@@ -22,7 +22,6 @@ pub mod outcomes;
 pub mod plan;
 pub mod prometheus;
 pub mod release;
-pub mod replay;
 pub mod spec;
 pub mod stats;
 pub mod verdict;

@@ -28,7 +28,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::environment::Trust;
-use crate::limits::{Limits, Rejection};
+use crate::limits::{Limits, OutcomeRefusal, Rejection};
 use crate::rate::TokenBucket;
 
 use super::contribution::{Contributions, Excess, Source};
@@ -54,19 +54,6 @@ pub enum Refused {
     Excess { flag: String, variant: Option<String>, excess: Excess },
 }
 
-/// Every `reason` of `rampart_outcomes_refused_total`.
-pub const REASONS: [&str; 9] = [
-    "sdk_key",
-    "entry_count",
-    "request_count",
-    "rate",
-    "sdk_key_counts",
-    "sdk_key_without_targeting_key",
-    "source_volume",
-    "client_volume",
-    "context_volume",
-];
-
 impl Refused {
     pub fn rejection(&self) -> Rejection {
         match self {
@@ -80,17 +67,22 @@ impl Refused {
     }
 
     /// The `reason` label of `rampart_outcomes_refused_total`.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> OutcomeRefusal {
         match self {
-            Refused::EntryCount { .. } => "entry_count",
-            Refused::RequestCount { .. } => "request_count",
-            Refused::Rate { .. } => "rate",
-            Refused::PublicCounts { .. } => "sdk_key_counts",
-            Refused::PublicWithoutKey { .. } => "sdk_key_without_targeting_key",
-            Refused::Excess { excess: Excess::Source { .. }, .. } => "source_volume",
-            Refused::Excess { excess: Excess::Client { .. }, .. } => "client_volume",
-            Refused::Excess { excess: Excess::Context { .. }, .. } => "context_volume",
+            Refused::EntryCount { .. } => OutcomeRefusal::EntryCount,
+            Refused::RequestCount { .. } => OutcomeRefusal::RequestCount,
+            Refused::Rate { .. } => OutcomeRefusal::Rate,
+            Refused::PublicCounts { .. } => OutcomeRefusal::SdkKeyCounts,
+            Refused::PublicWithoutKey { .. } => OutcomeRefusal::SdkKeyWithoutTargetingKey,
+            Refused::Excess { excess: Excess::Source { .. }, .. } => OutcomeRefusal::SourceVolume,
+            Refused::Excess { excess: Excess::Client { .. }, .. } => OutcomeRefusal::ClientVolume,
+            Refused::Excess { excess: Excess::Context { .. }, .. } => OutcomeRefusal::ContextVolume,
         }
+    }
+
+    /// Counts it: by reason, and as the limit it hit.
+    pub fn count(&self, metrics: &crate::metrics::Metrics) {
+        metrics.refused_outcome(self.reason(), Some(self.rejection()));
     }
 
     /// How long to wait before sending again, where waiting helps.

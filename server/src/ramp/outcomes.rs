@@ -163,9 +163,9 @@ pub async fn record(
         .map_err(|(flag, variant, excess)| Refused::Excess { flag, variant, excess });
     if let Err(refused) = refused {
         if let Refused::Excess { flag, .. } = &refused {
-            ramps.note_refused(environment, flag, refused.reason());
+            ramps.note_refused(environment, flag, refused.reason().as_str());
         }
-        metrics.refused_outcomes(&refused);
+        refused.count(metrics);
         return Err(RecordError::Refused(refused));
     }
     let (ok, errors) = counts.values().fold((0, 0), |(a, b), (ok, error)| (a + ok, b + error));
@@ -187,54 +187,4 @@ pub async fn record(
     metric("error", errors);
     metric("ignored", ignored as u64);
     Ok((accepted, ignored))
-}
-
-/// Takes a checked batch from a client: records it here, or on a relay
-/// appends it to the buffer forwarded upstream (where the ramps are).
-pub async fn take(
-    services: &crate::services::Services,
-    environment: &str,
-    origin: &Origin,
-    parts: &[Part<'_>],
-) -> Result<(usize, usize), RecordError> {
-    let now = services.clock.now_millis();
-    if let Some(relay) = &services.relay {
-        // The relay checks its public clients as the upstream would (it
-        // knows no step's evidence: their floors apply); the upstream
-        // bounds what the relay forwards as one source.
-        let reports: Vec<Report> = parts.iter().flat_map(|part| part.reports.iter().cloned()).collect();
-        if let Source::Client(_) = origin.source {
-            let shares: Vec<Share<'_>> = reports
-                .iter()
-                .map(|report| Share {
-                    flag: &report.flag,
-                    variant: &report.variant,
-                    arm: super::contribution::Arm::unknown(),
-                    count: report.ok.saturating_add(report.error),
-                })
-                .collect();
-            services.outcomes.contributions.admit(environment, &origin.source, &[(now / 1000, shares)], now).map_err(
-                |(flag, variant, excess)| {
-                    let refused = Refused::Excess { flag, variant, excess };
-                    services.metrics.refused_outcomes(&refused);
-                    RecordError::Refused(refused)
-                },
-            )?;
-        }
-        let forwarder = relay.forwarder.clone();
-        let environment = environment.to_owned();
-        let taken = tokio::task::spawn_blocking(move || forwarder.accept(&environment, &reports, now))
-            .await
-            .map_err(|e| StoreError::unavailable("the relay's outcome buffer", e))?;
-        return match taken {
-            Ok(count) => Ok((count, 0)),
-            Err(error @ crate::relay::ForwardError::Full(_)) => {
-                services.metrics.rejected(crate::limits::Rejection::RelayOutcomeBuffer);
-                Err(StoreError::unavailable("the relay's outcome buffer", error).into())
-            }
-            Err(error) => Err(StoreError::unavailable("the relay's outcome buffer", error).into()),
-        };
-    }
-    record(&*services.store, &services.ramps, &services.outcomes, &services.metrics, environment, origin, parts, now)
-        .await
 }

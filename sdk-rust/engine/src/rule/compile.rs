@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::eval::{self, Budget};
 use super::{Args, Arithmetic, Comparator, FlagdProperty, Iteration, Rule, Var, VarPath};
 use crate::limits::{FOLD_BYTES, FOLD_TOTAL_BYTES, Limit, MAX_RULE_DEPTH, MAX_RULE_NODES, value_size};
-use crate::ops::{fractional::Fractional, semver::SemVer};
+use crate::rule::ops::{fractional::Fractional, semver::SemVer};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CompileError {

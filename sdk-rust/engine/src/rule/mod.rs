@@ -8,13 +8,14 @@
 
 mod compile;
 pub(crate) mod eval;
+pub(crate) mod ops;
 
 pub(crate) use compile::compile;
 pub(crate) use eval::{Budget, Env};
 
 use serde_json::Value;
 
-use crate::ops::{fractional::Fractional, semver::SemVer};
+use crate::rule::ops::{fractional::Fractional, semver::SemVer};
 
 #[derive(Debug, Clone)]
 pub(crate) enum Rule {

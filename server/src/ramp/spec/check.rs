@@ -6,9 +6,10 @@ use std::time::Duration;
 use rampart_engine::LoadError;
 
 use super::raw::*;
-use super::syntax::{check_template, parse_duration};
+use super::syntax::check_template;
 use super::*;
 use crate::model::EventKind;
+use crate::time::parse_duration;
 
 pub(super) struct Checker<'a> {
     pub(super) file: &'a str,

@@ -18,9 +18,10 @@ mod syntax;
 
 pub use crate::model::MetricRole;
 use crate::model::{EventKind, Run, Target};
+pub use crate::time::parse_duration;
 use check::{Checker, error_line, line_of};
 use raw::RawFile;
-pub use syntax::{TEMPLATE_VARIABLES, check_template, parse_duration, render_template};
+pub use syntax::{TEMPLATE_VARIABLES, check_template, render_template};
 
 /// One validated ramp, every default applied.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

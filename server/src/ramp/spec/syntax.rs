@@ -1,8 +1,6 @@
 //! The small languages inside a ramp file: durations (`1h30m`) and
 //! PromQL templates with `{{variables}}`.
 
-use std::time::Duration;
-
 /// Variables a PromQL template may use.
 pub const TEMPLATE_VARIABLES: [&str; 5] = ["flag", "variant", "environment", "window", "ramp"];
 
@@ -38,31 +36,4 @@ pub fn render_template(template: &str, values: &[(&str, &str)]) -> String {
         out = out.replace(&format!("{{{{ {name} }}}}", name = name), value);
     }
     out
-}
-
-/// Parses a duration like `90s`, `1m`, `1h30m`, `500ms` or `2d`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
-        let value: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let seconds = match &rest[..unit_end] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "d" => 86_400.0,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        total += Duration::try_from_secs_f64(value * seconds).ok()?;
-    }
-    Some(total)
 }

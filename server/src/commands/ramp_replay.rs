@@ -5,12 +5,12 @@
 
 use std::process::ExitCode;
 
-use super::decide;
-use super::evidence::Observation;
-use super::prometheus::{Cache, Names, PrometheusSource};
-use super::spec::{self, MetricSource};
 use crate::cli::ReplayArgs;
 use crate::model::{HoldReason, Status};
+use crate::ramp::decide;
+use crate::ramp::evidence::Observation;
+use crate::ramp::prometheus::{Cache, Names, PrometheusSource};
+use crate::ramp::spec::{self, MetricSource};
 
 #[allow(clippy::print_stdout)] // a command's report
 pub fn run(args: &ReplayArgs) -> ExitCode {

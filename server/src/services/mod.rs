@@ -1,6 +1,8 @@
 //! What every transport serves from — the HTTP listeners and gRPC alike:
 //! built once at start-up and cloned cheaply (every field is shared).
 
+pub mod outcomes;
+
 use std::sync::Arc;
 use std::time::Duration;
 
