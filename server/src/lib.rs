@@ -1,18 +1,23 @@
 //! The Rampart server: configuration, flag loading and hot reload, the
-//! OFREP HTTP API, health and metrics.
+//! OFREP, flagd and `rampart.v1` protocols, the admin API and dashboard,
+//! ramps, relays, health and metrics.
 //!
 //! # Layout
 //!
-//! - [`cli`] and [`config`]: command line, `rampart.yaml` and environment
-//!   variables, merged and validated before anything is bound.
-//! - [`loader`]: flag files and globs → a compiled flag set; the one path
-//!   used by start-up, reload and `rampart validate`.
-//! - [`environment`]: environments, SDK-key lookup, and the atomically
-//!   swapped snapshot each one serves.
-//! - [`watch`]: hot reload of flag files.
-//! - `http`: the application listener (OFREP) and the operator listener
-//!   (health, readiness, metrics).
-//! - [`metrics`]: the Prometheus registry; [`telemetry`]: logging.
+//! ARCHITECTURE.md has the code map and the layers (`tests/tests/
+//! architecture.rs` holds them). Bottom to top:
+//!
+//! - foundations: [`model`] (runs, evidence, events), [`time`] (the one
+//!   clock), [`rate`], [`limits`], [`paths`], [`enrichment`], [`exit`];
+//!   [`cli`] (argument shapes) and `admin_client`;
+//! - [`config`], [`loader`] (files → flag sets), [`telemetry`];
+//! - [`store`] (embedded or Redis), [`snapshot`], [`changes`], [`metrics`];
+//! - [`environment`] (environments, keys, the snapshot each serves),
+//!   [`writes`] (every change of flags), [`ramp`] (progressive delivery);
+//! - [`relay`], [`replica`], [`watch`], [`validate`], [`gitops`];
+//! - [`services`] (what every transport serves from), then the transports
+//!   `grpc` and `http` (with the dashboard);
+//! - [`commands`], [`promote`], [`ramp_client`]: command-line tools.
 //!
 //! `main.rs` only parses the command line; [`Server`] is the entry point
 //! tests use, with listeners on port 0.
@@ -210,7 +215,9 @@ impl Server {
         };
         let writes = writes::Writes::new(services.store.clone(), config.max_api_flags, clock.clone())
             .with_rate(config.limits.admin_writes_per_second, services.metrics.clone());
-        let dashboard = Arc::new(http::Dashboard::new(clock, config.dashboard_secure_cookie));
+        let dashboard = Arc::new(http::Dashboard::new(clock, config.dashboard_secure_cookie).ok_or_else(|| {
+            StartupError::Internal("the system's random source failed: no CSRF token for the dashboard".into())
+        })?);
         let state = AppState { services, admin, writes, dashboard };
         Ok(Server { config, state, replica })
     }
@@ -288,22 +295,46 @@ impl BoundServer {
         let (http_handle, admin_handle) = (http_server.handle(), admin_server.handle());
 
         let grpc_thread = grpc::spawn(state.services.clone(), grpc, sync)?;
+        // A background task that panics stops the server (EX_SOFTWARE) instead
+        // of leaving it serving without, say, its ramp controller.
+        let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let supervised = |name: &'static str, task: tokio::task::JoinHandle<()>| {
+            let (panicked, shutdown) = (panicked.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                if let Err(error) = task.await
+                    && error.is_panic()
+                {
+                    tracing::error!(task = name, "a server task panicked: stopping the server");
+                    panicked.store(true, std::sync::atomic::Ordering::SeqCst);
+                    shutdown.cancel();
+                }
+            })
+        };
         let watcher = watch::Watcher::start(state.environments.clone(), state.metrics.clone(), state.ramps.clone());
-        let controller = tokio::spawn(state.ramps.clone().run(shutdown.clone()));
-        let webhooks = tokio::spawn(ramp::webhooks::run(
-            state.store.clone(),
-            state.metrics.clone(),
-            (state.ramps.holder().to_owned(), config.ramp_lease),
-            state.clock.clone(),
-            shutdown.clone(),
-        ));
-        let replica = replica.map(|(replica, notices)| tokio::spawn(replica.run(notices, shutdown.clone())));
-        let relay =
-            state.services.relay.clone().map(|relay| {
-                tokio::spawn(relay.run(state.environments.clone(), state.metrics.clone(), shutdown.clone()))
-            });
-        let retention = tokio::spawn(prune_history(state.services.clone(), config.limits.audit_retention));
-        let watcher = tokio::spawn(watcher.run(shutdown.clone()));
+        let controller = supervised("ramp controller", tokio::spawn(state.ramps.clone().run(shutdown.clone())));
+        let webhooks = supervised(
+            "webhooks",
+            tokio::spawn(ramp::webhooks::run(
+                state.store.clone(),
+                state.metrics.clone(),
+                (state.ramps.holder().to_owned(), config.ramp_lease),
+                state.clock.clone(),
+                shutdown.clone(),
+            )),
+        );
+        let replica = replica
+            .map(|(replica, notices)| supervised("replica", tokio::spawn(replica.run(notices, shutdown.clone()))));
+        let relay = state.services.relay.clone().map(|relay| {
+            supervised(
+                "relay",
+                tokio::spawn(relay.run(state.environments.clone(), state.metrics.clone(), shutdown.clone())),
+            )
+        });
+        let retention = supervised(
+            "history retention",
+            tokio::spawn(prune_history(state.services.clone(), config.limits.audit_retention)),
+        );
+        let watcher = supervised("file watcher", tokio::spawn(watcher.run(shutdown.clone())));
         let environments: Vec<String> = state.environments.iter().map(|e| e.name.clone()).collect();
         tracing::info!(
             %http_addr,
@@ -361,6 +392,9 @@ impl BoundServer {
             .await
             .map_err(std::io::Error::other)?
             .map_err(|_| std::io::Error::other("the gRPC thread panicked"))?;
+        if panicked.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("a server task panicked (logged above)"));
+        }
         tracing::info!("stopped");
         http_result.and(admin_result).and(grpc_result)
     }

@@ -11,6 +11,7 @@
 pub mod event;
 pub mod evidence;
 pub mod run;
+pub mod words;
 
 pub use event::{Event, EventKind};
 pub use evidence::{Arm, Evidence, MetricRole, MetricVerdict, Pair, Verdict};

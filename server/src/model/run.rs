@@ -280,6 +280,11 @@ impl Run {
             dry_run: target.dry_run,
         }
     }
+    /// The step as people count it: 1 for the first, 0 before the run
+    /// starts (what the admin API and the dashboard show).
+    pub fn display_step(&self) -> usize {
+        if matches!(self.status, Status::Pending { .. }) { 0 } else { self.step + 1 }
+    }
 
     pub fn percent(&self) -> f64 {
         f64::from(self.basis_points) / 100.0

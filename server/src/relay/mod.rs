@@ -129,7 +129,12 @@ impl Relay {
             }
         }
         for task in tasks {
-            let _ = task.await;
+            if let Err(error) = task.await
+                && error.is_panic()
+            {
+                // Re-raised: the server's supervisor logs it and stops with EX_SOFTWARE.
+                std::panic::resume_unwind(error.into_panic());
+            }
         }
     }
 

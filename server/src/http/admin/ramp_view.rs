@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::model::{Evidence, Status};
+use crate::model::Evidence;
 use crate::ramp::controller::RampView;
 
 /// A ramp as the admin API shows it.
@@ -68,7 +68,7 @@ impl From<RampView> for RampStatus {
             state: run.status.name().into(),
             reason: run.status.reason().map(str::to_owned),
             by: run.status.by().map(str::to_owned),
-            step: if matches!(run.status, Status::Pending { .. }) { 0 } else { run.step + 1 },
+            step: run.display_step(),
             steps: view.spec.steps.iter().map(|s| f64::from(s.basis_points) / 100.0).collect(),
             percent: run.percent(),
             effective_percent: if view.flag_enabled { run.percent() } else { 0.0 },

@@ -138,7 +138,7 @@ pub(crate) async fn ramp_verdict(
         let code = if judgement.verdict == Verdict::Fail { "RAMP_FAILED" } else { "RAMP_PENDING" };
         json!({"code": code, "message": judgement.reason, "details": null})
     });
-    let step = if matches!(run.status, crate::model::Status::Pending { .. }) { 0 } else { run.step + 1 };
+    let step = run.display_step();
     let mut response = HttpResponse::build(status).json(VerdictAnswer {
         verdict: judgement.verdict,
         reason: judgement.reason,

@@ -71,7 +71,7 @@ fn release(name: String, views: &mut [(usize, RampView)]) -> ReleaseStatus {
                 state: run.status.name().to_owned(),
                 reason: run.status.reason().map(str::to_owned),
                 percent: f64::from(run.basis_points) / 100.0,
-                step: if matches!(run.status, Status::Pending { .. }) { 0 } else { run.step + 1 },
+                step: run.display_step(),
                 steps: view.spec.steps.iter().map(|s| f64::from(s.basis_points) / 100.0).collect(),
             }
         })

@@ -58,13 +58,15 @@ pub(crate) struct Dashboard {
 }
 
 impl Dashboard {
-    pub(crate) fn new(clock: crate::time::Clock, secure_cookie: bool) -> Dashboard {
-        Dashboard {
+    /// `None` when the system's random source fails: the server must not
+    /// start with a guessable CSRF token (it used to fall back to a fixed one).
+    pub(crate) fn new(clock: crate::time::Clock, secure_cookie: bool) -> Option<Dashboard> {
+        Some(Dashboard {
             sessions: Sessions::new(clock),
             sign_in_limit: sign_in_limit::SignInLimit::default(),
             secure_cookie,
-            local_csrf: session::random_token().unwrap_or_else(|| "unavailable".into()),
-        }
+            local_csrf: session::random_token()?,
+        })
     }
 }
 

@@ -1,67 +1,31 @@
 //! What machine names mean, in words people read: ramp states, reasons and
 //! events, times and percentages.
 
-/// A ramp state and reason, said plainly.
+/// A ramp state and reason, said plainly (the words are the model's).
 pub(crate) fn ramp_reason(state: &str, reason: Option<&str>) -> String {
-    let why = reason.map_or("", self::reason);
-    let state = match state {
-        "RolledBack" => "Rolled back",
-        other => other,
-    };
-    if why.is_empty() { state.to_owned() } else { format!("{state}: {why}") }
-}
-
-/// A ramp reason, said plainly.
-pub(crate) fn reason(reason: &str) -> &str {
-    match reason {
-        "NotStarted" => "not started yet",
-        "NotBefore" => "waiting for its start time",
-        "FlagOff" => "the flag is disabled",
-        "ProviderUnreachable" => "its metrics source does not answer",
-        "OutsideWindow" => "outside its allowed window",
-        "NoTraffic" => "no traffic to judge",
-        "InsufficientSamples" => "not enough samples yet",
-        "Inconclusive" => "the evidence is not conclusive yet",
-        "MetricsUnavailable" => "its metrics are unavailable",
-        "StaleData" => "its metrics are stale",
-        "SampleRatioMismatch" => "the split of traffic is not what it should be (sample ratio mismatch)",
-        "Operator" => "paused by an operator",
-        "MissingDataLimit" => "too many checks without data",
-        "StepTimeout" => "the step took too long",
-        "Regression" => "the treatment is worse than control",
-        "ApprovalTimeout" => "nobody approved in time",
-        "AbsoluteCeiling" => "the treatment's error rate passed the ceiling",
-        "Aborted" => "aborted by an operator",
-        "MetricRegression" => "an extra metric regressed",
-        "LaterStage" => "a later stage of its release rolled back",
-        "PreviousStage" => "waiting for the release's previous stage to complete",
-        "Baking" => "holding the step while evidence gathers",
-        "AwaitingApproval" => "waiting for approval to go on",
-        other => other,
+    let why = reason.map(|reason| crate::model::words::describe_reason(Some(state), reason).unwrap_or(reason));
+    let state = crate::model::words::describe_state(state);
+    match why {
+        Some(why) if !why.is_empty() => format!("{state}: {why}"),
+        _ => state.to_owned(),
     }
 }
 
-/// A ramp event's name in words.
+/// An event's reason, said plainly (shown as it is when it is no reason
+/// name: a metric, a refused file's error).
+pub(crate) fn reason(reason: &str) -> &str {
+    crate::model::words::describe_reason(None, reason).unwrap_or(reason)
+}
+
+/// A ramp event's name in words (`would_…`: what a dry run would have done).
 pub(crate) fn event(name: &str) -> String {
     let (would, kind) = match name.strip_prefix("would_") {
         Some(kind) => ("would have ", kind),
         None => ("", name),
     };
-    let words = match kind {
-        "started" => "started",
-        "advanced" => "advanced to the next step",
-        "holding" => "held",
-        "baking" => "baking",
-        "pending" => "pending",
-        "paused" => "paused",
-        "resumed" => "resumed",
-        "approval_requested" => "asked for approval",
-        "approved" => "approved",
-        "rolled_back" => "rolled back to 0 %",
-        "completed" => "completed at 100 %",
-        "restarted" => "restarted",
-        "config_change_refused" => "refused a change of its file",
-        other => other,
+    let words: &str = match crate::model::EventKind::parse(kind) {
+        Some(known) => known.describe(),
+        None => kind,
     };
     format!("{would}{words}")
 }
