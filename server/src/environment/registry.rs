@@ -64,10 +64,18 @@ pub(super) struct Resolved {
 /// of invalid keys adds nothing), and admin tokens are never kept. A new
 /// key table (a configuration or upstream change) starts an empty cache,
 /// so a removed key stops working at once.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct KeyCache {
     map: ArcSwap<HashMap<Box<str>, Resolved>>,
     writer: std::sync::Mutex<()>,
+}
+
+/// The cache holds presented keys as they were sent (reporter keys are
+/// secrets): `Debug` shows how many, never which.
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache").field("keys", &self.map.load().len()).finish_non_exhaustive()
+    }
 }
 
 impl KeyTable {
@@ -227,6 +235,8 @@ mod tests {
         assert_eq!(keys.resolved.map.load().len(), 1, "invalid keys and admin tokens are never kept");
         assert_eq!(keys.resolve("sdk-key-production").sdk, Some(0));
         assert_eq!(keys.resolved.map.load().len(), 2, "at most one entry per configured key");
+        let printed = format!("{keys:?}");
+        assert!(!printed.contains("sdk-key-staging") && printed.contains("keys: 2"), "{printed}");
         // A new table (keys changed) starts empty: a removed key stops at once.
         let changed = table(&[("sdk-key-production", 0)]);
         assert_eq!(changed.resolve("sdk-key-staging").sdk, None);
