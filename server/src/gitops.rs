@@ -139,13 +139,14 @@ fn load_files(
         let refused = |errors: Vec<rampart_engine::LoadError>| {
             Failure(exit::CONFIG, errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
         };
-        if crate::ramp::release::is_release(&text) {
+        let kind = crate::ramp::kind::kind_of(&text);
+        if kind == crate::ramp::kind::FileKind::Release {
             // The release's stage in this environment, as the server reads it.
             if let Some(spec) = crate::ramp::release::stage_for(&name, &text, environment, None).map_err(refused)? {
                 let steps = spec.steps.iter().map(|s| f64::from(s.basis_points) / 100.0).collect();
                 ramps.insert(spec.name.clone(), RampShape { flag: spec.flag.clone(), steps, revision: spec.revision });
             }
-        } else if text.lines().any(|line| line.trim() == "kind: Ramp") {
+        } else if kind == crate::ramp::kind::FileKind::Ramp {
             let spec = crate::ramp::spec::parse(&name, &text).map_err(refused)?;
             let steps = spec.steps.iter().map(|s| f64::from(s.basis_points) / 100.0).collect();
             ramps.insert(spec.name.clone(), RampShape { flag: spec.flag.clone(), steps, revision: spec.revision });

@@ -10,10 +10,9 @@ use rampart_engine::{FlagSet, LoadError, Source};
 use crate::loader;
 use crate::ramp::{files, spec};
 
-/// Whether a file is a ramp file: it says `kind: Ramp` at the top level.
+/// Whether a file is a ramp or release file (its document's `kind`).
 fn is_ramp(text: &str) -> bool {
-    text.lines().any(|line| line.trim_end() == "kind: Ramp" || line.trim_end() == "kind: \"Ramp\"")
-        || crate::ramp::release::is_release(text)
+    crate::ramp::kind::kind_of(text) != crate::ramp::kind::FileKind::Flags
 }
 
 /// The environments a `rampart.yaml` configures (its `environments:` keys).
@@ -60,7 +59,7 @@ pub fn run(patterns: &[String], config: Option<&str>) -> ExitCode {
     // against the flags as far as it could be read.
     let mut by_environment: BTreeMap<String, Vec<spec::RampSpec>> = BTreeMap::new();
     for file in &ramp_files {
-        if crate::ramp::release::is_release(&file.text) {
+        if crate::ramp::kind::kind_of(&file.text) == crate::ramp::kind::FileKind::Release {
             // Every stage, each against the flags as its environment.
             use crate::ramp::release::stage_for;
             match stage_for(&file.name, &file.text, "", known.as_deref()) {

@@ -55,7 +55,7 @@ pub fn read(paths: &[PathBuf], environment: &str, known: &[String]) -> Result<Ve
     for path in paths {
         let name = path.to_string_lossy().into_owned();
         match std::fs::read_to_string(path) {
-            Ok(text) if super::release::is_release(&text) => {
+            Ok(text) if super::kind::kind_of(&text) == super::kind::FileKind::Release => {
                 match super::release::stage_for(&name, &text, environment, Some(known)) {
                     Ok(stage) => specs.extend(stage),
                     Err(problems) => errors.extend(problems),

@@ -16,6 +16,7 @@ pub mod decide;
 pub mod evidence;
 pub mod files;
 pub mod in_flight;
+pub mod kind;
 pub mod observe;
 pub mod outcome_gate;
 pub mod outcomes;

@@ -17,11 +17,6 @@ use serde_json::{Map, Value};
 
 use super::spec::{self, RampSpec, Stage};
 
-/// Whether `text` is a release file rather than a ramp file.
-pub fn is_release(text: &str) -> bool {
-    text.lines().any(|line| line.trim() == "kind: Release")
-}
-
 /// The stage of the release in `text` for `environment`: `Ok(None)` when
 /// the release has no stage there (any environment: the first stage, for
 /// `rampart validate` without one). With `known`, every stage must name
@@ -115,7 +110,7 @@ mod tests {
 
     #[test]
     fn each_environment_reads_its_own_stage() {
-        assert!(is_release(RELEASE));
+        assert_eq!(crate::ramp::kind::kind_of(RELEASE), crate::ramp::kind::FileKind::Release);
         let staging = stage_for("r.yaml", RELEASE, "staging", None).expect("valid").expect("a stage");
         assert_eq!(staging.name, "checkout-v2");
         assert_eq!(staging.steps.iter().map(|s| s.basis_points).collect::<Vec<_>>(), [5000, 10_000]);
