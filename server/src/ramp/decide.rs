@@ -75,7 +75,7 @@ pub struct Decision {
     pub events: Vec<Event>,
     pub evidence: Evidence,
     /// `Err` when the command does not apply in this state (say why).
-    pub command: Option<Result<(), String>>,
+    pub command: Option<Result<(), Refusal>>,
 }
 
 impl Decision {
@@ -90,6 +90,43 @@ const CONTROLLER: &str = "controller";
 
 fn elapsed(now: u64, since: u64) -> u64 {
     now.saturating_sub(since)
+}
+
+/// Why a command was not applied now: the API answers 409 with these
+/// words, and code matches on the variant.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the ramp has ended ({state}); {command} does not apply, only restart")]
+    Ended { state: &'static str, command: &'static str },
+    #[error("restart applies to ended ramps; this one is {state}")]
+    NotEnded { state: &'static str },
+    #[error("the ramp has not started; {command} does not apply")]
+    NotStarted { command: &'static str },
+    #[error("the flag is off (its kill switch); {command} does not apply: turn the flag on, then resume")]
+    KillSwitch { command: &'static str },
+    #[error(
+        "{command} was not applied: the treatment has far more outcomes than its share allows, so the data is not \
+         trusted (sample-ratio mismatch)"
+    )]
+    SampleRatioMismatch { command: &'static str },
+    #[error("{command} was not applied: the guard found a regression in the same check ({})", reason.as_str())]
+    Regression { command: &'static str, reason: RollbackReason },
+    #[error("the approval request timed out; resume the ramp to ask for approval again")]
+    ApprovalTimedOut,
+    #[error("no approval is pending ({state})")]
+    NoApprovalPending { state: &'static str },
+    #[error("the ramp is already paused")]
+    AlreadyPaused,
+    #[error("the ramp is not paused ({state})")]
+    NotPaused { state: &'static str },
+    #[error(
+        "promote refused: the treatment's error rate is {ratio:.2} times the control's, worse than the tolerance \
+         ({:.0}%) though not yet proven; promote with force and a reason to override",
+        tolerance * 100.0
+    )]
+    WorseThanTolerance { ratio: f64, tolerance: f64 },
+    #[error("the ramp is frozen (its file is missing or an edit was refused); only abort applies")]
+    Frozen,
 }
 
 /// The tick (docs/ramps.md, "How a ramp decides").
@@ -107,16 +144,12 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
                 decision.events.push(event(EventKind::Restarted, None, by));
                 Ok(())
             }
-            other => Err(format!(
-                "the ramp has ended ({}); {} does not apply, only restart",
-                run.status.name(),
-                other.name()
-            )),
+            other => Err(Refusal::Ended { state: run.status.name(), command: other.name() }),
         });
         return finish(run, decision);
     }
     if let Some(Command::Restart { .. }) = command {
-        decision.command = Some(Err(format!("restart applies to ended ramps; this one is {}", run.status.name())));
+        decision.command = Some(Err(Refusal::NotEnded { state: run.status.name() }));
     }
 
     if let Status::Pending { .. } = run.status {
@@ -126,9 +159,7 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
                 decision.command = Some(Ok(()));
             }
             Some(Command::Restart { .. }) | None => {}
-            Some(other) => {
-                decision.command = Some(Err(format!("the ramp has not started; {} does not apply", other.name())))
-            }
+            Some(other) => decision.command = Some(Err(Refusal::NotStarted { command: other.name() })),
         }
         if decision.run.status.is_terminal() {
             return finish(run, decision);
@@ -168,12 +199,7 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
                 return finish(run, decision);
             }
             Some(Command::Pause { .. }) | None => {}
-            Some(other) => {
-                decision.command = Some(Err(format!(
-                    "the flag is off (its kill switch); {} does not apply: turn the flag on, then resume",
-                    other.name()
-                )))
-            }
+            Some(other) => decision.command = Some(Err(Refusal::KillSwitch { command: other.name() })),
         }
         if !matches!(run.status, Status::Paused { .. }) {
             pause(&mut decision, PauseReason::KillSwitch, CONTROLLER);
@@ -202,11 +228,7 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
             SrmAction::Hold => decision.run.status = Status::Holding { reason: HoldReason::SampleRatioMismatch },
         }
         if let Some(command) = command {
-            decision.command = Some(Err(format!(
-                "{} was not applied: the treatment has far more outcomes than its share allows, so the data \
-                 is not trusted (sample-ratio mismatch)",
-                command.name()
-            )));
+            decision.command = Some(Err(Refusal::SampleRatioMismatch { command: command.name() }));
         }
         return finish(run, decision);
     }
@@ -233,11 +255,7 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
             event.reason = Some(format!("MetricRegression({metric})"));
         }
         if let Some(command) = command {
-            decision.command = Some(Err(format!(
-                "{} was not applied: the guard found a regression in the same check ({})",
-                command.name(),
-                reason.as_str()
-            )));
+            decision.command = Some(Err(Refusal::Regression { command: command.name(), reason }));
         }
         return finish(run, decision);
     }
@@ -252,11 +270,10 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
         } else if matches!(run.status, Status::Paused { reason: PauseReason::ApprovalTimeout, .. })
             || approval_expired(run, spec, now)
         {
-            decision.command =
-                Some(Err("the approval request timed out; resume the ramp to ask for approval again".into()));
+            decision.command = Some(Err(Refusal::ApprovalTimedOut));
             return finish(run, decision);
         } else {
-            decision.command = Some(Err(format!("no approval is pending ({})", run.status.name())));
+            decision.command = Some(Err(Refusal::NoApprovalPending { state: run.status.name() }));
             return finish(run, decision);
         }
     } else if let Some(command) = command.filter(|c| !matches!(c, Command::Restart { .. })) {
@@ -270,7 +287,7 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
                 pause(&mut decision, PauseReason::Operator, by);
                 Ok(())
             }
-            Command::Pause { .. } => Err("the ramp is already paused".into()),
+            Command::Pause { .. } => Err(Refusal::AlreadyPaused),
             Command::Resume { by } if paused => {
                 decision.run.status = Status::Ramping;
                 decision.run.failed_checks = 0;
@@ -279,17 +296,13 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
                 decision.events.push(event(EventKind::Resumed, None, by));
                 Ok(())
             }
-            Command::Resume { .. } => Err(format!("the ramp is not paused ({})", run.status.name())),
+            Command::Resume { .. } => Err(Refusal::NotPaused { state: run.status.name() }),
             Command::Promote { by, force } => {
                 // The guards found no proven regression, but a treatment that
                 // looks worse than the tolerance is not promoted on a whim.
                 let worse = decision.evidence.ratio_estimate.filter(|ratio| *ratio > 1.0 + spec.guard.tolerance);
                 match (worse, force) {
-                    (Some(ratio), None) => Err(format!(
-                        "promote refused: the treatment's error rate is {ratio:.2} times the control's, worse than \
-                         the tolerance ({:.0}%) though not yet proven; promote with force and a reason to override",
-                        spec.guard.tolerance * 100.0
-                    )),
+                    (Some(ratio), None) => Err(Refusal::WorseThanTolerance { ratio, tolerance: spec.guard.tolerance }),
                     (_, force) => {
                         advance(&mut decision, spec, now, by);
                         if let (Some(reason), Some(event)) = (force, decision.events.last_mut()) {

@@ -238,7 +238,7 @@ pub(crate) async fn ramp_command(
                 Some(entry) => serde_json::to_value(state.ramps.view(&entry).await.evidence).unwrap_or_default(),
                 None => serde_json::Value::Null,
             };
-            Err(ApiError::new(StatusCode::CONFLICT, "RAMP_COMMAND_REJECTED", message)
+            Err(ApiError::new(StatusCode::CONFLICT, "RAMP_COMMAND_REJECTED", message.to_string())
                 .with_details(serde_json::json!({"evidence": evidence})))
         }
         Err(CommandError::Store(error)) => Err(error.into()),

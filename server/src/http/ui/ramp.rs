@@ -290,7 +290,7 @@ pub(crate) async fn command(
             &format!("There is no ramp '{name}' in environment '{environment}'."),
         ),
         Err(CommandError::Rejected(message)) => {
-            super::layout::message_page(StatusCode::CONFLICT, "The ramp did not take the command", &message)
+            super::layout::message_page(StatusCode::CONFLICT, "The ramp did not take the command", &message.to_string())
         }
         Err(CommandError::Store(error)) => super::layout::message_page(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -164,9 +164,9 @@ impl Entry {
 pub enum CommandError {
     #[error("no ramp '{1}' in environment '{0}'")]
     NotFound(String, String),
-    /// The command does not apply now; the message says why.
-    #[error("{0}")]
-    Rejected(String),
+    /// The command does not apply now; the refusal says why.
+    #[error(transparent)]
+    Rejected(#[from] crate::ramp::decide::Refusal),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -385,7 +385,7 @@ impl Controller {
             result => result?,
         };
         match result {
-            Some(Err(message)) => Err(CommandError::Rejected(message)),
+            Some(Err(refusal)) => Err(CommandError::Rejected(refusal)),
             _ => Ok(self.view(&entry).await),
         }
     }
@@ -396,7 +396,7 @@ impl Controller {
         entry: &Entry,
         command: Option<Command>,
         note: Option<&str>,
-    ) -> Result<Option<Result<(), String>>, StoreError> {
+    ) -> Result<Option<Result<(), crate::ramp::decide::Refusal>>, StoreError> {
         let Some(environment) = self.environments.get(&entry.environment).cloned() else { return Ok(None) };
         let mut state = entry.state.lock().await;
         let now = self.clock.now_millis();
@@ -416,9 +416,7 @@ impl Controller {
                     self.persist(&environment, entry, &mut state, next, events, Evidence::default()).await?;
                     Ok(Some(Ok(())))
                 }
-                Some(_) => Ok(Some(Err(
-                    "the ramp is frozen (its file is missing or an edit was refused); only abort applies".into(),
-                ))),
+                Some(_) => Ok(Some(Err(crate::ramp::decide::Refusal::Frozen))),
                 None => Ok(None),
             };
         }
