@@ -7,6 +7,7 @@
 
 #![allow(missing_docs, unreachable_pub, clippy::all, missing_debug_implementations)]
 
+pub mod backoff;
 pub mod codec;
 
 pub mod flagd {

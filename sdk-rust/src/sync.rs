@@ -30,7 +30,7 @@ pub(crate) async fn run(state: Arc<State>, stop: CancellationToken) {
     tokio::spawn(clock(state.clone(), stop.clone()));
     let Some(endpoint) = state.config.endpoint.clone() else { return };
     let mut failures: u32 = 0;
-    let mut jitter = Jitter::new();
+    let mut backoff = rampart_proto::backoff::Backoff::new(state.config.backoff_initial, state.config.backoff_max);
     loop {
         let ended = tokio::select! {
             _ = stop.cancelled() => return,
@@ -46,7 +46,7 @@ pub(crate) async fn run(state: Arc<State>, stop: CancellationToken) {
                 let has_flags = !state.flags.load().is_empty() || *state.status.borrow() == Status::Ready;
                 state.set_status(if has_flags { Status::Stale } else { Status::NotReady });
                 tracing::debug!(%reason, failures, "rampart sync disconnected");
-                backoff(&state, failures, &mut jitter)
+                backoff.delay(failures)
             }
             Ended::Refused(reason) => {
                 failures = failures.saturating_add(1);
@@ -70,35 +70,6 @@ async fn clock(state: Arc<State>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => state.now.store(unix_now(), std::sync::atomic::Ordering::Relaxed),
         }
-    }
-}
-
-/// `initial · 2^(failures−1)`, capped, times a random factor in [0.5, 1]
-/// so a fleet of clients does not reconnect in lockstep.
-fn backoff(state: &State, failures: u32, jitter: &mut Jitter) -> Duration {
-    let exponent = failures.saturating_sub(1).min(20);
-    let base = state.config.backoff_initial.saturating_mul(1u32 << exponent).min(state.config.backoff_max);
-    base.mul_f64(0.5 + 0.5 * jitter.next_unit())
-}
-
-/// A small xorshift generator: jitter needs spread, not cryptography.
-struct Jitter(u64);
-
-impl Jitter {
-    fn new() -> Jitter {
-        // A per-process random seed, so clients restarted together do not
-        // reconnect in step.
-        use std::hash::{BuildHasher, Hasher};
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(std::process::id());
-        Jitter(hasher.finish() | 1)
-    }
-
-    fn next_unit(&mut self) -> f64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

@@ -102,10 +102,31 @@ pub fn read_bounded(path: &Path, limits: &InputLimits, total: &mut usize) -> Res
     Ok(text)
 }
 
+/// What a pattern that names no file means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenNothingMatches {
+    /// An error: a flag file that is missing is a typo, not an empty set.
+    Refuse,
+    /// Nothing to read: removing the last ramp file is how a team stops
+    /// managing ramps from files, and it must not break reloads (a plain
+    /// path whose folder does not exist is still an error).
+    Allow,
+}
+
 /// Files named by the patterns, sorted and without duplicates. A plain path
 /// must exist; a glob must match at least one file, and at most
 /// `glob_files` (limits.globFiles).
 pub fn expand(patterns: &[String], glob_files: usize) -> Result<Vec<PathBuf>, LoadErrors> {
+    expand_files(patterns, glob_files, WhenNothingMatches::Refuse)
+}
+
+/// [`expand`], saying what a pattern that names nothing means.
+pub fn expand_files(
+    patterns: &[String],
+    glob_files: usize,
+    nothing: WhenNothingMatches,
+) -> Result<Vec<PathBuf>, LoadErrors> {
+    let allow = nothing == WhenNothingMatches::Allow;
     let mut files = Vec::new();
     let mut errors = Vec::new();
     for pattern in patterns {
@@ -113,14 +134,16 @@ pub fn expand(patterns: &[String], glob_files: usize) -> Result<Vec<PathBuf>, Lo
             let path = PathBuf::from(pattern);
             if path.is_file() {
                 files.push(path);
-            } else {
+            } else if !allow {
                 errors.push(LoadError::new(pattern.as_str(), "no such file"));
+            } else if !path.parent().is_some_and(|p| p.as_os_str().is_empty() || p.is_dir()) {
+                errors.push(LoadError::new(pattern.as_str(), "no such directory"));
             }
             continue;
         }
         match paths::matching(pattern, glob_files) {
             Err(error) => errors.push(glob_error(pattern, error)),
-            Ok(paths) if paths.is_empty() => {
+            Ok(paths) if paths.is_empty() && !allow => {
                 errors.push(LoadError::new(pattern.as_str(), "no files match this pattern"));
             }
             Ok(paths) => files.extend(paths),

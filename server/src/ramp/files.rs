@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rampart_engine::{Flag, LoadError, LoadErrors};
 
 use super::spec::{self, RampSpec};
+use crate::loader::WhenNothingMatches;
 
 /// A spec whose flag and variants exist, with its control resolved.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,32 +19,9 @@ pub struct Bound {
 }
 
 /// Files named by the patterns. Unlike flag files, a glob may match
-/// nothing: removing the last ramp file is how a team stops managing ramps
-/// from files, and it must not break reloads.
+/// nothing (see [`WhenNothingMatches::Allow`]).
 pub fn expand(patterns: &[String], glob_files: usize) -> Result<Vec<PathBuf>, LoadErrors> {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    for pattern in patterns {
-        if !crate::loader::is_glob(pattern) {
-            let path = PathBuf::from(pattern);
-            if path.is_file() {
-                files.push(path);
-            } else if !path.parent().is_some_and(|p| p.as_os_str().is_empty() || p.is_dir()) {
-                errors.push(LoadError::new(pattern.as_str(), "no such directory"));
-            }
-            continue;
-        }
-        match crate::paths::matching(pattern, glob_files) {
-            Err(error) => errors.push(crate::loader::glob_error(pattern, error)),
-            Ok(paths) => files.extend(paths),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(LoadErrors(errors));
-    }
-    files.sort();
-    files.dedup();
-    Ok(files)
+    crate::loader::expand_files(patterns, glob_files, WhenNothingMatches::Allow)
 }
 
 /// Reads and parses ramp files for `environment` (a release file gives

@@ -87,11 +87,6 @@ fn credentials(snapshot: &Snapshot) -> Credentials {
     }
 }
 
-/// A number in [0, 1).
-fn unit_random() -> f64 {
-    (super::random_u64() >> 11) as f64 / (1u64 << 53) as f64
-}
-
 impl Follower {
     pub(super) async fn run(self, shutdown: CancellationToken) {
         let mut position = match cache::load(&self.relay.config.cache_dir, &self.name) {
@@ -99,6 +94,7 @@ impl Follower {
             _ => Position::default(),
         };
         let mut failures: u32 = 0;
+        let mut backoff = rampart_proto::backoff::Backoff::new(RECONNECT_FIRST, BACKOFF_MAX);
         loop {
             let ended = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -117,19 +113,18 @@ impl Follower {
                 // each such round costs it a full snapshot, so back off.
                 Ended::Reconnect { fresh: false } => {
                     failures = failures.saturating_add(1);
-                    RECONNECT_FIRST.saturating_mul(1 << failures.min(6)).min(BACKOFF_MAX)
+                    backoff.delay(failures)
                 }
                 Ended::Failed(reason) => {
                     failures = failures.saturating_add(1);
                     if failures == 1 {
                         tracing::warn!(environment = %self.name, upstream = %self.relay.config.url, %reason, "lost the upstream; serving the last configuration received");
                     }
-                    Duration::from_millis(100).saturating_mul(1 << failures.min(6)).min(BACKOFF_MAX)
+                    // Spread out (jittered): every relay of an upstream that
+                    // restarted would otherwise ask for its snapshot at once.
+                    backoff.delay(failures)
                 }
             };
-            // Spread out: every relay of an upstream that restarted would
-            // otherwise ask for its snapshot in the same instant.
-            let delay = delay.mul_f64(0.5 + 0.5 * unit_random());
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(delay) => {}

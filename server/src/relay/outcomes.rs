@@ -202,12 +202,9 @@ impl Forwarder {
             }
         };
         let mut failures: u32 = 0;
+        let mut backoff = rampart_proto::backoff::Backoff::new(Duration::from_millis(400), Duration::from_secs(5));
         loop {
-            let delay = if failures == 0 {
-                Duration::from_secs(1)
-            } else {
-                Duration::from_millis(200).saturating_mul(1 << failures.min(5)).min(Duration::from_secs(5))
-            };
+            let delay = if failures == 0 { Duration::from_secs(1) } else { backoff.delay(failures) };
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.wake.notified() => {}
