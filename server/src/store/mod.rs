@@ -66,7 +66,10 @@ pub struct AuditEntry {
     pub actor: String,
     pub environment: String,
     pub flag: String,
-    /// `create`, `update`, `delete`, `revert`, `promote`, `disable`, `enable`.
+    /// A flag's change (`writes::FlagAction`: `create`, `update`, `delete`,
+    /// `revert to N`, `promote`, `disable`, `enable`) or a ramp's
+    /// (`ramp.<event>` as `model::EventKind` names them, `ramp.created`,
+    /// `ramp.file_rejected`). Stored as text, so old logs read the same.
     pub action: String,
     /// The flag version written, for API-owned flags.
     pub version: Option<u64>,

@@ -5,7 +5,10 @@
 use rampart_engine::FlagState;
 use serde_json::Value;
 
-use super::{Actor, Definition, WriteError, Writes, Written, check_expected, check_not_file_owned, describe::describe};
+use super::{
+    Actor, Definition, FlagAction, WriteError, Writes, Written, check_expected, check_not_file_owned,
+    describe::describe,
+};
 use crate::environment::{Environment, Inputs};
 use crate::store::{Change, ChangeKind, Commit, Expect, FlagRecord, StateOverride};
 
@@ -57,7 +60,7 @@ impl Writes {
     ) -> Result<Written, WriteError> {
         self.admit(&actor)?;
         if environment.snapshot().api.contains_key(key) {
-            let action = if wanted == FlagState::Disabled { "disable" } else { "enable" };
+            let action = FlagAction::of_state(wanted);
             self.edit(environment, actor, key, expected, Edit::SetState(wanted), Some(action)).await
         } else {
             self.set_override(environment, actor, key, expected, wanted).await
@@ -81,8 +84,8 @@ impl Writes {
             .ok_or_else(|| WriteError::VersionNotFound { flag: key.to_owned(), version })?;
         let value = target.definition.ok_or_else(|| WriteError::VersionDeleted { flag: key.to_owned(), version })?;
         let definition = Definition::compile(key, value)?;
-        let action = format!("revert to {version}");
-        self.edit(environment, actor, key, expected, Edit::Replace(definition), Some(&action)).await
+        let action = FlagAction::Revert { to: version };
+        self.edit(environment, actor, key, expected, Edit::Replace(definition), Some(action)).await
     }
 
     /// Applies an [`Edit`] to an API-owned flag: checks ownership, the
@@ -95,7 +98,7 @@ impl Writes {
         key: &str,
         expected: Option<&str>,
         edit: Edit,
-        action: Option<&str>,
+        action: Option<FlagAction>,
     ) -> Result<Written, WriteError> {
         let (created, snapshot) = environment
             .change(async |inputs: &Inputs| {
@@ -141,16 +144,17 @@ impl Writes {
                 }
                 let built = next.compose().map_err(WriteError::Invalid)?;
                 let action = action.unwrap_or(match (&definition, current) {
-                    (None, _) => "delete",
-                    (Some(_), None) => "create",
-                    (Some(_), Some(_)) => "update",
-                });
+                    (None, _) => FlagAction::Delete,
+                    (Some(_), None) => FlagAction::Create,
+                    (Some(_), Some(_)) => FlagAction::Update,
+                })
+                .to_string();
                 let change = Change {
                     environment: environment.name.clone(),
                     flag: key.to_owned(),
                     expect: current.map_or(Expect::Absent, |r| Expect::Version(r.version)),
                     kind: new.cloned().map_or(ChangeKind::Delete, ChangeKind::Put),
-                    action: action.to_owned(),
+                    action: action.clone(),
                     changes: actor.describe(describe(old, new)),
                 };
                 let committed =
@@ -202,7 +206,7 @@ impl Writes {
                     }
                 }
                 let built = next.compose().map_err(WriteError::Invalid)?;
-                let action = if wanted == FlagState::Disabled { "disable" } else { "enable" };
+                let action = FlagAction::of_state(wanted).to_string();
                 let mut lines = vec![format!("state: {} → {}", served.as_str(), wanted.as_str())];
                 lines.push(match new_override {
                     Some(_) => format!("overrides the file's state ({})", file_state.as_str()),
@@ -213,7 +217,7 @@ impl Writes {
                     flag: key.to_owned(),
                     expect: Expect::Anything,
                     kind: ChangeKind::Override(new_override),
-                    action: action.to_owned(),
+                    action: action.clone(),
                     changes: actor.describe(lines),
                 };
                 let committed =

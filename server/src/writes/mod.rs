@@ -26,6 +26,46 @@ pub use describe::describe;
 pub use flags::Edit;
 pub use promote::{Promotion, PromotionAction, PromotionItem};
 
+/// What a change of a flag was, as its history and the audit log name it.
+/// The stored text (`Display`) is stable: `create`, `update`, `delete`,
+/// `revert to N`, `promote`, `disable`, `enable`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagAction {
+    Create,
+    Update,
+    Delete,
+    /// Back to the definition of a version of the flag's history.
+    Revert {
+        to: u64,
+    },
+    /// Copied from another environment.
+    Promote,
+    /// The kill switch: the flag's state set to `DISABLED` / `ENABLED`.
+    Disable,
+    Enable,
+}
+
+impl std::fmt::Display for FlagAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlagAction::Create => f.write_str("create"),
+            FlagAction::Update => f.write_str("update"),
+            FlagAction::Delete => f.write_str("delete"),
+            FlagAction::Revert { to } => write!(f, "revert to {to}"),
+            FlagAction::Promote => f.write_str("promote"),
+            FlagAction::Disable => f.write_str("disable"),
+            FlagAction::Enable => f.write_str("enable"),
+        }
+    }
+}
+
+impl FlagAction {
+    /// The kill switch's action for the state wanted.
+    pub fn of_state(wanted: rampart_engine::FlagState) -> FlagAction {
+        if wanted == rampart_engine::FlagState::Disabled { FlagAction::Disable } else { FlagAction::Enable }
+    }
+}
+
 /// Who makes a change, and — when they give one — why, in their words:
 /// the reason is kept with the change in the audit log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -107,7 +107,7 @@ impl Writes {
                         flag: item.flag.clone(),
                         expect: inputs.api.get(&item.flag).map_or(Expect::Absent, |r| Expect::Version(r.version)),
                         kind: ChangeKind::Put(definition.value.clone()),
-                        action: "promote".into(),
+                        action: super::FlagAction::Promote.to_string(),
                         changes: actor.describe(lines),
                     });
                 }

@@ -167,3 +167,21 @@ async fn promotion_copies_api_flags_and_refuses_file_owned_ones() {
     let same = setup.writes.promote(staging, staging, "ana".into(), None, false).await;
     assert!(matches!(same, Err(WriteError::SameEnvironment)));
 }
+
+#[test]
+fn flag_actions_keep_their_stored_names() {
+    use super::FlagAction;
+    let names: Vec<String> = [
+        FlagAction::Create,
+        FlagAction::Update,
+        FlagAction::Delete,
+        FlagAction::Revert { to: 3 },
+        FlagAction::Promote,
+        FlagAction::Disable,
+        FlagAction::Enable,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert_eq!(names, ["create", "update", "delete", "revert to 3", "promote", "disable", "enable"]);
+}
