@@ -451,6 +451,19 @@ fn roll_back(decision: &mut Decision, reason: RollbackReason, by: &str) {
     decision.events.push(event(EventKind::RolledBack, Some(reason.as_str().to_owned()), by));
 }
 
+/// A rollback decided outside a tick — aborting a frozen ramp (no spec to
+/// tick with), or an earlier stage of a release whose later stage rolled
+/// back: the same transition a tick makes, as the next persisted run and
+/// its event.
+pub fn rolled_back(run: &Run, reason: RollbackReason, by: &str, now: u64) -> (Run, Event) {
+    let mut next = run.clone();
+    next.status = Status::RolledBack { reason, by: by.into() };
+    next.basis_points = 0;
+    next.seq = run.seq + 1;
+    next.updated_at = now;
+    (next, event(EventKind::RolledBack, Some(reason.as_str().to_owned()), by))
+}
+
 fn pause(decision: &mut Decision, reason: PauseReason, by: &str) {
     if matches!(decision.run.status, Status::Paused { reason: current, .. } if current == reason) {
         return;

@@ -15,6 +15,7 @@ mod leases;
 mod persist;
 mod reconcile;
 mod reload;
+mod stages;
 mod view;
 
 use std::collections::BTreeMap;
@@ -30,7 +31,7 @@ use super::spec::RampSpec;
 use crate::config::ServerConfig;
 use crate::environment::Environments;
 use crate::metrics::Metrics;
-use crate::model::{Event, EventKind, Evidence, RollbackReason, Run, Status};
+use crate::model::{Evidence, RollbackReason, Run, Status};
 use crate::store::{Store, StoreError};
 use crate::time::Clock;
 
@@ -404,13 +405,7 @@ impl Controller {
             // A frozen ramp (file gone, or an edit it cannot take) can still be aborted.
             return match command {
                 Some(Command::Abort { by }) => {
-                    let mut next = state.run.clone();
-                    let reason = RollbackReason::Aborted;
-                    next.status = Status::RolledBack { reason, by: by.clone() };
-                    next.basis_points = 0;
-                    next.seq += 1;
-                    next.updated_at = now;
-                    let mut event = Event::new(EventKind::RolledBack, Some(reason.as_str().to_owned()), &by);
+                    let (next, mut event) = decide::rolled_back(&state.run, RollbackReason::Aborted, &by, now);
                     event.note = note.map(str::to_owned);
                     let events = vec![event];
                     self.persist(&environment, entry, &mut state, next, events, Evidence::default()).await?;
@@ -421,20 +416,7 @@ impl Controller {
             };
         }
         let spec = state.spec.clone();
-        // A release's stage starts once the stage before it has completed
-        // (stages only look back, so these locks never form a cycle).
-        let mut previous_stage_open = false;
-        if matches!(state.run.status, Status::Pending { .. })
-            && let Some((previous, ramp)) = spec.stage.as_ref().and_then(|stage| stage.previous())
-        {
-            previous_stage_open = match self.entry(previous, ramp) {
-                Some(entry) => !matches!(entry.state.lock().await.run.status, Status::Completed),
-                None => true,
-            };
-            if !previous_stage_open && !self.promote_stage_flag(previous, &environment, &spec.flag, ramp).await {
-                previous_stage_open = true;
-            }
-        }
+        let previous_stage_open = self.previous_stage_open(&spec, &state.run, &environment).await;
         let mut observation =
             self.observer.observe(&environment, &entry.name, &entry.bucket_cache, &spec, &state.run, now).await;
         observation.previous_stage_open = previous_stage_open;
@@ -468,74 +450,10 @@ impl Controller {
             self.persist(&environment, entry, &mut state, decision.run.clone(), decision.events, evidence).await?;
         }
         entry.checks.lock().unwrap_or_else(|e| e.into_inner()).record(&decision.run.run_id, point);
-        if rolled_back_now
-            && !state.run.dry_run
-            && let Some(stage) = spec.stage.as_ref().filter(|stage| stage.rollback_earlier)
-        {
-            // Earlier stages only: the locks taken follow the stages
-            // backwards, as the start gate's do.
-            for earlier in stage.earlier() {
-                if let Err(error) = self.roll_back_stage(earlier, &stage.release, &entry.environment, now).await {
-                    tracing::error!(environment = %earlier, ramp = %stage.release, %error, "cannot roll back an earlier stage");
-                }
-            }
+        if rolled_back_now && !state.run.dry_run {
+            self.roll_back_earlier_stages(&spec, &entry.environment, now).await;
         }
         Ok(decision.command)
-    }
-
-    /// A stage about to start whose flag is API-owned in the previous
-    /// stage's environment: the flag is promoted here first (the admin
-    /// API's promotion, audited, by `release`). False when it cannot be
-    /// (the stage waits and tries again next tick).
-    async fn promote_stage_flag(
-        &self,
-        previous: &str,
-        here: &Arc<crate::environment::Environment>,
-        flag: &str,
-        release: &str,
-    ) -> bool {
-        let Some(from) = self.environments.get(previous) else { return true };
-        if !from.snapshot().api.contains_key(flag) {
-            // File-owned there: each environment's files define it (bound and checked at load).
-            return true;
-        }
-        let reason = format!("release '{release}': its stage in '{previous}' completed");
-        let actor = crate::writes::Actor::new("release", Some(&reason));
-        match self.writes.promote(from, here, actor, Some(&[flag.to_owned()]), false).await {
-            Ok(promotion) => {
-                if promotion.applied {
-                    tracing::info!(from = %previous, to = %here.name, %flag, %release, "promoted the release's flag into the next stage's environment");
-                }
-                true
-            }
-            Err(error) => {
-                tracing::error!(from = %previous, to = %here.name, %flag, %release, %error, "cannot promote the release's flag: the stage waits");
-                false
-            }
-        }
-    }
-
-    /// Rolls a release's earlier stage back to 0 % because a later stage
-    /// rolled back (`rollbackEarlierStages`), completed or not.
-    async fn roll_back_stage(&self, environment: &str, ramp: &str, because: &str, now: u64) -> Result<(), StoreError> {
-        let (Some(entry), Some(env)) = (self.entry(environment, ramp), self.environments.get(environment).cloned())
-        else {
-            return Ok(());
-        };
-        let mut state = entry.state.lock().await;
-        if matches!(state.run.status, Status::RolledBack { .. } | Status::Pending { .. }) {
-            return Ok(());
-        }
-        let reason = RollbackReason::LaterStage;
-        let mut next = state.run.clone();
-        next.status = Status::RolledBack { reason, by: "release".into() };
-        next.basis_points = 0;
-        next.seq += 1;
-        next.updated_at = now;
-        let mut event = Event::new(EventKind::RolledBack, Some(reason.as_str().to_owned()), "release");
-        event.note = Some(format!("the release's stage in '{because}' rolled back"));
-        tracing::warn!(%environment, %ramp, %because, "rolling an earlier stage of the release back");
-        self.persist(&env, &entry, &mut state, next, vec![event], Evidence::default()).await
     }
 }
 
