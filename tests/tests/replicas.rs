@@ -414,14 +414,29 @@ fn one_replica_drives_a_ramp_and_another_takes_over() {
         if rampart_tests::wall_clock_millis() > hold_over { Ok(()) } else { Err("the hold still runs".to_owned()) }
     });
     signal(paused, "CONT");
-    eventually(Duration::from_secs(30), || {
+    // Its next write carries the token it held before the pause and is
+    // refused (fenced). One exception, seen 1 in 4 runs on a loaded machine:
+    // the SIGSTOP caught it with a lease renewal in flight, whose answer
+    // ("lost") arrives before its next tick, and it writes nothing at all.
+    // Either way no late step lands — the history checks below hold that.
+    let fenced = eventually(Duration::from_secs(30), || {
         let fenced = metric(paused, "rampart_ramp_fenced_writes_total");
-        if fenced >= 1.0 { Ok(()) } else { Err(format!("fenced {fenced}")) }
+        let lost =
+            paused.find_log(|l| l["message"].as_str().is_some_and(|m| m.contains("lost the ramp's lease"))).is_some();
+        if fenced >= 1.0 {
+            Ok(true)
+        } else if lost {
+            Ok(false)
+        } else {
+            Err(format!("fenced {fenced}, the lease not yet seen lost"))
+        }
     });
+    eprintln!("the paused replica's late write: {}", if fenced { "fenced" } else { "none (lease seen lost first)" });
     assert!(
-        paused
-            .find_log(|l| l["message"].as_str().is_some_and(|m| m.contains("late write of a stale lease holder")))
-            .is_some(),
+        !fenced
+            || paused
+                .find_log(|l| l["message"].as_str().is_some_and(|m| m.contains("late write of a stale lease holder")))
+                .is_some(),
         "no fencing log"
     );
     signal(other, "CONT");
