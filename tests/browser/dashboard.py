@@ -236,18 +236,23 @@ def kill_switch(ui):
     log("kill switch: ok")
 
 
-def create_flag(ui):
-    ui.go("/ui/environments/staging/new-flag")
-    ui.check_page("new-flag")
-    ui.driver.find_element(By.ID, "flag-key").send_keys("pricing-page")
+def type_definition(ui, targeting):
+    """Replaces the form's definition with a two-variant flag and `targeting`."""
     definition = ui.driver.find_element(By.ID, "flag-definition")
     definition.clear()
     definition.send_keys(json.dumps({
         "state": "ENABLED",
         "variants": {"old": "v1", "new": "v2"},
         "defaultVariant": "old",
-        "targeting": {"if": [{"in_list": [{"var": "country"}, ["de", "fr"]]}, "new", "old"]},
+        "targeting": targeting,
     }, indent=2))
+
+
+def create_flag(ui):
+    ui.go("/ui/environments/staging/new-flag")
+    ui.check_page("new-flag")
+    ui.driver.find_element(By.ID, "flag-key").send_keys("pricing-page")
+    type_definition(ui, {"if": [{"in_list": [{"var": "country"}, ["de", "fr"]]}, "new", "old"]})
     ui.driver.find_element(By.CSS_SELECTOR, "form.definition button[type=submit]").click()
     error = eventually("the inline error", lambda: ui.text("#definition-error"))
     assert "unknown operator 'in_list'" in error, f"the engine's error is shown: {error}"
@@ -261,27 +266,13 @@ def create_flag(ui):
         ({"if": [{"in": [{"var": "country"}, ["de"]]}, "newer", "old"]}, "targeting can return 'newer'"),
         ({"if": [{"starts_with": [{"var": "email"}]}, "new", "old"]}, "'starts_with' takes 2 arguments, found 1"),
     ]:
-        definition = ui.driver.find_element(By.ID, "flag-definition")
-        definition.clear()
-        definition.send_keys(json.dumps({
-            "state": "ENABLED",
-            "variants": {"old": "v1", "new": "v2"},
-            "defaultVariant": "old",
-            "targeting": targeting,
-        }, indent=2))
+        type_definition(ui, targeting)
         ui.driver.find_element(By.CSS_SELECTOR, "form.definition button[type=submit]").click()
         eventually(f"the engine's lint on the form: {expected}",
                    lambda: ui.exists("#definition-error") and expected in ui.text("#definition-error"))
         status, _ = admin_api("GET", "/admin/v1/environments/staging/flags/pricing-page")
         assert status == 404, "an un-servable flag is not stored"
-    definition = ui.driver.find_element(By.ID, "flag-definition")
-    definition.clear()
-    definition.send_keys(json.dumps({
-        "state": "ENABLED",
-        "variants": {"old": "v1", "new": "v2"},
-        "defaultVariant": "old",
-        "targeting": {"if": [{"in": [{"var": "country"}, ["de", "fr"]]}, "new", "old"]},
-    }, indent=2))
+    type_definition(ui, {"if": [{"in": [{"var": "country"}, ["de", "fr"]]}, "new", "old"]})
     ui.driver.find_element(By.ID, "flag-reason").send_keys("pricing test")
     ui.driver.find_element(By.CSS_SELECTOR, "form.definition button[type=submit]").click()
     eventually("the new flag's page", lambda: ui.driver.current_url.endswith("/flags/pricing-page"))

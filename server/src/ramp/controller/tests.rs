@@ -42,6 +42,19 @@ struct Traffic {
 
 const HEALTHY: Traffic = Traffic { requests: 800.0, treatment_errors: 0.005, control_errors: 0.005 };
 
+/// The controller of `config` with the real embedded store, on a clock the
+/// test moves (from [`START`]).
+pub(super) async fn controller_on_a_manual_clock(
+    config: &ServerConfig,
+) -> (ManualClock, Arc<dyn Store>, Arc<Controller>) {
+    let (clock, manual) = Clock::manual(START);
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.data_dir).expect("store"));
+    let environments = Arc::new(Environments::load(config, BTreeMap::new(), clock.clone()).expect("environments"));
+    let metrics = Arc::new(Metrics::new(environments.iter().map(|e| e.name.as_str())));
+    let controller = Controller::load(config, store.clone(), environments, metrics, clock).await.expect("controller");
+    (manual, store, controller)
+}
+
 struct Harness {
     dir: tempfile::TempDir,
     clock: ManualClock,
@@ -61,13 +74,8 @@ impl Harness {
             ..Default::default()
         };
         let config = ServerConfig::resolve(&args, &|_| None).expect("config");
-        let (clock, manual) = Clock::manual(START);
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.data_dir).expect("store"));
-        let environments = Arc::new(Environments::load(&config, BTreeMap::new(), clock.clone()).expect("environments"));
-        let metrics = Arc::new(Metrics::new(environments.iter().map(|e| e.name.as_str())));
-        let controller =
-            Controller::load(&config, store.clone(), environments, metrics, clock).await.expect("controller");
-        Harness { dir, clock: manual, store, controller }
+        let (clock, store, controller) = controller_on_a_manual_clock(&config).await;
+        Harness { dir, clock, store, controller }
     }
 
     /// One simulated second: the traffic of that second is reported (split

@@ -3,25 +3,19 @@
 //! persistence. The wall-time versions with the real binary are in
 //! `tests/tests/releases.rs`; these check the orchestration itself.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::Controller;
 use crate::cli::ServeArgs;
 use crate::config::ServerConfig;
-use crate::environment::Environments;
-use crate::metrics::Metrics;
 use crate::model::{PendingReason, RollbackReason, Status};
 use crate::ramp::decide::Command;
-use crate::store::embedded::EmbeddedStore;
 use crate::store::{OutcomeCount, Store};
-use crate::time::{Clock, ManualClock};
+use crate::time::ManualClock;
 
 const FLAGS: &str = "flags:\n  new-checkout:\n    state: ENABLED\n    variants: { \"on\": true, \"off\": false }\n    defaultVariant: \"off\"\n";
 const RELEASE: &str = "checkout-v2";
-/// 2026-11-29T00:00:00Z.
-const START: u64 = 1_796_342_400_000;
 
 fn release_file(rollback_earlier: bool) -> String {
     format!(
@@ -58,13 +52,8 @@ impl Pipeline {
             ..Default::default()
         };
         let config = ServerConfig::resolve(&args, &|_| None).expect("config");
-        let (clock, manual) = Clock::manual(START);
-        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(&config.data_dir).expect("store"));
-        let environments = Arc::new(Environments::load(&config, BTreeMap::new(), clock.clone()).expect("environments"));
-        let metrics = Arc::new(Metrics::new(environments.iter().map(|e| e.name.as_str())));
-        let controller =
-            Controller::load(&config, store.clone(), environments, metrics, clock).await.expect("controller");
-        Pipeline { _dir: dir, clock: manual, store, controller }
+        let (clock, store, controller) = super::super::tests::controller_on_a_manual_clock(&config).await;
+        Pipeline { _dir: dir, clock, store, controller }
     }
 
     async fn status(&self, environment: &str) -> Status {
