@@ -23,7 +23,10 @@ struct Head {
     kind: Option<String>,
 }
 
-/// The kind of the document in `text`.
+/// The kind of the document in `text`. The second parse runs under
+/// serde-saphyr's default budget (250,000 nodes, 1,000,000 events, aliases
+/// capped): a document past it is read as a flag file, which the flag
+/// loader then checks under its own limits and refuses with file and line.
 pub fn kind_of(text: &str) -> FileKind {
     // Only a document that names a kind somewhere is parsed a second time.
     if !text.contains("kind") {
@@ -50,5 +53,15 @@ mod tests {
         let flags = "flags:\n  a:\n    metadata:\n      kind: Release\n    state: ENABLED\n";
         assert_eq!(kind_of(flags), FileKind::Flags);
         assert_eq!(kind_of("flags: {}\n"), FileKind::Flags);
+    }
+
+    #[test]
+    fn a_document_past_the_parsers_budget_is_left_to_the_flag_loader() {
+        // 300,000 nodes and a `kind`: the parse stops at the budget.
+        let mut text = String::from("kind: Release\nvalues:\n");
+        for index in 0..300_000 {
+            text.push_str(&format!("  - {index}\n"));
+        }
+        assert_eq!(kind_of(&text), FileKind::Flags);
     }
 }
