@@ -360,6 +360,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_SYNC_ADDR", value_name = "ADDR")]
     pub sync_addr: Option<SocketAddr>,
 
+    /// Address of the OTLP/HTTP receiver (`POST /v1/traces`: spans as ramp
+    /// evidence; conventionally port 4318). Off unless set.
+    #[arg(long, env = "RAMPART_OTLP_HTTP_ADDR", value_name = "ADDR")]
+    pub otlp_http_addr: Option<SocketAddr>,
+
     /// Seconds between keep-alive messages on streams (flagd uses 20).
     #[arg(long, env = "RAMPART_HEARTBEAT_SECONDS", value_name = "SECONDS")]
     pub heartbeat_seconds: Option<u64>,

@@ -43,6 +43,7 @@ pub mod limits;
 pub mod loader;
 pub mod metrics;
 pub mod model;
+pub mod otlp;
 pub mod paths;
 pub mod promote;
 pub mod ramp;
@@ -140,7 +141,8 @@ impl Server {
     /// flags. Must run inside a Tokio runtime (the store is async).
     pub async fn new(mut config: ServerConfig) -> Result<Server, StartupError> {
         let clock = time::Clock::system();
-        let descriptors = config.limits.fit_descriptors();
+        let listeners = 4 + u64::from(config.otlp_http_addr.is_some());
+        let descriptors = config.limits.fit_descriptors(listeners);
         tracing::debug!(descriptors, connections = config.limits.connections_per_listener, "connection limits");
         // Subscribed before anything is read, so no change falls between the
         // read and the subscription.
@@ -208,6 +210,7 @@ impl Server {
             ramps,
             limits: Arc::new(config.limits.clone()),
             outcomes: Arc::new(ramp::outcome_gate::OutcomeGate::new(&config.limits, secret)),
+            otlp_dedupe: Arc::new(otlp::dedupe::Dedupe::new(config.limits.otlp_dedupe_spans)),
             shutdown: CancellationToken::new(),
             heartbeat: config.heartbeat,
             max_body_bytes: config.max_body_bytes,
@@ -229,7 +232,8 @@ impl Server {
         let admin = bind(self.config.admin_addr)?;
         let grpc = bind(self.config.grpc_addr)?;
         let sync = bind(self.config.sync_addr)?;
-        Ok(BoundServer { server: self, http, admin, grpc, sync })
+        let otlp_http = self.config.otlp_http_addr.map(bind).transpose()?;
+        Ok(BoundServer { server: self, http, admin, grpc, sync, otlp_http })
     }
 }
 
@@ -241,6 +245,7 @@ pub struct BoundServer {
     admin: TcpListener,
     grpc: TcpListener,
     sync: TcpListener,
+    otlp_http: Option<TcpListener>,
 }
 
 impl BoundServer {
@@ -259,7 +264,8 @@ impl BoundServer {
         let (http_addr, admin_addr) = (self.http_addr(), self.admin_addr());
         let grpc_addr = self.grpc.local_addr()?;
         let sync_addr = self.sync.local_addr()?;
-        let BoundServer { server, http, admin, grpc, sync } = self;
+        let otlp_http_addr = self.otlp_http.as_ref().map(TcpListener::local_addr).transpose()?;
+        let BoundServer { server, http, admin, grpc, sync, otlp_http } = self;
         let Server { config, state, replica } = server;
         let mut state = state;
         state.services.shutdown = shutdown.clone();
@@ -292,6 +298,21 @@ impl BoundServer {
                     .configure(http::configure_admin)
                     .default_service(web::to(http::not_found))
             })?;
+        let otlp_server = match otlp_http {
+            Some(socket) => {
+                let otlp_data = data.clone();
+                let settings = settings(http::refusals::Listener::Application, workers.min(2));
+                Some(http::listener::serve(settings, socket, move || {
+                    App::new()
+                        .app_data(otlp_data.clone())
+                        .wrap(from_fn(|req, next| http::observe("otlp", req, next)))
+                        .configure(http::configure_otlp)
+                        .default_service(web::to(http::not_found))
+                })?)
+            }
+            None => None,
+        };
+        let otlp_handle = otlp_server.as_ref().map(actix_server::Server::handle);
         let (http_handle, admin_handle) = (http_server.handle(), admin_server.handle());
 
         let grpc_thread = grpc::spawn(state.services.clone(), grpc, sync)?;
@@ -341,6 +362,7 @@ impl BoundServer {
             %admin_addr,
             %grpc_addr,
             %sync_addr,
+            otlp_http_addr = otlp_http_addr.map(|addr| addr.to_string()),
             environments = environments.join(","),
             open_evaluation = config.open_evaluation(),
             "listening"
@@ -374,9 +396,20 @@ impl BoundServer {
         let stopper = tokio::spawn(async move {
             shutdown.cancelled().await;
             tracing::info!("shutting down");
-            tokio::join!(http_handle.stop(true), admin_handle.stop(true));
+            let otlp = async {
+                if let Some(handle) = otlp_handle {
+                    handle.stop(true).await;
+                }
+            };
+            tokio::join!(http_handle.stop(true), admin_handle.stop(true), otlp);
         });
-        let (http_result, admin_result) = tokio::join!(http_server, admin_server);
+        let otlp = async {
+            match otlp_server {
+                Some(server) => server.await,
+                None => Ok(()),
+            }
+        };
+        let (http_result, admin_result, otlp_result) = tokio::join!(http_server, admin_server, otlp);
         stopper.abort();
         let _ = watcher.await;
         let _ = controller.await;
@@ -396,7 +429,7 @@ impl BoundServer {
             return Err(std::io::Error::other("a server task panicked (logged above)"));
         }
         tracing::info!("stopped");
-        http_result.and(admin_result).and(grpc_result)
+        http_result.and(admin_result).and(otlp_result).and(grpc_result)
     }
 }
 

@@ -78,6 +78,11 @@ pub struct Limits {
     /// Flag writes per second per admin token (burst twice this): with
     /// `flagDefinitionBytes`, how fast one token can grow the store.
     pub admin_writes_per_second: u32,
+    /// Most bytes of one OTLP export, as sent and after gzip is undone.
+    pub otlp_body_bytes: usize,
+    /// Span fingerprints per generation of the OTLP dedupe window (two
+    /// generations, about 20 bytes each): at least `otlp::MAX_SPANS`.
+    pub otlp_dedupe_spans: usize,
 }
 
 impl Default for Limits {
@@ -99,6 +104,8 @@ impl Default for Limits {
             outcomes_per_context_per_minute: 60,
             outcome_source_window: Duration::from_secs(60),
             admin_writes_per_second: 50,
+            otlp_body_bytes: 8 << 20,
+            otlp_dedupe_spans: 1_000_000,
         }
     }
 }
@@ -112,15 +119,15 @@ impl Limits {
     /// limit), then makes sure the four listeners' connection caps fit in
     /// it, so one listener flooded with connections can never take the
     /// descriptors the others need. Returns the descriptor limit.
-    pub fn fit_descriptors(&mut self) -> u64 {
+    pub fn fit_descriptors(&mut self, listeners: u64) -> u64 {
         let available = raise_descriptor_limit();
-        let share = (available.saturating_sub(RESERVED_DESCRIPTORS) / 4).max(16) as usize;
+        let share = (available.saturating_sub(RESERVED_DESCRIPTORS) / listeners.max(1)).max(16) as usize;
         if self.connections_per_listener > share {
             if self.connections_configured {
                 tracing::warn!(
                     configured = self.connections_per_listener,
                     descriptors = available,
-                    "connectionsPerListener lowered to {share} to fit four listeners in the open-file limit; \
+                    "connectionsPerListener lowered to {share} to fit {listeners} listeners in the open-file limit; \
                      raise the limit (ulimit -n, LimitNOFILE) for more"
                 );
             }
@@ -166,6 +173,8 @@ pub(crate) struct LimitsFile {
     outcomes_per_context_per_minute: Option<u64>,
     outcome_source_window_seconds: Option<f64>,
     admin_writes_per_second: Option<u32>,
+    otlp_body_bytes: Option<usize>,
+    otlp_dedupe_spans: Option<usize>,
 }
 
 impl LimitsFile {
@@ -266,6 +275,15 @@ impl LimitsFile {
                 1,
                 100_000,
             )?,
+            otlp_body_bytes: within("otlpBodyBytes", self.otlp_body_bytes, d.otlp_body_bytes, 64 << 10, 1 << 30)?,
+            // A generation holds at least one whole export (`otlp::MAX_SPANS`).
+            otlp_dedupe_spans: within(
+                "otlpDedupeSpans",
+                self.otlp_dedupe_spans,
+                d.otlp_dedupe_spans,
+                20_000,
+                100_000_000,
+            )?,
         })
     }
 }
@@ -351,10 +369,12 @@ pub enum Rejection {
     SignInAttempts,
     /// Flag writes of one admin token over `adminWritesPerSecond`.
     AdminWrites,
+    /// An OTLP export with more than `otlp::MAX_SPANS` spans.
+    OtlpSpans,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 19] = [
+    pub const ALL: [Rejection; 20] = [
         Rejection::RequestBody,
         Rejection::BodyReadTimeout,
         Rejection::ContextFields,
@@ -374,6 +394,7 @@ impl Rejection {
         Rejection::RelayOutcomeBuffer,
         Rejection::SignInAttempts,
         Rejection::AdminWrites,
+        Rejection::OtlpSpans,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -398,6 +419,7 @@ impl Rejection {
             Rejection::RelayOutcomeBuffer => "relay_outcome_buffer",
             Rejection::SignInAttempts => "sign_in_attempts",
             Rejection::AdminWrites => "admin_writes",
+            Rejection::OtlpSpans => "otlp_spans",
         }
     }
 }

@@ -30,6 +30,12 @@ pub struct Metrics {
     pub outcomes: IntCounterVec,
     /// Outcome reports refused before they were acknowledged, by reason.
     pub outcomes_refused: IntCounterVec,
+    /// Spans received over OTLP, by what became of them (`otlp::SpanFate`).
+    pub otlp_spans: IntCounterVec,
+    /// OTLP export requests, by signal and answer.
+    pub otlp_exports: IntCounterVec,
+    /// The OTLP dedupe window moved on: on time, or early because it was full.
+    pub otlp_dedupe_rotations: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
     pub webhook_outbox: IntGauge,
     pub store_up: IntGauge,
@@ -117,6 +123,30 @@ impl Metrics {
         for reason in OutcomeRefusal::ALL {
             outcomes_refused.with_label_values(&[reason.as_str()]);
         }
+        let otlp_spans = IntCounterVec::new(
+            Opts::new(
+                "otlp_spans_total",
+                "Spans received over OTLP, by result: used as ramp evidence, or why not (docs/otlp.md)",
+            ),
+            &["environment", "result"],
+        )
+        .expect("valid metric");
+        let otlp_exports = IntCounterVec::new(
+            Opts::new(
+                "otlp_exports_total",
+                "OTLP export requests, by signal and result (accepted, partial, or why refused)",
+            ),
+            &["signal", "result"],
+        )
+        .expect("valid metric");
+        let otlp_dedupe_rotations = IntCounterVec::new(
+            Opts::new(
+                "otlp_dedupe_rotations_total",
+                "The OTLP span dedupe window moved on, by reason (window: on time; full: early, the window is shorter)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         let webhook_deliveries = IntCounterVec::new(
             Opts::new("webhook_deliveries_total", "Ramp webhook attempts, by result (delivered, failed, dropped)"),
             &["result"],
@@ -214,6 +244,9 @@ impl Metrics {
             Box::new(ramp_transitions.clone()),
             Box::new(outcomes.clone()),
             Box::new(outcomes_refused.clone()),
+            Box::new(otlp_spans.clone()),
+            Box::new(otlp_exports.clone()),
+            Box::new(otlp_dedupe_rotations.clone()),
             Box::new(webhook_deliveries.clone()),
             Box::new(webhook_outbox.clone()),
             Box::new(store_up.clone()),
@@ -254,6 +287,9 @@ impl Metrics {
             ramp_transitions,
             outcomes,
             outcomes_refused,
+            otlp_spans,
+            otlp_exports,
+            otlp_dedupe_rotations,
             webhook_deliveries,
             webhook_outbox,
             store_up,

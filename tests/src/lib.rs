@@ -90,6 +90,8 @@ pub struct Rampart {
     /// `host:port` of the gRPC evaluation and sync listeners.
     pub grpc: String,
     pub sync: String,
+    /// `http://host:port` of the OTLP/HTTP receiver, when configured.
+    pub otlp_http: Option<String>,
     logs: Arc<Mutex<Vec<Value>>>,
     /// The data directory, when the harness made it (removed on drop).
     _data: Option<tempfile::TempDir>,
@@ -166,6 +168,7 @@ impl Rampart {
             admin: String::new(),
             grpc: String::new(),
             sync: String::new(),
+            otlp_http: None,
             logs,
             _data: None,
         };
@@ -179,6 +182,7 @@ impl Rampart {
         server.admin = format!("http://{}", listening["admin_addr"].as_str().expect("admin_addr"));
         server.grpc = listening["grpc_addr"].as_str().expect("grpc_addr").to_owned();
         server.sync = listening["sync_addr"].as_str().expect("sync_addr").to_owned();
+        server.otlp_http = listening["otlp_http_addr"].as_str().map(|addr| format!("http://{addr}"));
         server
     }
 
@@ -464,6 +468,18 @@ impl LineClient {
             }
         });
         LineClient { child, stdin, lines, stderr }
+    }
+
+    /// The next line the process prints (up to [`DEADLINE`]).
+    pub fn line(&mut self) -> String {
+        self.lines.recv_timeout(DEADLINE).unwrap_or_else(|error| {
+            panic!("no line from {:?} ({error}); stderr:\n{}", self.child, self.stderr.lock().expect("stderr lock"))
+        })
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
     }
 
     /// Sends a command and waits (up to [`DEADLINE`]) for its answer.

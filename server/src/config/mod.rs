@@ -45,6 +45,8 @@ pub const DEFAULT_HTTP_PORT: u16 = 8016;
 pub const DEFAULT_ADMIN_PORT: u16 = 8014;
 pub const DEFAULT_GRPC_PORT: u16 = 8013;
 pub const DEFAULT_SYNC_PORT: u16 = 8015;
+/// OTLP/HTTP's conventional port (the receiver is off unless configured).
+pub const DEFAULT_OTLP_HTTP_PORT: u16 = 4318;
 /// The environment `--flags` serves.
 pub const DEFAULT_ENVIRONMENT: &str = "default";
 /// Largest request body accepted (flagd's default).
@@ -60,6 +62,8 @@ pub struct ServerConfig {
     pub admin_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub sync_addr: SocketAddr,
+    /// The OTLP/HTTP receiver (`otlpHttpAddr`), when configured.
+    pub otlp_http_addr: Option<SocketAddr>,
     /// Keep-alive interval of streams.
     pub heartbeat: Duration,
     pub log_format: LogFormat,
@@ -228,7 +232,12 @@ impl ServerConfig {
         let admin_addr = pick_addr(args.admin_addr, file.admin_addr.as_deref(), "adminAddr", DEFAULT_ADMIN_PORT)?;
         let grpc_addr = pick_addr(args.grpc_addr, file.grpc_addr.as_deref(), "grpcAddr", DEFAULT_GRPC_PORT)?;
         let sync_addr = pick_addr(args.sync_addr, file.sync_addr.as_deref(), "syncAddr", DEFAULT_SYNC_PORT)?;
-        let listeners = [("HTTP", http_addr), ("admin", admin_addr), ("gRPC", grpc_addr), ("sync", sync_addr)];
+        let otlp_http_addr = match (args.otlp_http_addr, file.otlp_http_addr.as_deref()) {
+            (None, None) => None,
+            (cli, file) => Some(pick_addr(cli, file, "otlpHttpAddr", DEFAULT_OTLP_HTTP_PORT)?),
+        };
+        let mut listeners = vec![("HTTP", http_addr), ("admin", admin_addr), ("gRPC", grpc_addr), ("sync", sync_addr)];
+        listeners.extend(otlp_http_addr.map(|addr| ("OTLP/HTTP", addr)));
         for (index, (name, addr)) in listeners.iter().enumerate() {
             if let Some((other, _)) = listeners[..index].iter().find(|(_, a)| a == addr && addr.port() != 0) {
                 return Err(ConfigError::Invalid(format!(
@@ -355,6 +364,7 @@ impl ServerConfig {
             admin_addr,
             grpc_addr,
             sync_addr,
+            otlp_http_addr,
             heartbeat: Duration::from_secs(heartbeat),
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             log_filter: args.log.clone().or(file.log).unwrap_or_else(|| "info".to_owned()),

@@ -177,3 +177,23 @@ fn relays_name_their_upstream_environments_and_token_and_relay_tokens_their_scop
         assert!(got.contains(message), "{token}: {got}");
     }
 }
+
+#[test]
+fn the_otlp_receiver_is_off_unless_configured_and_shares_no_address() {
+    let off = resolve(ServeArgs { flags: vec!["f".into()], ..Default::default() }).unwrap();
+    assert_eq!(off.otlp_http_addr, None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "otlpHttpAddr: 127.0.0.1:4318\nenvironments:\n  a:\n    flags: [x]\n");
+    let on = resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap();
+    assert_eq!(on.otlp_http_addr, Some("127.0.0.1:4318".parse().unwrap()));
+    let cli = ServeArgs {
+        flags: vec!["f".into()],
+        otlp_http_addr: Some("127.0.0.1:8016".parse().unwrap()),
+        ..Default::default()
+    };
+    let error = resolve(cli).unwrap_err().to_string();
+    assert!(error.contains("HTTP and OTLP/HTTP listeners cannot share"), "{error}");
+    let path = write(dir.path(), "otlpHttpAddr: nowhere\nenvironments:\n  a:\n    flags: [x]\n");
+    let error = resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap_err().to_string();
+    assert!(error.contains("otlpHttpAddr: 'nowhere'"), "{error}");
+}

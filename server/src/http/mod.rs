@@ -13,6 +13,7 @@ mod error;
 pub(crate) mod listener;
 mod ofrep;
 mod ops;
+mod otlp;
 mod outcomes;
 pub(crate) mod policy;
 pub(crate) mod refusals;
@@ -60,6 +61,11 @@ pub(crate) fn configure_http(config: &mut web::ServiceConfig) {
     ofrep::configure(config);
     sse::configure(config);
     outcomes::configure(config);
+}
+
+/// Routes of the OTLP/HTTP listener (`otlpHttpAddr`).
+pub(crate) fn configure_otlp(config: &mut web::ServiceConfig) {
+    otlp::configure(config);
 }
 
 /// Routes of the operator listener.

@@ -18,6 +18,7 @@ pub mod files;
 pub mod in_flight;
 pub mod kind;
 pub mod observe;
+pub mod otlp_selection;
 pub mod outcome_gate;
 pub mod outcomes;
 pub mod plan;

@@ -1,6 +1,7 @@
 //! What every transport serves from — the HTTP listeners and gRPC alike:
 //! built once at start-up and cloned cheaply (every field is shared).
 
+pub mod otlp;
 pub mod outcomes;
 
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub struct Services {
     pub max_body_bytes: usize,
     /// Wall time for evaluations (`$flagd.timestamp`) and outcome reports.
     pub clock: Clock,
+    /// Spans already counted from OTLP exports (an exporter's retry).
+    pub otlp_dedupe: Arc<crate::otlp::dedupe::Dedupe>,
     /// Set on a relay: its upstream and how each environment follows it.
     pub relay: Option<Arc<crate::relay::Relay>>,
 }

@@ -90,6 +90,8 @@ struct Counting {
     evidence: (u64, u64),
     /// Outcome reports for the step refused, by reason.
     refused: BTreeMap<String, u64>,
+    /// Which OTLP spans count, when the ramp's evidence is outcomes.
+    spans: Option<super::otlp_selection::FlagSpans>,
 }
 
 impl Counting {
@@ -103,6 +105,7 @@ impl Counting {
             min_samples: spec.steps.get(run.step).map_or(super::spec::DEFAULT_MIN_SAMPLES, |step| step.min_samples),
             evidence: (0, 0),
             refused: BTreeMap::new(),
+            spans: super::otlp_selection::FlagSpans::of(spec),
         })
     }
 
@@ -277,6 +280,19 @@ impl Controller {
             let counting = e.counting.lock().unwrap_or_else(|e| e.into_inner());
             counting.as_ref().filter(|c| c.flag == flag).and_then(|c| c.arm(variant))
         })
+    }
+
+    /// What the OTLP receiver needs to count spans in `environment`: each
+    /// ramped flag whose evidence is outcome reports, with the spans that
+    /// count for it. Empty when no such ramp runs (spans are then ignored
+    /// without being read further).
+    pub fn span_selections(&self, environment: &str) -> super::otlp_selection::Selections {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let flags = entries.values().filter(|e| e.environment == environment).filter_map(|e| {
+            let counting = e.counting.lock().unwrap_or_else(|e| e.into_inner());
+            counting.as_ref().and_then(|c| c.spans.clone().map(|spans| (c.flag.clone(), spans)))
+        });
+        super::otlp_selection::Selections::new(flags.collect())
     }
 
     /// An outcome write into `second` of `environment` starts; the

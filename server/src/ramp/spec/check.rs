@@ -136,6 +136,10 @@ impl Checker<'_> {
                 MetricSource::Builtin
             }
         };
+        let spans = spec.guard.spans.resolve().unwrap_or_else(|message| {
+            self.error("spans", 0, message);
+            super::spans::SpanSelection::default()
+        });
         let windows = spec.windows.as_ref().and_then(|raw| match crate::ramp::windows::Windows::parse(raw) {
             Ok(windows) => Some(windows),
             Err(message) => {
@@ -297,6 +301,7 @@ impl Checker<'_> {
                 advance_max_ratio,
                 advance_confidence,
                 critical: spec.guard.critical.unwrap_or(true),
+                spans,
             },
             policy: Policy {
                 on_regression: spec.policy.on_regression.unwrap_or(Action::Rollback),

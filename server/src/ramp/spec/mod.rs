@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 mod check;
 mod raw;
+pub mod spans;
 mod syntax;
 
 pub use crate::model::MetricRole;
@@ -219,6 +220,8 @@ pub struct Guard {
     pub advance_max_ratio: f64,
     pub advance_confidence: f64,
     pub critical: bool,
+    /// Which spans count when outcomes arrive over OTLP.
+    pub spans: spans::SpanSelection,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
@@ -289,6 +292,7 @@ impl RampSpec {
                 advance_max_ratio: 1.0 + 2.0 * DEFAULT_TOLERANCE,
                 advance_confidence: DEFAULT_ADVANCE_CONFIDENCE,
                 critical: true,
+                spans: spans::SpanSelection::default(),
             },
             policy: Policy {
                 on_regression: Action::Rollback,

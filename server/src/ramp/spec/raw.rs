@@ -125,6 +125,8 @@ pub(super) struct RawGuard {
     #[serde(default)]
     pub(super) relative: RawRelative,
     pub(super) critical: Option<bool>,
+    #[serde(default)]
+    pub(super) spans: super::spans::RawSpans,
 }
 
 #[derive(Debug, Default, Deserialize)]
