@@ -365,6 +365,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_OTLP_HTTP_ADDR", value_name = "ADDR")]
     pub otlp_http_addr: Option<SocketAddr>,
 
+    /// Address of the OTLP/gRPC receiver (the Collector's `TraceService`;
+    /// conventionally port 4317). Off unless set.
+    #[arg(long, env = "RAMPART_OTLP_GRPC_ADDR", value_name = "ADDR")]
+    pub otlp_grpc_addr: Option<SocketAddr>,
+
     /// Seconds between keep-alive messages on streams (flagd uses 20).
     #[arg(long, env = "RAMPART_HEARTBEAT_SECONDS", value_name = "SECONDS")]
     pub heartbeat_seconds: Option<u64>,

@@ -141,7 +141,7 @@ impl Server {
     /// flags. Must run inside a Tokio runtime (the store is async).
     pub async fn new(mut config: ServerConfig) -> Result<Server, StartupError> {
         let clock = time::Clock::system();
-        let listeners = 4 + u64::from(config.otlp_http_addr.is_some());
+        let listeners = 4 + u64::from(config.otlp_http_addr.is_some()) + u64::from(config.otlp_grpc_addr.is_some());
         let descriptors = config.limits.fit_descriptors(listeners);
         tracing::debug!(descriptors, connections = config.limits.connections_per_listener, "connection limits");
         // Subscribed before anything is read, so no change falls between the
@@ -233,7 +233,8 @@ impl Server {
         let grpc = bind(self.config.grpc_addr)?;
         let sync = bind(self.config.sync_addr)?;
         let otlp_http = self.config.otlp_http_addr.map(bind).transpose()?;
-        Ok(BoundServer { server: self, http, admin, grpc, sync, otlp_http })
+        let otlp_grpc = self.config.otlp_grpc_addr.map(bind).transpose()?;
+        Ok(BoundServer { server: self, http, admin, grpc, sync, otlp_http, otlp_grpc })
     }
 }
 
@@ -246,6 +247,7 @@ pub struct BoundServer {
     grpc: TcpListener,
     sync: TcpListener,
     otlp_http: Option<TcpListener>,
+    otlp_grpc: Option<TcpListener>,
 }
 
 impl BoundServer {
@@ -265,7 +267,8 @@ impl BoundServer {
         let grpc_addr = self.grpc.local_addr()?;
         let sync_addr = self.sync.local_addr()?;
         let otlp_http_addr = self.otlp_http.as_ref().map(TcpListener::local_addr).transpose()?;
-        let BoundServer { server, http, admin, grpc, sync, otlp_http } = self;
+        let otlp_grpc_addr = self.otlp_grpc.as_ref().map(TcpListener::local_addr).transpose()?;
+        let BoundServer { server, http, admin, grpc, sync, otlp_http, otlp_grpc } = self;
         let Server { config, state, replica } = server;
         let mut state = state;
         state.services.shutdown = shutdown.clone();
@@ -315,7 +318,7 @@ impl BoundServer {
         let otlp_handle = otlp_server.as_ref().map(actix_server::Server::handle);
         let (http_handle, admin_handle) = (http_server.handle(), admin_server.handle());
 
-        let grpc_thread = grpc::spawn(state.services.clone(), grpc, sync)?;
+        let grpc_thread = grpc::spawn(state.services.clone(), grpc, sync, otlp_grpc)?;
         // A background task that panics stops the server (EX_SOFTWARE) instead
         // of leaving it serving without, say, its ramp controller.
         let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -363,6 +366,7 @@ impl BoundServer {
             %grpc_addr,
             %sync_addr,
             otlp_http_addr = otlp_http_addr.map(|addr| addr.to_string()),
+            otlp_grpc_addr = otlp_grpc_addr.map(|addr| addr.to_string()),
             environments = environments.join(","),
             open_evaluation = config.open_evaluation(),
             "listening"

@@ -1,5 +1,6 @@
 """A small web service instrumented the usual way: OpenTelemetry's SDK with
-its OTLP/HTTP exporter, OpenFeature with the OFREP provider and the
+its OTLP exporter (HTTP, or gRPC when OTEL_EXPORTER_OTLP_TRACES_PROTOCOL is
+grpc), OpenFeature with the OFREP provider and the
 OpenTelemetry hook from PyPI. Nothing in it is written for Rampart: the
 OFREP endpoint and flag key, and the OTLP exporter (OTEL_EXPORTER_OTLP_*),
 come from the environment, as they would in production.
@@ -22,7 +23,6 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -31,6 +31,11 @@ from openfeature import api
 from openfeature.contrib.hook.opentelemetry import TracingHook
 from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.evaluation_context import EvaluationContext
+
+if os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") == "grpc":
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+else:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
 tracer_provider = TracerProvider(resource=Resource.create({"service.name": "search-api"}))
 tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))

@@ -92,6 +92,8 @@ pub struct Rampart {
     pub sync: String,
     /// `http://host:port` of the OTLP/HTTP receiver, when configured.
     pub otlp_http: Option<String>,
+    /// `host:port` of the OTLP/gRPC receiver, when configured.
+    pub otlp_grpc: Option<String>,
     logs: Arc<Mutex<Vec<Value>>>,
     /// The data directory, when the harness made it (removed on drop).
     _data: Option<tempfile::TempDir>,
@@ -169,6 +171,7 @@ impl Rampart {
             grpc: String::new(),
             sync: String::new(),
             otlp_http: None,
+            otlp_grpc: None,
             logs,
             _data: None,
         };
@@ -183,6 +186,7 @@ impl Rampart {
         server.grpc = listening["grpc_addr"].as_str().expect("grpc_addr").to_owned();
         server.sync = listening["sync_addr"].as_str().expect("sync_addr").to_owned();
         server.otlp_http = listening["otlp_http_addr"].as_str().map(|addr| format!("http://{addr}"));
+        server.otlp_grpc = listening["otlp_grpc_addr"].as_str().map(str::to_owned);
         server
     }
 

@@ -44,7 +44,7 @@ fn start(steps: &str) -> (Rampart, FlagDir) {
     let config = dir.write(
         "rampart.yaml",
         &format!(
-            "otlpHttpAddr: 127.0.0.1:0\nenvironments:\n  production:\n    flags: [flags.yaml]\n    ramps: [ramp.yaml]\n    \
+            "otlpHttpAddr: 127.0.0.1:0\notlpGrpcAddr: 127.0.0.1:0\nenvironments:\n  production:\n    flags: [flags.yaml]\n    ramps: [ramp.yaml]\n    \
              sdkKeys: [{{value: {SDK_KEY}}}]\n    reporterKeys: [{{value: {REPORTER_KEY}}}]\n  staging:\n    \
              flags: [flags.yaml]\n    sdkKeys: [{{value: staging-sdk-key-0001}}]\n    reporterKeys: [{{value: {STAGING_REPORTER_KEY}}}]\n\
              limits:\n  outcomeSourceWindowSeconds: 1\n"
@@ -78,17 +78,47 @@ fn span_count(server: &Rampart, result: &str) -> f64 {
         .sum()
 }
 
+/// How the Python app exports.
+#[derive(Clone, Copy)]
+enum Exporter {
+    Http,
+    /// OTLP/gRPC, gzip-compressed (as the Collector sends by default).
+    GrpcGzip,
+}
+
 /// The Python app, exporting its spans to `server` with `key`.
 fn python_app(server: &Rampart, key: &str, error_rates: &str, per_second: u32) -> LineClient {
-    let otlp = server.otlp_http.as_deref().expect("the OTLP/HTTP receiver is configured");
+    python_app_exporting(server, key, error_rates, per_second, Exporter::Http)
+}
+
+fn python_app_exporting(
+    server: &Rampart,
+    key: &str,
+    error_rates: &str,
+    per_second: u32,
+    exporter: Exporter,
+) -> LineClient {
     let mut command = python_command(&workspace().join("tests/interop/otel_app.py"));
+    match exporter {
+        Exporter::Http => {
+            let otlp = server.otlp_http.as_deref().expect("the OTLP/HTTP receiver is configured");
+            command.env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", format!("{otlp}/v1/traces"));
+        }
+        Exporter::GrpcGzip => {
+            let otlp = server.otlp_grpc.as_deref().expect("the OTLP/gRPC receiver is configured");
+            command
+                .env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+                .env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", format!("http://{otlp}"))
+                .env("OTEL_EXPORTER_OTLP_TRACES_INSECURE", "true")
+                .env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip");
+        }
+    }
     command
         .env("OFREP_URL", &server.http)
         .env("FLAG_KEY", SDK_KEY)
         .env("ERROR_RATES", error_rates)
         .env("LOAD_PER_SECOND", per_second.to_string())
-        // The standard OpenTelemetry settings: where to export, with which header.
-        .env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", format!("{otlp}/v1/traces"))
+        // The standard OpenTelemetry settings: which header to export with.
         .env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", format!("authorization=Bearer%20{key}"))
         .env("OTEL_BSP_SCHEDULE_DELAY", "200");
     let mut app = LineClient::spawn(command);
@@ -114,6 +144,22 @@ fn an_opentelemetry_app_whose_treatment_fails_is_rolled_back() {
     let done = wait_for(&server, "the rollback", |s| s["state"] == "RolledBack");
     assert_eq!(done["percent"], 0.0, "{done}; app stderr: {}", app.stderr());
     assert!(span_count(&server, "used") > 0.0);
+}
+
+#[test]
+fn the_same_app_exporting_over_otlp_grpc_with_gzip_is_rolled_back() {
+    let (server, _dir) = start(HOLDING);
+    let app =
+        python_app_exporting(&server, REPORTER_KEY, r#"{"vector": 0.4, "classic": 0.02}"#, 60, Exporter::GrpcGzip);
+    let done = wait_for(&server, "the rollback", |s| s["state"] == "RolledBack");
+    assert_eq!(done["percent"], 0.0, "{done}; app stderr: {}", app.stderr());
+    assert!(span_count(&server, "used") > 0.0);
+    let text = rampart_tests::client().get(format!("{}/metrics", server.admin)).send().unwrap().text().unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("rampart_otlp_exports_total{") && l.contains("accepted") && !l.ends_with(" 0")),
+        "exports were accepted over gRPC"
+    );
 }
 
 // ---- hostile exports ----

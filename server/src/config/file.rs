@@ -20,6 +20,8 @@ pub(super) struct ConfigFile {
     pub(super) sync_addr: Option<String>,
     /// The OTLP/HTTP receiver; off when absent.
     pub(super) otlp_http_addr: Option<String>,
+    /// The OTLP/gRPC receiver; off when absent.
+    pub(super) otlp_grpc_addr: Option<String>,
     pub(super) heartbeat_seconds: Option<u64>,
     pub(super) log_format: Option<LogFormat>,
     pub(super) log: Option<String>,

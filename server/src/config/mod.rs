@@ -47,6 +47,8 @@ pub const DEFAULT_GRPC_PORT: u16 = 8013;
 pub const DEFAULT_SYNC_PORT: u16 = 8015;
 /// OTLP/HTTP's conventional port (the receiver is off unless configured).
 pub const DEFAULT_OTLP_HTTP_PORT: u16 = 4318;
+/// OTLP/gRPC's conventional port (off unless configured).
+pub const DEFAULT_OTLP_GRPC_PORT: u16 = 4317;
 /// The environment `--flags` serves.
 pub const DEFAULT_ENVIRONMENT: &str = "default";
 /// Largest request body accepted (flagd's default).
@@ -64,6 +66,8 @@ pub struct ServerConfig {
     pub sync_addr: SocketAddr,
     /// The OTLP/HTTP receiver (`otlpHttpAddr`), when configured.
     pub otlp_http_addr: Option<SocketAddr>,
+    /// The OTLP/gRPC receiver (`otlpGrpcAddr`), when configured.
+    pub otlp_grpc_addr: Option<SocketAddr>,
     /// Keep-alive interval of streams.
     pub heartbeat: Duration,
     pub log_format: LogFormat,
@@ -236,8 +240,13 @@ impl ServerConfig {
             (None, None) => None,
             (cli, file) => Some(pick_addr(cli, file, "otlpHttpAddr", DEFAULT_OTLP_HTTP_PORT)?),
         };
+        let otlp_grpc_addr = match (args.otlp_grpc_addr, file.otlp_grpc_addr.as_deref()) {
+            (None, None) => None,
+            (cli, file) => Some(pick_addr(cli, file, "otlpGrpcAddr", DEFAULT_OTLP_GRPC_PORT)?),
+        };
         let mut listeners = vec![("HTTP", http_addr), ("admin", admin_addr), ("gRPC", grpc_addr), ("sync", sync_addr)];
         listeners.extend(otlp_http_addr.map(|addr| ("OTLP/HTTP", addr)));
+        listeners.extend(otlp_grpc_addr.map(|addr| ("OTLP/gRPC", addr)));
         for (index, (name, addr)) in listeners.iter().enumerate() {
             if let Some((other, _)) = listeners[..index].iter().find(|(_, a)| a == addr && addr.port() != 0) {
                 return Err(ConfigError::Invalid(format!(
@@ -365,6 +374,7 @@ impl ServerConfig {
             grpc_addr,
             sync_addr,
             otlp_http_addr,
+            otlp_grpc_addr,
             heartbeat: Duration::from_secs(heartbeat),
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             log_filter: args.log.clone().or(file.log).unwrap_or_else(|| "info".to_owned()),

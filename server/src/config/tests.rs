@@ -186,6 +186,14 @@ fn the_otlp_receiver_is_off_unless_configured_and_shares_no_address() {
     let path = write(dir.path(), "otlpHttpAddr: 127.0.0.1:4318\nenvironments:\n  a:\n    flags: [x]\n");
     let on = resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap();
     assert_eq!(on.otlp_http_addr, Some("127.0.0.1:4318".parse().unwrap()));
+    assert_eq!(on.otlp_grpc_addr, None, "each receiver is turned on by itself");
+    let grpc = ServeArgs {
+        flags: vec!["f".into()],
+        otlp_grpc_addr: Some("127.0.0.1:8013".parse().unwrap()),
+        ..Default::default()
+    };
+    let error = resolve(grpc).unwrap_err().to_string();
+    assert!(error.contains("gRPC and OTLP/gRPC listeners cannot share"), "{error}");
     let cli = ServeArgs {
         flags: vec!["f".into()],
         otlp_http_addr: Some("127.0.0.1:8016".parse().unwrap()),

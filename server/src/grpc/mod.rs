@@ -10,6 +10,7 @@ mod connections;
 mod convert;
 mod evaluation;
 mod flagd_sync;
+mod otlp;
 mod rampart_sync;
 
 use std::net::TcpListener;
@@ -51,12 +52,8 @@ impl crate::services::Services {
     /// The environment an outcome report's key selects (a reporter key
     /// where the environment has them).
     pub(crate) fn reporter(&self, metadata: &MetadataMap) -> Result<(Arc<Environment>, Trust), Status> {
-        let header =
-            |name: &str| metadata.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-        let key = header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .or_else(|| header("x-api-key"));
-        match self.environments.reporter(key) {
+        let key = bearer_or_api_key(metadata);
+        match self.environments.reporter(key.as_deref()) {
             Ok((environment, trust)) => Ok((environment.clone(), trust)),
             Err(rejection) => {
                 if rejection == KeyRejection::NotAReporter {
@@ -66,6 +63,15 @@ impl crate::services::Services {
             }
         }
     }
+}
+
+/// A key from `authorization: Bearer …`, else `x-api-key`.
+pub(crate) fn bearer_or_api_key(metadata: &MetadataMap) -> Option<String> {
+    let header = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
+    header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .or_else(|| header("x-api-key"))
+        .map(str::to_owned)
 }
 
 impl From<KeyRejection> for Status {
@@ -86,11 +92,17 @@ impl From<KeyRejection> for Status {
 const EVALUATION_STREAMS: u32 = 256;
 const SYNC_STREAMS: u32 = 16;
 
-/// Serves both gRPC listeners on a dedicated thread until `shutdown`.
+/// Concurrent streams per connection on the OTLP/gRPC listener (unary
+/// exports; the Collector sends a few at once).
+const OTLP_STREAMS: u32 = 64;
+
+/// Serves the gRPC listeners on a dedicated thread until `shutdown`: the
+/// evaluation and sync listeners, and the OTLP receiver when configured.
 pub(crate) fn spawn(
     state: GrpcState,
     evaluation: TcpListener,
     sync: TcpListener,
+    otlp: Option<TcpListener>,
 ) -> std::io::Result<std::thread::JoinHandle<std::io::Result<()>>> {
     std::thread::Builder::new().name("grpc".into()).spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -101,6 +113,9 @@ pub(crate) fn spawn(
         runtime.block_on(async move {
             evaluation.set_nonblocking(true)?;
             sync.set_nonblocking(true)?;
+            if let Some(otlp) = &otlp {
+                otlp.set_nonblocking(true)?;
+            }
             let incoming = |listener: TcpListener| -> std::io::Result<_> {
                 Ok(connections::incoming(
                     tokio::net::TcpListener::from_std(listener)?,
@@ -126,8 +141,21 @@ pub(crate) fn spawn(
                         .max_decoding_message_size(limit),
                 )
                 .serve_with_incoming_shutdown(sync, state.shutdown.clone().cancelled_owned());
-            let (a, b) = tokio::join!(evaluation_server, sync_server);
-            a.and(b).map_err(std::io::Error::other)
+            let otlp_server = async {
+                let Some(listener) = otlp else { return Ok(()) };
+                use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+                builder(OTLP_STREAMS)
+                    .add_service(
+                        TraceServiceServer::new(otlp::OtlpTraces { state: state.clone() })
+                            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                            .max_decoding_message_size(state.limits.otlp_body_bytes),
+                    )
+                    .serve_with_incoming_shutdown(incoming(listener)?, state.shutdown.clone().cancelled_owned())
+                    .await
+                    .map_err(std::io::Error::other)
+            };
+            let (a, b, c) = tokio::join!(evaluation_server, sync_server, otlp_server);
+            a.and(b).map_err(std::io::Error::other).and(c)
         })
     })
 }
