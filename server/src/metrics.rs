@@ -36,6 +36,8 @@ pub struct Metrics {
     pub otlp_exports: IntCounterVec,
     /// The OTLP dedupe window moved on: on time, or early because it was full.
     pub otlp_dedupe_rotations: IntCounterVec,
+    /// Alertmanager alerts received, by what they did.
+    pub alerts: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
     pub webhook_outbox: IntGauge,
     pub store_up: IntGauge,
@@ -147,6 +149,15 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let alerts = IntCounterVec::new(
+            Opts::new(
+                "alerts_total",
+                "Alertmanager alerts received (POST /admin/v1/alerts), by result: paused, rolled_back, unchanged, \
+                 recorded (resolved), unmatched (no ramp named), too_many (notification refused)",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
         let webhook_deliveries = IntCounterVec::new(
             Opts::new("webhook_deliveries_total", "Ramp webhook attempts, by result (delivered, failed, dropped)"),
             &["result"],
@@ -247,6 +258,7 @@ impl Metrics {
             Box::new(otlp_spans.clone()),
             Box::new(otlp_exports.clone()),
             Box::new(otlp_dedupe_rotations.clone()),
+            Box::new(alerts.clone()),
             Box::new(webhook_deliveries.clone()),
             Box::new(webhook_outbox.clone()),
             Box::new(store_up.clone()),
@@ -290,6 +302,7 @@ impl Metrics {
             otlp_spans,
             otlp_exports,
             otlp_dedupe_rotations,
+            alerts,
             webhook_deliveries,
             webhook_outbox,
             store_up,

@@ -26,17 +26,28 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(targets: &[String]) -> Prometheus {
+        Prometheus::start_alerting(targets, None)
+    }
+
+    /// Also evaluates alerting `rules` (a rule file's YAML) every second and
+    /// sends what fires to the Alertmanager at `alertmanager` (`host:port`).
+    pub fn start_alerting(targets: &[String], alerting: Option<(&str, &str)>) -> Prometheus {
         let dir = tempfile::tempdir().expect("prometheus dir");
         let config = dir.path().join("prometheus.yml");
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{}]\n",
-                targets.join(", ")
-            ),
-        )
-        .expect("prometheus config");
+        let mut text = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", ")
+        );
+        if let Some((rules, alertmanager)) = alerting {
+            let rule_file = dir.path().join("rules.yml");
+            std::fs::write(&rule_file, rules).expect("rule file");
+            text.push_str(&format!(
+                "rule_files: ['{}']\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{alertmanager}']\n",
+                rule_file.display()
+            ));
+        }
+        std::fs::write(&config, text).expect("prometheus config");
         let port = free_port();
         let data = dir.path().join("data");
         let mut prometheus =
@@ -100,6 +111,64 @@ impl Drop for Prometheus {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A real Alertmanager (Debian package `prometheus-alertmanager`) on a
+/// loopback port, sending every alert to one webhook at once (group wait
+/// and interval of a second) with a bearer token.
+#[derive(Debug)]
+pub struct Alertmanager {
+    child: Child,
+    /// `host:port`, for Prometheus's `alerting` section.
+    pub address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    pub fn start(webhook: &str, token: &str) -> Alertmanager {
+        let dir = tempfile::tempdir().expect("alertmanager dir");
+        let config = dir.path().join("alertmanager.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "route:\n  receiver: rampart\n  group_by: ['...']\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+                 receivers:\n  - name: rampart\n    webhook_configs:\n      - url: '{webhook}'\n        send_resolved: true\n        \
+                 http_config:\n          authorization:\n            type: Bearer\n            credentials: '{token}'\n"
+            ),
+        )
+        .expect("alertmanager config");
+        let port = free_port();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start prometheus-alertmanager ({e}): install it with scripts/install-test-deps \
+                     (Debian package prometheus-alertmanager)"
+                )
+            });
+        let address = format!("127.0.0.1:{port}");
+        let ready = format!("http://{address}/-/ready");
+        eventually(DEADLINE, || match reqwest::blocking::get(&ready) {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(format!("alertmanager not ready: {}", response.status())),
+            Err(error) => Err(format!("alertmanager not up: {error}")),
+        });
+        Alertmanager { child, address, _dir: dir }
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -3,18 +3,20 @@
 //! key, nothing — is allowed on both surfaces or on neither, and the answer
 //! is the documented table (docs/security: `read` reads, `write` changes
 //! flags and holds ramps back, `admin` promotes across environments and
-//! moves, aborts or restarts ramps; a relay token does none of it).
+//! moves, aborts or restarts ramps; a relay token does none of it, nor an
+//! alerts token, which only posts alerts: `tests/tests/alerts.rs`).
 
 use rampart_tests::{FlagDir, Rampart, client};
 use serde_json::json;
 
 const SDK_KEY: &str = "production-sdk-key-01";
 const STAGING_KEY: &str = "staging-sdk-key-0001";
-const TOKENS: [(&str, &str, &str); 4] = [
+const TOKENS: [(&str, &str, &str); 5] = [
     ("reader", "read", "policy-read-token-0123456789"),
     ("writer", "write", "policy-write-token-0123456789"),
     ("boss", "admin", "policy-admin-token-0123456789"),
     ("edge", "relay", "policy-relay-token-0123456789"),
+    ("siren", "alerts", "policy-alerts-token-0123456789"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

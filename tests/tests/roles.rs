@@ -7,6 +7,7 @@
 //! | read | every GET |
 //! | write | change flags (create, replace, kill switch, delete, revert); pause, resume, approve ramps |
 //! | admin | promote between environments; promote, abort, restart ramps |
+//! | alerts | post Alertmanager alerts, nothing else (as `write` may) |
 
 use std::collections::BTreeMap;
 
@@ -42,6 +43,8 @@ fn table() -> BTreeMap<(&'static str, &'static str, &'static str), &'static str>
         (("GET", "/admin/v1/releases", ""), "read"),
         (("GET", "/admin/v1/releases/{name}", ""), "read"),
         (("GET", "/admin/v1/releases/{name}/history", ""), "read"),
+        // Also the narrow `alerts` role (tests/tests/alerts.rs).
+        (("POST", "/admin/v1/alerts", ""), "write"),
     ]);
     for (action, role) in [
         ("pause", "write"),

@@ -102,10 +102,15 @@ pub struct ServerConfig {
     pub relay: Option<RelayConfig>,
 }
 
-/// What an admin token may do. Ordered: each role includes the ones before.
+/// What an admin token may do. Ordered: from `read` on, each role includes
+/// the ones before; `alerts` and `relay` are narrow roles for one purpose
+/// each (`http::policy` says exactly what).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Alertmanager's credential: posts alerts (`POST /admin/v1/alerts`);
+    /// nothing else, not even reading.
+    Alerts,
     /// A relay's credential: subscribes to the environments it is scoped
     /// to and forwards outcomes; nothing on the admin API.
     Relay,
@@ -120,6 +125,7 @@ pub enum Role {
 impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Alerts => "alerts",
             Role::Relay => "relay",
             Role::Read => "read",
             Role::Write => "write",

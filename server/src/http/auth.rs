@@ -63,7 +63,7 @@ impl AdminAccess {
         let Some(caller) = tokens.get(&KeyDigest::of(token)) else {
             return Err(ApiError::unauthorized("the token is not a valid admin token"));
         };
-        if caller.role < needed {
+        if !action.allows(caller.role) {
             return Err(ApiError::forbidden(format!(
                 "token '{}' has the role '{}'; this needs '{}'",
                 caller.name,

@@ -72,12 +72,15 @@ pub(crate) enum Action {
     /// Start a dashboard session.
     SignIn,
     SignOut,
+    /// Post Alertmanager alerts, which pause or roll back the ramps they
+    /// name as each ramp's file says (`alerts.onFiring`).
+    PostAlerts,
 }
 
 impl Action {
     /// Every action, for the tests that hold both surfaces to this table.
     #[cfg(test)]
-    pub(crate) const ALL: [Action; 14] = [
+    pub(crate) const ALL: [Action; 15] = [
         Action::Read,
         Action::WriteFlag,
         Action::SwitchFlag,
@@ -92,15 +95,18 @@ impl Action {
         Action::Ramp(RampCommand::Restart),
         Action::SignIn,
         Action::SignOut,
+        Action::PostAlerts,
     ];
 
     /// The least role that may do it. Everyday changes need `write`;
     /// what changes another environment or moves users outside a ramp's
     /// own checks (promoting a flag, promoting, aborting or restarting a
     /// ramp) needs `admin`. A relay token is for relays only: it may do
-    /// none of this, not even read.
+    /// none of this, not even read. Alerts need the narrow `alerts` role
+    /// (or `write`: what an alert may do, the ramp's file decides).
     pub(crate) fn required(self) -> Role {
         match self {
+            Action::PostAlerts => Role::Alerts,
             Action::Read | Action::SignIn | Action::SignOut => Role::Read,
             Action::WriteFlag | Action::SwitchFlag | Action::DeleteFlag | Action::RevertFlag => Role::Write,
             Action::Ramp(RampCommand::Pause | RampCommand::Resume | RampCommand::Approve) => Role::Write,
@@ -112,7 +118,13 @@ impl Action {
 
     /// Whether a caller with `role` may do it.
     pub(crate) fn allows(self, role: Role) -> bool {
-        role >= self.required()
+        match (self, role) {
+            (Action::PostAlerts, Role::Alerts | Role::Write | Role::Admin) => true,
+            // An alerts token posts alerts and nothing else; a relay or read
+            // token posts no alerts (they would move ramps).
+            (Action::PostAlerts, _) | (_, Role::Alerts) => false,
+            _ => role >= self.required(),
+        }
     }
 }
 
@@ -127,6 +139,15 @@ mod tests {
             assert!(action.allows(Role::Admin), "{action:?}");
         }
         assert!(!Action::PromoteFlag.allows(Role::Write), "promotion into another environment is admin");
+    }
+
+    #[test]
+    fn an_alerts_token_posts_alerts_and_nothing_else() {
+        for action in Action::ALL {
+            assert_eq!(action.allows(Role::Alerts), action == Action::PostAlerts, "{action:?}");
+        }
+        assert!(Action::PostAlerts.allows(Role::Write) && Action::PostAlerts.allows(Role::Admin));
+        assert!(!Action::PostAlerts.allows(Role::Read) && !Action::PostAlerts.allows(Role::Relay));
     }
 
     #[test]

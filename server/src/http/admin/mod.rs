@@ -8,6 +8,7 @@
 //! flags are, written durably to the store, and live for evaluation when
 //! the response is sent.
 
+mod alerts;
 mod flags;
 mod history;
 mod promote;
@@ -53,6 +54,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
             )
             .service(resource("/environments/{environment}/promote", "POST").route(web::post().to(promote::promote)))
             .service(resource("/audit", "GET").route(web::get().to(history::audit)))
+            .service(resource("/alerts", "POST").route(web::post().to(alerts::receive_alerts)))
             .service(resource("/drift", "GET").route(web::get().to(promote::drift)))
             .service(resource("/ramps", "GET").route(web::get().to(ramps::list_ramps)))
             .service(resource("/releases", "GET").route(web::get().to(releases::list_releases)))

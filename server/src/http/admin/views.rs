@@ -362,6 +362,7 @@ pub(crate) fn view(snapshot: &Snapshot, environment: &str, key: &str) -> Option<
         super::releases::get_release,
         super::releases::release_history,
         super::ramps::ramp_command,
+        super::alerts::receive_alerts,
     ),
     components(schemas(crate::http::error::ErrorBody, crate::http::error::ErrorFields, FlagDefinition, FlagStateName)),
     modifiers(&BearerAuth),

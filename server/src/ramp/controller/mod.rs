@@ -10,6 +10,7 @@
 //! (a transition and everything written with it) [`view`] (a ramp as
 //! operators see it) and [`checks`] (the run's checks over time, for charts).
 
+pub mod alerts;
 pub mod checks;
 mod leases;
 mod persist;

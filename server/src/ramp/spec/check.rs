@@ -312,6 +312,7 @@ impl Checker<'_> {
                 on_sample_ratio_mismatch: spec.policy.on_sample_ratio_mismatch.unwrap_or(SrmAction::Hold),
                 approval_timeout,
                 on_approval_timeout,
+                on_alert: spec.alerts.as_ref().and_then(|alerts| alerts.on_firing).unwrap_or(Action::Pause),
             },
             metrics,
             windows,

@@ -244,6 +244,9 @@ pub struct Policy {
     #[serde(with = "millis")]
     pub approval_timeout: Duration,
     pub on_approval_timeout: Action,
+    /// What a firing alert that names the ramp or its flag does
+    /// (`alerts.onFiring`; `POST /admin/v1/alerts`).
+    pub on_alert: Action,
 }
 
 mod millis {
@@ -303,6 +306,7 @@ impl RampSpec {
                 on_sample_ratio_mismatch: SrmAction::Hold,
                 approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
                 on_approval_timeout: Action::Pause,
+                on_alert: Action::Pause,
             },
             metrics: Vec::new(),
             windows: None,

@@ -42,6 +42,14 @@ pub(super) struct RawSpec {
     #[serde(default)]
     pub(super) notify: Vec<RawNotify>,
     pub(super) dry_run: Option<bool>,
+    pub(super) alerts: Option<RawAlerts>,
+}
+
+/// `alerts`: what an Alertmanager alert naming the ramp does.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RawAlerts {
+    pub(super) on_firing: Option<Action>,
 }
 
 #[derive(Debug, Deserialize)]
