@@ -87,7 +87,7 @@ fn otlp(c: &mut Criterion) {
     let body = export();
     let ramped = Selections::new(HashMap::from([(
         "search-engine".to_owned(),
-        FlagSpans { selection: Default::default(), per_context: false },
+        FlagSpans { selection: Default::default(), per_context: false, metric: String::new() },
     )]));
     let mut group = c.benchmark_group("otlp_export_512_spans");
     group.throughput(Throughput::Elements(SPANS as u64));

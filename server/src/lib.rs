@@ -211,6 +211,7 @@ impl Server {
             limits: Arc::new(config.limits.clone()),
             outcomes: Arc::new(ramp::outcome_gate::OutcomeGate::new(&config.limits, secret)),
             otlp_dedupe: Arc::new(otlp::dedupe::Dedupe::new(config.limits.otlp_dedupe_spans)),
+            otlp_series: Arc::new(otlp::points::Series::new(otlp::MAX_SERIES)),
             shutdown: CancellationToken::new(),
             heartbeat: config.heartbeat,
             max_body_bytes: config.max_body_bytes,

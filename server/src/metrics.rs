@@ -32,6 +32,8 @@ pub struct Metrics {
     pub outcomes_refused: IntCounterVec,
     /// Spans received over OTLP, by what became of them (`otlp::SpanFate`).
     pub otlp_spans: IntCounterVec,
+    /// Metric data points received over OTLP, by what became of them.
+    pub otlp_points: IntCounterVec,
     /// OTLP export requests, by signal and answer.
     pub otlp_exports: IntCounterVec,
     /// The OTLP dedupe window moved on: on time, or early because it was full.
@@ -129,6 +131,14 @@ impl Metrics {
             Opts::new(
                 "otlp_spans_total",
                 "Spans received over OTLP, by result: used as ramp evidence, or why not (docs/otlp.md)",
+            ),
+            &["environment", "result"],
+        )
+        .expect("valid metric");
+        let otlp_points = IntCounterVec::new(
+            Opts::new(
+                "otlp_points_total",
+                "Metric data points received over OTLP, by result: used, ignored, duplicate, baseline, series_limit",
             ),
             &["environment", "result"],
         )
@@ -256,6 +266,7 @@ impl Metrics {
             Box::new(outcomes.clone()),
             Box::new(outcomes_refused.clone()),
             Box::new(otlp_spans.clone()),
+            Box::new(otlp_points.clone()),
             Box::new(otlp_exports.clone()),
             Box::new(otlp_dedupe_rotations.clone()),
             Box::new(alerts.clone()),
@@ -300,6 +311,7 @@ impl Metrics {
             outcomes,
             outcomes_refused,
             otlp_spans,
+            otlp_points,
             otlp_exports,
             otlp_dedupe_rotations,
             alerts,

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Valu
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::Event};
 use prost::Message;
-use rampart_tests::{FlagDir, LineClient, Rampart, eventually, python_command, send, workspace};
+use rampart_tests::{FlagDir, LineClient, Rampart, eventually, node_command, python_command, send, workspace};
 use serde_json::Value;
 
 const SDK_KEY: &str = "public-sdk-key-00001";
@@ -62,6 +62,15 @@ fn wait_for(server: &Rampart, what: &str, check: impl Fn(&Value) -> bool) -> Val
         let status = status(server);
         if check(&status) { Ok(status) } else { Err(format!("waiting for {what}: {status}")) }
     })
+}
+
+/// The server's `/metrics` text.
+fn metrics_text(server: &Rampart) -> String {
+    rampart_tests::client()
+        .get(format!("{}/metrics", server.admin))
+        .send()
+        .and_then(|r| r.text())
+        .expect("GET /metrics")
 }
 
 /// The value of the `rampart_otlp_spans_total` sample with `result`.
@@ -160,6 +169,48 @@ fn the_same_app_exporting_over_otlp_grpc_with_gzip_is_rolled_back() {
             .any(|l| l.starts_with("rampart_otlp_exports_total{") && l.contains("accepted") && !l.ends_with(" 0")),
         "exports were accepted over gRPC"
     );
+}
+
+/// The Node app: OTLP metrics (cumulative, http/protobuf) to `server`.
+fn node_metrics_app(server: &Rampart, error_rates: &str, per_second: u32) -> LineClient {
+    let otlp = server.otlp_http.as_deref().expect("the OTLP/HTTP receiver is configured");
+    let mut command = node_command(&workspace().join("tests/interop/otel_metrics_app.cjs"));
+    command
+        .env("OFREP_URL", &server.http)
+        .env("FLAG_KEY", SDK_KEY)
+        .env("ERROR_RATES", error_rates)
+        .env("LOAD_PER_SECOND", per_second.to_string())
+        .env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", format!("{otlp}/v1/metrics"))
+        .env("OTEL_EXPORTER_OTLP_METRICS_HEADERS", format!("authorization=Bearer {REPORTER_KEY}"))
+        .env("OTEL_METRIC_EXPORT_INTERVAL", "500");
+    let mut app = LineClient::spawn(command);
+    let ready = app.line();
+    assert!(ready.starts_with("ready "), "{ready}; stderr: {}", app.stderr());
+    app
+}
+
+fn point_count(server: &Rampart, result: &str) -> f64 {
+    metrics_text(server)
+        .lines()
+        .filter(|l| l.starts_with("rampart_otlp_points_total{") && l.contains(&format!("result=\"{result}\"")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_node_apps_otlp_metrics_complete_a_healthy_ramp_and_roll_a_failing_one_back() {
+    let (healthy, _dir) = start(QUICK);
+    let app = node_metrics_app(&healthy, r#"{"vector": 0.01, "classic": 0.01}"#, 60);
+    let done = wait_for(&healthy, "the ramp to complete", |s| s["state"] == "Completed" || s["state"] == "RolledBack");
+    assert_eq!(done["state"], "Completed", "{done}; app stderr: {}", app.stderr());
+    assert!(point_count(&healthy, "used") > 0.0);
+    assert!(point_count(&healthy, "baseline") > 0.0, "cumulative series start from a baseline");
+    drop(app);
+
+    let (failing, _dir) = start(HOLDING);
+    let app = node_metrics_app(&failing, r#"{"vector": 0.4, "classic": 0.02}"#, 60);
+    let done = wait_for(&failing, "the rollback", |s| s["state"] == "RolledBack");
+    assert_eq!(done["percent"], 0.0, "{done}; app stderr: {}", app.stderr());
 }
 
 // ---- hostile exports ----
@@ -347,4 +398,57 @@ fn one_reporter_key_cannot_bring_a_young_steps_evidence_in_one_export() {
     assert_eq!(taken, 2_000 - partial.rejected_spans as u64, "counted = sent − rejected: {after}");
     assert!(taken <= 20, "at most half of minSamples: {after}");
     assert_ne!(after["state"], "RolledBack", "one export cannot roll the ramp back: {after}");
+}
+
+#[test]
+fn a_retried_metrics_export_counts_once() {
+    use opentelemetry_proto::tonic::collector::metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    };
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Histogram, HistogramDataPoint, Metric, ResourceMetrics, ScopeMetrics, metric::Data,
+    };
+    let (server, _dir) = start(HOLDING);
+    running(&server);
+    let point = |variant: &str, count: u64| HistogramDataPoint {
+        attributes: vec![text("feature_flag.key", "search-engine"), text("feature_flag.result.variant", variant)],
+        start_time_unix_nano: 1,
+        time_unix_nano: 2,
+        count,
+        ..Default::default()
+    };
+    let export = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource { attributes: vec![text("service.name", "search-api")], ..Default::default() }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "http.server.request.duration".into(),
+                    data: Some(Data::Histogram(Histogram {
+                        aggregation_temporality: 1, // delta
+                        data_points: vec![point("vector", 12), point("classic", 14)],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let url = format!("{}/v1/metrics", server.otlp_http.as_deref().unwrap());
+    for _ in 0..3 {
+        let response = rampart_tests::client()
+            .post(&url)
+            .header("content-type", "application/x-protobuf")
+            .header("x-api-key", REPORTER_KEY)
+            .body(export.encode_to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let answer = ExportMetricsServiceResponse::decode(response.bytes().unwrap().as_ref()).unwrap();
+        assert_eq!(answer.partial_success, None);
+    }
+    let counted = wait_for(&server, "the points to be counted", |s| {
+        s["evidence"]["treatment"]["exposures"] == 12 && s["evidence"]["control"]["exposures"] == 14
+    });
+    assert_eq!(point_count(&server, "duplicate"), 4.0, "two retries of two points: {counted}");
 }

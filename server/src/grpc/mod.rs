@@ -143,11 +143,18 @@ pub(crate) fn spawn(
                 .serve_with_incoming_shutdown(sync, state.shutdown.clone().cancelled_owned());
             let otlp_server = async {
                 let Some(listener) = otlp else { return Ok(()) };
+                use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
                 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
+                let gzip = tonic::codec::CompressionEncoding::Gzip;
                 builder(OTLP_STREAMS)
                     .add_service(
                         TraceServiceServer::new(otlp::OtlpTraces { state: state.clone() })
-                            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+                            .accept_compressed(gzip)
+                            .max_decoding_message_size(state.limits.otlp_body_bytes),
+                    )
+                    .add_service(
+                        MetricsServiceServer::new(otlp::OtlpMetrics { state: state.clone() })
+                            .accept_compressed(gzip)
                             .max_decoding_message_size(state.limits.otlp_body_bytes),
                     )
                     .serve_with_incoming_shutdown(incoming(listener)?, state.shutdown.clone().cancelled_owned())

@@ -1,4 +1,4 @@
-//! OTLP/HTTP (`POST /v1/traces`) on its own listener (`otlpHttpAddr`,
+//! OTLP/HTTP (`POST /v1/traces`, `POST /v1/metrics`) on its own listener (`otlpHttpAddr`,
 //! conventionally port 4318): what an OpenTelemetry SDK's or Collector's
 //! `otlphttp` exporter sends, unchanged — protobuf or JSON, gzip or not,
 //! with a reporter key as `Authorization: Bearer …` or `x-api-key`.
@@ -15,6 +15,9 @@ use std::io::Read;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, web};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -42,38 +45,55 @@ enum Encoding {
     Json,
 }
 
+/// What an export carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Traces,
+    Metrics,
+}
+
+impl Signal {
+    fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+        }
+    }
+}
+
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
-    config.service(web::resource("/v1/traces").route(web::post().to(traces)).default_service(web::to(|| async {
-        HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, "POST")).finish()
-    })));
+    let not_allowed =
+        || web::to(|| async { HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, "POST")).finish() });
+    config.service(web::resource("/v1/traces").route(web::post().to(traces)).default_service(not_allowed()));
+    config.service(web::resource("/v1/metrics").route(web::post().to(metrics)).default_service(not_allowed()));
 }
 
 async fn traces(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
+    handle(state, request, payload, Signal::Traces).await
+}
+
+async fn metrics(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResponse {
+    handle(state, request, payload, Signal::Metrics).await
+}
+
+async fn handle(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+    signal: Signal,
+) -> HttpResponse {
     let encoding = match encoding(request.headers()) {
         Ok(encoding) => encoding,
-        Err(error) => return refused(&state, Encoding::Protobuf, error),
+        Err(error) => return refused(&state, signal, Encoding::Protobuf, error),
     };
-    match export(&state, &request, payload, encoding).await {
+    match export(&state, &request, payload, encoding, signal).await {
         Ok(taken) => {
-            state
-                .metrics
-                .otlp_exports
-                .with_label_values(&["traces", if taken.rejected > 0 { "partial" } else { "accepted" }])
-                .inc();
-            let partial_success = (taken.rejected > 0).then(|| ExportTracePartialSuccess {
-                rejected_spans: i64::try_from(taken.rejected).unwrap_or(i64::MAX),
-                error_message: taken.message.unwrap_or_default(),
-            });
-            let answer = ExportTraceServiceResponse { partial_success };
-            match encoding {
-                Encoding::Protobuf => {
-                    HttpResponse::Ok().content_type("application/x-protobuf").body(answer.encode_to_vec())
-                }
-                Encoding::Json => HttpResponse::Ok().json(answer),
-            }
+            let result = if taken.rejected > 0 || taken.message.is_some() { "partial" } else { "accepted" };
+            state.metrics.otlp_exports.with_label_values(&[signal.as_str(), result]).inc();
+            answer(signal, encoding, taken)
         }
         Err(Refusal::Key(rejection)) => {
-            state.metrics.otlp_exports.with_label_values(&["traces", "key"]).inc();
+            state.metrics.otlp_exports.with_label_values(&[signal.as_str(), "key"]).inc();
             let status = if rejection.is_temporary() {
                 StatusCode::SERVICE_UNAVAILABLE
             } else if rejection.is_forbidden() {
@@ -87,7 +107,34 @@ async fn traces(state: web::Data<AppState>, request: HttpRequest, payload: web::
             }
             response
         }
-        Err(Refusal::Export(error)) => refused(&state, encoding, error),
+        Err(Refusal::Export(error)) => refused(&state, signal, encoding, error),
+    }
+}
+
+/// The success answer: partial success where something was not counted.
+fn answer(signal: Signal, encoding: Encoding, taken: crate::otlp::Taken) -> HttpResponse {
+    let partial = taken.rejected > 0 || taken.message.is_some();
+    let rejected = i64::try_from(taken.rejected).unwrap_or(i64::MAX);
+    let message = taken.message.unwrap_or_default();
+    let (body, json) = match signal {
+        Signal::Traces => {
+            let answer = ExportTraceServiceResponse {
+                partial_success: partial
+                    .then_some(ExportTracePartialSuccess { rejected_spans: rejected, error_message: message }),
+            };
+            (answer.encode_to_vec(), serde_json::to_value(&answer))
+        }
+        Signal::Metrics => {
+            let answer = ExportMetricsServiceResponse {
+                partial_success: partial
+                    .then_some(ExportMetricsPartialSuccess { rejected_data_points: rejected, error_message: message }),
+            };
+            (answer.encode_to_vec(), serde_json::to_value(&answer))
+        }
+    };
+    match encoding {
+        Encoding::Protobuf => HttpResponse::Ok().content_type("application/x-protobuf").body(body),
+        Encoding::Json => HttpResponse::Ok().json(json.unwrap_or_default()),
     }
 }
 
@@ -107,6 +154,7 @@ async fn export(
     request: &HttpRequest,
     payload: web::Payload,
     encoding: Encoding,
+    signal: Signal,
 ) -> Result<crate::otlp::Taken, Refusal> {
     let key = super::credentials::sdk_key(request.headers());
     let (environment, trust) = state.environments.reporter(key).map_err(Refusal::Key)?;
@@ -125,14 +173,32 @@ async fn export(
         other => ExportError::Malformed { format: "request body", message: other.describe().1 },
     })?;
     let body = decompressed(request.headers(), body.freeze(), limit)?;
-    let export = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_ref())
-            .map_err(|e| ExportError::Malformed { format: "protobuf", message: e.to_string() })?,
-        Encoding::Json => serde_json::from_slice(&body)
-            .map_err(|e| ExportError::Malformed { format: "OTLP/JSON", message: e.to_string() })?,
-    };
-    drop(body);
-    Ok(crate::services::otlp::take_traces(state, &environment.name, &origin, &export).await?)
+    let environment = environment.name.as_str();
+    Ok(match signal {
+        Signal::Traces => {
+            let export: ExportTraceServiceRequest = decode(&body, encoding)?;
+            drop(body);
+            crate::services::otlp::take_traces(state, environment, &origin, &export).await?
+        }
+        Signal::Metrics => {
+            let export: ExportMetricsServiceRequest = decode(&body, encoding)?;
+            drop(body);
+            crate::services::otlp::take_metrics(state, environment, &origin, &export).await?
+        }
+    })
+}
+
+fn decode<T: Message + Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+    encoding: Encoding,
+) -> Result<T, ExportError> {
+    match encoding {
+        Encoding::Protobuf => {
+            T::decode(body).map_err(|e| ExportError::Malformed { format: "protobuf", message: e.to_string() })
+        }
+        Encoding::Json => serde_json::from_slice(body)
+            .map_err(|e| ExportError::Malformed { format: "OTLP/JSON", message: e.to_string() }),
+    }
 }
 
 /// The request's encoding, from its content type.
@@ -168,14 +234,16 @@ fn decompressed(headers: &HeaderMap, body: web::Bytes, limit: usize) -> Result<w
 }
 
 /// An export refused as a whole, counted and answered as OTLP says.
-fn refused(state: &AppState, encoding: Encoding, error: ExportError) -> HttpResponse {
-    state.metrics.otlp_exports.with_label_values(&["traces", error.label()]).inc();
+fn refused(state: &AppState, signal: Signal, encoding: Encoding, error: ExportError) -> HttpResponse {
+    state.metrics.otlp_exports.with_label_values(&[signal.as_str(), error.label()]).inc();
     if let ExportError::Store(store) = &error {
         tracing::warn!(error = %store, "an OTLP export could not be recorded");
     }
     let status = match &error {
         ExportError::Malformed { .. } => StatusCode::BAD_REQUEST,
-        ExportError::TooManySpans { .. } | ExportError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        ExportError::TooManySpans { .. } | ExportError::TooManyPoints { .. } | ExportError::TooLarge { .. } => {
+            StatusCode::PAYLOAD_TOO_LARGE
+        }
         ExportError::Encoding(_) | ExportError::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ExportError::PublicKey => StatusCode::FORBIDDEN,
         ExportError::Refused(refused) => match refused.retry_after() {

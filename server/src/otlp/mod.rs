@@ -18,11 +18,18 @@
 //! twice.
 
 pub mod dedupe;
+pub mod points;
 pub mod spans;
 
-/// Most spans in one export request; more is refused as too large
-/// (exporters send 512 by default, the Collector's batch processor 8,192).
+/// Most spans (or metric data points) in one export request; more is
+/// refused as too large (exporters send 512 spans by default, the
+/// Collector's batch processor 8,192).
 pub const MAX_SPANS: usize = 20_000;
+
+/// Metric series whose last point is remembered (cumulative totals,
+/// retries): about 40 bytes each. Points of further series are ignored
+/// and counted (`rampart_otlp_points_total{result="series_limit"}`).
+pub const MAX_SERIES: usize = 100_000;
 
 /// What became of a received span (the `result` label of
 /// `rampart_otlp_spans_total`). Ordered: a span with several flag events
@@ -82,6 +89,8 @@ pub enum ExportError {
     Malformed { format: &'static str, message: String },
     #[error("the export has {spans} spans; at most {limit} per request")]
     TooManySpans { spans: usize, limit: usize },
+    #[error("the export has {points} data points; at most {limit} per request")]
+    TooManyPoints { points: usize, limit: usize },
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("unsupported content encoding '{0}' (use gzip or none)")]
@@ -103,7 +112,9 @@ impl ExportError {
     pub fn label(&self) -> &'static str {
         match self {
             ExportError::Malformed { .. } => "malformed",
-            ExportError::TooManySpans { .. } | ExportError::TooLarge { .. } => "too_large",
+            ExportError::TooManySpans { .. } | ExportError::TooManyPoints { .. } | ExportError::TooLarge { .. } => {
+                "too_large"
+            }
             ExportError::Encoding(_) | ExportError::ContentType(_) => "unsupported",
             ExportError::PublicKey => "public_key",
             ExportError::Refused(_) => "refused",

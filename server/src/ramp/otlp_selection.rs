@@ -1,4 +1,4 @@
-//! The ramped flags an OTLP export is read for, and how: built once per
+//! The ramped flags an OTLP export (spans or metrics) is read for, and how: built once per
 //! export from the controller's running ramps, so reading spans takes no
 //! lock.
 
@@ -14,6 +14,8 @@ pub struct FlagSpans {
     /// The ramp counts targeting keys (`unit: context`): a span's
     /// `feature_flag.context.id` is reported with it.
     pub per_context: bool,
+    /// The metric whose data points count (`guard.otlpMetric`).
+    pub metric: String,
 }
 
 impl FlagSpans {
@@ -21,9 +23,11 @@ impl FlagSpans {
     /// (Prometheus).
     pub fn of(spec: &RampSpec) -> Option<FlagSpans> {
         match spec.guard.source {
-            MetricSource::Builtin => {
-                Some(FlagSpans { selection: spec.guard.spans.clone(), per_context: spec.guard.unit == Unit::Context })
-            }
+            MetricSource::Builtin => Some(FlagSpans {
+                selection: spec.guard.spans.clone(),
+                per_context: spec.guard.unit == Unit::Context,
+                metric: spec.guard.otlp_metric.clone(),
+            }),
             MetricSource::Prometheus(_) => None,
         }
     }

@@ -36,6 +36,8 @@ pub struct Services {
     pub clock: Clock,
     /// Spans already counted from OTLP exports (an exporter's retry).
     pub otlp_dedupe: Arc<crate::otlp::dedupe::Dedupe>,
+    /// The last point of each OTLP metric series (cumulative totals).
+    pub otlp_series: Arc<crate::otlp::points::Series>,
     /// Set on a relay: its upstream and how each environment follows it.
     pub relay: Option<Arc<crate::relay::Relay>>,
 }

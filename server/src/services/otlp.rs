@@ -14,9 +14,11 @@
 
 use std::collections::BTreeMap;
 
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::Services;
+use crate::otlp::points;
 use crate::otlp::spans::{self, Sample};
 use crate::otlp::{ExportError, MAX_SPANS, SpanFate, Taken};
 use crate::ramp::contribution::Excess;
@@ -67,10 +69,48 @@ async fn count(
     let duplicates = fresh.iter().filter(|new| !**new).count() as u64;
     tally.reclassify(SpanFate::Used, SpanFate::Duplicate, duplicates);
     let fresh = samples.iter().zip(&fresh).filter(|(_, new)| **new).map(|(sample, _)| sample);
-    let mut reports = summed(fresh);
+    let reports = summed(fresh);
     if reports.is_empty() {
         return Ok(Taken::default()); // every span was a duplicate
     }
+    let total: u64 = reports.iter().map(|r| r.ok + r.error).sum();
+    let recorded = record_cut(services, environment, origin, reports, "spans", now).await?;
+    match recorded {
+        Recorded::Counted { rejected, not_arms, message } => {
+            tally.reclassify(SpanFate::Used, SpanFate::NotAnArm, not_arms);
+            tally.reclassify(SpanFate::Used, SpanFate::Rejected, rejected);
+            reservation.commit();
+            Ok(Taken { rejected, message })
+        }
+        Recorded::Nothing { message } => {
+            // Every span is rejected; none is remembered.
+            tally.reclassify(SpanFate::Used, SpanFate::Rejected, total);
+            drop(reservation);
+            Ok(Taken { rejected: total, message: Some(message) })
+        }
+    }
+}
+
+/// What became of a batch of outcome counts cut to what its source may add.
+pub(crate) enum Recorded {
+    /// Counted, less `rejected` outcomes (and `not_arms`, acknowledged
+    /// and dropped).
+    Counted { rejected: u64, not_arms: u64, message: Option<String> },
+    /// Nothing could be counted now.
+    Nothing { message: String },
+}
+
+/// Records `reports` like an outcome report; where the source may not add
+/// that much to a step now, cuts the refused arm to its allowance and
+/// tries again (at most [`MAX_ROUNDS`] times).
+pub(crate) async fn record_cut(
+    services: &Services,
+    environment: &str,
+    origin: &Origin,
+    mut reports: Vec<Report>,
+    what: &str,
+    now: u64,
+) -> Result<Recorded, ExportError> {
     let mut rejected = 0u64;
     let mut message = None;
     for _ in 0..MAX_ROUNDS {
@@ -85,10 +125,7 @@ async fn count(
         match super::outcomes::take(services, environment, origin, &parts).await {
             Ok((_, _)) => {
                 let not_arms = not_arms(services, environment, &reports);
-                tally.reclassify(SpanFate::Used, SpanFate::NotAnArm, not_arms);
-                tally.reclassify(SpanFate::Used, SpanFate::Rejected, rejected);
-                reservation.commit();
-                return Ok(Taken { rejected, message });
+                return Ok(Recorded::Counted { rejected, not_arms, message });
             }
             Err(RecordError::Refused(Refused::Excess { flag, variant, excess })) => {
                 let cut = cut(&mut reports, &flag, variant.as_deref(), excess);
@@ -97,7 +134,7 @@ async fn count(
                 }
                 rejected += cut;
                 message = Some(format!(
-                    "{rejected} spans not counted: more than this reporter key may add to ramp evidence for \
+                    "{rejected} {what} not counted: more than this reporter key may add to ramp evidence for \
                      '{flag}' now (docs/limits.md#outcome-reports)"
                 ));
             }
@@ -105,14 +142,76 @@ async fn count(
             Err(RecordError::Store(error)) => return Err(ExportError::Store(error)),
         }
     }
-    // Nothing could be counted: every span is rejected, none remembered.
-    let all: u64 = samples.len() as u64 - duplicates;
-    tally.reclassify(SpanFate::Used, SpanFate::Rejected, all);
-    drop(reservation);
-    Ok(Taken {
-        rejected: all,
-        message: message.or_else(|| Some("no span could be counted as ramp evidence now".to_owned())),
+    Ok(Recorded::Nothing {
+        message: message.unwrap_or_else(|| format!("no {what} could be counted as ramp evidence now")),
     })
+}
+
+/// Counts an export's metric data points for the environment's ramps
+/// (see `otlp::points`).
+pub async fn take_metrics(
+    services: &Services,
+    environment: &str,
+    origin: &Origin,
+    request: &ExportMetricsServiceRequest,
+) -> Result<Taken, ExportError> {
+    let points = points::count(request);
+    if points > MAX_SPANS {
+        services.metrics.rejected(crate::limits::Rejection::OtlpSpans);
+        return Err(ExportError::TooManyPoints { points, limit: MAX_SPANS });
+    }
+    let selections = services.ramps.span_selections(environment);
+    let (deltas, tally) = services.otlp_series.read(environment, request, &selections);
+    let count = |result: &str, n: u64| {
+        services.metrics.otlp_points.with_label_values(&[environment, result]).inc_by(n);
+    };
+    for (result, n) in [
+        ("used", tally.used),
+        ("ignored", tally.ignored),
+        ("duplicate", tally.duplicate),
+        ("baseline", tally.baseline),
+        ("series_limit", tally.series_limit),
+    ] {
+        if n > 0 {
+            count(result, n);
+        }
+    }
+    let mut counts: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+    for delta in deltas.iter().filter(|delta| delta.count > 0) {
+        let entry = counts.entry((delta.flag, delta.variant)).or_default();
+        if delta.failed {
+            entry.1 += delta.count;
+        } else {
+            entry.0 += delta.count;
+        }
+    }
+    let reports: Vec<Report> = counts
+        .into_iter()
+        .map(|((flag, variant), (ok, error))| Report {
+            flag: flag.to_owned(),
+            variant: variant.to_owned(),
+            ok,
+            error,
+            targeting_key: None,
+        })
+        .collect();
+    if reports.is_empty() {
+        services.otlp_series.commit(&deltas); // baselines
+        return Ok(Taken::default());
+    }
+    let now = services.clock.now_millis();
+    match record_cut(services, environment, origin, reports, "requests", now).await? {
+        Recorded::Counted { rejected, message, .. } => {
+            services.otlp_series.commit(&deltas);
+            // OTLP counts rejected data points; requests were cut, not
+            // points: the message says how many (the exporter must not retry).
+            let _ = rejected;
+            Ok(Taken { rejected: 0, message })
+        }
+        // Not remembered: a cumulative series' next point brings these
+        // requests again (delayed, not lost); delta points' are dropped.
+        Recorded::Nothing { message } => Ok(Taken { rejected: 0, message: Some(message) }),
+    }
 }
 
 /// Samples summed into outcome counts per flag, variant and (for ramps

@@ -56,7 +56,7 @@ fn export(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
 }
 
 fn ramped(selection: SpanSelection, per_context: bool) -> Selections {
-    Selections::new(HashMap::from([("search".to_owned(), FlagSpans { selection, per_context })]))
+    Selections::new(HashMap::from([("search".to_owned(), FlagSpans { selection, per_context, metric: String::new() })]))
 }
 
 const SERVER: i32 = 2;

@@ -302,6 +302,12 @@ impl Checker<'_> {
                 advance_confidence,
                 critical: spec.guard.critical.unwrap_or(true),
                 spans,
+                otlp_metric: spec
+                    .guard
+                    .otlp_metric
+                    .clone()
+                    .filter(|name| !name.trim().is_empty())
+                    .unwrap_or_else(|| super::spans::DEFAULT_OTLP_METRIC.to_owned()),
             },
             policy: Policy {
                 on_regression: spec.policy.on_regression.unwrap_or(Action::Rollback),

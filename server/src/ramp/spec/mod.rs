@@ -222,6 +222,9 @@ pub struct Guard {
     pub critical: bool,
     /// Which spans count when outcomes arrive over OTLP.
     pub spans: spans::SpanSelection,
+    /// The metric whose data points count when outcomes arrive as OTLP
+    /// metrics (`guard.otlpMetric`).
+    pub otlp_metric: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize)]
@@ -296,6 +299,7 @@ impl RampSpec {
                 advance_confidence: DEFAULT_ADVANCE_CONFIDENCE,
                 critical: true,
                 spans: spans::SpanSelection::default(),
+                otlp_metric: spans::DEFAULT_OTLP_METRIC.to_owned(),
             },
             policy: Policy {
                 on_regression: Action::Rollback,

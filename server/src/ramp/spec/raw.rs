@@ -135,6 +135,7 @@ pub(super) struct RawGuard {
     pub(super) critical: Option<bool>,
     #[serde(default)]
     pub(super) spans: super::spans::RawSpans,
+    pub(super) otlp_metric: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

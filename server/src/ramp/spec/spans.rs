@@ -10,6 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The metric OTLP metrics are read from unless a ramp names another:
+/// OpenTelemetry's HTTP server request histogram.
+pub const DEFAULT_OTLP_METRIC: &str = "http.server.request.duration";
+
 /// The kind of span that counts (OpenTelemetry's `SpanKind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
