@@ -370,6 +370,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_OTLP_GRPC_ADDR", value_name = "ADDR")]
     pub otlp_grpc_addr: Option<SocketAddr>,
 
+    /// Export Rampart's own traces to this OTLP/HTTP collector (e.g.
+    /// http://127.0.0.1:4318); headers from OTEL_EXPORTER_OTLP_HEADERS.
+    #[arg(long, env = "RAMPART_OTLP_EXPORT", value_name = "URL")]
+    pub otlp_export: Option<String>,
+
     /// Seconds between keep-alive messages on streams (flagd uses 20).
     #[arg(long, env = "RAMPART_HEARTBEAT_SECONDS", value_name = "SECONDS")]
     pub heartbeat_seconds: Option<u64>,

@@ -90,7 +90,7 @@ fn serve(args: rampart_server::cli::ServeArgs, relay: bool) -> ExitCode {
             return ExitCode::from(exit::CONFIG);
         }
     };
-    telemetry::init(config.log_format, &config.log_filter);
+    let _telemetry = telemetry::init(config.log_format, &config.log_filter, config.otlp_export.as_ref());
     actix_web::rt::System::new().block_on(async move {
         let shutdown = CancellationToken::new();
         // Handlers first: a signal during start-up must stop us cleanly.

@@ -96,8 +96,25 @@ impl Watcher {
 
 /// Reloads every environment, recording and logging the outcome.
 pub async fn reload_all(environments: &Environments, metrics: &Metrics) {
+    use tracing::Instrument;
     for environment in environments.iter() {
-        match environment.reload_files().await {
+        let span = tracing::info_span!(
+            target: crate::telemetry::TRACE_TARGET,
+            "config.reload",
+            environment = %environment.name,
+            result = tracing::field::Empty,
+        );
+        let reloaded = environment.reload_files().instrument(span.clone()).await;
+        span.record(
+            "result",
+            match &reloaded {
+                Ok(Reload::Changed(_)) => "ok",
+                Ok(Reload::Unchanged) => "unchanged",
+                Err(_) => "failed",
+            },
+        );
+        drop(span);
+        match reloaded {
             Ok(Reload::Changed(version)) => {
                 let snapshot = environment.snapshot();
                 metrics.reloaded(&environment.name, "ok");

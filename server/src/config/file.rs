@@ -22,6 +22,8 @@ pub(super) struct ConfigFile {
     pub(super) otlp_http_addr: Option<String>,
     /// The OTLP/gRPC receiver; off when absent.
     pub(super) otlp_grpc_addr: Option<String>,
+    /// Rampart's own traces over OTLP; off when absent.
+    pub(super) otlp_export: Option<OtlpExportFile>,
     pub(super) heartbeat_seconds: Option<u64>,
     pub(super) log_format: Option<LogFormat>,
     pub(super) log: Option<String>,
@@ -44,6 +46,40 @@ pub(super) struct ConfigFile {
     pub(super) environments: BTreeMap<String, EnvironmentFile>,
     /// Run as a relay of this upstream.
     pub(super) upstream: Option<super::relay::UpstreamFile>,
+}
+
+/// `otlpExport` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct OtlpExportFile {
+    endpoint: Option<String>,
+    evaluation_sample: Option<f64>,
+    service_name: Option<String>,
+}
+
+/// `otlpExport` checked; the command line's endpoint wins over the file's.
+pub(super) fn resolve_otlp_export(
+    cli: Option<&str>,
+    file: Option<OtlpExportFile>,
+) -> Result<super::OtlpExport, super::ConfigError> {
+    let file = file.unwrap_or_default();
+    let invalid = |message: String| super::ConfigError::Invalid(message);
+    let endpoint = cli
+        .map(str::to_owned)
+        .or(file.endpoint)
+        .ok_or_else(|| invalid("otlpExport: name the collector's endpoint (e.g. http://127.0.0.1:4318)".into()))?;
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(invalid(format!("otlpExport.endpoint: '{endpoint}' is not an http:// or https:// URL")));
+    }
+    let evaluation_sample = file.evaluation_sample.unwrap_or(0.01);
+    if !(0.0..=1.0).contains(&evaluation_sample) {
+        return Err(invalid(format!("otlpExport.evaluationSample: {evaluation_sample} is not between 0 and 1")));
+    }
+    Ok(super::OtlpExport {
+        endpoint,
+        evaluation_sample,
+        service_name: file.service_name.filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "rampart".into()),
+    })
 }
 
 /// An admin token in `rampart.yaml` or a tokens file.

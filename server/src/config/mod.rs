@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub otlp_http_addr: Option<SocketAddr>,
     /// The OTLP/gRPC receiver (`otlpGrpcAddr`), when configured.
     pub otlp_grpc_addr: Option<SocketAddr>,
+    /// Rampart's own traces over OTLP (`otlpExport`), when configured.
+    pub otlp_export: Option<OtlpExport>,
     /// Keep-alive interval of streams.
     pub heartbeat: Duration,
     pub log_format: LogFormat,
@@ -100,6 +102,22 @@ pub struct ServerConfig {
     pub strict_flags: bool,
     /// Set when this process is a relay: its flags come from the upstream.
     pub relay: Option<RelayConfig>,
+}
+
+/// `otlpExport`: where Rampart sends its own traces (`telemetry`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpExport {
+    /// The collector's OTLP/HTTP base URL (`/v1/traces` is appended).
+    /// Headers come from the standard `OTEL_EXPORTER_OTLP_HEADERS` /
+    /// `OTEL_EXPORTER_OTLP_TRACES_HEADERS` variables (secrets stay out of
+    /// files).
+    pub endpoint: String,
+    /// The share of evaluation requests traced on their own (0–1; default
+    /// 0.01). Requests whose caller sent a sampled `traceparent` are
+    /// always traced.
+    pub evaluation_sample: f64,
+    /// `service.name` of the spans (default `rampart`).
+    pub service_name: String,
 }
 
 /// What an admin token may do. Ordered: from `read` on, each role includes
@@ -250,6 +268,10 @@ impl ServerConfig {
             (None, None) => None,
             (cli, file) => Some(pick_addr(cli, file, "otlpGrpcAddr", DEFAULT_OTLP_GRPC_PORT)?),
         };
+        let otlp_export = match (&args.otlp_export, file.otlp_export.take()) {
+            (None, None) => None,
+            (cli, file) => Some(file::resolve_otlp_export(cli.as_deref(), file)?),
+        };
         let mut listeners = vec![("HTTP", http_addr), ("admin", admin_addr), ("gRPC", grpc_addr), ("sync", sync_addr)];
         listeners.extend(otlp_http_addr.map(|addr| ("OTLP/HTTP", addr)));
         listeners.extend(otlp_grpc_addr.map(|addr| ("OTLP/gRPC", addr)));
@@ -381,6 +403,7 @@ impl ServerConfig {
             sync_addr,
             otlp_http_addr,
             otlp_grpc_addr,
+            otlp_export,
             heartbeat: Duration::from_secs(heartbeat),
             log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
             log_filter: args.log.clone().or(file.log).unwrap_or_else(|| "info".to_owned()),

@@ -205,3 +205,23 @@ fn the_otlp_receiver_is_off_unless_configured_and_shares_no_address() {
     let error = resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap_err().to_string();
     assert!(error.contains("otlpHttpAddr: 'nowhere'"), "{error}");
 }
+
+#[test]
+fn otlp_export_needs_an_http_endpoint_and_a_sample_between_0_and_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |text: &str| {
+        let path = write(dir.path(), &format!("{text}\nenvironments:\n  a:\n    flags: [x]\n"));
+        resolve(ServeArgs { config: Some(path), ..Default::default() })
+    };
+    let export = config("otlpExport: {endpoint: 'http://collector:4318'}").unwrap().otlp_export.unwrap();
+    assert_eq!((export.evaluation_sample, export.service_name.as_str()), (0.01, "rampart"));
+    let error = config("otlpExport: {endpoint: 'collector:4318'}").unwrap_err().to_string();
+    assert!(error.contains("not an http:// or https:// URL"), "{error}");
+    let error = config("otlpExport: {endpoint: 'http://c', evaluationSample: 2}").unwrap_err().to_string();
+    assert!(error.contains("evaluationSample: 2 is not between 0 and 1"), "{error}");
+    let error = config("otlpExport: {evaluationSample: 0.5}").unwrap_err().to_string();
+    assert!(error.contains("name the collector's endpoint"), "{error}");
+    let cli =
+        ServeArgs { flags: vec!["f".into()], otlp_export: Some("https://otel:4318".into()), ..Default::default() };
+    assert_eq!(resolve(cli).unwrap().otlp_export.unwrap().endpoint, "https://otel:4318");
+}

@@ -154,7 +154,23 @@ pub(crate) async fn observe(
     let metrics = request.app_data::<web::Data<AppState>>().map(|state| state.metrics.clone());
     let request_id = request_id(request.headers());
     let span = tracing::info_span!("request", request_id = %request_id);
-    let mut response = next.call(request).instrument(span).await?;
+    // An exported span per admin write (a change through the API or the
+    // dashboard); reads are not traced.
+    let write = listener == "admin" && !request.method().is_safe();
+    let trace = if write && crate::telemetry::exporting() {
+        tracing::info_span!(
+            target: crate::telemetry::TRACE_TARGET,
+            "admin.write",
+            http.request.method = %request.method(),
+            url.path = %request.path(),
+            http.response.status_code = tracing::field::Empty,
+            request_id = %request_id,
+        )
+    } else {
+        tracing::Span::none()
+    };
+    let mut response = next.call(request).instrument(span).instrument(trace.clone()).await?;
+    trace.record("http.response.status_code", i64::from(response.status().as_u16()));
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-request-id"), value);
     }

@@ -121,7 +121,48 @@ pub(crate) fn answer(
     if let Some(limit) = evaluation.limit {
         state.metrics.rejected(crate::limits::Rejection::Engine(limit));
     }
+    if let Some(request) = request {
+        trace(request, &environment.name, key, &evaluation, &context);
+    }
     render(key, &evaluation)
+}
+
+/// When Rampart exports its traces: a span for a sample of evaluations,
+/// and for every evaluation whose caller sent a sampled `traceparent` —
+/// as a child of the caller's span, with OpenFeature's
+/// `feature_flag.evaluation` event, so the caller's trace shows what the
+/// server decided.
+fn trace(
+    request: &HttpRequest,
+    environment: &str,
+    key: &str,
+    evaluation: &rampart_engine::Evaluation<'_>,
+    context: &rampart_engine::Context,
+) {
+    use crate::telemetry::{self, TRACE_TARGET};
+    if !telemetry::exporting() {
+        return;
+    }
+    let traceparent = request.headers().get("traceparent").and_then(|v| v.to_str().ok());
+    if !telemetry::caller_sampled(traceparent) && !telemetry::sample_evaluation() {
+        return;
+    }
+    let span = tracing::info_span!(target: TRACE_TARGET, "ofrep.evaluate", environment, feature_flag.key = key);
+    telemetry::follow_caller(&span, traceparent);
+    let _entered = span.enter();
+    let (variant, context_id) = (evaluation.variant.unwrap_or_default(), context.targeting_key().unwrap_or_default());
+    tracing::event!(
+        target: TRACE_TARGET,
+        tracing::Level::INFO,
+        {
+            feature_flag.key = key,
+            feature_flag.result.variant = variant,
+            feature_flag.result.reason = evaluation.reason.as_str(),
+            feature_flag.context.id = context_id,
+            feature_flag.provider.name = "rampart",
+        },
+        "feature_flag.evaluation"
+    );
 }
 
 async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> HttpResponse {

@@ -371,7 +371,16 @@ impl Controller {
                 && !state.run.status.is_terminal()
                 && state.last_tick.is_none_or(|last| self.clock.now_millis() >= last + interval)
         };
-        if due && let Err(error) = self.tick(entry, None, None).await {
+        if !due {
+            return;
+        }
+        let span = tracing::info_span!(
+            target: crate::telemetry::TRACE_TARGET,
+            "ramp.tick",
+            environment = %entry.environment,
+            ramp = %entry.name,
+        );
+        if let Err(error) = tracing::Instrument::instrument(self.tick(entry, None, None), span).await {
             tracing::error!(environment = %entry.environment, ramp = %entry.name, %error, "ramp tick failed");
         }
     }
