@@ -4,7 +4,11 @@
 //! - an unmodified Python app (OpenTelemetry SDK + OTLP/HTTP exporter,
 //!   OpenFeature's OFREP provider and OpenTelemetry hook, all from PyPI)
 //!   exporting straight to Rampart completes a healthy ramp and has a
-//!   failing treatment rolled back, with no Rampart-specific code;
+//!   failing treatment rolled back, with no Rampart-specific code; the same
+//!   over OTLP/gRPC with gzip;
+//! - a Node app (OpenTelemetry's Node SDK, OpenFeature's span-event hook
+//!   from npm) exporting traces, and one exporting OTLP metrics (cumulative
+//!   request histograms);
 //! - hostile exports: malformed protobuf and JSON, a gzip bomb, too many
 //!   spans, the wrong keys, a retried export (counted once), a variant
 //!   the ramp does not compare.
@@ -187,6 +191,29 @@ fn node_metrics_app(server: &Rampart, error_rates: &str, per_second: u32) -> Lin
     let ready = app.line();
     assert!(ready.starts_with("ready "), "{ready}; stderr: {}", app.stderr());
     app
+}
+
+#[test]
+fn a_node_app_with_the_openfeature_span_event_hook_has_a_failing_treatment_rolled_back() {
+    let (server, _dir) = start(HOLDING);
+    let otlp = server.otlp_http.as_deref().expect("the OTLP/HTTP receiver is configured");
+    let mut command = node_command(&workspace().join("tests/interop/otel_traces_app.cjs"));
+    command
+        .env("OFREP_URL", &server.http)
+        .env("FLAG_KEY", SDK_KEY)
+        .env("ERROR_RATES", r#"{"vector": 0.4, "classic": 0.02}"#)
+        .env("LOAD_PER_SECOND", "60")
+        .env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", format!("{otlp}/v1/traces"))
+        .env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", format!("x-api-key={REPORTER_KEY}"))
+        // The Node SDK starts metrics and logs exporters too unless told not to.
+        .env("OTEL_METRICS_EXPORTER", "none")
+        .env("OTEL_LOGS_EXPORTER", "none");
+    let mut app = LineClient::spawn(command);
+    let ready = app.line();
+    assert!(ready.starts_with("ready "), "{ready}; stderr: {}", app.stderr());
+    let done = wait_for(&server, "the rollback", |s| s["state"] == "RolledBack");
+    assert_eq!(done["percent"], 0.0, "{done}; app stderr: {}", app.stderr());
+    assert!(span_count(&server, "used") > 0.0, "the hook's events on server spans were the evidence");
 }
 
 fn point_count(server: &Rampart, result: &str) -> f64 {
