@@ -278,7 +278,7 @@ impl Checker<'_> {
             None => (DEFAULT_APPROVAL_TIMEOUT, Action::Pause),
         };
         let digest: [u8; 32] = Sha256::digest(self.text.as_bytes()).into();
-        RampSpec {
+        let spec = RampSpec {
             stage: None,
             name,
             environment: spec.environment,
@@ -327,8 +327,29 @@ impl Checker<'_> {
             file: self.file.to_owned(),
             digest,
             lines: KeyLines::default(),
+        };
+        one_false_alarm_budget(spec)
+    }
+}
+
+/// One false-alarm budget for the whole ramp: with `k` guards that can
+/// roll it back (the error guard and each `role: guard` metric that is not
+/// a dry run), each decides at `α / k` (Bonferroni), so the chance that
+/// *any* of them rolls back a treatment that is not worse stays at most
+/// the α the file wrote (`1 − confidence`). Gates and monitors never roll
+/// back and keep their own confidence; so do the proofs that allow
+/// advancing.
+fn one_false_alarm_budget(mut spec: RampSpec) -> RampSpec {
+    let guards = 1 + spec.metrics.iter().filter(|m| m.role == super::MetricRole::Guard && !m.dry_run).count();
+    if guards > 1 {
+        let split = |confidence: f64| 1.0 - (1.0 - confidence) / guards as f64;
+        spec.guard.relative_confidence = split(spec.guard.relative_confidence);
+        spec.guard.absolute_confidence = split(spec.guard.absolute_confidence);
+        for metric in spec.metrics.iter_mut().filter(|m| m.role == super::MetricRole::Guard && !m.dry_run) {
+            metric.confidence = split(metric.confidence);
         }
     }
+    spec
 }
 
 pub(super) fn p_exact(number: &Number) -> f64 {

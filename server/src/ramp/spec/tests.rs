@@ -130,3 +130,27 @@ fn live_edits() {
     let moved = parse("r.yaml", &GOOD.replace("percent: 25,", "percent: 30,")).unwrap();
     assert!(moved.live_edit_refusal(&running, 2500).unwrap().contains("25%"));
 }
+
+#[test]
+fn several_guards_share_one_false_alarm_budget() {
+    let with = |metrics: &str| {
+        let text = format!("{GOOD}  metrics:\n{metrics}");
+        parse("ramps/c.yaml", &text).unwrap()
+    };
+    let metric = |name: &str, role: &str, dry_run: bool| {
+        format!(
+            "    - {{ name: {name}, role: {role}, query: 'x{{variant=\"{{{{variant}}}}\"}}', relative: {{ confidence: 99% }}, dryRun: {dry_run} }}\n"
+        )
+    };
+    let alone = parse("ramps/c.yaml", GOOD).unwrap();
+    assert!((alone.guard.absolute_confidence - 0.999).abs() < 1e-12, "one guard keeps what the file says");
+    // The error guard and two guard metrics: each at α / 3.
+    let three = with(&(metric("p99", "guard", false) + &metric("cpu", "guard", false) + &metric("lat", "gate", false)));
+    assert!((three.guard.absolute_confidence - (1.0 - 0.001 / 3.0)).abs() < 1e-12);
+    assert!((three.guard.relative_confidence - (1.0 - (1.0 - alone.guard.relative_confidence) / 3.0)).abs() < 1e-12);
+    assert!((three.metrics[0].confidence - (1.0 - 0.01 / 3.0)).abs() < 1e-12);
+    assert!((three.metrics[2].confidence - 0.99).abs() < 1e-12, "a gate never rolls back: its own confidence");
+    // A dry-run guard records only: it takes no share.
+    let dry = with(&metric("p99", "guard", true));
+    assert!((dry.guard.absolute_confidence - 0.999).abs() < 1e-12);
+}
