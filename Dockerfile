@@ -4,8 +4,13 @@
 # leaves untested.
 #
 #   docker build -t rampart .
-#   docker run -p 8016:8016 -p 8015:8015 -v $PWD/examples:/etc/rampart:ro rampart \
-#     --flags /etc/rampart/flags.yaml
+#   docker run --ulimit nofile=65536:65536 -p 8016:8016 -p 8015:8015 \
+#     -v $PWD/examples:/etc/rampart:ro rampart --flags /etc/rampart/flags.yaml
+#
+# --ulimit: every stream client holds a descriptor, and the listeners share
+# the open-file limit (docs/limits.md#connections-and-streams); Docker's
+# default soft limit (1,024 on many hosts) would cap the server near 900
+# connections in all.
 #
 # Replicas share a Redis: add -e RAMPART_REDIS_URL=rediss://… and
 # -e RAMPART_REDIS_PASSWORD=… (docs/deploy.md); the data volume is then unused.

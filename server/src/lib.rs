@@ -26,6 +26,7 @@
 //! same engine the SDK embeds.
 
 mod admin_client;
+pub mod capacity;
 pub mod changes;
 pub mod cli;
 pub mod commands;
@@ -139,11 +140,8 @@ pub struct Server {
 impl Server {
     /// Opens the store and loads every environment's flag files and stored
     /// flags. Must run inside a Tokio runtime (the store is async).
-    pub async fn new(mut config: ServerConfig) -> Result<Server, StartupError> {
+    pub async fn new(config: ServerConfig) -> Result<Server, StartupError> {
         let clock = time::Clock::system();
-        let listeners = 4 + u64::from(config.otlp_http_addr.is_some()) + u64::from(config.otlp_grpc_addr.is_some());
-        let descriptors = config.limits.fit_descriptors(listeners);
-        tracing::debug!(descriptors, connections = config.limits.connections_per_listener, "connection limits");
         // Subscribed before anything is read, so no change falls between the
         // read and the subscription.
         let (store, redis): (Arc<dyn Store>, _) = match &config.store {
@@ -276,16 +274,23 @@ impl BoundServer {
         let data = web::Data::new(state.clone());
 
         let workers = config.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        let settings = |listener, workers| http::listener::Settings {
+        // One descriptor budget, shared by the listeners (`capacity`).
+        let mut names = vec!["http", "admin", "grpc", "sync"];
+        names.extend(otlp_http.as_ref().map(|_| "otlp_http"));
+        names.extend(otlp_grpc.as_ref().map(|_| "otlp_grpc"));
+        let capacity =
+            capacity::Capacity::plan(config.limits.descriptors(), &names, config.limits.listener_cap(), &state.metrics);
+        capacity.log(config.limits.connections_per_listener);
+        let settings = |listener, name: &str, workers| http::listener::Settings {
             listener,
             workers,
-            connections: config.limits.connections_per_listener,
+            share: capacity.share(name),
             shutdown_timeout: config.shutdown_timeout,
             metrics: state.metrics.clone(),
         };
         let http_data = data.clone();
         let http_server =
-            http::listener::serve(settings(http::refusals::Listener::Application, workers), http, move || {
+            http::listener::serve(settings(http::refusals::Listener::Application, "http", workers), http, move || {
                 App::new()
                     .app_data(http_data.clone())
                     .wrap(from_fn(|req, next| http::observe("http", req, next)))
@@ -293,19 +298,22 @@ impl BoundServer {
                     .default_service(web::to(http::not_found))
             })?;
         let admin_data = data.clone();
-        let admin_server =
-            http::listener::serve(settings(http::refusals::Listener::Operator, workers.min(2)), admin, move || {
+        let admin_server = http::listener::serve(
+            settings(http::refusals::Listener::Operator, "admin", workers.min(2)),
+            admin,
+            move || {
                 App::new()
                     .app_data(admin_data.clone())
                     .wrap(from_fn(http::relay_read_only))
                     .wrap(from_fn(|req, next| http::observe("admin", req, next)))
                     .configure(http::configure_admin)
                     .default_service(web::to(http::not_found))
-            })?;
+            },
+        )?;
         let otlp_server = match otlp_http {
             Some(socket) => {
                 let otlp_data = data.clone();
-                let settings = settings(http::refusals::Listener::Application, workers.min(2));
+                let settings = settings(http::refusals::Listener::Application, "otlp_http", workers.min(2));
                 Some(http::listener::serve(settings, socket, move || {
                     App::new()
                         .app_data(otlp_data.clone())
@@ -319,7 +327,7 @@ impl BoundServer {
         let otlp_handle = otlp_server.as_ref().map(actix_server::Server::handle);
         let (http_handle, admin_handle) = (http_server.handle(), admin_server.handle());
 
-        let grpc_thread = grpc::spawn(state.services.clone(), grpc, sync, otlp_grpc)?;
+        let grpc_thread = grpc::spawn(state.services.clone(), (grpc, sync, otlp_grpc), &capacity)?;
         // A background task that panics stops the server (EX_SOFTWARE) instead
         // of leaving it serving without, say, its ramp controller.
         let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -110,30 +110,18 @@ impl Default for Limits {
     }
 }
 
-/// Descriptors kept for everything but client connections: files,
-/// the store, the watcher, Prometheus and webhooks.
-const RESERVED_DESCRIPTORS: u64 = 128;
-
 impl Limits {
     /// Raises the process's open-file limit to what it may (the hard
-    /// limit), then makes sure the four listeners' connection caps fit in
-    /// it, so one listener flooded with connections can never take the
-    /// descriptors the others need. Returns the descriptor limit.
-    pub fn fit_descriptors(&mut self, listeners: u64) -> u64 {
-        let available = raise_descriptor_limit();
-        let share = (available.saturating_sub(RESERVED_DESCRIPTORS) / listeners.max(1)).max(16) as usize;
-        if self.connections_per_listener > share {
-            if self.connections_configured {
-                tracing::warn!(
-                    configured = self.connections_per_listener,
-                    descriptors = available,
-                    "connectionsPerListener lowered to {share} to fit {listeners} listeners in the open-file limit; \
-                     raise the limit (ulimit -n, LimitNOFILE) for more"
-                );
-            }
-            self.connections_per_listener = share;
-        }
-        available
+    /// limit) and returns it: the descriptor budget `capacity` shares
+    /// between the listeners.
+    pub fn descriptors(&self) -> u64 {
+        raise_descriptor_limit()
+    }
+
+    /// `connectionsPerListener` when it was configured: the most one
+    /// listener may hold (otherwise the descriptor budget decides).
+    pub fn listener_cap(&self) -> Option<usize> {
+        self.connections_configured.then_some(self.connections_per_listener)
     }
 }
 

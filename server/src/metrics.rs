@@ -38,6 +38,10 @@ pub struct Metrics {
     pub otlp_exports: IntCounterVec,
     /// The OTLP dedupe window moved on: on time, or early because it was full.
     pub otlp_dedupe_rotations: IntCounterVec,
+    /// Connections each listener may hold (`capacity`), holds, and refused.
+    pub listener_capacity: IntGaugeVec,
+    pub listener_connections: IntGaugeVec,
+    pub listener_refused: IntCounterVec,
     /// Alertmanager alerts received, by what they did.
     pub alerts: IntCounterVec,
     pub webhook_deliveries: IntCounterVec,
@@ -159,6 +163,26 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let listener_capacity = IntGaugeVec::new(
+            Opts::new(
+                "listener_connection_capacity",
+                "Connections each listener may hold: its guaranteed share plus the shared descriptor budget \
+                 (docs/limits.md#connections-and-streams)",
+            ),
+            &["listener"],
+        )
+        .expect("valid metric");
+        let listener_connections =
+            IntGaugeVec::new(Opts::new("listener_connections", "Connections each listener holds now"), &["listener"])
+                .expect("valid metric");
+        let listener_refused = IntCounterVec::new(
+            Opts::new(
+                "listener_connections_refused_total",
+                "Connections refused at once because the listener was full",
+            ),
+            &["listener"],
+        )
+        .expect("valid metric");
         let alerts = IntCounterVec::new(
             Opts::new(
                 "alerts_total",
@@ -269,6 +293,9 @@ impl Metrics {
             Box::new(otlp_points.clone()),
             Box::new(otlp_exports.clone()),
             Box::new(otlp_dedupe_rotations.clone()),
+            Box::new(listener_capacity.clone()),
+            Box::new(listener_connections.clone()),
+            Box::new(listener_refused.clone()),
             Box::new(alerts.clone()),
             Box::new(webhook_deliveries.clone()),
             Box::new(webhook_outbox.clone()),
@@ -314,6 +341,9 @@ impl Metrics {
             otlp_points,
             otlp_exports,
             otlp_dedupe_rotations,
+            listener_capacity,
+            listener_connections,
+            listener_refused,
             alerts,
             webhook_deliveries,
             webhook_outbox,

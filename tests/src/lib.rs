@@ -119,17 +119,38 @@ impl Rampart {
     /// Starts `rampart serve` with exactly `args` (pass `--data-dir` to keep
     /// data across restarts).
     pub fn start_in(args: &[&str], env: &[(&str, &str)]) -> Rampart {
-        Rampart::start_command("serve", args, env)
+        Rampart::start_command("serve", args, env, None)
+    }
+
+    /// Starts `rampart serve` with `args` under an open-file limit of
+    /// `descriptors` (soft and hard: the server cannot raise it).
+    pub fn start_with_open_files(descriptors: u64, args: &[&str]) -> Rampart {
+        let data = tempfile::tempdir().expect("data dir");
+        let data_dir = data.path().to_string_lossy().into_owned();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--data-dir", &data_dir]);
+        let mut server = Rampart::start_command("serve", &all, &[], Some(descriptors));
+        server._data = Some(data);
+        server
     }
 
     /// Starts `rampart relay` with exactly `args` (`--upstream`,
     /// `--environment`, `--cache-dir`; the token in `env`).
     pub fn start_relay(args: &[&str], env: &[(&str, &str)]) -> Rampart {
-        Rampart::start_command("relay", args, env)
+        Rampart::start_command("relay", args, env, None)
     }
 
-    fn start_command(subcommand: &str, args: &[&str], env: &[(&str, &str)]) -> Rampart {
-        let mut command = Command::new(rampart_bin());
+    fn start_command(subcommand: &str, args: &[&str], env: &[(&str, &str)], descriptors: Option<u64>) -> Rampart {
+        let mut command = match descriptors {
+            // The shell sets the limit and becomes rampart (`exec`), so the
+            // child is still the server.
+            Some(limit) => {
+                let mut shell = Command::new("sh");
+                shell.arg("-c").arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\"")).arg(rampart_bin());
+                shell
+            }
+            None => Command::new(rampart_bin()),
+        };
         command.arg(subcommand).args(args);
         // Ephemeral loopback ports, unless the test chose its own.
         for flag in ["--http-addr", "--admin-addr", "--grpc-addr", "--sync-addr"] {

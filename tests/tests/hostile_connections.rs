@@ -92,6 +92,49 @@ fn idle_connections_neither_exhaust_descriptors_nor_starve_other_listeners() {
     });
 }
 
+/// The descriptor budget is shared: one listener (streams) takes what the
+/// others do not need, the others keep their guaranteed share, and a
+/// connection beyond the budget is refused at once (counted), not left in
+/// the kernel's backlog.
+#[test]
+fn one_listener_takes_most_of_the_descriptor_budget_while_another_still_answers() {
+    let dir = FlagDir::new();
+    dir.write("flags.json", SMALL);
+    let config = dir.write(
+        "rampart.yaml",
+        "environments:\n  default:\n    flags: [flags.json]\nlimits:\n  handshakeTimeoutSeconds: 60\n",
+    );
+    // 400 descriptors: 128 reserved, 272 for four listeners: 34 guaranteed
+    // each, 136 shared. The sync listener may hold 34 + 136 = 170.
+    let server = Rampart::start_with_open_files(400, &["--config", &config]);
+    let capacity =
+        |listener: &str| server.metric(&format!("rampart_listener_connection_capacity{{listener=\"{listener}\"}}"));
+    assert_eq!(capacity("sync"), 170.0);
+    assert_eq!(capacity("admin"), 170.0);
+    let warned = server.logs().iter().any(|l| l["listener"] == "sync" && l["level"] == "WARN" && l["capacity"] == 170);
+    assert!(warned, "start-up says the listener holds less than the default 10,000 and why");
+    // Silent stream clients on the sync listener, far more than it may hold.
+    let idle: Vec<TcpStream> = (0..250).filter_map(|_| TcpStream::connect(&server.sync).ok()).collect();
+    assert!(idle.len() >= 170);
+    eventually(DEADLINE, || {
+        let held = server.metric(r#"rampart_listener_connections{listener="sync"}"#);
+        let refused = server.metric(r#"rampart_listener_connections_refused_total{listener="sync"}"#);
+        if held == 170.0 && refused >= 1.0 { Ok(()) } else { Err(format!("held {held}, refused {refused}")) }
+    });
+    // The others still answer, from their guaranteed share.
+    answers_within(Duration::from_secs(5), "health", || get(&format!("{}/healthz", server.admin)).status);
+    answers_within(Duration::from_secs(5), "OFREP", || {
+        post(&format!("{}/ofrep/v1/evaluate/flags/on", server.http), "{}", &[]).status
+    });
+    // A refused connection is closed at once, not left to time out.
+    let mut extra = TcpStream::connect(&server.sync).expect("connect");
+    extra.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let started = Instant::now();
+    let closed = matches!(extra.read(&mut [0u8; 64]), Ok(0) | Err(_));
+    assert!(closed && started.elapsed() < Duration::from_secs(5), "refused at once ({:?})", started.elapsed());
+    drop(idle);
+}
+
 #[test]
 fn slow_request_bodies_time_out_with_a_json_answer() {
     let (server, _dir) = start(

@@ -3,11 +3,13 @@
 //! tonic keeps every accepted connection until the peer closes it, so
 //! sockets that never send a byte would pile up until the process runs out
 //! of file descriptors and every listener stops answering. Each gRPC
-//! listener therefore accepts at most `limits.connectionsPerListener`
-//! connections at once (more wait in the kernel's backlog, costing this
-//! process nothing), and a connection that has not sent the HTTP/2 preface
-//! within `limits.handshakeTimeoutSeconds` is closed. Established
-//! connections that stop answering are found by HTTP/2 keep-alive pings.
+//! listener therefore holds a connection only while it has a place in its
+//! share of the descriptor budget (`capacity`); one that finds none is
+//! closed at once (the client sees the connection reset and retries,
+//! instead of timing out in the kernel's backlog). A connection that has
+//! not sent the HTTP/2 preface within `limits.handshakeTimeoutSeconds` is
+//! closed. Established connections that stop answering are found by
+//! HTTP/2 keep-alive pings.
 
 use std::io;
 use std::pin::Pin;
@@ -18,7 +20,6 @@ use std::time::Duration;
 use futures_util::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
@@ -33,8 +34,8 @@ const PREFACE_BYTES: usize = 24;
 #[derive(Debug)]
 pub(crate) struct Guarded {
     stream: TcpStream,
-    /// Released when the connection is dropped.
-    _permit: OwnedSemaphorePermit,
+    /// Given back when the connection is dropped.
+    _place: crate::capacity::Place,
     /// Until the preface is in: when to give up.
     deadline: Option<Pin<Box<Sleep>>>,
     received: usize,
@@ -97,35 +98,28 @@ impl Connected for Guarded {
     }
 }
 
-/// Accepts connections while fewer than `cap` are open.
+/// Accepts connections, keeping those the listener's share has a place for.
 pub(crate) fn incoming(
     listener: TcpListener,
-    cap: usize,
+    share: Arc<crate::capacity::Share>,
     handshake: Duration,
     metrics: Arc<Metrics>,
 ) -> impl Stream<Item = io::Result<Guarded>> {
-    let places = Arc::new(Semaphore::new(cap));
-    futures_util::stream::unfold((listener, places, metrics), move |(listener, places, metrics)| async move {
-        let permit = match places.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                // Full: stop accepting until a connection closes.
-                metrics.rejected(Rejection::Connections);
-                places.clone().acquire_owned().await.ok()?
-            }
-        };
+    futures_util::stream::unfold((listener, share, metrics), move |(listener, share, metrics)| async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
+                    // Full: closed at once (counted by the share).
+                    let Some(place) = share.take() else { continue };
                     let _ = stream.set_nodelay(true);
                     let guarded = Guarded {
                         stream,
-                        _permit: permit,
+                        _place: place,
                         deadline: Some(Box::pin(tokio::time::sleep(handshake))),
                         received: 0,
                         metrics: metrics.clone(),
                     };
-                    return Some((Ok(guarded), (listener, places, metrics)));
+                    return Some((Ok(guarded), (listener, share, metrics)));
                 }
                 // Out of descriptors or a connection reset before it was
                 // accepted: wait a moment rather than spin, and keep going.

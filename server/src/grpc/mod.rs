@@ -100,10 +100,10 @@ const OTLP_STREAMS: u32 = 64;
 /// evaluation and sync listeners, and the OTLP receiver when configured.
 pub(crate) fn spawn(
     state: GrpcState,
-    evaluation: TcpListener,
-    sync: TcpListener,
-    otlp: Option<TcpListener>,
+    (evaluation, sync, otlp): (TcpListener, TcpListener, Option<TcpListener>),
+    capacity: &crate::capacity::Capacity,
 ) -> std::io::Result<std::thread::JoinHandle<std::io::Result<()>>> {
+    let shares = (capacity.share("grpc"), capacity.share("sync"), otlp.as_ref().map(|_| capacity.share("otlp_grpc")));
     std::thread::Builder::new().name("grpc".into()).spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -116,15 +116,16 @@ pub(crate) fn spawn(
             if let Some(otlp) = &otlp {
                 otlp.set_nonblocking(true)?;
             }
-            let incoming = |listener: TcpListener| -> std::io::Result<_> {
+            let incoming = |listener: TcpListener, share| -> std::io::Result<_> {
                 Ok(connections::incoming(
                     tokio::net::TcpListener::from_std(listener)?,
-                    state.limits.connections_per_listener,
+                    share,
                     state.limits.handshake_timeout,
                     state.metrics.clone(),
                 ))
             };
-            let (evaluation, sync) = (incoming(evaluation)?, incoming(sync)?);
+            let (evaluation_share, sync_share, otlp_share) = shares;
+            let (evaluation, sync) = (incoming(evaluation, evaluation_share)?, incoming(sync, sync_share)?);
             let limit = state.max_body_bytes;
             let service = evaluation::Evaluation { state: state.clone() };
             let evaluation_server = builder(EVALUATION_STREAMS)
@@ -142,7 +143,7 @@ pub(crate) fn spawn(
                 )
                 .serve_with_incoming_shutdown(sync, state.shutdown.clone().cancelled_owned());
             let otlp_server = async {
-                let Some(listener) = otlp else { return Ok(()) };
+                let (Some(listener), Some(share)) = (otlp, otlp_share) else { return Ok(()) };
                 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;
                 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer;
                 let gzip = tonic::codec::CompressionEncoding::Gzip;
@@ -157,7 +158,7 @@ pub(crate) fn spawn(
                             .accept_compressed(gzip)
                             .max_decoding_message_size(state.limits.otlp_body_bytes),
                     )
-                    .serve_with_incoming_shutdown(incoming(listener)?, state.shutdown.clone().cancelled_owned())
+                    .serve_with_incoming_shutdown(incoming(listener, share)?, state.shutdown.clone().cancelled_owned())
                     .await
                     .map_err(std::io::Error::other)
             };

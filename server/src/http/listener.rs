@@ -20,8 +20,9 @@ use crate::metrics::Metrics;
 pub(crate) struct Settings {
     pub(crate) listener: Listener,
     pub(crate) workers: usize,
-    /// Open connections allowed on this listener (all workers together).
-    pub(crate) connections: usize,
+    /// This listener's share of the descriptor budget: a connection that
+    /// finds no place is answered `503` and closed at once.
+    pub(crate) share: Arc<crate::capacity::Share>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) metrics: Arc<Metrics>,
 }
@@ -30,6 +31,26 @@ pub(crate) struct Settings {
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A connection the listener has no place for: told `503` (with
+/// `Retry-After`, in the listener's JSON error shape) in one short write,
+/// then closed, rather than left to time out in the kernel's backlog.
+async fn refuse(mut io: tokio::net::TcpStream, listener: Listener) {
+    use tokio::io::AsyncWriteExt;
+    let message = "this listener holds all the connections it may; retry shortly";
+    let body = match listener {
+        Listener::Application => serde_json::json!({"errorCode": "GENERAL", "errorDetails": message}),
+        Listener::Operator => serde_json::json!({"error": {"code": "FULL", "message": message}}),
+    }
+    .to_string();
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_millis(100), io.write_all(answer.as_bytes())).await;
+    let _ = io.shutdown().await;
+}
 
 /// Serves `app` on `socket`; the returned server runs when awaited.
 pub(crate) fn serve<F, I, S, B>(settings: Settings, socket: TcpListener, app: F) -> std::io::Result<Server>
@@ -44,15 +65,17 @@ where
     B: MessageBody + 'static,
 {
     let local = socket.local_addr()?;
-    let Settings { listener, workers, connections, shutdown_timeout, metrics } = settings;
+    let Settings { listener, workers, share, shutdown_timeout, metrics } = settings;
     let name = format!("rampart-{listener:?}-{local}");
     Server::build()
         .workers(workers)
-        .max_concurrent_connections(connections.div_ceil(workers).max(1))
+        // The share decides; this only keeps one worker from holding more.
+        .max_concurrent_connections(share.cap.max(1))
         .shutdown_timeout(shutdown_timeout.as_secs())
         .disable_signals()
         .listen(name, socket, move || {
             let metrics = metrics.clone();
+            let share = share.clone();
             let http = HttpService::build()
                 .keep_alive(KEEP_ALIVE)
                 .client_request_timeout(HEAD_TIMEOUT)
@@ -63,10 +86,17 @@ where
                 }));
             fn_service(move |io: tokio::net::TcpStream| {
                 let metrics = metrics.clone();
+                let place = share.take();
                 async move {
+                    let Some(place) = place else {
+                        refuse(io, listener).await;
+                        return Err(actix_http::error::DispatchError::Io(std::io::Error::other(
+                            "the listener is full",
+                        )));
+                    };
                     let _ = io.set_nodelay(true);
                     let peer = io.peer_addr().ok();
-                    Ok((JsonRefusals::new(io, listener, metrics), Protocol::Http1, peer))
+                    Ok((JsonRefusals::new(io, listener, metrics, place), Protocol::Http1, peer))
                 }
             })
             .and_then(http)

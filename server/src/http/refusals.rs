@@ -137,11 +137,14 @@ pub(crate) struct JsonRefusals<IO> {
     /// A rewritten refusal not yet fully written, and how much of it is.
     pending: Vec<u8>,
     written: usize,
+    /// The connection's place in the listener's share of the descriptor
+    /// budget, given back when the connection is dropped.
+    _place: Option<crate::capacity::Place>,
 }
 
 impl<IO> JsonRefusals<IO> {
-    pub(crate) fn new(io: IO, listener: Listener, metrics: Arc<Metrics>) -> Self {
-        JsonRefusals { io, listener, metrics, pending: Vec::new(), written: 0 }
+    pub(crate) fn new(io: IO, listener: Listener, metrics: Arc<Metrics>, place: crate::capacity::Place) -> Self {
+        JsonRefusals { io, listener, metrics, pending: Vec::new(), written: 0, _place: Some(place) }
     }
 }
 
