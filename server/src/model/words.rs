@@ -25,7 +25,11 @@ impl PendingReason {
 impl HoldReason {
     pub fn describe(self) -> &'static str {
         match self {
-            HoldReason::NoTraffic => "no traffic to judge",
+            // The evidence is silent: say where it should come from.
+            HoldReason::NoTraffic => {
+                "no traffic to judge: no outcome reports, OTLP spans or metric points reached this step \
+                 (check the reporters' and exporters' endpoint and key)"
+            }
             HoldReason::InsufficientSamples => "not enough samples yet",
             HoldReason::Inconclusive => "the evidence is not conclusive yet",
             HoldReason::MetricsUnavailable => "its metrics are unavailable",
