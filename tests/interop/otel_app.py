@@ -7,8 +7,8 @@ come from the environment, as they would in production.
 
 It serves GET /search?user=ID: a server span, the `search-engine` flag
 evaluated inside it, and a failure (HTTP 500, span status ERROR) with the
-probability ERROR_RATES gives for the engine served — the regression a
-test injects. With LOAD_PER_SECOND set it also calls itself at that rate,
+probability ERROR_RATES gives for the engine served, and takes SLOW's
+seconds in SLOW's share of requests — the regressions a test injects. With LOAD_PER_SECOND set it also calls itself at that rate,
 each call a new user. Prints "ready PORT" once serving; stops when stdin
 closes.
 """
@@ -49,6 +49,8 @@ api.set_provider(
 api.add_hooks([TracingHook()])
 flags = api.get_client()
 error_rates = json.loads(os.environ.get("ERROR_RATES", "{}"))
+# engine -> [probability, seconds]: the share of requests that take that long
+slow = json.loads(os.environ.get("SLOW", "{}"))
 
 
 class Search(BaseHTTPRequestHandler):
@@ -56,6 +58,9 @@ class Search(BaseHTTPRequestHandler):
         user = self.path.rsplit("=", 1)[-1]
         with tracer.start_as_current_span("GET /search", kind=SpanKind.SERVER) as span:
             engine = flags.get_string_value("search-engine", "classic", EvaluationContext(targeting_key=user))
+            share, seconds = slow.get(engine, [0.0, 0.0])
+            if random.random() < share:
+                time.sleep(seconds)
             failed = random.random() < error_rates.get(engine, 0.0)
             status = 500 if failed else 200
             span.set_attribute("http.response.status_code", status)

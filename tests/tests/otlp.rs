@@ -32,19 +32,28 @@ const QUICK: &str = "    - {percent: 50, hold: 4s}\n    - {percent: 100, hold: 2
 const LONG: Duration = Duration::from_secs(120);
 
 fn ramp(steps: &str) -> String {
+    ramp_guarded(steps, "")
+}
+
+/// The ramp with extra `guard:` lines (four spaces in).
+fn ramp_guarded(steps: &str, guard: &str) -> String {
     format!(
         "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata: {{name: search-v2}}\nspec:\n  flag: search-engine\n  \
          treatment: vector\n  control: classic\n  interval: 1s\n  steps:\n{steps}  guard:\n    minSamples: 40\n    \
-         absolute: {{maxErrorRate: 10%, maxIncrease: 10%}}\n"
+         absolute: {{maxErrorRate: 10%, maxIncrease: 10%}}\n{guard}"
     )
 }
 
 /// A server with a production ramp on `search-engine` and the OTLP/HTTP
 /// receiver; reporter keys for production and staging.
 fn start(steps: &str) -> (Rampart, FlagDir) {
+    start_ramp(&ramp(steps))
+}
+
+fn start_ramp(ramp: &str) -> (Rampart, FlagDir) {
     let dir = FlagDir::new();
     dir.write("flags.yaml", FLAGS);
-    dir.write("ramp.yaml", &ramp(steps));
+    dir.write("ramp.yaml", ramp);
     let config = dir.write(
         "rampart.yaml",
         &format!(
@@ -237,6 +246,27 @@ fn a_node_apps_otlp_metrics_complete_a_healthy_ramp_and_roll_a_failing_one_back(
     let (failing, _dir) = start(HOLDING);
     let app = node_metrics_app(&failing, r#"{"vector": 0.4, "classic": 0.02}"#, 60);
     let done = wait_for(&failing, "the rollback", |s| s["state"] == "RolledBack");
+    assert_eq!(done["percent"], 0.0, "{done}; app stderr: {}", app.stderr());
+}
+
+#[test]
+fn a_slower_treatment_is_rolled_back_when_the_ramp_names_a_latency_limit() {
+    let (server, _dir) = start_ramp(&ramp_guarded(HOLDING, "    spans: {slowerThan: 100ms}\n"));
+    // No errors at all: the treatment is only slow (200 ms in 40 % of requests).
+    let mut command = python_command(&workspace().join("tests/interop/otel_app.py"));
+    let otlp = server.otlp_http.as_deref().expect("OTLP/HTTP");
+    command
+        .env("OFREP_URL", &server.http)
+        .env("FLAG_KEY", SDK_KEY)
+        .env("SLOW", r#"{"vector": [0.4, 0.2]}"#)
+        .env("LOAD_PER_SECOND", "60")
+        .env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", format!("{otlp}/v1/traces"))
+        .env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", format!("authorization=Bearer%20{REPORTER_KEY}"))
+        .env("OTEL_BSP_SCHEDULE_DELAY", "200");
+    let mut app = LineClient::spawn(command);
+    let ready = app.line();
+    assert!(ready.starts_with("ready "), "{ready}; stderr: {}", app.stderr());
+    let done = wait_for(&server, "the rollback", |s| s["state"] == "RolledBack");
     assert_eq!(done["percent"], 0.0, "{done}; app stderr: {}", app.stderr());
 }
 

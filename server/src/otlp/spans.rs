@@ -8,7 +8,8 @@
 //! of the kind (and service) the ramp's `guard.spans` names. One span is
 //! one sample per flag however often the flag was evaluated in it (the
 //! first evaluation's variant). It failed when its status is `ERROR`, or,
-//! where the ramp says so, its HTTP status is 5xx.
+//! where the ramp says so, its HTTP status is 5xx or it took longer than
+//! `guard.spans.slowerThan`.
 //!
 //! Reading is bounded: at most [`MAX_EVENTS_SCANNED`] events of a span and
 //! [`MAX_ATTRIBUTES_SCANNED`] attributes of an event or resource are looked
@@ -124,14 +125,18 @@ pub fn read<'a>(request: &'a ExportTraceServiceRequest, ramped: &Selections) -> 
                     break;
                 };
                 let errored = span.status.as_ref().is_some_and(|status| status.code == STATUS_ERROR);
-                let failed = errored || (rules.selection.http_server_errors && http_server_error(&span.attributes));
+                let duration_nanos = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano);
+                let slow =
+                    rules.selection.slower_than.is_some_and(|limit| u128::from(duration_nanos) > limit.as_nanos());
+                let failed =
+                    errored || slow || (rules.selection.http_server_errors && http_server_error(&span.attributes));
                 samples.push(Sample {
                     id,
                     flag,
                     variant,
                     failed,
                     context: context.filter(|_| rules.per_context),
-                    duration_nanos: span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano),
+                    duration_nanos,
                 });
                 fate = SpanFate::Used;
             }

@@ -110,7 +110,12 @@ fn service_kind_and_http_status_follow_the_ramps_selection() {
     http_500.attributes = vec![int("http.response.status_code", 503)];
     let mut http_404 = span(2, INTERNAL, vec![evaluation("search", "new")]);
     http_404.attributes = vec![int("http.status_code", 404)];
-    let selection = SpanSelection { kind: SpanKind::Any, service: Some("checkout".into()), http_server_errors: true };
+    let selection = SpanSelection {
+        kind: SpanKind::Any,
+        service: Some("checkout".into()),
+        http_server_errors: true,
+        slower_than: None,
+    };
     let request = export("checkout", vec![http_500.clone(), http_404.clone()]);
     let (samples, _) = read(&request, &ramped(selection.clone(), true));
     let failed: Vec<bool> = samples.iter().map(|s| s.failed).collect();
@@ -172,4 +177,17 @@ fn no_ramp_reads_nothing() {
     assert!(samples.is_empty());
     assert_eq!(tally.get(SpanFate::NoRampedFlag), 1);
     assert_eq!(count(&request), 1);
+}
+
+#[test]
+fn a_span_slower_than_the_ramps_limit_failed() {
+    let selection =
+        SpanSelection { slower_than: Some(std::time::Duration::from_micros(200)), ..SpanSelection::default() };
+    // span() lasts 250 µs: slower than 200 µs.
+    let request = export("api", vec![span(1, SERVER, vec![evaluation("search", "new")])]);
+    let (samples, _) = read(&request, &ramped(selection, false));
+    assert!(samples[0].failed);
+    let patient = SpanSelection { slower_than: Some(std::time::Duration::from_millis(1)), ..SpanSelection::default() };
+    let (samples, _) = read(&request, &ramped(patient, false));
+    assert!(!samples[0].failed, "250 µs is within 1 ms");
 }

@@ -55,6 +55,20 @@ pub struct SpanSelection {
     /// its `http.response.status_code` (or the older `http.status_code`)
     /// is 500 or more.
     pub http_server_errors: bool,
+    /// A span slower than this failed too (its duration, end − start): a
+    /// treatment that answers, but too slowly, is rolled back like one that
+    /// errors.
+    #[serde(skip_serializing_if = "Option::is_none", with = "optional_millis")]
+    pub slower_than: Option<std::time::Duration>,
+}
+
+mod optional_millis {
+    pub(super) fn serialize<S: serde::Serializer>(d: &Option<std::time::Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_u64(d.as_millis() as u64),
+            None => s.serialize_none(),
+        }
+    }
 }
 
 /// `guard.spans` as written.
@@ -64,6 +78,7 @@ pub(super) struct RawSpans {
     kind: Option<SpanKind>,
     service: Option<String>,
     http_server_errors: Option<bool>,
+    slower_than: Option<String>,
 }
 
 impl RawSpans {
@@ -71,10 +86,18 @@ impl RawSpans {
         if self.service.as_deref().is_some_and(|s| s.trim().is_empty()) {
             return Err("guard.spans.service: must not be empty (leave it out for every service)".into());
         }
+        let slower_than = match &self.slower_than {
+            Some(text) => match crate::time::parse_duration(text) {
+                Some(duration) if !duration.is_zero() => Some(duration),
+                _ => return Err(format!("guard.spans.slowerThan: '{text}' is not a duration like 300ms or 2s")),
+            },
+            None => None,
+        };
         Ok(SpanSelection {
             kind: self.kind.unwrap_or_default(),
             service: self.service.clone(),
             http_server_errors: self.http_server_errors.unwrap_or(false),
+            slower_than,
         })
     }
 }
@@ -95,8 +118,15 @@ mod tests {
     #[test]
     fn defaults_are_server_spans_of_any_service() {
         let selection = RawSpans::default().resolve().unwrap();
-        assert_eq!(selection, SpanSelection { kind: SpanKind::Server, service: None, http_server_errors: false });
+        assert_eq!(
+            selection,
+            SpanSelection { kind: SpanKind::Server, service: None, http_server_errors: false, slower_than: None }
+        );
         let empty = RawSpans { service: Some(" ".into()), ..RawSpans::default() };
         assert!(empty.resolve().unwrap_err().contains("guard.spans.service"));
+        let slow = RawSpans { slower_than: Some("300ms".into()), ..RawSpans::default() };
+        assert_eq!(slow.resolve().unwrap().slower_than, Some(std::time::Duration::from_millis(300)));
+        let bad = RawSpans { slower_than: Some("fast".into()), ..RawSpans::default() };
+        assert!(bad.resolve().unwrap_err().contains("slowerThan: 'fast'"));
     }
 }
