@@ -18,7 +18,7 @@ const { resourceFromAttributes } = require('@opentelemetry/resources');
 const api = require('@opentelemetry/api');
 const { OpenFeature } = require('@openfeature/server-sdk');
 const { OFREPProvider } = require('@openfeature/ofrep-provider');
-const { SpanEventHook } = require('@openfeature/open-telemetry-hooks');
+const { SpanEventHook, SpanHook } = require('@openfeature/open-telemetry-hooks');
 
 const sdk = new NodeSDK({
   resource: resourceFromAttributes({ 'service.name': 'search-api-node' }),
@@ -31,7 +31,8 @@ const flagKey = process.env.FLAG_KEY;
 OpenFeature.setProvider(
   new OFREPProvider({ baseUrl: process.env.OFREP_URL, headers: [['Authorization', `Bearer ${flagKey}`]] }),
 );
-OpenFeature.addHooks(new SpanEventHook());
+// HOOK=span: the hook that records each evaluation as a child span instead.
+OpenFeature.addHooks(process.env.HOOK === 'span' ? new SpanHook() : new SpanEventHook());
 const flags = OpenFeature.getClient();
 const errorRates = JSON.parse(process.env.ERROR_RATES || '{}');
 

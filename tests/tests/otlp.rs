@@ -204,6 +204,16 @@ fn node_metrics_app(server: &Rampart, error_rates: &str, per_second: u32) -> Lin
 
 #[test]
 fn a_node_app_with_the_openfeature_span_event_hook_has_a_failing_treatment_rolled_back() {
+    node_traces_app_is_rolled_back("event");
+}
+
+#[test]
+fn a_node_app_with_the_openfeature_span_hook_has_a_failing_treatment_rolled_back() {
+    node_traces_app_is_rolled_back("span");
+}
+
+/// The Node traces app with `hook` (`event`: SpanEventHook, `span`: SpanHook).
+fn node_traces_app_is_rolled_back(hook: &str) {
     let (server, _dir) = start(HOLDING);
     let otlp = server.otlp_http.as_deref().expect("the OTLP/HTTP receiver is configured");
     let mut command = node_command(&workspace().join("tests/interop/otel_traces_app.cjs"));
@@ -212,6 +222,7 @@ fn a_node_app_with_the_openfeature_span_event_hook_has_a_failing_treatment_rolle
         .env("FLAG_KEY", SDK_KEY)
         .env("ERROR_RATES", r#"{"vector": 0.4, "classic": 0.02}"#)
         .env("LOAD_PER_SECOND", "60")
+        .env("HOOK", hook)
         .env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", format!("{otlp}/v1/traces"))
         .env("OTEL_EXPORTER_OTLP_TRACES_HEADERS", format!("x-api-key={REPORTER_KEY}"))
         // The Node SDK starts metrics and logs exporters too unless told not to.

@@ -4,7 +4,9 @@
 //! A span counts for a ramped flag when it carries the flag's evaluation
 //! event — OpenFeature's OpenTelemetry hooks add `feature_flag.evaluation`
 //! with `feature_flag.key` and `feature_flag.result.variant` to the active
-//! span (older hooks: `feature_flag` with `feature_flag.variant`) — and is
+//! span (older hooks: `feature_flag` with `feature_flag.variant`; the
+//! JavaScript `SpanHook` makes a child span of that name instead, which
+//! counts for its parent in the same export) — and is
 //! of the kind (and service) the ramp's `guard.spans` names. One span is
 //! one sample per flag however often the flag was evaluated in it (the
 //! first evaluation's variant). It failed when its status is `ERROR`, or,
@@ -15,6 +17,8 @@
 //! [`MAX_ATTRIBUTES_SCANNED`] attributes of an event or resource are looked
 //! at, so a span stuffed with thousands of them costs no more than a
 //! normal one (the body's size bounds the rest).
+
+use std::collections::HashMap;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
@@ -92,6 +96,24 @@ pub fn count(request: &ExportTraceServiceRequest) -> usize {
 pub fn read<'a>(request: &'a ExportTraceServiceRequest, ramped: &Selections) -> (Vec<Sample<'a>>, Tally) {
     let mut samples = Vec::new();
     let mut tally = Tally::default();
+    // Evaluations recorded as child spans (OpenFeature's JavaScript
+    // `SpanHook`: a span named `feature_flag.evaluation` with the flag in
+    // its attributes) count for their parent, when the parent is in the
+    // same export: by parent span id, at most MAX_EVENTS_SCANNED each.
+    let mut children: HashMap<&[u8], Vec<Evaluated<'_>>> = HashMap::new();
+    if !ramped.is_empty() {
+        for span in request.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
+            if span.name == "feature_flag.evaluation"
+                && !span.parent_span_id.is_empty()
+                && let Some(evaluated) = evaluated_attributes(&span.attributes, "feature_flag.result.variant")
+            {
+                let list = children.entry(span.parent_span_id.as_slice()).or_default();
+                if list.len() < MAX_EVENTS_SCANNED {
+                    list.push(evaluated);
+                }
+            }
+        }
+    }
     for resource_spans in &request.resource_spans {
         let service = resource_spans
             .resource
@@ -104,8 +126,9 @@ pub fn read<'a>(request: &'a ExportTraceServiceRequest, ramped: &Selections) -> 
             }
             let mut fate = SpanFate::NoRampedFlag;
             let first = samples.len();
-            for event in span.events.iter().take(MAX_EVENTS_SCANNED) {
-                let Some((flag, variant, context)) = evaluation(event) else { continue };
+            let from_events = span.events.iter().take(MAX_EVENTS_SCANNED).filter_map(evaluation);
+            let from_children = children.get(span.span_id.as_slice()).into_iter().flatten().copied();
+            for (flag, variant, context) in from_events.chain(from_children) {
                 let Some(rules) = ramped.get(flag) else { continue };
                 if samples[first..].iter().any(|sample: &Sample<'_>| sample.flag == flag) {
                     continue; // one sample per flag and span
@@ -149,18 +172,23 @@ pub fn read<'a>(request: &'a ExportTraceServiceRequest, ramped: &Selections) -> 
     (samples, tally)
 }
 
+/// One evaluation: the flag, the variant served (if any), the targeting key.
+type Evaluated<'a> = (&'a str, Option<&'a str>, Option<&'a str>);
+
 /// A flag evaluation event's flag, variant and targeting key.
-fn evaluation(
-    event: &opentelemetry_proto::tonic::trace::v1::span::Event,
-) -> Option<(&str, Option<&str>, Option<&str>)> {
+fn evaluation(event: &opentelemetry_proto::tonic::trace::v1::span::Event) -> Option<Evaluated<'_>> {
     let variant_key = match event.name.as_str() {
         "feature_flag.evaluation" => "feature_flag.result.variant",
         "feature_flag" => "feature_flag.variant",
         _ => return None,
     };
-    let flag = string_attribute(&event.attributes, "feature_flag.key")?;
-    let variant = string_attribute(&event.attributes, variant_key).filter(|v| !v.is_empty());
-    let context = string_attribute(&event.attributes, "feature_flag.context.id").filter(|c| !c.is_empty());
+    evaluated_attributes(&event.attributes, variant_key)
+}
+
+fn evaluated_attributes<'a>(attributes: &'a [KeyValue], variant_key: &str) -> Option<Evaluated<'a>> {
+    let flag = string_attribute(attributes, "feature_flag.key")?;
+    let variant = string_attribute(attributes, variant_key).filter(|v| !v.is_empty());
+    let context = string_attribute(attributes, "feature_flag.context.id").filter(|c| !c.is_empty());
     Some((flag, variant, context))
 }
 

@@ -191,3 +191,22 @@ fn a_span_slower_than_the_ramps_limit_failed() {
     let (samples, _) = read(&request, &ramped(patient, false));
     assert!(!samples[0].failed, "250 µs is within 1 ms");
 }
+
+#[test]
+fn an_evaluation_child_span_counts_for_its_parent_once() {
+    let parent = span(1, SERVER, vec![]);
+    let child = Span {
+        name: "feature_flag.evaluation".into(),
+        parent_span_id: parent.span_id.clone(),
+        attributes: vec![text("feature_flag.key", "search"), text("feature_flag.result.variant", "new")],
+        ..span(2, INTERNAL, vec![])
+    };
+    // A second child of the same parent and flag: still one sample.
+    let again = Span { span_id: vec![3; 8], ..child.clone() };
+    let orphan = Span { parent_span_id: vec![9; 8], span_id: vec![4; 8], ..child.clone() };
+    let request = export("api", vec![child, parent, again, orphan]);
+    let (samples, tally) = read(&request, &ramped(SpanSelection::default(), false));
+    assert_eq!(samples.len(), 1);
+    assert_eq!((samples[0].id.span[0], samples[0].variant), (1, "new"), "the parent's span is the sample");
+    assert_eq!(tally.get(SpanFate::Used), 1);
+}
