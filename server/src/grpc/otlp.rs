@@ -19,12 +19,63 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use tonic::{Request, Response, Status};
 
 use super::GrpcState;
-use crate::environment::Trust;
 use crate::otlp::ExportError;
 use crate::ramp::outcomes::Origin;
 
 pub(crate) struct OtlpTraces {
     pub(crate) state: GrpcState,
+}
+
+pub(crate) struct OtlpMetrics {
+    pub(crate) state: GrpcState,
+}
+
+/// What an export carries.
+enum Export<'a> {
+    Traces(&'a ExportTraceServiceRequest),
+    Metrics(&'a ExportMetricsServiceRequest),
+}
+
+/// What both services do: the caller's key and rate, the export counted,
+/// the answer counted in `rampart_otlp_exports_total`; `(rejected,
+/// message)` when something was not counted (partial success).
+async fn receive<T>(
+    state: &GrpcState,
+    request: &Request<T>,
+    export: Export<'_>,
+) -> Result<Option<(i64, String)>, Status> {
+    let signal = match export {
+        Export::Traces(_) => "traces",
+        Export::Metrics(_) => "metrics",
+    };
+    let counted = |result: &str| state.metrics.otlp_exports.with_label_values(&[signal, result]).inc();
+    let (environment, trust) = state.reporter(request.metadata()).inspect_err(|_| counted("key"))?;
+    let key = super::bearer_or_api_key(request.metadata());
+    let origin = Origin::of(trust, key.as_deref(), request.remote_addr().map(|addr| addr.ip()));
+    let taken = async {
+        crate::services::otlp::admit(state, &environment.name, &origin)?;
+        match export {
+            Export::Traces(traces) => {
+                crate::services::otlp::take_traces(state, &environment.name, &origin, traces).await
+            }
+            Export::Metrics(metrics) => {
+                crate::services::otlp::take_metrics(state, &environment.name, &origin, metrics).await
+            }
+        }
+    }
+    .await;
+    match taken {
+        Ok(taken) => {
+            let partial = taken.rejected > 0 || taken.message.is_some();
+            counted(if partial { "partial" } else { "accepted" });
+            let rejected = i64::try_from(taken.rejected).unwrap_or(i64::MAX);
+            Ok(partial.then(|| (rejected, taken.message.unwrap_or_default())))
+        }
+        Err(error) => {
+            counted(error.label());
+            Err(status(&error))
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -33,41 +84,11 @@ impl TraceService for OtlpTraces {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let state = &self.state;
-        let counted = |result: &str| state.metrics.otlp_exports.with_label_values(&["traces", result]).inc();
-        let (environment, trust) = state.reporter(request.metadata()).inspect_err(|_| counted("key"))?;
-        let key = super::bearer_or_api_key(request.metadata());
-        let origin = Origin::of(trust, key.as_deref(), request.remote_addr().map(|addr| addr.ip()));
-        let taken = async {
-            if trust == Trust::Public {
-                return Err(ExportError::PublicKey);
-            }
-            state.outcomes.admit(&environment.name, &origin.source, state.clock.now_millis()).map_err(|refused| {
-                refused.count(&state.metrics);
-                ExportError::Refused(refused)
-            })?;
-            crate::services::otlp::take_traces(state, &environment.name, &origin, request.get_ref()).await
-        }
-        .await;
-        match taken {
-            Ok(taken) => {
-                counted(if taken.rejected > 0 { "partial" } else { "accepted" });
-                let partial_success = (taken.rejected > 0).then(|| ExportTracePartialSuccess {
-                    rejected_spans: i64::try_from(taken.rejected).unwrap_or(i64::MAX),
-                    error_message: taken.message.unwrap_or_default(),
-                });
-                Ok(Response::new(ExportTraceServiceResponse { partial_success }))
-            }
-            Err(error) => {
-                counted(error.label());
-                Err(status(&error))
-            }
-        }
+        let partial = receive(&self.state, &request, Export::Traces(request.get_ref())).await?;
+        let partial_success =
+            partial.map(|(rejected_spans, error_message)| ExportTracePartialSuccess { rejected_spans, error_message });
+        Ok(Response::new(ExportTraceServiceResponse { partial_success }))
     }
-}
-
-pub(crate) struct OtlpMetrics {
-    pub(crate) state: GrpcState,
 }
 
 #[tonic::async_trait]
@@ -76,37 +97,12 @@ impl MetricsService for OtlpMetrics {
         &self,
         request: Request<ExportMetricsServiceRequest>,
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let state = &self.state;
-        let counted = |result: &str| state.metrics.otlp_exports.with_label_values(&["metrics", result]).inc();
-        let (environment, trust) = state.reporter(request.metadata()).inspect_err(|_| counted("key"))?;
-        let key = super::bearer_or_api_key(request.metadata());
-        let origin = Origin::of(trust, key.as_deref(), request.remote_addr().map(|addr| addr.ip()));
-        let taken = async {
-            if trust == Trust::Public {
-                return Err(ExportError::PublicKey);
-            }
-            state.outcomes.admit(&environment.name, &origin.source, state.clock.now_millis()).map_err(|refused| {
-                refused.count(&state.metrics);
-                ExportError::Refused(refused)
-            })?;
-            crate::services::otlp::take_metrics(state, &environment.name, &origin, request.get_ref()).await
-        }
-        .await;
-        match taken {
-            Ok(taken) => {
-                let partial = taken.rejected > 0 || taken.message.is_some();
-                counted(if partial { "partial" } else { "accepted" });
-                let partial_success = partial.then(|| ExportMetricsPartialSuccess {
-                    rejected_data_points: i64::try_from(taken.rejected).unwrap_or(i64::MAX),
-                    error_message: taken.message.unwrap_or_default(),
-                });
-                Ok(Response::new(ExportMetricsServiceResponse { partial_success }))
-            }
-            Err(error) => {
-                counted(error.label());
-                Err(status(&error))
-            }
-        }
+        let partial = receive(&self.state, &request, Export::Metrics(request.get_ref())).await?;
+        let partial_success = partial.map(|(rejected_data_points, error_message)| ExportMetricsPartialSuccess {
+            rejected_data_points,
+            error_message,
+        });
+        Ok(Response::new(ExportMetricsServiceResponse { partial_success }))
     }
 }
 

@@ -155,22 +155,23 @@ pub(crate) async fn observe(
     let request_id = request_id(request.headers());
     let span = tracing::info_span!("request", request_id = %request_id);
     // An exported span per admin write (a change through the API or the
-    // dashboard); reads are not traced.
-    let write = listener == "admin" && !request.method().is_safe();
-    let trace = if write && crate::telemetry::exporting() {
-        tracing::info_span!(
+    // dashboard) while Rampart exports its traces; reads are not traced,
+    // and the evaluation path pays one atomic load.
+    let mut response = if crate::telemetry::exporting() && listener == "admin" && !request.method().is_safe() {
+        let trace = tracing::info_span!(
             target: crate::telemetry::TRACE_TARGET,
             "admin.write",
             http.request.method = %request.method(),
             url.path = %request.path(),
             http.response.status_code = tracing::field::Empty,
             request_id = %request_id,
-        )
+        );
+        let response = next.call(request).instrument(span).instrument(trace.clone()).await?;
+        trace.record("http.response.status_code", i64::from(response.status().as_u16()));
+        response
     } else {
-        tracing::Span::none()
+        next.call(request).instrument(span).await?
     };
-    let mut response = next.call(request).instrument(span).instrument(trace.clone()).await?;
-    trace.record("http.response.status_code", i64::from(response.status().as_u16()));
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(actix_web::http::header::HeaderName::from_static("x-request-id"), value);
     }

@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use prost::Message;
 
 use super::AppState;
-use crate::environment::{KeyRejection, Trust};
+use crate::environment::KeyRejection;
 use crate::otlp::ExportError;
 use crate::ramp::outcomes::Origin;
 
@@ -158,15 +158,8 @@ async fn export(
 ) -> Result<crate::otlp::Taken, Refusal> {
     let key = super::credentials::sdk_key(request.headers());
     let (environment, trust) = state.environments.reporter(key).map_err(Refusal::Key)?;
-    if trust == Trust::Public {
-        return Err(ExportError::PublicKey.into());
-    }
     let origin = Origin::of(trust, key, request.peer_addr().map(|addr| addr.ip()));
-    let now = state.clock.now_millis();
-    state.outcomes.admit(&environment.name, &origin.source, now).map_err(|refused| {
-        refused.count(&state.metrics);
-        ExportError::Refused(refused)
-    })?;
+    crate::services::otlp::admit(state, &environment.name, &origin)?;
     let limit = state.limits.otlp_body_bytes;
     let body = super::body::read_body(state, payload, limit).await.map_err(|error| match error {
         super::body::BodyError::TooLarge(limit) => ExportError::TooLarge { limit },

@@ -29,6 +29,18 @@ use crate::ramp::outcomes::{Origin, Part, RecordError, Report};
 /// arm it refuses (an export rarely names more than a few ramped flags).
 const MAX_ROUNDS: usize = 16;
 
+/// What every OTLP export must pass before it is read: a reporter key
+/// (spans come from servers; SDK keys are public) and the key's rate.
+pub fn admit(services: &Services, environment: &str, origin: &Origin) -> Result<(), ExportError> {
+    if origin.trust == crate::environment::Trust::Public {
+        return Err(ExportError::PublicKey);
+    }
+    services.outcomes.admit(environment, &origin.source, services.clock.now_millis()).map_err(|refused| {
+        refused.count(&services.metrics);
+        ExportError::Refused(refused)
+    })
+}
+
 /// Counts an export's spans for the environment's ramps.
 pub async fn take_traces(
     services: &Services,
