@@ -38,6 +38,8 @@ fn ramp(c: &mut Criterion) {
         metrics: Vec::new(),
         sprt: None,
         previous_stage_open: false,
+        latency: None,
+        conversions: None,
     };
     // What the observer keeps between ticks: the sums over the closed
     // buckets, all but the newest.

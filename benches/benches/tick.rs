@@ -69,6 +69,7 @@ fn tick(c: &mut Criterion) {
                         second,
                         ok,
                         error,
+                        ..Default::default()
                     })
                 })
                 .collect();

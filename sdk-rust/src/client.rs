@@ -151,6 +151,7 @@ impl ClientBuilder {
             now: AtomicI64::new(unix_now()),
             config: self.config,
             outcomes: crate::pending::Pending::default(),
+            tracks: crate::pending::PendingTracks::default(),
         });
         let stop = CancellationToken::new();
         runtime.spawn(sync::run(state.clone(), stop.clone()));
@@ -298,6 +299,20 @@ impl Client {
         let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
         self.record_outcome(flag, details, outcome);
         result
+    }
+
+    /// OpenFeature's `track(trackingEventName, context)`: the context did
+    /// something worth counting (a checkout, a sign-up). A ramp whose
+    /// conversion guard names the event compares conversions per exposed
+    /// user between its arms; the server counts one per targeting key and
+    /// event a step. Sent in the background with the outcomes; a context
+    /// without a targeting key cannot be attributed and is not sent.
+    pub fn track(&self, event: &str, context: &Context) {
+        let Some(key) = context.get(rampart_engine::TARGETING_KEY).and_then(Value::as_str) else { return };
+        if event.is_empty() || key.is_empty() {
+            return;
+        }
+        self.handle.state.tracks.add(event.to_owned(), key.to_owned());
     }
 
     /// Sends the recorded outcomes now (they are also sent in the background).

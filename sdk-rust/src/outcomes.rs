@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_proto::rampart::v1::flag_sync_client::FlagSyncClient;
-use rampart_proto::rampart::v1::{Outcome as OutcomeMessage, OutcomeBatch};
+use rampart_proto::rampart::v1::{Outcome as OutcomeMessage, OutcomeBatch, TrackBatch, TrackEvent};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
@@ -31,6 +31,48 @@ const MAX_HALVINGS: usize = 8;
 /// SDK key where reporter keys are required; `INVALID_ARGUMENT`) is
 /// dropped and counted, not retried.
 pub(crate) async fn flush(state: &State, channel: &Channel) -> Result<(), Error> {
+    let tracked = flush_tracks(state, channel).await;
+    flush_outcomes(state, channel).await.and(tracked)
+}
+
+/// Sends the pending `track` events; kept for the next flush when the
+/// server cannot take them now, dropped (and counted) when it never will.
+async fn flush_tracks(state: &State, channel: &Channel) -> Result<(), Error> {
+    let events = state.tracks.take();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let batch = TrackBatch {
+        events: events
+            .iter()
+            .map(|(name, key)| TrackEvent { name: name.clone(), targeting_key: key.clone() })
+            .collect(),
+    };
+    let mut request = tonic::Request::new(batch);
+    authorize(state, &mut request);
+    match FlagSyncClient::new(channel.clone()).track(request).await {
+        Ok(_) => Ok(()),
+        Err(status) if matches!(status.code(), tonic::Code::PermissionDenied | tonic::Code::InvalidArgument) => {
+            state.tracks.dropped.fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(dropped = events.len(), reason = status.message(), "the server refuses these track events");
+            Err(Error::Outcomes(status.message().to_owned()))
+        }
+        Err(status) => {
+            state.tracks.restore(events);
+            Err(Error::Outcomes(status.message().to_owned()))
+        }
+    }
+}
+
+fn authorize<T>(state: &State, request: &mut tonic::Request<T>) {
+    if let Some(key) = state.config.reporter_key.as_ref().or(state.config.sdk_key.as_ref())
+        && let Ok(value) = format!("Bearer {key}").parse()
+    {
+        request.metadata_mut().insert("authorization", value);
+    }
+}
+
+async fn flush_outcomes(state: &State, channel: &Channel) -> Result<(), Error> {
     let mut batch = state.outcomes.take();
     let mut later: Counts = HashMap::new();
     for _ in 0..=MAX_HALVINGS {
@@ -109,14 +151,11 @@ async fn send(state: &State, channel: &Channel, counts: &Counts) -> Result<(), t
             error: *error,
             targeting_key: targeting_key.clone().unwrap_or_default(),
             at_second: 0,
+            duration_ms: None,
         })
         .collect();
     let mut request = tonic::Request::new(OutcomeBatch { outcomes });
-    if let Some(key) = state.config.reporter_key.as_ref().or(state.config.sdk_key.as_ref())
-        && let Ok(value) = format!("Bearer {key}").parse()
-    {
-        request.metadata_mut().insert("authorization", value);
-    }
+    authorize(state, &mut request);
     FlagSyncClient::new(channel.clone()).report_outcomes(request).await.map(|_| ())
 }
 

@@ -55,3 +55,37 @@ impl Pending {
         }
     }
 }
+
+/// `track` events kept at most between flushes; beyond that new ones are
+/// dropped (and counted).
+const MAX_PENDING_TRACKS: usize = 10_000;
+
+/// `track` events waiting to be sent: (event name, targeting key), each
+/// once — the server counts one conversion per key and event a step, so
+/// repeats between two flushes would only cost bandwidth.
+#[derive(Debug, Default)]
+pub(crate) struct PendingTracks {
+    events: Mutex<std::collections::HashSet<(String, String)>>,
+    pub(crate) dropped: std::sync::atomic::AtomicU64,
+}
+
+impl PendingTracks {
+    pub(crate) fn add(&self, event: String, targeting_key: String) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if events.len() >= MAX_PENDING_TRACKS && !events.contains(&(event.clone(), targeting_key.clone())) {
+            self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        events.insert((event, targeting_key));
+    }
+
+    pub(crate) fn take(&self) -> Vec<(String, String)> {
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner())).into_iter().collect()
+    }
+
+    pub(crate) fn restore(&self, events: Vec<(String, String)>) {
+        for (event, key) in events {
+            self.add(event, key);
+        }
+    }
+}

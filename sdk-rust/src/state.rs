@@ -47,6 +47,7 @@ pub(crate) struct State {
     pub(crate) config: Config,
     /// Outcome counts waiting to be sent.
     pub(crate) outcomes: crate::pending::Pending,
+    pub(crate) tracks: crate::pending::PendingTracks,
 }
 
 impl std::fmt::Debug for State {

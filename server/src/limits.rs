@@ -359,10 +359,15 @@ pub enum Rejection {
     AdminWrites,
     /// An OTLP export with more than `otlp::MAX_SPANS` spans.
     OtlpSpans,
+    /// Targeting keys a latency or conversion guard left out: an arm held
+    /// its most users for a step (`ramp::observe::guards`).
+    GuardUsers,
+    /// A `track` request over `services::track::MAX_EVENTS` events.
+    TrackEvents,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 20] = [
+    pub const ALL: [Rejection; 22] = [
         Rejection::RequestBody,
         Rejection::BodyReadTimeout,
         Rejection::ContextFields,
@@ -383,6 +388,8 @@ impl Rejection {
         Rejection::SignInAttempts,
         Rejection::AdminWrites,
         Rejection::OtlpSpans,
+        Rejection::GuardUsers,
+        Rejection::TrackEvents,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -408,6 +415,8 @@ impl Rejection {
             Rejection::SignInAttempts => "sign_in_attempts",
             Rejection::AdminWrites => "admin_writes",
             Rejection::OtlpSpans => "otlp_spans",
+            Rejection::GuardUsers => "guard_users",
+            Rejection::TrackEvents => "track_events",
         }
     }
 }

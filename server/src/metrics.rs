@@ -34,6 +34,9 @@ pub struct Metrics {
     pub otlp_spans: IntCounterVec,
     /// Metric data points received over OTLP, by what became of them.
     pub otlp_points: IntCounterVec,
+    /// OpenFeature `track` events, by result: accepted (a conversion guard
+    /// counts the event), ignored.
+    pub conversions: IntCounterVec,
     /// OTLP export requests, by signal and answer.
     pub otlp_exports: IntCounterVec,
     /// The OTLP dedupe window moved on: on time, or early because it was full.
@@ -144,6 +147,11 @@ impl Metrics {
                 "otlp_points_total",
                 "Metric data points received over OTLP, by result: used, ignored, duplicate, baseline, series_limit",
             ),
+            &["environment", "result"],
+        )
+        .expect("valid metric");
+        let conversions = IntCounterVec::new(
+            Opts::new("track_events_total", "OpenFeature track events, by result: accepted, ignored"),
             &["environment", "result"],
         )
         .expect("valid metric");
@@ -291,6 +299,7 @@ impl Metrics {
             Box::new(outcomes_refused.clone()),
             Box::new(otlp_spans.clone()),
             Box::new(otlp_points.clone()),
+            Box::new(conversions.clone()),
             Box::new(otlp_exports.clone()),
             Box::new(otlp_dedupe_rotations.clone()),
             Box::new(listener_capacity.clone()),
@@ -339,6 +348,7 @@ impl Metrics {
             outcomes_refused,
             otlp_spans,
             otlp_points,
+            conversions,
             otlp_exports,
             otlp_dedupe_rotations,
             listener_capacity,
@@ -400,7 +410,14 @@ impl Metrics {
 
     /// Counts an input refused by a limit.
     pub fn rejected(&self, rejection: crate::limits::Rejection) {
-        self.limit_rejections.with_label_values(&[rejection.as_str()]).inc();
+        self.rejected_many(rejection, 1);
+    }
+
+    /// Counts `n` inputs refused by a limit.
+    pub fn rejected_many(&self, rejection: crate::limits::Rejection, n: u64) {
+        if n > 0 {
+            self.limit_rejections.with_label_values(&[rejection.as_str()]).inc_by(n);
+        }
     }
 
     /// Counts the limits among a flag set's load errors.

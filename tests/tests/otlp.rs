@@ -260,10 +260,9 @@ fn a_node_apps_otlp_metrics_complete_a_healthy_ramp_and_roll_a_failing_one_back(
     assert_eq!(done["percent"], 0.0, "{done}; app stderr: {}", app.stderr());
 }
 
-#[test]
-fn a_slower_treatment_is_rolled_back_when_the_ramp_names_a_latency_limit() {
-    let (server, _dir) = start_ramp(&ramp_guarded(HOLDING, "    spans: {slowerThan: 100ms}\n"));
-    // No errors at all: the treatment is only slow (200 ms in 40 % of requests).
+/// The Python app with a treatment that is only slow (200 ms in 40 % of
+/// its requests, no errors at all).
+fn slow_python_app(server: &Rampart) -> LineClient {
     let mut command = python_command(&workspace().join("tests/interop/otel_app.py"));
     let otlp = server.otlp_http.as_deref().expect("OTLP/HTTP");
     command
@@ -277,8 +276,27 @@ fn a_slower_treatment_is_rolled_back_when_the_ramp_names_a_latency_limit() {
     let mut app = LineClient::spawn(command);
     let ready = app.line();
     assert!(ready.starts_with("ready "), "{ready}; stderr: {}", app.stderr());
+    app
+}
+
+#[test]
+fn a_slower_treatment_is_rolled_back_when_the_ramp_names_a_latency_limit() {
+    let (server, _dir) = start_ramp(&ramp_guarded(HOLDING, "    spans: {slowerThan: 100ms}\n"));
+    let app = slow_python_app(&server);
     let done = wait_for(&server, "the rollback", |s| s["state"] == "RolledBack");
     assert_eq!(done["percent"], 0.0, "{done}; app stderr: {}", app.stderr());
+}
+
+/// The latency guard on its own proportion: the share of requests slower
+/// than the control's p95, from the spans' durations.
+#[test]
+fn the_latency_guard_rolls_back_a_treatment_slower_than_the_controls_p95() {
+    let ramp = ramp_guarded(HOLDING, "") + "  latency: {slowerThan: p95, tolerance: 20%}\n";
+    let (server, _dir) = start_ramp(&ramp);
+    let app = slow_python_app(&server);
+    let done = wait_for(&server, "the rollback", |s| s["state"] == "RolledBack");
+    assert_eq!(done["percent"], 0.0, "{done}; app stderr: {}", app.stderr());
+    assert!(done.to_string().contains("LatencyRegression"), "the latency guard, not the error guard: {done}");
 }
 
 // ---- hostile exports ----

@@ -418,6 +418,7 @@ fn outcomes_accepted_while_the_upstream_is_away_survive_a_relay_crash_and_are_co
             error,
             targeting_key: String::new(),
             at_second: 0,
+            duration_ms: None,
         };
         let mut client = FlagSyncClient::connect(format!("http://{}", relay.sync)).await.expect("connect");
         let mut request =

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_server::config::RedisOptions;
-use rampart_server::model::Run;
+use rampart_server::model::{Latency, Run};
 use rampart_server::ramp::spec;
 use rampart_server::store::embedded::EmbeddedStore;
 use rampart_server::store::redis::{Notice, RedisStore};
 use rampart_server::store::{
-    AuditQuery, Change, ChangeKind, Commit, ContextOutcome, Delivery, Expect, Fence, OutcomeCount, RampWrite, Store,
-    StoreError,
+    AuditQuery, Change, ChangeKind, Commit, ContextOutcome, Conversion, Delivery, Expect, Fence, OutcomeCount,
+    RampWrite, Store, StoreError,
 };
 use rampart_tests::redis::Redis;
 use serde_json::json;
@@ -151,6 +151,7 @@ async fn contract(store: Arc<dyn Store>) {
         second,
         ok,
         error,
+        latency: Latency::default(),
     };
     let context =
         |second, context, error| ContextOutcome { flag: "f".into(), variant: "on".into(), second, context, error };
@@ -192,6 +193,37 @@ async fn contract(store: Arc<dyn Store>) {
         store.outcomes("prod", "f", 0, 1000).await.expect("outcomes").iter().map(|c| c.second).collect();
     assert_eq!(kept, vec![119, 185]);
     assert_eq!(store.context_outcomes("prod", "f", 0, 1000).await.expect("contexts"), vec![context(185, 4, false)]);
+
+    // Durations ride with the counts, summed per latency slot.
+    let mut timed = count(300, "on", 2, 0);
+    timed.latency.add(3, 2);
+    store.record_outcomes("prod", vec![timed.clone()], vec![]).await.expect("record");
+    store.record_outcomes("prod", vec![timed.clone(), count(300, "on", 1, 0)], vec![]).await.expect("record");
+    let read = store.outcomes("prod", "f", 300, 301).await.expect("outcomes");
+    let mut expected = count(300, "on", 5, 0);
+    expected.latency.add(3, 4);
+    assert_eq!(read, vec![expected]);
+
+    // Conversions: stored once per (second, event, key), read by range,
+    // pruned with the flag's outcomes.
+    let conversion =
+        |second, event: &str, context| Conversion { flag: "f".into(), event: event.into(), second, context };
+    store
+        .record_conversions(
+            "prod",
+            vec![conversion(300, "checkout", 1), conversion(300, "checkout", 1), conversion(301, "signup", 2)],
+        )
+        .await
+        .expect("conversions");
+    store.record_conversions("prod", vec![conversion(400, "checkout", 3)]).await.expect("conversions");
+    let read = store.conversions("prod", "f", 300, 302).await.expect("conversions");
+    assert_eq!(read, vec![conversion(300, "checkout", 1), conversion(301, "signup", 2)]);
+    assert!(store.conversions("prod", "other", 0, 1000).await.expect("conversions").is_empty());
+    store.prune_outcomes("prod", "f", 400).await.expect("prune");
+    assert_eq!(
+        store.conversions("prod", "f", 0, 1000).await.expect("conversions"),
+        vec![conversion(400, "checkout", 3)]
+    );
 
     // One secret per installation, created once.
     let secret = store.installation_secret().await.expect("secret");

@@ -105,6 +105,16 @@ impl Environments {
         self.authenticate_with_trust(key, Purpose::Report)
     }
 
+    /// The environment an OpenFeature `track` event's key reaches: apps
+    /// track with the SDK key they evaluate with (trusted as public), a
+    /// reporter key is trusted further.
+    pub fn tracker(&self, key: Option<&str>) -> Result<(&Arc<Environment>, Trust), KeyRejection> {
+        match self.reporter(key) {
+            Err(KeyRejection::NotAReporter) => self.authenticate(key, Purpose::Evaluate).map(|e| (e, Trust::Public)),
+            other => other,
+        }
+    }
+
     fn authenticate_with_trust(
         &self,
         key: Option<&str>,

@@ -7,9 +7,11 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::services::track::TrackEvent;
 use rampart_proto::rampart::v1::flag_sync_server::FlagSync;
 use rampart_proto::rampart::v1::{
-    Delta, Heartbeat, OutcomeBatch, OutcomeReply, Reconnect, Snapshot, SubscribeRequest, SyncEvent, sync_event,
+    Delta, Heartbeat, OutcomeBatch, OutcomeReply, Reconnect, Snapshot, SubscribeRequest, SyncEvent, TrackBatch,
+    TrackReply, sync_event,
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -104,6 +106,7 @@ fn report(o: rampart_proto::rampart::v1::Outcome) -> Report {
         ok: o.ok,
         error: o.error,
         targeting_key: Some(o.targeting_key).filter(|k| !k.is_empty()),
+        duration_ms: o.duration_ms,
     }
 }
 
@@ -247,6 +250,33 @@ impl FlagSync for RampartSync {
             .await
             .map_err(|error| self.record_error(error))?;
         Ok(Response::new(OutcomeReply { accepted: accepted as u64, ignored: ignored as u64 }))
+    }
+
+    async fn track(&self, request: Request<TrackBatch>) -> Result<Response<TrackReply>, Status> {
+        let peer = request.remote_addr().map(|addr| addr.ip());
+        let (metadata, _, batch) = request.into_parts();
+        let state = &self.state;
+        let key = crate::grpc::bearer_or_api_key(&metadata);
+        let (environment, trust) = state.environments.tracker(key.as_deref()).map_err(Status::from)?;
+        let origin = Origin::of(trust, key.as_deref(), peer);
+        state
+            .outcomes
+            .admit(&environment.name, &origin.source, state.clock.now_millis())
+            .map_err(|r| self.refused(r))?;
+        let events: Vec<TrackEvent> = batch
+            .events
+            .into_iter()
+            .map(|event| TrackEvent {
+                name: event.name,
+                targeting_key: Some(event.targeting_key).filter(|k| !k.is_empty()),
+            })
+            .collect();
+        crate::services::track::check_counted(state, &events)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let (accepted, ignored) = crate::services::track::take(state, &environment.name, &origin, &events)
+            .await
+            .map_err(|error| self.record_error(error))?;
+        Ok(Response::new(TrackReply { accepted: accepted as u64, ignored: ignored as u64 }))
     }
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<EventStream>, Status> {

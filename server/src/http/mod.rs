@@ -18,6 +18,7 @@ mod outcomes;
 pub(crate) mod policy;
 pub(crate) mod refusals;
 mod sse;
+mod track;
 pub(crate) mod ui;
 
 pub(crate) use auth::AdminAccess;
@@ -61,6 +62,7 @@ pub(crate) fn configure_http(config: &mut web::ServiceConfig) {
     ofrep::configure(config);
     sse::configure(config);
     outcomes::configure(config);
+    track::configure(config);
 }
 
 /// Routes of the OTLP/HTTP listener (`otlpHttpAddr`).

@@ -72,7 +72,7 @@ fn refusal(state: &AppState, refused: Refused) -> ApiError {
 }
 
 /// A refused report as an HTTP error (`Retry-After` where waiting helps).
-fn answer(refused: Refused) -> ApiError {
+pub(super) fn answer(refused: Refused) -> ApiError {
     let message = refused.to_string();
     let retry_after = refused.retry_after();
     let error = match refused {

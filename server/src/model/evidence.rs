@@ -67,6 +67,44 @@ pub struct MetricVerdict {
     pub verdict: Verdict,
 }
 
+/// Which proportion guard a [`GuardVerdict`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GuardKind {
+    /// The share of requests slower than a threshold (`spec.latency`).
+    #[serde(rename = "latency")]
+    Latency,
+    /// Conversions per exposed user (`spec.conversion`).
+    #[serde(rename = "conversion")]
+    Conversion,
+}
+
+/// One arm of a proportion guard: how many were judged, and how many of
+/// them were hits (slower than the threshold; converted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub samples: u64,
+    pub hits: u64,
+}
+
+/// A latency or conversion guard at this check: the same mixture SPRT as
+/// the error guard, on its own proportion and tolerance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardVerdict {
+    pub guard: GuardKind,
+    pub treatment: Tally,
+    pub control: Tally,
+    /// Latency: the threshold in milliseconds (given, or the control's p95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold_ms: Option<u32>,
+    pub lambda: Option<f64>,
+    pub lambda_threshold: Option<f64>,
+    pub verdict: Verdict,
+    /// In words, for the dashboard and `explain`: what the verdict rests
+    /// on, or which source is silent.
+    pub note: String,
+}
+
 /// The evidence behind a decision, reported as it is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -94,6 +132,9 @@ pub struct Evidence {
     /// Extra metrics and their paired sign tests.
     #[serde(default)]
     pub metrics: Vec<MetricVerdict>,
+    /// Latency and conversion guards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guards: Vec<GuardVerdict>,
     /// What stands between this step and the next.
     pub missing_to_advance: Vec<String>,
     /// Outcome reports for this step refused before they were counted, by

@@ -10,9 +10,11 @@
 
 pub mod event;
 pub mod evidence;
+pub mod latency;
 pub mod run;
 pub mod words;
 
 pub use event::{Event, EventKind};
-pub use evidence::{Arm, Evidence, MetricRole, MetricVerdict, Pair, Verdict};
+pub use evidence::{Arm, Evidence, GuardKind, GuardVerdict, MetricRole, MetricVerdict, Pair, Tally, Verdict};
+pub use latency::Latency;
 pub use run::{HoldReason, PauseReason, PendingReason, RollbackReason, Run, Status, Target};

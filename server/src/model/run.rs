@@ -53,6 +53,10 @@ pub enum HoldReason {
     /// Evidence passed but advancing is outside the ramp's windows.
     #[serde(rename = "OutsideWindow")]
     OutsideWindow,
+    /// A latency or conversion guard has nothing to judge while the step
+    /// has traffic: its source is silent, and silence is never a pass.
+    #[serde(rename = "GuardSilent")]
+    GuardSilent,
 }
 
 impl HoldReason {
@@ -65,6 +69,7 @@ impl HoldReason {
             HoldReason::StaleData => "StaleData",
             HoldReason::SampleRatioMismatch => "SampleRatioMismatch",
             HoldReason::OutsideWindow => "OutsideWindow",
+            HoldReason::GuardSilent => "GuardSilent",
         }
     }
 }
@@ -124,6 +129,14 @@ pub enum RollbackReason {
     /// take the earlier stages back too (`rollbackEarlierStages`).
     #[serde(rename = "LaterStage")]
     LaterStage,
+    /// The latency guard (`spec.latency`): more of the treatment's requests
+    /// are slower than the threshold than the tolerance allows.
+    #[serde(rename = "LatencyRegression")]
+    LatencyRegression,
+    /// The conversion guard (`spec.conversion`): conversions per exposed
+    /// user dropped by more than the ramp allows.
+    #[serde(rename = "ConversionDrop")]
+    ConversionDrop,
 }
 
 impl RollbackReason {
@@ -138,6 +151,8 @@ impl RollbackReason {
             RollbackReason::ApprovalTimeout => "ApprovalTimeout",
             RollbackReason::MetricRegression => "MetricRegression",
             RollbackReason::LaterStage => "LaterStage",
+            RollbackReason::LatencyRegression => "LatencyRegression",
+            RollbackReason::ConversionDrop => "ConversionDrop",
         }
     }
 }

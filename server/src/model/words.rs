@@ -36,6 +36,7 @@ impl HoldReason {
             HoldReason::StaleData => "its metrics are stale",
             HoldReason::SampleRatioMismatch => "the split of traffic is not what it should be (sample ratio mismatch)",
             HoldReason::OutsideWindow => "outside its allowed window",
+            HoldReason::GuardSilent => "a guard's source is silent",
         }
     }
 }
@@ -65,6 +66,8 @@ impl RollbackReason {
             RollbackReason::ApprovalTimeout => "nobody approved in time",
             RollbackReason::MetricRegression => "an extra metric regressed",
             RollbackReason::LaterStage => "a later stage of its release rolled back",
+            RollbackReason::LatencyRegression => "the treatment is slower than the control beyond the tolerance",
+            RollbackReason::ConversionDrop => "conversions per exposed user dropped beyond the tolerance",
         }
     }
 }

@@ -12,8 +12,8 @@
 use super::evidence::{self, Observation, SRM_UNTRUSTED_Z, SRM_Z, not_worse, sample_ratio_z};
 use super::spec::{Action, RampSpec, SrmAction};
 use crate::model::{
-    Event, EventKind, Evidence, HoldReason, MetricRole, PauseReason, PendingReason, RollbackReason, Run, Status,
-    Verdict,
+    Event, EventKind, Evidence, GuardKind, HoldReason, MetricRole, PauseReason, PendingReason, RollbackReason, Run,
+    Status, Verdict,
 };
 use rampart_engine::ramp::FULL;
 
@@ -244,6 +244,7 @@ pub fn decide(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, c
         .map(|(metric, _)| metric.name.clone());
     let min_samples = spec.steps.get(run.step).map_or(super::spec::DEFAULT_MIN_SAMPLES, |step| step.min_samples);
     let failure = guard_failure(&decision.evidence, spec, run.basis_points, min_samples)
+        .or_else(|| proportion_failure(&decision.evidence))
         .or(failed_metric.as_ref().map(|_| RollbackReason::MetricRegression));
     if let Some(reason) = failure {
         let action = if spec.guard.critical { spec.policy.on_regression } else { Action::Pause };
@@ -497,6 +498,14 @@ fn guard_failure(evidence: &Evidence, spec: &RampSpec, basis_points: u32, min_sa
     None
 }
 
+/// A latency or conversion guard that found a regression.
+fn proportion_failure(evidence: &Evidence) -> Option<RollbackReason> {
+    evidence.guards.iter().find(|guard| guard.verdict == Verdict::Fail).map(|guard| match guard.guard {
+        GuardKind::Latency => RollbackReason::LatencyRegression,
+        GuardKind::Conversion => RollbackReason::ConversionDrop,
+    })
+}
+
 /// Why the step cannot advance: `None` if it can; `Some(None)` while the
 /// hold runs (baking); `Some(Some(reason))` to hold.
 fn blocking(evidence: &Evidence, spec: &RampSpec, run: &Run, now: u64) -> Option<Option<HoldReason>> {
@@ -516,6 +525,15 @@ fn blocking(evidence: &Evidence, spec: &RampSpec, run: &Run, now: u64) -> Option
     }
     if has_control && !not_worse(evidence.treatment, evidence.control, spec) {
         return Some(Some(HoldReason::Inconclusive));
+    }
+    // Latency and conversion guards must have judged something: a silent
+    // one is never a pass, and one short of its minimum is not either.
+    for guard in &evidence.guards {
+        match guard.verdict {
+            Verdict::Pass | Verdict::NotApplicable | Verdict::Fail => {}
+            Verdict::Unavailable => return Some(Some(HoldReason::GuardSilent)),
+            Verdict::Inconclusive => return Some(Some(HoldReason::InsufficientSamples)),
+        }
     }
     // Gates must pass (dry-run gates only record).
     for (metric, verdict) in spec.metrics.iter().zip(&evidence.metrics) {

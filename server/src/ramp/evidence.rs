@@ -3,9 +3,10 @@
 //! extra metrics' sign tests, the sample-ratio check, and — for operators
 //! — what is still missing to advance. Pure functions, like the decision.
 
+use super::guards::{self, Conversions};
 use super::spec::{Direction, RampSpec};
 use super::stats::{self, MixtureSprt, SprtSums};
-use crate::model::{Arm, Evidence, HoldReason, MetricVerdict, Pair, Run, Status, Verdict};
+use crate::model::{Arm, Evidence, GuardVerdict, HoldReason, Latency, MetricVerdict, Pair, Run, Status, Verdict};
 use rampart_engine::ramp::FULL;
 
 /// An extra metric's (treatment, control) value per closed bucket, or
@@ -35,6 +36,12 @@ pub struct Observation {
     /// For a release's stage: the stage before it has not completed yet,
     /// so this one may not start.
     pub previous_stage_open: bool,
+    /// The step's durations, (treatment, control), when the ramp has a
+    /// latency guard; `None` when they could not be read.
+    pub latency: Option<(Latency, Latency)>,
+    /// The step's exposed and converted users, (treatment, control), when
+    /// the ramp has a conversion guard; `None` when they could not be read.
+    pub conversions: Option<(Conversions, Conversions)>,
 }
 
 /// The mixture SPRT over the observation's buckets, from the kept sums
@@ -103,6 +110,19 @@ fn metric_verdicts(spec: &RampSpec, observation: &Observation, has_control: bool
             verdict
         })
         .collect()
+}
+
+/// The latency and conversion guards' verdicts, in that order.
+fn guard_verdicts(run: &Run, spec: &RampSpec, observation: &Observation, has_control: bool) -> Vec<GuardVerdict> {
+    let min_samples = spec.steps.get(run.step).map_or(super::spec::DEFAULT_MIN_SAMPLES, |step| step.min_samples);
+    let mut verdicts = Vec::new();
+    if let Some(guard) = &spec.latency {
+        verdicts.push(guards::latency(guard, observation.latency.as_ref(), min_samples, has_control));
+    }
+    if let Some(guard) = &spec.conversion {
+        verdicts.push(guards::conversion(guard, observation.conversions, has_control));
+    }
+    verdicts
 }
 
 /// |z| above this is a sample-ratio mismatch (two-sided α = 0.1 %).
@@ -189,6 +209,7 @@ fn evidence(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, ful
         expected_share: observation.expected_share.filter(|_| has_control),
         srm_z: None,
         metrics: metric_verdicts(spec, observation, has_control),
+        guards: guard_verdicts(run, spec, observation, has_control),
         missing_to_advance: Vec::new(),
         refused_outcomes: Default::default(),
     };
@@ -234,6 +255,15 @@ fn evidence(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, ful
             spec.guard.advance_max_ratio,
             spec.guard.max_increase * 100.0
         ));
+    }
+    for guard in &evidence.guards {
+        if matches!(guard.verdict, Verdict::Unavailable | Verdict::Inconclusive) {
+            let name = match guard.guard {
+                crate::model::GuardKind::Latency => "latency",
+                crate::model::GuardKind::Conversion => "conversion",
+            };
+            evidence.missing_to_advance.push(format!("the {name} guard: {}", guard.note));
+        }
     }
     if matches!(run.status, Status::Paused { .. }) {
         evidence.missing_to_advance.push("resume (the ramp is paused)".into());

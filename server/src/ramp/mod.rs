@@ -5,6 +5,7 @@
 //! - [`stats`]: exact binomial bounds and the always-valid mixture SPRT.
 //! - [`evidence`]: the statistics of an observation, as a decision sees them.
 //! - [`decide`]: the controller's tick as a pure function.
+//! - [`guards`]: the latency and conversion guards' verdicts.
 //! - [`outcomes`], [`outcome_gate`] and [`contribution`]: outcome reports,
 //!   what they must pass before a ramp counts them, and how much one
 //!   source may add to a step's evidence.
@@ -15,6 +16,7 @@ pub mod controller;
 pub mod decide;
 pub mod evidence;
 pub mod files;
+pub mod guards;
 pub mod in_flight;
 pub mod kind;
 pub mod observe;

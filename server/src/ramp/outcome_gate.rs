@@ -240,7 +240,7 @@ mod tests {
     use super::*;
 
     fn report(ok: u64, error: u64) -> Report {
-        Report { flag: "f".into(), variant: "on".into(), ok, error, targeting_key: None }
+        Report { flag: "f".into(), variant: "on".into(), ok, error, targeting_key: None, duration_ms: None }
     }
 
     fn key(key: &str) -> Source {
@@ -290,6 +290,7 @@ mod tests {
             ok,
             error,
             targeting_key: key.map(str::to_owned),
+            duration_ms: None,
         };
         assert!(gate.check_counts(Trust::Public, &[one(1, 0, Some("u1")), one(0, 1, Some("u2"))]).is_ok());
         assert_eq!(

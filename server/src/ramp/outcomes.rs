@@ -19,6 +19,7 @@ use super::controller::Controller;
 use super::outcome_gate::{OutcomeGate, Refused};
 use crate::environment::Trust;
 use crate::metrics::Metrics;
+use crate::model::Latency;
 use crate::store::{ContextOutcome, OutcomeCount, Store, StoreError};
 
 /// Most entries in one batch.
@@ -36,6 +37,11 @@ pub struct Report {
     pub error: u64,
     /// Set for per-context reports (ramps with `unit: context`).
     pub targeting_key: Option<String>,
+    /// How long each of this entry's outcomes took, in milliseconds, for
+    /// latency guards (`spec.latency`); counted on the ladder of
+    /// `model::latency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
 }
 
 /// What is wrong with a batch's shape.
@@ -45,6 +51,8 @@ pub enum BatchError {
     TooManyEntries,
     #[error("outcomes[{0}]: flag and variant are required")]
     Unnamed(usize),
+    #[error("outcomes[{0}]: durationMs must be a number of milliseconds, 0 or more")]
+    Duration(usize),
 }
 
 /// Checks a batch's shape; the error names the offending entry.
@@ -52,8 +60,11 @@ pub fn check(reports: &[Report]) -> Result<(), BatchError> {
     if reports.len() > MAX_ENTRIES {
         return Err(BatchError::TooManyEntries);
     }
-    match reports.iter().position(|report| report.flag.is_empty() || report.variant.is_empty()) {
-        Some(index) => Err(BatchError::Unnamed(index)),
+    if let Some(index) = reports.iter().position(|report| report.flag.is_empty() || report.variant.is_empty()) {
+        return Err(BatchError::Unnamed(index));
+    }
+    match reports.iter().position(|report| report.duration_ms.is_some_and(|d| !(d.is_finite() && d >= 0.0))) {
+        Some(index) => Err(BatchError::Duration(index)),
         None => Ok(()),
     }
 }
@@ -117,7 +128,7 @@ pub async fn record(
     // Until the commit lands (or the report is refused), this second is not
     // read as closed: registered before the first await.
     let _writing = ramps.writing(environment, second);
-    let mut counts: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+    let mut counts: BTreeMap<(&str, &str), (u64, u64, Latency)> = BTreeMap::new();
     let mut per_context: HashMap<(&str, u64), u64> = HashMap::new();
     let mut contexts = Vec::new();
     let mut groups = Vec::with_capacity(parts.len());
@@ -141,6 +152,9 @@ pub async fn record(
             let total = counts.entry((&report.flag, &report.variant)).or_default();
             total.0 = total.0.saturating_add(report.ok);
             total.1 = total.1.saturating_add(report.error);
+            if let Some(duration) = report.duration_ms {
+                total.2.add(Latency::slot_of(duration), count);
+            }
             if let Some(key) = &report.targeting_key {
                 // The key itself is not stored: a keyed hash tells contexts apart.
                 let context = gate.context_id(key);
@@ -168,16 +182,17 @@ pub async fn record(
         refused.count(metrics);
         return Err(RecordError::Refused(refused));
     }
-    let (ok, errors) = counts.values().fold((0, 0), |(a, b), (ok, error)| (a + ok, b + error));
+    let (ok, errors) = counts.values().fold((0, 0), |(a, b), (ok, error, _)| (a + ok, b + error));
     if accepted > 0 {
         let counts = counts
             .into_iter()
-            .map(|((flag, variant), (ok, error))| OutcomeCount {
+            .map(|((flag, variant), (ok, error, latency))| OutcomeCount {
                 flag: flag.to_owned(),
                 variant: variant.to_owned(),
                 second,
                 ok,
                 error,
+                latency,
             })
             .collect();
         store.record_outcomes(environment, counts, contexts).await?;
@@ -187,4 +202,23 @@ pub async fn record(
     metric("error", errors);
     metric("ignored", ignored as u64);
     Ok((accepted, ignored))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(duration_ms: Option<f64>) -> Report {
+        Report { flag: "f".into(), variant: "on".into(), ok: 1, error: 0, targeting_key: None, duration_ms }
+    }
+
+    #[test]
+    fn a_duration_is_a_number_of_milliseconds_zero_or_more() {
+        assert_eq!(check(&[report(None), report(Some(0.0)), report(Some(250.5))]), Ok(()));
+        assert_eq!(check(&[report(None), report(Some(-1.0))]), Err(BatchError::Duration(1)));
+        assert_eq!(check(&[report(Some(f64::INFINITY))]), Err(BatchError::Duration(0)));
+        let parsed: Report =
+            serde_json::from_str(r#"{"flag":"f","variant":"on","ok":3,"durationMs":120}"#).expect("durationMs");
+        assert_eq!(parsed.duration_ms, Some(120.0));
+    }
 }

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use rampart_proto::rampart::v1::Outcome;
 use serde::{Deserialize, Serialize};
 
+use crate::model::Latency;
 use crate::ramp::outcomes::Report;
 
 /// One accepted request (or, in a rewritten batch, one part's second), as
@@ -104,7 +105,8 @@ pub(super) fn quarantine(path: &Path) -> std::io::Result<PathBuf> {
     Ok(target)
 }
 
-type SumKey = (u32, String, u64, String, String, String);
+/// (part, environment, second, flag, variant, targeting key, latency slot).
+type SumKey = (u32, String, u64, String, String, String, Option<u8>);
 
 /// A buffer file summed: its generation, the sums, and the lines that
 /// could not be read.
@@ -141,6 +143,7 @@ fn sums(path: &Path) -> std::io::Result<Sums> {
                 report.flag,
                 report.variant,
                 report.targeting_key.unwrap_or_default(),
+                report.duration_ms.map(|d| Latency::slot_of(d) as u8),
             );
             let sum = sums.entry(key).or_default();
             sum.0 = sum.0.saturating_add(report.ok);
@@ -155,9 +158,11 @@ fn sums(path: &Path) -> std::io::Result<Sums> {
 pub(super) fn compact(source: &Path, target: &Path) -> std::io::Result<usize> {
     let Sums { sums, unreadable, .. } = sums(source)?;
     let mut lines: BTreeMap<(String, u64), Vec<Report>> = BTreeMap::new();
-    for ((_, environment, second, flag, variant, key), (ok, error)) in sums {
+    for ((_, environment, second, flag, variant, key, slot), (ok, error)) in sums {
         let targeting_key = Some(key).filter(|k| !k.is_empty());
-        lines.entry((environment, second)).or_default().push(Report { flag, variant, ok, error, targeting_key });
+        let duration_ms = slot.map(|slot| Latency::representative_millis(usize::from(slot)));
+        let report = Report { flag, variant, ok, error, targeting_key, duration_ms };
+        lines.entry((environment, second)).or_default().push(report);
     }
     let mut text = Vec::new();
     for ((environment, second), outcomes) in lines {
@@ -174,7 +179,7 @@ pub(super) fn compact(source: &Path, target: &Path) -> std::io::Result<usize> {
 pub(super) fn read(path: &Path, entries: usize) -> std::io::Result<Batch> {
     let Sums { generation, sums, unreadable } = sums(path)?;
     let mut grouped: BTreeMap<(u32, String), Vec<Outcome>> = BTreeMap::new();
-    for ((part, environment, second, flag, variant, targeting_key), (ok, error)) in sums {
+    for ((part, environment, second, flag, variant, targeting_key, slot), (ok, error)) in sums {
         grouped.entry((part, environment)).or_default().push(Outcome {
             flag,
             variant,
@@ -182,6 +187,7 @@ pub(super) fn read(path: &Path, entries: usize) -> std::io::Result<Batch> {
             error,
             targeting_key,
             at_second: second,
+            duration_ms: slot.map(|slot| Latency::representative_millis(usize::from(slot))),
         });
     }
     let mut parts = Vec::new();
@@ -233,6 +239,7 @@ pub(super) fn split(path: &Path, batch: &Batch, refused: usize, later: u64) -> s
                 ok: outcome.ok,
                 error: outcome.error,
                 targeting_key: Some(outcome.targeting_key).filter(|k| !k.is_empty()),
+                duration_ms: outcome.duration_ms,
             });
         }
         for (second, outcomes) in seconds {
@@ -250,7 +257,8 @@ mod tests {
     use super::*;
 
     fn line(environment: &str, second: u64, ok: u64, error: u64) -> String {
-        let report = Report { flag: "f".into(), variant: "on".into(), ok, error, targeting_key: None };
+        let report =
+            Report { flag: "f".into(), variant: "on".into(), ok, error, targeting_key: None, duration_ms: None };
         let line = Line { environment: environment.into(), second, outcomes: vec![report], part: None };
         serde_json::to_string(&line).expect("line")
     }

@@ -399,7 +399,7 @@ mod tests {
     }
 
     fn report(variant: &str, ok: u64, error: u64) -> Report {
-        Report { flag: "f".into(), variant: variant.into(), ok, error, targeting_key: None }
+        Report { flag: "f".into(), variant: variant.into(), ok, error, targeting_key: None, duration_ms: None }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod otlp;
 pub mod outcomes;
+pub mod track;
 
 use std::sync::Arc;
 use std::time::Duration;

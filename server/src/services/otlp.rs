@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use super::Services;
+use crate::model::Latency;
 use crate::otlp::points;
 use crate::otlp::spans::{self, Sample};
 use crate::otlp::{ExportError, MAX_SPANS, SpanFate, Taken};
@@ -205,6 +206,7 @@ pub async fn take_metrics(
             ok,
             error,
             targeting_key: None,
+            duration_ms: None,
         })
         .collect();
     if reports.is_empty() {
@@ -226,12 +228,17 @@ pub async fn take_metrics(
     }
 }
 
-/// Samples summed into outcome counts per flag, variant and (for ramps
-/// counting targeting keys) context.
+/// (flag, variant, context, latency slot).
+type SampleKey<'a> = (&'a str, &'a str, Option<&'a str>, usize);
+
+/// Samples summed into outcome counts per flag, variant, (for ramps
+/// counting targeting keys) context and latency slot (a span's duration
+/// on the ladder of `model::latency`, for latency guards).
 fn summed<'a>(samples: impl Iterator<Item = &'a Sample<'a>>) -> Vec<Report> {
-    let mut counts: BTreeMap<(&str, &str, Option<&str>), (u64, u64)> = BTreeMap::new();
+    let mut counts: BTreeMap<SampleKey<'a>, (u64, u64)> = BTreeMap::new();
     for sample in samples {
-        let entry = counts.entry((sample.flag, sample.variant, sample.context)).or_default();
+        let slot = Latency::slot_of(sample.duration_nanos as f64 / 1e6);
+        let entry = counts.entry((sample.flag, sample.variant, sample.context, slot)).or_default();
         if sample.failed {
             entry.1 += 1;
         } else {
@@ -240,12 +247,13 @@ fn summed<'a>(samples: impl Iterator<Item = &'a Sample<'a>>) -> Vec<Report> {
     }
     counts
         .into_iter()
-        .map(|((flag, variant, context), (ok, error))| Report {
+        .map(|((flag, variant, context, slot), (ok, error))| Report {
             flag: flag.to_owned(),
             variant: variant.to_owned(),
             ok,
             error,
             targeting_key: context.map(str::to_owned),
+            duration_ms: Some(Latency::representative_millis(slot)),
         })
         .collect()
 }
@@ -292,7 +300,7 @@ mod tests {
     use super::*;
 
     fn report(variant: &str, ok: u64, error: u64) -> Report {
-        Report { flag: "search".into(), variant: variant.into(), ok, error, targeting_key: None }
+        Report { flag: "search".into(), variant: variant.into(), ok, error, targeting_key: None, duration_ms: None }
     }
 
     #[test]

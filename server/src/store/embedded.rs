@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::{
-    AuditEntry, AuditQuery, ChangeKind, Commit, Committed, ContextOutcome, Delivery, EnvironmentState, Expect,
-    FlagRecord, FlagVersion, OutcomeCount, RampDecisionRecord, RampWrite, StateOverride, Store, StoreError,
+    AuditEntry, AuditQuery, ChangeKind, Commit, Committed, ContextOutcome, Conversion, Delivery, EnvironmentState,
+    Expect, FlagRecord, FlagVersion, OutcomeCount, RampDecisionRecord, RampWrite, StateOverride, Store, StoreError,
     StoreHealth, StoredRun,
 };
 use crate::model::Run;
@@ -42,6 +42,8 @@ const OUTCOMES: TableDefinition<(&str, &str, u64, &str), &[u8]> = TableDefinitio
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// (environment, flag, second, variant, context hash) → 1 if any outcome errored
 const CONTEXT_OUTCOMES: TableDefinition<(&str, &str, u64, &str, u64), u8> = TableDefinition::new("context_outcomes");
+/// (environment, flag, second, event, context) → nothing: conversions.
+const CONVERSIONS: TableDefinition<(&str, &str, u64, &str, u64), ()> = TableDefinition::new("conversions");
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
@@ -131,6 +133,7 @@ impl EmbeddedStore {
             txn.open_table(OUTCOMES).map_err(unavailable)?;
             txn.open_table(OUTBOX).map_err(unavailable)?;
             txn.open_table(CONTEXT_OUTCOMES).map_err(unavailable)?;
+            txn.open_table(CONVERSIONS).map_err(unavailable)?;
             txn.open_table(META).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
@@ -337,7 +340,8 @@ fn audit(db: &Database, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreErro
 }
 
 use ramps::{
-    context_outcomes, due_deliveries, finish_delivery, outcomes, prune_outcomes, ramp_history, ramp_runs, write_ramp,
+    context_outcomes, conversions, due_deliveries, finish_delivery, outcomes, prune_outcomes, ramp_history, ramp_runs,
+    record_conversions, write_ramp,
 };
 
 #[async_trait]
@@ -389,6 +393,22 @@ impl Store for EmbeddedStore {
     ) -> Result<Vec<ContextOutcome>, StoreError> {
         let (environment, flag) = (environment.to_owned(), flag.to_owned());
         self.blocking(move |db| context_outcomes(db, &environment, &flag, from, to)).await
+    }
+
+    async fn record_conversions(&self, environment: &str, conversions: Vec<Conversion>) -> Result<(), StoreError> {
+        let environment = environment.to_owned();
+        self.blocking(move |db| record_conversions(db, &environment, &conversions)).await
+    }
+
+    async fn conversions(
+        &self,
+        environment: &str,
+        flag: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Conversion>, StoreError> {
+        let (environment, flag) = (environment.to_owned(), flag.to_owned());
+        self.blocking(move |db| conversions(db, &environment, &flag, from, to)).await
     }
 
     async fn due_deliveries(&self, now: u64, limit: usize) -> Result<Vec<Delivery>, StoreError> {

@@ -16,7 +16,7 @@ pub mod embedded;
 mod ramps;
 pub mod redis;
 
-pub use ramps::{ContextOutcome, Delivery, OutcomeCount, RampDecisionRecord, RampWrite, StoredRun};
+pub use ramps::{ContextOutcome, Conversion, Delivery, OutcomeCount, RampDecisionRecord, RampWrite, StoredRun};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -340,6 +340,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         from: u64,
         to: u64,
     ) -> Result<Vec<ContextOutcome>, StoreError>;
+
+    /// Adds conversions; durable when it returns. The same key converting
+    /// again in the same second is stored once.
+    async fn record_conversions(&self, environment: &str, conversions: Vec<Conversion>) -> Result<(), StoreError>;
+
+    /// A flag's conversions for seconds in `[from, to)` (deleted with its
+    /// outcomes by `prune_outcomes`).
+    async fn conversions(
+        &self,
+        environment: &str,
+        flag: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Conversion>, StoreError>;
 
     /// Outbox deliveries due at `now` (unix ms), oldest first, at most `limit`.
     async fn due_deliveries(&self, now: u64, limit: usize) -> Result<Vec<Delivery>, StoreError>;

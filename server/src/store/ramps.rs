@@ -88,7 +88,7 @@ pub struct Delivery {
 }
 
 /// Outcome counts of one flag variant in one second.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutcomeCount {
     pub flag: String,
     pub variant: String,
@@ -96,6 +96,20 @@ pub struct OutcomeCount {
     pub second: u64,
     pub ok: u64,
     pub error: u64,
+    /// Durations of those outcomes that came with one (spans, reports with
+    /// `durationMs`), for latency guards.
+    pub latency: crate::model::Latency,
+}
+
+/// A targeting key's conversion (an OpenFeature `track` event a ramp's
+/// conversion guard counts) for a ramped flag, in the second it arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversion {
+    pub flag: String,
+    pub event: String,
+    pub second: u64,
+    /// A hash of the targeting key, as in [`ContextOutcome`].
+    pub context: u64,
 }
 
 /// One context's outcome in one second (for `unit: context`).

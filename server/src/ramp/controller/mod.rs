@@ -93,6 +93,8 @@ struct Counting {
     refused: BTreeMap<String, u64>,
     /// Which OTLP spans count, when the ramp's evidence is outcomes.
     spans: Option<super::otlp_selection::FlagSpans>,
+    /// The tracking event its conversion guard counts.
+    conversion_event: Option<String>,
 }
 
 impl Counting {
@@ -107,6 +109,7 @@ impl Counting {
             evidence: (0, 0),
             refused: BTreeMap::new(),
             spans: super::otlp_selection::FlagSpans::of(spec),
+            conversion_event: spec.conversion.as_ref().map(|c| c.event.clone()),
         })
     }
 
@@ -283,6 +286,20 @@ impl Controller {
         })
     }
 
+    /// The ramped flags of `environment` whose conversion guard counts the
+    /// tracking event `event` (OpenFeature `track`).
+    pub fn conversion_flags(&self, environment: &str, event: &str) -> Vec<String> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .values()
+            .filter(|e| e.environment == environment)
+            .filter_map(|e| {
+                let counting = e.counting.lock().unwrap_or_else(|e| e.into_inner());
+                counting.as_ref().filter(|c| c.conversion_event.as_deref() == Some(event)).map(|c| c.flag.clone())
+            })
+            .collect()
+    }
+
     /// What the OTLP receiver needs to count spans in `environment`: each
     /// ramped flag whose evidence is outcome reports, with the spans that
     /// count for it. Empty when no such ramp runs (spans are then ignored
@@ -446,6 +463,8 @@ impl Controller {
         let mut observation =
             self.observer.observe(&environment, &entry.name, &entry.bucket_cache, &spec, &state.run, now).await;
         observation.previous_stage_open = previous_stage_open;
+        let limited = entry.bucket_cache.guards.lock().unwrap_or_else(|e| e.into_inner()).take_limited();
+        self.metrics.rejected_many(crate::limits::Rejection::GuardUsers, limited);
         let command = command.map(|command| match command {
             Command::Restart { by, .. } => Command::Restart { by, run_id: run_id(now) },
             other => other,

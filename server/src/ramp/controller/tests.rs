@@ -94,6 +94,7 @@ impl Harness {
                     second,
                     ok: (total.round() as u64).saturating_sub(error),
                     error,
+                    ..Default::default()
                 }
             };
             let counts =
@@ -254,8 +255,14 @@ async fn outcomes_whose_commit_lands_after_the_watermark_are_still_counted() {
         h.clock.advance(Duration::from_secs(1));
         h.controller.tick_due().await;
     }
-    let count =
-        |variant: &str, ok| OutcomeCount { flag: "new-checkout".into(), variant: variant.into(), second, ok, error: 0 };
+    let count = |variant: &str, ok| OutcomeCount {
+        flag: "new-checkout".into(),
+        variant: variant.into(),
+        second,
+        ok,
+        error: 0,
+        ..Default::default()
+    };
     h.store.record_outcomes("default", vec![count("on", 7), count("off", 9)], Vec::new()).await.expect("record");
     drop(writing);
     h.run(2, None).await;

@@ -38,6 +38,8 @@ fn observe(buckets: &[Pair]) -> Observation {
         metrics: Vec::new(),
         sprt: None,
         previous_stage_open: false,
+        latency: None,
+        conversions: None,
     }
 }
 

@@ -4,9 +4,11 @@
 //! decision must know of the flag. Bounded in time: a source slower than
 //! the tick's budget is unavailable for that tick, never a stuck ramp.
 
+mod guards;
 mod outcomes;
 mod prometheus;
 
+pub use guards::GuardCache;
 pub use outcomes::OutcomeCache;
 
 use std::sync::Arc;
@@ -72,6 +74,8 @@ pub struct Caches {
     pub outcomes: std::sync::Mutex<OutcomeCache>,
     /// The mixture SPRT's sums over the current step's closed buckets.
     pub sprt: std::sync::Mutex<SprtCache>,
+    /// The latency and conversion guards' sums over the current step.
+    pub guards: std::sync::Mutex<GuardCache>,
 }
 
 /// The mixture SPRT's sums over a step's closed buckets, and those buckets
@@ -193,6 +197,19 @@ impl Observer {
                 observation.buckets = buckets;
             }
             Err(reason) => observation.missing = Some(reason),
+        }
+        let reads = guards::GuardReads {
+            store: self.store.as_ref(),
+            latency: spec.latency.is_some(),
+            conversion: spec.conversion.as_ref().map(|c| c.event.as_str()),
+        };
+        if (reads.latency || reads.conversion.is_some()) && !matches!(run.status, Status::Pending { .. }) {
+            // Unreadable counts leave both `None`: the guards say
+            // "unavailable" and the step does not advance on them.
+            if let Ok((latency, conversions)) = reads.read(&window, &cache.guards).await {
+                observation.latency = latency;
+                observation.conversions = conversions;
+            }
         }
         observation
     }

@@ -137,7 +137,7 @@ mod tests {
     const SPEC: &str = "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata: {name: r}\nspec:\n  flag: f\n  treatment: \"on\"\n  control: \"off\"\n  interval: 10s\n  steps:\n    - {percent: 50, hold: 12h}\n";
 
     fn count(second: u64, variant: &str, ok: u64, error: u64) -> OutcomeCount {
-        OutcomeCount { flag: "f".into(), variant: variant.into(), second, ok, error }
+        OutcomeCount { flag: "f".into(), variant: variant.into(), second, ok, error, ..Default::default() }
     }
 
     fn context(second: u64, variant: &str, context: u64, error: bool) -> ContextOutcome {

@@ -277,6 +277,14 @@ impl Checker<'_> {
             ),
             None => (DEFAULT_APPROVAL_TIMEOUT, Action::Pause),
         };
+        let latency = spec
+            .latency
+            .as_ref()
+            .and_then(|raw| raw.resolve().map_err(|message| self.error("slowerThan", 0, message)).ok());
+        let conversion = spec
+            .conversion
+            .as_ref()
+            .and_then(|raw| raw.resolve().map_err(|message| self.error("conversion", 0, message)).ok());
         let digest: [u8; 32] = Sha256::digest(self.text.as_bytes()).into();
         let spec = RampSpec {
             stage: None,
@@ -321,6 +329,8 @@ impl Checker<'_> {
                 on_alert: spec.alerts.as_ref().and_then(|alerts| alerts.on_firing).unwrap_or(Action::Pause),
             },
             metrics,
+            latency,
+            conversion,
             windows,
             dry_run: spec.dry_run.unwrap_or(false),
             notify,
@@ -333,18 +343,28 @@ impl Checker<'_> {
 }
 
 /// One false-alarm budget for the whole ramp: with `k` guards that can
-/// roll it back (the error guard and each `role: guard` metric that is not
-/// a dry run), each decides at `α / k` (Bonferroni), so the chance that
+/// roll it back (the error guard, the latency and conversion guards, and
+/// each `role: guard` metric that is not a dry run), each decides at
+/// `α / k` (Bonferroni), so the chance that
 /// *any* of them rolls back a treatment that is not worse stays at most
 /// the α the file wrote (`1 − confidence`). Gates and monitors never roll
 /// back and keep their own confidence; so do the proofs that allow
 /// advancing.
 fn one_false_alarm_budget(mut spec: RampSpec) -> RampSpec {
-    let guards = 1 + spec.metrics.iter().filter(|m| m.role == super::MetricRole::Guard && !m.dry_run).count();
+    let guards = 1
+        + usize::from(spec.latency.is_some())
+        + usize::from(spec.conversion.is_some())
+        + spec.metrics.iter().filter(|m| m.role == super::MetricRole::Guard && !m.dry_run).count();
     if guards > 1 {
         let split = |confidence: f64| 1.0 - (1.0 - confidence) / guards as f64;
         spec.guard.relative_confidence = split(spec.guard.relative_confidence);
         spec.guard.absolute_confidence = split(spec.guard.absolute_confidence);
+        if let Some(latency) = &mut spec.latency {
+            latency.confidence = split(latency.confidence);
+        }
+        if let Some(conversion) = &mut spec.conversion {
+            conversion.confidence = split(conversion.confidence);
+        }
         for metric in spec.metrics.iter_mut().filter(|m| m.role == super::MetricRole::Guard && !m.dry_run) {
             metric.confidence = split(metric.confidence);
         }

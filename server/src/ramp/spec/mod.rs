@@ -13,6 +13,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 mod check;
+pub mod guards;
 mod raw;
 pub mod spans;
 mod syntax;
@@ -46,6 +47,12 @@ pub struct RampSpec {
     pub policy: Policy,
     /// Extra metrics (roles guard, gate, monitor).
     pub metrics: Vec<Metric>,
+    /// The latency guard (`spec.latency`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<guards::LatencyGuard>,
+    /// The conversion guard (`spec.conversion`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<guards::ConversionGuard>,
     /// When advancing is allowed; always when `None`.
     pub windows: Option<crate::ramp::windows::Windows>,
     /// Decide and record, never change exposure.
@@ -313,6 +320,8 @@ impl RampSpec {
                 on_alert: Action::Pause,
             },
             metrics: Vec::new(),
+            latency: None,
+            conversion: None,
             windows: None,
             dry_run: false,
             notify: Vec::new(),

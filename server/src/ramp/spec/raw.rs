@@ -43,6 +43,8 @@ pub(super) struct RawSpec {
     pub(super) notify: Vec<RawNotify>,
     pub(super) dry_run: Option<bool>,
     pub(super) alerts: Option<RawAlerts>,
+    pub(super) latency: Option<super::guards::RawLatency>,
+    pub(super) conversion: Option<super::guards::RawConversion>,
 }
 
 /// `alerts`: what an Alertmanager alert naming the ramp does.

@@ -106,7 +106,7 @@ mod tests {
     use super::*;
 
     fn count(second: u64) -> OutcomeCount {
-        OutcomeCount { flag: "f".into(), variant: "on".into(), second, ok: 1, error: 0 }
+        OutcomeCount { flag: "f".into(), variant: "on".into(), second, ok: 1, error: 0, ..Default::default() }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,8 @@
 //! outcome buckets, and the webhook outbox.
 
 use super::*;
+use crate::model::Latency;
+use crate::model::latency::SLOTS;
 
 pub(super) fn ramp_runs(db: &Database) -> Result<Vec<StoredRun>, StoreError> {
     let txn = db.begin_read().map_err(unavailable)?;
@@ -104,11 +106,35 @@ pub(super) fn finish_delivery(db: &Database, id: u64, retry: Option<Delivery>) -
     txn.commit().map_err(unavailable)
 }
 
-fn counts_of(bytes: &[u8]) -> (u64, u64) {
-    let read = |range: std::ops::Range<usize>| {
-        bytes.get(range).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0)
-    };
-    (read(0..8), read(8..16))
+/// An outcome bucket's value: ok and error counts (8 bytes each, little
+/// endian), then — only once some outcome in it came with a duration — the
+/// latency slots (8 bytes each). Values written before latency existed
+/// are the first 16 bytes alone.
+fn counts_of(bytes: &[u8]) -> (u64, u64, Latency) {
+    let read = |at: usize| bytes.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes).unwrap_or(0);
+    let mut latency = Latency::default();
+    if bytes.len() >= 16 + 8 * SLOTS {
+        for slot in 0..SLOTS {
+            latency.add(slot, read(16 + 8 * slot));
+        }
+    }
+    (read(0), read(8), latency)
+}
+
+fn value_of(ok: u64, error: u64, latency: &Latency) -> Vec<u8> {
+    let mut value = Vec::with_capacity(16 + 8 * SLOTS);
+    value.extend_from_slice(&ok.to_le_bytes());
+    value.extend_from_slice(&error.to_le_bytes());
+    if !latency.is_empty() {
+        let mut slots = [0u64; SLOTS];
+        for (slot, n) in latency.slots() {
+            slots[slot] = n;
+        }
+        for n in slots {
+            value.extend_from_slice(&n.to_le_bytes());
+        }
+    }
+    value
 }
 
 /// Adds reports — (environment, counts, per-context outcomes) — to the
@@ -123,10 +149,10 @@ pub(super) fn record_outcome_batch(
         for (environment, counts, _) in reports {
             for count in *counts {
                 let key = (*environment, count.flag.as_str(), count.second, count.variant.as_str());
-                let (ok, error) = table.get(key).map_err(unavailable)?.map_or((0, 0), |v| counts_of(v.value()));
-                let mut value = [0u8; 16];
-                value[..8].copy_from_slice(&(ok + count.ok).to_le_bytes());
-                value[8..].copy_from_slice(&(error + count.error).to_le_bytes());
+                let (ok, error, mut latency) =
+                    table.get(key).map_err(unavailable)?.map_or_else(Default::default, |v| counts_of(v.value()));
+                latency.merge(&count.latency);
+                let value = value_of(ok + count.ok, error + count.error, &latency);
                 table.insert(key, value.as_slice()).map_err(unavailable)?;
             }
         }
@@ -156,8 +182,8 @@ pub(super) fn outcomes(
     for entry in table.range((environment, flag, from, "")..(environment, flag, to, "")).map_err(unavailable)? {
         let (key, value) = entry.map_err(unavailable)?;
         let (_, flag, second, variant) = key.value();
-        let (ok, error) = counts_of(value.value());
-        out.push(OutcomeCount { flag: flag.into(), variant: variant.into(), second, ok, error });
+        let (ok, error, latency) = counts_of(value.value());
+        out.push(OutcomeCount { flag: flag.into(), variant: variant.into(), second, ok, error, latency });
     }
     Ok(out)
 }
@@ -187,6 +213,42 @@ pub(super) fn context_outcomes(
     Ok(out)
 }
 
+pub(super) fn record_conversions(
+    db: &Database,
+    environment: &str,
+    conversions: &[Conversion],
+) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    {
+        let mut table = txn.open_table(CONVERSIONS).map_err(unavailable)?;
+        for c in conversions {
+            table
+                .insert((environment, c.flag.as_str(), c.second, c.event.as_str(), c.context), ())
+                .map_err(unavailable)?;
+        }
+    }
+    txn.commit().map_err(unavailable)
+}
+
+pub(super) fn conversions(
+    db: &Database,
+    environment: &str,
+    flag: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Conversion>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let table = txn.open_table(CONVERSIONS).map_err(unavailable)?;
+    let mut out = Vec::new();
+    let range = table.range((environment, flag, from, "", 0)..(environment, flag, to, "", 0)).map_err(unavailable)?;
+    for entry in range {
+        let (key, _) = entry.map_err(unavailable)?;
+        let (_, flag, second, event, context) = key.value();
+        out.push(Conversion { flag: flag.into(), event: event.into(), second, context });
+    }
+    Ok(out)
+}
+
 pub(super) fn prune_outcomes(db: &Database, environment: &str, flag: &str, before: u64) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
     {
@@ -195,6 +257,10 @@ pub(super) fn prune_outcomes(db: &Database, environment: &str, flag: &str, befor
             .retain_in((environment, flag, 0, "")..(environment, flag, before, ""), |_, _| false)
             .map_err(unavailable)?;
         let mut table = txn.open_table(CONTEXT_OUTCOMES).map_err(unavailable)?;
+        table
+            .retain_in((environment, flag, 0, "", 0)..(environment, flag, before, "", 0), |_, _| false)
+            .map_err(unavailable)?;
+        let mut table = txn.open_table(CONVERSIONS).map_err(unavailable)?;
         table
             .retain_in((environment, flag, 0, "", 0)..(environment, flag, before, "", 0), |_, _| false)
             .map_err(unavailable)?;

@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use crate::model::Latency;
 use ::redis::AsyncCommands;
 use async_trait::async_trait;
 
 use super::{OUTCOME_SLICE_SECONDS, RedisStore, decode, json_string, script_reply, tail, unavailable};
 use crate::store::{
-    AuditEntry, AuditQuery, ChangeKind, Commit, Committed, ContextOutcome, Delivery, EnvironmentState, Expect,
-    FlagRecord, FlagVersion, OutcomeCount, RampDecisionRecord, RampWrite, StateOverride, Store, StoreError,
+    AuditEntry, AuditQuery, ChangeKind, Commit, Committed, ContextOutcome, Conversion, Delivery, EnvironmentState,
+    Expect, FlagRecord, FlagVersion, OutcomeCount, RampDecisionRecord, RampWrite, StateOverride, Store, StoreError,
     StoreHealth, StoredRun,
 };
 
@@ -310,6 +311,10 @@ impl Store for RedisStore {
             if count.error > 0 {
                 pipe.hincr(&key, format!("{}|e|{}", count.second, count.variant), count.error).ignore();
             }
+            // Durations: one field per latency slot that holds something.
+            for (slot, n) in count.latency.slots() {
+                pipe.hincr(&key, format!("{}|l{slot}|{}", count.second, count.variant), n).ignore();
+            }
         }
         for outcome in &contexts {
             let minute = outcome.second / OUTCOME_SLICE_SECONDS;
@@ -336,7 +341,7 @@ impl Store for RedisStore {
         to: u64,
     ) -> Result<Vec<OutcomeCount>, StoreError> {
         let slices: Vec<BTreeMap<String, u64>> = self.read_slices("outcomes", environment, flag, from, to).await?;
-        let mut counts: BTreeMap<(u64, String), (u64, u64)> = BTreeMap::new();
+        let mut counts: BTreeMap<(u64, String), (u64, u64, Latency)> = BTreeMap::new();
         for (field, value) in slices.into_iter().flatten() {
             let mut parts = field.splitn(3, '|');
             let (Some(second), Some(kind), Some(variant)) = (parts.next(), parts.next(), parts.next()) else {
@@ -347,16 +352,69 @@ impl Store for RedisStore {
                 continue;
             }
             let entry = counts.entry((second, variant.to_owned())).or_default();
-            if kind == "e" {
-                entry.1 += value;
-            } else {
-                entry.0 += value;
+            match kind {
+                "e" => entry.1 += value,
+                "o" => entry.0 += value,
+                slot => {
+                    if let Some(slot) = slot.strip_prefix('l').and_then(|slot| slot.parse::<usize>().ok()) {
+                        entry.2.add(slot, value);
+                    }
+                }
             }
         }
         Ok(counts
             .into_iter()
-            .map(|((second, variant), (ok, error))| OutcomeCount { flag: flag.to_owned(), variant, second, ok, error })
+            .map(|((second, variant), (ok, error, latency))| OutcomeCount {
+                flag: flag.to_owned(),
+                variant,
+                second,
+                ok,
+                error,
+                latency,
+            })
             .collect())
+    }
+
+    async fn record_conversions(&self, environment: &str, conversions: Vec<Conversion>) -> Result<(), StoreError> {
+        if conversions.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        let mut minutes: BTreeSet<(&str, u64)> = BTreeSet::new();
+        for conversion in &conversions {
+            let minute = conversion.second / OUTCOME_SLICE_SECONDS;
+            let key = self.outcome_key("conv", environment, &conversion.flag, minute);
+            minutes.insert((&conversion.flag, minute));
+            let field = format!("{}|{}|{}", conversion.second, conversion.context, conversion.event);
+            pipe.hset(&key, field, 1).ignore();
+        }
+        for (flag, minute) in minutes {
+            pipe.zadd(self.key(&["outslices", environment, flag]), minute, minute).ignore();
+        }
+        self.call(async |mut c| pipe.query_async::<()>(&mut c).await).await
+    }
+
+    async fn conversions(
+        &self,
+        environment: &str,
+        flag: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Conversion>, StoreError> {
+        let slices: Vec<BTreeMap<String, u8>> = self.read_slices("conv", environment, flag, from, to).await?;
+        let mut out = Vec::new();
+        for field in slices.into_iter().flat_map(BTreeMap::into_keys) {
+            let mut parts = field.splitn(3, '|');
+            let (Some(second), Some(context), Some(event)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            let (Ok(second), Ok(context)) = (second.parse::<u64>(), context.parse::<u64>()) else { continue };
+            if (from..to).contains(&second) {
+                out.push(Conversion { flag: flag.to_owned(), event: event.to_owned(), second, context });
+            }
+        }
+        Ok(out)
     }
 
     async fn context_outcomes(
@@ -426,7 +484,7 @@ impl Store for RedisStore {
         let index = self.key(&["outslices", environment, flag]);
         let boundary = before / OUTCOME_SLICE_SECONDS;
         if !before.is_multiple_of(OUTCOME_SLICE_SECONDS) {
-            for kind in ["outcomes", "ctx"] {
+            for kind in ["outcomes", "ctx", "conv"] {
                 let key = self.outcome_key(kind, environment, flag, boundary);
                 let fields: Vec<String> = self.call(async |mut c| c.hkeys(&key).await).await?;
                 let old: Vec<&String> = fields
@@ -449,6 +507,7 @@ impl Store for RedisStore {
             for minute in chunk {
                 pipe.del(self.outcome_key("outcomes", environment, flag, *minute)).ignore();
                 pipe.del(self.outcome_key("ctx", environment, flag, *minute)).ignore();
+                pipe.del(self.outcome_key("conv", environment, flag, *minute)).ignore();
             }
             pipe.zrem(&index, chunk).ignore();
             self.call(async |mut c| pipe.query_async::<()>(&mut c).await).await?;

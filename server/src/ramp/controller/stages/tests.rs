@@ -81,6 +81,7 @@ impl Pipeline {
                 second,
                 ok,
                 error,
+                ..Default::default()
             };
             let control_errors = (control as f64 * 0.005).round() as u64;
             let counts =
