@@ -549,4 +549,6 @@ fn blocking(evidence: &Evidence, spec: &RampSpec, run: &Run, now: u64) -> Option
 }
 
 #[cfg(test)]
+mod guard_tests;
+#[cfg(test)]
 mod tests;
