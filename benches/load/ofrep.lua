@@ -8,6 +8,14 @@ local headers = {["Content-Type"] = "application/json"}
 local key = os.getenv("RAMPART_BENCH_SDK_KEY")
 if key and key ~= "" then headers["Authorization"] = "Bearer " .. key end
 
+-- RAMPART_BENCH_DELAY_MS: each connection waits that long between
+-- requests, for latency at a fixed rate below saturation (closed-loop
+-- load otherwise measures queueing).
+local pause = tonumber(os.getenv("RAMPART_BENCH_DELAY_MS") or "")
+if pause then
+  delay = function() return pause end
+end
+
 request = function()
   counter = counter + 1
   local flag = flags[(counter % #flags) + 1]

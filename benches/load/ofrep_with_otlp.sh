@@ -8,7 +8,9 @@
 #
 #   benches/load/ofrep_with_otlp.sh [seconds] [otlp-connections]
 #
-# Prints both RESULT lines (requests/s, p50/p90/p99/max in µs) and the
+# Run it twice: closed-loop (saturating the server's core) and with
+# RAMPART_BENCH_DELAY_MS=10 (a fixed rate, where latency is what a caller
+# sees). Prints both RESULT lines (requests/s, p50/p90/p99/max in µs) and the
 # OTLP line (exports and spans per second taken, their p99).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -59,6 +61,10 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 client_core=$(( $(nproc) > 1 ? 1 : 0 ))
+# RAMPART_BENCH_OTLP_DELAY_MS=<ms>: each OTLP connection waits that long
+# between exports (keep under the key's 200 requests/s, or exports get 429).
+# RAMPART_BENCH_DELAY_MS=<ms>: each OFREP connection waits that long between
+# requests (a fixed rate below saturation: 64 connections at 10 ms ≈ 6,400/s).
 ofrep() { taskset -c "$client_core" wrk -t1 -c64 -d"$1" --latency -s benches/load/ofrep.lua "http://127.0.0.1:$port"; }
 ofrep 2s >/dev/null
 echo "== OFREP alone (${seconds}s, 64 connections)"

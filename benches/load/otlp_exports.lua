@@ -14,6 +14,13 @@ local headers = {
   ["Authorization"] = "Bearer " .. os.getenv("RAMPART_BENCH_REPORTER_KEY"),
 }
 local counter = 0
+-- RAMPART_BENCH_OTLP_DELAY_MS: each connection waits that long between
+-- exports (the server takes 200 requests a second per reporter key,
+-- limits.outcomeReportsPerSecond: beyond that exports get 429).
+local pause = tonumber(os.getenv("RAMPART_BENCH_OTLP_DELAY_MS") or "")
+if pause then
+  delay = function() return pause end
+end
 
 request = function()
   counter = counter + 1

@@ -11,8 +11,9 @@ use super::spec::{MetricSource, RampSpec, Unit};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlagSpans {
     pub selection: SpanSelection,
-    /// The ramp counts targeting keys (`unit: context`): a span's
-    /// `feature_flag.context.id` is reported with it.
+    /// The ramp counts targeting keys (`unit: context`), or its conversion
+    /// guard needs the exposed ones: a span's `feature_flag.context.id` is
+    /// reported with it.
     pub per_context: bool,
     /// The metric whose data points count (`guard.otlpMetric`).
     pub metric: String,
@@ -25,7 +26,7 @@ impl FlagSpans {
         match spec.guard.source {
             MetricSource::Builtin => Some(FlagSpans {
                 selection: spec.guard.spans.clone(),
-                per_context: spec.guard.unit == Unit::Context,
+                per_context: spec.guard.unit == Unit::Context || spec.conversion.is_some(),
                 metric: spec.guard.otlp_metric.clone(),
             }),
             MetricSource::Prometheus(_) => None,
@@ -50,5 +51,26 @@ impl Selections {
 
     pub fn get(&self, flag: &str) -> Option<&FlagSpans> {
         self.flags.get(flag)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: &str) -> RampSpec {
+        let text = format!(
+            "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata: {{name: r}}\nspec:\n  flag: f\n  treatment: \"on\"\n  \
+             control: \"off\"\n  steps:\n    - {{percent: 50, hold: 1h}}\n{extra}"
+        );
+        crate::ramp::spec::parse("r.yaml", &text).expect("spec")
+    }
+
+    #[test]
+    fn spans_carry_their_targeting_key_where_contexts_or_conversions_count() {
+        let per_context = |extra: &str| FlagSpans::of(&spec(extra)).expect("outcome evidence").per_context;
+        assert!(!per_context(""));
+        assert!(per_context("  guard: {unit: context}\n"));
+        assert!(per_context("  conversion: {event: checkout}\n"), "exposed users are the spans' keys");
     }
 }
