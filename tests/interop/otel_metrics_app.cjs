@@ -7,7 +7,8 @@
 // (OTEL_EXPORTER_OTLP_METRICS_*), come from the environment.
 //
 // GET /search?user=ID fails (HTTP 500) with the probability ERROR_RATES
-// gives for the engine served. With LOAD_PER_SECOND set it calls itself at
+// gives for the engine served, and answers late (SLOW: {"engine":
+// [probability, seconds]}) for the engine served. With LOAD_PER_SECOND set it calls itself at
 // that rate, each call a new user. Prints "ready PORT"; stops when stdin
 // closes.
 const http = require('node:http');
@@ -26,7 +27,12 @@ const meterProvider = new MeterProvider({
     }),
   ],
 });
-const duration = meterProvider.getMeter('search-api').createHistogram('http.server.request.duration', { unit: 's' });
+// The semantic conventions' advised buckets, as OpenTelemetry's HTTP
+// instrumentations record them.
+const duration = meterProvider.getMeter('search-api').createHistogram('http.server.request.duration', {
+  unit: 's',
+  advice: { explicitBucketBoundaries: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10] },
+});
 
 const flagKey = process.env.FLAG_KEY;
 OpenFeature.setProvider(
@@ -34,12 +40,15 @@ OpenFeature.setProvider(
 );
 const flags = OpenFeature.getClient();
 const errorRates = JSON.parse(process.env.ERROR_RATES || '{}');
+const slow = JSON.parse(process.env.SLOW || '{}');
 
 const server = http.createServer(async (request, response) => {
   const started = process.hrtime.bigint();
   const user = new URL(request.url, 'http://localhost').searchParams.get('user');
   const details = await flags.getStringDetails('search-engine', 'classic', { targetingKey: user });
   const failed = Math.random() < (errorRates[details.value] || 0);
+  const [slowShare, slowSeconds] = slow[details.value] || [0, 0];
+  if (Math.random() < slowShare) await new Promise((resolve) => setTimeout(resolve, slowSeconds * 1000));
   const status = failed ? 500 : 200;
   response.writeHead(status).end(details.value);
   const attributes = {

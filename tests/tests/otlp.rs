@@ -186,12 +186,17 @@ fn the_same_app_exporting_over_otlp_grpc_with_gzip_is_rolled_back() {
 
 /// The Node app: OTLP metrics (cumulative, http/protobuf) to `server`.
 fn node_metrics_app(server: &Rampart, error_rates: &str, per_second: u32) -> LineClient {
+    node_metrics_app_with(server, error_rates, "{}", per_second)
+}
+
+fn node_metrics_app_with(server: &Rampart, error_rates: &str, slow: &str, per_second: u32) -> LineClient {
     let otlp = server.otlp_http.as_deref().expect("the OTLP/HTTP receiver is configured");
     let mut command = node_command(&workspace().join("tests/interop/otel_metrics_app.cjs"));
     command
         .env("OFREP_URL", &server.http)
         .env("FLAG_KEY", SDK_KEY)
         .env("ERROR_RATES", error_rates)
+        .env("SLOW", slow)
         .env("LOAD_PER_SECOND", per_second.to_string())
         .env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", format!("{otlp}/v1/metrics"))
         .env("OTEL_EXPORTER_OTLP_METRICS_HEADERS", format!("authorization=Bearer {REPORTER_KEY}"))
@@ -537,4 +542,16 @@ fn a_retried_metrics_export_counts_once() {
         s["evidence"]["treatment"]["exposures"] == 12 && s["evidence"]["control"]["exposures"] == 14
     });
     assert_eq!(point_count(&server, "duplicate"), 4.0, "two retries of two points: {counted}");
+}
+
+/// The latency guard fed by OTLP metrics: the request histogram's buckets
+/// (the conventions' advised bounds, all on Rampart's ladder).
+#[test]
+fn a_node_apps_request_histogram_rolls_back_a_slower_treatment() {
+    let ramp = ramp_guarded(HOLDING, "") + "  latency: {slowerThan: 100ms}\n";
+    let (server, _dir) = start_ramp(&ramp);
+    let app = node_metrics_app_with(&server, "{}", r#"{"vector": [0.4, 0.2]}"#, 60);
+    let done = wait_for(&server, "the rollback", |s| s["state"] == "RolledBack");
+    assert_eq!(done["percent"], 0.0, "{done}; app stderr: {}", app.stderr());
+    assert!(done.to_string().contains("LatencyRegression"), "{done}");
 }

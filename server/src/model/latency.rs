@@ -55,6 +55,16 @@ impl Latency {
         }
     }
 
+    /// What `self` counts beyond `before`, slot by slot; `None` when some
+    /// slot shrank (a cumulative series that reset).
+    pub fn minus(&self, before: &Latency) -> Option<Latency> {
+        let mut grown = Latency::default();
+        for (slot, (now, then)) in self.counts.iter().zip(before.counts).enumerate() {
+            grown.counts[slot] = now.checked_sub(then)?;
+        }
+        Some(grown)
+    }
+
     pub fn total(&self) -> u64 {
         self.counts.iter().fold(0u64, |sum, n| sum.saturating_add(*n))
     }

@@ -16,6 +16,15 @@
 //! a reset (a smaller value, or a new start time) counts from zero. A
 //! point no newer than the series' last (an exporter's retry) adds
 //! nothing, so retries never count twice.
+//!
+//! An explicit-bucket histogram also carries its requests' durations to a
+//! latency guard: each bucket's count lands in the ladder slot of its upper
+//! bound (`model::latency`; the metric's unit `s` or `ms`, seconds when
+//! unsaid, as the conventions say). A bucket bound that is not a ladder
+//! bound is rounded up to the next one — a sample in (250 ms, 350 ms] is
+//! counted as at most 400 ms — so a ramp's `slowerThan` is exact only when
+//! it is one of the app's bucket bounds (OpenTelemetry's default bounds are
+//! all on the ladder). Exponential histograms carry no durations yet.
 
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
@@ -26,6 +35,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 
+use crate::model::Latency;
 use crate::ramp::otlp_selection::Selections;
 
 /// OTLP's `AGGREGATION_TEMPORALITY_CUMULATIVE`.
@@ -42,6 +52,43 @@ pub struct Delta<'a> {
     time: u64,
     start: u64,
     total: u64,
+    /// The durations of `count`'s requests, when the point says (explicit
+    /// histograms): a delta, as `count` is.
+    pub latency: Latency,
+    /// The series' cumulative durations after this point (what the next
+    /// cumulative point is compared with).
+    durations: Option<Box<Latency>>,
+}
+
+/// The last point of one series: (start time, time, cumulative total, and
+/// for a histogram its cumulative durations).
+type Last = (u64, u64, u64, Option<Box<Latency>>);
+
+/// An explicit-bucket histogram point's counts on the latency ladder.
+fn ladder(
+    point: &opentelemetry_proto::tonic::metrics::v1::HistogramDataPoint,
+    millis_per_unit: f64,
+) -> Option<Latency> {
+    if point.bucket_counts.is_empty() || point.bucket_counts.len() != point.explicit_bounds.len() + 1 {
+        return None;
+    }
+    let mut latency = Latency::default();
+    for (index, count) in point.bucket_counts.iter().enumerate() {
+        // The last bucket has no upper bound: slower than the last bound.
+        let upper = point.explicit_bounds.get(index).map_or(f64::INFINITY, |bound| bound * millis_per_unit);
+        latency.add(Latency::slot_of(upper), *count);
+    }
+    Some(latency)
+}
+
+/// Milliseconds in one unit of a duration metric (`s`: 1000; `ms`: 1;
+/// unsaid: seconds, the conventions' unit).
+fn millis_per_unit(unit: &str) -> f64 {
+    match unit {
+        "ms" => 1.0,
+        "us" | "µs" => 0.001,
+        _ => 1000.0,
+    }
 }
 
 /// What became of the data points of an export.
@@ -64,8 +111,8 @@ pub struct PointTally {
 pub struct Series {
     hasher: RandomState,
     capacity: usize,
-    /// Series fingerprint → (start time, time, cumulative total).
-    last: Mutex<HashMap<u64, (u64, u64, u64)>>,
+    /// Series fingerprint → its last point.
+    last: Mutex<HashMap<u64, Last>>,
 }
 
 impl Series {
@@ -95,27 +142,37 @@ impl Series {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         // Points of this export read so far, by series: a series may send
         // several points in one export.
-        let mut pending: HashMap<u64, (u64, u64, u64)> = HashMap::new();
+        let mut pending: HashMap<u64, Last> = HashMap::new();
         for resource_metrics in &request.resource_metrics {
             let resource = resource_metrics.resource.as_ref().map(|r| r.attributes.as_slice()).unwrap_or_default();
             let resource_id = self.hasher.hash_one((environment, attributes_key(resource)));
             for metric in resource_metrics.scope_metrics.iter().flat_map(|scope| &scope.metrics) {
                 let Some(data) = &metric.data else { continue };
-                let points: Vec<(&[KeyValue], u64, u64, u64)> = match data {
+                let unit = millis_per_unit(&metric.unit);
+                type Point<'p> = (&'p [KeyValue], u64, u64, u64, Option<Latency>);
+                let points: Vec<Point<'_>> = match data {
                     Data::Histogram(h) => h
                         .data_points
                         .iter()
-                        .map(|p| (p.attributes.as_slice(), p.start_time_unix_nano, p.time_unix_nano, p.count))
+                        .map(|p| {
+                            (
+                                p.attributes.as_slice(),
+                                p.start_time_unix_nano,
+                                p.time_unix_nano,
+                                p.count,
+                                ladder(p, unit),
+                            )
+                        })
                         .collect(),
                     Data::ExponentialHistogram(h) => h
                         .data_points
                         .iter()
-                        .map(|p| (p.attributes.as_slice(), p.start_time_unix_nano, p.time_unix_nano, p.count))
+                        .map(|p| (p.attributes.as_slice(), p.start_time_unix_nano, p.time_unix_nano, p.count, None))
                         .collect(),
                     Data::Sum(sum) if sum.is_monotonic => sum
                         .data_points
                         .iter()
-                        .map(|p| (p.attributes.as_slice(), p.start_time_unix_nano, p.time_unix_nano, number(p)))
+                        .map(|p| (p.attributes.as_slice(), p.start_time_unix_nano, p.time_unix_nano, number(p), None))
                         .collect(),
                     _ => {
                         tally.ignored += data_points(data);
@@ -123,7 +180,7 @@ impl Series {
                     }
                 };
                 let cumulative = temporality(data) == CUMULATIVE;
-                for (attributes, start, time, value) in points {
+                for (attributes, start, time, value, durations) in points {
                     let flag = string(attributes, "feature_flag.key");
                     let rules = flag.and_then(|flag| ramped.get(flag));
                     let variant = string(attributes, "feature_flag.result.variant").filter(|v| !v.is_empty());
@@ -136,8 +193,8 @@ impl Series {
                         continue;
                     }
                     let series = self.hasher.hash_one((resource_id, &metric.name, attributes_key(attributes)));
-                    let previous = pending.get(&series).or_else(|| last.get(&series)).copied();
-                    if previous.is_some_and(|(_, last_time, _)| time <= last_time) {
+                    let previous = pending.get(&series).or_else(|| last.get(&series)).cloned();
+                    if previous.as_ref().is_some_and(|(_, last_time, _, _)| time <= *last_time) {
                         tally.duplicate += 1;
                         continue;
                     }
@@ -145,16 +202,25 @@ impl Series {
                         tally.series_limit += 1;
                         continue;
                     }
-                    pending.insert(series, (start, time, value));
-                    let count = match (cumulative, previous) {
-                        (false, _) => value,
+                    let durations = durations.filter(|d| d.total() == value);
+                    pending.insert(series, (start, time, value, durations.map(Box::new)));
+                    let (count, latency) = match (cumulative, previous) {
+                        (false, _) => (value, durations.unwrap_or_default()),
                         (true, None) => {
                             tally.baseline += 1;
-                            0
+                            (0, Latency::default())
                         }
                         // A reset: a new start, or a smaller total.
-                        (true, Some((last_start, _, last_total))) if start != last_start || value < last_total => value,
-                        (true, Some((_, _, last_total))) => value - last_total,
+                        (true, Some((last_start, _, last_total, _))) if start != last_start || value < last_total => {
+                            (value, durations.unwrap_or_default())
+                        }
+                        (true, Some((_, _, last_total, last_durations))) => {
+                            let grown = match (durations, last_durations) {
+                                (Some(now), Some(before)) => now.minus(&before).unwrap_or_default(),
+                                _ => Latency::default(),
+                            };
+                            (value - last_total, grown)
+                        }
                     };
                     tally.used += 1;
                     deltas.push(Delta {
@@ -166,6 +232,8 @@ impl Series {
                         time,
                         start,
                         total: value,
+                        latency,
+                        durations: durations.map(Box::new),
                     });
                 }
             }
@@ -181,9 +249,9 @@ impl Series {
             if last.len() >= self.capacity && !last.contains_key(&delta.series) {
                 continue;
             }
-            let entry = last.entry(delta.series).or_insert((delta.start, 0, 0));
+            let entry = last.entry(delta.series).or_insert((delta.start, 0, 0, None));
             if delta.time > entry.1 {
-                *entry = (delta.start, delta.time, delta.total);
+                *entry = (delta.start, delta.time, delta.total, delta.durations.clone());
             }
         }
     }

@@ -189,24 +189,35 @@ pub async fn take_metrics(
             count(result, n);
         }
     }
-    let mut counts: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+    // Per flag, variant and latency slot (none: requests whose durations
+    // the point did not say).
+    let mut counts: BTreeMap<(&str, &str, Option<usize>), (u64, u64)> = BTreeMap::new();
     for delta in deltas.iter().filter(|delta| delta.count > 0) {
-        let entry = counts.entry((delta.flag, delta.variant)).or_default();
-        if delta.failed {
-            entry.1 += delta.count;
-        } else {
-            entry.0 += delta.count;
+        let mut add = |slot: Option<usize>, n: u64| {
+            let entry = counts.entry((delta.flag, delta.variant, slot)).or_default();
+            if delta.failed {
+                entry.1 += n;
+            } else {
+                entry.0 += n;
+            }
+        };
+        for (slot, n) in delta.latency.slots() {
+            add(Some(slot), n);
+        }
+        let untimed = delta.count.saturating_sub(delta.latency.total());
+        if untimed > 0 {
+            add(None, untimed);
         }
     }
     let reports: Vec<Report> = counts
         .into_iter()
-        .map(|((flag, variant), (ok, error))| Report {
+        .map(|((flag, variant, slot), (ok, error))| Report {
             flag: flag.to_owned(),
             variant: variant.to_owned(),
             ok,
             error,
             targeting_key: None,
-            duration_ms: None,
+            duration_ms: slot.map(Latency::representative_millis),
         })
         .collect();
     if reports.is_empty() {

@@ -174,3 +174,64 @@ fn the_series_table_is_bounded() {
     series.commit(&deltas);
     assert_eq!(series.len(), 2);
 }
+
+/// A histogram point with explicit buckets (bounds in the metric's unit).
+fn bucketed(temporality: i32, unit: &str, bounds: Vec<f64>, points: Vec<(u64, Vec<u64>)>) -> Metric {
+    Metric {
+        name: METRIC.into(),
+        unit: unit.into(),
+        data: Some(Data::Histogram(Histogram {
+            aggregation_temporality: temporality,
+            data_points: points
+                .into_iter()
+                .map(|(time, bucket_counts)| HistogramDataPoint {
+                    attributes: attributes("new", 200),
+                    start_time_unix_nano: 1,
+                    time_unix_nano: time,
+                    count: bucket_counts.iter().sum(),
+                    bucket_counts,
+                    explicit_bounds: bounds.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+        })),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn histogram_buckets_carry_their_durations_on_the_ladder() {
+    use crate::model::Latency;
+    let series = Series::new(100);
+    // Cumulative, in seconds: the first point is a baseline, the second
+    // adds what grew in each bucket.
+    let first = export(vec![bucketed(2, "s", vec![0.1, 0.3, 1.0], vec![(10, vec![5, 3, 1, 0])])]);
+    let (deltas, _) = series.read("prod", &first, &ramped());
+    assert!(deltas[0].latency.is_empty(), "a baseline adds nothing");
+    series.commit(&deltas);
+    let second = export(vec![bucketed(2, "s", vec![0.1, 0.3, 1.0], vec![(20, vec![8, 5, 4, 1])])]);
+    let (deltas, _) = series.read("prod", &second, &ramped());
+    let mut expected = Latency::default();
+    expected.add(Latency::slot_of(100.0), 3);
+    expected.add(Latency::slot_of(300.0), 2);
+    expected.add(Latency::slot_of(1000.0), 3);
+    expected.add(Latency::slot_of(f64::INFINITY), 1);
+    assert_eq!((deltas[0].count, deltas[0].latency), (9, expected));
+    assert_eq!(deltas[0].latency.slower_than(300), 4);
+    // Delta, in milliseconds, a bound off the ladder: rounded up to 400 ms.
+    let off = export(vec![bucketed(1, "ms", vec![350.0], vec![(30, vec![6, 2])])]);
+    let fresh = Series::new(100);
+    let (deltas, _) = fresh.read("prod", &off, &ramped());
+    let mut expected = Latency::default();
+    expected.add(Latency::slot_of(400.0), 6);
+    expected.add(Latency::slot_of(f64::INFINITY), 2);
+    assert_eq!(deltas[0].latency, expected);
+    // Counts that do not add up to the point's count carry no durations.
+    let mut broken = bucketed(1, "s", vec![0.1], vec![(40, vec![1, 1])]);
+    if let Some(Data::Histogram(h)) = &mut broken.data {
+        h.data_points[0].count = 5;
+    }
+    let broken = export(vec![broken]);
+    let (deltas, _) = fresh.read("prod", &broken, &ramped());
+    assert_eq!((deltas[0].count, deltas[0].latency.is_empty()), (5, true));
+}
