@@ -9,6 +9,7 @@
 
 pub mod backoff;
 pub mod codec;
+pub mod latency;
 
 pub mod flagd {
     pub mod evaluation {

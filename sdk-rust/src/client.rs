@@ -267,7 +267,15 @@ impl Client {
     /// flag's ramp guard. Evaluations without a variant (defaults, errors)
     /// are not counted: they say nothing about a variant.
     pub fn record_outcome<T>(&self, flag: &str, details: &Details<T>, outcome: Outcome) {
-        self.record(flag, details, None, outcome);
+        self.record(flag, details, None, outcome, None);
+    }
+
+    /// As [`Client::record_outcome`], with how long the request took, for
+    /// a ramp's latency guard (`spec.latency`). Durations are sent rounded
+    /// up to the server's latency ladder (`rampart_proto::latency`), so
+    /// counts stay aggregated however many requests there are.
+    pub fn record_timed_outcome<T>(&self, flag: &str, details: &Details<T>, outcome: Outcome, took: Duration) {
+        self.record(flag, details, None, outcome, Some(took));
     }
 
     /// As [`Client::record_outcome`], attributed to the context's targeting
@@ -275,29 +283,39 @@ impl Client {
     /// requests, so one noisy client cannot fake a regression.
     pub fn record_context_outcome<T>(&self, flag: &str, details: &Details<T>, context: &Context, outcome: Outcome) {
         let key = context.get(rampart_engine::TARGETING_KEY).and_then(Value::as_str).map(str::to_owned);
-        self.record(flag, details, key, outcome);
+        self.record(flag, details, key, outcome, None);
     }
 
-    fn record<T>(&self, flag: &str, details: &Details<T>, key: Option<String>, outcome: Outcome) {
+    fn record<T>(
+        &self,
+        flag: &str,
+        details: &Details<T>,
+        key: Option<String>,
+        outcome: Outcome,
+        took: Option<Duration>,
+    ) {
         let Some(variant) = &details.variant else { return };
         let (ok, error) = match outcome {
             Outcome::Ok => (1, 0),
             Outcome::Error => (0, 1),
         };
-        self.handle.state.outcomes.add((flag.to_owned(), variant.clone(), key), ok, error);
+        let slot = took.map(|took| rampart_proto::latency::slot_of(took.as_secs_f64() * 1000.0) as u8);
+        self.handle.state.outcomes.add((flag.to_owned(), variant.clone(), key, slot), ok, error);
     }
 
     /// Runs `work` and records its result as the outcome of the request
-    /// served with `details`: `Err` counts as an error.
+    /// served with `details`: `Err` counts as an error, and how long it
+    /// took feeds the ramp's latency guard.
     pub fn with_outcome<T, R, E>(
         &self,
         flag: &str,
         details: &Details<T>,
         work: impl FnOnce() -> Result<R, E>,
     ) -> Result<R, E> {
+        let started = std::time::Instant::now();
         let result = work();
         let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
-        self.record_outcome(flag, details, outcome);
+        self.record_timed_outcome(flag, details, outcome, started.elapsed());
         result
     }
 

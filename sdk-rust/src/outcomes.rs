@@ -144,14 +144,14 @@ fn halve(batch: Counts) -> (Counts, Counts) {
 async fn send(state: &State, channel: &Channel, counts: &Counts) -> Result<(), tonic::Status> {
     let outcomes = counts
         .iter()
-        .map(|((flag, variant, targeting_key), (ok, error))| OutcomeMessage {
+        .map(|((flag, variant, targeting_key, slot), (ok, error))| OutcomeMessage {
             flag: flag.clone(),
             variant: variant.clone(),
             ok: *ok,
             error: *error,
             targeting_key: targeting_key.clone().unwrap_or_default(),
             at_second: 0,
-            duration_ms: None,
+            duration_ms: slot.map(|slot| rampart_proto::latency::representative_millis(usize::from(slot))),
         })
         .collect();
     let mut request = tonic::Request::new(OutcomeBatch { outcomes });
@@ -186,7 +186,7 @@ mod tests {
     use crate::pending::Key;
 
     fn key(variant: &str, targeting_key: Option<&str>) -> Key {
-        ("flag".to_owned(), variant.to_owned(), targeting_key.map(str::to_owned))
+        ("flag".to_owned(), variant.to_owned(), targeting_key.map(str::to_owned), None)
     }
 
     #[test]

@@ -16,7 +16,8 @@ pub enum Outcome {
 /// that new keys are dropped (and counted) rather than growing without bound.
 const MAX_PENDING: usize = 10_000;
 
-pub(crate) type Key = (String, String, Option<String>);
+/// (flag, variant, targeting key, latency slot of the outcomes' duration).
+pub(crate) type Key = (String, String, Option<String>, Option<u8>);
 /// (ok, error) per key.
 pub(crate) type Counts = HashMap<Key, (u64, u64)>;
 

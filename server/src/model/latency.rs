@@ -1,23 +1,14 @@
-//! Request durations counted on one fixed ladder of upper bounds, so
-//! every source (spans, outcome reports with a duration) lands in the same
-//! counters, a second of them costs at most [`SLOTS`] numbers in the
+//! Request durations counted on one fixed ladder of upper bounds
+//! (`rampart_proto::latency`, shared with clients), so every source
+//! (spans, histogram buckets, outcome reports with a duration) lands in the
+//! same counters, a second of them costs at most [`SLOTS`] numbers in the
 //! store whatever the traffic, and a latency guard can ask "how many were
 //! slower than T" for any T on the ladder — given in the ramp file, or the
 //! control arm's p95 read from the same counters.
-//!
-//! The ladder holds every boundary of OpenTelemetry's default HTTP
-//! duration histogram and Prometheus's default buckets, plus the round
-//! values a ramp file is likely to name (150, 200, 300, 400 ms …).
 
 use serde::{Deserialize, Serialize};
 
-/// Upper bounds of the slots, in milliseconds; a duration `d` falls in the
-/// first slot whose bound is ≥ `d`, or in the last slot (slower than 10 s).
-pub const BOUNDS_MS: [u32; 20] =
-    [5, 10, 25, 50, 75, 100, 150, 200, 250, 300, 400, 500, 750, 1000, 1500, 2000, 2500, 5000, 7500, 10_000];
-
-/// Slots: one per bound, and one for everything slower than the last.
-pub const SLOTS: usize = BOUNDS_MS.len() + 1;
+pub use rampart_proto::latency::{BOUNDS_MS, SLOTS};
 
 /// How many durations fell in each slot.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,16 +17,15 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// The slot of a duration in milliseconds (negative or NaN: the first).
+    /// The slot of a duration in milliseconds (NaN: the slowest).
     pub fn slot_of(millis: f64) -> usize {
-        BOUNDS_MS.iter().position(|bound| millis <= f64::from(*bound)).unwrap_or(BOUNDS_MS.len())
+        rampart_proto::latency::slot_of(millis)
     }
 
-    /// A duration that falls in `slot` (its upper bound; past the ladder,
-    /// something slower than the last bound), for carrying a slot through
-    /// a report's `durationMs`.
+    /// A duration that falls in `slot`, for carrying a slot through a
+    /// report's `durationMs`.
     pub fn representative_millis(slot: usize) -> f64 {
-        BOUNDS_MS.get(slot).map_or(f64::from(BOUNDS_MS[BOUNDS_MS.len() - 1]) * 2.0, |bound| f64::from(*bound))
+        rampart_proto::latency::representative_millis(slot)
     }
 
     /// Whether `millis` is one of the ladder's bounds.
