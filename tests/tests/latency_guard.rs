@@ -90,6 +90,13 @@ fn duration_ms_over_http_is_counted_and_a_bad_one_is_refused() {
             &[("x-api-key", REPORTER_KEY)],
         )
     };
+    // Nothing timed yet: the dashboard says the latency guard is silent.
+    let page = rampart_tests::client()
+        .get(format!("{}/ui/ramps/production/search-v2", server.admin))
+        .send()
+        .and_then(|r| r.text())
+        .expect("the ramp page");
+    assert!(page.contains("Latency guard") && page.contains("silent: nothing from the treatment"), "{page}");
     let bad = report(json!([{"flag": "search-engine", "variant": "vector", "ok": 1, "durationMs": -5}]));
     assert_eq!(bad.status, 400, "{}", bad.text);
     assert!(bad.text.contains("outcomes[0]: durationMs"), "{}", bad.text);

@@ -235,6 +235,15 @@ fn evidence_table(evidence: &crate::model::Evidence) -> Markup {
             @for metric in &evidence.metrics {
                 dt { "Metric " (metric.name) } dd { (format!("{:?}", metric.verdict).to_lowercase()) " after " (metric.buckets) " buckets" }
             }
+            @for guard in &evidence.guards {
+                @let name = match guard.guard { crate::model::GuardKind::Latency => "Latency guard", crate::model::GuardKind::Conversion => "Conversion guard" };
+                dt { (name) }
+                dd.guard {
+                    (format!("{:?}", guard.verdict).to_lowercase()) " — " (guard.note)
+                    " (treatment " (guard.treatment.hits) "/" (guard.treatment.samples)
+                    ", control " (guard.control.hits) "/" (guard.control.samples) ")"
+                }
+            }
         }
     }
 }
