@@ -26,6 +26,9 @@ struct Traffic {
     requests: f64,
     treatment_errors: f64,
     control_errors: f64,
+    /// Shares of requests slower than 300 ms.
+    treatment_slow: f64,
+    control_slow: f64,
 }
 
 /// Counts "served requests" into the exporter's counters every 100 ms,
@@ -41,6 +44,7 @@ impl App {
         for variant in ["on", "off"] {
             exporter.add(&series("app_requests_total", variant), 0.0);
             exporter.add(&series("app_errors_total", variant), 0.0);
+            exporter.add(&bucket(variant, "0.3"), 0.0);
         }
         let traffic = Arc::new(Mutex::new(traffic));
         let stop = Arc::new(AtomicBool::new(false));
@@ -63,6 +67,9 @@ impl App {
                 exporter.add(&series("app_requests_total", "off"), control);
                 exporter.add(&series("app_errors_total", "on"), treatment * traffic.treatment_errors);
                 exporter.add(&series("app_errors_total", "off"), control * traffic.control_errors);
+                // The request histogram's 300 ms bucket: requests no slower.
+                exporter.add(&bucket("on", "0.3"), treatment * (1.0 - traffic.treatment_slow));
+                exporter.add(&bucket("off", "0.3"), control * (1.0 - traffic.control_slow));
                 std::thread::sleep(Duration::from_millis(100));
             }
         });
@@ -85,6 +92,11 @@ impl Drop for App {
 
 fn series(name: &str, variant: &str) -> String {
     format!("{name}{{flag=\"new-checkout\",variant=\"{variant}\"}}")
+}
+
+/// A bucket of the request duration histogram.
+fn bucket(variant: &str, le: &str) -> String {
+    format!("app_request_duration_seconds_bucket{{flag=\"new-checkout\",variant=\"{variant}\",le=\"{le}\"}}")
 }
 
 fn status(server: &Rampart) -> Value {
@@ -136,7 +148,13 @@ fn setup(ramp: &str) -> Setup {
 fn a_prometheus_guarded_ramp_advances_then_rolls_back_on_a_spike() {
     let steps = "    - { percent: 25, hold: 3s }\n    - { percent: 50, hold: 1h }\n    - { percent: 100, hold: 1h }\n";
     let setup = setup(&ramp_file(steps, ""));
-    let healthy = Traffic { requests: 400.0, treatment_errors: 0.005, control_errors: 0.005 };
+    let healthy = Traffic {
+        requests: 400.0,
+        treatment_errors: 0.005,
+        control_errors: 0.005,
+        treatment_slow: 0.0,
+        control_slow: 0.0,
+    };
     let app = App::start(setup.exporter.clone(), setup.server.admin.clone(), healthy);
     let at50 = wait_for(&setup.server, "advance to 50%", |s| s["percent"] == 50.0);
     assert_eq!(at50["state"], "Ramping");
@@ -208,7 +226,8 @@ fn prometheus_down_holds_then_pauses_and_only_holding_recovers_by_itself() {
     let steps = "    - { percent: 25, hold: 1h }\n    - { percent: 100, hold: 1h }\n";
     let policy = "  policy:\n    onMissingData: { pauseAfterFailedChecks: 6, then: pause }\n";
     let mut setup = setup(&ramp_file(steps, policy));
-    let healthy = Traffic { requests: 400.0, treatment_errors: 0.0, control_errors: 0.0 };
+    let healthy =
+        Traffic { requests: 400.0, treatment_errors: 0.0, control_errors: 0.0, treatment_slow: 0.0, control_slow: 0.0 };
     let _app = App::start(setup.exporter.clone(), setup.server.admin.clone(), healthy);
     let before = wait_for(&setup.server, "evidence from Prometheus", |s| {
         s["state"] == "Ramping" && s["evidence"]["treatment"]["exposures"].as_u64() > Some(0)
@@ -260,7 +279,8 @@ fn a_latency_gate_passes_at_equal_speed_and_holds_a_slower_treatment() {
     let setup = setup(&ramp_file(steps, metrics));
     setup.exporter.add(&series("app_latency_seconds", "on"), 0.2);
     setup.exporter.add(&series("app_latency_seconds", "off"), 0.2);
-    let healthy = Traffic { requests: 400.0, treatment_errors: 0.0, control_errors: 0.0 };
+    let healthy =
+        Traffic { requests: 400.0, treatment_errors: 0.0, control_errors: 0.0, treatment_slow: 0.0, control_slow: 0.0 };
     let _app = App::start(setup.exporter.clone(), setup.server.admin.clone(), healthy);
     wait_for(&setup.server, "advance to 50%", |s| s["percent"] == 50.0);
     // Now the treatment is 2.5× slower: the gate fails and the ramp holds at 50 %.
@@ -317,4 +337,23 @@ fn a_hanging_prometheus_never_holds_a_ramp_longer_than_its_tick_budget() {
         // a loaded machine.
         assert!(started.elapsed() < Duration::from_millis(4000), "the command waited {:?}", started.elapsed());
     }
+}
+
+/// The latency guard read from a Prometheus histogram: the share of
+/// requests above the 300 ms bucket, per variant; no errors at all.
+#[test]
+fn a_latency_guard_on_a_prometheus_histogram_rolls_back_a_slower_treatment() {
+    let steps = "    - { percent: 50, hold: 1h }\n    - { percent: 100, hold: 1h }\n";
+    let latency = "  latency:\n    slowerThan: 300ms\n    prometheus:\n      within: 'sum(increase(app_request_duration_seconds_bucket{flag=\"{{flag}}\",variant=\"{{variant}}\",le=\"0.3\"}[{{window}}]))'\n      total: 'sum(increase(app_requests_total{flag=\"{{flag}}\",variant=\"{{variant}}\"}[{{window}}]))'\n";
+    let setup = setup(&ramp_file(steps, latency));
+    let slower = Traffic {
+        requests: 400.0,
+        treatment_errors: 0.0,
+        control_errors: 0.0,
+        treatment_slow: 0.4,
+        control_slow: 0.02,
+    };
+    let _app = App::start(setup.exporter.clone(), setup.server.admin.clone(), slower);
+    let done = wait_for(&setup.server, "the rollback", |s| s["state"] == "RolledBack");
+    assert_eq!(done["reason"], "LatencyRegression", "{done}");
 }

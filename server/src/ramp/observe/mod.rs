@@ -198,9 +198,10 @@ impl Observer {
             }
             Err(reason) => observation.missing = Some(reason),
         }
+        let from_prometheus = spec.latency.as_ref().and_then(|l| l.prometheus.as_ref().map(|q| (l, q)));
         let reads = guards::GuardReads {
             store: self.store.as_ref(),
-            latency: spec.latency.is_some(),
+            latency: spec.latency.is_some() && from_prometheus.is_none(),
             conversion: spec.conversion.as_ref().map(|c| c.event.as_str()),
         };
         if (reads.latency || reads.conversion.is_some()) && !matches!(run.status, Status::Pending { .. }) {
@@ -211,7 +212,63 @@ impl Observer {
                 observation.conversions = conversions;
             }
         }
+        if let Some((latency, queries)) = from_prometheus
+            && !matches!(run.status, Status::Pending { .. })
+        {
+            let window = (names, run, interval_ms, now);
+            observation.latency = self.prometheus_latency(spec, latency, queries, window).await;
+        }
         observation
+    }
+
+    /// The step's durations from Prometheus histograms: per arm, the
+    /// requests within the threshold in its ladder slot and the rest in the
+    /// next one — exactly what "slower than the threshold" reads. `None`
+    /// when Prometheus cannot answer (the guard is then unavailable).
+    async fn prometheus_latency(
+        &self,
+        spec: &RampSpec,
+        latency: &spec::guards::LatencyGuard,
+        queries: &spec::guards::LatencyQueries,
+        (names, run, interval_ms, now): (Names<'_>, &Run, u64, u64),
+    ) -> Option<(crate::model::Latency, crate::model::Latency)> {
+        let spec::guards::Threshold::Fixed { millis } = latency.threshold else { return None };
+        let guard = prometheus_guard(spec);
+        let step = (run.run_id.as_str(), run.step_started_at);
+        let mut sums = [[0.0f64; 2]; 2];
+        let queries = [("latency:within", &queries.within), ("latency:total", &queries.total)];
+        for (index, (name, query)) in queries.into_iter().enumerate() {
+            let metric = spec::Metric {
+                name: name.into(),
+                role: spec::MetricRole::Monitor,
+                query: query.clone(),
+                direction: spec::Direction::LowerIsBetter,
+                tolerance: 0.0,
+                confidence: latency.confidence,
+                advance_confidence: latency.confidence,
+                min_buckets: 1,
+                dry_run: true,
+            };
+            let values = self
+                .prometheus
+                .metric_values(&guard, &metric, names, step, interval_ms, now)
+                .await
+                .map_err(|error| tracing::warn!(ramp = %names.ramp, %error, "latency from Prometheus unavailable"))
+                .ok()?;
+            for (treatment, control) in values {
+                sums[index][0] += treatment.max(0.0);
+                sums[index][1] += control.max(0.0);
+            }
+        }
+        let slot = crate::model::Latency::slot_of(f64::from(millis));
+        let arm = |within: f64, total: f64| {
+            let mut durations = crate::model::Latency::default();
+            let (within, total) = (within.round() as u64, total.round() as u64);
+            durations.add(slot, within.min(total));
+            durations.add(slot + 1, total.saturating_sub(within));
+            durations
+        };
+        Some((arm(sums[0][0], sums[1][0]), arm(sums[0][1], sums[1][1])))
     }
 
     /// Extra metrics' per-bucket values, from the guard's Prometheus (URL,
@@ -224,20 +281,8 @@ impl Observer {
         interval_ms: u64,
         now: u64,
     ) -> Vec<(String, super::evidence::MetricValues)> {
-        let default_guard;
-        let guard = match &spec.guard.source {
-            MetricSource::Prometheus(guard) => guard,
-            MetricSource::Builtin => {
-                default_guard = PrometheusGuard {
-                    url: None,
-                    errors: String::new(),
-                    total: String::new(),
-                    lag: spec::DEFAULT_PROMETHEUS_LAG,
-                    token_ref: None,
-                };
-                &default_guard
-            }
-        };
+        let guard = prometheus_guard(spec);
+        let guard = &guard;
         let step = (run.run_id.as_str(), run.step_started_at);
         let mut metrics = Vec::with_capacity(spec.metrics.len());
         for metric in &spec.metrics {
@@ -252,6 +297,21 @@ impl Observer {
             metrics.push((metric.name.clone(), values));
         }
         metrics
+    }
+}
+
+/// The Prometheus a ramp's queries go to: its guard's (URL, token, lag),
+/// or the server's with the default lag.
+fn prometheus_guard(spec: &RampSpec) -> PrometheusGuard {
+    match &spec.guard.source {
+        MetricSource::Prometheus(guard) => guard.clone(),
+        MetricSource::Builtin => PrometheusGuard {
+            url: None,
+            errors: String::new(),
+            total: String::new(),
+            lag: spec::DEFAULT_PROMETHEUS_LAG,
+            token_ref: None,
+        },
     }
 }
 

@@ -29,6 +29,19 @@ pub struct LatencyGuard {
     pub tolerance: f64,
     /// After the ramp's false-alarm budget is split among its guards.
     pub confidence: f64,
+    /// Read from Prometheus histograms instead of the durations Rampart
+    /// receives (`latency.prometheus`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<LatencyQueries>,
+}
+
+/// `latency.prometheus`: per variant and bucket, the requests no slower
+/// than the threshold (a histogram's `_bucket{le="…"}`) and all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LatencyQueries {
+    pub within: String,
+    pub total: String,
 }
 
 /// `spec.conversion`: conversions per exposed user (OpenFeature `track`)
@@ -55,6 +68,7 @@ pub(super) struct RawLatency {
     slower_than: String,
     tolerance: Option<Number>,
     confidence: Option<Number>,
+    prometheus: Option<LatencyQueries>,
 }
 
 /// `spec.conversion` as written.
@@ -106,10 +120,24 @@ impl RawLatency {
         if tolerance < 0.0 {
             return Err("latency.tolerance: must not be negative".into());
         }
+        if let Some(queries) = &self.prometheus {
+            if threshold == Threshold::ControlP95 {
+                return Err("latency.prometheus: needs a fixed slowerThan (the bucket its `within` query reads); \
+                            p95 is read from durations Rampart receives"
+                    .into());
+            }
+            for (key, query) in [("within", &queries.within), ("total", &queries.total)] {
+                super::syntax::check_template(query).map_err(|e| format!("latency.prometheus.{key}: {e}"))?;
+                if !query.contains("{{variant}}") && !query.contains("{{ variant }}") {
+                    return Err(format!("latency.prometheus.{key}: needs {{{{variant}}}} to compare the arms"));
+                }
+            }
+        }
         Ok(LatencyGuard {
             threshold,
             tolerance,
             confidence: confidence("latency.confidence", self.confidence.as_ref())?,
+            prometheus: self.prometheus.clone(),
         })
     }
 }
@@ -137,7 +165,7 @@ mod tests {
     use super::*;
 
     fn latency(text: &str) -> Result<LatencyGuard, String> {
-        RawLatency { slower_than: text.into(), tolerance: None, confidence: None }.resolve()
+        RawLatency { slower_than: text.into(), tolerance: None, confidence: None, prometheus: None }.resolve()
     }
 
     #[test]
@@ -150,6 +178,19 @@ mod tests {
         assert!(latency("soon").unwrap_err().contains("'soon'"));
         let guard = latency("300ms").unwrap();
         assert_eq!((guard.tolerance, guard.confidence), (0.2, 0.99));
+        let queries = |within: &str| LatencyQueries { within: within.into(), total: "t{v=\"{{variant}}\"}".into() };
+        let from = |text: &str, within: &str| {
+            RawLatency {
+                slower_than: text.into(),
+                tolerance: None,
+                confidence: None,
+                prometheus: Some(queries(within)),
+            }
+            .resolve()
+        };
+        assert!(from("300ms", "b{v=\"{{variant}}\",le=\"0.3\"}").is_ok());
+        assert!(from("p95", "b{v=\"{{variant}}\"}").unwrap_err().contains("fixed slowerThan"));
+        assert!(from("300ms", "b{le=\"0.3\"}").unwrap_err().contains("needs {{variant}}"));
     }
 
     #[test]
