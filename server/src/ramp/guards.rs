@@ -159,7 +159,7 @@ mod tests {
     }
 
     fn latency_guard(threshold: Threshold) -> LatencyGuard {
-        LatencyGuard { threshold, tolerance: 0.2, confidence: 0.99 }
+        LatencyGuard { threshold, tolerance: 0.2, confidence: 0.99, prometheus: None }
     }
 
     #[test]
