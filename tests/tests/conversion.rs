@@ -16,7 +16,15 @@ const REPORTER_KEY: &str = "server-reporter-key-001";
 const FLAGS: &str = "flags:\n  checkout-flow:\n    state: ENABLED\n    variants: { \"one-page\": \"one-page\", \"classic\": \"classic\" }\n    defaultVariant: \"classic\"\n";
 const USERS: u32 = 600;
 
+const ADMIN: &str = "conversion-admin-token-001";
+const RELAY: &str = "conversion-relay-token-001";
+
 fn start() -> (Rampart, FlagDir) {
+    start_with("")
+}
+
+/// `extra`: more `rampart.yaml` lines (admin and relay tokens).
+fn start_with(extra: &str) -> (Rampart, FlagDir) {
     let dir = FlagDir::new();
     dir.write("flags.yaml", FLAGS);
     dir.write(
@@ -30,14 +38,15 @@ fn start() -> (Rampart, FlagDir) {
         &format!(
             "environments:\n  production:\n    flags: [flags.yaml]\n    ramps: [ramp.yaml]\n    \
              sdkKeys: [{{value: {SDK_KEY}}}]\n    reporterKeys: [{{value: {REPORTER_KEY}}}]\n\
-             limits:\n  outcomeSourceWindowSeconds: 1\n  outcomesPerClientPerMinute: 100000\n"
+             limits:\n  outcomeSourceWindowSeconds: 1\n  outcomesPerClientPerMinute: 100000\n{extra}"
         ),
     );
-    (Rampart::start(&["--config", &config, "--admin-insecure-local"]), dir)
+    let local: &[&str] = if extra.contains("adminTokens") { &[] } else { &["--admin-insecure-local"] };
+    (Rampart::start(&[&["--config", config.as_str()], local].concat()), dir)
 }
 
 fn status(server: &Rampart) -> Value {
-    send("GET", &format!("{}/admin/v1/ramps/production/one-page", server.admin), None, None, &[]).body
+    send("GET", &format!("{}/admin/v1/ramps/production/one-page", server.admin), Some(ADMIN), None, &[]).body
 }
 
 /// The conversion guard's verdict in a status.
@@ -195,5 +204,53 @@ fn ofrep_track_counts_each_exposed_key_once_and_nothing_else() {
     assert_eq!(track("not-a-key-at-all-000", &json!([])).status, 401);
     let later = status(&server);
     assert_eq!(conversion(&later)["treatment"]["hits"].as_u64(), Some(expected.0), "{later}");
+    client.close();
+}
+
+/// A relay runs no ramps: it passes `track` events on to its upstream,
+/// which counts them as the relay's (one source), and acknowledges only
+/// once the upstream stored them.
+#[test]
+fn track_events_sent_to_a_relay_are_counted_upstream() {
+    let (primary, _dir) = start_with(&format!(
+        "adminTokens:\n  - {{name: ops, role: admin, value: {ADMIN}}}\n  \
+         - {{name: edge-eu, role: relay, environments: [production], value: {RELAY}}}\n"
+    ));
+    running(&primary);
+    let cache = tempfile::tempdir().expect("cache dir");
+    let upstream = format!("http://{}", primary.sync);
+    let cache_dir = cache.path().to_string_lossy().into_owned();
+    let relay = Rampart::start_relay(
+        &["--upstream", &upstream, "--environment", "production", "--cache-dir", &cache_dir],
+        &[("RAMPART_RELAY_TOKEN", RELAY)],
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let (client, treatment, control) = serve(&primary, &runtime, |_, _, _, _| {});
+    // The relay knows the SDK key once it follows the environment.
+    let track = |events: &Value| {
+        post(
+            &format!("{}/ofrep/v1/track", relay.http),
+            &json!({"events": events}).to_string(),
+            &[("authorization", &format!("Bearer {SDK_KEY}"))],
+        )
+    };
+    // Fewer than the relay's default 60 a client may send a minute.
+    let converting: Vec<&String> = treatment.iter().step_by(12).chain(control.iter().step_by(12)).collect();
+    let events: Vec<Value> = converting
+        .iter()
+        .map(|key| json!({"trackingEventName": "checkout", "context": {"targetingKey": key}}))
+        .collect();
+    let reply = eventually(Duration::from_secs(30), || {
+        let reply = track(&Value::Array(events.clone()));
+        if reply.status == 202 { Ok(reply) } else { Err(format!("{} {}", reply.status, reply.text)) }
+    });
+    assert_eq!(reply.body["accepted"].as_u64(), Some(events.len() as u64), "{}", reply.text);
+    let expected = (treatment.iter().step_by(12).count() as u64, control.iter().step_by(12).count() as u64);
+    eventually(Duration::from_secs(90), || {
+        let status = status(&primary);
+        let guard = conversion(&status);
+        let counts = (guard["treatment"]["hits"].as_u64(), guard["control"]["hits"].as_u64());
+        if counts == (Some(expected.0), Some(expected.1)) { Ok(()) } else { Err(format!("{expected:?}: {status}")) }
+    });
     client.close();
 }

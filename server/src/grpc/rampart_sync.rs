@@ -257,8 +257,16 @@ impl FlagSync for RampartSync {
         let (metadata, _, batch) = request.into_parts();
         let state = &self.state;
         let key = crate::grpc::bearer_or_api_key(&metadata);
-        let (environment, trust) = state.environments.tracker(key.as_deref()).map_err(Status::from)?;
-        let origin = Origin::of(trust, key.as_deref(), peer);
+        let (environment, origin) = match self.relay(&metadata)? {
+            // A relay passing on its region's events: one source, by name.
+            Some((relay, environment)) => {
+                (environment, Origin { trust: Trust::Reporter, source: Source::Relay(relay) })
+            }
+            None => {
+                let (environment, trust) = state.environments.tracker(key.as_deref()).map_err(Status::from)?;
+                (environment.clone(), Origin::of(trust, key.as_deref(), peer))
+            }
+        };
         state
             .outcomes
             .admit(&environment.name, &origin.source, state.clock.now_millis())

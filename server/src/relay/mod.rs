@@ -82,6 +82,42 @@ impl Relay {
         Ok(Relay { config, forwarder, links, clock, max_message_bytes })
     }
 
+    /// Passes `track` events on to the upstream (where the ramps that count
+    /// them run) and answers with its (accepted, ignored). Not buffered:
+    /// an event is acknowledged only once the upstream stored it, and a
+    /// client whose call fails sends it again.
+    pub async fn forward_track(
+        &self,
+        environment: &str,
+        events: &[crate::services::track::TrackEvent],
+    ) -> Result<(u64, u64), tonic::Status> {
+        use rampart_proto::rampart::v1::flag_sync_client::FlagSyncClient;
+        use rampart_proto::rampart::v1::{TrackBatch, TrackEvent};
+        let endpoint = tonic::transport::Endpoint::from_shared(self.config.url.clone())
+            .map_err(|e| tonic::Status::unavailable(format!("the upstream's address: {e}")))?;
+        let channel = endpoint.connect_timeout(std::time::Duration::from_secs(5)).connect_lazy();
+        let batch = TrackBatch {
+            events: events
+                .iter()
+                .map(|e| TrackEvent {
+                    name: e.name.clone(),
+                    targeting_key: e.targeting_key.clone().unwrap_or_default(),
+                })
+                .collect(),
+        };
+        let mut request = tonic::Request::new(batch);
+        request.set_timeout(std::time::Duration::from_secs(10));
+        for (name, value) in
+            [("authorization", format!("Bearer {}", self.config.token)), (ENVIRONMENT_HEADER, environment.to_owned())]
+        {
+            if let Ok(value) = value.parse() {
+                request.metadata_mut().insert(name, value);
+            }
+        }
+        let reply = FlagSyncClient::new(channel).track(request).await?.into_inner();
+        Ok((reply.accepted, reply.ignored))
+    }
+
     /// Where writes go: the upstream (its sync address; its admin API is beside it).
     pub fn upstream(&self) -> &str {
         &self.config.url

@@ -13,10 +13,10 @@
 //! in a minute is bounded as for outcome reports
 //! (`ramp::contribution`).
 
-use crate::ramp::contribution::{Arm, Share};
+use crate::ramp::contribution::{Arm, Share, Source};
 use crate::ramp::outcome_gate::Refused;
 use crate::ramp::outcomes::{Origin, RecordError};
-use crate::store::Conversion;
+use crate::store::{Conversion, StoreError};
 
 /// Most events in one request.
 pub const MAX_EVENTS: usize = 1000;
@@ -74,6 +74,29 @@ pub async fn take(
     let now = services.clock.now_millis();
     let second = now / 1000;
     let gate = &services.outcomes;
+    if let Some(relay) = &services.relay {
+        // A relay runs no ramps: the upstream counts the events. Its public
+        // clients are bounded here as the upstream would (it bounds what
+        // the relay passes on as one source).
+        if let Source::Client(_) = origin.source {
+            let shares: Vec<Share<'_>> = events
+                .iter()
+                .map(|e| Share { flag: &e.name, variant: "conversion", arm: Arm::unknown(), count: 1 })
+                .collect();
+            gate.contributions.admit(environment, &origin.source, &[(second, shares)], now).map_err(
+                |(flag, variant, excess)| {
+                    let refused = Refused::Excess { flag, variant, excess };
+                    refused.count(&services.metrics);
+                    RecordError::Refused(refused)
+                },
+            )?;
+        }
+        let (accepted, ignored) = relay
+            .forward_track(environment, events)
+            .await
+            .map_err(|status| StoreError::unavailable("the upstream, for track events", status.message().to_owned()))?;
+        return Ok((accepted as usize, ignored as usize));
+    }
     let mut conversions = Vec::new();
     let mut ignored = 0;
     for event in events {
