@@ -89,23 +89,14 @@ impl Relay {
     pub async fn forward_track(
         &self,
         environment: &str,
-        events: &[crate::services::track::TrackEvent],
+        events: Vec<rampart_proto::rampart::v1::TrackEvent>,
     ) -> Result<(u64, u64), tonic::Status> {
+        use rampart_proto::rampart::v1::TrackBatch;
         use rampart_proto::rampart::v1::flag_sync_client::FlagSyncClient;
-        use rampart_proto::rampart::v1::{TrackBatch, TrackEvent};
         let endpoint = tonic::transport::Endpoint::from_shared(self.config.url.clone())
             .map_err(|e| tonic::Status::unavailable(format!("the upstream's address: {e}")))?;
         let channel = endpoint.connect_timeout(std::time::Duration::from_secs(5)).connect_lazy();
-        let batch = TrackBatch {
-            events: events
-                .iter()
-                .map(|e| TrackEvent {
-                    name: e.name.clone(),
-                    targeting_key: e.targeting_key.clone().unwrap_or_default(),
-                })
-                .collect(),
-        };
-        let mut request = tonic::Request::new(batch);
+        let mut request = tonic::Request::new(TrackBatch { events });
         request.set_timeout(std::time::Duration::from_secs(10));
         for (name, value) in
             [("authorization", format!("Bearer {}", self.config.token)), (ENVIRONMENT_HEADER, environment.to_owned())]

@@ -91,6 +91,13 @@ pub async fn take(
                 },
             )?;
         }
+        let events = events
+            .iter()
+            .map(|e| rampart_proto::rampart::v1::TrackEvent {
+                name: e.name.clone(),
+                targeting_key: e.targeting_key.clone().unwrap_or_default(),
+            })
+            .collect();
         let (accepted, ignored) = relay
             .forward_track(environment, events)
             .await

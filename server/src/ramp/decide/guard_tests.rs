@@ -1,6 +1,7 @@
-//! The latency and conversion guards in the decision: a regression rolls
-//! back with its own reason, a silent guard holds the step, the budget is
-//! split among them.
+//! Guards besides the error guard in the decision: extra metrics (gate,
+//! guard, monitor), and the latency and conversion guards — a regression
+//! rolls back with its own reason, a silent guard holds the step, the
+//! budget is split among them.
 
 use super::*;
 use crate::model::{Arm, Latency, Pair};
@@ -101,4 +102,66 @@ fn the_false_alarm_budget_is_split_among_every_guard() {
     assert!((alpha(three.guard.relative_confidence) - alpha(alone.guard.relative_confidence) / 3.0).abs() < 1e-12);
     assert!((alpha(three.latency.as_ref().expect("latency").confidence) - 0.01 / 3.0).abs() < 1e-12);
     assert!((alpha(three.conversion.as_ref().expect("conversion").confidence) - 0.01 / 3.0).abs() < 1e-12);
+}
+
+// ---- extra metrics ----
+
+mod metrics {
+    use super::super::tests::{MINUTE, healthy, observe, spec_with, started};
+    use super::super::*;
+    use crate::model::Verdict;
+
+    fn with_metric(role: &str, dry_run: bool) -> RampSpec {
+        spec_with(
+            &format!(
+                "  guard:\n    minSamples: 100\n    absolute: {{ maxIncrease: 1% }}\n  metrics:\n    - {{ name: p99, role: {role}, query: 'p99{{variant=\"{{{{variant}}}}\"}}', relative: {{ tolerance: 15% }}, dryRun: {dry_run} }}\n"
+            ),
+            "    - { percent: 25, hold: 10m }\n    - { percent: 100, hold: 10m }\n",
+        )
+    }
+
+    fn observe_latency(treatment: f64, control: f64, buckets: usize) -> Observation {
+        let values = (0..buckets).map(|i| (treatment + i as f64 * 0.001, control + i as f64 * 0.001)).collect();
+        Observation { metrics: vec![("p99".into(), Some(values))], ..observe(&healthy()) }
+    }
+
+    #[test]
+    fn a_latency_gate_must_pass_and_a_latency_guard_rolls_back() {
+        let gate = with_metric("gate", false);
+        let run = Run { basis_points: 2500, ..started(&gate, 0) };
+        // Too few buckets: inconclusive, hold.
+        let d = decide(&run, &gate, &observe_latency(0.2, 0.2, 3), 20 * MINUTE, None);
+        assert_eq!(d.run.status, Status::Holding { reason: HoldReason::Inconclusive });
+        // Slower than control × 1.15 in every bucket: a gate holds…
+        let slow = observe_latency(0.5, 0.2, 10);
+        let d = decide(&run, &gate, &slow, 20 * MINUTE, None);
+        assert_eq!((d.run.status.clone(), d.run.step), (Status::Holding { reason: HoldReason::Inconclusive }, 0));
+        assert_eq!(d.evidence.metrics[0].verdict, Verdict::Fail);
+        // …as the same speed passes.
+        let d = decide(&run, &gate, &observe_latency(0.2, 0.2, 10), 20 * MINUTE, None);
+        assert_eq!(d.run.step, 1);
+        assert_eq!(d.evidence.metrics[0].verdict, Verdict::Pass);
+        // Unavailable: hold without failing.
+        let unavailable = Observation { metrics: vec![("p99".into(), None)], ..observe(&healthy()) };
+        let d = decide(&run, &gate, &unavailable, 20 * MINUTE, None);
+        assert_eq!(d.run.status, Status::Holding { reason: HoldReason::MetricsUnavailable });
+
+        // A guard rolls back on the regression; in dry run it only records.
+        let guard = with_metric("guard", false);
+        let d = decide(&Run { basis_points: 2500, ..started(&guard, 0) }, &guard, &slow, 5 * MINUTE, None);
+        assert_eq!(
+            d.run.status,
+            Status::RolledBack { reason: RollbackReason::MetricRegression, by: CONTROLLER.into() }
+        );
+        assert_eq!(d.events[0].reason.as_deref(), Some("MetricRegression(p99)"));
+        let quiet = with_metric("guard", true);
+        let d = decide(&Run { basis_points: 2500, ..started(&quiet, 0) }, &quiet, &slow, 20 * MINUTE, None);
+        assert_eq!(
+            (d.run.step, d.evidence.metrics[0].verdict, d.evidence.metrics[0].dry_run),
+            (1, Verdict::Fail, true)
+        );
+        let monitor = with_metric("monitor", false);
+        let d = decide(&Run { basis_points: 2500, ..started(&monitor, 0) }, &monitor, &slow, 20 * MINUTE, None);
+        assert_eq!(d.run.step, 1, "a monitor never acts");
+    }
 }

@@ -6,9 +6,9 @@ use crate::ramp::evidence::explain;
 use crate::ramp::spec;
 use crate::ramp::stats;
 
-const MINUTE: u64 = 60_000;
+pub(super) const MINUTE: u64 = 60_000;
 
-fn spec_with(extra: &str, steps: &str) -> RampSpec {
+pub(super) fn spec_with(extra: &str, steps: &str) -> RampSpec {
     let text = format!(
         "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata: {{ name: r }}\nspec:\n  flag: f\n  treatment: \"on\"\n  control: \"off\"\n  interval: 1m\n  steps:\n{steps}{extra}"
     );
@@ -22,32 +22,22 @@ fn standard() -> RampSpec {
     )
 }
 
-fn started(spec: &RampSpec, now: u64) -> Run {
+pub(super) fn started(spec: &RampSpec, now: u64) -> Run {
     let run = spec.new_run("off", "run-1".into(), 0);
     let decision = decide(&run, spec, &observe(&[]), now, None);
     assert_eq!(decision.run.status, Status::Ramping);
     decision.run
 }
 
-fn observe(buckets: &[Pair]) -> Observation {
-    Observation {
-        buckets: buckets.to_vec(),
-        missing: None,
-        flag_enabled: true,
-        expected_share: None,
-        metrics: Vec::new(),
-        sprt: None,
-        previous_stage_open: false,
-        latency: None,
-        conversions: None,
-    }
+pub(super) fn observe(buckets: &[Pair]) -> Observation {
+    Observation { buckets: buckets.to_vec(), flag_enabled: true, ..Observation::default() }
 }
 
 fn pair(t: (u64, u64), c: (u64, u64)) -> Pair {
     Pair { treatment: Arm { exposures: t.0, errors: t.1 }, control: Arm { exposures: c.0, errors: c.1 } }
 }
 
-fn healthy() -> Vec<Pair> {
+pub(super) fn healthy() -> Vec<Pair> {
     vec![pair((500, 0), (9500, 10)); 10]
 }
 
@@ -496,54 +486,6 @@ fn a_dst_change_does_not_change_a_hold() {
     assert_eq!(before.run.step, 0);
     let after = decide(&run, &spec, &observe(&healthy()), at("2026-10-25T03:00:00Z"), None);
     assert_eq!(after.run.step, 1);
-}
-
-fn with_metric(role: &str, dry_run: bool) -> RampSpec {
-    spec_with(
-        &format!(
-            "  guard:\n    minSamples: 100\n    absolute: {{ maxIncrease: 1% }}\n  metrics:\n    - {{ name: p99, role: {role}, query: 'p99{{variant=\"{{{{variant}}}}\"}}', relative: {{ tolerance: 15% }}, dryRun: {dry_run} }}\n"
-        ),
-        "    - { percent: 25, hold: 10m }\n    - { percent: 100, hold: 10m }\n",
-    )
-}
-
-fn observe_latency(treatment: f64, control: f64, buckets: usize) -> Observation {
-    let values = (0..buckets).map(|i| (treatment + i as f64 * 0.001, control + i as f64 * 0.001)).collect();
-    Observation { metrics: vec![("p99".into(), Some(values))], ..observe(&healthy()) }
-}
-
-#[test]
-fn a_latency_gate_must_pass_and_a_latency_guard_rolls_back() {
-    let gate = with_metric("gate", false);
-    let run = Run { basis_points: 2500, ..started(&gate, 0) };
-    // Too few buckets: inconclusive, hold.
-    let d = decide(&run, &gate, &observe_latency(0.2, 0.2, 3), 20 * MINUTE, None);
-    assert_eq!(d.run.status, Status::Holding { reason: HoldReason::Inconclusive });
-    // Slower than control × 1.15 in every bucket: a gate holds…
-    let slow = observe_latency(0.5, 0.2, 10);
-    let d = decide(&run, &gate, &slow, 20 * MINUTE, None);
-    assert_eq!((d.run.status.clone(), d.run.step), (Status::Holding { reason: HoldReason::Inconclusive }, 0));
-    assert_eq!(d.evidence.metrics[0].verdict, Verdict::Fail);
-    // …as the same speed passes.
-    let d = decide(&run, &gate, &observe_latency(0.2, 0.2, 10), 20 * MINUTE, None);
-    assert_eq!(d.run.step, 1);
-    assert_eq!(d.evidence.metrics[0].verdict, Verdict::Pass);
-    // Unavailable: hold without failing.
-    let unavailable = Observation { metrics: vec![("p99".into(), None)], ..observe(&healthy()) };
-    let d = decide(&run, &gate, &unavailable, 20 * MINUTE, None);
-    assert_eq!(d.run.status, Status::Holding { reason: HoldReason::MetricsUnavailable });
-
-    // A guard rolls back on the regression; in dry run it only records.
-    let guard = with_metric("guard", false);
-    let d = decide(&Run { basis_points: 2500, ..started(&guard, 0) }, &guard, &slow, 5 * MINUTE, None);
-    assert_eq!(d.run.status, Status::RolledBack { reason: RollbackReason::MetricRegression, by: CONTROLLER.into() });
-    assert_eq!(d.events[0].reason.as_deref(), Some("MetricRegression(p99)"));
-    let quiet = with_metric("guard", true);
-    let d = decide(&Run { basis_points: 2500, ..started(&quiet, 0) }, &quiet, &slow, 20 * MINUTE, None);
-    assert_eq!((d.run.step, d.evidence.metrics[0].verdict, d.evidence.metrics[0].dry_run), (1, Verdict::Fail, true));
-    let monitor = with_metric("monitor", false);
-    let d = decide(&Run { basis_points: 2500, ..started(&monitor, 0) }, &monitor, &slow, 20 * MINUTE, None);
-    assert_eq!(d.run.step, 1, "a monitor never acts");
 }
 
 #[test]
