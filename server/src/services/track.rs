@@ -79,17 +79,7 @@ pub async fn take(
         // clients are bounded here as the upstream would (it bounds what
         // the relay passes on as one source).
         if let Source::Client(_) = origin.source {
-            let shares: Vec<Share<'_>> = events
-                .iter()
-                .map(|e| Share { flag: &e.name, variant: "conversion", arm: Arm::unknown(), count: 1 })
-                .collect();
-            gate.contributions.admit(environment, &origin.source, &[(second, shares)], now).map_err(
-                |(flag, variant, excess)| {
-                    let refused = Refused::Excess { flag, variant, excess };
-                    refused.count(&services.metrics);
-                    RecordError::Refused(refused)
-                },
-            )?;
+            admit(services, environment, origin, events.iter().map(|e| e.name.as_str()), now)?;
         }
         let events = events
             .iter()
@@ -127,25 +117,34 @@ pub async fn take(
     if conversions.is_empty() {
         return Ok((0, ignored));
     }
-    // What one source may add in a minute: conversions count as a share of
-    // the flag's evidence, like outcomes (the arm is not known before the
-    // key's exposure is read, so the floors apply).
-    let shares: Vec<Share<'_>> = conversions
-        .iter()
-        .map(|c| Share { flag: &c.flag, variant: "conversion", arm: Arm::unknown(), count: 1 })
-        .collect();
-    gate.contributions.admit(environment, &origin.source, &[(second, shares)], now).map_err(
-        |(flag, variant, excess)| {
-            let refused = Refused::Excess { flag, variant, excess };
-            refused.count(&services.metrics);
-            RecordError::Refused(refused)
-        },
-    )?;
+    admit(services, environment, origin, conversions.iter().map(|c| c.flag.as_str()), now)?;
     let accepted = events.len() - ignored;
     services.store.record_conversions(environment, conversions).await?;
     services.metrics.conversions.with_label_values(&[environment, "accepted"]).inc_by(accepted as u64);
     services.metrics.conversions.with_label_values(&[environment, "ignored"]).inc_by(ignored as u64);
     Ok((accepted, ignored))
+}
+
+/// What one source may add in a minute, as for outcome reports
+/// (`ramp::contribution`): each conversion one share of its flag (named
+/// by `flags`, one per conversion). The arm is not known before the key's
+/// exposure is read, so the absolute floors apply.
+fn admit<'a>(
+    services: &super::Services,
+    environment: &str,
+    origin: &Origin,
+    flags: impl Iterator<Item = &'a str>,
+    now: u64,
+) -> Result<(), RecordError> {
+    let shares: Vec<Share<'_>> =
+        flags.map(|flag| Share { flag, variant: "conversion", arm: Arm::unknown(), count: 1 }).collect();
+    services.outcomes.contributions.admit(environment, &origin.source, &[(now / 1000, shares)], now).map_err(
+        |(flag, variant, excess)| {
+            let refused = Refused::Excess { flag, variant, excess };
+            refused.count(&services.metrics);
+            RecordError::Refused(refused)
+        },
+    )
 }
 
 #[cfg(test)]
