@@ -37,31 +37,52 @@ pub(crate) async fn flush(state: &State, channel: &Channel) -> Result<(), Error>
 
 /// Sends the pending `track` events; kept for the next flush when the
 /// server cannot take them now, dropped (and counted) when it never will.
+/// As with outcomes, a batch larger than the server takes from one source
+/// now (`RESOURCE_EXHAUSTED`) is sent half at a time, the rest kept.
 async fn flush_tracks(state: &State, channel: &Channel) -> Result<(), Error> {
-    let events = state.tracks.take();
-    if events.is_empty() {
-        return Ok(());
-    }
-    let batch = TrackBatch {
-        events: events
-            .iter()
-            .map(|(name, key)| TrackEvent { name: name.clone(), targeting_key: key.clone() })
-            .collect(),
-    };
-    let mut request = tonic::Request::new(batch);
-    authorize(state, &mut request);
-    match FlagSyncClient::new(channel.clone()).track(request).await {
-        Ok(_) => Ok(()),
-        Err(status) if matches!(status.code(), tonic::Code::PermissionDenied | tonic::Code::InvalidArgument) => {
-            state.tracks.dropped.fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(dropped = events.len(), reason = status.message(), "the server refuses these track events");
-            Err(Error::Outcomes(status.message().to_owned()))
+    let mut events = state.tracks.take();
+    let mut later = Vec::new();
+    for _ in 0..=MAX_HALVINGS {
+        if events.is_empty() {
+            break;
         }
-        Err(status) => {
-            state.tracks.restore(events);
-            Err(Error::Outcomes(status.message().to_owned()))
+        let batch = TrackBatch {
+            events: events
+                .iter()
+                .map(|(name, key)| TrackEvent { name: name.clone(), targeting_key: key.clone() })
+                .collect(),
+        };
+        let mut request = tonic::Request::new(batch);
+        authorize(state, &mut request);
+        match FlagSyncClient::new(channel.clone()).track(request).await {
+            Ok(_) => {
+                state.tracks.restore(later);
+                return Ok(());
+            }
+            Err(status) if status.code() == tonic::Code::ResourceExhausted && events.len() > 1 => {
+                let rest = events.split_off(events.len() / 2);
+                later.extend(rest);
+            }
+            Err(status) if matches!(status.code(), tonic::Code::PermissionDenied | tonic::Code::InvalidArgument) => {
+                state.tracks.dropped.fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                state.tracks.restore(later);
+                tracing::warn!(
+                    dropped = events.len(),
+                    reason = status.message(),
+                    "the server refuses these track events"
+                );
+                return Err(Error::Outcomes(status.message().to_owned()));
+            }
+            Err(status) => {
+                state.tracks.restore(events);
+                state.tracks.restore(later);
+                return Err(Error::Outcomes(status.message().to_owned()));
+            }
         }
     }
+    state.tracks.restore(events);
+    state.tracks.restore(later);
+    Ok(())
 }
 
 fn authorize<T>(state: &State, request: &mut tonic::Request<T>) {

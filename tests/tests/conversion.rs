@@ -31,7 +31,7 @@ fn start_with(extra: &str) -> (Rampart, FlagDir) {
         "ramp.yaml",
         "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata: {name: one-page}\nspec:\n  flag: checkout-flow\n  \
          treatment: one-page\n  interval: 1s\n  steps:\n    - {percent: 50, hold: 1h}\n    - {percent: 100, hold: 1h}\n  \
-         guard:\n    minSamples: 40\n  conversion: {event: checkout, maxDrop: 10%, minUsers: 100}\n",
+         guard:\n    minSamples: 2000\n  conversion: {event: checkout, maxDrop: 10%, minUsers: 100}\n",
     );
     let config = dir.write(
         "rampart.yaml",
@@ -165,7 +165,9 @@ fn ofrep_track_counts_each_exposed_key_once_and_nothing_else() {
     events.push(json!({"trackingEventName": "checkout", "context": {}}));
     let mut accepted = 0;
     for chunk in events.chunks(500) {
-        let reply = track(SDK_KEY, &Value::Array(chunk.to_vec()));
+        // A backend tracking for its users: a reporter key (one client
+        // address with the public SDK key may send only a few a minute).
+        let reply = track(REPORTER_KEY, &Value::Array(chunk.to_vec()));
         assert_eq!(reply.status, 202, "{}", reply.text);
         accepted += reply.body["accepted"].as_u64().unwrap_or(0);
     }
@@ -202,8 +204,23 @@ fn ofrep_track_counts_each_exposed_key_once_and_nothing_else() {
     let garbage = post(&format!("{}/ofrep/v1/track", server.http), "{\"events\": 7", &[("x-api-key", SDK_KEY)]);
     assert_eq!(garbage.status, 400, "{}", garbage.text);
     assert_eq!(track("not-a-key-at-all-000", &json!([])).status, 401);
+    // One client with the public SDK key cannot bring a step's conversions:
+    // 5 % of minSamples a minute at most.
+    let flood: Vec<Value> = control
+        .iter()
+        .take(200)
+        .map(|key| json!({"trackingEventName": "checkout", "context": {"targetingKey": key}}))
+        .collect();
+    let flooded = track(SDK_KEY, &Value::Array(flood));
+    assert_eq!(
+        (flooded.status, flooded.body["error"]["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{}",
+        flooded.text
+    );
     let later = status(&server);
     assert_eq!(conversion(&later)["treatment"]["hits"].as_u64(), Some(expected.0), "{later}");
+    assert_eq!(conversion(&later)["control"]["hits"].as_u64(), Some(expected.1), "{later}");
     client.close();
 }
 

@@ -79,7 +79,7 @@ pub async fn take(
         // clients are bounded here as the upstream would (it bounds what
         // the relay passes on as one source).
         if let Source::Client(_) = origin.source {
-            admit(services, environment, origin, events.iter().map(|e| e.name.as_str()), now)?;
+            admit(services, environment, origin, events.iter().map(|e| (e.name.as_str(), Arm::unknown())), now)?;
         }
         let events = events
             .iter()
@@ -95,6 +95,7 @@ pub async fn take(
         return Ok((accepted as usize, ignored as usize));
     }
     let mut conversions = Vec::new();
+    let mut arms = Vec::new();
     let mut ignored = 0;
     for event in events {
         let Some(key) = event.targeting_key.as_deref().filter(|k| !k.is_empty()) else {
@@ -107,17 +108,15 @@ pub async fn take(
             continue;
         }
         let context = gate.context_id(key);
-        conversions.extend(flags.into_iter().map(|flag| Conversion {
-            flag,
-            event: event.name.clone(),
-            second,
-            context,
-        }));
+        for (flag, arm) in flags {
+            conversions.push(Conversion { flag, event: event.name.clone(), second, context });
+            arms.push(arm);
+        }
     }
     if conversions.is_empty() {
         return Ok((0, ignored));
     }
-    admit(services, environment, origin, conversions.iter().map(|c| c.flag.as_str()), now)?;
+    admit(services, environment, origin, conversions.iter().map(|c| c.flag.as_str()).zip(arms), now)?;
     let accepted = events.len() - ignored;
     services.store.record_conversions(environment, conversions).await?;
     services.metrics.conversions.with_label_values(&[environment, "accepted"]).inc_by(accepted as u64);
@@ -126,18 +125,18 @@ pub async fn take(
 }
 
 /// What one source may add in a minute, as for outcome reports
-/// (`ramp::contribution`): each conversion one share of its flag (named
-/// by `flags`, one per conversion). The arm is not known before the key's
-/// exposure is read, so the absolute floors apply.
+/// (`ramp::contribution`): each conversion one share of its flag, bounded
+/// against the arm given with it (on a relay, which knows no step: the
+/// absolute floors).
 fn admit<'a>(
     services: &super::Services,
     environment: &str,
     origin: &Origin,
-    flags: impl Iterator<Item = &'a str>,
+    flags: impl Iterator<Item = (&'a str, Arm)>,
     now: u64,
 ) -> Result<(), RecordError> {
     let shares: Vec<Share<'_>> =
-        flags.map(|flag| Share { flag, variant: "conversion", arm: Arm::unknown(), count: 1 }).collect();
+        flags.map(|(flag, arm)| Share { flag, variant: "conversion", arm, count: 1 }).collect();
     services.outcomes.contributions.admit(environment, &origin.source, &[(now / 1000, shares)], now).map_err(
         |(flag, variant, excess)| {
             let refused = Refused::Excess { flag, variant, excess };

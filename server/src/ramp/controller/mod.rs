@@ -287,15 +287,19 @@ impl Controller {
     }
 
     /// The ramped flags of `environment` whose conversion guard counts the
-    /// tracking event `event` (OpenFeature `track`).
-    pub fn conversion_flags(&self, environment: &str, event: &str) -> Vec<String> {
+    /// tracking event `event` (OpenFeature `track`), each with the arm a
+    /// source's conversions are bounded against: the control's (its step
+    /// evidence), since a conversion's own arm is known only once its key's
+    /// exposure is read.
+    pub fn conversion_flags(&self, environment: &str, event: &str) -> Vec<(String, super::contribution::Arm)> {
         let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
         entries
             .values()
             .filter(|e| e.environment == environment)
             .filter_map(|e| {
                 let counting = e.counting.lock().unwrap_or_else(|e| e.into_inner());
-                counting.as_ref().filter(|c| c.conversion_event.as_deref() == Some(event)).map(|c| c.flag.clone())
+                let counting = counting.as_ref().filter(|c| c.conversion_event.as_deref() == Some(event))?;
+                Some((counting.flag.clone(), counting.arm(&counting.control)?))
             })
             .collect()
     }
