@@ -17,19 +17,22 @@ struct Batch {
     outcomes: Vec<Report>,
 }
 
+/// What a report or a track batch became: entries counted, and entries
+/// acknowledged but dropped.
 #[derive(Debug, Serialize)]
-struct Accepted {
-    accepted: usize,
-    ignored: usize,
+pub(super) struct Accepted {
+    pub(super) accepted: usize,
+    pub(super) ignored: usize,
 }
 
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
-    config.service(web::resource("/v1/outcomes").route(web::post().to(record)).default_service(web::to(|| async {
-        Err::<HttpResponse, _>(
-            ApiError::new(actix_web::http::StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "use POST")
-                .with_allow("POST"),
-        )
-    })));
+    config.service(web::resource("/v1/outcomes").route(web::post().to(record)).default_service(web::to(use_post)));
+}
+
+/// The answer to any other method on a POST-only resource.
+pub(super) async fn use_post() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(actix_web::http::StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "use POST")
+        .with_allow("POST"))
 }
 
 async fn record(

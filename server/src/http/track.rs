@@ -11,11 +11,12 @@
 //! `{"accepted", "ignored"}` once the conversions are stored.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::AppState;
 use super::body;
 use super::error::ApiError;
+use super::outcomes::Accepted;
 use crate::ramp::outcomes::{Origin, RecordError};
 use crate::services::track::{self, TrackEvent};
 
@@ -38,19 +39,12 @@ struct Event {
     tracking_event_details: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Serialize)]
-struct Accepted {
-    accepted: usize,
-    ignored: usize,
-}
-
 pub(crate) fn configure(config: &mut web::ServiceConfig) {
-    config.service(web::resource("/ofrep/v1/track").route(web::post().to(record)).default_service(web::to(|| async {
-        Err::<HttpResponse, _>(
-            ApiError::new(actix_web::http::StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "use POST")
-                .with_allow("POST"),
-        )
-    })));
+    config.service(
+        web::resource("/ofrep/v1/track")
+            .route(web::post().to(record))
+            .default_service(web::to(super::outcomes::use_post)),
+    );
 }
 
 async fn record(
