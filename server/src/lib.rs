@@ -367,6 +367,7 @@ impl BoundServer {
             "history retention",
             tokio::spawn(prune_history(state.services.clone(), config.limits.audit_retention)),
         );
+        let usage = supervised("flag usage", tokio::spawn(services::usage::run(state.services.clone())));
         let watcher = supervised("file watcher", tokio::spawn(watcher.run(shutdown.clone())));
         let environments: Vec<String> = state.environments.iter().map(|e| e.name.clone()).collect();
         tracing::info!(
@@ -428,6 +429,7 @@ impl BoundServer {
         let _ = controller.await;
         let _ = webhooks.await;
         let _ = retention.await;
+        let _ = usage.await;
         if let Some(replica) = replica {
             let _ = replica.await;
         }

@@ -37,6 +37,10 @@ pub struct Metrics {
     /// OpenFeature `track` events, by result: accepted (a conversion guard
     /// counts the event), ignored.
     pub conversions: IntCounterVec,
+    /// Flag usage flushes and SDK usage reports.
+    pub usage: IntCounterVec,
+    /// Flags that look ready to remove, by reason (the last read).
+    pub removable: IntGaugeVec,
     /// OTLP export requests, by signal and answer.
     pub otlp_exports: IntCounterVec,
     /// The OTLP dedupe window moved on: on time, or early because it was full.
@@ -153,6 +157,24 @@ impl Metrics {
         let conversions = IntCounterVec::new(
             Opts::new("track_events_total", "OpenFeature track events, by result: accepted, ignored"),
             &["environment", "result"],
+        )
+        .expect("valid metric");
+        let usage = IntCounterVec::new(
+            Opts::new(
+                "usage_events_total",
+                "Flag usage: flushes to the store (event flush, result ok or failed) and SDK reports (event report, \
+                 result accepted or ignored entries)",
+            ),
+            &["environment", "event", "result"],
+        )
+        .expect("valid metric");
+        let removable = IntGaugeVec::new(
+            Opts::new(
+                "flags_ready_to_remove",
+                "Flags that look ready to remove at the last reading, by reason: singleVariant, notEvaluated, \
+                 rampCompleted",
+            ),
+            &["environment", "reason"],
         )
         .expect("valid metric");
         let otlp_exports = IntCounterVec::new(
@@ -300,6 +322,8 @@ impl Metrics {
             Box::new(otlp_spans.clone()),
             Box::new(otlp_points.clone()),
             Box::new(conversions.clone()),
+            Box::new(usage.clone()),
+            Box::new(removable.clone()),
             Box::new(otlp_exports.clone()),
             Box::new(otlp_dedupe_rotations.clone()),
             Box::new(listener_capacity.clone()),
@@ -349,6 +373,8 @@ impl Metrics {
             otlp_spans,
             otlp_points,
             conversions,
+            usage,
+            removable,
             otlp_exports,
             otlp_dedupe_rotations,
             listener_capacity,
@@ -439,6 +465,16 @@ impl Metrics {
         if let Some(counters) = self.evaluations.get(environment) {
             counters[reason.index()].inc();
         }
+    }
+
+    /// A flush of flag usage to the store.
+    pub fn usage_flushed(&self, environment: &str, result: &str) {
+        self.usage.with_label_values(&[environment, "flush", result]).inc();
+    }
+
+    /// How many flags the last reading found ready to remove for `reason`.
+    pub fn removable(&self, environment: &str, reason: &str, count: usize) {
+        self.removable.with_label_values(&[environment, reason]).set(count as i64);
     }
 
     /// The configuration an environment now serves.

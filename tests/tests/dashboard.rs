@@ -15,6 +15,7 @@ const ADMIN_TOKEN: &str = "dashboard-admin-token-0001";
 const READ_TOKEN: &str = "dashboard-read-token-00001";
 const STAGING_KEY: &str = "staging-key-0001";
 const REPORTER_KEY: &str = "staging-reporter-0001";
+const PRODUCTION_KEY: &str = "production-key-0001";
 
 const FLAGS: &str = r#"
 flags:
@@ -31,6 +32,27 @@ flags:
     state: ENABLED
     variants: {on: true, off: false}
     defaultVariant: off
+  new-search:
+    state: ENABLED
+    variants: {on: true, off: false}
+    defaultVariant: off
+    metadata: {owner: search-team, description: The rewritten search, tags: "search, q4"}
+"#;
+
+const RELEASE: &str = r#"
+apiVersion: rampart.dev/v1
+kind: Release
+metadata: {name: search-release}
+spec:
+  flag: new-search
+  treatment: "on"
+  interval: 1s
+  guard: {minSamples: 1000}
+  stages:
+    - environment: staging
+      steps: [{percent: 20, hold: 1h}, {percent: 100, hold: 1h}]
+    - environment: production
+      steps: [{percent: 5, hold: 1h}, {percent: 100, hold: 1h}]
 "#;
 
 const RAMP: &str = r#"
@@ -50,18 +72,22 @@ spec:
   guard:
     minSamples: 40
     absolute: {maxErrorRate: 20%, maxIncrease: 10%}
+  windows:
+    timezone: Europe/Paris
+    allow: ["Mon-Sun 00:00-24:00"]
 "#;
 
 fn config(dir: &FlagDir, extra: &str) -> String {
     dir.write("flags.yaml", FLAGS);
     dir.write("ramp.yaml", RAMP);
+    dir.write("release.yaml", RELEASE);
     dir.write(
         "rampart.yaml",
         &format!(
             "adminTokens:\n  - {{name: ana, role: admin, env: DASHBOARD_ADMIN}}\n  - {{name: rita, role: read, env: DASHBOARD_READ}}\n\
-             environments:\n  staging:\n    flags: [flags.yaml]\n    ramps: [ramp.yaml]\n    sdkKeys: [{{env: STAGING_KEY}}]\n\
+             environments:\n  staging:\n    flags: [flags.yaml]\n    ramps: [ramp.yaml, release.yaml]\n    sdkKeys: [{{env: STAGING_KEY}}]\n\
              \x20   reporterKeys: [{{value: {REPORTER_KEY}}}]\n\
-             \x20 production:\n    flags: [flags.yaml]\n    sdkKeys: [{{env: PRODUCTION_KEY}}]\n{extra}"
+             \x20 production:\n    protected: true\n    flags: [flags.yaml]\n    ramps: [release.yaml]\n    sdkKeys: [{{env: PRODUCTION_KEY}}]\n{extra}"
         ),
     )
 }
@@ -75,7 +101,7 @@ fn start(dir: &FlagDir, extra: &str) -> Rampart {
             ("DASHBOARD_ADMIN", ADMIN_TOKEN),
             ("DASHBOARD_READ", READ_TOKEN),
             ("STAGING_KEY", STAGING_KEY),
-            ("PRODUCTION_KEY", "production-key-0001"),
+            ("PRODUCTION_KEY", PRODUCTION_KEY),
         ],
     )
 }
@@ -124,6 +150,7 @@ fn the_dashboard_works_in_a_real_browser() {
         .env("ADMIN_TOKEN", ADMIN_TOKEN)
         .env("READ_TOKEN", READ_TOKEN)
         .env("SDK_KEY", STAGING_KEY)
+        .env("PRODUCTION_SDK_KEY", PRODUCTION_KEY)
         .env("REPORTER_KEY", REPORTER_KEY)
         .env("AXE", &axe)
         .env("SCREENSHOTS", screenshots());
@@ -132,7 +159,7 @@ fn the_dashboard_works_in_a_real_browser() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
     assert!(output.status.success(), "the browser test failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("axe-core: no serious or critical violations on 13 pages"), "{stdout}");
+    assert!(stdout.contains("axe-core: no violations on 16 pages at 1440 and 390 px"), "{stdout}");
 }
 
 #[test]
@@ -219,4 +246,107 @@ fn insecure_local_opens_the_dashboard_and_no_tokens_keeps_it_shut() {
     let page = client.get(format!("{}/ui/", shut.admin)).send().expect("overview");
     assert_eq!(page.status(), 403);
     assert!(page.text().expect("html").contains("The dashboard is off"));
+}
+
+/// Signs in with the admin token; the session cookie (`name=value`).
+fn sign_in(client: &reqwest::blocking::Client, server: &Rampart) -> String {
+    let signed = client
+        .post(format!("{}/ui/sign-in", server.admin))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN_TOKEN}&next=%2Fui%2F"))
+        .send()
+        .expect("sign in");
+    assert_eq!(signed.status(), 303);
+    let cookie = signed.headers()["set-cookie"].to_str().expect("cookie");
+    cookie.split(';').next().expect("name=value").to_owned()
+}
+
+fn page(client: &reqwest::blocking::Client, server: &Rampart, session: &str, path: &str) -> String {
+    let response = client.get(format!("{}{path}", server.admin)).header("cookie", session).send().expect("page");
+    assert_eq!(response.status(), 200, "{path}");
+    response.text().expect("html")
+}
+
+#[test]
+fn a_release_is_drawn_as_stages_linked_both_ways_and_its_flag_says_who_ramps_it() {
+    let dir = FlagDir::new();
+    let server = start(&dir, "");
+    let client = no_redirects();
+    let session = sign_in(&client, &server);
+    let staging = page(&client, &server, &session, "/ui/ramps/staging/search-release");
+    let production = page(&client, &server, &session, "/ui/ramps/production/search-release");
+    assert!(staging.contains("Release search-release"), "{staging}");
+    assert!(staging.contains("href=\"/ui/ramps/production/search-release\""), "staging links production");
+    assert!(production.contains("href=\"/ui/ramps/staging/search-release\""), "production links staging");
+    assert!(production.contains("Production: production"), "the protected environment is marked");
+    assert!(production.contains("Pending"), "the later stage waits for the first");
+
+    // The flag says who ramps it, in words, instead of the compiled split
+    // (once the first stage has started: its first check).
+    let flag = rampart_tests::eventually(Duration::from_secs(20), || {
+        let flag = page(&client, &server, &session, "/ui/environments/staging/flags/new-search");
+        if flag.contains("id=\"ramped-targeting\"") { Ok(flag) } else { Err("the ramp has not started".into()) }
+    });
+    assert!(flag.contains("href=\"/ui/ramps/staging/search-release\">search-release</a> at 20 %"), "{flag}");
+    // The list shows the ramp, the owner, the description and the tags, and finds by them.
+    let list = page(&client, &server, &session, "/ui/environments/staging/flags?q=search-team");
+    assert!(list.contains("1 of 3 flags"), "search over owners: {list}");
+    assert!(list.contains("The rewritten search") && list.contains(">q4<"), "{list}");
+    assert!(list.contains("search-release</a> at 20 %"), "{list}");
+    let tagged = page(&client, &server, &session, "/ui/environments/staging/flags?tag=q4");
+    assert!(tagged.contains("1 of 3 flags"), "{tagged}");
+    let sorted = page(&client, &server, &session, "/ui/environments/staging/flags?sort=owner");
+    let first_row = sorted.split("<tbody>").nth(1).and_then(|body| body.split("</tr>").next()).expect("a row");
+    assert!(first_row.contains("new-search"), "flags with an owner first: {first_row}");
+    assert!(sorted.contains("aria-sort=\"ascending\""), "the sorted column says so");
+}
+
+#[test]
+fn production_refuses_a_dangerous_action_without_the_name_typed() {
+    let dir = FlagDir::new();
+    let server = start(&dir, "");
+    let client = no_redirects();
+    let session = sign_in(&client, &server);
+    let html = page(&client, &server, &session, "/ui/environments/production/flags");
+    let csrf = html.split("name=\"csrf\" value=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("csrf");
+    assert!(html.contains("data-type-to-confirm=\"new-checkout\""), "the dialog is told what to ask");
+    let post = |body: String| {
+        client
+            .post(format!("{}/ui/environments/production/flags/new-checkout/state", server.admin))
+            .header("cookie", &session)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .expect("kill switch")
+    };
+    for typed in ["", "&typed=new-checkou", "&typed=new-search"] {
+        let refused = post(format!("csrf={csrf}&state=DISABLED{typed}"));
+        assert_eq!(refused.status(), 400, "typed {typed:?}");
+        assert!(refused.text().expect("html").contains("type 'new-checkout'"));
+    }
+    let evaluate = || {
+        let answer: serde_json::Value = reqwest::blocking::Client::new()
+            .post(format!("{}/ofrep/v1/evaluate/flags/new-checkout", server.http))
+            .bearer_auth(PRODUCTION_KEY)
+            .json(&serde_json::json!({"context": {"targetingKey": "u"}}))
+            .send()
+            .expect("ofrep")
+            .json()
+            .expect("json");
+        answer["reason"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_ne!(evaluate(), "DISABLED", "nothing changed");
+    let done = post(format!("csrf={csrf}&state=DISABLED&typed=new-checkout"));
+    assert_eq!(done.status(), 303);
+    assert!(done.headers()["set-cookie"].to_str().expect("notice").starts_with("rampart_notice="));
+    assert_eq!(evaluate(), "DISABLED");
+    // Staging is not protected: the same action needs no name there.
+    let staging = client
+        .post(format!("{}/ui/environments/staging/flags/new-checkout/state", server.admin))
+        .header("cookie", &session)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&state=DISABLED"))
+        .send()
+        .expect("kill switch");
+    assert_eq!(staging.status(), 303);
 }

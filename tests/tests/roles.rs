@@ -31,6 +31,8 @@ fn table() -> BTreeMap<(&'static str, &'static str, &'static str), &'static str>
         (("PATCH", leaked(format!("{e}/flags/{{key}}")), ""), "write"),
         (("DELETE", leaked(format!("{e}/flags/{{key}}")), ""), "write"),
         (("GET", leaked(format!("{e}/flags/{{key}}/history")), ""), "read"),
+        (("GET", leaked(format!("{e}/flags/{{key}}/usage")), ""), "read"),
+        (("GET", leaked(format!("{e}/ready-to-remove")), ""), "read"),
         (("POST", leaked(format!("{e}/flags/{{key}}/revert")), ""), "write"),
         (("POST", leaked(format!("{e}/promote")), ""), "admin"),
         (("GET", "/admin/v1/audit", ""), "read"),

@@ -225,6 +225,56 @@ async fn contract(store: Arc<dyn Store>) {
         vec![conversion(400, "checkout", 3)]
     );
 
+    // Flag usage: counts add up per source, variant, hour and day; the last
+    // evaluation is the latest whoever writes; other flags and environments
+    // are apart; what left the window is gone from a later write.
+    {
+        use rampart_server::store::usage::{UsageCount, UsageSource};
+        let day = 86_400_000u64;
+        let at = 20_000 * day + 3_600_000;
+        let count = |flag: &str, source, variant: &str, count, last| UsageCount {
+            flag: flag.into(),
+            source,
+            variant: variant.into(),
+            count,
+            last,
+        };
+        store
+            .record_usage(
+                "prod",
+                at,
+                vec![
+                    count("u", UsageSource::Evaluated, "on", 5, at - 10),
+                    count("u", UsageSource::Bulk, "on", 2, at - 5),
+                    count("v", UsageSource::Sdk, "", 1, at - 1),
+                ],
+            )
+            .await
+            .expect("record usage");
+        store
+            .record_usage("prod", at + 1_000, vec![count("u", UsageSource::Evaluated, "on", 3, at - 20)])
+            .await
+            .expect("record usage");
+        store.record_usage("staging", at, vec![count("u", UsageSource::Evaluated, "off", 9, at)]).await.expect("usage");
+        let u = store.usage("prod", Some("u"), at + 2_000).await.expect("usage of u");
+        assert_eq!(u.len(), 1);
+        let evaluated_on = (UsageSource::Evaluated, "on".to_owned());
+        assert_eq!(u[0].last_day(at + 2_000).get(&evaluated_on), Some(&8));
+        assert_eq!(u[0].last_month(at + 2_000).get(&(UsageSource::Bulk, "on".to_owned())), Some(&2));
+        assert_eq!(u[0].last, at - 5, "the latest evaluation, not the latest write");
+        let all = store.usage("prod", None, at + 2_000).await.expect("all usage");
+        assert_eq!(all.iter().map(|u| u.flag.as_str()).collect::<Vec<_>>(), ["u", "v"]);
+        assert!(store.usage("prod", Some("w"), at).await.expect("none").is_empty());
+        let later = at + 40 * day;
+        store
+            .record_usage("prod", later, vec![count("u", UsageSource::Evaluated, "on", 1, later)])
+            .await
+            .expect("usage");
+        let u = store.usage("prod", Some("u"), later).await.expect("usage of u");
+        assert_eq!(u[0].last_month(later).values().sum::<u64>(), 1, "forty days on, only the new count");
+        assert!(u[0].periods.len() <= 2, "the old periods were dropped: {:?}", u[0].periods);
+    }
+
     // One secret per installation, created once.
     let secret = store.installation_secret().await.expect("secret");
     assert_ne!(secret, [0; 32]);

@@ -124,6 +124,10 @@ pub(super) struct EnvironmentFile {
     /// environment's ramps (off: SDK keys are public).
     #[serde(default)]
     pub(super) sdk_key_outcomes: bool,
+    /// A production environment: the dashboard marks it on every page and
+    /// asks for the flag's or ramp's name before a dangerous action.
+    #[serde(default)]
+    pub(super) protected: bool,
     /// Static values added to every evaluation context.
     #[serde(default)]
     pub(super) context: serde_json::Map<String, serde_json::Value>,

@@ -56,8 +56,8 @@ pub(super) fn environment_config(
     }
     let context = crate::enrichment::Enrichment::new(file.context, file.context_from_headers)
         .map_err(|message| ConfigError::Invalid(format!("environment '{name}': {message}")))?;
-    let sdk_key_outcomes = file.sdk_key_outcomes;
-    Ok(EnvironmentConfig { name, flags, ramps, sdk_keys, reporter_keys, sdk_key_outcomes, context })
+    let (sdk_key_outcomes, protected) = (file.sdk_key_outcomes, file.protected);
+    Ok(EnvironmentConfig { name, flags, ramps, sdk_keys, reporter_keys, sdk_key_outcomes, protected, context })
 }
 
 pub(super) fn key_digest(key: &str, environment: &str) -> Result<KeyDigest, ConfigError> {

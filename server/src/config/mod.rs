@@ -181,6 +181,10 @@ pub struct EnvironmentConfig {
     /// (`ramp::outcome_gate`: one outcome per entry, per client and per
     /// targeting key).
     pub sdk_key_outcomes: bool,
+    /// `protected: true`: production. The dashboard marks it on every page
+    /// and asks the operator to type the flag's or ramp's name before a
+    /// kill switch, abort, promotion or revert there.
+    pub protected: bool,
     /// What the server adds to every evaluation context of the
     /// environment (flagd's `context-value` and `context-from-header`).
     pub context: crate::enrichment::Enrichment,
@@ -196,6 +200,7 @@ impl EnvironmentConfig {
             sdk_keys: Vec::new(),
             reporter_keys: Vec::new(),
             sdk_key_outcomes: false,
+            protected: false,
             context: crate::enrichment::Enrichment::default(),
         }
     }
@@ -321,6 +326,7 @@ impl ServerConfig {
                 sdk_keys: Vec::new(),
                 reporter_keys: Vec::new(),
                 sdk_key_outcomes: false,
+                protected: false,
                 context: crate::enrichment::Enrichment::default(),
             }],
             (Some(_), false) => {

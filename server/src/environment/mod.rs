@@ -13,6 +13,7 @@ mod access;
 mod inputs;
 mod registry;
 mod relayed;
+pub mod usage;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,6 +44,11 @@ pub struct Environment {
     pub flag_patterns: Vec<String>,
     /// What the server adds to every evaluation context here.
     pub context: crate::enrichment::Enrichment,
+    /// Production (`protected: true`): dangerous dashboard actions here
+    /// ask for the name of what they act on.
+    pub protected: bool,
+    /// Evaluations counted since the last flush to the store.
+    pub usage: usage::Usage,
     limits: Arc<Limits>,
     current: ArcSwap<Snapshot>,
     inputs: Mutex<Inputs>,
@@ -105,6 +111,8 @@ impl Environment {
             name: config.name.clone(),
             flag_patterns: config.flags.clone(),
             context: config.context.clone(),
+            protected: config.protected,
+            usage: usage::Usage::default(),
             limits: inputs.limits.clone(),
             current: ArcSwap::from_pointee(snapshot),
             revision: AtomicU64::new(inputs.revision),

@@ -1,6 +1,7 @@
 //! flagd's evaluation services, v1 and v2: `Resolve*`, `ResolveAll` and
 //! `EventStream`, evaluated by the same engine as OFREP.
 
+use crate::store::usage::UsageSource;
 use std::pin::Pin;
 
 use prost_types::Struct;
@@ -44,6 +45,10 @@ impl Evaluation {
         let snapshot = environment.snapshot();
         let evaluation = snapshot.flags.evaluate(key, &context, self.state.clock.now_seconds());
         self.state.metrics.evaluated(&environment.name, evaluation.reason);
+        if evaluation.error_code != Some(ErrorCode::FlagNotFound) {
+            let now = self.state.clock.now_millis();
+            environment.usage.count(UsageSource::Evaluated, key, evaluation.variant, 1, now);
+        }
         if let Some(limit) = evaluation.limit {
             self.state.metrics.rejected(crate::limits::Rejection::Engine(limit));
         }
@@ -100,10 +105,12 @@ impl Evaluation {
         let context = enrich(&environment, self.context(context)?, metadata);
         let snapshot = environment.snapshot();
         let now = self.state.clock.now_seconds();
+        let now_ms = self.state.clock.now_millis();
         let mut flags = Vec::with_capacity(snapshot.flags.len());
         for flag in snapshot.flags.iter() {
             let evaluation = flag.evaluate(&context, now);
             self.state.metrics.evaluated(&environment.name, evaluation.reason);
+            environment.usage.count(UsageSource::Bulk, flag.key(), evaluation.variant, 1, now_ms);
             if let Some(limit) = evaluation.limit {
                 self.state.metrics.rejected(crate::limits::Rejection::Engine(limit));
             }

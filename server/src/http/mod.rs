@@ -20,6 +20,7 @@ pub(crate) mod refusals;
 mod sse;
 mod track;
 pub(crate) mod ui;
+mod usage;
 
 pub(crate) use auth::AdminAccess;
 pub(crate) use body::read_body;
@@ -63,6 +64,7 @@ pub(crate) fn configure_http(config: &mut web::ServiceConfig) {
     sse::configure(config);
     outcomes::configure(config);
     track::configure(config);
+    usage::configure(config);
 }
 
 /// Routes of the OTLP/HTTP listener (`otlpHttpAddr`).

@@ -10,6 +10,7 @@
 //! `"variant": null` because widely used clients read `variant` without
 //! checking that it is there.
 
+use crate::store::usage::UsageSource;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -122,6 +123,11 @@ pub(crate) fn answer(
         state.metrics.rejected(crate::limits::Rejection::Engine(limit));
     }
     if let Some(request) = request {
+        // An application's evaluation (the dashboard's console is none).
+        if evaluation.error_code != Some(rampart_engine::ErrorCode::FlagNotFound) {
+            let now = state.clock.now_millis();
+            environment.usage.count(UsageSource::Evaluated, key, evaluation.variant, 1, now);
+        }
         trace(request, &environment.name, key, &evaluation, &context);
     }
     render(key, &evaluation)
@@ -179,6 +185,7 @@ async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Pa
     };
     let snapshot = environment.snapshot();
     let now = state.clock.now_seconds();
+    let now_ms = state.clock.now_millis();
     let mut body = Vec::with_capacity(128 * snapshot.flags.len());
     body.extend_from_slice(b"{\"flags\":[");
     for (index, flag) in snapshot.flags.iter().enumerate() {
@@ -190,6 +197,7 @@ async fn bulk(state: web::Data<AppState>, request: HttpRequest, payload: web::Pa
         if let Some(limit) = evaluation.limit {
             state.metrics.rejected(crate::limits::Rejection::Engine(limit));
         }
+        environment.usage.count(UsageSource::Bulk, flag.key(), evaluation.variant, 1, now_ms);
         body.extend_from_slice(&render(flag.key(), &evaluation).1);
     }
     body.extend_from_slice(b"],\"metadata\":");

@@ -41,6 +41,18 @@ impl RampCommand {
         }
     }
 
+    /// What the command did, said to the operator afterwards.
+    pub(crate) fn done(self) -> &'static str {
+        match self {
+            RampCommand::Pause => "Paused",
+            RampCommand::Resume => "Resumed",
+            RampCommand::Approve => "Approved the next step",
+            RampCommand::Promote => "Promoted to the next step",
+            RampCommand::Abort => "Aborted: rolled back to 0 %",
+            RampCommand::Restart => "Restarted with a new run",
+        }
+    }
+
     /// The domain command, issued by `by`.
     pub(crate) fn command(self, by: String, force: Option<String>) -> crate::ramp::decide::Command {
         use crate::ramp::decide::Command;

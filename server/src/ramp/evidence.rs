@@ -238,7 +238,9 @@ fn evidence(run: &Run, spec: &RampSpec, observation: &Observation, now: u64, ful
     }
     let remaining = (hold - age).max(0.0);
     if remaining > 0.0 {
-        missing.push(format!("hold: {:.0}s left of {:.0}s", remaining / 1000.0, hold / 1000.0));
+        // In the words of every other duration people read (the dashboard's too).
+        let words = |millis: f64| super::plan::words(std::time::Duration::from_millis(millis as u64));
+        missing.push(format!("hold: {} left of {}", words(remaining), words(hold)));
     }
     if treatment.exposures < step.min_samples {
         missing.push(format!("treatment samples: {} of {}", treatment.exposures, step.min_samples));

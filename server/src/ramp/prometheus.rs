@@ -106,6 +106,11 @@ impl PrometheusSource {
         Ok(PrometheusSource { client, default_url, metric_cache: std::sync::Mutex::default() })
     }
 
+    /// The server's `--prometheus-url` (a ramp file may name its own).
+    pub fn default_url(&self) -> Option<&str> {
+        self.default_url.as_deref()
+    }
+
     fn url<'a>(&'a self, guard: &'a PrometheusGuard) -> Result<&'a str, PrometheusError> {
         guard.url.as_deref().or(self.default_url.as_deref()).ok_or(PrometheusError::NoUrl)
     }

@@ -4,6 +4,7 @@
 pub mod otlp;
 pub mod outcomes;
 pub mod track;
+pub mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,6 +7,7 @@
 
 mod group_commit;
 mod ramps;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+use super::usage::{FlagUsage, UsageCount};
 use super::{
     AuditEntry, AuditQuery, ChangeKind, Commit, Committed, ContextOutcome, Conversion, Delivery, EnvironmentState,
     Expect, FlagRecord, FlagVersion, OutcomeCount, RampDecisionRecord, RampWrite, StateOverride, Store, StoreError,
@@ -44,6 +46,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const CONTEXT_OUTCOMES: TableDefinition<(&str, &str, u64, &str, u64), u8> = TableDefinition::new("context_outcomes");
 /// (environment, flag, second, event, context) → nothing: conversions.
 const CONVERSIONS: TableDefinition<(&str, &str, u64, &str, u64), ()> = TableDefinition::new("conversions");
+/// (environment, flag) → `store::usage::FlagUsage` as JSON
+const USAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("usage");
 
 #[derive(Debug, Clone)]
 pub struct EmbeddedStore {
@@ -134,6 +138,7 @@ impl EmbeddedStore {
             txn.open_table(OUTBOX).map_err(unavailable)?;
             txn.open_table(CONTEXT_OUTCOMES).map_err(unavailable)?;
             txn.open_table(CONVERSIONS).map_err(unavailable)?;
+            txn.open_table(USAGE).map_err(unavailable)?;
             txn.open_table(META).map_err(unavailable)?;
         }
         txn.commit().map_err(unavailable)?;
@@ -413,6 +418,16 @@ impl Store for EmbeddedStore {
 
     async fn due_deliveries(&self, now: u64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
         self.blocking(move |db| due_deliveries(db, now, limit)).await
+    }
+
+    async fn record_usage(&self, environment: &str, at: u64, counts: Vec<UsageCount>) -> Result<(), StoreError> {
+        let environment = environment.to_owned();
+        self.blocking(move |db| usage::record_usage(db, &environment, at, &counts)).await
+    }
+
+    async fn usage(&self, environment: &str, flag: Option<&str>, _now: u64) -> Result<Vec<FlagUsage>, StoreError> {
+        let (environment, flag) = (environment.to_owned(), flag.map(str::to_owned));
+        self.blocking(move |db| usage::usage(db, &environment, flag.as_deref())).await
     }
 
     async fn pending_deliveries(&self) -> Result<u64, StoreError> {

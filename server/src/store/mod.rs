@@ -15,6 +15,7 @@
 pub mod embedded;
 mod ramps;
 pub mod redis;
+pub mod usage;
 
 pub use ramps::{ContextOutcome, Conversion, Delivery, OutcomeCount, RampDecisionRecord, RampWrite, StoredRun};
 
@@ -131,6 +132,11 @@ pub struct AuditQuery {
     pub environment: Option<String>,
     pub flag: Option<String>,
     pub actor: Option<String>,
+    /// An action, or the start of one ending in `.` (`ramp.` is every
+    /// ramp action).
+    pub action: Option<String>,
+    /// Entries of one ramp (their first change names it).
+    pub ramp: Option<String>,
     /// Unix milliseconds, inclusive.
     pub since: Option<u64>,
     /// Unix milliseconds, exclusive.
@@ -196,6 +202,18 @@ impl AuditQuery {
         self.environment.as_ref().is_none_or(|e| *e == entry.environment)
             && self.flag.as_ref().is_none_or(|f| *f == entry.flag)
             && self.actor.as_ref().is_none_or(|a| *a == entry.actor)
+            && self.action.as_ref().is_none_or(|a| {
+                if a.ends_with('.') { entry.action.starts_with(a.as_str()) } else { *a == entry.action }
+            })
+            && self.ramp.as_ref().is_none_or(|ramp| {
+                entry.action.starts_with("ramp.")
+                    && entry.changes.first().is_some_and(|first| {
+                        first
+                            .strip_prefix("ramp ")
+                            .and_then(|rest| rest.strip_prefix(ramp.as_str()))
+                            .is_some_and(|rest| rest.starts_with(' '))
+                    })
+            })
             && self.since.is_none_or(|since| entry.at >= since)
             && self.until.is_none_or(|until| entry.at < until)
     }
@@ -354,6 +372,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         from: u64,
         to: u64,
     ) -> Result<Vec<Conversion>, StoreError>;
+
+    /// Adds flag evaluation counts, taken at `at` (unix ms), to the flags'
+    /// usage ([`usage`]); durable when it returns.
+    async fn record_usage(&self, environment: &str, at: u64, counts: Vec<usage::UsageCount>) -> Result<(), StoreError>;
+
+    /// The stored usage of one flag, or of every flag of the environment
+    /// that has any, at `now` (unix ms: what has left the window may be
+    /// dropped).
+    async fn usage(&self, environment: &str, flag: Option<&str>, now: u64)
+    -> Result<Vec<usage::FlagUsage>, StoreError>;
 
     /// Outbox deliveries due at `now` (unix ms), oldest first, at most `limit`.
     async fn due_deliveries(&self, now: u64, limit: usize) -> Result<Vec<Delivery>, StoreError>;

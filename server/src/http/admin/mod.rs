@@ -15,6 +15,7 @@ mod promote;
 mod ramp_view;
 mod ramps;
 mod releases;
+mod usage;
 pub(crate) mod views;
 
 use actix_web::http::header::{self, HeaderMap};
@@ -47,6 +48,14 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
             .service(
                 resource("/environments/{environment}/flags/{key}/history", "GET")
                     .route(web::get().to(history::flag_history)),
+            )
+            .service(
+                resource("/environments/{environment}/flags/{key}/usage", "GET")
+                    .route(web::get().to(usage::flag_usage)),
+            )
+            .service(
+                resource("/environments/{environment}/ready-to-remove", "GET")
+                    .route(web::get().to(usage::ready_to_remove)),
             )
             .service(
                 resource("/environments/{environment}/flags/{key}/revert", "POST")

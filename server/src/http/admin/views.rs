@@ -363,6 +363,8 @@ pub(crate) fn view(snapshot: &Snapshot, environment: &str, key: &str) -> Option<
         super::releases::release_history,
         super::ramps::ramp_command,
         super::alerts::receive_alerts,
+        super::usage::flag_usage,
+        super::usage::ready_to_remove,
     ),
     components(schemas(crate::http::error::ErrorBody, crate::http::error::ErrorFields, FlagDefinition, FlagStateName)),
     modifiers(&BearerAuth),

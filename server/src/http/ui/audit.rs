@@ -18,8 +18,35 @@ pub(crate) struct Filters {
     environment: Option<String>,
     flag: Option<String>,
     actor: Option<String>,
+    /// An action, or a family (`ramp.`).
+    action: Option<String>,
+    /// A ramp's name.
+    ramp: Option<String>,
+    /// A day (`YYYY-MM-DD`, UTC), from its start.
+    since: Option<String>,
+    /// A day (`YYYY-MM-DD`, UTC), to its end.
+    until: Option<String>,
     /// Entries older than this sequence number (the next page).
     before: Option<u64>,
+}
+
+/// The actions offered in the filter (the log stores them as text).
+const ACTIONS: [(&str, &str); 10] = [
+    ("create", "Created"),
+    ("update", "Updated"),
+    ("delete", "Deleted"),
+    ("disable", "Disabled (kill switch)"),
+    ("enable", "Enabled"),
+    ("promote", "Promoted"),
+    ("ramp.", "Any ramp action"),
+    ("ramp.rolled_back", "Ramp rolled back"),
+    ("ramp.advanced", "Ramp advanced"),
+    ("ramp.paused", "Ramp paused"),
+];
+
+/// A `YYYY-MM-DD` day's first millisecond (UTC).
+fn day_start(text: &str) -> Option<u64> {
+    crate::time::parse(&format!("{}T00:00:00Z", text.trim()))
 }
 
 fn given(value: &Option<String>) -> Option<String> {
@@ -33,6 +60,10 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> su
         environment: given(&filters.environment),
         flag: given(&filters.flag),
         actor: given(&filters.actor),
+        action: given(&filters.action),
+        ramp: given(&filters.ramp),
+        since: filters.since.as_deref().and_then(day_start),
+        until: filters.until.as_deref().and_then(day_start).map(|day| day + 86_400_000),
         before: filters.before,
         newest_first: true,
         limit: PAGE,
@@ -60,6 +91,27 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> su
                 label for="audit-actor" { "Actor" }
                 input #audit-actor type="text" name="actor" value=(query.actor.clone().unwrap_or_default());
             }
+            div {
+                label for="audit-action" { "Action" }
+                select #audit-action name="action" {
+                    option value="" { "Any" }
+                    @for (value, label) in ACTIONS {
+                        option value=(value) selected[query.action.as_deref() == Some(value)] { (label) }
+                    }
+                }
+            }
+            div {
+                label for="audit-ramp" { "Ramp" }
+                input #audit-ramp type="text" name="ramp" value=(query.ramp.clone().unwrap_or_default());
+            }
+            div {
+                label for="audit-since" { "From (UTC day)" }
+                input #audit-since type="date" name="since" value=(filters.since.clone().unwrap_or_default());
+            }
+            div {
+                label for="audit-until" { "To (UTC day)" }
+                input #audit-until type="date" name="until" value=(filters.until.clone().unwrap_or_default());
+            }
             button type="submit" { "Filter" }
         }
         div #audit-entries data-live="*" {
@@ -69,7 +121,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> su
                     (table(entries, now))
                     @if entries.len() == PAGE {
                         @if let Some(oldest) = entries.last() {
-                            p { a rel="next" href=(next_page(&query, oldest.seq)) { "Older entries" } }
+                            p { a rel="next" href=(next_page(&filters, oldest.seq)) { "Older entries" } }
                         }
                     }
                 }
@@ -80,11 +132,20 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> su
     Ok(html(StatusCode::OK, frame("Audit log", Some(&viewer), Section::Audit, content)))
 }
 
-fn next_page(query: &AuditQuery, before: u64) -> String {
+fn next_page(filters: &Filters, before: u64) -> String {
     let mut link = format!("/ui/audit?before={before}");
-    for (name, value) in [("environment", &query.environment), ("flag", &query.flag), ("actor", &query.actor)] {
-        if let Some(value) = value {
-            link.push_str(&format!("&{name}={}", encode_query(value)));
+    let fields = [
+        ("environment", &filters.environment),
+        ("flag", &filters.flag),
+        ("actor", &filters.actor),
+        ("action", &filters.action),
+        ("ramp", &filters.ramp),
+        ("since", &filters.since),
+        ("until", &filters.until),
+    ];
+    for (name, value) in fields {
+        if let Some(value) = given(value) {
+            link.push_str(&format!("&{name}={}", encode_query(&value)));
         }
     }
     link
@@ -93,7 +154,7 @@ fn next_page(query: &AuditQuery, before: u64) -> String {
 /// Audit entries as a table, each change in words.
 pub(crate) fn table(entries: &[AuditEntry], now: u64) -> Markup {
     html! {
-        table.audit {
+        table.audit.stack {
             caption.visually-hidden { "Audit entries, newest first" }
             thead { tr {
                 th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Environment" }
@@ -102,12 +163,15 @@ pub(crate) fn table(entries: &[AuditEntry], now: u64) -> Markup {
             tbody {
                 @for entry in entries {
                     tr {
-                        td { time datetime=(crate::time::rfc3339(entry.at)) title=(words::time(entry.at)) { (words::ago(now, entry.at)) } }
-                        td { (entry.actor) }
-                        td { (entry.environment) }
-                        td { a href=(flag_path(&entry.environment, &entry.flag)) { (entry.flag) } }
-                        td { (entry.action) @if let Some(version) = entry.version { " (v" (version) ")" } }
-                        td { ul.changes { @for change in &entry.changes { li { (change) } } } }
+                        td data-label="When" {
+                            time datetime=(crate::time::rfc3339(entry.at)) { (words::time(entry.at)) }
+                            " " span.ago { "(" (words::ago(now, entry.at)) ")" }
+                        }
+                        td data-label="Who" { (entry.actor) }
+                        td data-label="Environment" { (entry.environment) }
+                        td data-label="Flag" { a href=(flag_path(&entry.environment, &entry.flag)) { (entry.flag) } }
+                        td data-label="Action" { (entry.action) @if let Some(version) = entry.version { " (v" (version) ")" } }
+                        td data-label="What changed" { (super::diff::changes(&entry.changes)) }
                     }
                 }
             }

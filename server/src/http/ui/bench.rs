@@ -20,7 +20,12 @@ use crate::snapshot::Snapshot;
 use crate::store::RampDecisionRecord;
 
 fn viewer() -> Viewer {
-    Viewer { caller: Caller { name: "bench".into(), role: Role::Admin }, csrf: "0".repeat(64), signed_in: true }
+    Viewer {
+        caller: Caller { name: "bench".into(), role: Role::Admin },
+        csrf: "0".repeat(64),
+        signed_in: true,
+        notice: None,
+    }
 }
 
 /// The flags page of one environment.
@@ -65,7 +70,8 @@ impl FlagsPage {
 
     pub fn render(&self) -> String {
         let environments = ["staging", "production"];
-        super::flags::render(&environments, "production", &self.snapshot, &Filters::default(), &viewer(), 0)
+        let context = super::flags::Context::default();
+        super::flags::render(&environments, "production", &self.snapshot, &Filters::default(), &viewer(), 0, &context)
             .into_string()
     }
 }
@@ -153,7 +159,7 @@ impl RampPage {
 
     pub fn render(&self) -> String {
         let viewer = viewer();
-        let content = super::ramp::render(&self.view, &self.checks, Ok(&self.history), &viewer);
+        let content = super::ramp::render(&self.view, &self.checks, Ok(&self.history), &viewer, &Default::default());
         frame("Ramp bench", Some(&viewer), Section::Ramps, content).into_string()
     }
 }

@@ -148,7 +148,8 @@ impl Chart {
                 HEIGHT - BOTTOM,
                 HEIGHT - 8.0,
                 clock(t, t1 - t0 < 10 * 60_000),
-                if index == 0 { " UTC" } else { "" }
+                // The zone once; phones hide it (the description says UTC).
+                if index == 0 { r#"<tspan class="zone"> UTC</tspan>"# } else { "" }
             );
         }
         for band in &self.bands {

@@ -64,6 +64,7 @@ pub(crate) async fn page(
         })
         .await;
     let now = state.clock.now_millis();
+    let usage = crate::services::usage::read(&state, environment, Some(&key)).await;
     let definition = flag.definition();
     // The ramp that drives this flag's exposure, if one runs.
     let mut ramped_by = None;
@@ -75,6 +76,7 @@ pub(crate) async fn page(
     }
     let content = html! {
         p.crumbs { a href={ "/ui/environments/" (super::encode_query(&name)) "/flags" } { "Flags in " (name) } }
+        (super::protected::banner(environment))
         h1 { (key) }
         div #flag-state data-live=(super::scope_of_environment(&name)) {
             @let current = environment.snapshot();
@@ -106,7 +108,7 @@ pub(crate) async fn page(
                 }
                 @if viewer.may(Action::WriteFlag) {
                     div.actions {
-                        (kill_switch(&viewer, &name, &key, flag.state(), "flag"))
+                        (kill_switch(&viewer, (&name, environment.protected), &key, flag.state(), "flag"))
                         @if current.api.contains_key(&key) {
                             a.button href={ (flag_path(&name, &key)) "/edit" } { "Edit" }
                         }
@@ -124,7 +126,7 @@ pub(crate) async fn page(
                         tr {
                             th scope="row" { code { (variant) }
                                 @if flag.default_variant() == Some(variant) { " " span.badge { "default" } } }
-                            td { code { (value.to_string()) } }
+                            td data-label="Value" { code { (value.to_string()) } }
                         }
                     }
                 }
@@ -133,18 +135,40 @@ pub(crate) async fn page(
         section aria-labelledby="targeting-heading" {
             h2 #targeting-heading { "Targeting" }
             @match definition.get("targeting").filter(|t| !t.is_null() && t.as_object().is_none_or(|o| !o.is_empty())) {
+                Some(rule) if ramped_by.is_some() => {
+                    @if let Some(ramp) = &ramped_by {
+                        p #ramped-targeting {
+                            "Ramped by " a href=(super::ramp_path(&name, &ramp.name)) { (ramp.name) }
+                            " at " (words::percent(ramp.run.percent())) ": that share of targeting keys get "
+                            code { (ramp.run.treatment) } ", the others " code { (ramp.run.control) }
+                            " (sticky per key). The ramp sets the split; its file says how it moves."
+                        }
+                    }
+                    details {
+                        summary { "The rule as compiled for the ramp" }
+                        (super::targeting::readable(rule))
+                        pre tabindex="0" { code { (serde_json::to_string_pretty(rule).unwrap_or_default()) } }
+                    }
+                }
                 Some(rule) => {
                     (super::targeting::readable(rule))
                     details {
                         summary { "As JSON" }
-                        pre { code { (serde_json::to_string_pretty(rule).unwrap_or_default()) } }
+                        pre tabindex="0" { code { (serde_json::to_string_pretty(rule).unwrap_or_default()) } }
                     }
                 }
                 None => p { "No targeting: everyone gets the default variant." },
             }
             details {
                 summary { "The whole definition (flagd format)" }
-                pre { code { (serde_json::to_string_pretty(&definition).unwrap_or_default()) } }
+                pre tabindex="0" { code { (serde_json::to_string_pretty(&definition).unwrap_or_default()) } }
+            }
+        }
+        section aria-labelledby="usage-heading" {
+            h2 #usage-heading { "Usage" }
+            @match &usage {
+                Ok(read) => (super::usage::section(&crate::services::usage::Summary::of(&key, read.get(&key), now))),
+                Err(error) => p.alert.bad role="alert" { "Usage cannot be read: " (error) },
             }
         }
         section aria-labelledby="console-heading" {
@@ -169,9 +193,9 @@ pub(crate) async fn page(
                 }
             }
             @if let (Some(record), Ok(versions)) = (&api, &versions) {
-                @if viewer.may(Action::RevertFlag) && versions.len() > 1 {
-                    h3 { "Revert to an earlier version" }
-                    (revert_list(&viewer, &name, &key, record.version, versions))
+                @if versions.len() > 1 {
+                    h3 { "Versions" }
+                    (version_list(&viewer, (&name, environment.protected), &key, record.version, versions))
                 }
             }
         }
@@ -195,20 +219,45 @@ pub(crate) async fn page(
     Ok(html(StatusCode::OK, frame(&key, Some(&viewer), Section::Flags, content)))
 }
 
-fn revert_list(viewer: &Viewer, environment: &str, key: &str, current: u64, versions: &[FlagVersion]) -> Markup {
+/// Each stored version, newest first, with what it changed (against the
+/// version before) and, for earlier ones, what reverting to it changes.
+fn version_list(
+    viewer: &Viewer,
+    (environment, protected): (&str, bool),
+    key: &str,
+    current: u64,
+    versions: &[FlagVersion],
+) -> Markup {
+    let text = |version: &FlagVersion| super::diff::text(version.definition.as_ref());
+    let current_text = versions.iter().find(|v| v.version == current).map(text).unwrap_or_default();
     html! {
         ul.versions {
-            @for version in versions.iter().rev().filter(|v| v.version != current && v.definition.is_some()) {
+            @for (index, version) in versions.iter().enumerate().rev() {
                 li {
-                    form.inline method="post" action={ (flag_path(environment, key)) "/revert" }
-                        data-confirm={ "Revert '" (key) "' in " (environment) " to version " (version.version) "?" } {
-                        (csrf_field(viewer))
-                        input type="hidden" name="version" value=(version.version);
-                        input type="hidden" name="reason" value="";
-                        button type="submit" { "Revert to v" (version.version) }
-                    }
-                    " " (version.action) " by " (version.by) ", " (words::time(version.at)) ": "
+                    strong { "v" (version.version) } @if version.version == current { " (current)" }
+                    " — " (version.action) " by " (version.by) ", "
+                    time datetime=(crate::time::rfc3339(version.at)) { (words::time(version.at)) } ": "
                     (version.changes.join("; "))
+                    @if let Some(before) = index.checked_sub(1).and_then(|i| versions.get(i)) {
+                        details {
+                            summary { "What v" (version.version) " changed" }
+                            (super::diff::render(&format!("diff-v{}", version.version), &text(before), &text(version)))
+                        }
+                    }
+                    @if version.version != current && version.definition.is_some() && viewer.may(Action::RevertFlag) {
+                        details {
+                            summary { "What reverting to v" (version.version) " changes" }
+                            (super::diff::render(&format!("revert-diff-v{}", version.version), &current_text, &text(version)))
+                        }
+                        form.inline method="post" action={ (flag_path(environment, key)) "/revert" }
+                            data-confirm={ "Revert '" (key) "' in " (environment) " to version " (version.version) "?" } {
+                            (csrf_field(viewer))
+                            input type="hidden" name="version" value=(version.version);
+                            input type="hidden" name="reason" value="";
+                            (super::protected::typed_field(protected, key))
+                            button type="submit" { "Revert to v" (version.version) }
+                        }
+                    }
                 }
             }
         }
@@ -238,7 +287,7 @@ fn console_answer(state: &AppState, environment: &Environment, key: &str, contex
                 p.alert.bad { (text("errorCode").unwrap_or_default()) ": " (text("errorDetails").unwrap_or_default()) }
             }
             p { "OFREP answers " (status.as_u16()) ":" }
-            pre { code #console-json { (String::from_utf8_lossy(&answer)) } }
+            pre tabindex="0" { code #console-json { (String::from_utf8_lossy(&answer)) } }
         }
     }
 }

@@ -9,8 +9,8 @@ use maud::{Markup, html};
 use rampart_engine::FlagState;
 use serde::Deserialize;
 
-use super::layout::{Section, csrf_field, frame, reason_field};
-use super::{Csrf, Viewer, environment, flag_path, html, reason, see_other, submitted, viewer};
+use super::layout::{Section, csrf_field, frame, reason_field, reason_field_with};
+use super::{Csrf, Viewer, environment, flag_path, html, reason, submitted, viewer};
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::policy::Action;
@@ -32,6 +32,9 @@ pub(crate) struct DefinitionForm {
     expected: Option<String>,
     definition: String,
     reason: Option<String>,
+    /// `save` after the difference was shown; anything else shows it
+    /// first (edits only).
+    intent: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +43,8 @@ pub(crate) struct StateForm {
     state: String,
     back: Option<String>,
     reason: Option<String>,
+    /// The flag's key, typed (production environments).
+    typed: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +52,7 @@ pub(crate) struct RevertForm {
     csrf: Option<String>,
     version: u64,
     reason: Option<String>,
+    typed: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,6 +62,7 @@ pub(crate) struct PromoteForm {
     /// Set by the confirmation page: apply (otherwise show the difference).
     confirm: Option<String>,
     reason: Option<String>,
+    typed: Option<String>,
 }
 
 impl Csrf for DefinitionForm {
@@ -93,7 +100,7 @@ pub(crate) async fn create_form(
         return Ok(read_only());
     }
     environment(&state, &path)?;
-    Ok(html(StatusCode::OK, definition_page(&viewer, &path, None, "", TEMPLATE, None)))
+    Ok(html(StatusCode::OK, definition_page(&viewer, &path, None, "", (TEMPLATE, ""), None, None)))
 }
 
 /// `POST …/new-flag`.
@@ -109,7 +116,15 @@ pub(crate) async fn create(
         let error = format!("A flag '{key}' exists already in {}: edit it instead.", path.as_str());
         return Ok(html(
             StatusCode::CONFLICT,
-            definition_page(&viewer, &path, None, &key, &submitted.definition, Some((&error, None))),
+            definition_page(
+                &viewer,
+                &path,
+                None,
+                &key,
+                (&submitted.definition, reason_text(&submitted)),
+                Some((&error, None)),
+                None,
+            ),
         ));
     }
     save(&state, &viewer, &path, &key, None, submitted).await
@@ -137,7 +152,10 @@ pub(crate) async fn edit_form(
     };
     let text = record.definition.as_ref().and_then(|d| serde_json::to_string_pretty(d).ok()).unwrap_or_default();
     let etag = crate::writes::version_tag(&snapshot, &key);
-    Ok(html(StatusCode::OK, definition_page(&viewer, &name, Some((&key, etag.as_deref())), "", &text, None)))
+    Ok(html(
+        StatusCode::OK,
+        definition_page(&viewer, &name, Some((&key, etag.as_deref())), "", (&text, ""), None, None),
+    ))
 }
 
 /// `POST …/flags/{key}/edit`.
@@ -166,7 +184,17 @@ async fn save(
     let editing = expected.as_deref().map(|tag| (key, Some(tag)));
     let again = |status: StatusCode, message: &str, line: Option<u64>| {
         let new_key = if editing.is_none() { key } else { "" };
-        html(status, definition_page(viewer, name, editing, new_key, &submitted.definition, Some((message, line))))
+        let typed_reason = reason_text(&submitted);
+        let page = definition_page(
+            viewer,
+            name,
+            editing,
+            new_key,
+            (&submitted.definition, typed_reason),
+            Some((message, line)),
+            None,
+        );
+        html(status, page)
     };
     let environment = environment(state, name)?;
     if let Err(error) = super::super::admin::check_key(key) {
@@ -186,16 +214,39 @@ async fn save(
     } else {
         return Ok(again(StatusCode::UNPROCESSABLE_ENTITY, "The definition must be a JSON object.", None));
     }
+    let shown = super::diff::text(Some(&value));
     let definition = match Definition::compile(key, value) {
         Ok(definition) => definition,
         Err(error) => return Ok(write_error(error, &again)),
     };
+    if editing.is_some() && submitted.intent.as_deref() != Some("save") {
+        // An edit shows its difference from the stored version first.
+        let stored = environment.snapshot().api.get(key).and_then(|r| r.definition.clone());
+        let review = super::diff::render("definition-diff", &super::diff::text(stored.as_ref()), &shown);
+        let page = definition_page(
+            viewer,
+            name,
+            editing,
+            "",
+            (&submitted.definition, reason_text(&submitted)),
+            None,
+            Some(review),
+        );
+        return Ok(html(StatusCode::OK, page));
+    }
     let why = reason(submitted.reason.as_deref());
     let actor = Actor::new(&viewer.caller.name, why.as_deref());
+    let created = expected.is_none();
     Ok(match state.writes.put(environment, actor, key, expected.as_deref(), definition).await {
-        Ok(_) => see_other(&flag_path(name, key)),
+        Ok(_) if created => super::notice::done(&flag_path(name, key), &format!("Created '{key}' in {name}.")),
+        Ok(_) => super::notice::done(&flag_path(name, key), &format!("Saved '{key}' in {name}.")),
         Err(error) => write_error(error, &again),
     })
+}
+
+/// The reason as the operator typed it.
+fn reason_text(form: &DefinitionForm) -> &str {
+    form.reason.as_deref().unwrap_or("")
 }
 
 /// A refused write, on the form: the engine's first error line with it.
@@ -215,8 +266,9 @@ fn definition_page(
     environment: &str,
     editing: Option<(&str, Option<&str>)>,
     new_key: &str,
-    text: &str,
+    (text, reason): (&str, &str),
     error: Option<(&str, Option<u64>)>,
+    review: Option<Markup>,
 ) -> Markup {
     let title = match editing {
         Some((key, _)) => format!("Edit {key}"),
@@ -238,6 +290,13 @@ fn definition_page(
                     @if let Some(line) = line { p { "Line " (line) " of the definition." } }
                 }
             }
+            @if let Some(review) = &review {
+                section.review aria-labelledby="review-heading" {
+                    h2 #review-heading { "The change, before it is saved" }
+                    (review)
+                    p { "Nothing is saved yet. Save it below, or change the definition and review again." }
+                }
+            }
             form.definition method="post" action=(action) {
                 (csrf_field(viewer))
                 @match editing {
@@ -256,8 +315,12 @@ fn definition_page(
                 } @else {
                     textarea #flag-definition name="definition" rows="18" spellcheck="false" { (text) }
                 }
-                (reason_field("flag-reason"))
-                button type="submit" { "Save" }
+                (reason_field_with("flag-reason", reason))
+                @match (editing, review.is_some()) {
+                    (Some(_), true) => button type="submit" name="intent" value="save" { "Save this change" },
+                    (Some(_), false) => button type="submit" name="intent" value="review" { "Review the change" },
+                    (None, _) => button type="submit" { "Save" },
+                }
             }
         },
     )
@@ -280,13 +343,18 @@ pub(crate) async fn set_state(
             "The state must be ENABLED or DISABLED.",
         ));
     };
+    super::protected::check(environment, &key, submitted.typed.as_deref())?;
     let why = reason(submitted.reason.as_deref());
     let actor = Actor::new(&viewer.caller.name, why.as_deref());
+    let said = match wanted {
+        FlagState::Enabled => format!("Enabled '{key}' in {name}."),
+        FlagState::Disabled => format!("Disabled '{key}' in {name}: every application now gets its default."),
+    };
     Ok(match state.writes.set_state(environment, actor, &key, None, wanted).await {
         Ok(_) if submitted.back.as_deref() == Some("list") => {
-            see_other(&format!("/ui/environments/{}/flags", super::encode_query(&name)))
+            super::notice::done(&format!("/ui/environments/{}/flags", super::encode_query(&name)), &said)
         }
-        Ok(_) => see_other(&flag_path(&name, &key)),
+        Ok(_) => super::notice::done(&flag_path(&name, &key), &said),
         Err(error) => refused(error),
     })
 }
@@ -301,10 +369,14 @@ pub(crate) async fn revert(
     let (submitted, viewer) = submitted::<RevertForm>(&state, &request, payload, Action::RevertFlag).await?;
     let (name, key) = path.into_inner();
     let environment = environment(&state, &name)?;
+    super::protected::check(environment, &key, submitted.typed.as_deref())?;
     let why = reason(submitted.reason.as_deref());
     let actor = Actor::new(&viewer.caller.name, why.as_deref());
     Ok(match state.writes.revert(environment, actor, &key, None, submitted.version).await {
-        Ok(_) => see_other(&flag_path(&name, &key)),
+        Ok(_) => super::notice::done(
+            &flag_path(&name, &key),
+            &format!("Reverted '{key}' in {name} to version {}.", submitted.version),
+        ),
         Err(error) => refused(error),
     })
 }
@@ -321,6 +393,9 @@ pub(crate) async fn promote(
     let (name, key) = path.into_inner();
     let (from, to) = (environment(&state, &name)?, environment(&state, &submitted.to)?);
     let dry_run = submitted.confirm.as_deref() != Some("yes");
+    if !dry_run {
+        super::protected::check(to, &key, submitted.typed.as_deref())?;
+    }
     let why = reason(submitted.reason.as_deref());
     let actor = Actor::new(&viewer.caller.name, why.as_deref());
     let promotion = match state.writes.promote(from, to, actor, Some(std::slice::from_ref(&key)), dry_run).await {
@@ -328,7 +403,8 @@ pub(crate) async fn promote(
         Err(error) => return Ok(refused(error)),
     };
     if !dry_run {
-        return Ok(see_other(&flag_path(&to.name, &key)));
+        let said = format!("Promoted '{key}' from {name} to {}.", to.name);
+        return Ok(super::notice::done(&flag_path(&to.name, &key), &said));
     }
     let item = promotion.items.first();
     let unchanged = item.is_none_or(|i| i.action == PromotionAction::Unchanged);
@@ -341,10 +417,21 @@ pub(crate) async fn promote(
         }
         @if let Some(item) = item { ul.changes #promotion-changes { @for change in &item.changes { li { (change) } } } }
         @if !unchanged {
+            (super::diff::render(
+                "promotion-diff",
+                &super::diff::text(to.snapshot().flags.get(&key).map(|f| f.definition()).as_ref()),
+                &super::diff::text(from.snapshot().flags.get(&key).map(|f| f.definition()).as_ref()),
+            ))
+        }
+        @if !unchanged {
             form method="post" action={ (flag_path(&name, &key)) "/promote" } {
                 (csrf_field(&viewer))
                 input type="hidden" name="to" value=(to.name);
                 input type="hidden" name="confirm" value="yes";
+                @if to.protected {
+                    label for="promote-typed" { (to.name) " is production: type " code { (key) } " to confirm" }
+                    input #promote-typed type="text" name="typed" autocomplete="off" spellcheck="false" required;
+                }
                 (reason_field("promote-reason"))
                 button type="submit" { "Promote to " (to.name) }
             }

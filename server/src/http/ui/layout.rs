@@ -10,6 +10,7 @@ use super::{Viewer, html};
 
 const STYLE: &str = include_str!("assets/ui.css");
 const SCRIPT: &str = include_str!("assets/ui.js");
+const ICON: &str = include_str!("assets/favicon.svg");
 
 /// Which part of the navigation a page belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,7 @@ pub(crate) async fn asset(name: web::Path<String>) -> HttpResponse {
     let (body, kind) = match name.as_str() {
         "ui.css" => (STYLE, "text/css; charset=utf-8"),
         "ui.js" => (SCRIPT, "text/javascript; charset=utf-8"),
+        "favicon.svg" => (ICON, "image/svg+xml"),
         _ => return HttpResponse::NotFound().content_type("text/plain").body("no such asset"),
     };
     HttpResponse::Ok().content_type(kind).insert_header((header::CACHE_CONTROL, "no-cache")).body(body)
@@ -40,6 +42,7 @@ pub(crate) fn frame(title: &str, viewer: Option<&Viewer>, section: Section, cont
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · Rampart" }
+                link rel="icon" type="image/svg+xml" href="/ui/assets/favicon.svg";
                 link rel="stylesheet" href="/ui/assets/ui.css";
                 script src="/ui/assets/ui.js" defer {}
             }
@@ -51,10 +54,12 @@ pub(crate) fn frame(title: &str, viewer: Option<&Viewer>, section: Section, cont
                         nav aria-label="Main" {
                             ul {
                                 (nav_item("/ui/", "Overview", section == Section::Overview))
+                                (nav_item("/ui/flags", "Flags", section == Section::Flags))
                                 (nav_item("/ui/ramps", "Ramps", section == Section::Ramps))
                                 (nav_item("/ui/audit", "Audit log", section == Section::Audit))
                             }
                         }
+                        button.link #time-zone type="button" hidden aria-pressed="false" { "Times: UTC" }
                         div.who {
                             span { "Signed in as " strong { (viewer.caller.name) } " (" (viewer.caller.role.as_str()) ")" }
                             @if viewer.signed_in {
@@ -67,6 +72,10 @@ pub(crate) fn frame(title: &str, viewer: Option<&Viewer>, section: Section, cont
                     }
                 }
                 main #main data-section=(section_name(section)) {
+                    @match viewer.and_then(|v| v.notice.as_deref()) {
+                        Some(message) => p #notice .notice role="status" data-message=(message) { (message) },
+                        None => p #notice .notice role="status" {},
+                    }
                     (content)
                 }
             }
@@ -111,9 +120,14 @@ pub(crate) fn message_page(status: StatusCode, title: &str, message: &str) -> Ht
 
 /// The reason field every change asks for (kept in the audit entry).
 pub(crate) fn reason_field(id: &str) -> Markup {
+    reason_field_with(id, "")
+}
+
+/// The reason field with what the operator typed (a refused form keeps it).
+pub(crate) fn reason_field_with(id: &str, value: &str) -> Markup {
     html! {
         label for=(id) { "Reason (optional, kept in the audit log)" }
-        input id=(id) type="text" name="reason" maxlength="500" autocomplete="off";
+        input id=(id) type="text" name="reason" maxlength="500" autocomplete="off" value=(value);
     }
 }
 

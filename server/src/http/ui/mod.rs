@@ -11,19 +11,24 @@
 mod audit;
 pub mod bench;
 mod charts;
+mod diff;
 mod events;
 mod flag;
 mod flag_forms;
 mod flags;
 mod layout;
+mod notice;
 mod overview;
+mod protected;
 mod ramp;
 mod ramp_charts;
+mod ramp_settings;
 mod ramps;
 pub(crate) mod session;
 mod sign_in;
 mod sign_in_limit;
 mod targeting;
+mod usage;
 mod words;
 
 use std::sync::Arc;
@@ -83,6 +88,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
     config.route("/ui", web::get().to(|| async { see_other("/ui/") })).service(
         web::scope("/ui")
             .wrap(headers)
+            .wrap(actix_web::middleware::from_fn(clear_notice))
             .route("/", web::get().to(overview::page))
             .route("/assets/{name}", web::get().to(layout::asset))
             .route("/sign-in", web::get().to(sign_in::form))
@@ -91,9 +97,11 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
             .route("/events", web::get().to(events::stream))
             .route("/audit", web::get().to(audit::page))
             .route("/ramps", web::get().to(ramps::page))
+            .route("/flags", web::get().to(flags::first_environment))
             .route("/ramps/{environment}/{name}", web::get().to(ramp::page))
             .route("/ramps/{environment}/{name}/{action}", web::post().to(ramp::command))
             .route("/environments/{environment}/flags", web::get().to(flags::page))
+            .route("/environments/{environment}/ready-to-remove", web::get().to(usage::ready_to_remove))
             .route("/environments/{environment}/new-flag", web::get().to(flag_forms::create_form))
             .route("/environments/{environment}/new-flag", web::post().to(flag_forms::create))
             .route("/environments/{environment}/flags/{key}", web::get().to(flag::page))
@@ -104,6 +112,16 @@ pub(crate) fn configure(config: &mut web::ServiceConfig) {
             .route("/environments/{environment}/flags/{key}/promote", web::post().to(flag_forms::promote))
             .default_service(web::to(not_found)),
     );
+}
+
+/// Clears a "done" message once a page showed it ([`notice`]).
+async fn clear_notice(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let shows = notice::shows(&request);
+    let response = next.call(request).await?;
+    Ok(notice::clear_shown(shows, response))
 }
 
 /// Why a page is not shown, and what is shown instead.
@@ -157,6 +175,8 @@ pub(crate) struct Viewer {
     pub(crate) csrf: String,
     /// Signed in with a token (so there is a sign-out).
     pub(crate) signed_in: bool,
+    /// What the last action did, said once on the page it led to.
+    pub(crate) notice: Option<String>,
 }
 
 impl Viewer {
@@ -181,11 +201,17 @@ pub(crate) fn viewer(state: &AppState, request: &HttpRequest) -> Result<Viewer, 
             caller: Caller { name: "local".into(), role: Role::Admin },
             csrf: dashboard.local_csrf.clone(),
             signed_in: false,
+            notice: notice::waiting(request),
         }),
         AdminAccess::Tokens(_) => {
             let session = request.cookie(COOKIE).and_then(|cookie| dashboard.sessions.get(cookie.value()));
             match session {
-                Some(session) => Ok(Viewer { caller: session.caller, csrf: session.csrf, signed_in: true }),
+                Some(session) => Ok(Viewer {
+                    caller: session.caller,
+                    csrf: session.csrf,
+                    signed_in: true,
+                    notice: notice::waiting(request),
+                }),
                 None => {
                     let next = request.uri().path_and_query().map_or("/ui/", |p| p.as_str()).to_owned();
                     Err(Refusal::SignIn { next })

@@ -37,14 +37,15 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> su
                             tr {
                                 th scope="row" {
                                     a href={ "/ui/environments/" (encode_query(&environment.name)) "/flags" } { (environment.name) }
+                                    (super::protected::badge(environment))
                                 }
-                                td { (snapshot.flags.len()) " (" (snapshot.api.len()) " from the API)" }
-                                td { (snapshot.version) }
-                                td {
+                                td data-label="Flags" { (snapshot.flags.len()) " (" (snapshot.api.len()) " from the API)" }
+                                td data-label="Version" { (snapshot.version) }
+                                td data-label="Store" {
                                     @if health.state == "ok" { span.badge.good { "ok" } } @else { span.badge.bad { (health.state) } }
                                     " " (health.kind)
                                 }
-                                td { (reload_cell(environment.last_reload(), now)) }
+                                td data-label="Last reload" { (reload_cell(environment.last_reload(), now)) }
                             }
                         }
                     }
@@ -145,10 +146,10 @@ fn drift(state: &AppState) -> Markup {
                 tbody {
                     @for (environment, key, described, by) in &rows {
                         tr {
-                            td { (environment) }
-                            td { a href=(flag_path(environment, key)) { (key) } }
-                            td { (described) }
-                            td { (by) }
+                            td data-label="Environment" { (environment) }
+                            td data-label="Flag" { a href=(flag_path(environment, key)) { (key) } }
+                            td data-label="Override" { (described) }
+                            td data-label="By" { (by) }
                         }
                     }
                 }

@@ -8,7 +8,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{Section, csrf_field, frame};
-use super::{Csrf, Viewer, flag_path, html, ramp_path, reason, see_other, submitted, viewer, words};
+use super::{Csrf, Viewer, flag_path, html, ramp_path, reason, submitted, viewer, words};
 use crate::http::AppState;
 use crate::http::policy::{Action, RampCommand};
 use crate::model::Status;
@@ -23,6 +23,19 @@ const TIMELINE: usize = 200;
 pub(crate) struct CommandForm {
     csrf: Option<String>,
     reason: Option<String>,
+    /// The ramp's name, typed (production environments).
+    typed: Option<String>,
+}
+
+/// What the page shows beside the ramp itself.
+#[derive(Debug, Default)]
+pub(crate) struct Surroundings {
+    /// The server's Prometheus URL.
+    pub(crate) prometheus: Option<String>,
+    /// The environment is production (`protected: true`).
+    pub(crate) protected: bool,
+    /// The other stages of its release pipeline.
+    pub(crate) stages: Vec<RampView>,
 }
 
 impl Csrf for CommandForm {
@@ -48,7 +61,20 @@ pub(crate) async fn page(
     let view = state.ramps.view(&entry).await;
     let checks = entry.checks(&view.run.run_id);
     let history = state.store.ramp_history(&environment, &name, TIMELINE).await;
-    let content = render(&view, &checks, history.as_deref().map_err(ToString::to_string), &viewer);
+    let mut around = Surroundings {
+        prometheus: state.ramps.prometheus_url().map(str::to_owned),
+        protected: state.environments.get(&environment).is_some_and(|e| e.protected),
+        stages: Vec::new(),
+    };
+    if view.spec.stage.is_some() {
+        for other in state.ramps.entries() {
+            let other = state.ramps.glance(&other).await;
+            if super::ramp_settings::same_release(&view.spec, &other.spec) {
+                around.stages.push(other);
+            }
+        }
+    }
+    let content = render(&view, &checks, history.as_deref().map_err(ToString::to_string), &viewer, &around);
     Ok(html(StatusCode::OK, frame(&format!("Ramp {name}"), Some(&viewer), Section::Ramps, content)))
 }
 
@@ -58,6 +84,7 @@ pub(crate) fn render(
     checks: &[CheckPoint],
     history: Result<&[RampDecisionRecord], String>,
     viewer: &Viewer,
+    around: &Surroundings,
 ) -> Markup {
     let run = &view.run;
     let rolled_back = matches!(run.status, Status::RolledBack { .. });
@@ -67,18 +94,20 @@ pub(crate) fn render(
     let min_samples = view.spec.steps.get(run.step).map_or(0, |s| s.min_samples);
     html! {
         p.crumbs { a href="/ui/ramps" { "Ramps" } }
+        (super::protected::banner_if(around.protected, &view.environment))
         h1 { "Ramp " (view.name) " in " (view.environment) }
         div #ramp-status data-live=(super::scope_of_ramp(&view.environment, &view.name)) {
             @if rolled_back {
                 div.alert.bad.rollback role="alert" {
                     p.big { "Rolled back to 0 %" }
-                    p { (words::ramp_reason(run.status.name(), run.status.reason()))
+                    p #ramp-state { (words::ramp_reason(run.status.name(), run.status.reason()))
                         @if let Some(by) = run.status.by().filter(|by| *by != "controller") { " — by " (by) } }
                 }
+            } @else {
+                p.state-line { "State: " span #ramp-state { (super::ramps::state_badge(run.status.name(), run.status.reason())) } }
             }
             p.facts {
-                (super::ramps::state_badge(run.status.name(), run.status.reason()))
-                " · flag " a href=(flag_path(&view.environment, &run.flag)) { (run.flag) }
+                "flag " a href=(flag_path(&view.environment, &run.flag)) { (run.flag) }
                 " · treatment " code { (run.treatment) } " against " code { (run.control) }
                 @if run.dry_run { " · " span.badge.warn { "dry run: decides, never exposes" } }
                 @if view.frozen { " · " span.badge.warn { "frozen" } }
@@ -91,9 +120,12 @@ pub(crate) fn render(
                     "Exposure " strong #ramp-percent { (words::percent(0.0)) }
                     " — the flag is off (kill switch); " (words::percent(run.percent())) " again once it is on and the ramp resumed"
                 }
-                @if run.is_active() && hold_left > 0 { " · " (words::duration(hold_left)) " of hold left at this step" }
-                " · checks every " (words::duration(view.spec.interval.as_secs()))
+                @if run.is_active() && hold_left > 0 {
+                    " · " (crate::ramp::plan::words(std::time::Duration::from_secs(hold_left))) " of hold left at this step"
+                }
+                " · checks every " (crate::ramp::plan::words(view.spec.interval))
             }
+            (super::ramp_settings::estimate(view))
             @for warning in &view.warnings { p.alert.warn { (warning) } }
             @for error in &view.file_errors { p.alert.bad { "The ramp file was rejected: " (error) } }
             @if let Some(refused) = &view.refused_change { p.alert.warn { "A change of the ramp file was refused: " (refused) } }
@@ -103,8 +135,9 @@ pub(crate) fn render(
                     ul #missing { @for missing in &evidence.missing_to_advance { li { (missing) } } }
                 }
             }
-            (controls(view, viewer))
+            (controls(view, viewer, around.protected))
         }
+        (super::ramp_settings::pipeline(view, &around.stages))
         section aria-labelledby="charts-heading" {
             h2 #charts-heading { "The run" }
             div #ramp-charts.charts data-live=(super::scope_of_ramp(&view.environment, &view.name)) {
@@ -114,6 +147,10 @@ pub(crate) fn render(
         section aria-labelledby="guards-heading" {
             h2 #guards-heading { "Evidence now" }
             div #ramp-evidence data-live=(super::scope_of_ramp(&view.environment, &view.name)) { (evidence_now(view, history.as_deref().ok())) }
+        }
+        section aria-labelledby="settings-heading" {
+            h2 #settings-heading { "Settings" }
+            (super::ramp_settings::settings(view, around.prometheus.as_deref()))
         }
         section aria-labelledby="timeline-heading" {
             h2 #timeline-heading { "Decisions" }
@@ -158,7 +195,7 @@ fn ladder(view: &RampView) -> Markup {
 }
 
 /// pause / resume / promote / abort / approve / restart, by role.
-fn controls(view: &RampView, viewer: &Viewer) -> Markup {
+fn controls(view: &RampView, viewer: &Viewer, protected: bool) -> Markup {
     let run = &view.run;
     let status = &run.status;
     let mut buttons: Vec<(RampCommand, &str)> = Vec::new();
@@ -189,6 +226,9 @@ fn controls(view: &RampView, viewer: &Viewer) -> Markup {
                         data-confirm={ (label) " — ramp " (view.name) " in " (view.environment) "?" } {
                         (csrf_field(viewer))
                         input type="hidden" name="reason" value="";
+                        @if matches!(command, RampCommand::Abort | RampCommand::Promote) {
+                            (super::protected::typed_field(protected, &view.name))
+                        }
                         button type="submit" class=(if command == RampCommand::Abort { "danger" } else { "" }) { (label) }
                     }
                 }
@@ -223,8 +263,14 @@ fn evidence_table(evidence: &crate::model::Evidence) -> Markup {
             caption.visually-hidden { "Counts and statistics at this check" }
             thead { tr { th scope="col" { span.visually-hidden { "Arm" } } th scope="col" { "Exposures" } th scope="col" { "Errors" } th scope="col" { "Error rate" } } }
             tbody {
-                tr { th scope="row" { "Treatment" } td { (evidence.treatment.exposures) } td { (evidence.treatment.errors) } td { (words::rate(evidence.treatment_rate)) } }
-                tr { th scope="row" { "Control" } td { (evidence.control.exposures) } td { (evidence.control.errors) } td { (words::rate(evidence.control_rate)) } }
+                tr {
+                    th scope="row" { "Treatment" } td data-label="Exposures" { (evidence.treatment.exposures) }
+                    td data-label="Errors" { (evidence.treatment.errors) } td data-label="Error rate" { (words::rate(evidence.treatment_rate)) }
+                }
+                tr {
+                    th scope="row" { "Control" } td data-label="Exposures" { (evidence.control.exposures) }
+                    td data-label="Errors" { (evidence.control.errors) } td data-label="Error rate" { (words::rate(evidence.control_rate)) }
+                }
             }
         }
         dl.statistics {
@@ -248,10 +294,21 @@ fn evidence_table(evidence: &crate::model::Evidence) -> Markup {
     }
 }
 
+/// Each decision with the exposure it set, and the counts it was made on
+/// labelled with the step they were gathered at (the step before the
+/// decision's new percent).
 fn timeline(records: &[RampDecisionRecord]) -> Markup {
+    // The exposure each decision's evidence was gathered at: the percent
+    // the previous decision of the same run set.
+    let mut gathered_at = Vec::with_capacity(records.len());
+    let mut previous: Option<(&str, f64)> = None;
+    for record in records {
+        gathered_at.push(previous.filter(|(run, _)| *run == record.run_id).map(|(_, percent)| percent));
+        previous = Some((&record.run_id, record.percent));
+    }
     html! {
         ol.timeline reversed {
-            @for record in records.iter().rev() {
+            @for (record, at) in records.iter().zip(&gathered_at).rev() {
                 @let bad = record.to == "RolledBack";
                 li class=(if bad { "bad" } else { "" }) {
                     time datetime=(crate::time::rfc3339(record.at)) { (words::time(record.at)) }
@@ -267,9 +324,14 @@ fn timeline(records: &[RampDecisionRecord]) -> Markup {
                             @if let Some(note) = &event.note { " — “" (note) "”" }
                         }
                     }
-                    " · " (words::percent(record.percent))
-                    " · treatment " (record.evidence.treatment.errors) "/" (record.evidence.treatment.exposures)
-                    ", control " (record.evidence.control.errors) "/" (record.evidence.control.exposures)
+                    " → exposure " (words::percent(record.percent))
+                    @let (treatment, control) = (&record.evidence.treatment, &record.evidence.control);
+                    @if treatment.exposures + control.exposures > 0 {
+                        " · errors at "
+                        @match at { Some(percent) => (words::percent(*percent)), None => "the step" }
+                        ": treatment " (treatment.errors) "/" (treatment.exposures)
+                        ", control " (control.errors) "/" (control.exposures)
+                    }
                 }
             }
         }
@@ -290,9 +352,17 @@ pub(crate) async fn command(
     };
     let (submitted, viewer) = submitted::<CommandForm>(&state, &request, payload, Action::Ramp(ramp_command)).await?;
     let command = ramp_command.command(viewer.caller.name.clone(), None);
+    if matches!(ramp_command, RampCommand::Abort | RampCommand::Promote)
+        && let Some(protected) = state.environments.get(&environment)
+    {
+        super::protected::check(protected, &name, submitted.typed.as_deref())?;
+    }
     let note = reason(submitted.reason.as_deref());
     Ok(match state.ramps.command_noted(&environment, &name, command, note).await {
-        Ok(_) => see_other(&ramp_path(&environment, &name)),
+        Ok(_) => super::notice::done(
+            &ramp_path(&environment, &name),
+            &format!("{} — ramp {name} in {environment}.", ramp_command.done()),
+        ),
         Err(CommandError::NotFound(environment, name)) => super::layout::message_page(
             StatusCode::NOT_FOUND,
             "No such ramp",

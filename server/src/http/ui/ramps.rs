@@ -30,10 +30,10 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> su
                         @for ramp in &ramps {
                             tr {
                                 th scope="row" { a href=(ramp_path(&ramp.environment, &ramp.name)) { (ramp.environment) " / " (ramp.name) } }
-                                td { a href=(flag_path(&ramp.environment, &ramp.run.flag)) { (ramp.run.flag) } }
-                                td { (state_badge(ramp.run.status.name(), ramp.run.status.reason())) }
-                                td { (step_text(ramp)) }
-                                td { (progress(if ramp.flag_enabled { ramp.run.percent() } else { 0.0 })) }
+                                td data-label="Flag" { a href=(flag_path(&ramp.environment, &ramp.run.flag)) { (ramp.run.flag) } }
+                                td data-label="State" { (state_badge(ramp.run.status.name(), ramp.run.status.reason())) }
+                                td data-label="Step" { (step_text(ramp)) }
+                                td data-label="Exposure" { (progress(if ramp.flag_enabled { ramp.run.percent() } else { 0.0 })) }
                             }
                         }
                     }

@@ -49,15 +49,6 @@ pub(crate) fn ago(now: u64, millis: u64) -> String {
     }
 }
 
-/// A duration in seconds, roughly.
-pub(crate) fn duration(seconds: u64) -> String {
-    match seconds {
-        0..=119 => format!("{seconds} s"),
-        120..=7199 => format!("{} min", seconds / 60),
-        _ => format!("{:.1} h", seconds as f64 / 3600.0),
-    }
-}
-
 /// A percentage: whole numbers without decimals.
 pub(crate) fn percent(value: f64) -> String {
     if value.fract() == 0.0 { format!("{value:.0} %") } else { format!("{value:.2} %") }

@@ -264,6 +264,11 @@ impl Controller {
         self.patterns.get(environment).map_or(&[], Vec::as_slice)
     }
 
+    /// The server's Prometheus URL (`--prometheus-url`), if any.
+    pub fn prometheus_url(&self) -> Option<&str> {
+        self.observer.prometheus_url()
+    }
+
     pub fn entries(&self) -> Vec<Arc<Entry>> {
         self.entries.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }

@@ -128,6 +128,11 @@ impl Observer {
         Observer { store, in_flight: Arc::default(), prometheus, budget }
     }
 
+    /// The server's Prometheus URL, for people reading a ramp's settings.
+    pub fn prometheus_url(&self) -> Option<&str> {
+        self.prometheus.default_url()
+    }
+
     /// The run's current step, within the budget: a source slower than
     /// that is unavailable for this tick.
     pub async fn observe(

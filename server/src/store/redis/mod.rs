@@ -36,6 +36,7 @@
 mod operations;
 mod replication;
 mod scripts;
+mod usage;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -446,6 +446,24 @@ impl Store for RedisStore {
         Ok(out)
     }
 
+    async fn record_usage(
+        &self,
+        environment: &str,
+        at: u64,
+        counts: Vec<crate::store::usage::UsageCount>,
+    ) -> Result<(), StoreError> {
+        self.add_usage(environment, at, counts).await
+    }
+
+    async fn usage(
+        &self,
+        environment: &str,
+        flag: Option<&str>,
+        now: u64,
+    ) -> Result<Vec<crate::store::usage::FlagUsage>, StoreError> {
+        self.read_usage(environment, flag, now).await
+    }
+
     async fn due_deliveries(&self, now: u64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
         let key = self.key(&["outbox"]);
         let all: BTreeMap<u64, String> = self.call(async |mut c| c.hgetall(&key).await).await?;

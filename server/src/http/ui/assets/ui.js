@@ -28,6 +28,15 @@
     reason.type = "text";
     reason.maxLength = 500;
     reason.autocomplete = "off";
+    // Production: the name of what the action acts on, typed.
+    const typedLabel = document.createElement("label");
+    typedLabel.htmlFor = "confirm-typed";
+    typedLabel.id = "confirm-typed-label";
+    const typed = document.createElement("input");
+    typed.id = "confirm-typed";
+    typed.type = "text";
+    typed.autocomplete = "off";
+    typed.spellcheck = false;
     const buttons = document.createElement("div");
     buttons.className = "actions";
     const yes = document.createElement("button");
@@ -39,9 +48,16 @@
     no.id = "confirm-no";
     no.textContent = "Cancel";
     buttons.append(yes, no);
-    form.append(question, label, reason, buttons);
+    form.append(question, typedLabel, typed, label, reason, buttons);
     dialog.append(form);
     document.body.append(dialog);
+    // Enter in a field does not confirm: only the button does.
+    form.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && event.target instanceof HTMLInputElement) event.preventDefault();
+    });
+    typed.addEventListener("input", function () {
+      yes.disabled = typed.value.trim() !== (typed.dataset.expected || "");
+    });
     return dialog;
   }
 
@@ -53,6 +69,15 @@
     dialog.querySelector("#confirm-question").textContent = form.dataset.confirm;
     const reason = dialog.querySelector("#confirm-reason");
     reason.value = "";
+    const typedField = form.querySelector("input[data-type-to-confirm]");
+    const typed = dialog.querySelector("#confirm-typed");
+    const typedLabel = dialog.querySelector("#confirm-typed-label");
+    const yes = dialog.querySelector("#confirm-yes");
+    typed.value = "";
+    typed.hidden = typedLabel.hidden = !typedField;
+    typed.dataset.expected = typedField ? typedField.dataset.typeToConfirm : "";
+    typedLabel.textContent = typedField ? "Production: type " + typed.dataset.expected + " to confirm" : "";
+    yes.disabled = Boolean(typedField);
     dialog.returnValue = "";
     dialog.onclose = function () {
       asking = false;
@@ -62,14 +87,61 @@
       }
       const field = form.querySelector('input[name="reason"]');
       if (field) field.value = reason.value;
+      if (typedField) typedField.value = typed.value;
       form.submit();
     };
     // Live updates wait while the question is open: the form asked about
     // must stay in the page to be submitted.
     asking = true;
     dialog.showModal();
-    reason.focus();
+    (typedField ? typed : reason).focus();
   });
+
+  // ---- A "done" message: announced by putting it into the status region
+  // after load (a live region's first content is not read out). ----
+  const notice = document.getElementById("notice");
+  if (notice && notice.dataset.message) {
+    notice.textContent = "";
+    window.setTimeout(function () {
+      notice.textContent = notice.dataset.message;
+    }, 100);
+  }
+
+  // ---- Times: UTC as the server writes them, or the browser's local
+  // time, everywhere (a <time datetime> element), remembered. ----
+  const zoneButton = document.getElementById("time-zone");
+  function localTimes() {
+    return window.localStorage && window.localStorage.getItem("rampart-times") === "local";
+  }
+  function showTimes() {
+    const local = localTimes();
+    for (const element of document.querySelectorAll("time[datetime]")) {
+      if (!element.dataset.utc) element.dataset.utc = element.textContent;
+      if (!local) {
+        element.textContent = element.dataset.utc;
+        continue;
+      }
+      const at = new Date(element.getAttribute("datetime"));
+      if (isNaN(at)) continue;
+      const two = (n) => String(n).padStart(2, "0");
+      const offset = -at.getTimezoneOffset();
+      const zone = "UTC" + (offset >= 0 ? "+" : "-") + two(Math.floor(Math.abs(offset) / 60)) + ":" + two(Math.abs(offset) % 60);
+      element.textContent = at.getFullYear() + "-" + two(at.getMonth() + 1) + "-" + two(at.getDate()) + " " +
+        two(at.getHours()) + ":" + two(at.getMinutes()) + ":" + two(at.getSeconds()) + " " + zone;
+    }
+    if (zoneButton) {
+      zoneButton.textContent = local ? "Times: local" : "Times: UTC";
+      zoneButton.setAttribute("aria-pressed", String(local));
+    }
+  }
+  if (zoneButton) {
+    zoneButton.hidden = false;
+    zoneButton.addEventListener("click", function () {
+      window.localStorage.setItem("rampart-times", localTimes() ? "utc" : "local");
+      showTimes();
+    });
+  }
+  showTimes();
 
   // ---- Live updates: on a change, fetch this page and swap live regions. ----
   // A region's data-live names what it shows: "*" (anything), "env:NAME",
@@ -117,6 +189,7 @@
           // Never replace what the operator is typing into.
           if (fresh && !region.contains(document.activeElement)) region.replaceWith(fresh);
         }
+        showTimes();
         document.body.dataset.refreshed = String(Date.now());
       }
     } catch (error) {
