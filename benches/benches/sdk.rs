@@ -1,4 +1,6 @@
-//! SDK local evaluation cost next to the engine's, in ns per evaluation.
+//! SDK local evaluation cost next to the engine's, in ns per evaluation;
+//! `sdk, usage counted`: a client with a server to report its usage to
+//! (each evaluation also counted for the flag's usage).
 //!
 //! `cargo bench -p rampart-benches --bench sdk`
 
@@ -15,6 +17,16 @@ fn sdk(c: &mut Criterion) {
     let path = dir.join("flags.json");
     std::fs::write(&path, benchmark_document()).expect("write flags");
     let client = runtime.block_on(async { Client::builder().bootstrap_file(&path).build().expect("client") });
+    // A server that is never there: the client serves its bootstrap file
+    // and counts usage for a report that waits (its reconnects are rare).
+    let counting = runtime.block_on(async {
+        Client::builder()
+            .bootstrap_file(&path)
+            .endpoint("http://127.0.0.1:9")
+            .backoff(std::time::Duration::from_secs(30), std::time::Duration::from_secs(60))
+            .build()
+            .expect("client")
+    });
     let engine = benchmark_flags();
     let context = Context::with_targeting_key("user-48213")
         .with("email", "someone@example.com")
@@ -31,12 +43,18 @@ fn sdk(c: &mut Criterion) {
     group.bench_function("sdk", |b| {
         b.iter(|| black_box(client.bool_value(black_box("three-clauses-and-split"), &context, false)))
     });
+    group.bench_function("sdk, usage counted", |b| {
+        b.iter(|| black_box(counting.bool_value(black_box("three-clauses-and-split"), &context, false)))
+    });
     group.finish();
     let mut group = c.benchmark_group("static");
     group.bench_function("engine", |b| {
         b.iter(|| black_box(engine.resolve::<bool>(black_box("static"), &context, 0).value))
     });
     group.bench_function("sdk", |b| b.iter(|| black_box(client.bool_value(black_box("static"), &context, false))));
+    group.bench_function("sdk, usage counted", |b| {
+        b.iter(|| black_box(counting.bool_value(black_box("static"), &context, false)))
+    });
     group.finish();
     let _ = std::fs::remove_dir_all(dir);
 }

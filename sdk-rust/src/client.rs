@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::pending::Outcome;
+use crate::pending::{Outcome, UsageShard};
 use crate::state::{Config, State, Status, unix_now};
 use crate::sync;
 
@@ -65,6 +65,7 @@ impl Default for ClientBuilder {
                 backoff_initial: Duration::from_millis(100),
                 backoff_max: Duration::from_secs(10),
                 outcome_interval: Duration::from_secs(1),
+                usage_interval: Some(Duration::from_secs(60)),
             },
             bootstrap: None,
         }
@@ -77,6 +78,15 @@ impl ClientBuilder {
     /// mostly means more requests.
     pub fn outcome_interval(mut self, interval: Duration) -> Self {
         self.config.outcome_interval = interval.max(Duration::from_millis(50));
+        self
+    }
+
+    /// How often the client reports how often it evaluated each flag (the
+    /// flag's usage on the server: "last evaluated", "ready to remove"),
+    /// default every 60 s; `None` turns it off. Counting costs one
+    /// uncontended lock and a map lookup per evaluation (docs/benchmarks.md).
+    pub fn usage_interval(mut self, interval: Option<Duration>) -> Self {
+        self.config.usage_interval = interval.map(|i| i.max(Duration::from_millis(50)));
         self
     }
 
@@ -152,6 +162,7 @@ impl ClientBuilder {
             config: self.config,
             outcomes: crate::pending::Pending::default(),
             tracks: crate::pending::PendingTracks::default(),
+            usage: Mutex::new(Vec::new()),
         });
         let stop = CancellationToken::new();
         runtime.spawn(sync::run(state.clone(), stop.clone()));
@@ -187,6 +198,17 @@ struct Cached {
     owner: std::sync::Weak<State>,
     generation: u64,
     flags: Arc<FlagSet>,
+    /// This thread's usage counters for the client (`None`: it reports none).
+    usage: Option<Arc<Mutex<UsageShard>>>,
+}
+
+/// Counts one evaluation of `key` for the flag's usage, when the flag exists.
+fn count(usage: Option<&Mutex<UsageShard>>, key: &str, error: Option<ErrorCode>, variant: Option<&str>) {
+    if let Some(usage) = usage
+        && error != Some(ErrorCode::FlagNotFound)
+    {
+        usage.lock().unwrap_or_else(|e| e.into_inner()).count(key, variant);
+    }
 }
 
 thread_local! {
@@ -204,7 +226,7 @@ impl Client {
     /// Runs `f` with the current flag set. The hot path is one atomic load
     /// and a thread-local lookup; the shared `ArcSwap` is read only when
     /// the set changed since this thread last looked.
-    fn with_flags<R>(&self, f: impl FnOnce(&FlagSet) -> R) -> R {
+    fn with_flags<R>(&self, f: impl FnOnce(&FlagSet, Option<&Mutex<UsageShard>>) -> R) -> R {
         let state = &self.handle.state;
         let generation = state.generation.load(Ordering::Acquire);
         CURRENT.with(|cache| {
@@ -213,22 +235,26 @@ impl Client {
                 Some(index) if cache[index].generation == generation => index,
                 found => {
                     // A miss or a new set (rare): drop what dropped clients
-                    // left behind on this thread, then refresh.
+                    // left behind on this thread, then refresh (keeping this
+                    // thread's usage counters for the client).
+                    let usage = match found {
+                        Some(index) => cache.remove(index).usage,
+                        None => state.usage_shard(),
+                    };
                     let fresh = Cached {
                         id: state.id,
                         owner: Arc::downgrade(state),
                         generation,
                         flags: state.flags.load_full(),
+                        usage,
                     };
-                    if let Some(index) = found {
-                        cache.remove(index);
-                    }
                     cache.retain(|entry| entry.owner.strong_count() > 0);
                     cache.push(fresh);
                     cache.len() - 1
                 }
             };
-            f(&cache[index].flags)
+            let entry = &cache[index];
+            f(&entry.flags, entry.usage.as_deref())
         })
     }
 
@@ -346,7 +372,7 @@ impl Client {
     }
 
     fn details<'a, T: Typed<'a>, U>(
-        flags: &'a FlagSet,
+        (flags, usage): (&'a FlagSet, Option<&Mutex<UsageShard>>),
         key: &str,
         context: &'a Context,
         now: i64,
@@ -354,6 +380,7 @@ impl Client {
         convert: impl FnOnce(T) -> U,
     ) -> Details<U> {
         let typed = flags.resolve::<T>(key, context, now);
+        count(usage, key, typed.error_code, typed.variant);
         Details {
             value: typed.value.map(convert).unwrap_or(default),
             variant: typed.variant.map(str::to_owned),
@@ -369,38 +396,40 @@ impl Client {
 
     pub fn bool_details(&self, key: &str, context: &Context, default: bool) -> Details<bool> {
         let now = self.now();
-        self.with_flags(|flags| Client::details::<bool, bool>(flags, key, context, now, default, |v| v))
+        self.with_flags(|flags, usage| Client::details::<bool, bool>((flags, usage), key, context, now, default, |v| v))
     }
 
     pub fn string_details(&self, key: &str, context: &Context, default: &str) -> Details<String> {
         let now = self.now();
-        self.with_flags(|flags| {
-            Client::details::<&str, String>(flags, key, context, now, default.to_owned(), str::to_owned)
+        self.with_flags(|flags, usage| {
+            Client::details::<&str, String>((flags, usage), key, context, now, default.to_owned(), str::to_owned)
         })
     }
 
     pub fn int_details(&self, key: &str, context: &Context, default: i64) -> Details<i64> {
         let now = self.now();
-        self.with_flags(|flags| Client::details::<i64, i64>(flags, key, context, now, default, |v| v))
+        self.with_flags(|flags, usage| Client::details::<i64, i64>((flags, usage), key, context, now, default, |v| v))
     }
 
     pub fn float_details(&self, key: &str, context: &Context, default: f64) -> Details<f64> {
         let now = self.now();
-        self.with_flags(|flags| Client::details::<f64, f64>(flags, key, context, now, default, |v| v))
+        self.with_flags(|flags, usage| Client::details::<f64, f64>((flags, usage), key, context, now, default, |v| v))
     }
 
     /// Any flag's value as JSON, whatever its type: never `TYPE_MISMATCH`.
     pub fn json_details(&self, key: &str, context: &Context, default: Value) -> Details<Value> {
         let now = self.now();
-        self.with_flags(|flags| Client::details::<&Value, Value>(flags, key, context, now, default, Value::clone))
+        self.with_flags(|flags, usage| {
+            Client::details::<&Value, Value>((flags, usage), key, context, now, default, Value::clone)
+        })
     }
 
     /// An object flag's value (OpenFeature's structure type): a flag of
     /// another type is `TYPE_MISMATCH`.
     pub fn object_details(&self, key: &str, context: &Context, default: Value) -> Details<Value> {
         let now = self.now();
-        self.with_flags(|flags| {
-            Client::details::<&Map<String, Value>, Value>(flags, key, context, now, default, |m| {
+        self.with_flags(|flags, usage| {
+            Client::details::<&Map<String, Value>, Value>((flags, usage), key, context, now, default, |m| {
                 Value::Object(m.clone())
             })
         })
@@ -415,7 +444,11 @@ impl Client {
     /// context (missing, disabled, failed, not a boolean).
     pub fn bool_value(&self, key: &str, context: &Context, default: bool) -> bool {
         let now = self.now();
-        self.with_flags(|flags| flags.resolve::<bool>(key, context, now).value.unwrap_or(default))
+        self.with_flags(|flags, usage| {
+            let typed = flags.resolve::<bool>(key, context, now);
+            count(usage, key, typed.error_code, typed.variant);
+            typed.value.unwrap_or(default)
+        })
     }
 
     pub fn string_value(&self, key: &str, context: &Context, default: &str) -> String {
@@ -424,12 +457,20 @@ impl Client {
 
     pub fn int_value(&self, key: &str, context: &Context, default: i64) -> i64 {
         let now = self.now();
-        self.with_flags(|flags| flags.resolve::<i64>(key, context, now).value.unwrap_or(default))
+        self.with_flags(|flags, usage| {
+            let typed = flags.resolve::<i64>(key, context, now);
+            count(usage, key, typed.error_code, typed.variant);
+            typed.value.unwrap_or(default)
+        })
     }
 
     pub fn float_value(&self, key: &str, context: &Context, default: f64) -> f64 {
         let now = self.now();
-        self.with_flags(|flags| flags.resolve::<f64>(key, context, now).value.unwrap_or(default))
+        self.with_flags(|flags, usage| {
+            let typed = flags.resolve::<f64>(key, context, now);
+            count(usage, key, typed.error_code, typed.variant);
+            typed.value.unwrap_or(default)
+        })
     }
 
     pub fn json_value(&self, key: &str, context: &Context, default: Value) -> Value {

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rampart_proto::rampart::v1::flag_sync_client::FlagSyncClient;
-use rampart_proto::rampart::v1::{Outcome as OutcomeMessage, OutcomeBatch, TrackBatch, TrackEvent};
+use rampart_proto::rampart::v1::{
+    FlagEvaluations, Outcome as OutcomeMessage, OutcomeBatch, TrackBatch, TrackEvent, UsageBatch,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
@@ -186,9 +188,63 @@ pub(crate) fn channel(state: &State) -> Option<Channel> {
     Endpoint::from_shared(endpoint.clone()).ok().map(|e| e.connect_timeout(state.config.connect_timeout).connect_lazy())
 }
 
-/// Flushes every `interval` until `stop`, then once more.
+/// Most entries in one usage report (the server's bound).
+const USAGE_BATCH: usize = 1_000;
+
+/// In-process evaluation counts not yet taken by the server: (flag,
+/// variant, evaluations).
+type Usage = Vec<(String, Option<String>, u64)>;
+
+/// Reports how often each flag was evaluated in process since the last
+/// report (`ReportUsage`), in parts of at most [`USAGE_BATCH`]; what the
+/// server cannot take now is returned, to be sent with the next report.
+async fn report_usage(state: &State, channel: &Channel, mut carried: Usage) -> Usage {
+    let (taken, dropped) = state.take_usage();
+    if dropped > 0 {
+        tracing::debug!(dropped, "usage counters beyond the bound were dropped");
+    }
+    for (flag, variant, count) in taken {
+        match carried.iter_mut().find(|(f, v, _)| *f == flag && *v == variant) {
+            Some(entry) => entry.2 += count,
+            None => carried.push((flag, variant, count)),
+        }
+    }
+    let mut kept = Vec::new();
+    while !carried.is_empty() {
+        let part: Usage = carried.drain(..carried.len().min(USAGE_BATCH)).collect();
+        let evaluations = part
+            .iter()
+            .map(|(flag, variant, count)| FlagEvaluations {
+                flag: flag.clone(),
+                variant: variant.clone(),
+                count: *count,
+            })
+            .collect();
+        let mut request = tonic::Request::new(UsageBatch { evaluations });
+        if let Some(key) = &state.config.sdk_key
+            && let Ok(value) = format!("Bearer {key}").parse()
+        {
+            request.metadata_mut().insert("authorization", value);
+        }
+        match FlagSyncClient::new(channel.clone()).report_usage(request).await {
+            Ok(_) => {}
+            // Not now (unreachable, overloaded): with the next report.
+            Err(status) if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) => {
+                kept.extend(part);
+            }
+            // Never (an older server, a refused key): dropped.
+            Err(status) => tracing::debug!(%status, "the server does not take usage reports; dropped"),
+        }
+    }
+    kept
+}
+
+/// Flushes every `interval` until `stop`, then once more; reports usage
+/// every `usageInterval`.
 pub(crate) async fn run(state: Arc<State>, interval: Duration, stop: CancellationToken) {
     let Some(channel) = channel(&state) else { return };
+    let mut usage: Usage = Vec::new();
+    let mut last_usage = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -197,8 +253,18 @@ pub(crate) async fn run(state: Arc<State>, interval: Duration, stop: Cancellatio
         if let Err(error) = flush(&state, &channel).await {
             tracing::debug!(%error, "outcome report failed; will retry");
         }
+        if state.config.usage_interval.is_some_and(|every| last_usage.elapsed() >= every) {
+            usage = report_usage(&state, &channel, usage).await;
+            last_usage = tokio::time::Instant::now();
+        }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), flush(&state, &channel)).await;
+    let last = async {
+        let _ = flush(&state, &channel).await;
+        if state.config.usage_interval.is_some() {
+            report_usage(&state, &channel, usage).await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), last).await;
 }
 
 #[cfg(test)]

@@ -48,6 +48,8 @@ pub(crate) struct State {
     /// Outcome counts waiting to be sent.
     pub(crate) outcomes: crate::pending::Pending,
     pub(crate) tracks: crate::pending::PendingTracks,
+    /// Each evaluating thread's usage counters (`ReportUsage`).
+    pub(crate) usage: Mutex<Vec<Arc<Mutex<crate::pending::UsageShard>>>>,
 }
 
 impl std::fmt::Debug for State {
@@ -65,6 +67,34 @@ impl State {
         for listener in listeners {
             listener(changed);
         }
+    }
+
+    /// A new thread's usage counters, registered for the reporting task;
+    /// `None` when the client reports no usage (no server, or turned off).
+    pub(crate) fn usage_shard(&self) -> Option<Arc<Mutex<crate::pending::UsageShard>>> {
+        self.config.endpoint.as_ref()?;
+        self.config.usage_interval?;
+        let shard = Arc::new(Mutex::default());
+        self.usage.lock().unwrap_or_else(|e| e.into_inner()).push(shard.clone());
+        Some(shard)
+    }
+
+    /// Every thread's counts since the last call, summed; the counters of
+    /// threads that are gone are dropped once read.
+    pub(crate) fn take_usage(&self) -> (Vec<(String, Option<String>, u64)>, u64) {
+        let mut shards = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sums: std::collections::BTreeMap<(String, Option<String>), u64> = Default::default();
+        let mut dropped = 0;
+        for shard in shards.iter() {
+            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+            dropped += std::mem::take(&mut shard.dropped);
+            for (flag, variant, count) in shard.take() {
+                *sums.entry((flag, variant)).or_default() += count;
+            }
+        }
+        // A thread that ended left its counters only here.
+        shards.retain(|shard| Arc::strong_count(shard) > 1);
+        (sums.into_iter().map(|((flag, variant), count)| (flag, variant, count)).collect(), dropped)
     }
 
     pub(crate) fn set_status(&self, status: Status) {
@@ -90,6 +120,8 @@ pub(crate) struct Config {
     pub(crate) backoff_max: Duration,
     /// How often recorded outcomes are sent.
     pub(crate) outcome_interval: Duration,
+    /// How often in-process evaluation counts are reported (`None`: never).
+    pub(crate) usage_interval: Option<Duration>,
 }
 
 /// The SDK's one reading of the system clock: its coarse clock (kept by

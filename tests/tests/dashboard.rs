@@ -68,7 +68,7 @@ spec:
   steps:
     - {percent: 10, hold: 2s}
     - {percent: 50, hold: 2s}
-    - {percent: 100, hold: 2s}
+    - {percent: 100, hold: 10m}
   guard:
     minSamples: 40
     absolute: {maxErrorRate: 20%, maxIncrease: 10%}

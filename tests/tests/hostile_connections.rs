@@ -326,3 +326,22 @@ fn refusals_of_the_http_library_carry_the_listeners_json_error() {
         assert!(server.metric(&format!(r#"rampart_limit_rejections_total{{limit="{limit}"}}"#)) >= 2.0, "{limit}");
     }
 }
+
+#[test]
+fn a_grpc_client_that_stops_reading_does_not_hold_the_shutdown() {
+    let (server, _dir) = start(SMALL, "");
+    // A client makes a call, then its runtime is never polled again: its
+    // connection stays open and never answers the server's goodbye.
+    let frozen = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    frozen.block_on(async {
+        let mut client = ServiceClient::connect(format!("http://{}", server.grpc)).await.expect("connect");
+        let request = tonic::Request::new(ResolveBooleanRequest { flag_key: "on".into(), context: None });
+        client.resolve_boolean(request).await.expect("resolve");
+        std::mem::forget(client);
+    });
+    let started = Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(20), "stopped after the drain time: {:?}", started.elapsed());
+    drop(frozen);
+}

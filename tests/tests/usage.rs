@@ -165,3 +165,39 @@ fn a_flag_nobody_evaluates_is_ready_to_remove_and_one_in_use_is_not() {
     );
     assert_eq!(server.metric("rampart_flags_ready_to_remove{environment=\"production\",reason=\"notEvaluated\"}"), 1.0);
 }
+
+#[test]
+fn the_rust_sdk_reports_its_in_process_evaluations() {
+    let dir = FlagDir::new();
+    let data = dir.path("data").to_string_lossy().into_owned();
+    let server = start(&dir, &data);
+    // The client's tasks run on this runtime's threads while the test waits outside it.
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let client = runtime.block_on(async {
+        let client = rampart_sdk::Client::builder()
+            .endpoint(format!("http://{}", server.sync))
+            .sdk_key(SDK_KEY)
+            .usage_interval(Some(std::time::Duration::from_millis(100)))
+            .build()
+            .expect("client");
+        client.wait_ready(std::time::Duration::from_secs(20)).await.expect("ready");
+        client
+    });
+    let germany = rampart_sdk::Context::new().with("targetingKey", "u").with("country", "de");
+    let elsewhere = rampart_sdk::Context::new().with("targetingKey", "u").with("country", "us");
+    // Evaluations on two threads: each keeps its own counters.
+    let (a, b) = (client.clone(), client.clone());
+    let one = std::thread::spawn(move || (0..25).filter(|_| a.bool_value("checkout", &germany, false)).count());
+    let two =
+        std::thread::spawn(move || (0..15).filter(|_| b.bool_details("checkout", &elsewhere, true).value).count());
+    assert_eq!(one.join().expect("thread"), 25);
+    assert_eq!(two.join().expect("thread"), 0);
+    assert!(!client.bool_value("no-such-flag", &rampart_sdk::Context::new(), false), "not counted: unknown");
+    rampart_tests::eventually(std::time::Duration::from_secs(20), || {
+        let sdk = usage(&server, "checkout")["last24h"]["sdk"].clone();
+        if sdk == json!({"on": 25, "off": 15}) { Ok(()) } else { Err(format!("sdk usage so far: {sdk}")) }
+    });
+    assert!(usage(&server, "checkout")["last24h"].get("evaluated").is_none(), "counted apart from the server's own");
+    drop(client);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+}

@@ -162,11 +162,31 @@ pub(crate) fn spawn(
                     .await
                     .map_err(std::io::Error::other)
             };
-            let (a, b, c) = tokio::join!(evaluation_server, sync_server, otlp_server);
-            a.and(b).map_err(std::io::Error::other).and(c)
+            let servers = async {
+                let (a, b, c) = tokio::join!(evaluation_server, sync_server, otlp_server);
+                a.and(b).map_err(std::io::Error::other).and(c)
+            };
+            // A graceful stop waits for each connection to acknowledge it; a
+            // client that never reads (frozen, or cut off with its socket
+            // still open) would hold the shutdown forever. After the drain
+            // time the runtime is dropped, and every connection with it.
+            let drained = async {
+                state.shutdown.cancelled().await;
+                tokio::time::sleep(DRAIN).await;
+            };
+            tokio::select! {
+                result = servers => result,
+                () = drained => {
+                    tracing::warn!(seconds = DRAIN.as_secs(), "gRPC connections still open after the drain time at shutdown: closed");
+                    Ok(())
+                }
+            }
         })
     })
 }
+
+/// How long a stopping server waits for gRPC connections to close.
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// A server with keep-alive pings: a peer that stops answering them (gone,
 /// or not reading at all) is disconnected, and its stream's buffers freed.

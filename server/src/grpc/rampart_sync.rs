@@ -11,7 +11,7 @@ use crate::services::track::TrackEvent;
 use rampart_proto::rampart::v1::flag_sync_server::FlagSync;
 use rampart_proto::rampart::v1::{
     Delta, Heartbeat, OutcomeBatch, OutcomeReply, Reconnect, Snapshot, SubscribeRequest, SyncEvent, TrackBatch,
-    TrackReply, sync_event,
+    TrackReply, UsageBatch, UsageReply, sync_event,
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -285,6 +285,25 @@ impl FlagSync for RampartSync {
             .await
             .map_err(|error| self.record_error(error))?;
         Ok(Response::new(TrackReply { accepted: accepted as u64, ignored: ignored as u64 }))
+    }
+
+    async fn report_usage(&self, request: Request<UsageBatch>) -> Result<Response<UsageReply>, Status> {
+        let (metadata, _, batch) = request.into_parts();
+        let state = &self.state;
+        let key = crate::grpc::bearer_or_api_key(&metadata);
+        let environment = state
+            .environments
+            .authenticate(key.as_deref(), crate::environment::Purpose::Evaluate)
+            .map_err(Status::from)?;
+        let entries: Vec<crate::services::usage::Reported> = batch
+            .evaluations
+            .into_iter()
+            .map(|e| crate::services::usage::Reported { flag: e.flag, variant: e.variant, count: e.count })
+            .collect();
+        let now = state.clock.now_millis();
+        let result = crate::services::usage::report(&state.metrics, environment, &entries, now)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        Ok(Response::new(UsageReply { accepted: result.accepted as u64, ignored: result.ignored as u64 }))
     }
 
     async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<EventStream>, Status> {

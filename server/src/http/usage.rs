@@ -36,14 +36,7 @@ async fn record(
     let bytes = body::read_body(&state, payload, state.max_body_bytes).await?;
     let report: Report = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request(format!("the request body is not a valid usage report: {e}")))?;
-    let result = usage::report(environment, &report.evaluations, state.clock.now_millis()).map_err(|error| {
-        state.metrics.usage.with_label_values(&[&environment.name, "report", "refused"]).inc();
-        ApiError::bad_request(error.to_string())
-    })?;
-    let counter = |result: &str, n: usize| {
-        state.metrics.usage.with_label_values(&[&environment.name, "report", result]).inc_by(n as u64);
-    };
-    counter("accepted", result.accepted);
-    counter("ignored", result.ignored);
+    let result = usage::report(&state.metrics, environment, &report.evaluations, state.clock.now_millis())
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
     Ok(HttpResponse::Accepted().json(Accepted { accepted: result.accepted, ignored: result.ignored }))
 }

@@ -205,15 +205,28 @@ pub enum ReportError {
     CountTooLarge(u64),
 }
 
-/// Counts an SDK's report: only flags and variants the environment has
-/// (a report cannot grow the usage of flags that do not exist), kept
-/// apart from the server's own counts (SDK keys are public).
-pub fn report(environment: &Environment, entries: &[Reported], now: u64) -> Result<ReportResult, ReportError> {
-    if entries.len() > MAX_REPORTED {
-        return Err(ReportError::TooMany(entries.len()));
-    }
-    if let Some(too_large) = entries.iter().find(|e| e.count > MAX_REPORTED_COUNT) {
-        return Err(ReportError::CountTooLarge(too_large.count));
+/// Counts an SDK's report (`POST /v1/usage`, `rampart.v1` `ReportUsage`):
+/// only flags and variants the environment has (a report cannot grow the
+/// usage of flags that do not exist), kept apart from the server's own
+/// counts (SDK keys are public); `rampart_usage_events_total` says what
+/// became of each entry.
+pub fn report(
+    metrics: &crate::metrics::Metrics,
+    environment: &Environment,
+    entries: &[Reported],
+    now: u64,
+) -> Result<ReportResult, ReportError> {
+    let counter = |result: &str, n: usize| {
+        metrics.usage.with_label_values(&[&environment.name, "report", result]).inc_by(n as u64);
+    };
+    let refusal = if entries.len() > MAX_REPORTED {
+        Some(ReportError::TooMany(entries.len()))
+    } else {
+        entries.iter().find(|e| e.count > MAX_REPORTED_COUNT).map(|e| ReportError::CountTooLarge(e.count))
+    };
+    if let Some(refusal) = refusal {
+        counter("refused", 1);
+        return Err(refusal);
     }
     let snapshot = environment.snapshot();
     let mut accepted = 0;
@@ -225,6 +238,8 @@ pub fn report(environment: &Environment, entries: &[Reported], now: u64) -> Resu
             accepted += 1;
         }
     }
+    counter("accepted", accepted);
+    counter("ignored", entries.len() - accepted);
     Ok(ReportResult { accepted, ignored: entries.len() - accepted })
 }
 

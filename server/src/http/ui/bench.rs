@@ -87,6 +87,13 @@ pub struct RampPage {
 impl RampPage {
     /// A run with `checks` one-minute checks over four steps, and a decision per step.
     pub fn new(checks: usize) -> RampPage {
+        RampPage::spaced(checks, 1)
+    }
+
+    /// A run with `checks` checks `minutes` apart: a week of one-minute
+    /// checks is 1,440 points seven minutes apart, as the controller keeps
+    /// it (it thins a run's points to 1,440).
+    pub fn spaced(checks: usize, minutes: u64) -> RampPage {
         let spec = crate::ramp::spec::parse(
             "bench.yaml",
             "apiVersion: rampart.dev/v1\nkind: Ramp\nmetadata:\n  name: bench\nspec:\n  flag: checkout\n  treatment: \"on\"\n  interval: 1m\n  steps:\n    - {percent: 5, hold: 3h}\n    - {percent: 25, hold: 3h}\n    - {percent: 50, hold: 3h}\n    - {percent: 100, hold: 3h}\n",
@@ -112,7 +119,7 @@ impl RampPage {
         };
         let points: Vec<CheckPoint> = (0..checks as u64)
             .map(|i| CheckPoint {
-                at: start + i * 60_000,
+                at: start + i * minutes * 60_000,
                 percent: [5.0, 25.0, 50.0][((i * 3) / checks.max(1) as u64).min(2) as usize],
                 step: ((i * 3) / checks.max(1) as u64).min(2) as usize,
                 treatment_exposures: 200 * (i % 180 + 1),
@@ -151,7 +158,7 @@ impl RampPage {
             file_errors: Vec::new(),
             warnings: Vec::new(),
             evidence: Some(evidence),
-            at: start + checks as u64 * 60_000,
+            at: start + checks as u64 * minutes * 60_000,
             flag_enabled: true,
         };
         RampPage { view, checks: points, history }
