@@ -31,11 +31,20 @@ struct Counts {
 pub struct Usage {
     shards: Vec<Mutex<HashMap<Box<str>, Counts>>>,
     hasher: RandomState,
+    /// Held for writing by a flush from taking the counts until the store
+    /// has them, and for reading by a read of the store and the pending
+    /// counts: a read never misses counts in flight nor sees them twice.
+    /// Counting itself never waits on it.
+    pub flushing: tokio::sync::RwLock<()>,
 }
 
 impl Default for Usage {
     fn default() -> Usage {
-        Usage { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), hasher: RandomState::new() }
+        Usage {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            flushing: tokio::sync::RwLock::new(()),
+        }
     }
 }
 

@@ -41,6 +41,7 @@ pub async fn run(services: Services) {
 pub async fn flush(services: &Services) {
     let now = services.clock.now_millis();
     for environment in services.environments.iter() {
+        let _flushing = environment.usage.flushing.write().await;
         let counts = environment.usage.take();
         if counts.is_empty() {
             continue;
@@ -64,6 +65,7 @@ pub async fn read(
     flag: Option<&str>,
 ) -> Result<BTreeMap<String, FlagUsage>, StoreError> {
     let now = services.clock.now_millis();
+    let _consistent = environment.usage.flushing.read().await;
     let mut all: BTreeMap<String, FlagUsage> = services
         .store
         .usage(&environment.name, flag, now)

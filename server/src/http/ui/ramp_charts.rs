@@ -293,10 +293,24 @@ mod tests {
         // and still starts where the others do.
         let checks = [check(0, 0, 5.0, (0, 0), (0, 0)), check(30, 0, 5.0, (3, 300), (30, 3000))];
         let text = render(&checks, 1000, None).into_string();
-        let first_ticks: Vec<&str> = text
+        let first_ticks: Vec<String> = text
             .split(r#"class="tick time""#)
             .skip(1)
-            .map(|rest| rest.split('>').nth(1).and_then(|t| t.split('<').next()).unwrap_or(""))
+            .map(|rest| {
+                // The label's text without its markup (the zone is a <tspan>).
+                let label = rest.split("</text>").next().unwrap_or("");
+                let mut text = String::new();
+                let mut in_tag = false;
+                for c in label.split_once('>').map_or("", |(_, t)| t).chars() {
+                    match c {
+                        '<' => in_tag = true,
+                        '>' => in_tag = false,
+                        c if !in_tag => text.push(c),
+                        _ => {}
+                    }
+                }
+                text
+            })
             .filter(|t| t.ends_with("UTC"))
             .collect();
         assert_eq!(first_ticks.len(), 4, "{first_ticks:?}");
