@@ -280,6 +280,11 @@ fn a_release_is_drawn_as_stages_linked_both_ways_and_its_flag_says_who_ramps_it(
     assert!(production.contains("href=\"/ui/ramps/staging/search-release\""), "production links staging");
     assert!(production.contains("Production: production"), "the protected environment is marked");
     assert!(production.contains("Pending"), "the later stage waits for the first");
+    let ramps = page(&client, &server, &session, "/ui/ramps");
+    assert!(
+        ramps.contains("production / search-release</a> <span class=\"badge bad\">production</span>"),
+        "lists mark production: {ramps}"
+    );
 
     // The flag says who ramps it, in words, instead of the compiled split
     // (once the first stage has started: its first check).

@@ -71,6 +71,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> su
     };
     let result = state.store.audit(query.clone()).await;
     let now = state.clock.now_millis();
+    let protected: Vec<&str> = state.environments.iter().filter(|e| e.protected).map(|e| e.name.as_str()).collect();
     let content = html! {
         h1 { "Audit log" }
         form.filters method="get" action="/ui/audit" role="search" {
@@ -118,7 +119,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> su
             @match &result {
                 Ok(entries) if entries.is_empty() => p { "No entries." },
                 Ok(entries) => {
-                    (table(entries, now))
+                    (table(entries, now, &protected))
                     @if entries.len() == PAGE {
                         @if let Some(oldest) = entries.last() {
                             p { a rel="next" href=(next_page(&filters, oldest.seq)) { "Older entries" } }
@@ -152,7 +153,7 @@ fn next_page(filters: &Filters, before: u64) -> String {
 }
 
 /// Audit entries as a table, each change in words.
-pub(crate) fn table(entries: &[AuditEntry], now: u64) -> Markup {
+pub(crate) fn table(entries: &[AuditEntry], now: u64, protected: &[&str]) -> Markup {
     html! {
         table.audit.stack {
             caption.visually-hidden { "Audit entries, newest first" }
@@ -168,7 +169,7 @@ pub(crate) fn table(entries: &[AuditEntry], now: u64) -> Markup {
                             " " span.ago { "(" (words::ago(now, entry.at)) ")" }
                         }
                         td data-label="Who" { (entry.actor) }
-                        td data-label="Environment" { (entry.environment) }
+                        td data-label="Environment" { (entry.environment) @if protected.contains(&entry.environment.as_str()) { " " span.badge.bad { "production" } } }
                         td data-label="Flag" { a href=(flag_path(&entry.environment, &entry.flag)) { (entry.flag) } }
                         td data-label="Action" { (entry.action) @if let Some(version) = entry.version { " (v" (version) ")" } }
                         td data-label="What changed" { (super::diff::changes(&entry.changes)) }

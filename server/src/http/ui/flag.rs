@@ -188,7 +188,7 @@ pub(crate) async fn page(
             div #flag-history data-live=(super::scope_of_environment(&name)) {
                 @match &changes {
                     Ok(entries) if entries.is_empty() => p { "No changes through the API or the kill switch." },
-                    Ok(entries) => (super::audit::table(entries, now)),
+                    Ok(entries) => (super::audit::table(entries, now, &[])),
                     Err(error) => p.alert.bad role="alert" { "The history cannot be read: " (error) },
                 }
             }

@@ -20,6 +20,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> su
         ramps.push(state.ramps.glance(&entry).await);
     }
     let health = state.store.health();
+    let protected: Vec<&str> = state.environments.iter().filter(|e| e.protected).map(|e| e.name.as_str()).collect();
     let content = html! {
         h1 { "Overview" }
         section aria-labelledby="environments-heading" {
@@ -88,7 +89,7 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> su
             div #overview-audit data-live="*" {
                 @match &audit {
                     Ok(entries) if entries.is_empty() => p { "Nothing has been changed through the API yet." },
-                    Ok(entries) => (super::audit::table(entries, now)),
+                    Ok(entries) => (super::audit::table(entries, now, &protected)),
                     Err(error) => p.alert.bad role="alert" { "The audit log cannot be read: " (error) },
                 }
                 p { a href="/ui/audit" { "The whole audit log" } }

@@ -29,7 +29,12 @@ pub(crate) async fn page(state: web::Data<AppState>, request: HttpRequest) -> su
                     tbody {
                         @for ramp in &ramps {
                             tr {
-                                th scope="row" { a href=(ramp_path(&ramp.environment, &ramp.name)) { (ramp.environment) " / " (ramp.name) } }
+                                th scope="row" {
+                                    a href=(ramp_path(&ramp.environment, &ramp.name)) { (ramp.environment) " / " (ramp.name) }
+                                    @if let Some(environment) = state.environments.get(&ramp.environment) {
+                                        (super::protected::badge(environment))
+                                    }
+                                }
                                 td data-label="Flag" { a href=(flag_path(&ramp.environment, &ramp.run.flag)) { (ramp.run.flag) } }
                                 td data-label="State" { (state_badge(ramp.run.status.name(), ramp.run.status.reason())) }
                                 td data-label="Step" { (step_text(ramp)) }
