@@ -349,9 +349,15 @@ def time_zone_switch(ui):
     assert ui.text("#time-zone") == "Times: local"
     ui.go("/ui/audit")
     assert ui.driver.find_element(By.CSS_SELECTOR, "#audit-entries time").text == local, "remembered"
+    # The charts' axes follow the switch too.
+    ui.go(RAMP)
+    first_tick = "return document.querySelector('#ramp-charts svg text.time').textContent"
+    assert "UTC+" in ui.driver.execute_script(first_tick) or "UTC-" in ui.driver.execute_script(first_tick)
     ui.driver.find_element(By.ID, "time-zone").click()
+    assert ui.driver.execute_script(first_tick).endswith(" UTC"), ui.driver.execute_script(first_tick)
+    ui.go("/ui/audit")
     assert ui.driver.find_element(By.CSS_SELECTOR, "#audit-entries time").text == utc
-    log("UTC and local times: ok")
+    log("UTC and local times, charts included: ok")
 
 
 def console(ui):

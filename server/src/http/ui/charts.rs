@@ -132,7 +132,9 @@ impl Chart {
                 escape(&(self.format)(shown))
             );
         }
-        // Time axis: round times of day, UTC.
+        // Time axis: round times of day, UTC (the page's script shows them
+        // in local time when the operator asks: `data-at` is the instant).
+        let seconds_shown = t1 - t0 < 10 * 60_000;
         for (index, t) in time_ticks(t0, t1).into_iter().enumerate() {
             let px = x(t);
             let anchor = if px < LEFT + 24.0 {
@@ -144,10 +146,11 @@ impl Chart {
             };
             let _ = write!(
                 svg,
-                r#"<line class="grid" x1="{px:.1}" x2="{px:.1}" y1="{TOP}" y2="{}"/><text class="tick time" x="{px:.1}" y="{}" text-anchor="{anchor}">{}{}</text>"#,
+                r#"<line class="grid" x1="{px:.1}" x2="{px:.1}" y1="{TOP}" y2="{}"/><text class="tick time" x="{px:.1}" y="{}" text-anchor="{anchor}" data-at="{t}" data-seconds="{}"><tspan class="clock">{}</tspan>{}</text>"#,
                 HEIGHT - BOTTOM,
                 HEIGHT - 8.0,
-                clock(t, t1 - t0 < 10 * 60_000),
+                u8::from(seconds_shown),
+                clock(t, seconds_shown),
                 // The zone once; phones hide it (the description says UTC).
                 if index == 0 { r#"<tspan class="zone"> UTC</tspan>"# } else { "" }
             );

@@ -113,6 +113,12 @@
   function localTimes() {
     return window.localStorage && window.localStorage.getItem("rampart-times") === "local";
   }
+  // The browser's offset at an instant, as UTC±hh:mm.
+  function zoneName(at) {
+    const two = (n) => String(n).padStart(2, "0");
+    const offset = -at.getTimezoneOffset();
+    return "UTC" + (offset >= 0 ? "+" : "-") + two(Math.floor(Math.abs(offset) / 60)) + ":" + two(Math.abs(offset) % 60);
+  }
   function showTimes() {
     const local = localTimes();
     for (const element of document.querySelectorAll("time[datetime]")) {
@@ -124,10 +130,26 @@
       const at = new Date(element.getAttribute("datetime"));
       if (isNaN(at)) continue;
       const two = (n) => String(n).padStart(2, "0");
-      const offset = -at.getTimezoneOffset();
-      const zone = "UTC" + (offset >= 0 ? "+" : "-") + two(Math.floor(Math.abs(offset) / 60)) + ":" + two(Math.abs(offset) % 60);
       element.textContent = at.getFullYear() + "-" + two(at.getMonth() + 1) + "-" + two(at.getDate()) + " " +
-        two(at.getHours()) + ":" + two(at.getMinutes()) + ":" + two(at.getSeconds()) + " " + zone;
+        two(at.getHours()) + ":" + two(at.getMinutes()) + ":" + two(at.getSeconds()) + " " + zoneName(at);
+    }
+    // Chart axes: each tick's instant is in data-at.
+    for (const element of document.querySelectorAll("svg text.time[data-at]")) {
+      const clock = element.querySelector(".clock");
+      const zone = element.querySelector(".zone");
+      if (!clock) continue;
+      if (!clock.dataset.utc) clock.dataset.utc = clock.textContent;
+      if (zone && !zone.dataset.utc) zone.dataset.utc = zone.textContent;
+      if (!local) {
+        clock.textContent = clock.dataset.utc;
+        if (zone) zone.textContent = zone.dataset.utc;
+        continue;
+      }
+      const at = new Date(Number(element.dataset.at));
+      const two = (n) => String(n).padStart(2, "0");
+      clock.textContent = two(at.getHours()) + ":" + two(at.getMinutes()) +
+        (element.dataset.seconds === "1" ? ":" + two(at.getSeconds()) : "");
+      if (zone) zone.textContent = " " + zoneName(at);
     }
     if (zoneButton) {
       zoneButton.textContent = local ? "Times: local" : "Times: UTC";
