@@ -73,6 +73,11 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, message)
     }
 
+    /// `404 FLAG_NOT_FOUND`: no flag `key` in `environment`.
+    pub(crate) fn flag_not_found(environment: &str, key: &str) -> ApiError {
+        ApiError::not_found("FLAG_NOT_FOUND", format!("no flag '{key}' in environment '{environment}'"))
+    }
+
     pub(crate) fn unprocessable(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }

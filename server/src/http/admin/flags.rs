@@ -207,9 +207,7 @@ pub(crate) fn flag_response(
     environment: &str,
     key: &str,
 ) -> Result<HttpResponse, ApiError> {
-    let view = views::view(snapshot, environment, key).ok_or_else(|| {
-        ApiError::not_found("FLAG_NOT_FOUND", format!("no flag '{key}' in environment '{environment}'"))
-    })?;
+    let view = views::view(snapshot, environment, key).ok_or_else(|| ApiError::flag_not_found(environment, key))?;
     let mut response = HttpResponse::build(status);
     if let Some(etag) = version_tag(snapshot, key) {
         response.insert_header((header::ETAG, etag));

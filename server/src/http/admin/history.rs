@@ -47,7 +47,7 @@ pub(crate) async fn flag_history(
     let environment = environment(&state, &name)?;
     let versions = state.store.history(&name, &key, after, limit).await?;
     if versions.is_empty() && after == 0 && environment.snapshot().flags.get(&key).is_none() {
-        return Err(ApiError::not_found("FLAG_NOT_FOUND", format!("no flag '{key}' in environment '{name}'")));
+        return Err(ApiError::flag_not_found(&name, &key));
     }
     let full = versions.len() == limit;
     let (versions, cut) = within_bytes(&state, versions.into_iter().map(VersionView::from));

@@ -63,7 +63,7 @@ pub(crate) async fn flag_usage(
     let (name, key) = path.into_inner();
     let environment = environment(&state, &name)?;
     if environment.snapshot().flags.get(&key).is_none() {
-        return Err(ApiError::not_found("FLAG_NOT_FOUND", format!("no flag '{key}' in environment '{name}'")));
+        return Err(ApiError::flag_not_found(&name, &key));
     }
     let read = usage::read(&state, environment, Some(&key)).await?;
     let summary = Summary::of(&key, read.get(&key), state.clock.now_millis());
