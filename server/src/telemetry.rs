@@ -62,16 +62,6 @@ impl Drop for Telemetry {
 /// Installs the global subscriber. `filter` is a `RUST_LOG`-style directive;
 /// an invalid one falls back to `info` rather than silencing the server.
 pub fn init(format: LogFormat, filter: &str, export: Option<&OtlpExport>) -> Telemetry {
-    use tracing_subscriber::filter::filter_fn;
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let not_traces = filter_fn(|metadata| metadata.target() != TRACE_TARGET);
-    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
-        LogFormat::Text => fmt.with_filter(filter).with_filter(not_traces).boxed(),
-        LogFormat::Json => {
-            fmt.json().flatten_event(true).with_current_span(false).with_filter(filter).with_filter(not_traces).boxed()
-        }
-    };
     let (provider, otel) = match export.map(exporter) {
         Some(Ok((provider, layer))) => (Some(provider), Some(layer)),
         Some(Err(error)) => {
@@ -80,9 +70,7 @@ pub fn init(format: LogFormat, filter: &str, export: Option<&OtlpExport>) -> Tel
         }
         None => (None, None),
     };
-    let mut layers = vec![fmt];
-    layers.extend(otel);
-    let _ = Registry::default().with(layers).try_init();
+    let _ = subscriber(format, filter, std::io::stderr, otel).try_init();
     if let Some(export) = export.filter(|_| provider.is_some()) {
         let every =
             if export.evaluation_sample > 0.0 { (1.0 / export.evaluation_sample).round() as u64 } else { u64::MAX };
@@ -94,6 +82,36 @@ pub fn init(format: LogFormat, filter: &str, export: Option<&OtlpExport>) -> Tel
 }
 
 type OtelLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// The log layer (and the export layer, if any) over one registry.
+///
+/// Both filters must be decidable per callsite, with a level hint: a
+/// dynamic filter (`filter_fn`) makes every callsite "sometimes" enabled,
+/// and then the trace-level spans h2 opens on every poll of every
+/// connection are created and closed in the registry even though nothing
+/// shows them — a fifth of the server's time with 19,000 gRPC streams.
+fn subscriber<W>(
+    format: LogFormat,
+    filter: &str,
+    writer: W,
+    otel: Option<OtelLayer>,
+) -> impl tracing::Subscriber + Send + Sync + for<'a> tracing_subscriber::registry::LookupSpan<'a>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+    let shown = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let not_traces = Targets::new().with_default(LevelFilter::TRACE).with_target(TRACE_TARGET, LevelFilter::OFF);
+    let filter = shown.and(not_traces);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).with_filter(filter).boxed(),
+    };
+    let mut layers = vec![fmt];
+    layers.extend(otel);
+    Registry::default().with(layers)
+}
 
 fn exporter(export: &OtlpExport) -> Result<(opentelemetry_sdk::trace::SdkTracerProvider, OtelLayer), String> {
     use opentelemetry_otlp::WithExportConfig;
@@ -109,8 +127,14 @@ fn exporter(export: &OtlpExport) -> Result<(opentelemetry_sdk::trace::SdkTracerP
         .build();
     let tracer = provider.tracer("rampart");
     opentelemetry::global::set_text_map_propagator(opentelemetry_sdk::propagation::TraceContextPropagator::new());
-    let only_traces = tracing_subscriber::filter::filter_fn(|metadata| metadata.target() == TRACE_TARGET);
-    Ok((provider, tracing_opentelemetry::layer().with_tracer(tracer).with_filter(only_traces).boxed()))
+    Ok((provider, export_layer(tracer)))
+}
+
+/// The layer that exports spans of [`TRACE_TARGET`], and nothing else.
+fn export_layer(tracer: opentelemetry_sdk::trace::Tracer) -> OtelLayer {
+    let only_traces = tracing_subscriber::filter::Targets::new()
+        .with_target(TRACE_TARGET, tracing::level_filters::LevelFilter::TRACE);
+    tracing_opentelemetry::layer().with_tracer(tracer).with_filter(only_traces).boxed()
 }
 
 /// Makes `span` a child of the caller's trace when `traceparent` names a
@@ -137,4 +161,53 @@ pub fn caller_sampled(traceparent: Option<&str>) -> bool {
             .and_then(|value| value.trim().rsplit('-').next())
             .and_then(|flags| u8::from_str_radix(flags, 16).ok())
             .is_some_and(|flags| flags & 1 == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a library's trace span costs when logging is at `warn`:
+    /// nothing (disabled at its callsite), and the log still shows warnings
+    /// while never showing exported spans.
+    #[test]
+    fn library_trace_spans_are_disabled_at_their_callsite_when_nothing_shows_them() {
+        let written = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = written.clone();
+        let writer = move || Sink(sink.clone());
+        tracing::subscriber::with_default(subscriber(LogFormat::Text, "warn", writer, None), || {
+            let span = tracing::trace_span!(target: "h2::proto::connection", "poll");
+            assert!(span.is_disabled(), "a trace span nobody shows is created");
+            assert!(tracing::span!(target: "h2", tracing::Level::DEBUG, "Connection").is_disabled());
+            tracing::warn!(target: "rampart::grpc", "shown");
+            tracing::warn!(target: TRACE_TARGET, "exported only");
+            let span = tracing::info_span!(target: TRACE_TARGET, "admin write");
+            assert!(span.is_disabled(), "an exported span with export off is created");
+        });
+        let text = String::from_utf8(written.lock().map(|w| w.clone()).unwrap_or_default()).unwrap_or_default();
+        assert!(text.contains("shown"), "{text}");
+        assert!(!text.contains("exported only"), "{text}");
+
+        // Exporting: only the exported spans exist.
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let export = export_layer(provider.tracer("test"));
+        tracing::subscriber::with_default(subscriber(LogFormat::Json, "warn", std::io::sink, Some(export)), || {
+            assert!(tracing::trace_span!(target: "h2::proto::connection", "poll").is_disabled());
+            assert!(!tracing::info_span!(target: TRACE_TARGET, "admin write").is_disabled());
+        });
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut written) = self.0.lock() {
+                written.extend_from_slice(buf);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }
