@@ -422,7 +422,8 @@ pub struct ServeArgs {
     #[arg(long, env = "RAMPART_PROMETHEUS_URL", value_name = "URL")]
     pub prometheus_url: Option<String>,
 
-    /// HTTP worker threads per listener (default: the number of CPUs).
+    /// Worker threads per HTTP listener, and of the gRPC runtime (default:
+    /// the CPUs this process may run on).
     #[arg(long, env = "RAMPART_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
 

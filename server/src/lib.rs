@@ -327,7 +327,7 @@ impl BoundServer {
         let otlp_handle = otlp_server.as_ref().map(actix_server::Server::handle);
         let (http_handle, admin_handle) = (http_server.handle(), admin_server.handle());
 
-        let grpc_thread = grpc::spawn(state.services.clone(), (grpc, sync, otlp_grpc), &capacity)?;
+        let grpc_thread = grpc::spawn(state.services.clone(), (grpc, sync, otlp_grpc), &capacity, workers)?;
         // A background task that panics stops the server (EX_SOFTWARE) instead
         // of leaving it serving without, say, its ramp controller.
         let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -2,8 +2,11 @@
 //! evaluation services v1 and v2 (`--grpc-addr`, default 8013) and flagd's
 //! sync service plus Rampart's own sync (`--sync-addr`, default 8015).
 //!
-//! tonic runs on a dedicated thread with its own multi-threaded runtime
-//! (actix-web runs one single-threaded runtime per worker). Every stream
+//! tonic runs on a dedicated thread with its own multi-threaded runtime of
+//! as many workers as the HTTP listeners have (`--workers`, by default the
+//! CPUs the process may use: more workers than CPUs only trade places on
+//! a core, see docs/benchmarks.md "Stream propagation"),
+//! while actix-web runs one single-threaded runtime per worker. Every stream
 //! ends when the server shuts down, so shutdown never waits on a client.
 
 mod connections;
@@ -102,11 +105,12 @@ pub(crate) fn spawn(
     state: GrpcState,
     (evaluation, sync, otlp): (TcpListener, TcpListener, Option<TcpListener>),
     capacity: &crate::capacity::Capacity,
+    workers: usize,
 ) -> std::io::Result<std::thread::JoinHandle<std::io::Result<()>>> {
     let shares = (capacity.share("grpc"), capacity.share("sync"), otlp.as_ref().map(|_| capacity.share("otlp_grpc")));
     std::thread::Builder::new().name("grpc".into()).spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(workers.max(1))
             .thread_name("grpc-worker")
             .enable_all()
             .build()?;

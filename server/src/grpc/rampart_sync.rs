@@ -54,7 +54,9 @@ struct Subscription {
     backlog: std::collections::VecDeque<Result<SyncEvent, Status>>,
     changes: crate::changes::Subscription,
     heartbeat: tokio::time::Interval,
-    shutdown: tokio_util::sync::CancellationToken,
+    /// Registered once for the stream's life: making a new wait for every
+    /// message would enter and leave a list shared by every subscriber.
+    shutdown: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     metrics: Arc<crate::metrics::Metrics>,
     sent: u64,
     finished: bool,
@@ -73,7 +75,7 @@ impl Subscription {
         }
         loop {
             let (message, last) = tokio::select! {
-                _ = self.shutdown.cancelled() => {
+                _ = self.shutdown.as_mut() => {
                     (event(sync_event::Event::Reconnect(Reconnect { reason: "the server is shutting down".into() })), true)
                 }
                 _ = self.heartbeat.tick() => (event(sync_event::Event::Heartbeat(Heartbeat { version: self.sent })), false),
@@ -359,7 +361,7 @@ impl FlagSync for RampartSync {
             backlog,
             changes,
             heartbeat,
-            shutdown: self.state.shutdown.clone(),
+            shutdown: Box::pin(self.state.shutdown.clone().cancelled_owned()),
             metrics: self.state.metrics.clone(),
             sent,
             finished: false,
