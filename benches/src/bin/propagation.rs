@@ -54,6 +54,16 @@ fn args() -> anyhow::Result<Args> {
     })
 }
 
+/// CPU time a process has used, user and system, in microseconds (from
+/// `/proc/PID/stat`, in clock ticks of 10 ms).
+fn cpu_us(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).map(|t| t * 10_000);
+    Some((ticks(11)?, ticks(12)?))
+}
+
 /// (client, version) received at an instant; version 0 means "connected".
 type Receipt = (usize, u64, Instant);
 
@@ -187,6 +197,8 @@ async fn main() -> anyhow::Result<()> {
     let after = args.server_pid.and_then(rss_kib);
 
     let http = reqwest::Client::new();
+    let cpu_before = args.server_pid.and_then(cpu_us);
+    let own_before = cpu_us(std::process::id());
     let mut latencies = Vec::with_capacity(args.clients * args.rounds);
     let mut all_within = Vec::new();
     for round in 0..args.rounds {
@@ -219,6 +231,24 @@ async fn main() -> anyhow::Result<()> {
         }
         all_within.push(latest);
     }
+    // What one client's change cost the server (or relay) in CPU time:
+    // steadier than latency on a loaded machine. On loopback, system time
+    // includes the receiving client's TCP processing, which the kernel runs
+    // in the sender's write.
+    let per_change = |before: Option<(u64, u64)>, after: Option<(u64, u64)>| match (before, after) {
+        (Some((user0, system0)), Some((user1, system1))) => {
+            let changes = (args.clients * args.rounds) as f64;
+            format!(
+                "{:.1}(user:{:.1},system:{:.1})",
+                (user1 + system1 - user0 - system0) as f64 / changes,
+                (user1 - user0) as f64 / changes,
+                (system1 - system0) as f64 / changes
+            )
+        }
+        _ => "n/a".into(),
+    };
+    let cpu = per_change(cpu_before, args.server_pid.and_then(cpu_us));
+    let own_cpu = per_change(own_before, cpu_us(std::process::id()));
     latencies.sort();
     let max_round = all_within.iter().max().copied().unwrap_or_default();
     let per_client = match (before, after) {
@@ -226,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
         _ => "n/a".into(),
     };
     println!(
-        "RESULT protocol={} clients={} rounds={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} slowest_round_all_clients_ms={:.2} rss_kib_per_idle_client={per_client} failures={}",
+        "RESULT protocol={} clients={} rounds={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} slowest_round_all_clients_ms={:.2} rss_kib_per_idle_client={per_client} failures={} server_cpu_us_per_client_change={cpu} clients_cpu_us_per_client_change={own_cpu}",
         args.protocol,
         args.clients,
         args.rounds,
