@@ -4,9 +4,9 @@
 //!
 //! tonic runs on a dedicated thread with its own multi-threaded runtime of
 //! as many workers as the HTTP listeners have (`--workers`, by default the
-//! CPUs the process may use: more workers than CPUs only trade places on
-//! a core, see docs/benchmarks-streams.md),
-//! while actix-web runs one single-threaded runtime per worker. Every stream
+//! CPUs the process may use), so a stream fan-out uses every core it is
+//! given (docs/benchmarks-streams.md); actix-web runs one single-threaded
+//! runtime per worker. Every stream
 //! ends when the server shuts down, so shutdown never waits on a client.
 
 mod connections;
