@@ -89,7 +89,8 @@ type OtelLayer = Box<dyn Layer<Registry> + Send + Sync>;
 /// dynamic filter (`filter_fn`) makes every callsite "sometimes" enabled,
 /// and then the trace-level spans h2 opens on every poll of every
 /// connection are created and closed in the registry even though nothing
-/// shows them — a fifth of the server's time with 19,000 gRPC streams.
+/// shows them: a fifth of the server's CPU samples, and 82 % of its
+/// instructions per change sent, with 19,000 gRPC streams.
 fn subscriber<W>(
     format: LogFormat,
     filter: &str,
