@@ -33,7 +33,14 @@ counted() {
     --sync-addr 127.0.0.1:$((base + 3)) --log warn 2>"$work/$name.log" &
   server=$!
   for _ in $(seq 600); do curl -fs "http://127.0.0.1:$((base + 1))/healthz" >/dev/null && break; sleep 0.2; done
-  "$@" >"$work/$name.client" || { echo "FAILED $name" >&2; cat "$work/$name.client" >&2; exit 1; }
+  # (This runs in a command substitution, where the EXIT trap does not:
+  # a failed run stops its server itself.)
+  "$@" >"$work/$name.client" || {
+    echo "FAILED $name" >&2
+    cat "$work/$name.client" >&2
+    kill "$server" 2>/dev/null
+    exit 1
+  }
   kill -INT "$server"
   wait "$server" 2>/dev/null || true
   server=
