@@ -25,21 +25,10 @@ cargo build --release --locked -q -p rampart-server
 cargo build --release --locked -q -p rampart-benches --bin propagation
 token=propagation-bench-token-0001
 relay_token=propagation-bench-relay-0001
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=lib/processes.sh
+source benches/load/lib/processes.sh
 printf 'tokens:\n  - {name: edge, role: relay, environments: [default], value: %s}\n' "$relay_token" > "$work/tokens.yaml"
 
-# ready ADMIN_PORT: waits until the process there serves.
-ready() {
-  for _ in $(seq 300); do
-    curl -fs "http://127.0.0.1:$1/readyz" 2>/dev/null | grep -q '"status":"ready"' && return 0
-    sleep 0.1
-  done
-  echo "127.0.0.1:$1 did not become ready" >&2
-  exit 1
-}
 
 # addresses BASE: the four listeners' flags of a process at BASE..BASE+3.
 addresses() {

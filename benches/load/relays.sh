@@ -23,10 +23,8 @@ cargo build --release --locked -q -p rampart-benches --bin propagation
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 admin=relays-bench-admin-token-01
 relay=relays-bench-relay-token-01
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+# shellcheck source=lib/processes.sh
+source benches/load/lib/processes.sh
 printf 'tokens:\n  - {name: edge, role: relay, environments: [default], value: %s}\n' "$relay" > "$work/tokens.yaml"
 
 # primary CORE BASE FLAGS [workers]
@@ -47,15 +45,6 @@ relay() {
     --grpc-addr "127.0.0.1:$(($2 + 2))" --sync-addr "127.0.0.1:$(($2 + 3))" --log warn &
   pids+=($!)
   ready "$(($2 + 1))"
-}
-
-ready() {
-  for _ in $(seq 300); do
-    curl -fs "http://127.0.0.1:$1/readyz" 2>/dev/null | grep -q '"status":"ready"' && return 0
-    sleep 0.1
-  done
-  echo "127.0.0.1:$1 did not become ready" >&2
-  exit 1
 }
 
 stop_all() {
