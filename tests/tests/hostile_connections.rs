@@ -11,6 +11,8 @@ use rampart_proto::flagd::evaluation::v2::ResolveBooleanRequest;
 use rampart_proto::flagd::evaluation::v2::service_client::ServiceClient;
 use rampart_proto::flagd::sync::v1::SyncFlagsRequest;
 use rampart_proto::flagd::sync::v1::flag_sync_service_client::FlagSyncServiceClient;
+use rampart_proto::rampart::v1::flag_sync_client::FlagSyncClient;
+use rampart_proto::rampart::v1::{SubscribeRequest, sync_event};
 use rampart_tests::{DEADLINE, FlagDir, Rampart, eventually, get, post};
 use serde_json::json;
 
@@ -212,7 +214,8 @@ fn stream_clients_that_never_read_cost_bounded_memory() {
     assert_eq!(marker(&server), Some(0));
     let baseline = server.rss();
 
-    // 150 SSE clients and 40 flagd sync subscribers that never read.
+    // 150 SSE clients and 40 gRPC subscribers (20 of flagd's sync, 20 of
+    // Rampart's) that never read.
     let sse: Vec<TcpStream> = (0..150)
         .map(|_| {
             let mut stream = TcpStream::connect(host(&server.http)).expect("connect");
@@ -223,14 +226,17 @@ fn stream_clients_that_never_read_cost_bounded_memory() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
     let subscribers = runtime.block_on(async {
         let mut held = Vec::new();
-        for _ in 0..40 {
+        for _ in 0..20 {
             let mut client = FlagSyncServiceClient::connect(format!("http://{}", server.sync)).await.expect("connect");
             let stream = client
                 .sync_flags(SyncFlagsRequest { provider_id: "p".into(), selector: String::new() })
                 .await
                 .expect("subscribe")
                 .into_inner();
-            held.push((client, stream));
+            held.push(Box::new((client, stream)) as Box<dyn std::any::Any>);
+            let mut client = FlagSyncClient::connect(format!("http://{}", server.sync)).await.expect("connect");
+            let stream = client.subscribe(SubscribeRequest::default()).await.expect("subscribe").into_inner();
+            held.push(Box::new((client, stream)));
         }
         held
     });
@@ -259,8 +265,52 @@ fn stream_clients_that_never_read_cost_bounded_memory() {
     let snapshot = reader.next();
     assert_eq!(snapshot.event, "snapshot");
     assert!(snapshot.data.contains("\"round\":20"), "{}", &snapshot.data[..200.min(snapshot.data.len())]);
+    // So does a gRPC subscriber whose window is a small part of the
+    // snapshot: written as the window opens, and whole.
+    runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.sync))
+            .expect("endpoint")
+            .initial_stream_window_size(64 << 10)
+            .initial_connection_window_size(64 << 10)
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = FlagSyncClient::new(channel).max_decoding_message_size(8 << 20);
+        let mut stream = client.subscribe(SubscribeRequest::default()).await.expect("subscribe").into_inner();
+        let first = stream.message().await.expect("message").expect("event").event;
+        let Some(sync_event::Event::Snapshot(snapshot)) = first else { panic!("not a snapshot: {first:?}") };
+        let flags: serde_json::Value = serde_json::from_str(&snapshot.flags_json).expect("whole JSON");
+        assert_eq!(flags["flags"]["marker"]["variants"]["round"], 20, "{}", &snapshot.flags_json[..200]);
+        assert!(snapshot.flags_json.len() > 1 << 20, "{} bytes", snapshot.flags_json.len());
+    });
     drop(sse);
     drop(subscribers);
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_does_not_hold_the_shutdown() {
+    let (server, _dir) = start(&big_configuration(0), "");
+    // A subscription whose megabyte snapshot is more than the client's
+    // window, then a runtime never polled again: the server waits for
+    // window that never comes, and never hears an answer to its goodbye.
+    let frozen = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    frozen.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.sync))
+            .expect("endpoint")
+            .initial_stream_window_size(64 << 10)
+            .initial_connection_window_size(64 << 10)
+            .connect()
+            .await
+            .expect("connect");
+        let mut client = FlagSyncClient::new(channel);
+        let stream = client.subscribe(SubscribeRequest::default()).await.expect("subscribe").into_inner();
+        std::mem::forget((client, stream));
+    });
+    let started = Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(20), "stopped after the drain time: {:?}", started.elapsed());
+    drop(frozen);
 }
 
 /// Sends `request` and reads until the server closes the connection.

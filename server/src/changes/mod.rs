@@ -70,6 +70,9 @@ pub struct ChangeEvent {
     delta_json: OnceLock<String>,
     /// The SSE `delta` event, rendered once and shared by every SSE client.
     sse_delta: OnceLock<Bytes>,
+    /// The `rampart.v1` `Delta` message as gRPC frames it, encoded once
+    /// and shared by every subscriber.
+    grpc_delta: OnceLock<Bytes>,
 }
 
 impl ChangeEvent {
@@ -91,6 +94,7 @@ impl ChangeEvent {
             metadata: snapshot.flags.metadata().clone(),
             delta_json: OnceLock::new(),
             sse_delta: OnceLock::new(),
+            grpc_delta: OnceLock::new(),
         }
     }
 
@@ -115,6 +119,12 @@ impl ChangeEvent {
     /// returned `Bytes` share one buffer.
     pub fn sse_delta(&self, render: impl FnOnce() -> Bytes) -> Bytes {
         self.sse_delta.get_or_init(render).clone()
+    }
+
+    /// The gRPC form of this change, encoded by `render` on first use; the
+    /// returned `Bytes` share one buffer.
+    pub fn grpc_delta(&self, render: impl FnOnce() -> Bytes) -> Bytes {
+        self.grpc_delta.get_or_init(render).clone()
     }
 
     pub fn removed(&self) -> impl Iterator<Item = &str> {

@@ -13,8 +13,11 @@ mod connections;
 mod convert;
 mod evaluation;
 mod flagd_sync;
+mod h2_stream;
 mod otlp;
 mod rampart_sync;
+mod subscribe;
+mod sync_listener;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -136,16 +139,18 @@ pub(crate) fn spawn(
                 .add_service(v1::service_server::ServiceServer::new(service.clone()).max_decoding_message_size(limit))
                 .add_service(v2::service_server::ServiceServer::new(service).max_decoding_message_size(limit))
                 .serve_with_incoming_shutdown(evaluation, state.shutdown.clone().cancelled_owned());
-            let sync_server = builder(SYNC_STREAMS)
-                .add_service(
-                    FlagSyncServiceServer::new(flagd_sync::FlagdSync { state: state.clone() })
-                        .max_decoding_message_size(limit),
-                )
-                .add_service(
-                    FlagSyncServer::new(rampart_sync::RampartSync { state: state.clone(), applied: Arc::default() })
-                        .max_decoding_message_size(limit),
-                )
-                .serve_with_incoming_shutdown(sync, state.shutdown.clone().cancelled_owned());
+            let rampart = rampart_sync::RampartSync { state: state.clone(), applied: Arc::default() };
+            let routes = tonic::service::Routes::new(
+                FlagSyncServiceServer::new(flagd_sync::FlagdSync { state: state.clone() })
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(FlagSyncServer::new(rampart.clone()).max_decoding_message_size(limit))
+            .prepare();
+            let sync_server = async {
+                let services = sync_listener::SyncServices { routes, rampart };
+                sync_listener::serve(sync, services, state.shutdown.clone()).await;
+                Ok::<(), tonic::transport::Error>(())
+            };
             let otlp_server = async {
                 let (Some(listener), Some(share)) = (otlp, otlp_share) else { return Ok(()) };
                 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer;

@@ -1,8 +1,6 @@
-//! Rampart's own sync (`rampart.v1.FlagSync`), for the Rust SDK: a full
-//! snapshot on connect, then deltas with only the flags that changed; a
-//! client that reconnects with its epoch and last version receives only
-//! what it missed; heartbeats in between; a `Reconnect` before the server
-//! goes away or when the client fell too far behind.
+//! Rampart's own sync (`rampart.v1.FlagSync`), for the Rust SDK and
+//! relays: outcome, track and usage reports here; the `Subscribe` stream
+//! is served by `subscribe`, on the sync listener's own HTTP/2 handling.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,14 +8,12 @@ use std::sync::Arc;
 use crate::services::track::TrackEvent;
 use rampart_proto::rampart::v1::flag_sync_server::FlagSync;
 use rampart_proto::rampart::v1::{
-    Delta, Heartbeat, OutcomeBatch, OutcomeReply, Reconnect, Snapshot, SubscribeRequest, SyncEvent, TrackBatch,
-    TrackReply, UsageBatch, UsageReply, sync_event,
+    OutcomeBatch, OutcomeReply, SubscribeRequest, SyncEvent, TrackBatch, TrackReply, UsageBatch, UsageReply,
 };
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use super::GrpcState;
-use crate::changes::{ChangeEvent, Next};
 use crate::environment::{Environment, Trust};
 use crate::ramp::applied::Claim;
 use crate::ramp::contribution::Source;
@@ -32,74 +28,6 @@ pub(crate) struct RampartSync {
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<SyncEvent, Status>> + Send + 'static>>;
-
-fn event(event: sync_event::Event) -> Result<SyncEvent, Status> {
-    Ok(SyncEvent { event: Some(event) })
-}
-
-fn delta(epoch: &str, change: &ChangeEvent) -> Result<SyncEvent, Status> {
-    event(sync_event::Event::Delta(Delta {
-        epoch: epoch.to_owned(),
-        from_version: change.from_version,
-        version: change.version(),
-        upserts_json: change.upserts_json().to_owned(),
-        removed: change.removed().map(str::to_owned).collect(),
-    }))
-}
-
-/// Where a subscription's stream is.
-struct Subscription {
-    epoch: String,
-    /// What is still to send before following live changes.
-    backlog: std::collections::VecDeque<Result<SyncEvent, Status>>,
-    changes: crate::changes::Subscription,
-    heartbeat: tokio::time::Interval,
-    /// Registered once for the stream's life: making a new wait for every
-    /// message would enter and leave a list shared by every subscriber.
-    shutdown: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
-    metrics: Arc<crate::metrics::Metrics>,
-    sent: u64,
-    finished: bool,
-}
-
-impl Subscription {
-    /// The next message; `None` ends the stream. Polled directly by the
-    /// response (no task, no channel per client: an idle subscriber costs
-    /// its connection and this struct).
-    async fn next(&mut self) -> Option<Result<SyncEvent, Status>> {
-        if let Some(message) = self.backlog.pop_front() {
-            return Some(message);
-        }
-        if self.finished {
-            return None;
-        }
-        loop {
-            let (message, last) = tokio::select! {
-                _ = self.shutdown.as_mut() => {
-                    (event(sync_event::Event::Reconnect(Reconnect { reason: "the server is shutting down".into() })), true)
-                }
-                _ = self.heartbeat.tick() => (event(sync_event::Event::Heartbeat(Heartbeat { version: self.sent })), false),
-                next = self.changes.after(self.sent) => match next {
-                    Next::Changes(changes) => {
-                        self.sent = changes.last().map_or(self.sent, |c| c.version());
-                        self.backlog.extend(changes.iter().map(|change| delta(&self.epoch, change)));
-                        match self.backlog.pop_front() {
-                            Some(message) => return Some(message),
-                            None => continue,
-                        }
-                    }
-                    Next::Behind => {
-                        self.metrics.rejected(crate::limits::Rejection::StreamBacklog);
-                        (event(sync_event::Event::Reconnect(Reconnect { reason: "fell too far behind".into() })), true)
-                    }
-                    Next::Closed => return None,
-                },
-            };
-            self.finished = last;
-            return Some(message);
-        }
-    }
-}
 
 fn report(o: rampart_proto::rampart::v1::Outcome) -> Report {
     Report {
@@ -188,7 +116,10 @@ impl RampartSync {
 
     /// A relay's subscription: its token's name and the environment it
     /// names (which the token must be scoped to); `None` for SDK clients.
-    fn relay(&self, metadata: &tonic::metadata::MetadataMap) -> Result<Option<(String, Arc<Environment>)>, Status> {
+    pub(crate) fn relay(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<Option<(String, Arc<Environment>)>, Status> {
         let Some(token) = bearer(metadata) else { return Ok(None) };
         if self.state.environments.relay_name(token).is_none() {
             return Ok(None);
@@ -308,67 +239,8 @@ impl FlagSync for RampartSync {
         Ok(Response::new(UsageReply { accepted: result.accepted as u64, ignored: result.ignored as u64 }))
     }
 
-    async fn subscribe(&self, request: Request<SubscribeRequest>) -> Result<Response<EventStream>, Status> {
-        let (metadata, _, body) = request.into_parts();
-        let (environment, credentials) = match self.relay(&metadata)? {
-            Some((relay, environment)) => {
-                self.state.metrics.relay_subscribed(&relay, &environment.name);
-                tracing::info!(%relay, environment = %environment.name, "a relay subscribed");
-                let credentials = self.state.environments.credentials(&environment.name);
-                (environment, Some(credentials))
-            }
-            None => (self.state.environment(&metadata, None)?, None),
-        };
-        let epoch = self.state.environments.epoch.clone();
-        let changes = environment.changes.subscribe();
-        let current = environment.snapshot();
-        // Resume with deltas when the client's position is still known.
-        let missed: Option<Vec<Arc<ChangeEvent>>> =
-            (body.epoch == epoch && body.version > 0 && body.version <= current.version)
-                .then(|| environment.changes.since(body.version))
-                .flatten();
-        let mut backlog = std::collections::VecDeque::new();
-        let sent = match missed {
-            Some(missed) => {
-                let mut sent = body.version;
-                for change in missed.iter().filter(|c| c.version() <= current.version) {
-                    backlog.push_back(delta(&epoch, change));
-                    sent = change.version();
-                }
-                sent
-            }
-            None => {
-                backlog.push_back(event(sync_event::Event::Snapshot(Snapshot {
-                    epoch: epoch.clone(),
-                    version: current.version,
-                    environment: environment.name.clone(),
-                    flags_json: String::from_utf8_lossy(&environment.changes.document_json(&current)).into_owned(),
-                    credentials: credentials.map(|c| rampart_proto::rampart::v1::Credentials {
-                        open: c.open,
-                        sdk_keys: c.sdk_keys.iter().map(|d| d.0.to_vec()).collect(),
-                        reporter_keys: c.reporter_keys.iter().map(|d| d.0.to_vec()).collect(),
-                        relay_tokens: c.relay_tokens.iter().map(|d| d.0.to_vec()).collect(),
-                        sdk_key_outcomes: c.sdk_key_outcomes,
-                    }),
-                })));
-                current.version
-            }
-        };
-        let mut heartbeat = tokio::time::interval(self.state.heartbeat);
-        heartbeat.reset();
-        let subscription = Subscription {
-            epoch,
-            backlog,
-            changes,
-            heartbeat,
-            shutdown: Box::pin(self.state.shutdown.clone().cancelled_owned()),
-            metrics: self.state.metrics.clone(),
-            sent,
-            finished: false,
-        };
-        let stream = futures_util::stream::unfold(subscription, |mut subscription| async move {
-            subscription.next().await.map(|message| (message, subscription))
-        });
-        Ok(Response::new(Box::pin(stream)))
+    /// Never reached: `sync_listener` answers this path itself.
+    async fn subscribe(&self, _: Request<SubscribeRequest>) -> Result<Response<EventStream>, Status> {
+        Err(Status::internal("Subscribe is served by the sync listener"))
     }
 }
