@@ -20,7 +20,7 @@ use std::future::poll_fn;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -115,12 +115,12 @@ async fn connection(io: Guarded, services: SyncServices, shutdown: CancellationT
 /// with the connection itself (which reads frames and writes what the
 /// calls queued).
 ///
-/// A change wakes every connection at once, so one wake-up per message is
-/// what this loop is built for: the calls are polled first and the
-/// connection right after, which writes what they queued, and h2's own
-/// wake-ups from those writes are not passed on (`ConnectionWaker`);
-/// pings and the shutdown wait sit in `housekeeping`, polled only when
-/// one of them is due.
+/// A change wakes every connection at once, so one wake-up and one pass
+/// per message is what this loop is built for: the calls are polled
+/// first and the connection right after, which writes what they queued;
+/// h2's own wake-ups from those writes are not passed on
+/// (`ConnectionWaker`); pings and the shutdown wait sit in
+/// `housekeeping`, polled only when one of them is due.
 async fn drive<Io, Call>(
     io: Io,
     shutdown: CancellationToken,
@@ -148,11 +148,11 @@ async fn drive<Io, Call>(
     housekeeping.push(Box::pin(ping(pings, keepalive)));
     let waker = Arc::new(ConnectionWaker::default());
     let connection_waker = Waker::from(waker.clone());
-    let mut calls = FuturesUnordered::new();
+    let mut calls: Vec<Pin<Box<Call>>> = Vec::new();
     loop {
         tokio::select! {
             biased;
-            Some(()) = poll_fn(|cx| waker.quiet_while(|| calls.poll_next_unpin(cx))), if !calls.is_empty() => {}
+            () = poll_fn(|cx| waker.quiet_while(|| poll_calls(&mut calls, cx))) => {}
             accepted = poll_fn(|cx| {
                 waker.wakes(cx.waker());
                 connection.poll_accept(&mut Context::from_waker(&connection_waker))
@@ -165,7 +165,7 @@ async fn drive<Io, Call>(
                     if calls.len() >= CALLS {
                         respond.send_reset(h2::Reason::REFUSED_STREAM);
                     } else {
-                        calls.push(dispatch(request, respond));
+                        calls.push(Box::pin(dispatch(request, respond)));
                     }
                 }
                 Some(Err(error)) => {
@@ -184,6 +184,16 @@ async fn drive<Io, Call>(
             },
         }
     }
+}
+
+/// Polls every call of a connection (at most `CALLS`, usually one
+/// subscription) and drops those that ended; never ready. Not a
+/// `FuturesUnordered`: after polling all of its futures it wakes its task
+/// again (to be fair to other tasks), which for one subscription is a
+/// second pass over the connection for every message.
+fn poll_calls<Call: Future<Output = ()>>(calls: &mut Vec<Pin<Box<Call>>>, cx: &mut Context<'_>) -> Poll<()> {
+    calls.retain_mut(|call| call.as_mut().poll(cx).is_pending());
+    Poll::Pending
 }
 
 /// What a connection's housekeeping found due.
