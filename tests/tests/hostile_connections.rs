@@ -268,13 +268,7 @@ fn stream_clients_that_never_read_cost_bounded_memory() {
     // So does a gRPC subscriber whose window is a small part of the
     // snapshot: written as the window opens, and whole.
     runtime.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.sync))
-            .expect("endpoint")
-            .initial_stream_window_size(64 << 10)
-            .initial_connection_window_size(64 << 10)
-            .connect()
-            .await
-            .expect("connect");
+        let channel = small_window_channel(&server.sync).await;
         let mut client = FlagSyncClient::new(channel).max_decoding_message_size(8 << 20);
         let mut stream = client.subscribe(SubscribeRequest::default()).await.expect("subscribe").into_inner();
         let first = stream.message().await.expect("message").expect("event").event;
@@ -287,6 +281,18 @@ fn stream_clients_that_never_read_cost_bounded_memory() {
     drop(subscribers);
 }
 
+/// A gRPC channel whose client grants 64 KiB of window: a large message
+/// is written to it in parts, as the client reads.
+async fn small_window_channel(address: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("endpoint")
+        .initial_stream_window_size(64 << 10)
+        .initial_connection_window_size(64 << 10)
+        .connect()
+        .await
+        .expect("connect")
+}
+
 #[test]
 fn a_subscriber_that_stops_reading_does_not_hold_the_shutdown() {
     let (server, _dir) = start(&big_configuration(0), "");
@@ -295,13 +301,7 @@ fn a_subscriber_that_stops_reading_does_not_hold_the_shutdown() {
     // window that never comes, and never hears an answer to its goodbye.
     let frozen = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     frozen.block_on(async {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.sync))
-            .expect("endpoint")
-            .initial_stream_window_size(64 << 10)
-            .initial_connection_window_size(64 << 10)
-            .connect()
-            .await
-            .expect("connect");
+        let channel = small_window_channel(&server.sync).await;
         let mut client = FlagSyncClient::new(channel);
         let stream = client.subscribe(SubscribeRequest::default()).await.expect("subscribe").into_inner();
         std::mem::forget((client, stream));
