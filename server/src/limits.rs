@@ -364,10 +364,13 @@ pub enum Rejection {
     GuardUsers,
     /// A `track` request over `services::track::MAX_EVENTS` events.
     TrackEvents,
+    /// A call on a sync connection already holding `SYNC_STREAMS` calls
+    /// (`grpc::sync_listener`), refused with `REFUSED_STREAM`.
+    StreamCalls,
 }
 
 impl Rejection {
-    pub const ALL: [Rejection; 22] = [
+    pub const ALL: [Rejection; 23] = [
         Rejection::RequestBody,
         Rejection::BodyReadTimeout,
         Rejection::ContextFields,
@@ -390,6 +393,7 @@ impl Rejection {
         Rejection::OtlpSpans,
         Rejection::GuardUsers,
         Rejection::TrackEvents,
+        Rejection::StreamCalls,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -417,6 +421,7 @@ impl Rejection {
             Rejection::OtlpSpans => "otlp_spans",
             Rejection::GuardUsers => "guard_users",
             Rejection::TrackEvents => "track_events",
+            Rejection::StreamCalls => "stream_calls",
         }
     }
 }

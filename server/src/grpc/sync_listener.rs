@@ -107,8 +107,9 @@ fn settings() -> h2::server::Builder {
 /// One connection, its calls dispatched by path.
 async fn connection(io: Guarded, services: SyncServices, shutdown: CancellationToken) {
     let peer = io.connect_info();
+    let metrics = services.rampart.state.metrics.clone();
     let dispatch = |request, respond| call(request, respond, services.clone(), peer.clone());
-    drive(io, shutdown, KEEPALIVE, dispatch).await;
+    drive(io, shutdown, KEEPALIVE, dispatch, || metrics.rejected(crate::limits::Rejection::StreamCalls)).await;
 }
 
 /// Drives one connection to its end: its calls are polled by this task,
@@ -126,6 +127,7 @@ async fn drive<Io, Call>(
     shutdown: CancellationToken,
     keepalive: Keepalive,
     mut dispatch: impl FnMut(http::Request<RecvStream>, SendResponse<Bytes>) -> Call,
+    refused: impl Fn(),
 ) where
     Io: AsyncRead + AsyncWrite + Unpin,
     Call: Future<Output = ()>,
@@ -164,6 +166,7 @@ async fn drive<Io, Call>(
                     // pile up calls.
                     if calls.len() >= CALLS {
                         respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        refused();
                     } else {
                         calls.push(Box::pin(dispatch(request, respond)));
                     }
@@ -315,7 +318,7 @@ mod tests {
     async fn a_peer_that_stops_answering_pings_is_disconnected() {
         let (server, mut peer) = tokio::io::duplex(1 << 16);
         let started = Instant::now();
-        let connection = tokio::spawn(drive(server, CancellationToken::new(), PINGS, ok));
+        let connection = tokio::spawn(drive(server, CancellationToken::new(), PINGS, ok, || {}));
         // A client preface and empty SETTINGS, then nothing: not even the
         // answer to a ping.
         peer.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.expect("preface");
@@ -328,7 +331,7 @@ mod tests {
     #[tokio::test]
     async fn a_peer_that_answers_pings_stays_connected() {
         let (server, peer) = tokio::io::duplex(1 << 16);
-        let connection = tokio::spawn(drive(server, CancellationToken::new(), PINGS, ok));
+        let connection = tokio::spawn(drive(server, CancellationToken::new(), PINGS, ok, || {}));
         let (mut client, peer_connection) = h2::client::handshake(peer).await.expect("handshake");
         // The client's connection task answers pings.
         tokio::spawn(peer_connection);
@@ -346,10 +349,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn calls_the_client_cancelled_count_until_they_end() {
+        let (server, peer) = tokio::io::duplex(1 << 16);
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = refused.clone();
+        // Calls that never end by themselves, as a subscription between
+        // two messages.
+        let endless = |_: http::Request<RecvStream>, respond: SendResponse<Bytes>| async move {
+            let _respond = respond;
+            std::future::pending::<()>().await
+        };
+        let count = move || {
+            counted.fetch_add(1, Ordering::Relaxed);
+        };
+        tokio::spawn(drive(server, CancellationToken::new(), PINGS, endless, count));
+        let (client, peer_connection) = h2::client::handshake(peer).await.expect("handshake");
+        tokio::spawn(peer_connection);
+        let mut client = client.ready().await.expect("ready");
+        let request = || http::Request::post("http://sync/any").body(()).expect("request");
+        // Opened and cancelled at once: h2 lets the client open more.
+        for _ in 0..CALLS {
+            let (_, mut stream) = client.send_request(request(), false).expect("sent");
+            stream.send_reset(h2::Reason::CANCEL);
+            client = client.ready().await.expect("ready");
+        }
+        let (response, _stream) = client.send_request(request(), false).expect("sent");
+        let answer = tokio::time::timeout(Duration::from_secs(30), response).await.expect("answered in time");
+        let refusal = answer.expect_err("refused");
+        assert_eq!(refusal.reason(), Some(h2::Reason::REFUSED_STREAM), "{refusal}");
+        assert_eq!(refused.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
     async fn shutdown_sends_goaway_and_the_connection_closes() {
         let (server, peer) = tokio::io::duplex(1 << 16);
         let shutdown = CancellationToken::new();
-        let connection = tokio::spawn(drive(server, shutdown.clone(), PINGS, ok));
+        let connection = tokio::spawn(drive(server, shutdown.clone(), PINGS, ok, || {}));
         let (client, peer_connection) = h2::client::handshake(peer).await.expect("handshake");
         let peer_connection = tokio::spawn(peer_connection);
         shutdown.cancel();
