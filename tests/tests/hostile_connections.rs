@@ -395,3 +395,19 @@ fn a_grpc_client_that_stops_reading_does_not_hold_the_shutdown() {
     assert!(started.elapsed() < Duration::from_secs(20), "stopped after the drain time: {:?}", started.elapsed());
     drop(frozen);
 }
+
+#[test]
+fn an_oversized_subscribe_request_is_out_of_range_and_the_listener_still_serves() {
+    let (server, _dir) = start(SMALL, "");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let mut client = FlagSyncClient::connect(format!("http://{}", server.sync)).await.expect("connect");
+        // A message over `maxBodyBytes` (1 MB by default).
+        let request = SubscribeRequest { epoch: "e".repeat(1 << 20), ..Default::default() };
+        let refused = client.subscribe(request).await.expect_err("refused");
+        assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+        let mut stream = client.subscribe(SubscribeRequest::default()).await.expect("subscribe").into_inner();
+        let first = stream.message().await.expect("message").expect("event").event;
+        assert!(matches!(first, Some(sync_event::Event::Snapshot(_))), "{first:?}");
+    });
+}
