@@ -10,6 +10,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::server::SendResponse;
@@ -89,6 +90,31 @@ pub(crate) async fn read_message<M: prost::Message + Default>(mut body: RecvStre
             None => return Err(Status::invalid_argument("the request has no message")),
         }
     }
+}
+
+/// The longest `grpc-timeout` value: gRPC allows at most eight digits.
+const TIMEOUT_DIGITS: usize = 8;
+
+/// The client's deadline for a call, from gRPC's `grpc-timeout` header
+/// (up to eight digits and a unit: `H`, `M`, `S`, `m`, `u` or `n`). A
+/// malformed value is ignored, as tonic's server (which answered these
+/// calls before) ignores it: the client still holds its own deadline.
+pub(crate) fn grpc_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at_checked(value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > TIMEOUT_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
 }
 
 /// A response that is only a status (gRPC's "trailers-only" response).
@@ -185,5 +211,31 @@ where
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout(value: &str) -> Option<Duration> {
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-timeout", HeaderValue::from_str(value).expect("a header value"));
+        grpc_timeout(&headers)
+    }
+
+    #[test]
+    fn grpc_timeouts_are_read_in_every_unit_and_malformed_ones_ignored() {
+        assert_eq!(timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(timeout("10S"), Some(Duration::from_secs(10)));
+        assert_eq!(timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(timeout("99999999n"), Some(Duration::from_nanos(99_999_999)), "eight digits");
+        assert_eq!(timeout("99999999H"), Some(Duration::from_secs(99_999_999 * 3600)), "the longest");
+        for malformed in ["", "S", "100", "123456789m", "-1S", "1.5S", "10s", "1 S", "1é"] {
+            assert_eq!(timeout(malformed), None, "{malformed:?}");
+        }
+        assert_eq!(grpc_timeout(&HeaderMap::new()), None);
     }
 }

@@ -14,7 +14,9 @@
 //! stops answering is disconnected and its buffers freed), and at shutdown
 //! a GOAWAY, after which open streams end (a subscription sends
 //! `Reconnect`) and the connection closes; `grpc::spawn` drops whatever is
-//! still open after its drain time.
+//! still open after its drain time. What tonic's server did is too: a
+//! call to the tonic services not answered within the client's
+//! `grpc-timeout` is answered `DEADLINE_EXCEEDED`.
 
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
@@ -285,17 +287,34 @@ async fn call(
     Box::pin(tonic_call(request, respond, services.routes, peer)).await;
 }
 
-/// A call for the tonic services.
+/// A call for the tonic services, answered `DEADLINE_EXCEEDED` when the
+/// client's `grpc-timeout` passes before the response begins (as tonic's
+/// own server does; a streamed response then runs until the client
+/// cancels it). `Subscribe` needs no such bound: its response begins as
+/// soon as its request is read, which `bodyReadTimeoutSeconds` bounds.
 async fn tonic_call(
     request: http::Request<RecvStream>,
     respond: SendResponse<Bytes>,
     mut routes: tonic::service::Routes,
     peer: TcpConnectInfo,
 ) {
+    let timeout = h2_stream::grpc_timeout(request.headers());
     let (mut parts, body) = request.into_parts();
     parts.extensions.insert(peer);
     let response = tower_service::Service::call(&mut routes, http::Request::from_parts(parts, RequestBody(body)));
-    let Ok(response) = response.await;
+    let response = match timeout {
+        Some(timeout) => match tokio::time::timeout(timeout, response).await {
+            Ok(Ok(response)) => response,
+            Err(_) => {
+                let status = tonic::Status::deadline_exceeded("the call's grpc-timeout passed before it was answered");
+                return h2_stream::refuse(respond, status);
+            }
+        },
+        None => {
+            let Ok(response) = response.await;
+            response
+        }
+    };
     h2_stream::pipe(respond, response).await;
 }
 
@@ -392,5 +411,63 @@ mod tests {
         drop(client);
         let ended = tokio::time::timeout(Duration::from_secs(30), peer_connection).await.expect("peer saw the end");
         assert!(ended.expect("joined").is_ok(), "GOAWAY is a graceful end for the peer");
+    }
+
+    /// A tonic service whose `Never` call is never answered and whose
+    /// other calls are answered at once with `grpc-status: 0`.
+    #[derive(Clone)]
+    struct Slow;
+
+    impl tonic::server::NamedService for Slow {
+        const NAME: &'static str = "test.Slow";
+    }
+
+    impl tower_service::Service<http::Request<tonic::body::Body>> for Slow {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+            let never = request.uri().path().ends_with("/Never");
+            Box::pin(async move {
+                if never {
+                    std::future::pending::<()>().await;
+                }
+                Ok(tonic::Status::ok("").into_http())
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_grpc_timeout_is_answered_deadline_exceeded() {
+        let (server, peer) = tokio::io::duplex(1 << 16);
+        let routes = tonic::service::Routes::new(Slow);
+        let peer_info = TcpConnectInfo { local_addr: None, remote_addr: None };
+        let dispatch = move |request, respond| tonic_call(request, respond, routes.clone(), peer_info.clone());
+        tokio::spawn(drive(server, CancellationToken::new(), PINGS, dispatch, || {}));
+        let (client, peer_connection) = h2::client::handshake(peer).await.expect("handshake");
+        tokio::spawn(peer_connection);
+        let mut client = client.ready().await.expect("ready");
+        let call = |method: &str, timeout: &str| {
+            http::Request::post(format!("http://sync/test.Slow/{method}"))
+                .header("content-type", "application/grpc")
+                .header("grpc-timeout", timeout)
+                .body(())
+                .expect("request")
+        };
+        let started = Instant::now();
+        let (response, _) = client.send_request(call("Never", "100m"), true).expect("sent");
+        let answer = tokio::time::timeout(Duration::from_secs(30), response).await.expect("answered").expect("ok");
+        assert!(started.elapsed() >= Duration::from_millis(100), "answered before the deadline");
+        assert_eq!(answer.headers().get("grpc-status").expect("a status"), "4", "DEADLINE_EXCEEDED");
+        // A call answered within its deadline is passed through whole.
+        let mut client = client.ready().await.expect("ready");
+        let (response, _) = client.send_request(call("Now", "60S"), true).expect("sent");
+        let answer = tokio::time::timeout(Duration::from_secs(30), response).await.expect("answered").expect("ok");
+        assert_eq!(answer.headers().get("grpc-status").expect("a status"), "0");
     }
 }
