@@ -14,9 +14,10 @@
 //! stops answering is disconnected and its buffers freed), and at shutdown
 //! a GOAWAY, after which open streams end (a subscription sends
 //! `Reconnect`) and the connection closes; `grpc::spawn` drops whatever is
-//! still open after its drain time. What tonic's server did is too: a
-//! call to the tonic services not answered within the client's
-//! `grpc-timeout` is answered `DEADLINE_EXCEEDED`.
+//! still open after its drain time. The client's `grpc-timeout` is
+//! honoured as tonic's server honoured it: a call to the tonic services
+//! not answered in time ends, here with `DEADLINE_EXCEEDED` (tonic said
+//! `CANCELLED`).
 
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
@@ -288,10 +289,13 @@ async fn call(
 }
 
 /// A call for the tonic services, answered `DEADLINE_EXCEEDED` when the
-/// client's `grpc-timeout` passes before the response begins (as tonic's
-/// own server does; a streamed response then runs until the client
-/// cancels it). `Subscribe` needs no such bound: its response begins as
-/// soon as its request is read, which `bodyReadTimeoutSeconds` bounds.
+/// client's `grpc-timeout` passes before the response begins. Tonic's own
+/// server bounds the same span but answers `CANCELLED`; gRPC's code for a
+/// passed deadline is the one used here. A streamed response then runs
+/// until the client cancels it, and a report already taken when the
+/// deadline passes stays taken, as when the client gives up at that same
+/// moment. `Subscribe` needs no such bound: its response begins as soon as
+/// its request is read, which `bodyReadTimeoutSeconds` bounds.
 async fn tonic_call(
     request: http::Request<RecvStream>,
     respond: SendResponse<Bytes>,
